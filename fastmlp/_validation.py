@@ -1,0 +1,204 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises a ``TypeError`` (wrong kind of thing) or ``ValueError`` (right kind, bad
+value) whose message names the argument, what was expected and what was received.
+"""
+
+import numbers
+
+import numpy as np
+
+_FINITE_CHUNK = 1 << 20  # elements checked at a time, so the check of a big X stays small
+
+
+def _describe(value):
+    if isinstance(value, np.ndarray):
+        return f"an array of shape {value.shape} and dtype {value.dtype}"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{text} of type {type(value).__name__}"
+
+
+def check_int(value, name, minimum=1):
+    """An integer (not a bool) >= minimum, returned as int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {_describe(value)}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_float(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number in [low, high] (open ends where asked), returned as float."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number; got {_describe(value)}")
+    value = float(value)
+    lo = "-inf" if low is None else repr(low)
+    hi = "inf" if high is None else repr(high)
+    interval = f"{'(' if low_open or low is None else '['}{lo}, {hi}{')' if high_open or high is None else ']'}"
+    bad = not np.isfinite(value)
+    if low is not None:
+        bad = bad or value < low or (low_open and value == low)
+    if high is not None:
+        bad = bad or value > high or (high_open and value == high)
+    if bad:
+        raise ValueError(f"{name} must be a finite number in {interval}; got {value!r}")
+    return value
+
+
+def check_choice(value, name, choices):
+    """One of `choices` (strings), returned as given."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {list(choices)}; got {_describe(value)}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+    return value
+
+
+def check_dtype(dtype):
+    """'float32' or 'float64' (or the NumPy types), returned as a NumPy dtype."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+    return dt
+
+
+def _as_numeric_array(value, name):
+    """np.asarray with a clear TypeError for strings, objects, complex and ragged input."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array; got {_describe(value)}")
+    try:
+        arr = np.asarray(value)
+    except ValueError as exc:  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular numeric array; got ragged input ({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold real numbers (bool, int, uint or float); got dtype {arr.dtype}"
+        )
+    return arr
+
+
+def check_finite(arr, name):
+    """Raise ValueError if a float array holds NaN or inf (checked in bounded chunks)."""
+    if arr.dtype.kind != "f":
+        return
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else arr
+    if flat.ndim == 1:
+        for start in range(0, flat.size, _FINITE_CHUNK):
+            if not np.isfinite(flat[start : start + _FINITE_CHUNK]).all():
+                break
+        else:
+            return
+    elif np.isfinite(arr).all():
+        return
+    bad = np.argwhere(~np.isfinite(arr))[0]
+    raise ValueError(
+        f"{name} must be finite; it holds {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
+    )
+
+
+def check_X(X, n_features=None, name="X"):
+    """Samples as a 2-D real array (n_samples, n_features), finite, not empty.
+
+    Higher-dimensional input (images) is flattened to (n_samples, prod(rest)). The array is
+    returned without copying where it already is C-contiguous.
+    """
+    arr = _as_numeric_array(X, name)
+    if arr.ndim < 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features); got an array of shape {arr.shape}"
+            + ("; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample" if arr.ndim == 1 else "")
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has shape {arr.shape}, needs at least one sample")
+    if arr.ndim > 2:
+        arr = arr.reshape(arr.shape[0], -1)
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has no features: shape {arr.shape}")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} must have {n_features} features (the model's input size); "
+            f"got {arr.shape[1]} (shape {arr.shape})"
+        )
+    arr = np.ascontiguousarray(arr)
+    check_finite(arr, name)
+    return arr
+
+
+def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
+    """Targets for `loss`, checked and converted for the loss kernel.
+
+    Returns ``(T, labels)``: T is what the loss kernel takes (int64 labels of shape (n,) or
+    `dtype` targets of shape (n, n_outputs)); labels are the int64 class labels used for
+    accuracy, or None where accuracy does not apply.
+    """
+    arr = _as_numeric_array(y, name)
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D; got an array of shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(
+            f"X and {name} must have the same number of samples; got {n_samples} in X "
+            f"and {arr.shape[0]} in {name}"
+        )
+    check_finite(arr, name)
+
+    if loss == "cross_entropy":
+        if arr.ndim == 2 and arr.shape[1] == 1:
+            arr = arr[:, 0]
+        if arr.ndim == 1:
+            if arr.dtype.kind == "f":
+                if not np.all(arr == np.round(arr)):
+                    bad = arr[arr != np.round(arr)][0]
+                    raise ValueError(
+                        f"{name} must hold integer class labels 0..{n_outputs - 1} for "
+                        f"loss='cross_entropy'; got the non-integer value {bad!r}"
+                    )
+            elif arr.dtype.kind == "b":
+                raise TypeError(
+                    f"{name} must hold integer class labels 0..{n_outputs - 1}; got booleans "
+                    "(use loss='binary_cross_entropy' with one output for yes/no targets)"
+                )
+            lo, hi = arr.min(), arr.max()
+            if lo < 0 or hi > n_outputs - 1:
+                raise ValueError(
+                    f"{name} must hold class labels in 0..{n_outputs - 1} (the model has "
+                    f"{n_outputs} outputs); got labels from {lo:g} to {hi:g}"
+                )
+            labels = arr.astype(np.int64)
+            return labels, labels
+        if arr.shape[1] != n_outputs:
+            raise ValueError(
+                f"{name} as one-hot or probability targets must have {n_outputs} columns "
+                f"(the model's outputs); got shape {arr.shape}"
+            )
+        if arr.min() < 0:
+            raise ValueError(f"{name} as probability targets must be >= 0; got {arr.min():g}")
+        T = np.ascontiguousarray(arr, dtype=dtype)
+        return T, T.argmax(axis=1).astype(np.int64)
+
+    if arr.ndim == 1:
+        if n_outputs != 1:
+            raise ValueError(
+                f"{name} must have shape ({n_samples}, {n_outputs}) for a model with "
+                f"{n_outputs} outputs; got shape {arr.shape}"
+            )
+        arr = arr.reshape(-1, 1)
+    if arr.shape[1] != n_outputs:
+        raise ValueError(
+            f"{name} must have {n_outputs} columns (the model's outputs); got shape {arr.shape}"
+        )
+    if loss == "binary_cross_entropy":
+        lo, hi = arr.min(), arr.max()
+        if lo < 0 or hi > 1:
+            raise ValueError(
+                f"{name} must hold 0/1 labels (or probabilities in [0, 1]) for "
+                f"loss='binary_cross_entropy'; got values from {lo:g} to {hi:g}"
+            )
+        T = np.ascontiguousarray(arr, dtype=dtype)
+        labels = (T[:, 0] > 0.5).astype(np.int64) if n_outputs == 1 else None
+        return T, labels
+    return np.ascontiguousarray(arr, dtype=dtype), None

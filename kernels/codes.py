@@ -1,0 +1,37 @@
+"""Integer codes shared by every backend.
+
+Kernels take the activation as a small integer so that one generic kernel serves all six
+activations (Numba specialises the branch away per call site's constant); the Python layer
+maps names to codes with :func:`activation_code`.
+"""
+
+IDENTITY, RELU, LEAKY_RELU, ELU, SIGMOID, TANH = range(6)
+
+ACTIVATIONS = {
+    "identity": IDENTITY,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "elu": ELU,
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+}
+
+#: negative slope of leaky_relu, as torch.nn.LeakyReLU's default
+LEAKY_SLOPE = 0.01
+#: alpha of elu, as torch.nn.ELU's default
+ELU_ALPHA = 1.0
+
+
+def activation_code(name, argument="activation"):
+    """Map an activation name to its kernel code, or raise a ValueError naming `argument`."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{argument} must be a string, one of {sorted(ACTIVATIONS)}; got {name!r} "
+            f"of type {type(name).__name__}"
+        )
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"{argument} must be one of {sorted(ACTIVATIONS)}; got {name!r}"
+        ) from None
