@@ -59,10 +59,10 @@ def check_choice(value, name, choices):
 def check_dtype(dtype):
     """'float32' or 'float64' (or the NumPy types), returned as a NumPy dtype."""
     try:
-        dt = np.dtype(dtype)
-    except TypeError:
+        dt = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
     return dt
 
@@ -82,30 +82,45 @@ def _as_numeric_array(value, name):
     return arr
 
 
-def check_finite(arr, name):
-    """Raise ValueError if a float array holds NaN or inf (checked in bounded chunks)."""
+def check_finite(arr, name, dtype=None):
+    """Raise ValueError if a float array holds NaN or inf, or values beyond what `dtype`
+    (the model's float type) can hold, checked in bounded chunks."""
     if arr.dtype.kind != "f":
         return
+    limit = np.finfo(dtype if dtype is not None else arr.dtype).max
+    limit = min(float(limit), float(np.finfo(arr.dtype).max))
     flat = arr.reshape(-1) if arr.flags.c_contiguous else arr
     if flat.ndim == 1:
         for start in range(0, flat.size, _FINITE_CHUNK):
-            if not np.isfinite(flat[start : start + _FINITE_CHUNK]).all():
+            if not (np.abs(flat[start : start + _FINITE_CHUNK]) <= limit).all():
                 break
         else:
             return
-    elif np.isfinite(arr).all():
+    elif (np.abs(arr) <= limit).all():
         return
-    bad = np.argwhere(~np.isfinite(arr))[0]
-    raise ValueError(
-        f"{name} must be finite; it holds {arr[tuple(bad)]} at index {tuple(int(i) for i in bad)}"
-    )
+    bad = np.argwhere(~(np.abs(arr) <= limit))[0]
+    value = arr[tuple(bad)]
+    where = f"at index {tuple(int(i) for i in bad)}"
+    if np.isfinite(value):
+        raise ValueError(
+            f"{name} must be finite in {np.dtype(dtype).name}; it holds {value!r} {where}, "
+            f"beyond the largest {np.dtype(dtype).name} ({limit:.4g})"
+        )
+    raise ValueError(f"{name} must be finite; it holds {value} {where}")
 
 
-def check_X(X, n_features=None, name="X"):
+#: dtypes the compiled kernels read directly; others are converted to the model's dtype
+_KERNEL_DTYPES = {np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.int8, np.uint16,
+                                         np.int16, np.uint32, np.int32, np.uint64, np.int64)}
+
+
+def check_X(X, n_features=None, name="X", dtype=None):
     """Samples as a 2-D real array (n_samples, n_features), finite, not empty.
 
     Higher-dimensional input (images) is flattened to (n_samples, prod(rest)). The array is
-    returned without copying where it already is C-contiguous.
+    returned without copying where it already is C-contiguous and of a dtype the kernels
+    read (floats, ints, uint8...); others (bool, float16, longdouble) are converted to
+    `dtype`, the model's. Values must fit in `dtype`.
     """
     arr = _as_numeric_array(X, name)
     if arr.ndim < 2:
@@ -124,9 +139,10 @@ def check_X(X, n_features=None, name="X"):
             f"{name} must have {n_features} features (the model's input size); "
             f"got {arr.shape[1]} (shape {arr.shape})"
         )
-    arr = np.ascontiguousarray(arr)
-    check_finite(arr, name)
-    return arr
+    check_finite(arr, name, dtype)
+    if arr.dtype not in _KERNEL_DTYPES:
+        return np.ascontiguousarray(arr, dtype=dtype or np.float64)
+    return np.ascontiguousarray(arr)
 
 
 def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
@@ -144,7 +160,7 @@ def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
             f"X and {name} must have the same number of samples; got {n_samples} in X "
             f"and {arr.shape[0]} in {name}"
         )
-    check_finite(arr, name)
+    check_finite(arr, name, dtype)
 
     if loss == "cross_entropy":
         if arr.ndim == 2 and arr.shape[1] == 1:

@@ -121,7 +121,8 @@ class ProgressBar(Callback):
     def on_epoch_end(self, epoch, logs=None):
         elapsed = time.perf_counter() - self.epoch_start
         per_step = elapsed / max(self.steps, 1)
-        timing = f"{_format_seconds(elapsed)} {per_step * 1e3:.0f}ms/step"
+        per = f"{per_step * 1e3:.0f}ms" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us"
+        timing = f"{_format_seconds(elapsed)} {per}/step"
         metrics = format_logs({k: v for k, v in (logs or {}).items() if k != "lr"})
         if self.verbose == 1:
             prefix = "\r" if self._interactive() else ""

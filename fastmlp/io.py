@@ -24,7 +24,8 @@ def save_model(model, path):
         raise ValueError(f"path must end in .npz; got {path!r}")
     config = model.get_config()
     config.update(format=FORMAT, format_version=FORMAT_VERSION, fastmlp_version=__version__,
-                  optimizer_step=int(model._opt_state["step"]))
+                  optimizer_step=int(model._opt_state["step"]),
+                  rng_state=model._rng.bit_generator.state)
     arrays = {"config": np.array(json.dumps(config))}
     for i, (W, b) in enumerate(zip(model.W, model.b)):
         arrays[f"W{i}"], arrays[f"b{i}"] = W, b
@@ -51,7 +52,10 @@ def load(path, device="auto"):
 
     path = os.fspath(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError(f"it holds a single {type(data).__name__}, not an .npz archive")
+        with data:
             arrays = {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise
@@ -59,7 +63,7 @@ def load(path, device="auto"):
         raise ValueError(f"{path!r} is not a readable fastmlp model file: {exc}") from None
     try:
         config = json.loads(str(arrays["config"]))
-        if config.get("format") != FORMAT:
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise ValueError("not a fastmlp model (format tag missing)")
         if config.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"unsupported format version {config.get('format_version')!r}")
@@ -78,6 +82,8 @@ def load(path, device="auto"):
                 raise ValueError(f"optimizer state {name!r} has shape {state.shape}")
             model._opt_state[name][...] = state
         model._opt_state["step"] = int(config.get("optimizer_step", 0))
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        if "rng_state" in config:
+            model._rng.bit_generator.state = config["rng_state"]
+    except (KeyError, TypeError, ValueError, AttributeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path!r} is not a valid fastmlp model file: {exc!r}") from None
     return model

@@ -20,7 +20,8 @@ import math
 import numpy as np
 
 from . import kernels as _kernels
-from ._validation import check_X, check_choice, check_dtype, check_float, check_int, check_targets
+from ._validation import (check_X, check_choice, check_dtype, check_finite, check_float, check_int,
+                          check_targets)
 from .callbacks import Callback, History, ProgressBar
 from .kernels.codes import ACTIVATIONS, IDENTITY, activation_code
 from .optim import Optimizer, get_optimizer
@@ -227,8 +228,7 @@ class Sequential:
                 raise TypeError(f"{name} must be a real array; got dtype {arr.dtype}")
             if arr.shape != old.shape:
                 raise ValueError(f"{name} must have shape {old.shape}; got {arr.shape}")
-            if not np.isfinite(arr).all():
-                raise ValueError(f"{name} must be finite; it holds NaN or inf")
+            check_finite(arr, name, self.dtype)
             checked.append(arr)
         for arr, old in zip(checked, targets):
             old[...] = arr
@@ -277,7 +277,7 @@ class Sequential:
     # public training API
 
     def _check_fit_data(self, X, y, name_X="X", name_y="y"):
-        X = check_X(X, self.n_features, name_X)
+        X = check_X(X, self.n_features, name_X, self.dtype)
         T, labels = check_targets(y, self.loss, self.n_outputs, X.shape[0], self.dtype, name_y)
         return X, T, labels
 
@@ -370,6 +370,8 @@ class Sequential:
                 self._rng.shuffle(order)
             loss_sum, correct = 0.0, 0
             for step in range(steps):
+                for cb in cbs:
+                    cb.on_batch_begin(step)
                 start = step * batch
                 idx = order[start : start + batch]
                 v = buffers.views(idx.shape[0])
@@ -418,7 +420,7 @@ class Sequential:
             yield start, start + v.n, v.A[-1]
 
     def _outputs(self, X, batch_size, transform=None):
-        X = check_X(X, self.n_features)
+        X = check_X(X, self.n_features, dtype=self.dtype)
         batch_size = check_int(batch_size, "batch_size")
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         for start, stop, Z in self._forward_batches(X, batch_size):

@@ -23,6 +23,9 @@ wd, decoupled)``
 ``gather_rows(X, idx, out)``                        out = X[idx] (cast)
 ``count_correct(Z, y) -> int``                      right classifications in a batch
 ==================================================  ===========================================
+
+The optimizer kernels take flat, contiguous 1-D arrays (a model keeps all its parameters,
+gradients and optimizer state in such arrays, so one call updates everything).
 """
 
 import importlib

@@ -253,9 +253,25 @@ def mse(Z, T, dZ):
 # optimizer updates: one pass over a (flat) parameter array, in place
 
 
-@_jit
+def _check_flat(*arrays):
+    for a in arrays:
+        if a.ndim != 1 or not a.flags.c_contiguous:
+            raise ValueError(
+                f"optimizer kernels take flat contiguous 1-D arrays; got shape {a.shape}"
+            )
+
+
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
-    """torch.optim.SGD (dampening 0) in place; buf is the momentum buffer, zero at the start."""
+    """torch.optim.SGD (dampening 0) in place; buf is the momentum buffer, zero at the start.
+
+    p, g, buf: flat contiguous 1-D arrays of the same length.
+    """
+    _check_flat(p, g, buf)
+    _sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov)
+
+
+@_jit
+def _sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
     for i in range(p.size):
         d = g[i] + weight_decay * p[i]
         if momentum != 0:
@@ -264,9 +280,17 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
         p[i] -= lr * d
 
 
-@_jit
 def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
-    """torch.optim.Adam / AdamW in place; m, v zero at the start, step counts from 1."""
+    """torch.optim.Adam / AdamW in place; m, v zero at the start, step counts from 1.
+
+    p, g, m, v: flat contiguous 1-D arrays of the same length.
+    """
+    _check_flat(p, g, m, v)
+    _adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+
+
+@_jit
+def _adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
     step_size = lr / (1 - beta1**step)
     bias_correction2_sqrt = math.sqrt(1 - beta2**step)
     decay = 1 - lr * weight_decay

@@ -1,0 +1,70 @@
+"""fastmlp and PyTorch, started from the same weights and fed the same batches, follow the
+same loss curve. PyTorch is optional (the `bench` extra): skipped where it is not installed."""
+
+import numpy as np
+import pytest
+
+import fastmlp
+
+torch = pytest.importorskip("torch")
+
+TORCH_ACT = {"relu": torch.nn.ReLU, "leaky_relu": torch.nn.LeakyReLU, "elu": torch.nn.ELU,
+             "sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh, "identity": torch.nn.Identity}
+
+OPTIMIZERS = [
+    (lambda: fastmlp.SGD(lr=0.1), lambda p: torch.optim.SGD(p, lr=0.1)),
+    (lambda: fastmlp.SGD(lr=0.05, momentum=0.9, weight_decay=1e-3),
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-3)),
+    (lambda: fastmlp.SGD(lr=0.05, momentum=0.9, nesterov=True),
+     lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True)),
+    (lambda: fastmlp.Adam(lr=0.01, decoupled=False, weight_decay=1e-2),
+     lambda p: torch.optim.Adam(p, lr=0.01, weight_decay=1e-2)),
+    (lambda: fastmlp.AdamW(lr=0.01, weight_decay=0.1),
+     lambda p: torch.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
+]
+
+
+def _torch_twin(model):
+    layers = []
+    for layer, W, b in zip(model.layers, model.W, model.b):
+        lin = torch.nn.Linear(layer.in_features, layer.out_features).double()
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W.astype(np.float64)))
+            lin.bias.copy_(torch.from_numpy(b.astype(np.float64)))
+        layers += [lin, TORCH_ACT[layer.activation]()]
+    return torch.nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("make_opt", OPTIMIZERS, ids=["sgd", "momentum-wd", "nesterov", "adam-l2", "adamw"])
+@pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "mse"])
+def test_same_loss_curve_as_pytorch(loss, make_opt):
+    rng = np.random.default_rng(0)
+    n_out = {"cross_entropy": 4, "binary_cross_entropy": 1, "mse": 2}[loss]
+    X = rng.normal(size=(96, 6))
+    if loss == "cross_entropy":
+        y = rng.integers(0, n_out, 96)
+        yt, lossf = torch.from_numpy(y), torch.nn.CrossEntropyLoss()
+    elif loss == "binary_cross_entropy":
+        y = rng.integers(0, 2, (96, 1)).astype(np.float64)
+        yt, lossf = torch.from_numpy(y), torch.nn.BCEWithLogitsLoss()
+    else:
+        y = rng.normal(size=(96, n_out))
+        yt, lossf = torch.from_numpy(y), torch.nn.MSELoss()
+    model = fastmlp.MLP([6, 16, 8, n_out], activation=["tanh", "relu"], loss=loss,
+                        optimizer=make_opt[0](), dtype="float64", seed=0)
+    net = _torch_twin(model)
+    opt = make_opt[1](net.parameters())
+    Xt = torch.from_numpy(X)
+    ours, theirs = [], []
+    for step in range(30):
+        sl = slice(step % 6 * 16, step % 6 * 16 + 16)
+        ours.append(model.train_step(X[sl], y[sl]))
+        opt.zero_grad()
+        out = lossf(net(Xt[sl]), yt[sl])
+        out.backward()
+        opt.step()
+        theirs.append(out.item())
+    np.testing.assert_allclose(ours, theirs, rtol=1e-9)
+    assert np.mean(ours[-6:]) < np.mean(ours[:6])  # the same six batches, later: it learnt
+    for W, lin in zip(model.W, [m for m in net if isinstance(m, torch.nn.Linear)]):
+        np.testing.assert_allclose(W, lin.weight.detach().numpy(), rtol=1e-8, atol=1e-10)
