@@ -4,28 +4,47 @@
 oracle of the tests) or ``"auto"``. The CUDA backend (``"cuda"``) is not part of this
 release yet; asking for it raises a RuntimeError, and ``"auto"`` gives the CPU.
 
-The contract every backend module fulfils (outputs are written into the arrays passed in):
+The contract every backend module fulfils (outputs are written into the arrays passed in;
+``act`` is an activation code from :mod:`codes`; ``D`` is what the derivative is taken from:
+the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACTIVATION``):
 
-==================================================  ===========================================
-``matmul(A, B, C, trans_a, trans_b)``               C = op(A) @ op(B)
-``linear_forward(A_in, W, b, act, A_out)``          A_out = f(A_in @ W.T + b)
-``activate(Z, act, A)``                             A = f(Z)
-``softmax(Z, P)``                                   P = softmax(Z) by rows
-``softmax_cross_entropy(Z, T, dZ) -> loss``         T labels (B,) or targets (B, K)
-``sigmoid_binary_cross_entropy(Z, T, dZ) -> loss``  mean over elements
-``mse(Z, T, dZ) -> loss``                           mean over elements
-``delta_backward(delta, W, A_prev, act, out)``      out = f'(A_prev) * (delta @ W)
-``activation_backward(A, act, delta)``              delta *= f'(A)
-``weight_grad(delta, A_prev, dW, db)``              dW = delta.T @ A_prev, db = sum(delta)
-``sgd_update(p, g, buf, lr, momentum, wd, nest)``   torch.optim.SGD, in place
-``adam_update(p, g, m, v, step, lr, b1, b2, eps,    torch.optim.Adam / AdamW, in place
-wd, decoupled)``
-``gather_rows(X, idx, out)``                        out = X[idx] (cast)
-``count_correct(Z, y) -> int``                      right classifications in a batch
-==================================================  ===========================================
+=====================================================  ========================================
+``matmul(A, B, C, trans_a, trans_b)``                  C = op(A) @ op(B)
+``linear_forward(A_in, W, b, act, A_out)``             A_out = f(A_in @ W.T + b)
+``activate(Z, act, A)``                                A = f(Z)
+``activation_backward(D, act, delta)``                 delta *= f'(D)
+``softmax(Z, P)``                                      P = softmax(Z) by rows
+``softmax_cross_entropy(Z, T, dZ, w, smoothing)``      T labels (B,) or targets (B, K); -> loss
+``sigmoid_binary_cross_entropy(Z, T, dZ, w)``          mean over elements; -> loss
+``mse(Z, T, dZ, w)``                                   mean over elements; -> loss
+``delta_backward(delta, W, D_prev, act, delta_prev)``  delta_prev = f'(D_prev) * (delta @ W)
+``weight_grad(delta, A_prev, dW, db)``                 dW = delta.T @ A_prev, db = sum(delta)
+``fill_uniform(U, rng)``                               U ~ uniform [0, 1), seeded from rng
+``dropout_forward(A_in, U, p, A_out)``                 A_out = A_in * (U >= p) / (1 - p)
+``dropout_backward(delta, U, p, D_prev, act, out)``    out = f'(D_prev) * delta * (U >= p) / (1 - p)
+``batchnorm_forward(X, gamma, beta, rmean, rvar,       training batch norm, keeps Xhat, inv_std,
+momentum, eps, act, Xhat, inv_std, A_out)``            updates the running statistics
+``batchnorm_inference(X, gamma, beta, rmean, rvar,     batch norm with the running statistics
+eps, act, A_out)``
+``batchnorm_backward(delta, Xhat, inv_std, gamma,      dgamma, dbeta and delta_prev
+dgamma, dbeta, D_prev, act, delta_prev)``
+``sgd_update(p, g, buf, lr, momentum, wd, nesterov)``  torch.optim.SGD, in place
+``adam_update(p, g, m, v, step, lr, b1, b2, eps, wd,   torch.optim.Adam / AdamW (AMSGrad with
+decoupled, v_max=None)``                               v_max), in place
+``rmsprop_update(p, g, sq, gavg, buf, lr, alpha, eps,  torch.optim.RMSprop, in place
+wd, momentum, centered)``
+``clip_grad_norm(g, max_norm) -> norm``                torch.nn.utils.clip_grad_norm_
+``gather_rows(X, idx, out)``                           out = X[idx] (cast)
+``count_correct(Z, y) -> int``                         right classifications in a batch
+``regression_sums(Z, T, abs_err, sq_err)``             += per-output sums of |Z-T|, (Z-T)^2
+``empty / zeros(shape, dtype)``, ``to_device(host)``,  this backend's arrays, copies both ways,
+``to_host(arr)``, ``synchronize()``                    and a barrier
+=====================================================  ========================================
 
-The optimizer kernels take flat, contiguous 1-D arrays (a model keeps all its parameters,
-gradients and optimizer state in such arrays, so one call updates everything).
+Losses: w is None or per-sample weights (B,); the loss is sum_i w_i l_i / B (Keras'
+convention) and ``smoothing`` is PyTorch's label smoothing. The optimizer kernels take flat,
+contiguous 1-D arrays (a model keeps all its parameters, gradients and optimizer state in
+such arrays, so one call updates everything).
 """
 
 import importlib

@@ -5,7 +5,7 @@ activations (Numba specialises the branch away per call site's constant); the Py
 maps names to codes with :func:`activation_code`.
 """
 
-IDENTITY, RELU, LEAKY_RELU, ELU, SIGMOID, TANH = range(6)
+IDENTITY, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, GELU, SOFTPLUS = range(8)
 
 ACTIVATIONS = {
     "identity": IDENTITY,
@@ -14,7 +14,14 @@ ACTIVATIONS = {
     "elu": ELU,
     "sigmoid": SIGMOID,
     "tanh": TANH,
+    "gelu": GELU,
+    "softplus": SOFTPLUS,
 }
+
+#: activations whose derivative cannot be recovered from their output: for these the
+#: derivative kernels take the pre-activation Z instead of the activation A (GELU is not
+#: monotonic, so A does not determine Z). Every other f' is computed from A = f(Z).
+NEEDS_PREACTIVATION = frozenset({GELU})
 
 #: negative slope of leaky_relu, as torch.nn.LeakyReLU's default
 LEAKY_SLOPE = 0.01

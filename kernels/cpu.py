@@ -19,7 +19,11 @@ import os
 import numpy as np
 from numba import njit
 
-from .codes import ELU, ELU_ALPHA, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
+                    SOFTPLUS, TANH)
+
+_SQRT1_2 = 1 / math.sqrt(2)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 name = "cpu"
 
@@ -50,11 +54,16 @@ def _f(z, act):
         return e / (1 + e)
     if act == TANH:
         return math.tanh(z)
+    if act == GELU:
+        return 0.5 * z * (1 + math.erf(z * _SQRT1_2))
+    if act == SOFTPLUS:
+        return max(z, 0) + math.log1p(math.exp(-abs(z)))
     return z
 
 
 @_jit
 def _df(a, act):
+    """f' from the activation a = f(z); for GELU, a is the pre-activation z itself."""
     if act == RELU:
         return 1.0 if a > 0 else 0.0
     if act == LEAKY_RELU:
@@ -65,6 +74,10 @@ def _df(a, act):
         return a * (1 - a)
     if act == TANH:
         return 1 - a * a
+    if act == GELU:
+        return 0.5 * (1 + math.erf(a * _SQRT1_2)) + a * math.exp(-0.5 * a * a) * _INV_SQRT_2PI
+    if act == SOFTPLUS:
+        return -math.expm1(-a)
     return 1.0
 
 
@@ -171,82 +184,191 @@ def _row_logsumexp(Z, i, dZ):
 
 
 @_jit
-def _softmax_ce_labels(Z, y, dZ):
+def _softmax_ce_labels(Z, y, dZ, w, smoothing):
     n, m = Z.shape
     inv_n = 1.0 / n
+    off = smoothing / m  # the smoothed target of every class but the label's
     total = 0.0
     for i in range(n):
+        wi = 1.0 if w is None else w[i]
         zmax, log_s = _row_logsumexp(Z, i, dZ)
-        total += log_s - (Z[i, y[i]] - zmax)
-        scale = inv_n / math.exp(log_s)
+        z_sum = 0.0
         for j in range(m):
-            dZ[i, j] *= scale
-        dZ[i, y[i]] -= inv_n
+            z_sum += Z[i, j] - zmax
+        total += wi * (log_s - (1 - smoothing) * (Z[i, y[i]] - zmax) - off * z_sum)
+        scale = wi * inv_n / math.exp(log_s)
+        for j in range(m):
+            dZ[i, j] = dZ[i, j] * scale - wi * off * inv_n
+        dZ[i, y[i]] -= wi * (1 - smoothing) * inv_n
     return total * inv_n
 
 
 @_jit
-def _softmax_ce_targets(Z, T, dZ):
+def _softmax_ce_targets(Z, T, dZ, w, smoothing):
     n, m = Z.shape
     inv_n = 1.0 / n
+    off = smoothing / m
     total = 0.0
     for i in range(n):
+        wi = 1.0 if w is None else w[i]
         zmax, log_s = _row_logsumexp(Z, i, dZ)
-        t_sum = 0.0
+        q_sum = 0.0
         for j in range(m):
-            t_sum += T[i, j]
-            total -= T[i, j] * (Z[i, j] - zmax - log_s)
-        scale = t_sum * inv_n / math.exp(log_s)
+            q = (1 - smoothing) * T[i, j] + off
+            q_sum += q
+            total -= wi * q * (Z[i, j] - zmax - log_s)
+        scale = wi * q_sum * inv_n / math.exp(log_s)
         for j in range(m):
-            dZ[i, j] = dZ[i, j] * scale - T[i, j] * inv_n
+            dZ[i, j] = dZ[i, j] * scale - wi * ((1 - smoothing) * T[i, j] + off) * inv_n
     return total * inv_n
 
 
-def softmax_cross_entropy(Z, T, dZ):
-    """Mean over the batch of -sum(T * log softmax(Z)); dZ = d loss / d Z.
+def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0):
+    """Mean over the batch of w_i * -sum_j(Q_ij * log softmax(Z)_ij); dZ = d loss / d Z.
 
-    T is integer labels of shape (B,) or targets of shape (B, K) (one-hot or probabilities).
+    T is integer labels of shape (B,) or targets of shape (B, K) (one-hot or probabilities);
+    Q = (1 - smoothing) * T + smoothing / K. w: per-sample weights (B,) or None.
     """
     if T.ndim == 1:
-        return _softmax_ce_labels(Z, T, dZ)
-    return _softmax_ce_targets(Z, T, dZ)
+        return _softmax_ce_labels(Z, T, dZ, w, smoothing)
+    return _softmax_ce_targets(Z, T, dZ, w, smoothing)
 
 
 @_jit
-def _bce(Z, T, dZ):
+def _bce(Z, T, dZ, w):
     n, m = Z.shape
     inv = 1.0 / (n * m)
     total = 0.0
     for i in range(n):
+        wi = 1.0 if w is None else w[i]
         for j in range(m):
             z = Z[i, j]
             t = T[i, j]
-            total += max(z, 0) - z * t + math.log1p(math.exp(-abs(z)))
-            dZ[i, j] = (_f(z, SIGMOID) - t) * inv
+            total += wi * (max(z, 0) - z * t + math.log1p(math.exp(-abs(z))))
+            dZ[i, j] = wi * (_f(z, SIGMOID) - t) * inv
     return total * inv
 
 
-def sigmoid_binary_cross_entropy(Z, T, dZ):
-    """Mean over all elements of BCE(sigmoid(Z), T); dZ = (sigmoid(Z) - T) / Z.size."""
-    return _bce(Z, T.reshape(Z.shape), dZ)
+def sigmoid_binary_cross_entropy(Z, T, dZ, w=None):
+    """Mean over all elements of w_i * BCE(sigmoid(Z), T); dZ = w_i (sigmoid(Z) - T) / Z.size."""
+    return _bce(Z, T.reshape(Z.shape), dZ, w)
 
 
 @_jit
-def _mse(Z, T, dZ):
+def _mse(Z, T, dZ, w):
     n, m = Z.shape
     inv = 1.0 / (n * m)
     total = 0.0
     for i in range(n):
+        wi = 1.0 if w is None else w[i]
         for j in range(m):
             d = Z[i, j] - T[i, j]
-            total += d * d
-            dZ[i, j] = 2 * d * inv
+            total += wi * d * d
+            dZ[i, j] = 2 * wi * d * inv
     return total * inv
 
 
-def mse(Z, T, dZ):
-    """Mean over all elements of (Z - T)^2; dZ = 2 (Z - T) / Z.size."""
-    return _mse(Z, T.reshape(Z.shape), dZ)
+def mse(Z, T, dZ, w=None):
+    """Mean over all elements of w_i (Z - T)^2; dZ = 2 w_i (Z - T) / Z.size."""
+    return _mse(Z, T.reshape(Z.shape), dZ, w)
+
+
+@_jit
+def regression_sums(Z, T, abs_err, sq_err):
+    """Accumulate, per output, the sum of |Z - T| into abs_err and of (Z - T)^2 into sq_err."""
+    n, m = Z.shape
+    for i in range(n):
+        for j in range(m):
+            d = Z[i, j] - T[i, j]
+            abs_err[j] += abs(d)
+            sq_err[j] += d * d
+
+
+# ---------------------------------------------------------------------------------------
+# dropout and batch normalisation: forward, and backward into the previous layer's delta
+
+
+def fill_uniform(U, rng):
+    """U = uniform random numbers in [0, 1) from `rng` (a numpy Generator), no allocation."""
+    rng.random(dtype=U.dtype, out=U)
+
+
+@_jit
+def dropout_forward(A_in, U, p, A_out):
+    """A_out = A_in * (U >= p) / (1 - p): inverted dropout, each unit dropped with probability p."""
+    n, m = A_in.shape
+    scale = 1 / (1 - p)
+    for i in range(n):
+        for j in range(m):
+            A_out[i, j] = A_in[i, j] * scale if U[i, j] >= p else 0
+
+
+@_jit
+def dropout_backward(delta, U, p, D_prev, act_prev, delta_prev):
+    """delta_prev = f'_prev(D_prev) * delta * (U >= p) / (1 - p)."""
+    n, m = delta.shape
+    scale = 1 / (1 - p)
+    for i in range(n):
+        for j in range(m):
+            if U[i, j] >= p:
+                delta_prev[i, j] = _df(D_prev[i, j], act_prev) * delta[i, j] * scale
+            else:
+                delta_prev[i, j] = 0
+
+
+@_jit
+def batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act, Xhat, inv_std, A_out):
+    """Training-mode batch norm (batch statistics); keeps Xhat and inv_std for the backward
+    pass and updates the running statistics as torch.nn.BatchNorm1d (unbiased variance)."""
+    n, m = X.shape
+    for j in range(m):
+        mean = 0.0
+        for i in range(n):
+            mean += X[i, j]
+        mean /= n
+        var = 0.0
+        for i in range(n):
+            d = X[i, j] - mean
+            var += d * d
+        var /= n
+        r = 1 / math.sqrt(var + eps)
+        inv_std[j] = r
+        for i in range(n):
+            xh = (X[i, j] - mean) * r
+            Xhat[i, j] = xh
+            A_out[i, j] = _f(gamma[j] * xh + beta[j], act)
+        running_mean[j] = (1 - momentum) * running_mean[j] + momentum * mean
+        running_var[j] = (1 - momentum) * running_var[j] + momentum * var * n / (n - 1)
+
+
+@_jit
+def batchnorm_inference(X, gamma, beta, running_mean, running_var, eps, act, A_out):
+    """Inference-mode batch norm with the running statistics: A_out = f(gamma * Xhat + beta)."""
+    n, m = X.shape
+    for j in range(m):
+        scale = gamma[j] / math.sqrt(running_var[j] + eps)
+        shift = beta[j] - running_mean[j] * scale
+        for i in range(n):
+            A_out[i, j] = _f(X[i, j] * scale + shift, act)
+
+
+@_jit
+def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev, delta_prev):
+    """dgamma = sum(delta * Xhat), dbeta = sum(delta); delta_prev = f'_prev(D_prev) * dX with
+    dX = gamma * inv_std / B * (B * delta - dbeta - Xhat * dgamma)."""
+    n, m = delta.shape
+    for j in range(m):
+        sg = 0.0
+        sb = 0.0
+        for i in range(n):
+            sg += delta[i, j] * Xhat[i, j]
+            sb += delta[i, j]
+        dgamma[j] = sg
+        dbeta[j] = sb
+        c = gamma[j] * inv_std[j] / n
+        for i in range(n):
+            dx = c * (n * delta[i, j] - sb - Xhat[i, j] * sg)
+            delta_prev[i, j] = _df(D_prev[i, j], act_prev) * dx
 
 
 # ---------------------------------------------------------------------------------------
@@ -280,17 +402,22 @@ def _sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
         p[i] -= lr * d
 
 
-def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, v_max=None):
     """torch.optim.Adam / AdamW in place; m, v zero at the start, step counts from 1.
 
-    p, g, m, v: flat contiguous 1-D arrays of the same length.
+    With v_max (zero at the start) this is AMSGrad: the denominator uses the running
+    maximum of v. All arrays flat, contiguous and 1-D of the same length.
     """
     _check_flat(p, g, m, v)
-    _adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled)
+    amsgrad = v_max is not None
+    if amsgrad:
+        _check_flat(v_max)
+    _adam_update(p, g, m, v, v_max if amsgrad else v, step, lr, beta1, beta2, eps, weight_decay,
+                 decoupled, amsgrad)
 
 
 @_jit
-def _adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+def _adam_update(p, g, m, v, v_max, step, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad):
     step_size = lr / (1 - beta1**step)
     bias_correction2_sqrt = math.sqrt(1 - beta2**step)
     decay = 1 - lr * weight_decay
@@ -303,7 +430,57 @@ def _adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decouple
                 gi += weight_decay * p[i]
         m[i] += (1 - beta1) * (gi - m[i])
         v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
-        p[i] -= step_size * m[i] / (math.sqrt(v[i]) / bias_correction2_sqrt + eps)
+        if amsgrad:
+            v_max[i] = max(v_max[i], v[i])
+        p[i] -= step_size * m[i] / (math.sqrt(v_max[i] if amsgrad else v[i]) / bias_correction2_sqrt + eps)
+
+
+def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
+    """torch.optim.RMSprop in place; state arrays zero at the start, all flat 1-D."""
+    _check_flat(p, g, square_avg, grad_avg, buf)
+    _rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered)
+
+
+@_jit
+def _rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
+    for i in range(p.size):
+        gi = g[i] + weight_decay * p[i]
+        square_avg[i] = alpha * square_avg[i] + (1 - alpha) * gi * gi
+        if centered:
+            grad_avg[i] += (1 - alpha) * (gi - grad_avg[i])
+            avg = math.sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + eps
+        else:
+            avg = math.sqrt(square_avg[i]) + eps
+        if momentum > 0:
+            buf[i] = momentum * buf[i] + gi / avg
+            p[i] -= lr * buf[i]
+        else:
+            p[i] -= lr * gi / avg
+
+
+@_jit
+def _sum_squares(g):
+    total = 0.0
+    for i in range(g.size):
+        total += g[i] * g[i]
+    return total
+
+
+@_jit
+def _scale(g, c):
+    for i in range(g.size):
+        g[i] *= c
+
+
+def clip_grad_norm(g, max_norm):
+    """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
+    factor max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping."""
+    _check_flat(g)
+    norm = math.sqrt(_sum_squares(g))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1:
+        _scale(g, coef)
+    return norm
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,3 +512,31 @@ def count_correct(Z, y):
                     best = j
             correct += best == y[i]
     return correct
+
+
+# ---------------------------------------------------------------------------------------
+# memory: where this backend's arrays live (host memory here; device memory for CUDA)
+
+
+def empty(shape, dtype):
+    """An uninitialised array of this backend."""
+    return np.empty(shape, dtype)
+
+
+def zeros(shape, dtype):
+    """A zero-filled array of this backend."""
+    return np.zeros(shape, dtype)
+
+
+def to_device(host):
+    """This backend's array holding a copy of the host array `host` (here: a plain copy)."""
+    return np.array(host, copy=True)
+
+
+def to_host(arr):
+    """A host NumPy copy of this backend's array `arr`."""
+    return np.array(arr, copy=True)
+
+
+def synchronize():
+    """Wait for all queued work (nothing is queued on the host)."""

@@ -11,7 +11,10 @@ Activations are passed as integer codes from :mod:`fastmlp.kernels.codes`.
 
 import numpy as np
 
-from .codes import ELU, ELU_ALPHA, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID, TANH
+from math import erf as _erf
+
+from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
+                    SOFTPLUS, TANH)
 
 name = "reference"
 
@@ -32,11 +35,19 @@ def _f(Z, act):
         return np.where(Z >= 0, 1 / (1 + e), e / (1 + e))
     if act == TANH:
         return np.tanh(Z)
+    if act == GELU:
+        return 0.5 * Z * (1 + _erf_array(Z / np.sqrt(2)))
+    if act == SOFTPLUS:
+        return np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
     raise ValueError(f"unknown activation code {act}")
 
 
+_erf_array = np.vectorize(_erf, otypes=[np.float64])
+
+
 def _df(A, act):
-    """f'(Z) expressed through the activation's output A = f(Z)."""
+    """f'(Z) expressed through the activation's output A = f(Z); for GELU (see
+    codes.NEEDS_PREACTIVATION) A is the pre-activation Z itself."""
     if act == IDENTITY:
         return np.ones_like(A)
     if act == RELU:
@@ -49,6 +60,11 @@ def _df(A, act):
         return A * (1 - A)
     if act == TANH:
         return 1 - A * A
+    if act == GELU:  # A is Z here: Phi(z) + z phi(z)
+        Z = A.astype(np.float64)
+        return (0.5 * (1 + _erf_array(Z / np.sqrt(2))) + Z * np.exp(-0.5 * Z * Z) / np.sqrt(2 * np.pi)).astype(A.dtype)
+    if act == SOFTPLUS:  # A = log(1 + e^z), f' = sigmoid(z) = 1 - e^-A
+        return -np.expm1(-A)
     raise ValueError(f"unknown activation code {act}")
 
 
@@ -78,37 +94,45 @@ def _log_softmax(Z):
     return S - np.log(np.exp(S).sum(axis=1, keepdims=True))
 
 
-def softmax_cross_entropy(Z, T, dZ):
-    """Mean over the batch of -sum(T * log softmax(Z)); dZ = d loss / d Z.
+def _weights(w, B):
+    return np.ones((B, 1)) if w is None else np.asarray(w, np.float64).reshape(B, 1)
 
-    T is either integer labels of shape (B,) or targets of shape (B, K) (one-hot or
-    probabilities). For targets, dZ = (softmax(Z) * sum(T) - T) / B, which is
-    (softmax(Z) - T) / B whenever the rows of T sum to one.
+
+def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0):
+    """Mean over the batch of w_i * -sum_j(Q_ij * log softmax(Z)_ij); dZ = d loss / d Z.
+
+    T is integer labels of shape (B,) or targets of shape (B, K) (one-hot or probabilities);
+    Q = (1 - smoothing) * T + smoothing / K, PyTorch's label smoothing. w: per-sample weights
+    of shape (B,) or None; the loss is sum_i w_i l_i / B (Keras' convention). For targets,
+    dZ_i = w_i (softmax(Z_i) * sum(Q_i) - Q_i) / B.
     """
-    B = Z.shape[0]
+    B, K = Z.shape
     logP = _log_softmax(Z.astype(np.float64))
     if T.ndim == 1:
-        T = np.eye(Z.shape[1])[T]
-    T = T.astype(np.float64)
-    loss = -(T * logP).sum() / B
-    dZ[...] = (np.exp(logP) * T.sum(axis=1, keepdims=True) - T) / B
+        T = np.eye(K)[T]
+    Q = (1 - smoothing) * T.astype(np.float64) + smoothing / K
+    W = _weights(w, B)
+    loss = -(W * Q * logP).sum() / B
+    dZ[...] = W * (np.exp(logP) * Q.sum(axis=1, keepdims=True) - Q) / B
     return float(loss)
 
 
-def sigmoid_binary_cross_entropy(Z, T, dZ):
-    """Mean over all elements of BCE(sigmoid(Z), T); dZ = (sigmoid(Z) - T) / Z.size."""
+def sigmoid_binary_cross_entropy(Z, T, dZ, w=None):
+    """Mean over all elements of w_i * BCE(sigmoid(Z), T); dZ = w_i (sigmoid(Z) - T) / Z.size."""
     Z64 = Z.astype(np.float64)
     T64 = T.reshape(Z.shape).astype(np.float64)
-    loss = (np.maximum(Z64, 0) - Z64 * T64 + np.log1p(np.exp(-np.abs(Z64)))).mean()
-    dZ[...] = (_f(Z64, SIGMOID) - T64) / Z.size
+    W = _weights(w, Z.shape[0])
+    loss = (W * (np.maximum(Z64, 0) - Z64 * T64 + np.log1p(np.exp(-np.abs(Z64))))).mean()
+    dZ[...] = W * (_f(Z64, SIGMOID) - T64) / Z.size
     return float(loss)
 
 
-def mse(Z, T, dZ):
-    """Mean over all elements of (Z - T)^2; dZ = 2 (Z - T) / Z.size."""
+def mse(Z, T, dZ, w=None):
+    """Mean over all elements of w_i (Z - T)^2; dZ = 2 w_i (Z - T) / Z.size."""
     D = Z.astype(np.float64) - T.reshape(Z.shape)
-    dZ[...] = 2 * D / Z.size
-    return float((D * D).mean())
+    W = _weights(w, Z.shape[0])
+    dZ[...] = 2 * W * D / Z.size
+    return float((W * D * D).mean())
 
 
 def delta_backward(delta, W, A_prev, act, delta_prev):
@@ -131,8 +155,12 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
     p -= lr * d
 
 
-def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
-    """torch.optim.Adam / AdamW in place; m, v zero at the start, step counts from 1."""
+def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, v_max=None):
+    """torch.optim.Adam / AdamW in place; m, v zero at the start, step counts from 1.
+
+    With v_max (an array, zero at the start) this is the AMSGrad variant: the denominator
+    uses the running maximum of v, kept in v_max.
+    """
     if weight_decay != 0:
         if decoupled:
             p *= 1 - lr * weight_decay
@@ -140,10 +168,89 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
             g = g + weight_decay * p
     m += (1 - beta1) * (g - m)
     v[...] = beta2 * v + (1 - beta2) * g * g
+    if v_max is not None:
+        np.maximum(v_max, v, out=v_max)
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
-    denom = np.sqrt(v) / np.sqrt(bias_correction2) + eps
+    denom = np.sqrt(v if v_max is None else v_max) / np.sqrt(bias_correction2) + eps
     p -= (lr / bias_correction1) * m / denom
+
+
+def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
+    """torch.optim.RMSprop in place; the state arrays are zero at the start."""
+    g = g + weight_decay * p
+    square_avg[...] = alpha * square_avg + (1 - alpha) * g * g
+    if centered:
+        grad_avg += (1 - alpha) * (g - grad_avg)
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + eps
+    else:
+        avg = np.sqrt(square_avg) + eps
+    if momentum > 0:
+        buf[...] = momentum * buf + g / avg
+        p -= lr * buf
+    else:
+        p -= lr * g / avg
+
+
+def clip_grad_norm(g, max_norm):
+    """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
+    factor max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping."""
+    norm = float(np.sqrt(np.sum(g.astype(np.float64) ** 2)))
+    coef = max_norm / (norm + 1e-6)
+    if coef < 1:
+        g *= coef
+    return norm
+
+
+# ---------------------------------------------------------------------------------------
+# dropout and batch normalisation: forward, and backward into the previous layer's delta
+
+
+def fill_uniform(U, rng):
+    """U = uniform random numbers in [0, 1) from `rng` (a numpy Generator)."""
+    U[...] = rng.random(U.shape)
+
+
+def dropout_forward(A_in, U, p, A_out):
+    """A_out = A_in * (U >= p) / (1 - p): inverted dropout, each unit dropped with probability p."""
+    A_out[...] = np.where(U >= p, A_in / (1 - p), 0)
+
+
+def dropout_backward(delta, U, p, D_prev, act_prev, delta_prev):
+    """delta_prev = f'_prev(D_prev) * delta * (U >= p) / (1 - p)."""
+    delta_prev[...] = _df(D_prev, act_prev) * np.where(U >= p, delta / (1 - p), 0)
+
+
+def batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act, Xhat, inv_std, A_out):
+    """Training-mode batch norm: A_out = f(gamma * Xhat + beta), Xhat = (X - mean) * inv_std
+    with the batch's mean and (biased) variance; keeps Xhat and inv_std for the backward pass
+    and updates the running statistics in place as torch.nn.BatchNorm1d does (unbiased
+    variance, running = (1 - momentum) * running + momentum * batch)."""
+    n = X.shape[0]
+    X64 = X.astype(np.float64)
+    mean = X64.mean(axis=0)
+    var = X64.var(axis=0)
+    inv_std[...] = 1 / np.sqrt(var + eps)
+    Xhat[...] = (X64 - mean) * (1 / np.sqrt(var + eps))
+    A_out[...] = _f(gamma * Xhat + beta, act)
+    running_mean[...] = (1 - momentum) * running_mean + momentum * mean
+    running_var[...] = (1 - momentum) * running_var + momentum * var * n / (n - 1)
+
+
+def batchnorm_inference(X, gamma, beta, running_mean, running_var, eps, act, A_out):
+    """Inference-mode batch norm with the running statistics: A_out = f(gamma * Xhat + beta)."""
+    A_out[...] = _f(gamma * (X - running_mean) / np.sqrt(running_var + eps) + beta, act)
+
+
+def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev, delta_prev):
+    """dgamma = sum(delta * Xhat), dbeta = sum(delta); delta_prev = f'_prev(D_prev) * dX with
+    dX = gamma * inv_std / B * (B * delta - dbeta - Xhat * dgamma)."""
+    n = delta.shape[0]
+    d64 = delta.astype(np.float64)
+    dgamma[...] = (d64 * Xhat).sum(axis=0)
+    dbeta[...] = d64.sum(axis=0)
+    dX = gamma * inv_std / n * (n * d64 - d64.sum(axis=0) - Xhat * (d64 * Xhat).sum(axis=0))
+    delta_prev[...] = _df(D_prev, act_prev) * dX
 
 
 def gather_rows(X, idx, out):
@@ -161,3 +268,38 @@ def count_correct(Z, y):
 def activation_backward(A, act, delta):
     """delta *= f'(A) in place, f' taken from the stored activation A."""
     delta *= _df(A, act)
+
+
+def regression_sums(Z, T, abs_err, sq_err):
+    """Accumulate, per output, the sum of |Z - T| into abs_err and of (Z - T)^2 into sq_err."""
+    D = Z.astype(np.float64) - T.reshape(Z.shape)
+    abs_err += np.abs(D).sum(axis=0)
+    sq_err += (D * D).sum(axis=0)
+
+
+# ---------------------------------------------------------------------------------------
+# memory: where this backend's arrays live (host memory here; device memory for CUDA)
+
+
+def empty(shape, dtype):
+    """An uninitialised array of this backend."""
+    return np.empty(shape, dtype)
+
+
+def zeros(shape, dtype):
+    """A zero-filled array of this backend."""
+    return np.zeros(shape, dtype)
+
+
+def to_device(host):
+    """This backend's array holding a copy of the host array `host` (here: a plain copy)."""
+    return np.array(host, copy=True)
+
+
+def to_host(arr):
+    """A host NumPy copy of this backend's array `arr`."""
+    return np.array(arr, copy=True)
+
+
+def synchronize():
+    """Wait for all queued work (nothing is queued on the host)."""
