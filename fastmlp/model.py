@@ -1,21 +1,26 @@
 """The model: layers, parameters, buffers, and the training step as a sequence of kernel calls.
 
-Notation as in the lecture notes. Layer l (0-based) maps ``A[l]`` to
-``A[l+1] = f_l(A[l] @ W[l].T + b[l])``; ``delta[l]`` is d loss / d Z of layer l. One step::
+Notation as in the lecture notes. Layer l (0-based) maps ``A[l]`` to ``A[l+1]``; for a Dense
+layer ``A[l+1] = f_l(A[l] @ W[l].T + b[l])``. ``delta[l]`` is d loss / d (pre-activation of
+layer l), and ``D[l+1]`` is what f_l' is computed from: the activation A[l+1] itself (or the
+pre-activation Z for gelu). One step::
 
-    forward:   for l in 0..L-1:  linear_forward(A[l], W[l], b[l], f[l])        -> A[l+1]
+    forward:   for l in 0..L-1:  layer[l].forward(A[l])                        -> A[l+1]
     loss:      loss_and_grad(A[L], T)                                          -> loss, delta[L-1]
-    backward:  for l in L-1..0:  weight_grad(delta[l], A[l])                   -> dW[l], db[l]
-                                 if l > 0: delta_backward(delta[l], W[l], A[l], f[l-1])
-                                                                              -> delta[l-1]
+    backward:  for l in L-1..0:  layer[l].backward(delta[l], A[l], D[l], f[l-1])
+                                     -> its gradients (dW, db), and delta[l-1] if l > 0
     update:    optimizer kernel over all parameters at once
 
-The weights and biases of all layers are views into one flat array ``theta`` and their
-gradients views into one flat array ``grad`` (as llm.c does), so the update is one kernel
-call. Buffers (A, delta, targets) are allocated once per batch size and reused.
+For a Dense layer, backward is ``weight_grad(delta[l], A[l]) -> dW[l], db[l]`` and
+``delta_backward(delta[l], W[l], D[l], f[l-1]) -> delta[l-1]``. The trainable parameters of
+all layers are views into one flat array ``theta`` and their gradients views into one flat
+array ``grad`` (as llm.c does), so the update is one kernel call. Buffers (A, delta, targets,
+the layers' scratch) are allocated once per batch size and reused.
 """
 
 import math
+import numbers
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -24,6 +29,7 @@ from ._validation import (check_X, check_choice, check_dtype, check_finite, chec
                           check_targets)
 from .callbacks import Callback, History, ProgressBar
 from .kernels.codes import ACTIVATIONS, IDENTITY, activation_code
+from .layers import LAYERS, BatchNorm, Dense, Dropout, Layer
 from .optim import Optimizer, get_optimizer
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
@@ -33,25 +39,6 @@ LOSSES = {
     "mse": "mse",
 }
 
-_HE = ("relu", "leaky_relu", "elu")  # initialised with He; the rest with Glorot
-
-
-class Dense:
-    """A fully-connected layer: ``A_out = activation(A_in @ W.T + b)``, W of shape (out, in)."""
-
-    def __init__(self, in_features, out_features, activation="identity"):
-        self.in_features = check_int(in_features, "in_features")
-        self.out_features = check_int(out_features, "out_features")
-        activation_code(activation)
-        self.activation = activation
-
-    def get_config(self):
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "activation": self.activation}
-
-    def __repr__(self):
-        return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
-
 
 class _Buffers:
     """The arrays one training step (or one forward pass) works in, for up to `capacity` rows.
@@ -60,75 +47,110 @@ class _Buffers:
     2-D buffer of `target_width` columns; for integer labels (width 1) ``T`` is its column.
     """
 
-    def __init__(self, sizes, capacity, dtype, target_width=0, target_dtype=None):
+    def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False):
+        k, dtype = model._kernels, model.dtype
+        self.model = model
         self.capacity = capacity
         self.training = target_width > 0
-        self.A = [np.empty((capacity, s), dtype) for s in sizes]
+        self.weighted = weighted
+        self.A = [k.empty((capacity, s), dtype) for s in model.sizes]
+        self.Z = [None] + [k.empty((capacity, s), dtype) if layer.needs_preactivation else None
+                           for layer, s in zip(model.layers, model.sizes[1:])]
         if self.training:
-            self.delta = [np.empty((capacity, s), dtype) for s in sizes[1:]]
-            self.T2d = np.empty((capacity, target_width), target_dtype)
-            self.labels2d = np.empty((capacity, 1), np.int64)
+            self.delta = [k.empty((capacity, s), dtype) for s in model.sizes[1:]]
+            self.scratch = [  # per layer: {name: (per_row, buffer)}
+                {name: (per_row, k.empty((capacity,) + shape if per_row else shape, dtype))
+                 for name, (per_row, shape) in layer.scratch_shapes(l == 0).items()}
+                for l, layer in enumerate(model.layers)
+            ]
+            self.T2d = k.empty((capacity, target_width), target_dtype)
+            self.labels2d = k.empty((capacity, 1), np.int64)
+            self.w = k.empty((capacity,), dtype) if weighted else None
         self._views = {}
 
-    def fits(self, n, target_width, target_dtype):
+    def fits(self, n, target_width, target_dtype, weighted):
         return (self.capacity >= n and self.T2d.shape[1] == target_width
-                and self.T2d.dtype == target_dtype)
+                and self.T2d.dtype == target_dtype and self.weighted == weighted)
 
     def views(self, n):
-        if n not in self._views:
-            v = _Views()
-            v.n = n
-            v.A = [a[:n] for a in self.A]
-            if self.training:
-                v.delta = [d[:n] for d in self.delta]
-                v.T2d = self.T2d[:n]
-                v.T0 = v.T2d[:, 0]
-                v.T = v.T0 if v.T2d.dtype == np.int64 else v.T2d
-                v.labels2d = self.labels2d[:n]
-                v.labels = v.labels2d[:, 0]
-            self._views[n] = v
-        return self._views[n]
+        if n in self._views:
+            return self._views[n]
+        v = SimpleNamespace(n=n)
+        v.A = [a[:n] for a in self.A]
+        v.Z = [None if z is None else z[:n] for z in self.Z]
+        v.D = [a if z is None else z for a, z in zip(v.A, v.Z)]  # what f' is computed from
+        if self.training:
+            v.delta = [d[:n] for d in self.delta]
+            v.s = []
+            for slot, scratch in zip(self.model._slots, self.scratch):
+                views = {name: buf[:n] if per_row else buf for name, (per_row, buf) in scratch.items()}
+                v.s.append(SimpleNamespace(**vars(slot), **views))
+            v.T2d = self.T2d[:n]
+            v.T0 = v.T2d[:, 0]
+            v.T = v.T0 if v.T2d.dtype == np.int64 else v.T2d
+            v.labels2d = self.labels2d[:n]
+            v.labels = v.labels2d[:, 0]
+            v.w = None if self.w is None else self.w[:n]
+        else:
+            v.s = self.model._slots
+        self._views[n] = v
+        return v
 
 
-class _Views:
-    pass
+def _input_size(layers):
+    """The model's input size: the first layer that knows its input size, reached through
+    size-preserving layers (Dropout, BatchNorm) only."""
+    for layer in layers:
+        if isinstance(layer, Dense):
+            return layer.in_features
+        if isinstance(layer, BatchNorm) and layer.features is not None:
+            return layer.features
+        if not isinstance(layer, (Dropout, BatchNorm)):
+            break
+    raise ValueError("the input size is unknown: start with a Dense layer or BatchNorm(features)")
 
 
 class Sequential:
-    """A stack of Dense layers trained with a fused loss and an optimizer.
+    """A stack of layers (Dense, Dropout, BatchNorm) trained with a fused loss and an optimizer.
 
     Parameters
     ----------
-    layers : list of Dense, each one's in_features equal to the previous one's out_features.
+    layers : list of layers; each Dense layer's in_features must equal the size before it.
     loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
         "binary_cross_entropy" (sigmoid fused; 0/1 labels) or "mse". The last layer of a
         classification model must have the identity activation: it outputs logits.
-    optimizer : an Optimizer (``fastmlp.SGD(...)``, ``fastmlp.Adam(...)``), a name, or None
+    optimizer : an Optimizer (``fastmlp.SGD(...)``, ``fastmlp.Adam(...)``...), a name, or None
         for ``SGD(lr=0.01)``.
     device : "auto", "cpu" or "reference" (the NumPy oracle, slow). ``model.device`` says
         which backend was picked.
     dtype : "float32" (default) or "float64".
-    seed : int or None. The same seed gives the same initial weights and the same shuffling.
-
-    Initialisation: weights feeding a relu, leaky_relu or elu layer are drawn from He's
-    normal distribution N(0, 2 / fan_in); all others (tanh, sigmoid, identity outputs) from
-    Glorot's uniform U(-a, a), a = sqrt(6 / (fan_in + fan_out)). Biases start at zero.
+    seed : int or None. The same seed gives the same initial weights, the same shuffling and
+        the same dropout masks.
+    label_smoothing : for cross_entropy, PyTorch's label smoothing in [0, 1).
     """
 
     def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
-                 dtype="float32", seed=None):
-        if isinstance(layers, Dense) or not isinstance(layers, (list, tuple)) or not layers:
-            raise TypeError(f"layers must be a non-empty list of Dense layers; got {layers!r}")
+                 dtype="float32", seed=None, label_smoothing=0.0):
+        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
+            raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
         for i, layer in enumerate(layers):
-            if not isinstance(layer, Dense):
-                raise TypeError(f"layers[{i}] must be a Dense layer; got {layer!r}")
-        for i in range(1, len(layers)):
-            if layers[i].in_features != layers[i - 1].out_features:
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a layer (Dense, Dropout, BatchNorm); got {layer!r}")
+        size = _input_size(layers)
+        sizes = [size]
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Dense) and layer.in_features != size:
                 raise ValueError(
-                    f"layers[{i}].in_features must equal layers[{i - 1}].out_features "
-                    f"({layers[i - 1].out_features}); got {layers[i].in_features}"
+                    f"layers[{i}].in_features must equal the size before it ({size}); "
+                    f"got {layer.in_features}"
                 )
+            try:
+                size = layer.build(size)
+            except ValueError as exc:
+                raise ValueError(f"layers[{i}]: {exc}") from None
+            sizes.append(size)
         self.layers = list(layers)
+        self.sizes = sizes
         self.loss = check_choice(loss, "loss", tuple(LOSSES))
         if self.loss != "mse" and self.layers[-1].activation != "identity":
             raise ValueError(
@@ -136,11 +158,14 @@ class Sequential:
                 f"(the {'softmax' if self.loss == 'cross_entropy' else 'sigmoid'} is fused into "
                 f"the loss); got {self.layers[-1].activation!r}"
             )
-        if self.loss == "cross_entropy" and self.layers[-1].out_features < 2:
+        if self.loss == "cross_entropy" and self.n_outputs < 2:
             raise ValueError(
                 "loss='cross_entropy' needs at least 2 outputs; for one output unit use "
                 "loss='binary_cross_entropy'"
             )
+        self.label_smoothing = check_float(label_smoothing, "label_smoothing", 0, 1, high_open=True)
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ValueError("label_smoothing applies to loss='cross_entropy' only")
         self.optimizer = get_optimizer(optimizer)
         self._kernels = _kernels.backend(device)
         self.device = self._kernels.name
@@ -149,128 +174,156 @@ class Sequential:
             seed = check_int(seed, "seed", minimum=0)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._loss_kernel = getattr(self._kernels, LOSSES[self.loss])
-        self._act = [activation_code(layer.activation) for layer in self.layers]
+        self._act = [layer.act for layer in self.layers]
+        loss_kernel = getattr(self._kernels, LOSSES[self.loss])
+        if self.loss == "cross_entropy":
+            smoothing = self.label_smoothing
+            self._loss_kernel = lambda Z, T, dZ, w=None: loss_kernel(Z, T, dZ, w, smoothing)
+        else:
+            self._loss_kernel = loss_kernel
         self.stop_training = False
         self._allocate_parameters()
-        self._initialize()
 
     # ------------------------------------------------------------------------------------
-    # parameters: W[l], b[l] are views into theta; dW[l], db[l] views into grad
-
-    @property
-    def sizes(self):
-        return [self.layers[0].in_features] + [layer.out_features for layer in self.layers]
+    # parameters: each layer's parameters are views into theta, its gradients into grad
 
     @property
     def n_features(self):
-        return self.layers[0].in_features
+        return self.sizes[0]
 
     @property
     def n_outputs(self):
-        return self.layers[-1].out_features
-
-    def _allocate_parameters(self):
-        shapes = []
-        for layer in self.layers:
-            shapes += [(layer.out_features, layer.in_features), (layer.out_features,)]
-        total = sum(math.prod(s) for s in shapes)
-        self._theta = np.zeros(total, self.dtype)
-        self._grad = np.zeros(total, self.dtype)
-        params, grads, offset = [], [], 0
-        for shape in shapes:
-            size = math.prod(shape)
-            params.append(self._theta[offset : offset + size].reshape(shape))
-            grads.append(self._grad[offset : offset + size].reshape(shape))
-            offset += size
-        self.W, self.b = params[0::2], params[1::2]
-        self.dW, self.db = grads[0::2], grads[1::2]
-        self._opt_state = self.optimizer.init_state(total, self.dtype)
-        self._train_buffers = None
-        self._predict_buffers = None
+        return self.sizes[-1]
 
     @property
     def n_parameters(self):
-        return self._theta.size
+        return int(self._theta.size)
 
-    def _initialize(self):
-        for layer, W, b in zip(self.layers, self.W, self.b):
-            fan_in, fan_out = layer.in_features, layer.out_features
-            if layer.activation in _HE:
-                W[...] = self._rng.normal(0.0, math.sqrt(2.0 / fan_in), W.shape)
-            else:
-                limit = math.sqrt(6.0 / (fan_in + fan_out))
-                W[...] = self._rng.uniform(-limit, limit, W.shape)
-            b[...] = 0
+    def _allocate_parameters(self):
+        k = self._kernels
+        shapes = [(l, name, shape) for l, layer in enumerate(self.layers)
+                  for name, shape in layer.param_shapes().items()]
+        total = sum(math.prod(shape) for _, _, shape in shapes)
+        # initialise on the host, then move to the backend
+        host = np.zeros(total, self.dtype)
+        host_params = [{} for _ in self.layers]
+        offset = 0
+        for l, name, shape in shapes:
+            size = math.prod(shape)
+            host_params[l][name] = host[offset : offset + size].reshape(shape)
+            offset += size
+        host_state = [{name: np.zeros(shape, self.dtype) for name, shape in layer.state_shapes().items()}
+                      for layer in self.layers]
+        for layer, params, state in zip(self.layers, host_params, host_state):
+            layer.initialize(params, state, self._rng)
+        self._theta = k.to_device(host)
+        self._grad = k.zeros(total, self.dtype)
+        self._slots = [SimpleNamespace(rng=self._rng, freeze_masks=False) for _ in self.layers]
+        self.params, self.grads, offset = [], [], 0
+        for l, name, shape in shapes:
+            size = math.prod(shape)
+            param = self._theta[offset : offset + size].reshape(shape)
+            grad = self._grad[offset : offset + size].reshape(shape)
+            setattr(self._slots[l], name, param)
+            setattr(self._slots[l], "d" + name, grad)
+            self.params.append(param)
+            self.grads.append(grad)
+            offset += size
+        for slot, state in zip(self._slots, host_state):
+            for name, arr in state.items():
+                setattr(slot, name, k.to_device(arr))
+        dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
+        self.W, self.b = [s.W for s in dense], [s.b for s in dense]
+        self.dW, self.db = [s.dW for s in dense], [s.db for s in dense]
+        self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros)
+        self._train_buffers = None
+        self._predict_buffers = None
 
-    def get_weights(self):
-        """[W1, b1, W2, b2, ...] as copies, W of shape (out, in)."""
-        out = []
-        for W, b in zip(self.W, self.b):
-            out += [W.copy(), b.copy()]
+    def _weight_slots(self):
+        """(name, array) of every weight get_weights returns, in order: each layer's
+        trainable parameters, then its state (e.g. BatchNorm's running statistics)."""
+        out, n_dense = [], 0
+        for l, (layer, slot) in enumerate(zip(self.layers, self._slots)):
+            n_dense += isinstance(layer, Dense)
+            for name in list(layer.param_shapes()) + list(layer.state_shapes()):
+                label = f"{name}{n_dense}" if isinstance(layer, Dense) else f"layers[{l}].{name}"
+                out.append((label, getattr(slot, name)))
         return out
 
+    def get_weights(self):
+        """[W1, b1, W2, b2, ...] as host copies, W of shape (out, in); BatchNorm layers add
+        [gamma, beta, running_mean, running_var]."""
+        return [self._kernels.to_host(arr) for _, arr in self._weight_slots()]
+
     def set_weights(self, weights):
-        """Set all parameters from [W1, b1, W2, b2, ...] (same layout as get_weights)."""
+        """Set all weights from a list in get_weights' layout; shapes and values checked."""
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"weights must be a list [W1, b1, W2, b2, ...]; got {type(weights).__name__}")
-        targets = [p for pair in zip(self.W, self.b) for p in pair]
-        if len(weights) != len(targets):
+        slots = self._weight_slots()
+        if len(weights) != len(slots):
             raise ValueError(
-                f"weights must hold {len(targets)} arrays (W and b for each of "
-                f"{len(self.layers)} layers); got {len(weights)}"
+                f"weights must hold {len(slots)} arrays ({', '.join(n for n, _ in slots)}); "
+                f"got {len(weights)}"
             )
         checked = []
-        for i, (new, old) in enumerate(zip(weights, targets)):
-            name = f"weights[{i}] ({'W' if i % 2 == 0 else 'b'}{i // 2 + 1})"
+        for i, (new, (where, old)) in enumerate(zip(weights, slots)):
+            name = f"weights[{i}] ({where})"
+            if isinstance(new, (str, bytes)):
+                raise TypeError(f"{name} must be a real array; got a string")
             arr = np.asarray(new)
             if arr.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must be a real array; got dtype {arr.dtype}")
             if arr.shape != old.shape:
                 raise ValueError(f"{name} must have shape {old.shape}; got {arr.shape}")
             check_finite(arr, name, self.dtype)
-            checked.append(arr)
-        for arr, old in zip(checked, targets):
-            old[...] = arr
+            checked.append(np.ascontiguousarray(arr, self.dtype))
+        for arr, (_, old) in zip(checked, slots):
+            self._kernels.write(old, arr)
 
     # ------------------------------------------------------------------------------------
     # the training step, as a sequence of kernel calls
 
-    def _forward(self, A):
-        k = self._kernels
-        for l in range(len(self.layers)):
-            k.linear_forward(A[l], self.W[l], self.b[l], self._act[l], A[l + 1])
+    def _forward(self, v, training):
+        for l, layer in enumerate(self.layers):
+            layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], v.s[l], training)
 
-    def _loss_and_grad(self, A_out, T, delta_out):
-        loss = self._loss_kernel(A_out, T, delta_out)
+    def _loss_and_grad(self, v):
+        loss = self._loss_kernel(v.A[-1], v.T, v.delta[-1], v.w)
         if self._act[-1] != IDENTITY:  # mse after a non-identity output: chain through f'
-            self._kernels.activation_backward(A_out, self._act[-1], delta_out)
+            self._kernels.activation_backward(v.D[-1], self._act[-1], v.delta[-1])
         return loss
 
-    def _backward(self, A, delta):
-        k = self._kernels
+    def _backward(self, v):
         for l in reversed(range(len(self.layers))):
-            k.weight_grad(delta[l], A[l], self.dW[l], self.db[l])
             if l > 0:
-                k.delta_backward(delta[l], self.W[l], A[l], self._act[l - 1], delta[l - 1])
+                self.layers[l].backward(self._kernels, v.delta[l], v.A[l], v.D[l], self._act[l - 1],
+                                        v.delta[l - 1], v.s[l])
+            else:
+                self.layers[0].backward(self._kernels, v.delta[0], v.A[0], None, IDENTITY, None, v.s[0])
+
+    def _update(self):
+        opt = self.optimizer
+        if opt.clip_norm is not None:
+            self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
+        opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
     def _step(self, v):
         """One step on the batch already in the buffers `v`; returns the batch-mean loss."""
-        self._forward(v.A)
-        loss = self._loss_and_grad(v.A[-1], v.T, v.delta[-1])
-        self._backward(v.A, v.delta)
-        self.optimizer.update(self._kernels, self._theta, self._grad, self._opt_state)
+        self._forward(v, training=True)
+        loss = self._loss_and_grad(v)
+        self._backward(v)
+        self._update()
         return loss
 
     # ------------------------------------------------------------------------------------
     # buffers
 
-    def _buffers_for(self, n, T):
+    def _buffers_for(self, n, T, weighted=False):
         """Training buffers for batches of up to n rows with targets like T (made once)."""
-        width, dtype = (1, np.int64) if T.ndim == 1 else (T.shape[1], self.dtype)
+        width, dtype = (1, np.dtype(np.int64)) if T.ndim == 1 else (T.shape[1], self.dtype)
         buf = self._train_buffers
-        if buf is None or not buf.fits(n, width, dtype):
-            buf = self._train_buffers = _Buffers(self.sizes, n, self.dtype, width, dtype)
+        if buf is None or not buf.fits(n, width, dtype, weighted):
+            buf = self._train_buffers = _Buffers(self, n, width, dtype, weighted)
         return buf
 
     # ------------------------------------------------------------------------------------
@@ -281,16 +334,49 @@ class Sequential:
         T, labels = check_targets(y, self.loss, self.n_outputs, X.shape[0], self.dtype, name_y)
         return X, T, labels
 
-    def train_step(self, X, y):
+    def _sample_weights(self, sample_weight, class_weight, labels, n):
+        """Per-sample loss weights from sample_weight and class_weight, or None."""
+        w = None
+        if sample_weight is not None:
+            w = np.asarray(sample_weight)
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
+            if w.shape != (n,):
+                raise ValueError(f"sample_weight must have shape ({n},), one weight per sample; got {w.shape}")
+            check_finite(w, "sample_weight", self.dtype)
+            if (w < 0).any():
+                raise ValueError(f"sample_weight must be >= 0; got {w.min():g}")
+            w = w.astype(self.dtype)
+        if class_weight is not None:
+            if not isinstance(class_weight, dict):
+                raise TypeError(f"class_weight must be a dict {{class: weight}}; got {type(class_weight).__name__}")
+            if labels is None:
+                raise ValueError("class_weight needs a classification loss with class labels")
+            n_classes = 2 if self.n_outputs == 1 else self.n_outputs
+            table = np.ones(n_classes, self.dtype)
+            for key, value in class_weight.items():
+                if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral) \
+                        or not 0 <= key < n_classes:
+                    raise ValueError(f"class_weight keys must be class labels 0..{n_classes - 1}; got {key!r}")
+                table[key] = check_float(value, f"class_weight[{key}]", low=0)
+            cw = table[labels]
+            w = cw if w is None else w * cw
+        return w
+
+    def train_step(self, X, y, sample_weight=None):
         """One explicit step (forward, loss, backward, update) on the batch (X, y).
 
         Returns the mean loss of the batch as a float.
         """
-        X, T, _ = self._check_fit_data(X, y)
+        X, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, None, labels, X.shape[0])
         n = X.shape[0]
-        v = self._buffers_for(n, T).views(n)
-        np.copyto(v.A[0], X, casting="unsafe")
-        np.copyto(v.T, T, casting="unsafe")
+        v = self._buffers_for(n, T, w is not None).views(n)
+        k = self._kernels
+        k.write(v.A[0], X)
+        k.write(v.T, T)
+        if w is not None:
+            k.write(v.w, w)
         loss = self._step(v)
         self._check_loss(loss)
         return float(loss)
@@ -303,12 +389,15 @@ class Sequential:
             )
 
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1):
+            shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None):
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
         validation_split takes the last fraction of the samples (before shuffling) as
         validation data, as Keras does; validation_data=(X_val, y_val) gives it directly.
-        History keys: loss, accuracy (classification), val_loss, val_accuracy.
+        sample_weight (n,) and class_weight {class: weight} weight each sample's loss (they
+        multiply); the loss is then sum(w * l) / batch, as in Keras.
+        History keys: loss, accuracy (classification) or mae and r2 (mse), the same with
+        val_ for validation data, and lr.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         """
         epochs = check_int(epochs, "epochs")
@@ -324,6 +413,7 @@ class Sequential:
                 raise TypeError(f"callbacks[{i}] must be a fastmlp Callback; got {cb!r}")
 
         X, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, class_weight, labels, X.shape[0])
         if validation_data is not None:
             if validation_split:
                 raise ValueError("give validation_data or validation_split, not both")
@@ -341,16 +431,19 @@ class Sequential:
             cut = X.shape[0] - n_val
             val = (X[cut:], T[cut:], None if labels is None else labels[cut:])
             X, T, labels = X[:cut], T[:cut], None if labels is None else labels[:cut]
+            w = None if w is None else w[:cut]
         else:
             val = None
 
         n = X.shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
-        buffers = self._buffers_for(batch, T)
+        buffers = self._buffers_for(batch, T, w is not None)
         T2 = T if T.ndim == 2 else T.reshape(-1, 1)  # gather works on rows
+        w2 = None if w is None else w.reshape(-1, 1)
         # accuracy compares the logits with T itself, except for one-hot/probability targets
         labels2 = None if labels is None or T.ndim == 1 or self.loss != "cross_entropy" else labels.reshape(-1, 1)
+        metrics = _Metrics(self, T if labels is None else None)
         order = np.arange(n)
         k = self._kernels
 
@@ -362,13 +455,15 @@ class Sequential:
         for cb in cbs:
             cb.set_model(self)
             cb.on_train_begin()
-        batch_logs = {}
+        logs = {}
         for epoch in range(epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             if shuffle:
                 self._rng.shuffle(order)
-            loss_sum, correct = 0.0, 0
+            lr = self.optimizer.lr
+            loss_sum = 0.0
+            metrics.reset()
             for step in range(steps):
                 for cb in cbs:
                     cb.on_batch_begin(step)
@@ -377,24 +472,27 @@ class Sequential:
                 v = buffers.views(idx.shape[0])
                 k.gather_rows(X, idx, v.A[0])
                 k.gather_rows(T2, idx, v.T2d)
+                if w2 is not None:
+                    k.gather_rows(w2, idx, v.w.reshape(-1, 1))
                 loss = self._step(v)
                 self._check_loss(loss)
                 loss_sum += loss * v.n
-                seen = start + v.n
-                batch_logs = {"loss": loss_sum / seen}
                 if labels is not None:
                     if labels2 is None:
-                        correct += k.count_correct(v.A[-1], v.T0)
+                        metrics.add(v.A[-1], v.T0)
                     else:
                         k.gather_rows(labels2, idx, v.labels2d)
-                        correct += k.count_correct(v.A[-1], v.labels)
-                    batch_logs["accuracy"] = correct / seen
+                        metrics.add(v.A[-1], v.labels)
+                else:
+                    metrics.add(v.A[-1], v.T)
+                logs = {"loss": loss_sum / (start + v.n), **metrics.result()}
                 for cb in cbs:
-                    cb.on_batch_end(step, batch_logs)
-            logs = dict(batch_logs)
+                    cb.on_batch_end(step, logs)
+            logs = {"loss": loss_sum / n, **metrics.result(final=True)}
             if val is not None:
                 for key, value in self._evaluate_checked(*val).items():
                     logs["val_" + key] = value
+            logs["lr"] = lr
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if self.stop_training:
@@ -407,16 +505,16 @@ class Sequential:
     # inference
 
     def _forward_batches(self, X, batch_size):
-        """Yield (start, stop, output logits view) over X in batches of batch_size."""
+        """Yield (start, stop, output view) over X in batches of batch_size."""
         n = X.shape[0]
         cap = min(batch_size, n)
         buf = self._predict_buffers
         if buf is None or buf.capacity < cap:
-            buf = self._predict_buffers = _Buffers(self.sizes, cap, self.dtype)
+            buf = self._predict_buffers = _Buffers(self, cap)
         for start in range(0, n, cap):
             v = buf.views(min(cap, n - start))
-            np.copyto(v.A[0], X[start : start + v.n], casting="unsafe")
-            self._forward(v.A)
+            self._kernels.write(v.A[0], X[start : start + v.n])
+            self._forward(v, training=False)
             yield start, start + v.n, v.A[-1]
 
     def _outputs(self, X, batch_size, transform=None):
@@ -425,7 +523,7 @@ class Sequential:
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         for start, stop, Z in self._forward_batches(X, batch_size):
             if transform is None:
-                out[start:stop] = Z
+                out[start:stop] = self._kernels.to_host(Z)
             else:
                 transform(Z, out[start:stop])
         return out
@@ -442,38 +540,42 @@ class Sequential:
 
     def predict_proba(self, X, batch_size=1024):
         """Class probabilities: softmax for cross_entropy, sigmoid for binary_cross_entropy."""
+        if self.loss == "mse":
+            raise ValueError("predict_proba needs a classification loss; this model uses loss='mse' (use predict)")
+        Z = self._outputs(X, batch_size)
+        P = np.empty_like(Z)
         if self.loss == "cross_entropy":
-            return self._outputs(X, batch_size, self._kernels.softmax)
-        if self.loss == "binary_cross_entropy":
-            sigmoid = self._kernels.activate
-            return self._outputs(X, batch_size, lambda Z, P: sigmoid(Z, activation_code("sigmoid"), P))
-        raise ValueError("predict_proba needs a classification loss; this model uses loss='mse' (use predict)")
+            _kernels.backend("cpu").softmax(Z, P)
+        else:
+            _kernels.backend("cpu").activate(Z, activation_code("sigmoid"), P)
+        return P
 
-    def evaluate(self, X, y, batch_size=1024):
-        """{"loss": mean loss, "accuracy": fraction right (classification only)}."""
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
+        """{"loss": mean loss, "accuracy" (classification) or "mae" and "r2" (mse)}."""
         batch_size = check_int(batch_size, "batch_size")
         X, T, labels = self._check_fit_data(X, y)
-        return self._evaluate_checked(X, T, labels, batch_size)
+        w = self._sample_weights(sample_weight, None, labels, X.shape[0])
+        return self._evaluate_checked(X, T, labels, batch_size, w)
 
-    def _evaluate_checked(self, X, T, labels, batch_size=1024):
+    def _evaluate_checked(self, X, T, labels, batch_size=1024, w=None):
         n = X.shape[0]
-        dZ = np.empty((min(batch_size, n), self.n_outputs), self.dtype)
-        loss_sum, correct = 0.0, 0
+        k = self._kernels
+        dZ = k.empty((min(batch_size, n), self.n_outputs), self.dtype)
+        metrics = _Metrics(self, T if labels is None else None)
+        loss_sum = 0.0
         for start, stop, Z in self._forward_batches(X, batch_size):
-            loss_sum += self._loss_kernel(Z, T[start:stop], dZ[: stop - start]) * (stop - start)
-            if labels is not None:
-                correct += self._kernels.count_correct(Z, labels[start:stop])
-        result = {"loss": loss_sum / n}
-        if labels is not None:
-            result["accuracy"] = correct / n
-        return result
+            wb = None if w is None else w[start:stop]
+            loss_sum += self._loss_kernel(Z, T[start:stop], dZ[: stop - start], wb) * (stop - start)
+            metrics.add(Z, T[start:stop] if labels is None else labels[start:stop])
+        return {"loss": loss_sum / n, **metrics.result(final=True)}
 
     # ------------------------------------------------------------------------------------
 
     def get_config(self):
         return {
-            "layers": [layer.get_config() for layer in self.layers],
+            "layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers],
             "loss": self.loss,
+            "label_smoothing": self.label_smoothing,
             "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
             "dtype": self.dtype.name,
             "seed": self.seed,
@@ -488,7 +590,7 @@ class Sequential:
     def summary(self):
         lines = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}"]
         for i, layer in enumerate(self.layers):
-            n = layer.in_features * layer.out_features + layer.out_features
+            n = sum(math.prod(s) for s in layer.param_shapes().values())
             lines.append(f"  {i}: {layer!r}  params={n}")
         lines.append(f"  total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
         return "\n".join(lines)
@@ -497,17 +599,65 @@ class Sequential:
         return f"{type(self).__name__}(sizes={self.sizes}, loss={self.loss!r}, device={self.device!r})"
 
 
+class _Metrics:
+    """Running metrics of an epoch: accuracy for classification, MAE and R^2 for regression.
+
+    R^2 is sklearn's r2_score (uniform average over outputs): 1 - SS_res / SS_tot, with
+    SS_tot of the targets of the whole set (passed as T) and SS_res summed batch by batch.
+    """
+
+    def __init__(self, model, T=None):
+        self.k = model._kernels
+        self.classification = model.loss != "mse"
+        self.active = self.classification and (model.loss == "cross_entropy" or model.n_outputs == 1)
+        if not self.classification:
+            T64 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
+            self.n_total = T64.shape[0]
+            self.ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
+            self.abs_err = self.k.zeros(T64.shape[1], np.float64)
+            self.sq_err = self.k.zeros(T64.shape[1], np.float64)
+        self.reset()
+
+    def reset(self):
+        self.seen = 0
+        self.correct = 0
+        if not self.classification:
+            self.k.write(self.abs_err, np.zeros(self.abs_err.shape))
+            self.k.write(self.sq_err, np.zeros(self.sq_err.shape))
+
+    def add(self, Z, target):
+        self.seen += Z.shape[0]
+        if self.classification:
+            if self.active:
+                self.correct += self.k.count_correct(Z, target)
+        else:
+            self.k.regression_sums(Z, target, self.abs_err, self.sq_err)
+
+    def result(self, final=False):
+        if self.classification:
+            return {"accuracy": self.correct / self.seen} if self.active else {}
+        abs_err = self.k.to_host(self.abs_err) if final else np.asarray(self.abs_err)
+        sq_err = self.k.to_host(self.sq_err) if final else np.asarray(self.sq_err)
+        ss_tot = self.ss_tot * (self.seen / self.n_total)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(ss_tot > 0, 1 - sq_err / ss_tot, np.where(sq_err == 0, 1.0, 0.0))
+        return {"mae": float(abs_err.sum() / (self.seen * abs_err.size)), "r2": float(r2.mean())}
+
+
 class MLP(Sequential):
     """A multi-layer perceptron from layer sizes, e.g. ``MLP([784, 256, 128, 10])``.
 
     activation: one name for every hidden layer or a list, one per hidden layer: identity,
-    relu, leaky_relu (slope 0.01), elu (alpha 1), sigmoid, tanh. output: the last layer's
-    activation, "identity" (logits; required for the classification losses) unless given.
+    relu, leaky_relu (slope 0.01), elu (alpha 1), sigmoid, tanh, gelu, softplus.
+    output: the last layer's activation, "identity" (logits; required for the
+    classification losses) unless given. dropout: a probability p > 0 adds Dropout(p) after
+    every hidden layer. batch_norm=True puts a BatchNorm before every hidden activation.
     The other arguments are Sequential's.
     """
 
     def __init__(self, sizes, activation="relu", output="identity", loss="cross_entropy",
-                 optimizer=None, device="auto", dtype="float32", seed=None):
+                 optimizer=None, device="auto", dtype="float32", seed=None, dropout=0.0,
+                 batch_norm=False, label_smoothing=0.0):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
             raise TypeError(f"sizes must be a list of layer sizes like [784, 256, 10]; got {sizes!r}")
         sizes = list(sizes)
@@ -527,8 +677,21 @@ class MLP(Sequential):
         for i, a in enumerate(acts):
             activation_code(a, f"activation[{i}]" if isinstance(activation, (list, tuple)) else "activation")
         activation_code(output, "output")
-        layers = [Dense(sizes[i], sizes[i + 1], a) for i, a in enumerate(acts + [output])]
-        super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype, seed=seed)
+        dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
+        if not isinstance(batch_norm, (bool, np.bool_)):
+            raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
+        layers = []
+        for i, a in enumerate(acts):
+            if batch_norm:
+                layers += [Dense(sizes[i], sizes[i + 1]), BatchNorm(sizes[i + 1], activation=a)]
+            else:
+                layers.append(Dense(sizes[i], sizes[i + 1], a))
+            if dropout:
+                layers.append(Dropout(dropout))
+        layers.append(Dense(sizes[-2], sizes[-1], output))
+        super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype,
+                         seed=seed, label_smoothing=label_smoothing)
 
 
-__all__ = ["Dense", "Sequential", "MLP", "LOSSES", "ACTIVATIONS", "Optimizer"]
+__all__ = ["Dense", "Dropout", "BatchNorm", "Sequential", "MLP", "LOSSES", "ACTIVATIONS",
+           "Optimizer", "LAYERS"]

@@ -4,6 +4,10 @@ Each optimizer updates all parameters of a model in one kernel call: the model k
 weights and biases as views into one flat array (as llm.c does), and its gradients and the
 optimizer state likewise. The formulas are PyTorch's, so a fastmlp model and a PyTorch model
 that start from the same weights and see the same batches follow the same loss curve.
+
+Every optimizer takes ``clip_norm``: when set, the gradient of all parameters together is
+scaled down to that global L2 norm before the update (``torch.nn.utils.clip_grad_norm_``).
+``lr`` may be changed between steps (the learning-rate schedules in fastmlp.callbacks do).
 """
 
 import numpy as np
@@ -11,22 +15,44 @@ import numpy as np
 from ._validation import check_float
 
 
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
+
+
 class Optimizer:
     """Base class. Subclasses define `state_names`, `update` and `get_config`."""
 
     state_names = ()
 
-    def init_state(self, size, dtype):
-        """Fresh state: zero arrays (one per name in `state_names`) and the step count."""
-        state = {name: np.zeros(size, dtype) for name in self.state_names}
+    def __init__(self, lr, clip_norm=None):
+        self.lr = check_float(lr, "lr", low=0, low_open=True)
+        self.clip_norm = None if clip_norm is None else check_float(clip_norm, "clip_norm", low=0, low_open=True)
+
+    def init_state(self, size, dtype, zeros=np.zeros):
+        """Fresh state: zero arrays (one per name in `state_names`, made by `zeros`, the
+        backend's allocator) and the step count."""
+        state = {name: zeros(size, dtype) for name in self.state_names}
         state["step"] = 0
         return state
 
     def update(self, kernels, p, g, state):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def get_config(self):  # pragma: no cover - abstract
+    def get_config(self):
+        config = self._config()
+        if self.clip_norm is not None:
+            config["clip_norm"] = self.clip_norm
+        return config
+
+    def _config(self):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def __setattr__(self, name, value):
+        if name == "lr" and "lr" in self.__dict__:  # schedules set it: keep it checked
+            value = check_float(value, "lr", low=0, low_open=True)
+        super().__setattr__(name, value)
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -42,14 +68,12 @@ class SGD(Optimizer):
 
     state_names = ("momentum_buffer",)
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        self.lr = check_float(lr, "lr", low=0, low_open=True)
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None):
+        super().__init__(lr, clip_norm)
         self.momentum = check_float(momentum, "momentum", low=0, high=1, high_open=True)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False; got {nesterov!r}")
-        if nesterov and self.momentum == 0:
+        self.nesterov = _check_bool(nesterov, "nesterov")
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0; got momentum=0")
-        self.nesterov = bool(nesterov)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
 
     def update(self, kernels, p, g, state):
@@ -58,7 +82,7 @@ class SGD(Optimizer):
             p, g, state["momentum_buffer"], self.lr, self.momentum, self.weight_decay, self.nesterov
         )
 
-    def get_config(self):
+    def _config(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
                 "weight_decay": self.weight_decay}
 
@@ -69,49 +93,88 @@ class Adam(Optimizer):
     With ``decoupled=True`` (the default, as in DESIGN.md) this is ``torch.optim.AdamW``'s
     update: ``p *= 1 - lr * weight_decay`` before the Adam step. With ``decoupled=False`` the
     decay is added to the gradient, as ``torch.optim.Adam(weight_decay=...)`` does.
+    ``amsgrad=True`` uses the running maximum of the second moment (AMSGrad), as PyTorch.
     """
 
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, decoupled=True):
-        self.lr = check_float(lr, "lr", low=0, low_open=True)
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 decoupled=True, amsgrad=False, clip_norm=None):
+        super().__init__(lr, clip_norm)
         self.beta1 = check_float(beta1, "beta1", low=0, high=1, high_open=True)
         self.beta2 = check_float(beta2, "beta2", low=0, high=1, high_open=True)
         self.eps = check_float(eps, "eps", low=0, low_open=True)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
-        if not isinstance(decoupled, (bool, np.bool_)):
-            raise TypeError(f"decoupled must be True or False; got {decoupled!r}")
-        self.decoupled = bool(decoupled)
+        self.decoupled = _check_bool(decoupled, "decoupled")
+        self.amsgrad = _check_bool(amsgrad, "amsgrad")
+        if self.amsgrad:
+            self.state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
     def update(self, kernels, p, g, state):
         state["step"] += 1
         kernels.adam_update(
             p, g, state["exp_avg"], state["exp_avg_sq"], state["step"], self.lr, self.beta1,
-            self.beta2, self.eps, self.weight_decay, self.decoupled,
+            self.beta2, self.eps, self.weight_decay, self.decoupled, state.get("max_exp_avg_sq"),
         )
 
-    def get_config(self):
+    def _config(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                "weight_decay": self.weight_decay, "decoupled": self.decoupled}
+                "weight_decay": self.weight_decay, "decoupled": self.decoupled,
+                "amsgrad": self.amsgrad}
 
 
 class AdamW(Adam):
     """``torch.optim.AdamW``: Adam with decoupled weight decay, 0.01 by default."""
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
-        super().__init__(lr, beta1, beta2, eps, weight_decay, decoupled=True)
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
+                 amsgrad=False, clip_norm=None):
+        super().__init__(lr, beta1, beta2, eps, weight_decay, decoupled=True, amsgrad=amsgrad,
+                         clip_norm=clip_norm)
 
-    def get_config(self):
-        config = super().get_config()
+    def _config(self):
+        config = super()._config()
         del config["decoupled"]
         return config
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+class RMSprop(Optimizer):
+    """RMSprop, as ``torch.optim.RMSprop``.
+
+    ``g += weight_decay * p``; ``sq = alpha * sq + (1 - alpha) g^2``; the denominator is
+    ``sqrt(sq) + eps`` (``sqrt(sq - avg_g^2) + eps`` when centered); with momentum
+    ``buf = momentum * buf + g / denom`` and ``p -= lr * buf``, else ``p -= lr * g / denom``.
+    """
+
+    state_names = ("square_avg", "grad_avg", "momentum_buffer")
+
+    def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, clip_norm=None):
+        super().__init__(lr, clip_norm)
+        self.alpha = check_float(alpha, "alpha", low=0, high=1)
+        self.eps = check_float(eps, "eps", low=0, low_open=True)
+        self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
+        self.momentum = check_float(momentum, "momentum", low=0, high=1, high_open=True)
+        self.centered = _check_bool(centered, "centered")
+
+    def update(self, kernels, p, g, state):
+        state["step"] += 1
+        kernels.rmsprop_update(
+            p, g, state["square_avg"], state["grad_avg"], state["momentum_buffer"], self.lr,
+            self.alpha, self.eps, self.weight_decay, self.momentum, self.centered,
+        )
+
+    def _config(self):
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
+                "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "centered": self.centered}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
 
 
 def get_optimizer(optimizer):
-    """An Optimizer instance from an instance, a name ('sgd', 'adam', 'adamw') or None (SGD)."""
+    """An Optimizer instance from an instance, a name ('sgd', 'adam', 'adamw', 'rmsprop') or
+    None (SGD with lr 0.01)."""
     if optimizer is None:
         return SGD()
     if isinstance(optimizer, Optimizer):

@@ -38,7 +38,8 @@ wd, momentum, centered)``
 ``count_correct(Z, y) -> int``                         right classifications in a batch
 ``regression_sums(Z, T, abs_err, sq_err)``             += per-output sums of |Z-T|, (Z-T)^2
 ``empty / zeros(shape, dtype)``, ``to_device(host)``,  this backend's arrays, copies both ways,
-``to_host(arr)``, ``synchronize()``                    and a barrier
+``to_host(arr)``, ``write(dst, host)``,             and a barrier
+``synchronize()``
 =====================================================  ========================================
 
 Losses: w is None or per-sample weights (B,); the loss is sum_i w_i l_i / B (Keras'

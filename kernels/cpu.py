@@ -533,6 +533,11 @@ def to_device(host):
     return np.array(host, copy=True)
 
 
+def write(dst, host):
+    """Copy the host array `host` into this backend's array `dst` (same shape)."""
+    dst[...] = host
+
+
 def to_host(arr):
     """A host NumPy copy of this backend's array `arr`."""
     return np.array(arr, copy=True)

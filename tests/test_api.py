@@ -435,12 +435,14 @@ def test_mse_regression_one_output():
     t = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3
     model = _model(sizes=(D, 16, 1), loss="mse", optimizer=fastmlp.Adam(lr=0.01))
     history = model.fit(X, t, epochs=20, batch_size=16, verbose=0)
-    assert set(history.history) == {"loss"}
+    assert set(history.history) == {"loss", "mae", "r2", "lr"}
     pred = model.predict(X)
     assert pred.shape == (80,) and pred.dtype == np.float32
     result = model.evaluate(X, t)
-    assert set(result) == {"loss"}
+    assert set(result) == {"loss", "mae", "r2"}
     assert result["loss"] == pytest.approx(np.mean((pred - t) ** 2), rel=1e-4)
+    assert result["mae"] == pytest.approx(np.mean(np.abs(pred - t)), rel=1e-4)
+    assert result["r2"] == pytest.approx(1 - np.sum((pred - t) ** 2) / np.sum((t - t.mean()) ** 2), rel=1e-4)
     assert result["loss"] < 0.5 * np.var(t)
     with pytest.raises(ValueError, match="predict_proba"):
         model.predict_proba(X)
@@ -455,8 +457,10 @@ def test_mse_regression_k_outputs():
     pred = model.predict(X)
     assert pred.shape == (40, 3)
     result = model.evaluate(X, T)
-    assert set(result) == {"loss"}
+    assert set(result) == {"loss", "mae", "r2"}
     assert result["loss"] == pytest.approx(np.mean((pred - T) ** 2), rel=1e-4)
+    r2 = np.mean(1 - ((pred - T) ** 2).sum(axis=0) / ((T - T.mean(axis=0)) ** 2).sum(axis=0))
+    assert result["r2"] == pytest.approx(r2, rel=1e-4)  # sklearn's uniform average
 
 
 def test_mse_with_non_identity_output_matches_reference():
@@ -743,10 +747,10 @@ def test_optimizer_configs():
     assert fastmlp.SGD().get_config() == {"lr": 0.01, "momentum": 0.0, "nesterov": False, "weight_decay": 0.0}
     adam = fastmlp.Adam()
     assert adam.get_config() == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                                 "weight_decay": 0.0, "decoupled": True}
+                                 "weight_decay": 0.0, "decoupled": True, "amsgrad": False}
     adamw = fastmlp.AdamW()
     assert adamw.get_config() == {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-                                  "weight_decay": 0.01}
+                                  "weight_decay": 0.01, "amsgrad": False}
     assert isinstance(adamw, fastmlp.Adam) and adamw.decoupled
     for opt in (sgd, adam, adamw):
         assert isinstance(opt, fastmlp.Optimizer)
