@@ -12,15 +12,31 @@ The kernels live in ``fastmlp.kernels`` (``kernels.backend("cpu" | "reference")`
 __version__ = "0.1.0"
 
 from . import datasets, kernels
-from .callbacks import Callback, History
+from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, History,
+                        LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
+                        StepDecay)
 from .gradcheck import gradcheck
 from .io import load
-from .model import LOSSES, MLP, Dense, Sequential
-from .optim import SGD, Adam, AdamW, Optimizer
+from .layers import BatchNorm, Dense, Dropout, Layer
+from .model import LOSSES, MLP, Sequential
+from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
 
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)
 
 __all__ = [
-    "MLP", "Sequential", "Dense", "SGD", "Adam", "AdamW", "Optimizer", "Callback", "History",
+    "MLP", "Sequential", "Dense", "Dropout", "BatchNorm", "Layer", "SGD", "Adam", "AdamW",
+    "RMSprop", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
+    "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
+    "ReduceLROnPlateau",
     "gradcheck", "load", "datasets", "kernels", "ACTIVATIONS", "LOSSES", "__version__",
 ]
+
+
+def __getattr__(name):
+    """MLPClassifier and MLPRegressor, imported on first use: they need scikit-learn, an
+    optional dependency, and ``import fastmlp`` must work without it."""
+    if name in ("MLPClassifier", "MLPRegressor"):
+        from . import sklearn as _sklearn
+
+        return getattr(_sklearn, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

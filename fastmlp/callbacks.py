@@ -1,7 +1,11 @@
 """Callbacks with Keras' hooks, the History that `fit` returns, and the progress bar."""
 
+import math
+import os
 import sys
 import time
+
+from ._validation import check_float, check_int
 
 
 class Callback:
@@ -57,6 +61,39 @@ class History(Callback):
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+    def plot(self, path=None, keys=None):
+        """Draw the loss and metric curves, training and validation, one panel per quantity.
+
+        keys: the quantities to draw (default: every one in the history except val_* and lr;
+        their val_ twins are drawn alongside). Saves a PNG (or any format matplotlib knows from
+        the suffix) when `path` is given. Returns the matplotlib Figure. Needs matplotlib
+        (``pip install fastmlp[plot]``); pyplot is not used, so no window opens.
+        """
+        try:
+            from matplotlib.figure import Figure
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'fastmlp[plot]'") from None
+        if not self.history:
+            raise ValueError("the history is empty: nothing to plot (train with fit first)")
+        names = [k for k in self.history if not k.startswith("val_") and k != "lr"] if keys is None else list(keys)
+        for name in names:
+            if name not in self.history:
+                raise ValueError(f"keys: {name!r} is not in the history; it has {sorted(self.history)}")
+        epochs = [e + 1 for e in self.epoch]
+        fig = Figure(figsize=(4.5 * len(names), 3.6), layout="constrained")
+        for i, name in enumerate(names):
+            ax = fig.add_subplot(1, len(names), i + 1)
+            ax.plot(epochs, self.history[name], marker="o", markersize=3, label="training")
+            if "val_" + name in self.history:
+                ax.plot(epochs, self.history["val_" + name], marker="o", markersize=3, label="validation")
+            ax.set_title(name)
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        if path is not None:
+            fig.savefig(path, dpi=100)
+        return fig
 
 
 def _format_seconds(seconds):
@@ -131,3 +168,221 @@ class ProgressBar(Callback):
             line = f"Epoch {epoch + 1}/{self.epochs} - {timing} - {metrics}"
         self.stream.write(line + "\n")
         self.stream.flush()
+
+
+def _check_monitor_mode(monitor, mode):
+    if not isinstance(monitor, str):
+        raise TypeError(f"monitor must be a history key such as 'val_loss'; got {monitor!r}")
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
+    if mode == "auto":
+        mode = "max" if monitor.endswith(("accuracy", "r2")) else "min"
+    return mode
+
+
+def _monitored(logs, monitor, who):
+    if monitor not in (logs or {}):
+        raise ValueError(
+            f"{who}: monitor={monitor!r} is not in the epoch's logs; they hold {sorted(logs or {})} "
+            "(val_* keys need validation_data or validation_split)"
+        )
+    return logs[monitor]
+
+
+class EarlyStopping(Callback):
+    """Stop training when `monitor` has not improved by more than `min_delta` for `patience`
+    epochs (Keras' semantics). With restore_best_weights, the weights of the best epoch are
+    put back when training ends. ``stopped_epoch``, ``best`` and ``best_epoch`` tell what
+    happened."""
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
+                 restore_best_weights=False):
+
+        self.monitor = monitor
+        self.mode = _check_monitor_mode(monitor, mode)
+        self.min_delta = abs(check_float(min_delta, "min_delta"))
+        self.patience = check_int(patience, "patience", minimum=0)
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError(f"restore_best_weights must be True or False; got {restore_best_weights!r}")
+        self.restore_best_weights = restore_best_weights
+
+    def _improved(self, current):
+        if self.mode == "min":
+            return current < self.best - self.min_delta
+        return current > self.best + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.best = float("inf") if self.mode == "min" else -float("inf")
+        self.best_epoch = None
+        self.best_weights = None
+        self.stopped_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored(logs, self.monitor, "EarlyStopping")
+        if self._improved(current):
+            self.best, self.best_epoch, self.wait = current, epoch, 0
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model after each epoch (``model.save``, atomic). `filepath` may hold
+    ``{epoch}`` and log keys, formatted as in Keras: ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
+    With save_best_only, save only when `monitor` improves."""
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto"):
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.mode = _check_monitor_mode(monitor, mode)
+        if not isinstance(save_best_only, bool):
+            raise TypeError(f"save_best_only must be True or False; got {save_best_only!r}")
+        self.save_best_only = save_best_only
+        self.best = float("inf") if self.mode == "min" else -float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            current = _monitored(logs, self.monitor, "ModelCheckpoint")
+            if not (current < self.best if self.mode == "min" else current > self.best):
+                return
+            self.best = current
+        try:
+            path = self.filepath.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"filepath {self.filepath!r} cannot be formatted with epoch and {sorted(logs)}: {exc}") from None
+        self.model.save(path)
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions: ``LambdaCallback(on_epoch_end=lambda epoch, logs: ...)``.
+    Hooks: on_train_begin(logs), on_train_end(logs), on_epoch_begin(epoch, logs),
+    on_epoch_end(epoch, logs), on_batch_begin(batch, logs), on_batch_end(batch, logs)."""
+
+    HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+             "on_batch_begin", "on_batch_end")
+
+    def __init__(self, **hooks):
+        for name, fn in hooks.items():
+            if name not in self.HOOKS:
+                raise TypeError(f"LambdaCallback has no hook {name!r}; hooks: {list(self.HOOKS)}")
+            if not callable(fn):
+                raise TypeError(f"{name} must be callable; got {fn!r}")
+            setattr(self, name, fn)
+
+
+# ---------------------------------------------------------------------------------------
+# learning-rate schedules: callbacks that set optimizer.lr at the start of each epoch
+
+
+class LearningRateSchedule(Callback):
+    """Base of the epoch-wise schedules: ``lr(epoch)`` from the base rate, the optimizer's lr
+    when training first begins. The lr used in each epoch is in ``history.history["lr"]``."""
+
+    base_lr = None
+
+    def on_train_begin(self, logs=None):
+        if self.base_lr is None:
+            self.base_lr = self.model.optimizer.lr
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.optimizer.lr = self.lr(epoch)
+
+    def lr(self, epoch):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class StepDecay(LearningRateSchedule):
+    """``lr = base_lr * gamma ** (epoch // step_size)`` (torch.optim.lr_scheduler.StepLR)."""
+
+    def __init__(self, step_size, gamma=0.1):
+
+        self.step_size = check_int(step_size, "step_size")
+        self.gamma = check_float(gamma, "gamma", low=0, low_open=True)
+
+    def lr(self, epoch):
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class ExponentialDecay(LearningRateSchedule):
+    """``lr = base_lr * gamma ** epoch`` (torch.optim.lr_scheduler.ExponentialLR)."""
+
+    def __init__(self, gamma):
+
+        self.gamma = check_float(gamma, "gamma", low=0, low_open=True)
+
+    def lr(self, epoch):
+        return self.base_lr * self.gamma**epoch
+
+
+class CosineDecay(LearningRateSchedule):
+    """Cosine annealing from base_lr to min_lr over `epochs` epochs, after an optional linear
+    warm-up: ``lr = base_lr * (epoch + 1) / warmup_epochs`` for the first warmup_epochs,
+    then ``min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T)) / 2`` with
+    t = epoch - warmup_epochs and T = epochs - warmup_epochs (min_lr from epoch `epochs` on)."""
+
+    def __init__(self, epochs, min_lr=0.0, warmup_epochs=0):
+
+        self.epochs = check_int(epochs, "epochs")
+        self.min_lr = check_float(min_lr, "min_lr", low=0)
+        self.warmup_epochs = check_int(warmup_epochs, "warmup_epochs", minimum=0)
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs must be < epochs ({self.epochs}); got {self.warmup_epochs}")
+
+    def lr(self, epoch):
+        if epoch < self.warmup_epochs:
+            return self.base_lr * (epoch + 1) / self.warmup_epochs
+        t = min(epoch - self.warmup_epochs, self.epochs - self.warmup_epochs)
+        T = self.epochs - self.warmup_epochs
+        lr = self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * t / T)) / 2
+        return max(lr, 1e-300)  # the optimizer needs lr > 0
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the lr by `factor` when `monitor` has not improved by more than `min_delta`
+    for `patience` epochs, then wait `cooldown` epochs; never below min_lr (Keras' semantics).
+    The new lr applies from the next epoch."""
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4, cooldown=0,
+                 min_lr=0.0, mode="auto"):
+
+        self.monitor = monitor
+        self.mode = _check_monitor_mode(monitor, mode)
+        self.factor = check_float(factor, "factor", low=0, high=1, low_open=True, high_open=True)
+        self.patience = check_int(patience, "patience", minimum=0)
+        self.min_delta = abs(check_float(min_delta, "min_delta"))
+        self.cooldown = check_int(cooldown, "cooldown", minimum=0)
+        self.min_lr = check_float(min_lr, "min_lr", low=0)
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.cooldown_left = 0
+        self.best = float("inf") if self.mode == "min" else -float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        current = _monitored(logs, self.monitor, "ReduceLROnPlateau")
+        improved = (current < self.best - self.min_delta if self.mode == "min"
+                    else current > self.best + self.min_delta)
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.wait = 0
+        if improved:
+            self.best, self.wait = current, 0
+        elif self.cooldown_left == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                opt = self.model.optimizer
+                new_lr = max(opt.lr * self.factor, self.min_lr)
+                if new_lr < opt.lr and new_lr > 0:
+                    opt.lr = new_lr
+                self.cooldown_left = self.cooldown
+                self.wait = 0

@@ -14,8 +14,11 @@ def gradcheck(model, X, y, eps=None):
     is (L(theta + eps) - L(theta - eps)) / (2 eps). Dropout masks are drawn once and kept
     for all these passes; BatchNorm's running statistics are restored afterwards. For each
     parameter array (W, b, gamma, beta) the error is
-    ``max |analytic - numerical| / max(max |analytic|, max |numerical|)``; the worst over
-    all of them is returned (0.0 when every gradient is exactly zero).
+    ``max |analytic - numerical| / max(max |analytic|, max |numerical|, 0.01 * G)``, G the
+    largest numerical gradient of any parameter; the worst over all of them is returned (0.0
+    when every gradient is exactly zero). The floor 0.01 * G keeps an array whose gradient
+    is truly zero (the bias of a Dense layer before a BatchNorm) from dividing
+    finite-difference noise by zero.
 
     Use a float64 model for a tight check (errors around 1e-9); float32 gives about 1e-3.
     eps defaults to the cube root of the dtype's machine epsilon (about 6e-6 in float64).
@@ -62,13 +65,14 @@ def gradcheck(model, X, y, eps=None):
             s.freeze_masks = False
         model.set_weights(saved_weights)
 
+    floor = 0.01 * float(np.abs(numerical).max()) if numerical.size else 0.0
     worst, offset = 0.0, 0
     for param in model.params:
         size = int(np.prod(param.shape))
         a = analytic[offset : offset + size]
         d = numerical[offset : offset + size]
         offset += size
-        scale = max(np.abs(a).max(), np.abs(d).max())
+        scale = max(np.abs(a).max(), np.abs(d).max(), floor)
         if scale > 0:
             worst = max(worst, float(np.abs(a - d).max() / scale))
     return worst
