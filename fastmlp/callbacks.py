@@ -42,13 +42,15 @@ class History(Callback):
     """What `fit` returns: ``history.history["loss"]``, ``["accuracy"]``, ``["val_loss"]``...
 
     ``history.epoch`` lists the epochs run (0-based) and ``history.params`` the settings of the
-    run (epochs, steps, batch size, samples).
+    run (epochs, steps, batch size, samples). ``history.diverged`` is None, or (epoch, step)
+    where training diverged (fit with on_divergence="warn").
     """
 
     def __init__(self):
         self.history = {}
         self.epoch = []
         self.params = {}
+        self.diverged = None
 
     def on_train_begin(self, logs=None):
         self.history = {}

@@ -20,6 +20,7 @@ the layers' scratch) are allocated once per batch size and reused.
 
 import math
 import numbers
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -308,9 +309,13 @@ class Sequential:
         opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
     def _step(self, v):
-        """One step on the batch already in the buffers `v`; returns the batch-mean loss."""
+        """One step on the batch already in the buffers `v`; returns the batch-mean loss.
+
+        A loss that is not finite ends the step before it touches the weights."""
         self._forward(v, training=True)
         loss = self._loss_and_grad(v)
+        if not math.isfinite(loss):
+            return loss
         self._backward(v)
         self._update()
         return loss
@@ -378,18 +383,40 @@ class Sequential:
         if w is not None:
             k.write(v.w, w)
         loss = self._step(v)
-        self._check_loss(loss)
-        return float(loss)
-
-    def _check_loss(self, loss):
         if not math.isfinite(loss):
             raise FloatingPointError(
-                f"training diverged: the loss became {loss}; lower the learning rate "
-                f"(optimizer={self.optimizer!r}) or scale the inputs (e.g. pixels to [0, 1])"
+                f"training diverged: the loss became {loss}; the weights were not updated. "
+                + self._divergence_advice()
             )
+        return float(loss)
+
+    def _divergence_advice(self):
+        return (f"Lower the learning rate (optimizer={self.optimizer!r}), clip the gradients "
+                "(clip_norm=...) or scale the inputs (e.g. pixels to [0, 1]).")
+
+    def _snapshot(self):
+        """Host copies of everything a training step changes: weights (with BatchNorm's
+        running statistics), optimizer state and step count."""
+        k = self._kernels
+        opt = {name: k.to_host(arr) if name != "step" else arr for name, arr in self._opt_state.items()}
+        return self.get_weights(), opt
+
+    def _restore(self, snapshot):
+        weights, opt = snapshot
+        for (_, arr), host in zip(self._weight_slots(), weights):
+            self._kernels.write(arr, host)
+        for name, value in opt.items():
+            if name == "step":
+                self._opt_state[name] = value
+            else:
+                self._kernels.write(self._opt_state[name], value)
+
+    def _finite_parameters(self):
+        return bool(np.isfinite(self._kernels.to_host(self._theta)).all())
 
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None):
+            shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
+            on_divergence="raise"):
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
         validation_split takes the last fraction of the samples (before shuffling) as
@@ -399,8 +426,15 @@ class Sequential:
         History keys: loss, accuracy (classification) or mae and r2 (mse), the same with
         val_ for validation data, and lr.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+
+        Divergence: when the loss becomes NaN or inf (or the weights stop being finite),
+        training stops at once and the weights and optimizer state go back to where they
+        were at the start of that epoch. on_divergence="raise" (default) then raises a
+        FloatingPointError; "warn" issues a RuntimeWarning instead and returns the history,
+        with ``history.diverged = (epoch, step)`` marking where it happened.
         """
         epochs = check_int(epochs, "epochs")
+        on_divergence = check_choice(on_divergence, "on_divergence", ("raise", "warn"))
         batch_size = check_int(batch_size, "batch_size")
         validation_split = check_float(validation_split, "validation_split", 0, 1, high_open=True)
         if not isinstance(shuffle, (bool, np.bool_)):
@@ -457,6 +491,7 @@ class Sequential:
             cb.on_train_begin()
         logs = {}
         for epoch in range(epochs):
+            snapshot = self._snapshot()
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             if shuffle:
@@ -475,7 +510,8 @@ class Sequential:
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w.reshape(-1, 1))
                 loss = self._step(v)
-                self._check_loss(loss)
+                if not math.isfinite(loss):
+                    return self._diverged(history, snapshot, epoch, step, loss, on_divergence)
                 loss_sum += loss * v.n
                 if labels is not None:
                     if labels2 is None:
@@ -488,6 +524,8 @@ class Sequential:
                 logs = {"loss": loss_sum / (start + v.n), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
+            if not self._finite_parameters():
+                return self._diverged(history, snapshot, epoch, steps - 1, "non-finite weights", on_divergence)
             logs = {"loss": loss_sum / n, **metrics.result(final=True)}
             if val is not None:
                 for key, value in self._evaluate_checked(*val).items():
@@ -499,6 +537,19 @@ class Sequential:
                 break
         for cb in cbs:
             cb.on_train_end(logs)
+        return history
+
+    def _diverged(self, history, snapshot, epoch, step, what, on_divergence):
+        self._restore(snapshot)
+        self.stop_training = True
+        history.diverged = (epoch, step)
+        message = (f"training diverged at epoch {epoch + 1}, step {step + 1}: "
+                   f"{'the loss became ' + str(what) if isinstance(what, float) else what}; the weights "
+                   f"and optimizer state are back to the start of epoch {epoch + 1}. "
+                   + self._divergence_advice())
+        if on_divergence == "raise":
+            raise FloatingPointError(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
         return history
 
     # ------------------------------------------------------------------------------------
@@ -517,15 +568,19 @@ class Sequential:
             self._forward(v, training=False)
             yield start, start + v.n, v.A[-1]
 
-    def _outputs(self, X, batch_size, transform=None):
+    def _outputs(self, X, batch_size):
         X = check_X(X, self.n_features, dtype=self.dtype)
         batch_size = check_int(batch_size, "batch_size")
         out = np.empty((X.shape[0], self.n_outputs), self.dtype)
         for start, stop, Z in self._forward_batches(X, batch_size):
-            if transform is None:
-                out[start:stop] = self._kernels.to_host(Z)
-            else:
-                transform(Z, out[start:stop])
+            out[start:stop] = self._kernels.to_host(Z)
+        if not np.isfinite(out).all():
+            row = int(np.argwhere(~np.isfinite(out))[0][0])
+            raise FloatingPointError(
+                f"the network's outputs overflowed (first at sample {row}) in {self.dtype.name}: "
+                "the inputs are far outside the range the model was trained on, or the weights "
+                "are too large"
+            )
         return out
 
     def predict(self, X, batch_size=1024):

@@ -207,8 +207,9 @@ def clip_grad_norm(g, max_norm):
 
 
 def fill_uniform(U, rng):
-    """U = uniform random numbers in [0, 1) from `rng` (a numpy Generator)."""
-    U[...] = rng.random(U.shape)
+    """U = uniform random numbers in [0, 1) from `rng` (a numpy Generator), drawn in U's
+    dtype so that the CPU backend draws the very same numbers."""
+    U[...] = rng.random(U.shape, dtype=U.dtype)
 
 
 def dropout_forward(A_in, U, p, A_out):
