@@ -1,10 +1,69 @@
-"""Data sets: the bundled 8x8 digits and the MNIST IDX format."""
+"""Data sets: the bundled 8x8 digits, and readers for the usual file formats.
 
+=====================================  =====================================================
+``load_digits()``                      the bundled 8x8 digits (1797 samples)
+``load_idx(images, labels)``           MNIST / Fashion-MNIST IDX files, gzip or raw
+``load_idx_folder(folder, split)``     the same, by folder: train-* or t10k-* files
+``load_cifar10(folder)``               CIFAR-10 binary batches (folder or .tar.gz)
+``load_csv(path, label_column=-1)``    a numeric CSV (or .csv.gz) with a label column
+``load_npz(path, split=None)``         an .npz holding X/y, x/y or x_train/y_train/...
+=====================================  =====================================================
+
+Every reader returns X as a C-contiguous float32 array of shape (n_samples, n_features)
+(images flattened) and y as int64 labels. Pixel data (IDX and CIFAR-10 bytes, uint8 arrays
+in an .npz) is scaled to [0, 1] unless ``scale=False``; other numbers are returned as they
+are. Headers, sizes and cells are checked: a file that is not what it claims to be raises
+a ``ValueError`` that names the file and the problem; a missing file raises
+``FileNotFoundError``.
+"""
+
+import csv
 import gzip
+import io
+import math
 import os
+import tarfile
+import zipfile
 from importlib import resources
 
 import numpy as np
+
+__all__ = ["load_digits", "load_idx", "load_idx_folder", "find_idx_files", "load_cifar10",
+           "load_csv", "load_npz", "npz_splits"]
+
+
+# ----------------------------------------------------------------------------------------
+# helpers
+
+
+def _name(path):
+    return repr(os.fspath(path))
+
+
+def _read_bytes(path, what):
+    """The bytes of `path`, gunzipped when it starts with the gzip magic number."""
+    path = os.fspath(path)
+    with open(path, "rb") as f:  # FileNotFoundError / IsADirectoryError pass through
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, ValueError) as exc:
+            raise ValueError(f"{_name(path)}: the gzip-compressed {what} is damaged or "
+                             f"truncated ({exc})") from None
+    return raw
+
+
+def _scaled_pixels(X, scale):
+    if scale:
+        out = np.empty(X.shape, np.float32)
+        np.multiply(X, np.float32(1 / 255), out=out, casting="unsafe")
+        return out
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------
+# bundled digits
 
 
 def load_digits(scale=True):
@@ -23,42 +82,436 @@ def load_digits(scale=True):
     return np.ascontiguousarray(X), y
 
 
-def _read_idx(path):
-    opener = gzip.open if str(path).endswith(".gz") else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as exc:
-        raise ValueError(f"cannot read IDX file {os.fspath(path)!r}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(
-            f"{os.fspath(path)!r} is not an unsigned-byte IDX file (bad magic number {raw[:4].hex()})"
-        )
+# ----------------------------------------------------------------------------------------
+# IDX (MNIST, Fashion-MNIST)
+
+#: IDX type byte -> big-endian dtype
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path):
+    """An IDX file (gzip or raw) as a NumPy array of its own dtype and shape.
+
+    The header is checked: magic number (two zero bytes, a known type byte, the number of
+    dimensions), then the dimensions, whose product must match the bytes that follow.
+    """
+    raw = _read_bytes(path, "IDX file")
+    if len(raw) < 4:
+        raise ValueError(f"{_name(path)}: not an IDX file (only {len(raw)} bytes; the header "
+                         "alone has at least 8)")
+    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
+        raise ValueError(f"{_name(path)}: not an IDX file (bad magic number {raw[:4].hex()}; "
+                         "expected 0000 then a type byte 08..0e and the number of dimensions)")
     ndim = raw[3]
     header = 4 + 4 * ndim
-    if ndim < 1 or len(raw) < header:
-        raise ValueError(f"{os.fspath(path)!r}: IDX header truncated")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    size = int(np.prod(shape))
+    if len(raw) < header:
+        raise ValueError(f"{_name(path)}: IDX header truncated ({len(raw)} bytes; a "
+                         f"{ndim}-dimensional header has {header})")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    size = math.prod(shape) * dtype.itemsize
     if len(raw) - header != size:
+        state = "truncated: " if len(raw) - header < size else ""
         raise ValueError(
-            f"{os.fspath(path)!r}: IDX header says shape {shape} ({size} bytes) but the file "
-            f"holds {len(raw) - header} bytes of data"
+            f"{_name(path)}: IDX file {state}its header says shape {shape} ({size} bytes of "
+            f"data) but it holds {len(raw) - header} bytes of data"
         )
-    return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
+    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def load_idx(images, labels, scale=True):
-    """MNIST / Fashion-MNIST from IDX files (gzip or raw): (X float32 (n, rows*cols), y int64).
+    """MNIST / Fashion-MNIST from IDX files (gzip or raw): (X, y).
 
-    Pixels are scaled to [0, 1] when `scale`.
+    X is float32 of shape (n, rows * cols), y int64 of shape (n,). Unsigned-byte images
+    (MNIST's) are scaled to [0, 1] when `scale`; images of other IDX types are converted
+    to float32 unscaled. The two files must hold the same number of samples, the labels
+    file one integer per sample. Gzip is recognised by its content, not its name.
     """
-    X = _read_idx(images)
-    y = _read_idx(labels)
-    if y.ndim != 1 or X.shape[0] != y.shape[0]:
+    X = read_idx(images)
+    y = read_idx(labels)
+    if X.ndim < 2:
+        raise ValueError(f"{_name(images)}: an images file needs >= 2 dimensions (samples, "
+                         f"pixels...); this one has shape {X.shape}")
+    if y.ndim != 1:
+        raise ValueError(f"{_name(labels)}: a labels file must be 1-dimensional; this one has "
+                         f"shape {y.shape} (are the images and labels files swapped?)")
+    if y.dtype.kind not in "iu":
+        raise ValueError(f"{_name(labels)}: labels must be integers; got IDX type {y.dtype}")
+    if X.shape[0] != y.shape[0]:
         raise ValueError(
-            f"images and labels do not match: {X.shape[0]} images and labels of shape {y.shape}"
+            f"images and labels do not match: {_name(images)} holds {X.shape[0]} images and "
+            f"{_name(labels)} {y.shape[0]} labels"
         )
     X = X.reshape(X.shape[0], -1)
-    X = X.astype(np.float32) / np.float32(255) if scale else X.copy()
+    X = _scaled_pixels(X, scale) if X.dtype == np.uint8 else np.ascontiguousarray(X, np.float32)
+    return X, y.astype(np.int64)
+
+
+_IDX_PREFIX = {"train": "train", "test": "t10k"}
+
+
+def _labels_beside(images):
+    """The labels file that goes with an images file: '...images-idx3...' -> '...labels-idx1...'."""
+    folder, name = os.path.split(os.fspath(images))
+    if "images" not in name:
+        raise ValueError(f"cannot tell the labels file for {_name(images)}: its name has no "
+                         "'images' in it (give the labels file explicitly)")
+    base = name.replace("images", "labels").replace("idx3", "idx1")
+    candidates = [base]
+    if base.endswith(".gz"):
+        candidates.append(base[:-3])
+    else:
+        candidates.append(base + ".gz")
+    for cand in candidates:
+        path = os.path.join(folder, cand)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"no labels file beside {_name(images)} (looked for "
+                            f"{' or '.join(repr(c) for c in candidates)})")
+
+
+def find_idx_files(path, split="train"):
+    """(images, labels) paths of the `split` ("train" or "test") of an IDX data set.
+
+    `path` is a folder holding ``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte`` and
+    ``t10k-images-idx3-ubyte`` / ``t10k-labels-idx1-ubyte`` (each optionally ``.gz``, and
+    ``-``/``.`` both accepted before ``idx``), as MNIST and Fashion-MNIST are distributed;
+    or an images file, whose labels file is found beside it by replacing ``images`` with
+    ``labels`` (and ``idx3`` with ``idx1``) in its name.
+    """
+    if split not in _IDX_PREFIX:
+        raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no such file or folder: {path!r}")
+        return path, _labels_beside(path)
+    prefix = _IDX_PREFIX[split]
+    found = {}
+    for kind, idx in (("images", "idx3"), ("labels", "idx1")):
+        for sep in ("-", "."):
+            for ext in ("", ".gz"):
+                cand = os.path.join(path, f"{prefix}-{kind}{sep}{idx}-ubyte{ext}")
+                if os.path.isfile(cand):
+                    found.setdefault(kind, cand)
+        if kind not in found:
+            raise FileNotFoundError(
+                f"no {split} {kind} in {path!r} (looked for {prefix}-{kind}-{idx}-ubyte[.gz])"
+            )
+    return found["images"], found["labels"]
+
+
+def load_idx_folder(folder, split="train", scale=True):
+    """(X, y) of the `split` ("train" or "test") of an MNIST-style folder; see find_idx_files."""
+    return load_idx(*find_idx_files(folder, split), scale=scale)
+
+
+# ----------------------------------------------------------------------------------------
+# CIFAR-10
+
+_CIFAR_RECORD = 1 + 3072
+_CIFAR_TRAIN = [f"data_batch_{i}.bin" for i in range(1, 6)]
+_CIFAR_TEST = "test_batch.bin"
+
+
+def _parse_cifar_batch(raw, where):
+    if len(raw) == 0 or len(raw) % _CIFAR_RECORD:
+        raise ValueError(
+            f"{where}: not a CIFAR-10 binary batch: {len(raw)} bytes is not a whole number of "
+            f"{_CIFAR_RECORD}-byte records (1 label byte + 3072 pixel bytes)"
+            + ("; the file looks truncated" if len(raw) > _CIFAR_RECORD else "")
+        )
+    records = np.frombuffer(raw, np.uint8).reshape(-1, _CIFAR_RECORD)
+    labels = records[:, 0]
+    if labels.max() > 9:
+        bad = int(np.argmax(labels > 9))
+        raise ValueError(f"{where}: record {bad} has the label {int(labels[bad])}; "
+                         "CIFAR-10 labels are 0..9")
+    return records[:, 1:], labels.astype(np.int64)
+
+
+def _cifar_sources(path):
+    """name -> function returning the bytes of that batch file."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        inner = os.path.join(path, "cifar-10-batches-bin")
+        folder = inner if os.path.isdir(inner) and not os.path.exists(
+            os.path.join(path, _CIFAR_TRAIN[0])) else path
+        sources = {}
+        for name in _CIFAR_TRAIN + [_CIFAR_TEST]:
+            full = os.path.join(folder, name)
+            if os.path.isfile(full):
+                sources[name] = (lambda full=full: open(full, "rb").read(), repr(full))
+        return sources, repr(folder)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or folder: {path!r}")
+    try:
+        tar = tarfile.open(path, "r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError(f"{path!r} is neither a folder nor a readable .tar.gz archive of "
+                         f"CIFAR-10 ({exc})") from None
+    sources = {}
+    with tar:
+        try:
+            members = tar.getmembers()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ValueError(f"{path!r}: damaged tar archive ({exc})") from None
+        for member in members:
+            base = os.path.basename(member.name)
+            if member.isfile() and base in _CIFAR_TRAIN + [_CIFAR_TEST] and base not in sources:
+                try:
+                    data = tar.extractfile(member).read()  # read, never extracted to disk
+                except (tarfile.TarError, OSError, EOFError) as exc:
+                    raise ValueError(f"{path!r}: damaged member {member.name!r} ({exc})") from None
+                sources[base] = (lambda data=data: data, f"{path!r}:{member.name}")
+    return sources, repr(path)
+
+
+def load_cifar10(path, scale=True, train_batches=None):
+    """CIFAR-10 from its binary version: (X_train, y_train, X_test, y_test).
+
+    `path` is the folder holding ``data_batch_1.bin`` .. ``data_batch_5.bin`` and
+    ``test_batch.bin`` (or the folder above ``cifar-10-batches-bin``), or the downloaded
+    ``cifar-10-binary.tar.gz`` itself (read in memory, never extracted). Each record is one
+    label byte (0..9) and 3072 pixel bytes: the 32x32 red plane, then green, then blue,
+    row by row. X rows keep that order (channel-first, flattened), float32 scaled to [0, 1]
+    when `scale`; y int64. `train_batches` (e.g. ``[1]``) reads only those training batches.
+    All of data_batch_1..5 (or those asked for) and test_batch must be there.
+    """
+    sources, where = _cifar_sources(path)
+    wanted = _CIFAR_TRAIN if train_batches is None else [
+        f"data_batch_{int(i)}.bin" for i in train_batches]
+    for name in wanted:
+        if name not in _CIFAR_TRAIN:
+            raise ValueError(f"train_batches must be numbers 1..5; got {train_batches!r}")
+    missing = [n for n in wanted + [_CIFAR_TEST] if n not in sources]
+    if missing:
+        raise FileNotFoundError(f"{where} is not a CIFAR-10 binary folder: missing "
+                                f"{', '.join(missing)}")
+    Xs, ys = [], []
+    for name in wanted:
+        read, label = sources[name]
+        X, y = _parse_cifar_batch(read(), label)
+        Xs.append(X)
+        ys.append(y)
+    read, label = sources[_CIFAR_TEST]
+    X_test, y_test = _parse_cifar_batch(read(), label)
+    X_train = np.concatenate(Xs) if len(Xs) > 1 else Xs[0]
+    return (_scaled_pixels(X_train, scale), np.concatenate(ys),
+            _scaled_pixels(X_test, scale), y_test)
+
+
+# ----------------------------------------------------------------------------------------
+# CSV
+
+
+def _is_number(cell):
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_text(path):
+    raw = _read_bytes(path, "CSV file")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{_name(path)}: not a text (UTF-8) CSV file ({exc})") from None
+
+
+def load_csv(path, label_column=-1, header="auto", delimiter=",", scale=None):
+    """A numeric CSV file (or .csv.gz) as (X float32, y int64).
+
+    label_column
+        the column holding the labels: an index (negative counts from the end; default the
+        last), a column name from the header, or None when the file holds features only
+        (y is then None).
+    header
+        True (the first row names the columns), False (it is data) or "auto" (a header
+        when any cell of the first row is not a number).
+    delimiter
+        the cell separator, "," by default.
+    scale
+        None (keep the numbers) or a number to divide X by (255 for pixels in 0..255).
+
+    Every row must have the same number of cells, every cell must be a number (empty
+    cells, text, NaN and inf raise a ValueError naming the line and column), labels must
+    be whole numbers. Blank lines are skipped.
+    """
+    if header != "auto" and not isinstance(header, bool):
+        raise ValueError(f"header must be True, False or 'auto'; got {header!r}")
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be one character; got {delimiter!r}")
+    text = _read_text(path)
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise ValueError(f"{_name(path)}: the CSV file is empty")
+    first_row = next(csv.reader([lines[first]], delimiter=delimiter))
+    has_header = (not all(_is_number(c) for c in first_row)) if header == "auto" else header
+    names = [c.strip() for c in first_row] if has_header else None
+    width = len(first_row)
+    body_start = first + 1 if has_header else first  # index of the first data line
+
+    def column_name(j):
+        return f"column {j + 1}" + (f" ({names[j]!r})" if names else "")
+
+    if label_column is None:
+        label = None
+    elif isinstance(label_column, str):
+        if names is None:
+            raise ValueError(f"{_name(path)}: label_column={label_column!r} names a column "
+                             "but the file has no header")
+        if label_column not in names:
+            raise ValueError(f"{_name(path)}: no label column {label_column!r}; the header "
+                             f"has {names}")
+        label = names.index(label_column)
+    elif isinstance(label_column, (int, np.integer)) and not isinstance(label_column, bool):
+        if not -width <= label_column < width:
+            raise ValueError(f"{_name(path)}: no label column {label_column}: the file has "
+                             f"{width} column{'s' if width != 1 else ''}")
+        label = int(label_column) % width
+    else:
+        raise TypeError(f"label_column must be an int, a column name or None; got {label_column!r}")
+    if label is not None and width < 2:
+        raise ValueError(f"{_name(path)}: the file has one column, so no features besides "
+                         "the labels")
+
+    body = "\n".join(lines[body_start:])
+    if not body.strip():
+        raise ValueError(f"{_name(path)}: the CSV file has a header but no data rows")
+    try:  # fast path: NumPy's C parser
+        values = np.loadtxt(io.StringIO(body), delimiter=delimiter, dtype=np.float64,
+                            ndmin=2, comments=None, quotechar='"')
+        ok = values.shape[1:] == (width,) and bool(np.isfinite(values).all())
+    except ValueError:
+        ok, values = False, None
+    if not ok:  # slow path: find the first bad line or cell, to name it
+        for i, row in enumerate(csv.reader(io.StringIO(body), delimiter=delimiter)):
+            line = body_start + i + 1
+            if not any(c.strip() for c in row):
+                continue
+            if len(row) != width:
+                raise ValueError(f"{_name(path)}: line {line} has {len(row)} cells; expected "
+                                 f"{width} (as {'the header' if names else 'the first row'})")
+            for j, cell in enumerate(row):
+                try:
+                    v = float(cell)
+                except ValueError:
+                    what = ("an empty cell" if not cell.strip()
+                            else f"the non-numeric cell {cell.strip()!r}")
+                    raise ValueError(f"{_name(path)}: line {line}, {column_name(j)}: {what}; "
+                                     "every cell must be a number") from None
+                if not math.isfinite(v):
+                    raise ValueError(f"{_name(path)}: line {line}, {column_name(j)}: "
+                                     f"{cell.strip()!r} is not a finite number")
+        raise ValueError(f"{_name(path)}: could not read the CSV cells as numbers")
+
+    if label is None:
+        X, y = values, None
+    else:
+        y_float = values[:, label]
+        whole = y_float == np.round(y_float)
+        if not whole.all():
+            i = int(np.argmin(whole))
+            line = body_start + 1 + [k for k, l in enumerate(lines[body_start:]) if l.strip()][i]
+            raise ValueError(f"{_name(path)}: line {line}, {column_name(label)}: the label "
+                             f"{float(y_float[i])!r} is not a whole number")
+        y = y_float.astype(np.int64)
+        X = np.delete(values, label, axis=1)
+    if scale is not None:
+        X = X / float(scale)
+    return np.ascontiguousarray(X, dtype=np.float32), y
+
+
+# ----------------------------------------------------------------------------------------
+# npz
+
+_NPZ_KEYS = {
+    None: [("X", "y"), ("x", "y"), ("X_train", "y_train"), ("x_train", "y_train")],
+    "train": [("X_train", "y_train"), ("x_train", "y_train"), ("X", "y"), ("x", "y")],
+    "test": [("X_test", "y_test"), ("x_test", "y_test")],
+}
+
+
+def npz_splits(path):
+    """The splits an .npz data file holds: a subset of {"train", "test"}."""
+    with _open_npz(path) as data:
+        keys = set(data.files)
+    splits = set()
+    if any(set(pair) <= keys for pair in _NPZ_KEYS["train"]):
+        splits.add("train")
+    if any(set(pair) <= keys for pair in _NPZ_KEYS["test"]):
+        splits.add("test")
+    return splits
+
+
+def _open_npz(path):
+    path = os.fspath(path)
+    with open(path, "rb"):
+        pass  # FileNotFoundError / IsADirectoryError as they are
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path!r} is not a readable .npz file ({exc})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path!r} holds a single array, not an .npz archive with X and y")
+    return data
+
+
+def load_npz(path, split=None, scale=True):
+    """(X, y) from an .npz file.
+
+    Keys looked up (the first pair present wins):
+
+    - split=None: ``X``/``y``, ``x``/``y``, then ``X_train``/``y_train``, ``x_train``/``y_train``
+    - split="train": ``X_train``/``y_train``, ``x_train``/``y_train``, then ``X``/``y``, ``x``/``y``
+    - split="test": ``X_test``/``y_test``, ``x_test``/``y_test`` (Keras' ``mnist.npz`` layout)
+
+    X may have any number of dimensions >= 2 (images are flattened) and any real dtype;
+    uint8 X is taken as pixels and scaled to [0, 1] when `scale`, other dtypes are
+    converted to float32 unscaled. y must be 1-D whole numbers (or (n, 1)). The file is
+    read with ``allow_pickle=False``: object arrays are refused.
+    """
+    if split not in _NPZ_KEYS:
+        raise ValueError(f"split must be None, 'train' or 'test'; got {split!r}")
+    with _open_npz(path) as data:
+        keys = set(data.files)
+        for kx, ky in _NPZ_KEYS[split]:
+            if kx in keys and ky in keys:
+                break
+        else:
+            wanted = " or ".join(f"{a}/{b}" for a, b in _NPZ_KEYS[split])
+            raise ValueError(f"{_name(path)} has no {wanted} arrays; it holds {sorted(keys)}")
+        try:
+            X, y = data[kx], data[ky]
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"{_name(path)}: cannot read {kx}/{ky} ({exc})") from None
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{_name(path)}: {kx} must hold numbers; got dtype {X.dtype}")
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"{_name(path)}: {ky} must hold numbers; got dtype {y.dtype}")
+    if X.ndim < 2:
+        raise ValueError(f"{_name(path)}: {kx} must have shape (n_samples, n_features...); "
+                         f"got {X.shape}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{_name(path)}: {ky} must be 1-D labels; got shape {y.shape}")
+    if X.shape[0] != y.shape[0]:
+        raise ValueError(f"{_name(path)}: {kx} has {X.shape[0]} samples but {ky} has {y.shape[0]}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{_name(path)}: {kx} is empty")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not (y == np.round(y)).all():
+            raise ValueError(f"{_name(path)}: {ky} must hold whole-number labels")
+    X = X.reshape(X.shape[0], -1)
+    if X.dtype == np.uint8:
+        X = _scaled_pixels(X, scale)
+    else:
+        if X.dtype.kind == "f" and not np.isfinite(X).all():
+            raise ValueError(f"{_name(path)}: {kx} holds NaN or inf")
+        X = np.ascontiguousarray(X, dtype=np.float32)
     return X, y.astype(np.int64)

@@ -494,8 +494,8 @@ class Sequential:
             snapshot = self._snapshot()
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
-            if shuffle:
-                self._rng.shuffle(order)
+            if shuffle:  # a fresh order each epoch: fit(2) + fit(2) == fit(4)
+                order = self._rng.permutation(n)
             lr = self.optimizer.lr
             loss_sum = 0.0
             metrics.reset()

@@ -156,8 +156,19 @@ def test_fuzz_training_steps_against_reference(net):
     for _ in range(3):
         losses = [m.train_step(X, y) for m in models]
         assert losses[0] == pytest.approx(losses[1], rel=rtol, abs=rtol)
-    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
-        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
+    # The bias of a Dense layer right before a BatchNorm has a gradient of exactly zero; its
+    # computed gradient is rounding noise, which Adam and RMSprop scale up to full steps in
+    # whatever direction the noise points. It has no effect on the outputs (the loss above
+    # agrees); the other weights must agree.
+    skip, position = set(), 0
+    for layer, after in zip(models[0].layers, models[0].layers[1:] + [None]):
+        n_arrays = len(layer.param_shapes()) + len(layer.state_shapes())
+        if isinstance(layer, fastmlp.Dense) and isinstance(after, fastmlp.BatchNorm):
+            skip.add(position + 1)  # [W, b]: the b
+        position += n_arrays
+    for j, (a, b) in enumerate(zip(models[0].get_weights(), models[1].get_weights())):
+        if j not in skip:
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
 
 
 # ------------------------------------------------------------------------------ determinism

@@ -1,0 +1,552 @@
+"""Model files (fastmlp/io.py): round trips, resuming training, devices, atomic writes, and
+files that are truncated, forged or foreign (always a clear ValueError, never code run)."""
+
+import io
+import json
+import os
+import pickle
+import stat
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastmlp
+from fastmlp import io as fio
+
+D, K = 5, 3
+
+
+def _blobs(n=64, d=D, k=K, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((k, d)) * 3
+    y = rng.permutation(np.arange(n) % k)
+    return (centers[y] + rng.standard_normal((n, d))).astype(dtype), y.astype(np.int64)
+
+
+def _model(optimizer=None, device="cpu", dtype="float32", seed=0, **kw):
+    optimizer = optimizer if optimizer is not None else fastmlp.SGD(lr=0.05, momentum=0.9)
+    return fastmlp.MLP([D, 8, 6, K], activation=["tanh", "relu"], optimizer=optimizer,
+                       device=device, dtype=dtype, seed=seed, **kw)
+
+
+def _same_weights(a, b):
+    wa, wb = a.get_weights(), b.get_weights()
+    assert len(wa) == len(wb)
+    for x, y in zip(wa, wb):
+        assert x.shape == y.shape and x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """A small trained model saved to a file: (model, path, bytes of the file)."""
+    X, y = _blobs()
+    model = _model(optimizer=fastmlp.Adam(lr=0.01))
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    return model, path, path.read_bytes()
+
+
+def _members(data):
+    """{name: bytes} of the members of an .npz given as bytes."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        return {info.filename: zf.read(info) for info in zf.infolist()}
+
+
+def _zip(members, compression=zipfile.ZIP_STORED):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _npy(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=True)
+    return buf.getvalue()
+
+
+def _config(data):
+    return json.loads(str(np.load(io.BytesIO(_members(data)["config.npy"]))))
+
+
+def _with_config(data, config):
+    members = _members(data)
+    members["config.npy"] = _npy(np.array(json.dumps(config)))
+    return _zip(members)
+
+
+def _load_bytes(tmp_path, data, name="forged.npz"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return fastmlp.load(path)
+
+
+# ---------------------------------------------------------------------------------------
+# round trips
+
+
+@pytest.mark.parametrize("make", [
+    lambda: _model(),
+    lambda: _model(dtype="float64", optimizer=fastmlp.SGD(lr=0.1, nesterov=True, momentum=0.5)),
+    lambda: _model(optimizer=fastmlp.AdamW(lr=0.01)),
+    lambda: _model(optimizer=fastmlp.RMSprop(lr=0.01)),
+    lambda: fastmlp.MLP([D, 8, K], dropout=0.25, batch_norm=True, device="cpu", seed=0,
+                        optimizer=fastmlp.Adam(lr=0.01)),
+    lambda: fastmlp.MLP([D, 4, 2], loss="mse", output="sigmoid", device="cpu", seed=0),
+], ids=["sgd", "float64-nesterov", "adamw", "rmsprop", "dropout-batchnorm", "mse"])
+def test_round_trip_keeps_everything(tmp_path, make):
+    X, y = _blobs()
+    model = make()
+    target = y if model.loss == "cross_entropy" else np.stack([y == 0, y == 1], 1).astype(float)
+    model.fit(X, target, epochs=2, batch_size=16, verbose=0)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = fastmlp.load(path)
+    assert loaded.get_config() == model.get_config()
+    assert [type(l).__name__ for l in loaded.layers] == [type(l).__name__ for l in model.layers]
+    _same_weights(loaded, model)
+    for name in model.optimizer.state_names:
+        np.testing.assert_array_equal(loaded._opt_state[name], model._opt_state[name])
+    assert loaded._opt_state["step"] == model._opt_state["step"] > 0
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_file_layout(saved):
+    model, path, data = saved
+    with np.load(path, allow_pickle=False) as npz:  # a plain .npz, no pickle needed
+        names = set(npz.files)
+        config = json.loads(str(npz["config"]))
+        W0 = npz["W0"]
+    assert config["format"] == "fastmlp-model" and config["format_version"] == 2
+    assert config["fastmlp_version"] == fastmlp.__version__
+    assert config["dtype"] == "float32" and config["loss"] == "cross_entropy"
+    assert [l["type"] for l in config["layers"]] == ["Dense"] * 3
+    assert config["layers"][0] == {"type": "Dense", "in_features": D, "out_features": 8,
+                                            "activation": "tanh"}
+    assert config["weights"] == ["W0", "b0", "W1", "b1", "W2", "b2"]
+    assert config["optimizer_state"] == ["optimizer_exp_avg", "optimizer_exp_avg_sq"]
+    assert config["optimizer_step"] == model._opt_state["step"]
+    assert names == {"config", *config["weights"], *config["optimizer_state"]}
+    np.testing.assert_array_equal(W0, model.get_weights()[0])
+    # every member stored uncompressed, so sizes can be checked against the file
+    with zipfile.ZipFile(path) as zf:
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+
+
+def test_arrays_follow_the_parameter_list_order(tmp_path):
+    model = fastmlp.MLP([D, 8, K], batch_norm=True, device="cpu", seed=0)
+    model.save(tmp_path / "bn.npz")
+    config = _config((tmp_path / "bn.npz").read_bytes())
+    assert config["weights"] == ["W0", "b0", "gamma1", "beta1", "running_mean1",
+                                 "running_var1", "W2", "b2"]
+    with np.load(tmp_path / "bn.npz") as npz:
+        for name, ref in zip(config["weights"], model.get_weights()):
+            np.testing.assert_array_equal(npz[name], ref)
+
+
+def test_to_bytes_and_from_bytes(saved):
+    model, _, _ = saved
+    data = fio.to_bytes(model)
+    copy = fio.from_bytes(data, device="cpu")
+    _same_weights(copy, model)
+    with pytest.raises(TypeError):
+        fio.from_bytes("not bytes")
+
+
+def test_loads_version_1_files(tmp_path):
+    """Files written by the first format (flat config, W<i>/b<i>) still load."""
+    X, y = _blobs()
+    model = _model()
+    model.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    cfg = model.get_config()
+    config = {"layers": [{k: v for k, v in l.items() if k != "type"} for l in cfg["layers"]],
+              "loss": cfg["loss"], "optimizer": cfg["optimizer"], "dtype": cfg["dtype"],
+              "seed": cfg["seed"], "format": "fastmlp-model", "format_version": 1,
+              "fastmlp_version": "0.1.0", "optimizer_step": int(model._opt_state["step"]),
+              "rng_state": model._rng.bit_generator.state}
+    arrays = {"config": np.array(json.dumps(config))}
+    for i, (W, b) in enumerate(zip(model.get_weights()[0::2], model.get_weights()[1::2])):
+        arrays[f"W{i}"], arrays[f"b{i}"] = W, b
+    arrays["optimizer_momentum_buffer"] = model._opt_state["momentum_buffer"]
+    np.savez(tmp_path / "v1.npz", **arrays)
+    loaded = fastmlp.load(tmp_path / "v1.npz")
+    _same_weights(loaded, model)
+    np.testing.assert_array_equal(loaded._opt_state["momentum_buffer"],
+                                  model._opt_state["momentum_buffer"])
+    a = model.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"]
+    b = loaded.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"]
+    assert a == b
+
+
+def test_compressed_npz_loads(saved, tmp_path):
+    """A valid file re-packed with deflate (as np.savez_compressed would) still loads."""
+    model, _, data = saved
+    loaded = _load_bytes(tmp_path, _zip(_members(data), zipfile.ZIP_DEFLATED))
+    _same_weights(loaded, model)
+
+
+# ---------------------------------------------------------------------------------------
+# resuming training and devices
+
+
+_OPTIMIZERS = [lambda: fastmlp.SGD(lr=0.05, momentum=0.9, nesterov=True),
+               lambda: fastmlp.Adam(lr=0.01),
+               lambda: fastmlp.RMSprop(lr=0.01, momentum=0.5)]
+
+
+@pytest.mark.parametrize("make_opt", _OPTIMIZERS, ids=["sgd", "adam", "rmsprop"])
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["plain", "dropout"])
+def test_resume_is_bit_identical_to_a_straight_run(tmp_path, make_opt, dropout):
+    """2 epochs, save, load, 2 more == 4 epochs straight, bit for bit (same seed; the
+    optimizer state, step count and the generator behind the dropout masks come back)."""
+    X, y = _blobs(n=80)
+    straight = _model(optimizer=make_opt(), dropout=dropout)
+    h = straight.fit(X, y, epochs=4, batch_size=16, shuffle=False, verbose=0)
+
+    first = _model(optimizer=make_opt(), dropout=dropout)
+    h1 = first.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    first.save(tmp_path / "half.npz")
+    del first
+    resumed = fastmlp.load(tmp_path / "half.npz", device="cpu")
+    h2 = resumed.fit(X, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+
+    assert h1.history["loss"] + h2.history["loss"] == h.history["loss"]
+    _same_weights(resumed, straight)
+
+
+@pytest.mark.parametrize("make_opt", _OPTIMIZERS, ids=["sgd", "adam", "rmsprop"])
+def test_resume_with_shuffling_continues_the_same_batches(tmp_path, make_opt):
+    """With shuffle=True, a saved and reloaded model draws the same batches as the model
+    that was never saved: fit(2); save; load; fit(2) == fit(2); fit(2)."""
+    X, y = _blobs(n=80)
+    kept = _model(optimizer=make_opt(), dropout=0.2)
+    kept.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    kept.save(tmp_path / "half.npz")
+    resumed = fastmlp.load(tmp_path / "half.npz", device="cpu")
+    a = kept.fit(X, y, epochs=2, batch_size=16, verbose=0).history["loss"]
+    b = resumed.fit(X, y, epochs=2, batch_size=16, verbose=0).history["loss"]
+    assert a == b
+    _same_weights(resumed, kept)
+
+
+@pytest.mark.parametrize("src,dst", [("cpu", "reference"), ("reference", "cpu")])
+def test_saved_on_one_device_loads_on_another(tmp_path, src, dst):
+    X, y = _blobs()
+    model = _model(device=src, dtype="float64", optimizer=fastmlp.Adam(lr=0.01))
+    model.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    model.save(tmp_path / "m.npz")
+    other = fastmlp.load(tmp_path / "m.npz", device=dst)
+    assert model.device == src and other.device == dst
+    _same_weights(other, model)
+    np.testing.assert_allclose(other.predict_proba(X), model.predict_proba(X), rtol=1e-12)
+    # and training goes on the same way on the other device
+    a = model.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"][0]
+    b = other.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"][0]
+    assert a == pytest.approx(b, rel=1e-10)
+    for wa, wb in zip(model.get_weights(), other.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-9, atol=1e-12)
+
+
+def test_bad_device_is_about_the_device(saved):
+    _, path, _ = saved
+    with pytest.raises(ValueError, match="device"):
+        fastmlp.load(path, device="tpu")
+
+
+# ---------------------------------------------------------------------------------------
+# atomic writes
+
+
+def test_crash_mid_save_leaves_the_old_file_whole(saved, monkeypatch):
+    model, path, before = saved
+    other = _model(seed=5)
+
+    def crash(f, **arrays):
+        f.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt  # e.g. the process is interrupted mid-write
+
+    monkeypatch.setattr(fio.np, "savez", crash)
+    with pytest.raises(KeyboardInterrupt):
+        other.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.npz"]
+    _same_weights(fastmlp.load(path), model)
+
+
+def test_failed_rename_leaves_the_old_file_whole(saved, monkeypatch):
+    _, path, before = saved
+
+    def fail(src, dst):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(fio.os, "replace", fail)
+    with pytest.raises(OSError, match="disk on fire"):
+        _model(seed=3).save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.npz"]
+
+
+def test_save_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(fio.os, "fsync", fsync)
+    _model().save(tmp_path / "m.npz")
+    assert False in synced  # the temporary file, before the rename
+    if os.name == "posix":
+        assert synced[-1] is True  # then the folder, after it
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_saved_file_permissions(tmp_path):
+    path = tmp_path / "m.npz"
+    old = os.umask(0o022)
+    try:
+        _model().save(path)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # as open() would create it
+    path.chmod(0o600)
+    _model().save(path)  # overwriting keeps the file's permissions
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_save_needs_npz_suffix(tmp_path):
+    with pytest.raises(ValueError, match=".npz"):
+        _model().save(tmp_path / "model.bin")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------
+# bad files: always a ValueError, never code executed
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fastmlp.load(tmp_path / "nope.npz")
+
+
+def test_truncated_at_every_offset(saved, tmp_path):
+    _, _, data = saved
+    offsets = sorted(set(range(0, len(data), max(1, len(data) // 300)))
+                     | set(range(0, 64)) | set(range(len(data) - 64, len(data))))
+    path = tmp_path / "cut.npz"
+    for n in offsets:
+        path.write_bytes(data[:n])
+        with pytest.raises(ValueError, match="not a valid fastmlp model file"):
+            fastmlp.load(path)
+
+
+def test_random_bytes_and_other_files(tmp_path):
+    rng = np.random.default_rng(0)
+    for i, data in enumerate([b"", rng.bytes(10), rng.bytes(5000), b"PK\x03\x04" + rng.bytes(500),
+                              b"PK\x05\x06" + bytes(18), "hello, world".encode()]):
+        with pytest.raises(ValueError, match="not a valid fastmlp model file"):
+            _load_bytes(tmp_path, data, f"r{i}.npz")
+    # an .npy (not an archive), a text file, a plain zip
+    np.save(tmp_path / "a.npy", np.arange(3))
+    with pytest.raises(ValueError):
+        fastmlp.load(tmp_path / "a.npy")
+    with pytest.raises(ValueError, match="member"):
+        _load_bytes(tmp_path, _zip({"readme.txt": b"hi"}))
+
+
+def test_zip_with_other_members(saved, tmp_path):
+    _, _, data = saved
+    members = _members(data)
+    with pytest.raises(ValueError, match="evil.py"):
+        _load_bytes(tmp_path, _zip({**members, "evil.py": b"import os"}))
+    with pytest.raises(ValueError, match="extra"):
+        _load_bytes(tmp_path, _zip({**members, "extra.npy": _npy(np.zeros(3))}))
+    missing = dict(members)
+    del missing["b1.npy"]
+    with pytest.raises(ValueError, match="b1"):
+        _load_bytes(tmp_path, _zip(missing))
+    with pytest.raises(ValueError, match="config"):
+        _load_bytes(tmp_path, _zip({k: v for k, v in members.items() if k != "config.npy"}))
+
+
+class _Trap:
+    """Unpickling this would create a file: proof that code ran."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_object_arrays_are_refused_without_unpickling(saved, tmp_path):
+    _, _, data = saved
+    flag = tmp_path / "pwned"
+    trap = np.array([_Trap(str(flag))], dtype=object)
+    members = _members(data)
+    for target in ("config.npy", "W0.npy", "optimizer_exp_avg.npy"):
+        forged = dict(members)
+        forged[target] = _npy(trap)
+        with pytest.raises(ValueError, match="objects"):
+            _load_bytes(tmp_path, _zip(forged))
+    assert not flag.exists()
+    # a pickle disguised as the file is refused too
+    with pytest.raises(ValueError):
+        _load_bytes(tmp_path, pickle.dumps(_Trap(str(flag))))
+    assert not flag.exists()
+
+
+def _config_cases():
+    def layers(c, value):
+        c["layers"] = value
+
+    def layer0(key, value):
+        def edit(c):
+            c["layers"][0][key] = value
+        return edit
+
+    def drop(*keys):
+        def edit(c):
+            target = c
+            for k in keys[:-1]:
+                target = target[k]
+            del target[keys[-1]]
+        return edit
+
+    def put(value, *keys):
+        def edit(c):
+            target = c
+            for k in keys[:-1]:
+                target = target[k]
+            target[keys[-1]] = value
+        return edit
+
+    return {
+        "format-tag": (put("keras", "format"), "format"),
+        "version": (put(99, "format_version"), "version"),
+        "version-text": (put("2", "format_version"), "version"),
+        "layers-not-list": (lambda c: layers(c, "Dense"), "layers"),
+        "layers-empty": (lambda c: layers(c, []), "layers"),
+        "in-features-text": (layer0("in_features", "5"), "in_features"),
+        "in-features-bool": (layer0("in_features", True), "in_features"),
+        "in-features-negative": (layer0("in_features", -5), "in_features"),
+        "in-features-wrong": (layer0("in_features", 7), "in_features"),
+        "activation-unknown": (layer0("activation", "swish"), "swish"),
+        "activation-list": (layer0("activation", ["relu"]), "activation"),
+        "layer-type-unknown": (layer0("type", "Conv2d"), "Conv2d"),
+        "layer-type-missing": (drop("layers", 0, "type"), "type"),
+        "layer-extra-key": (layer0("bias", False), "bias"),
+        "missing-layers": (drop("layers"), "layers"),
+        "unknown-key": (put(True, "use_magic"), "use_magic"),
+        "missing-loss": (drop("loss"), "loss"),
+        "loss-unknown": (put("hinge", "loss"), "hinge"),
+        "missing-dtype": (drop("dtype"), "dtype"),
+        "dtype-bad": (put("int8", "dtype"), "dtype"),
+        "missing-optimizer": (drop("optimizer"), "optimizer"),
+        "optimizer-unknown": (put("Lion", "optimizer", "name"), "Lion"),
+        "optimizer-bad-lr": (put(-1, "optimizer", "config", "lr"), "lr"),
+        "optimizer-extra-key": (put(1, "optimizer", "config", "foo"), "foo"),
+        "missing-weights": (drop("weights"), "weights"),
+        "weights-not-names": (put([1, 2], "weights"), "weights"),
+        "weights-too-few": (put(["W0", "b0"], "weights"), "weights"),
+        "weights-swapped": (put(["b0", "W0", "W1", "b1", "W2", "b2"], "weights"), "shape"),
+        "optimizer-state-names": (put(["optimizer_exp_avg"], "optimizer_state"), "optimizer_exp_avg_sq"),
+        "step-negative": (put(-3, "optimizer_step"), "optimizer_step"),
+        "step-float": (put(1.5, "optimizer_step"), "optimizer_step"),
+        "rng-state": (put({"bit_generator": "MT19937"}, "rng_state"), "rng_state"),
+        "seed-text": (put("zero", "seed"), "seed"),
+        "not-an-object": (lambda c: c.clear() or c.update({"format": "fastmlp-model"}), "version"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_config_cases()))
+def test_forged_config(saved, tmp_path, case):
+    _, _, data = saved
+    edit, words = _config_cases()[case]
+    config = _config(data)
+    edit(config)
+    with pytest.raises(ValueError, match="not a valid fastmlp model file") as info:
+        _load_bytes(tmp_path, _with_config(data, config))
+    assert words in str(info.value)
+
+
+def test_config_not_json_or_not_text(saved, tmp_path):
+    _, _, data = saved
+    members = _members(data)
+    for bad in (np.array("{not json"), np.array("[1, 2]"), np.array('{"format": NaN}'),
+                np.array("[" * 100000 + "]" * 100000), np.arange(3.0), np.array(["a", "b"])):
+        forged = dict(members)
+        forged["config.npy"] = _npy(bad)
+        with pytest.raises(ValueError, match="not a valid fastmlp model file"):
+            _load_bytes(tmp_path, _zip(forged))
+
+
+def test_wrong_shapes_dtypes_and_values(saved, tmp_path):
+    _, _, data = saved
+    members = _members(data)
+    W0 = np.load(io.BytesIO(members["W0.npy"]))
+    cases = {
+        "transposed": ("W0.npy", W0.T.copy(), "shape"),
+        "nan": ("W0.npy", np.where(np.arange(W0.size).reshape(W0.shape) == 3, np.nan, W0), "finite"),
+        "inf-bias": ("b1.npy", np.full(6, np.inf, np.float32), "finite"),
+        "ints": ("W0.npy", W0.astype(np.int32), "dtype"),
+        "text": ("W0.npy", np.array(["x"] * W0.size).reshape(W0.shape), "dtype"),
+        "structured": ("W0.npy", np.zeros(W0.shape, [("a", "f4")]), "dtype"),
+        "state-shape": ("optimizer_exp_avg.npy", np.zeros(3, np.float32), "shape"),
+        "state-nan": ("optimizer_exp_avg_sq.npy", None, "NaN"),
+    }
+    for name, (member, arr, words) in cases.items():
+        if arr is None:
+            arr = np.load(io.BytesIO(members[member]))
+            arr[0] = np.nan
+        forged = dict(members)
+        forged[member] = _npy(arr)
+        with pytest.raises(ValueError, match="not a valid fastmlp model file") as info:
+            _load_bytes(tmp_path, _zip(forged), f"{name}.npz")
+        assert words in str(info.value), name
+
+
+def _npy_with_header(shape, dtype="<f4", payload=b""):
+    header = {"descr": dtype, "fortran_order": False, "shape": shape}
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, header)
+    return buf.getvalue() + payload
+
+
+def test_huge_declared_shapes_are_refused_before_allocating(saved, tmp_path):
+    _, _, data = saved
+    members = _members(data)
+    # an array header declaring 4 TB, with a few bytes behind it
+    for shape in [(10**12,), (2**40, 2**40), (8, 10**15)]:
+        forged = dict(members)
+        forged["W0.npy"] = _npy_with_header(shape, payload=b"\0" * 64)
+        with pytest.raises(ValueError, match="declares shape"):
+            _load_bytes(tmp_path, _zip(forged))
+    # a config declaring a layer of 10^10 weights, with small arrays behind it
+    config = _config(data)
+    config["layers"][0]["in_features"] = 10**9
+    config["layers"][0]["out_features"] = 10
+    with pytest.raises(ValueError, match="declare"):
+        _load_bytes(tmp_path, _with_config(data, config))
+
+
+def test_member_sizes_that_lie(saved, tmp_path):
+    """A zip whose directory claims more uncompressed bytes than deflate can produce."""
+    _, _, data = saved
+    members = _members(data)
+    blob = _zip(members, zipfile.ZIP_DEFLATED)
+    # patch the central directory's uncompressed size of the first member to 2 GB
+    cd = blob.rfind(b"PK\x01\x02", 0, blob.rfind(b"PK\x05\x06"))
+    first = blob.find(b"PK\x01\x02")
+    assert 0 <= first <= cd
+    forged = bytearray(blob)
+    forged[first + 24:first + 28] = (2**31).to_bytes(4, "little")
+    with pytest.raises(ValueError, match="not a valid fastmlp model file"):
+        _load_bytes(tmp_path, bytes(forged))
