@@ -66,7 +66,7 @@ class _Buffers:
             ]
             self.T2d = k.empty((capacity, target_width), target_dtype)
             self.labels2d = k.empty((capacity, 1), np.int64)
-            self.w = k.empty((capacity,), dtype) if weighted else None
+            self.w2d = k.empty((capacity, 1), dtype) if weighted else None
         self._views = {}
 
     def fits(self, n, target_width, target_dtype, weighted):
@@ -91,7 +91,8 @@ class _Buffers:
             v.T = v.T0 if v.T2d.dtype == np.int64 else v.T2d
             v.labels2d = self.labels2d[:n]
             v.labels = v.labels2d[:, 0]
-            v.w = None if self.w is None else self.w[:n]
+            v.w2d = None if self.w2d is None else self.w2d[:n]
+            v.w = None if self.w2d is None else v.w2d[:, 0]
         else:
             v.s = self.model._slots
         self._views[n] = v
@@ -177,11 +178,16 @@ class Sequential:
         self._rng = np.random.default_rng(seed)
         self._act = [layer.act for layer in self.layers]
         loss_kernel = getattr(self._kernels, LOSSES[self.loss])
-        if self.loss == "cross_entropy":
-            smoothing = self.label_smoothing
-            self._loss_kernel = lambda Z, T, dZ, w=None: loss_kernel(Z, T, dZ, w, smoothing)
-        else:
-            self._loss_kernel = loss_kernel
+        extra = (self.label_smoothing,) if self.loss == "cross_entropy" else ()
+
+        def loss_and_dZ(Z, T, dZ, w=None, total=None):
+            if total is None:  # returns the batch-mean loss
+                return loss_kernel(Z, T, dZ, w, *extra)
+            return loss_kernel(Z, T, dZ, w, *extra, total=total)  # adds to a device scalar
+
+        self._loss_kernel = loss_and_dZ
+        #: the data lives on the device and losses are summed there, read once per epoch
+        self._resident = self.device == "cuda"
         self.stop_training = False
         self._allocate_parameters()
 
@@ -288,8 +294,8 @@ class Sequential:
         for l, layer in enumerate(self.layers):
             layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], v.s[l], training)
 
-    def _loss_and_grad(self, v):
-        loss = self._loss_kernel(v.A[-1], v.T, v.delta[-1], v.w)
+    def _loss_and_grad(self, v, total=None):
+        loss = self._loss_kernel(v.A[-1], v.T, v.delta[-1], v.w, total)
         if self._act[-1] != IDENTITY:  # mse after a non-identity output: chain through f'
             self._kernels.activation_backward(v.D[-1], self._act[-1], v.delta[-1])
         return loss
@@ -308,13 +314,14 @@ class Sequential:
             self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
         opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
-    def _step(self, v):
-        """One step on the batch already in the buffers `v`; returns the batch-mean loss.
+    def _step(self, v, total=None):
+        """One step on the batch already in the buffers `v`; returns the batch-mean loss (or,
+        given a device scalar `total`, adds the batch's loss sum to it and returns None).
 
         A loss that is not finite ends the step before it touches the weights."""
         self._forward(v, training=True)
-        loss = self._loss_and_grad(v)
-        if not math.isfinite(loss):
+        loss = self._loss_and_grad(v, total)
+        if loss is not None and not math.isfinite(loss):
             return loss
         self._backward(v)
         self._update()
@@ -473,13 +480,18 @@ class Sequential:
         batch = min(batch_size, n)
         steps = -(-n // batch)
         buffers = self._buffers_for(batch, T, w is not None)
-        T2 = T if T.ndim == 2 else T.reshape(-1, 1)  # gather works on rows
-        w2 = None if w is None else w.reshape(-1, 1)
-        # accuracy compares the logits with T itself, except for one-hot/probability targets
-        labels2 = None if labels is None or T.ndim == 1 or self.loss != "cross_entropy" else labels.reshape(-1, 1)
-        metrics = _Metrics(self, T if labels is None else None)
-        order = np.arange(n)
         k = self._kernels
+        # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
+        # as rows for gather_rows
+        Xk = k.asarray(X)
+        T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
+        w2 = None if w is None else k.asarray(w.reshape(-1, 1))
+        # accuracy compares the logits with T itself, except for one-hot/probability targets
+        dense_labels = labels is not None and T.ndim == 2 and self.loss == "cross_entropy"
+        labels2 = k.asarray(labels.reshape(-1, 1)) if dense_labels else None
+        metrics = _Metrics(self, T if labels is None else None)
+        loss_total = k.zeros(1, np.float64) if self._resident else None
+        order = np.arange(n)
 
         history = History()
         cbs = [history] + callbacks + ([ProgressBar(verbose)] if verbose else [])
@@ -496,34 +508,37 @@ class Sequential:
                 cb.on_epoch_begin(epoch)
             if shuffle:  # a fresh order each epoch: fit(2) + fit(2) == fit(4)
                 order = self._rng.permutation(n)
+            order_k = k.asarray(order)
             lr = self.optimizer.lr
             loss_sum = 0.0
+            if loss_total is not None:
+                k.write(loss_total, np.zeros(1))
             metrics.reset()
             for step in range(steps):
                 for cb in cbs:
                     cb.on_batch_begin(step)
                 start = step * batch
-                idx = order[start : start + batch]
+                idx = order_k[start : start + batch]
                 v = buffers.views(idx.shape[0])
-                k.gather_rows(X, idx, v.A[0])
+                k.gather_rows(Xk, idx, v.A[0])
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
-                    k.gather_rows(w2, idx, v.w.reshape(-1, 1))
-                loss = self._step(v)
-                if not math.isfinite(loss):
-                    return self._diverged(history, snapshot, epoch, step, loss, on_divergence)
-                loss_sum += loss * v.n
-                if labels is not None:
-                    if labels2 is None:
-                        metrics.add(v.A[-1], v.T0)
-                    else:
-                        k.gather_rows(labels2, idx, v.labels2d)
-                        metrics.add(v.A[-1], v.labels)
-                else:
-                    metrics.add(v.A[-1], v.T)
-                logs = {"loss": loss_sum / (start + v.n), **metrics.result()}
+                    k.gather_rows(w2, idx, v.w2d)
+                loss = self._step(v, loss_total)
+                if loss is not None:  # host backends: every step's loss is checked
+                    if not math.isfinite(loss):
+                        return self._diverged(history, snapshot, epoch, step, loss, on_divergence)
+                    loss_sum += loss * v.n
+                if labels2 is not None:
+                    k.gather_rows(labels2, idx, v.labels2d)
+                metrics.add(v.A[-1], v.T if labels is None else v.labels if dense_labels else v.T0)
+                logs = {} if self._resident else {"loss": loss_sum / (start + v.n), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
+            if loss_total is not None:  # the one read of the epoch's loss
+                loss_sum = float(k.to_host(loss_total)[0])
+                if not math.isfinite(loss_sum):
+                    return self._diverged(history, snapshot, epoch, steps - 1, loss_sum, on_divergence)
             if not self._finite_parameters():
                 return self._diverged(history, snapshot, epoch, steps - 1, "non-finite weights", on_divergence)
             logs = {"loss": loss_sum / n, **metrics.result(final=True)}
@@ -619,9 +634,9 @@ class Sequential:
         metrics = _Metrics(self, T if labels is None else None)
         loss_sum = 0.0
         for start, stop, Z in self._forward_batches(X, batch_size):
-            wb = None if w is None else w[start:stop]
-            loss_sum += self._loss_kernel(Z, T[start:stop], dZ[: stop - start], wb) * (stop - start)
-            metrics.add(Z, T[start:stop] if labels is None else labels[start:stop])
+            wb = None if w is None else k.asarray(w[start:stop])
+            loss_sum += self._loss_kernel(Z, k.asarray(T[start:stop]), dZ[: stop - start], wb) * (stop - start)
+            metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
         return {"loss": loss_sum / n, **metrics.result(final=True)}
 
     # ------------------------------------------------------------------------------------
@@ -659,10 +674,12 @@ class _Metrics:
 
     R^2 is sklearn's r2_score (uniform average over outputs): 1 - SS_res / SS_tot, with
     SS_tot of the targets of the whole set (passed as T) and SS_res summed batch by batch.
+    On CUDA the sums stay on the device until the epoch's end (``result(final=True)``).
     """
 
     def __init__(self, model, T=None):
         self.k = model._kernels
+        self.resident = model._resident
         self.classification = model.loss != "mse"
         self.active = self.classification and (model.loss == "cross_entropy" or model.n_outputs == 1)
         if not self.classification:
@@ -671,6 +688,8 @@ class _Metrics:
             self.ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
             self.abs_err = self.k.zeros(T64.shape[1], np.float64)
             self.sq_err = self.k.zeros(T64.shape[1], np.float64)
+        elif self.resident:
+            self.correct_total = self.k.zeros(1, np.int64)
         self.reset()
 
     def reset(self):
@@ -679,20 +698,29 @@ class _Metrics:
         if not self.classification:
             self.k.write(self.abs_err, np.zeros(self.abs_err.shape))
             self.k.write(self.sq_err, np.zeros(self.sq_err.shape))
+        elif self.resident:
+            self.k.write(self.correct_total, np.zeros(1, np.int64))
 
     def add(self, Z, target):
         self.seen += Z.shape[0]
         if self.classification:
-            if self.active:
+            if self.active and self.resident:
+                self.k.count_correct(Z, target, total=self.correct_total)
+            elif self.active:
                 self.correct += self.k.count_correct(Z, target)
         else:
             self.k.regression_sums(Z, target, self.abs_err, self.sq_err)
 
     def result(self, final=False):
+        if self.resident and not final:
+            return {}
         if self.classification:
-            return {"accuracy": self.correct / self.seen} if self.active else {}
-        abs_err = self.k.to_host(self.abs_err) if final else np.asarray(self.abs_err)
-        sq_err = self.k.to_host(self.sq_err) if final else np.asarray(self.sq_err)
+            if not self.active:
+                return {}
+            correct = int(self.k.to_host(self.correct_total)[0]) if self.resident else self.correct
+            return {"accuracy": correct / self.seen}
+        abs_err = self.k.to_host(self.abs_err) if final else self.abs_err
+        sq_err = self.k.to_host(self.sq_err) if final else self.sq_err
         ss_tot = self.ss_tot * (self.seen / self.n_total)
         with np.errstate(divide="ignore", invalid="ignore"):
             r2 = np.where(ss_tot > 0, 1 - sq_err / ss_tot, np.where(sq_err == 0, 1.0, 0.0))

@@ -1,8 +1,9 @@
 """fastmlp's compute kernels, one module per backend, all with the same functions.
 
-``backend(device)`` returns the module for ``"cpu"`` (Numba), ``"reference"`` (NumPy, the
-oracle of the tests) or ``"auto"``. The CUDA backend (``"cuda"``) is not part of this
-release yet; asking for it raises a RuntimeError, and ``"auto"`` gives the CPU.
+``backend(device)`` returns the module for ``"cpu"`` (Numba), ``"cuda"`` (numba-cuda, NVIDIA
+GPUs), ``"reference"`` (NumPy, the oracle of the tests) or ``"auto"`` (CUDA when a GPU is
+usable, else the CPU; never the slow CUDA simulator). ``"cuda"`` without a usable GPU raises
+a RuntimeError that says why (no numba-cuda, no driver, no device).
 
 The contract every backend module fulfils (outputs are written into the arrays passed in;
 ``act`` is an activation code from :mod:`codes`; ``D`` is what the derivative is taken from:
@@ -38,14 +39,17 @@ wd, momentum, centered)``
 ``count_correct(Z, y) -> int``                         right classifications in a batch
 ``regression_sums(Z, T, abs_err, sq_err)``             += per-output sums of |Z-T|, (Z-T)^2
 ``empty / zeros(shape, dtype)``, ``to_device(host)``,  this backend's arrays, copies both ways,
-``to_host(arr)``, ``write(dst, host)``,             and a barrier
-``synchronize()``
+``to_host(arr)``, ``write(dst, host)``,                a barrier; ``asarray`` puts data on the
+``asarray(host)``, ``synchronize()``                   backend (no copy on the host backends)
 =====================================================  ========================================
 
 Losses: w is None or per-sample weights (B,); the loss is sum_i w_i l_i / B (Keras'
 convention) and ``smoothing`` is PyTorch's label smoothing. The optimizer kernels take flat,
 contiguous 1-D arrays (a model keeps all its parameters, gradients and optimizer state in
 such arrays, so one call updates everything).
+
+The CUDA backend's losses and ``count_correct`` also take ``total=``, a device scalar they
+add to without reading anything back (see ``cuda.py``), so an epoch reads its loss once.
 """
 
 import importlib
@@ -65,11 +69,12 @@ def backend(device="auto"):
     name = device.strip().lower()
     if name not in DEVICES:
         raise ValueError(f"device must be one of {list(DEVICES)}; got {device!r}")
-    if name == "cuda":
-        raise RuntimeError(
-            "device='cuda' is not available: this fastmlp release has no CUDA backend yet; "
-            "use device='cpu' (or 'auto', which picks the CPU)"
-        )
-    if name == "auto":
-        name = "cpu"
+    if name in ("cuda", "auto"):
+        cuda = importlib.import_module(f"{__name__}.cuda")
+        reason = cuda.why_unavailable()
+        if name == "auto":
+            return cuda if reason is None and not cuda.SIM else backend("cpu")
+        if reason is not None:
+            raise RuntimeError(f"device='cuda' is not available: {reason}; use device='cpu'")
+        return cuda
     return importlib.import_module(f"{__name__}.{name}")

@@ -124,10 +124,16 @@ def _networks(draw):
     elif loss == "binary_cross_entropy":
         sizes[-1] = 1
     acts = draw(st.lists(st.sampled_from(ACTIVATIONS), min_size=len(sizes) - 2, max_size=len(sizes) - 2))
-    opt = draw(st.sampled_from(["sgd", "momentum", "adam", "rmsprop"]))
+    batch_norm = draw(st.booleans())
+    # Under BatchNorm some gradients are exactly zero in exact arithmetic (the bias before
+    # it; the weights of a one-input layer, which BatchNorm makes scale-invariant), and
+    # computed as rounding noise, which Adam and RMSprop divide by its own size into full
+    # steps in whatever direction the noise points: the backends then disagree by design.
+    # Those optimizers are fuzzed without BatchNorm.
+    opt = draw(st.sampled_from(["sgd", "momentum"] if batch_norm else ["sgd", "momentum", "adam", "rmsprop"]))
     return dict(sizes=sizes, loss=loss, activation=acts,
                 dropout=draw(st.sampled_from([0.0, 0.3])),
-                batch_norm=draw(st.booleans()), dtype=draw(st.sampled_from(["float32", "float64"])),
+                batch_norm=batch_norm, dtype=draw(st.sampled_from(["float32", "float64"])),
                 opt=opt, n=draw(st.integers(2, 12)), seed=draw(st.integers(0, 1000)))
 
 
@@ -156,19 +162,8 @@ def test_fuzz_training_steps_against_reference(net):
     for _ in range(3):
         losses = [m.train_step(X, y) for m in models]
         assert losses[0] == pytest.approx(losses[1], rel=rtol, abs=rtol)
-    # The bias of a Dense layer right before a BatchNorm has a gradient of exactly zero; its
-    # computed gradient is rounding noise, which Adam and RMSprop scale up to full steps in
-    # whatever direction the noise points. It has no effect on the outputs (the loss above
-    # agrees); the other weights must agree.
-    skip, position = set(), 0
-    for layer, after in zip(models[0].layers, models[0].layers[1:] + [None]):
-        n_arrays = len(layer.param_shapes()) + len(layer.state_shapes())
-        if isinstance(layer, fastmlp.Dense) and isinstance(after, fastmlp.BatchNorm):
-            skip.add(position + 1)  # [W, b]: the b
-        position += n_arrays
-    for j, (a, b) in enumerate(zip(models[0].get_weights(), models[1].get_weights())):
-        if j not in skip:
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(1.0, np.abs(b).max()))
 
 
 # ------------------------------------------------------------------------------ determinism

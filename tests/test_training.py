@@ -92,7 +92,7 @@ def test_digits_reach_95_percent():
 def test_digits_learn_with_every_activation(activation):
     X, y = fastmlp.datasets.load_digits()
     model = fastmlp.MLP([64, 32, 10], activation=activation, optimizer=fastmlp.Adam(lr=0.01), seed=0)
-    model.fit(X[:1400], y[:1400], epochs=15, batch_size=32, verbose=0)
+    model.fit(X[:1400], y[:1400], epochs=30, batch_size=32, verbose=0)
     assert model.evaluate(X[1400:], y[1400:])["accuracy"] >= 0.9
 
 

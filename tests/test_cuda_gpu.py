@@ -1,0 +1,442 @@
+"""The CUDA backend on a real GPU, at real sizes (784-256-128-10 at batch 128 and 512, a
+4096 x 4096 product, a million parameters), against float64 NumPy.
+
+- ``test_kernels_compile_for_a_real_gpu`` needs no GPU: it compiles every kernel of
+  kernels/cuda.py to PTX for sm_80 in a subprocess, which type-checks them for the real
+  target (the simulator runs them as Python and checks no types). It needs numba-cuda and
+  the NVVM and NVRTC libraries (pip install nvidia-nvvm nvidia-cuda-nvrtc, or
+  numba-cuda[cu13]) and skips without them.
+- Every other test is marked ``gpu`` and skips unless ``kernels.cuda.is_available()`` on a
+  real device (not under the simulator).
+
+Tolerances for the products are the rigorous forward-error bound of a dot product of
+length K, gamma_K * (|A| @ |B|) with gamma_K = K u / (1 - K u), u the unit roundoff, plus a
+few units in the last place for the epilogue; everything else uses rtol 1e-5 (float32) /
+1e-12 (float64) of the terms' scale, as the other kernel tests.
+
+Setting FASTMLP_CUDA_GPU_TESTS_SMALL=1 together with NUMBA_ENABLE_CUDASIM=1 runs the gpu
+tests at tiny sizes under the simulator (a check of the tests themselves).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastmlp.kernels import codes
+from fastmlp.kernels import reference as ref
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = os.environ.get("FASTMLP_CUDA_GPU_TESTS_SMALL", "") == "1"
+
+
+def _gpu_unavailable_reason():
+    try:
+        from fastmlp.kernels import cuda as kc
+    except Exception as exc:  # pragma: no cover - the module imports without CUDA
+        return f"kernels.cuda does not import: {exc}"
+    if kc.SIM and not SMALL:
+        return "running under the CUDA simulator, not on a GPU"
+    reason = kc.why_unavailable()
+    return None if reason is None else f"no CUDA GPU: {reason}"
+
+
+_REASON = _gpu_unavailable_reason()
+gpu = pytest.mark.gpu
+needs_gpu = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+DTYPES = (np.float32, np.float64)
+DTYPE_IDS = ("f32", "f64")
+RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
+UNIT = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
+
+MNIST = (16, 12, 8, 4) if SMALL else (784, 256, 128, 10)
+BATCHES = (5, 9) if SMALL else (128, 512)
+BIG_N = 40 if SMALL else 4096
+N_PARAMS = 300 if SMALL else 1_000_003
+
+
+def kcuda():
+    from fastmlp.kernels import cuda as kc
+
+    return kc
+
+
+def rng_for(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def randn(rng, shape, dtype, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def gamma(k, dtype):
+    u = UNIT[np.dtype(dtype)]
+    return k * u / (1 - k * u)
+
+
+def abs_prod(A, B):
+    return np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64))
+
+
+def assert_within(actual, expected, bound, what=""):
+    """|actual - expected| <= bound elementwise (bound an array or a number)."""
+    err = np.abs(np.asarray(actual, np.float64) - np.asarray(expected, np.float64))
+    excess = err - bound
+    assert excess.max(initial=-1.0) <= 0, (
+        f"{what}: max error {err.max():.3g}, worst excess over the bound {excess.max():.3g}")
+
+
+def assert_close(actual, expected, dtype, scale=None, what=""):
+    rtol = RTOL[np.dtype(dtype)]
+    expected = np.asarray(expected, dtype=np.float64)
+    if scale is None:
+        scale = float(np.abs(expected).max(initial=0.0))
+    atol = rtol * max(float(scale), float(np.finfo(np.dtype(dtype)).tiny))
+    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=rtol, atol=atol,
+                               err_msg=what)
+
+
+def f64(a):
+    return np.asarray(a, np.float64)
+
+
+# ---------------------------------------------------------------------------------------
+# compile-only: no GPU needed
+
+_COMPILE_SCRIPT = textwrap.dedent("""
+    import sys
+    import numpy as np
+    try:
+        from cuda.pathfinder import load_nvidia_dynamic_lib
+        load_nvidia_dynamic_lib("nvvm")
+        load_nvidia_dynamic_lib("nvrtc")
+    except Exception as exc:
+        print("SKIP: NVVM/NVRTC not found:", exc)
+        sys.exit(77)
+    from fastmlp.kernels import codes
+    from fastmlp.kernels import cuda as kc
+    kc._COMPILE_ONLY = (8, 0)
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        A = np.zeros((5, 3), dt); W = np.zeros((4, 3), dt); b = np.zeros(4, dt)
+        O = np.zeros((5, 4), dt); g = np.zeros(3, dt); p = np.zeros(7, dt)
+        tot = np.zeros(1); y = np.zeros(5, np.int64); w = np.ones(5, dt)
+        for ta in (False, True):
+            for tb in (False, True):
+                kc.matmul(A, A, np.zeros((3, 3), dt), ta, tb)
+        for act in sorted(codes.ACTIVATIONS.values()):
+            kc.linear_forward(A, W, b, act, O)
+            kc.delta_backward(O, W, A, act, A)
+        kc.weight_grad(O, A, W, b)
+        kc.activate(A, 2, A); kc.activation_backward(A, 2, A); kc.softmax(A, A)
+        for T in (y, y.astype(np.int32), np.zeros((5, 3), dt)):
+            kc.softmax_cross_entropy(A, T, A, None, 0.1, total=tot)
+            kc.softmax_cross_entropy(A, T, A, w, 0.1, total=tot)
+        kc.sigmoid_binary_cross_entropy(A, A, A, total=tot)
+        kc.sigmoid_binary_cross_entropy(A, A, A, w, total=tot)
+        kc.sigmoid_binary_cross_entropy(A[:, :1], y, A[:, :1], total=tot)
+        kc.mse(A, A, A, total=tot); kc.mse(A, A, A, w, total=tot)
+        kc.count_correct(A, y, total=np.zeros(1, np.int64))
+        kc.count_correct(A, y.astype(np.float64), total=tot)
+        kc.count_correct(A, y.astype(np.int32), total=tot)
+        kc.regression_sums(A, A, np.zeros(3), np.zeros(3))
+        kc.fill_uniform(A, rng); kc.fill_uniform(b, rng)
+        kc.dropout_forward(A, A, 0.5, A); kc.dropout_backward(A, A, 0.5, A, 1, A)
+        kc.batchnorm_forward(A, g, g, g, g, 0.1, 1e-5, 1, A, g, A)
+        kc.batchnorm_inference(A, g, g, g, g, 1e-5, 1, A)
+        kc.batchnorm_backward(A, A, g, g, g, g, A, 1, A)
+        kc.sgd_update(p, p, p, 0.1, 0.9, 0.0, True)
+        kc.adam_update(p, p, p, p, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, True)
+        kc.adam_update(p, p, p, p, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, True, p)
+        kc.rmsprop_update(p, p, p, p, p, 0.1, 0.9, 1e-8, 0.0, 0.9, True)
+        kc.clip_grad_norm(p, 1.0, np.zeros(1))
+        kc.clip_grad_norm(p, 1.0)
+        for src in (np.uint8, np.float32, np.float64, np.int64):
+            kc.gather_rows(np.zeros((9, 3), src), y, A)
+            kc.gather_rows(np.zeros((9, 3), src), y.astype(np.int32), A)
+        kc.zeros((3, 2), dt)
+        sizes = (5, 7, 3, 2)
+        kc.mlp_forward_fused(np.zeros((4, 5), dt), np.zeros(5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2, dt),
+                             sizes, (1, 6, 0), np.zeros((4, 2), dt))
+    kc.zeros(4, np.int64)
+    print("compiled", len(kc._compiled_ptx), "kernels")
+""")
+
+
+def test_kernels_compile_for_a_real_gpu():
+    """Every kernel type-checks and compiles to PTX for sm_80 (no GPU needed)."""
+    import importlib.util
+
+    if importlib.util.find_spec("numba_cuda") is None:
+        pytest.skip("numba-cuda is not installed")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode == 77:
+        pytest.skip(proc.stdout.strip())
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
+    assert "compiled" in proc.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# real GPU
+
+
+@gpu
+@needs_gpu
+def test_backend_reports_a_device():
+    kc = kcuda()
+    assert kc.is_available() and kc.why_unavailable() is None
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_matmul_4096(dtype):
+    kc = kcuda()
+    rng = rng_for("matmul4096", np.dtype(dtype).str)
+    n = BIG_N
+    A = randn(rng, (n, n), dtype)
+    B = randn(rng, (n, n), dtype)
+    C = kc.empty((n, n), dtype)
+    kc.matmul(kc.to_device(A), kc.to_device(B), C, False, False)
+    expected = f64(A) @ f64(B)
+    assert_within(kc.to_host(C), expected, gamma(n, dtype) * abs_prod(A, B) + 1e-300,
+                  f"matmul {n}")
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_matmul_transposes_odd_sizes(dtype, trans_a, trans_b):
+    kc = kcuda()
+    rng = rng_for("matmul_t", trans_a, trans_b, np.dtype(dtype).str)
+    m, k, n = (13, 7, 21) if SMALL else (1001, 515, 263)
+    A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+    B = randn(rng, (n, k) if trans_b else (k, n), dtype)
+    C = kc.empty((m, n), dtype)
+    kc.matmul(kc.to_device(A), kc.to_device(B), C, trans_a, trans_b)
+    opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
+    assert_within(kc.to_host(C), f64(opA) @ f64(opB), gamma(k, dtype) * abs_prod(opA, opB),
+                  "matmul")
+
+
+def mlp_params(rng, dtype):
+    shapes = [(MNIST[i + 1], MNIST[i]) for i in range(len(MNIST) - 1)]
+    return [(randn(rng, s, dtype, scale=np.sqrt(2 / s[1])), randn(rng, (s[0],), dtype, 0.1))
+            for s in shapes]
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_mnist_layers(dtype, batch):
+    """784-256-128-10: forward (every activation on the first layer), delta propagation and
+    weight gradients of every layer against float64 NumPy."""
+    kc = kcuda()
+    rng = rng_for("mnist_layers", batch, np.dtype(dtype).str)
+    u = UNIT[np.dtype(dtype)]
+    params = mlp_params(rng, dtype)
+    X = rng.random((batch, MNIST[0])).astype(dtype)
+    W1, b1 = params[0]
+    for act in sorted(codes.ACTIVATIONS.values()):
+        out = kc.empty((batch, W1.shape[0]), dtype)
+        kc.linear_forward(kc.to_device(X), kc.to_device(W1), kc.to_device(b1), act, out)
+        expected = np.empty((batch, W1.shape[0]))
+        ref.linear_forward(f64(X), f64(W1), f64(b1), act, expected)
+        scale = abs_prod(X, W1.T) + np.abs(f64(b1))
+        bound = 1.2 * gamma(MNIST[0] + 1, dtype) * scale + 8 * u * np.abs(expected) + 1e-30
+        assert_within(kc.to_host(out), expected, bound, f"linear_forward act={act}")
+    A = [X]
+    for li, (W, b) in enumerate(params):
+        act = codes.RELU if li < len(params) - 1 else codes.IDENTITY
+        out = kc.empty((batch, W.shape[0]), dtype)
+        kc.linear_forward(kc.to_device(A[-1]), kc.to_device(W), kc.to_device(b), act, out)
+        A.append(kc.to_host(out))
+    for li in range(len(params), 0, -1):
+        W, _ = params[li - 1]
+        delta = randn(rng, (batch, W.shape[0]), dtype, scale=1.0 / batch)
+        dW, db = kc.empty(W.shape, dtype), kc.empty(W.shape[0], dtype)
+        kc.weight_grad(kc.to_device(delta), kc.to_device(A[li - 1]), dW, db)
+        assert_within(kc.to_host(dW), f64(delta).T @ f64(A[li - 1]),
+                      gamma(batch, dtype) * abs_prod(delta.T, A[li - 1]) + 1e-300, f"dW {li}")
+        assert_within(kc.to_host(db), f64(delta).sum(axis=0),
+                      gamma(batch, dtype) * np.abs(f64(delta)).sum(axis=0) + 1e-300, f"db {li}")
+        if li > 1:
+            out = kc.empty((batch, W.shape[1]), dtype)
+            kc.delta_backward(kc.to_device(delta), kc.to_device(W), kc.to_device(A[li - 1]),
+                              codes.RELU, out)
+            expected = (f64(delta) @ f64(W)) * (A[li - 1] > 0)
+            assert_within(kc.to_host(out), expected,
+                          gamma(W.shape[0], dtype) * abs_prod(delta, W) + 1e-300, f"delta {li}")
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_losses_and_metrics_large(dtype):
+    kc = kcuda()
+    rng = rng_for("losses_large", np.dtype(dtype).str)
+    for batch, k in ((BATCHES[-1], 10), (BATCHES[0], 1000 if not SMALL else 7), (100_000 if not SMALL else 50, 10)):
+        Z = randn(rng, (batch, k), dtype, scale=3.0)
+        y = rng.integers(0, k, size=batch)
+        w = rng.uniform(0, 2, size=batch).astype(dtype)
+        Zd, yd, wd = kc.to_device(Z), kc.to_device(y), kc.to_device(w)
+        for weights in (None, w):
+            dZ_ref = np.empty(Z.shape)
+            loss_ref = ref.softmax_cross_entropy(f64(Z), y, dZ_ref, None if weights is None
+                                                 else f64(weights), 0.1)
+            dZ = kc.empty(Z.shape, dtype)
+            loss = kc.softmax_cross_entropy(Zd, yd, dZ, None if weights is None else wd, 0.1)
+            assert_close(loss, loss_ref, dtype, scale=loss_ref, what=f"ce loss {(batch, k)}")
+            assert_close(kc.to_host(dZ), dZ_ref, dtype, scale=2.0 * 2 / batch,
+                         what=f"ce dZ {(batch, k)}")
+            total = kc.zeros(1, np.float64)
+            kc.softmax_cross_entropy(Zd, yd, dZ, None if weights is None else wd, 0.1, total=total)
+            kc.softmax_cross_entropy(Zd, yd, dZ, None if weights is None else wd, 0.1, total=total)
+            assert_close(kc.to_host(total)[0], 2 * batch * loss_ref, dtype,
+                         scale=2 * batch * loss_ref)
+        T = rng.random((batch, k)).astype(dtype)
+        for fname in ("sigmoid_binary_cross_entropy", "mse"):
+            dZ_ref = np.empty(Z.shape)
+            loss_ref = getattr(ref, fname)(f64(Z), f64(T), dZ_ref, f64(w))
+            dZ = kc.empty(Z.shape, dtype)
+            loss = getattr(kc, fname)(Zd, kc.to_device(T), dZ, wd)
+            assert_close(loss, loss_ref, dtype, scale=loss_ref, what=f"{fname} {(batch, k)}")
+            assert_close(kc.to_host(dZ), dZ_ref, dtype, scale=np.abs(dZ_ref).max() * 2,
+                         what=f"{fname} dZ")
+        assert kc.count_correct(Zd, yd) == ref.count_correct(Z, y)
+        total = kc.zeros(1, np.int64)
+        kc.count_correct(Zd, yd, total=total)
+        assert kc.to_host(total)[0] == ref.count_correct(Z, y)
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_optimizers_on_a_million_parameters(dtype):
+    kc = kcuda()
+    rng = rng_for("optim_large", np.dtype(dtype).str)
+    n = N_PARAMS
+    p0 = randn(rng, (n,), dtype)
+    cases = {
+        "sgd": (("p", "buf"), lambda s, g, t: ("sgd_update", (s["p"], g, s["buf"], 0.1, 0.9, 1e-3, True))),
+        "adam": (("p", "m", "v", "vm"), lambda s, g, t: (
+            "adam_update", (s["p"], g, s["m"], s["v"], t, 1e-3, 0.9, 0.999, 1e-8, 1e-2, True, s["vm"]))),
+        "rmsprop": (("p", "sq", "ga", "buf"), lambda s, g, t: (
+            "rmsprop_update", (s["p"], g, s["sq"], s["ga"], s["buf"], 1e-3, 0.99, 1e-8, 1e-3, 0.9, True))),
+    }
+    for label, (names, make) in cases.items():
+        host = {k: (p0.copy() if k == "p" else np.zeros(n, dtype)) for k in names}
+        dev = {k: kc.to_device(v) for k, v in host.items()}
+        for t in range(1, 4):
+            g = randn(rng, (n,), dtype)
+            fname, args = make(host, g, t)
+            getattr(ref, fname)(*args)
+            fname, args = make(dev, kc.to_device(g), t)
+            getattr(kc, fname)(*args)
+        for k in names:
+            assert_close(kc.to_host(dev[k]), host[k], dtype, what=f"{label} {k}")
+    g = randn(rng, (n,), dtype)
+    g_ref = g.copy()
+    norm_ref = ref.clip_grad_norm(g_ref, 1.0)
+    dg = kc.to_device(g)
+    assert_close(kc.clip_grad_norm(dg, 1.0), norm_ref, dtype, scale=norm_ref)
+    assert_close(kc.to_host(dg), g_ref, dtype)
+
+
+@gpu
+@needs_gpu
+def test_fill_uniform_million():
+    kc = kcuda()
+    for dtype in DTYPES:
+        U = kc.empty((1000, 1000) if not SMALL else (50, 50), dtype)
+        kc.fill_uniform(U, np.random.default_rng(0))
+        u = kc.to_host(U)
+        assert 0 <= u.min() and u.max() < 1
+        tol = 5 / np.sqrt(12 * u.size)
+        assert abs(u.mean() - 0.5) < tol
+        hist = np.histogram(u, bins=10, range=(0, 1))[0] / u.size
+        assert np.abs(hist - 0.1).max() < (0.003 if not SMALL else 0.06)
+        U2 = kc.empty(U.shape, dtype)
+        kc.fill_uniform(U2, np.random.default_rng(0))
+        np.testing.assert_array_equal(kc.to_host(U2), u)
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_batchnorm_dropout_gather_large(dtype):
+    kc = kcuda()
+    rng = rng_for("bn_large", np.dtype(dtype).str)
+    batch, f = (BATCHES[-1], MNIST[1])
+    X = randn(rng, (batch, f), dtype, 2.0) + 1
+    gamma_, beta = randn(rng, (f,), dtype) + 1, randn(rng, (f,), dtype)
+    rm, rv = np.zeros(f, dtype), np.ones(f, dtype)
+    outs_ref = [np.empty((batch, f), dtype), np.empty(f, dtype), np.empty((batch, f), dtype)]
+    rm_ref, rv_ref = rm.copy(), rv.copy()
+    ref.batchnorm_forward(X, gamma_, beta, rm_ref, rv_ref, 0.1, 1e-5, codes.RELU, *outs_ref)
+    d = [kc.empty((batch, f), dtype), kc.empty(f, dtype), kc.empty((batch, f), dtype)]
+    rmd, rvd = kc.to_device(rm), kc.to_device(rv)
+    kc.batchnorm_forward(kc.to_device(X), kc.to_device(gamma_), kc.to_device(beta), rmd, rvd,
+                         0.1, 1e-5, codes.RELU, *d)
+    for a, b in zip(d, outs_ref):
+        assert_close(kc.to_host(a), b, dtype, scale=np.abs(b).max() * 2)
+    assert_close(kc.to_host(rmd), rm_ref, dtype)
+    assert_close(kc.to_host(rvd), rv_ref, dtype)
+    Xs = rng.integers(0, 256, size=(60_000 if not SMALL else 70, MNIST[0])).astype(np.uint8)
+    idx = rng.integers(0, Xs.shape[0], size=batch)
+    out = kc.empty((batch, MNIST[0]), np.float32)
+    kc.gather_rows(kc.to_device(Xs), kc.to_device(idx), out)
+    np.testing.assert_array_equal(kc.to_host(out), Xs[idx].astype(np.float32))
+
+
+@gpu
+@needs_gpu
+def test_training_steps_mnist_shapes_match_the_reference():
+    """Ten SGD steps of 784-256-128-10 (relu, cross-entropy) in float64 on the GPU and in
+    NumPy: the parameters agree to 1e-9."""
+    kc = kcuda()
+    dtype = np.float64
+    rng = rng_for("train_mnist")
+    batch = BATCHES[0]
+    params = mlp_params(rng, dtype)
+    X = rng.random((batch * 10, MNIST[0]))
+    y = rng.integers(0, MNIST[-1], size=batch * 10)
+    dev = [(kc.to_device(W), kc.to_device(b)) for W, b in params]
+    bufs_h = [(np.zeros_like(W), np.zeros_like(b)) for W, b in params]
+    bufs_d = [(kc.zeros(W.shape, dtype), kc.zeros(b.shape, dtype)) for W, b in params]
+    for s in range(10):
+        xb, yb = X[s * batch:(s + 1) * batch], y[s * batch:(s + 1) * batch]
+        for k, P, bufs, xin, yin in ((ref, params, bufs_h, xb, yb),
+                                     (kc, dev, bufs_d, kc.to_device(xb), kc.to_device(yb))):
+            A = [xin]
+            for li, (W, b) in enumerate(P):
+                out = k.empty((batch, W.shape[0]), dtype)
+                k.linear_forward(A[-1], W, b, codes.RELU if li < len(P) - 1 else codes.IDENTITY, out)
+                A.append(out)
+            delta = k.empty(A[-1].shape, dtype)
+            k.softmax_cross_entropy(A[-1], yin, delta)
+            for li in range(len(P), 0, -1):
+                W, b = P[li - 1]
+                dW, db = k.empty(W.shape, dtype), k.empty(b.shape, dtype)
+                k.weight_grad(delta, A[li - 1], dW, db)
+                if li > 1:
+                    prev = k.empty(A[li - 1].shape, dtype)
+                    k.delta_backward(delta, W, A[li - 1], codes.RELU, prev)
+                    delta = prev
+                k.sgd_update(W.reshape(W.size), dW.reshape(dW.size), bufs[li - 1][0].reshape(W.size),
+                             0.05, 0.9, 0.0, False)
+                k.sgd_update(b, db, bufs[li - 1][1], 0.05, 0.9, 0.0, False)
+    for (W, b), (Wd, bd) in zip(params, dev):
+        np.testing.assert_allclose(kc.to_host(Wd), W, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(kc.to_host(bd), b, rtol=0, atol=1e-9)
