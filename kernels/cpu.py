@@ -515,38 +515,6 @@ def count_correct(Z, y):
 
 
 # ---------------------------------------------------------------------------------------
-# memory: where this backend's arrays live (host memory here; device memory for CUDA)
+# memory: where this backend's arrays live (host memory; device memory for CUDA)
 
-
-def empty(shape, dtype):
-    """An uninitialised array of this backend."""
-    return np.empty(shape, dtype)
-
-
-def zeros(shape, dtype):
-    """A zero-filled array of this backend."""
-    return np.zeros(shape, dtype)
-
-
-def to_device(host):
-    """This backend's array holding a copy of the host array `host` (here: a plain copy)."""
-    return np.array(host, copy=True)
-
-
-def asarray(host):
-    """This backend's view of host data: the array itself here (no copy), an upload on CUDA."""
-    return host
-
-
-def write(dst, host):
-    """Copy the host array `host` into this backend's array `dst` (same shape)."""
-    dst[...] = host
-
-
-def to_host(arr):
-    """A host NumPy copy of this backend's array `arr`."""
-    return np.array(arr, copy=True)
-
-
-def synchronize():
-    """Wait for all queued work (nothing is queued on the host)."""
+from .host_memory import asarray, empty, synchronize, to_device, to_host, write, zeros  # noqa: E402,F401
