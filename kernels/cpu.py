@@ -19,7 +19,7 @@ import os
 import numpy as np
 from numba import njit
 
-from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
+from .codes import (ACTIVATIONS, ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
                     SOFTPLUS, TANH)
 
 _SQRT1_2 = 1 / math.sqrt(2)
@@ -81,24 +81,45 @@ def _df(a, act):
     return 1.0
 
 
-@_jit
-def _bias_activate(Z, b, act):
-    """Z = f(Z + b) in place: the epilogue of the linear layer."""
-    n, m = Z.shape
-    for i in range(n):
-        for j in range(m):
-            Z[i, j] = _f(Z[i, j] + b[j], act)
+def _per_activation(make):
+    """One generic kernel, compiled per activation code: `make(act)` closes over the code,
+    which Numba then treats as a compile-time constant, so the branch on it is folded away
+    and the loop vectorises (each specialisation is compiled on first use and cached)."""
+    return tuple(make(act) for act in range(len(ACTIVATIONS)))
 
 
-@_jit
+def _make_bias_activate(act):
+    @_jit
+    def bias_activate(Z, b):
+        """Z = f(Z + b) in place: the epilogue of the linear layer."""
+        n, m = Z.shape
+        for i in range(n):
+            for j in range(m):
+                Z[i, j] = _f(Z[i, j] + b[j], act)
+
+    return bias_activate
+
+
+def _make_activation_backward(act):
+    @_jit
+    def times_df(A, delta):
+        """delta *= f'(A) in place."""
+        n, m = delta.shape
+        for i in range(n):
+            for j in range(m):
+                delta[i, j] *= _df(A[i, j], act)
+
+    return times_df
+
+
+_BIAS_ACTIVATE = _per_activation(_make_bias_activate)
+_TIMES_DF = _per_activation(_make_activation_backward)
+
+
 def activation_backward(A, act, delta):
     """delta *= f'(A) in place, f' taken from the stored activation A."""
-    if act == IDENTITY:
-        return
-    n, m = delta.shape
-    for i in range(n):
-        for j in range(m):
-            delta[i, j] *= _df(A[i, j], act)
+    if act != IDENTITY:
+        _TIMES_DF[act](A, delta)
 
 
 @_jit
@@ -123,7 +144,7 @@ def matmul(A, B, C, trans_a=False, trans_b=False):
 def linear_forward(A_in, W, b, act, A_out):
     """A_out = f(A_in @ W.T + b): sgemm into A_out, then bias + activation in one pass."""
     np.matmul(A_in, W.T, out=A_out)
-    _bias_activate(A_out, b, act)
+    _BIAS_ACTIVATE[act](A_out, b)
 
 
 def weight_grad(delta, A_prev, dW, db):

@@ -1,0 +1,207 @@
+"""The workloads the benchmark suite and ``bench/epoch.py`` time, in one place.
+
+- the machine's ceiling: float32 GEMM (2048 x 2048 NumPy matmul) in GFLOP/s;
+- one training epoch of the MNIST network for fastmlp, a hand-written NumPy MLP and PyTorch;
+- the FLOP count of an epoch (6 x parameters x samples) and the memory budget.
+
+Nothing here imports torch at module level: PyTorch is optional (``torch_or_none``).
+"""
+
+import os
+import time
+
+import numpy as np
+
+#: the network of the lecture notes: MNIST 784-256-128-10, ReLU, softmax cross-entropy
+SIZES = [784, 256, 128, 10]
+#: MNIST's training set size
+N_MNIST = 60000
+#: plain SGD learning rate of the epoch benchmarks
+LR = 0.01
+
+# the suite's settings (bench/conftest.py documents the environment variables)
+SMOKE = os.environ.get("FASTMLP_BENCH_SMOKE", "").strip() not in ("", "0")
+#: samples of the epoch benchmarks: MNIST's 60000, or 512 in a smoke run
+N = 512 if SMOKE else N_MNIST
+#: the batch sizes every per-batch group is measured at
+BATCHES = (32, 128, 512)
+#: interleaved rounds of the whole-epoch benchmarks (bench/test_bench_epoch.py)
+EPOCH_ROUNDS = 1 if SMOKE else int(os.environ.get("FASTMLP_BENCH_ROUNDS", "7"))
+
+
+def min_time(benchmark):
+    """Fastest round of a finished pytest-benchmark run, or None (--benchmark-disable)."""
+    stats = getattr(benchmark, "stats", None)
+    return None if stats is None else stats.stats.min
+
+
+def n_parameters(sizes=SIZES):
+    """Weights and biases of the MLP with these layer sizes."""
+    return sum(o * i + o for i, o in zip(sizes, sizes[1:]))
+
+
+def epoch_flop(n_samples, sizes=SIZES):
+    """FLOP of one epoch: 6 x parameters x samples (2 forward, 4 backward per weight)."""
+    return 6 * n_parameters(sizes) * n_samples
+
+
+def make_data(n=N_MNIST, sizes=SIZES, seed=0):
+    """MNIST-shaped random data: X float32 (n, 784) in [0, 1), y int64 labels in 0..9.
+
+    The time of an epoch does not depend on the values.
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, sizes[0]), dtype=np.float32)
+    y = rng.integers(0, sizes[-1], n)
+    return X, y
+
+
+def gemm_gflops(n=2048, repeat=5):
+    """The machine's float32 matrix-product rate: best of `repeat` n x n NumPy matmuls."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    c = np.empty_like(a)
+    np.matmul(a, a, out=c)  # warm up the BLAS threads
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        np.matmul(a, a, out=c)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def torch_or_none():
+    """The torch module, or None when it is not installed (or hidden with FASTMLP_BENCH_NO_TORCH=1)."""
+    if os.environ.get("FASTMLP_BENCH_NO_TORCH", "").strip() not in ("", "0"):
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ---------------------------------------------------------------------------------------
+# one epoch, three ways. Each contender is an object built once (weights, optimizer,
+# compiled kernels) whose `epoch(X, y, batch)` runs one full pass over the data: shuffle,
+# then forward, softmax cross-entropy, backward and an SGD update per mini-batch.
+
+
+class FastmlpMLP:
+    """fastmlp's MLP trained with `fit` (the user's API), kernels compiled in __init__."""
+
+    name = "fastmlp"
+
+    def __init__(self, batch=None, sizes=SIZES, lr=LR, device="cpu", seed=0):
+        import fastmlp
+
+        self.model = fastmlp.MLP(sizes, optimizer=fastmlp.SGD(lr=lr), device=device, seed=seed)
+        if batch is not None:  # compile the kernels, allocate the buffers
+            X, y = make_data(4 * batch, sizes, seed=1)
+            self.model.fit(X, y, epochs=1, batch_size=batch, verbose=0)
+
+    def epoch(self, X, y, batch):
+        self.model.fit(X, y, epochs=1, batch_size=batch, verbose=0)
+
+    def predict(self, X, batch_size=1024):
+        return self.model.predict(X, batch_size=batch_size)
+
+
+class NumpyMLP:
+    """The MLP as a student writes it in NumPy: forward, softmax-CE, backward, SGD."""
+
+    name = "numpy"
+
+    def __init__(self, batch=None, sizes=SIZES, lr=LR, seed=0):
+        self.rng = np.random.default_rng(seed)
+        self.lr = np.float32(lr)
+        self.W = [self.rng.normal(0, np.sqrt(2 / i), (o, i)).astype(np.float32)
+                  for i, o in zip(sizes, sizes[1:])]
+        self.b = [np.zeros(o, np.float32) for o in sizes[1:]]
+
+    def epoch(self, X, y, batch):
+        W, b, lr, L = self.W, self.b, self.lr, len(self.W)
+        order = self.rng.permutation(len(X))
+        for start in range(0, len(X), batch):
+            idx = order[start : start + batch]
+            A = [X[idx]]
+            for l in range(L):
+                Z = A[l] @ W[l].T + b[l]
+                A.append(np.maximum(Z, 0) if l < L - 1 else Z)
+            Z = A[L] - A[L].max(axis=1, keepdims=True)
+            P = np.exp(Z)
+            P /= P.sum(axis=1, keepdims=True)
+            P[np.arange(len(idx)), y[idx]] -= 1
+            delta = P / np.float32(len(idx))
+            for l in reversed(range(L)):
+                dW, db = delta.T @ A[l], delta.sum(axis=0)
+                if l > 0:
+                    delta = (delta @ W[l]) * (A[l] > 0)
+                W[l] -= lr * dW
+                b[l] -= lr * db
+
+    def predict(self, X, batch_size=1024):
+        batch = batch_size
+        out = np.empty(len(X), np.int64)
+        for start in range(0, len(X), batch):
+            A = X[start : start + batch]
+            for l in range(len(self.W)):
+                A = A @ self.W[l].T + self.b[l]
+                if l < len(self.W) - 1:
+                    A = np.maximum(A, 0)
+            out[start : start + batch] = A.argmax(axis=1)
+        return out
+
+
+class TorchMLP:
+    """The same network and update in PyTorch (CPU): nn.Linear + ReLU, CrossEntropyLoss, SGD."""
+
+    name = "torch"
+
+    def __init__(self, batch=None, sizes=SIZES, lr=LR, seed=0):
+        import torch
+
+        self.torch = torch
+        torch.manual_seed(seed)
+        layers = []
+        for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+            layers.append(torch.nn.Linear(n_in, n_out))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        self.net = torch.nn.Sequential(*layers)
+        self.opt = torch.optim.SGD(self.net.parameters(), lr=lr)
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        if batch is not None:  # warm up the allocator and the kernels
+            X, y = make_data(4 * batch, sizes, seed=1)
+            self.epoch(X, y, batch)
+
+    def epoch(self, X, y, batch):
+        torch = self.torch
+        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+        order = torch.randperm(len(X))
+        for start in range(0, len(X), batch):
+            idx = order[start : start + batch]
+            self.opt.zero_grad()
+            self.loss_fn(self.net(Xt[idx]), yt[idx]).backward()
+            self.opt.step()
+
+    def predict(self, X, batch_size=1024):
+        batch = batch_size
+        torch = self.torch
+        out = []
+        with torch.inference_mode():
+            Xt = torch.from_numpy(X)
+            for start in range(0, len(X), batch):
+                out.append(self.net(Xt[start : start + batch]).argmax(dim=1))
+        return torch.cat(out).numpy()
+
+
+CONTENDERS = {"fastmlp": FastmlpMLP, "numpy": NumpyMLP, "torch": TorchMLP}
+
+
+def memory_budget(data_bytes, n_params, n_state):
+    """The peak-memory budget of training: data + 2 x (parameters + optimizer state) + 64 MiB.
+
+    n_params and n_state count float32 elements (optimizer state: e.g. one momentum buffer
+    of n_params for SGD with momentum).
+    """
+    return data_bytes + 2 * 4 * (n_params + n_state) + 64 * 2**20

@@ -1,0 +1,116 @@
+"""Shared set-up of the benchmark suite (``pytest bench/``; not collected by plain ``pytest``).
+
+Environment:
+    FASTMLP_BENCH_SMOKE=1      tiny data (512 samples) and one round everywhere: checks that
+                               the suite runs, measures nothing (tests/test_bench_smoke.py)
+    FASTMLP_BENCH_NO_TORCH=1   behave as if PyTorch were not installed
+    FASTMLP_BENCH_ROUNDS=k     interleaved rounds of the epoch benchmarks (default 7)
+
+Benchmark groups (``--benchmark-group-by=group``, the default) and what ``bench/report.py``
+makes of them: ``ceiling``, ``epoch batch=B``, ``kernels batch=B``, ``kernels optimizer``,
+``predict``, ``cold start``, ``memory``, ``mnist recipe``.
+"""
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib  # noqa: E402
+
+from benchlib import EPOCH_ROUNDS, N, SMOKE  # noqa: E402
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    """The SIMD extensions that matter for float32 kernels, from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return " ".join(f for f in ("avx2", "fma", "avx512f") if f in have)
+    except OSError:
+        pass
+    return ""
+
+
+def blas_name():
+    try:
+        config = np.show_config(mode="dicts")
+        blas = config["Build Dependencies"]["blas"]
+        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+    except Exception:  # noqa: BLE001 - informative only
+        return "?"
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    import numba
+
+    torch = benchlib.torch_or_none()
+    machine_info["fastmlp_bench"] = {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "cpu_flags": cpu_flags(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas_name(),
+        "numba": numba.__version__,
+        "torch": torch.__version__ if torch is not None else None,
+        "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "smoke": SMOKE,
+        "samples": N,
+        "epoch_rounds": EPOCH_ROUNDS,
+    }
+
+
+@pytest.fixture(scope="session")
+def data():
+    """MNIST-shaped random training data (N x 784 float32, labels 0..9)."""
+    return benchlib.make_data(N)
+
+
+class Ceiling:
+    """The machine's float32 GEMM rate; the best seen in this session is the ceiling."""
+
+    def __init__(self):
+        self.best = 0.0
+
+    def measure(self, repeat=3):
+        n = 256 if SMOKE else 2048
+        self.best = max(self.best, benchlib.gemm_gflops(n, 1 if SMOKE else repeat))
+        return self.best
+
+
+@pytest.fixture(scope="session")
+def ceiling():
+    c = Ceiling()
+    c.measure(repeat=5)
+    return c
+
+
+@pytest.fixture
+def torch():
+    """PyTorch, or a clean skip when it is not installed."""
+    module = benchlib.torch_or_none()
+    if module is None:
+        pytest.skip("PyTorch is not installed (pip install -e '.[bench]')")
+    return module
+

@@ -1,0 +1,135 @@
+"""The benchmark suite runs, and bench/report.py turns its JSON into the README's tables.
+
+A smoke run only: FASTMLP_BENCH_SMOKE=1 shrinks the data to 512 samples and every benchmark
+to one round, so nothing here measures anything. It must pass without PyTorch (the torch
+benchmarks skip) and finishes in well under a minute on a 2-core machine.
+"""
+
+import copy
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pytest_benchmark")
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "bench"
+FAST = ["--benchmark-min-rounds=1", "--benchmark-max-time=0", "--benchmark-warmup=off"]
+
+
+def _pytest(args, tmp_path, **env):
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("FASTMLP_BENCH", "PYTEST_"))}
+    full.pop("FASTMLP_NO_CACHE", None)
+    full.update(FASTMLP_BENCH_SMOKE="1", **env)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(BENCH), "-q", "-p", "no:cacheprovider",
+         "-p", "no:randomly", f"--basetemp={tmp_path / 'basetemp'}", *args],
+        cwd=ROOT, env=full, capture_output=True, text=True, timeout=600,
+    )
+
+
+def _report_module():
+    spec = importlib.util.spec_from_file_location("fastmlp_bench_report", BENCH / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _has_torch():
+    return importlib.util.find_spec("torch") is not None
+
+
+@pytest.fixture(scope="module")
+def smoke_json(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("bench")
+    out = tmp_path / "out.json"
+    run = _pytest([*FAST, f"--benchmark-json={out}"], tmp_path)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    return json.loads(out.read_text())
+
+
+def _epoch_rows(text):
+    return [line for line in text.splitlines() if line.startswith(("| 32 |", "| 128 |", "| 512 |"))]
+
+
+def test_the_suite_runs_and_covers_every_group(smoke_json):
+    groups = {b["group"] for b in smoke_json["benchmarks"]}
+    expected = {"ceiling", "kernels optimizer", "predict", "cold start", "memory"}
+    for batch in (32, 128, 512):
+        expected |= {f"epoch batch={batch}", f"kernels batch={batch}"}
+    assert expected <= groups
+    contenders = {b["extra_info"]["contender"] for b in smoke_json["benchmarks"]
+                  if b["extra_info"].get("kind") == "epoch"}
+    assert {"fastmlp", "numpy"} <= contenders
+    assert ("torch" in contenders) == _has_torch()
+    info = smoke_json["machine_info"]["fastmlp_bench"]
+    assert info["smoke"] is True and info["cores"] >= 1
+
+
+def test_report_makes_the_tables(smoke_json):
+    report = _report_module()
+    text = report.report(smoke_json)
+    rows = _epoch_rows(text)
+    assert len(rows) == 3
+    assert "fastmlp vs NumPy" in text and "GFLOP/s" in text and "% of ceiling" in text
+    assert ("fastmlp vs PyTorch" in text) == _has_torch()
+    for needle in ("`matmul`", "`linear_forward relu`", "`linear_forward tanh`",
+                   "`softmax_cross_entropy`", "`delta_backward`", "`weight_grad`",
+                   "`sgd_update momentum`", "`adam_update`", "warm (filled by an earlier run)",
+                   "cold (empty)", "samples/s", "peak above baseline", "### Targets",
+                   "no memory growth", "Smoke run"):
+        assert needle in text, needle
+
+
+def test_report_without_torch_columns(smoke_json):
+    report = _report_module()
+    doc = copy.deepcopy(smoke_json)
+    doc["benchmarks"] = [b for b in doc["benchmarks"] if b["extra_info"].get("contender") != "torch"]
+    doc["machine_info"]["fastmlp_bench"]["torch"] = None
+    text = report.report(doc)
+    rows = _epoch_rows(text)
+    assert len(rows) == 3
+    assert all(row.count("|") == 7 for row in rows)  # batch, fastmlp, numpy, vs NumPy, GFLOP/s, %
+    header = next(line for line in text.splitlines() if line.startswith("| batch |"))
+    assert "PyTorch" not in header and "fastmlp vs PyTorch" not in text
+    assert "PyTorch not installed" in text
+    assert "faster than PyTorch CPU | not measured" in text
+
+
+def test_report_command_line(smoke_json, tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text(json.dumps(smoke_json))
+    run = subprocess.run([sys.executable, str(BENCH / "report.py"), str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert len(_epoch_rows(run.stdout)) == 3
+    assert "Merged" not in run.stdout
+
+
+def test_report_merges_runs_later_wins(smoke_json, tmp_path):
+    rerun = copy.deepcopy(smoke_json)
+    rerun["benchmarks"] = [b for b in rerun["benchmarks"] if b["group"] == "epoch batch=32"]
+    for b in rerun["benchmarks"]:
+        b["stats"]["min"] = 1234.5
+    paths = [tmp_path / "full.json", tmp_path / "rerun.json"]
+    paths[0].write_text(json.dumps(smoke_json))
+    paths[1].write_text(json.dumps(rerun))
+    run = subprocess.run([sys.executable, str(BENCH / "report.py"), *map(str, paths)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    rows = _epoch_rows(run.stdout)
+    assert len(rows) == 3 and "1234.500 s" in rows[0] and "1234.500 s" not in rows[1]
+    assert "Merged from several runs" in run.stdout and "`matmul`" in run.stdout
+
+
+def test_torch_benchmarks_skip_cleanly_without_torch(tmp_path):
+    run = _pytest(["--benchmark-disable", "-rs", "-k", "torch"], tmp_path,
+                  FASTMLP_BENCH_NO_TORCH="1")
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    assert "PyTorch is not installed" in run.stdout
+    assert " passed" not in run.stdout and "failed" not in run.stdout
