@@ -103,7 +103,7 @@ def check_finite(arr, name, dtype=None):
     where = f"at index {tuple(int(i) for i in bad)}"
     if np.isfinite(value):
         raise ValueError(
-            f"{name} must be finite in {np.dtype(dtype).name}; it holds {value!r} {where}, "
+            f"{name} must be finite in {np.dtype(dtype).name}; it holds {float(value)!r} {where}, "
             f"beyond the largest {np.dtype(dtype).name} ({limit:.4g})"
         )
     raise ValueError(f"{name} must be finite; it holds {value} {where}")
@@ -171,7 +171,7 @@ def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
                     bad = arr[arr != np.round(arr)][0]
                     raise ValueError(
                         f"{name} must hold integer class labels 0..{n_outputs - 1} for "
-                        f"loss='cross_entropy'; got the non-integer value {bad!r}"
+                        f"loss='cross_entropy'; got the non-integer value {float(bad)!r}"
                     )
             elif arr.dtype.kind == "b":
                 raise TypeError(
