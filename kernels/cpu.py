@@ -19,11 +19,8 @@ import os
 import numpy as np
 from numba import njit
 
-from .codes import (ACTIVATIONS, ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
-                    SOFTPLUS, TANH)
-
-_SQRT1_2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+from . import scalar
+from .codes import ACTIVATIONS, IDENTITY, SIGMOID
 
 name = "cpu"
 
@@ -39,46 +36,8 @@ def _jit(fn):
 # (one generic scalar function each; the kernels below are specialised per code)
 
 
-@_jit
-def _f(z, act):
-    if act == RELU:
-        return z if z > 0 else z * 0
-    if act == LEAKY_RELU:
-        return z if z > 0 else z * LEAKY_SLOPE
-    if act == ELU:
-        return z if z > 0 else ELU_ALPHA * math.expm1(z)
-    if act == SIGMOID:
-        if z >= 0:
-            return 1 / (1 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1 + e)
-    if act == TANH:
-        return math.tanh(z)
-    if act == GELU:
-        return 0.5 * z * (1 + math.erf(z * _SQRT1_2))
-    if act == SOFTPLUS:
-        return max(z, 0) + math.log1p(math.exp(-abs(z)))
-    return z
-
-
-@_jit
-def _df(a, act):
-    """f' from the activation a = f(z); for GELU, a is the pre-activation z itself."""
-    if act == RELU:
-        return 1.0 if a > 0 else 0.0
-    if act == LEAKY_RELU:
-        return 1.0 if a > 0 else LEAKY_SLOPE
-    if act == ELU:
-        return 1.0 if a > 0 else a + ELU_ALPHA
-    if act == SIGMOID:
-        return a * (1 - a)
-    if act == TANH:
-        return 1 - a * a
-    if act == GELU:
-        return 0.5 * (1 + math.erf(a * _SQRT1_2)) + a * math.exp(-0.5 * a * a) * _INV_SQRT_2PI
-    if act == SOFTPLUS:
-        return -math.expm1(-a)
-    return 1.0
+_f = _jit(scalar.f)
+_df = _jit(scalar.df)
 
 
 def _per_activation(make):

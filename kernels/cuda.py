@@ -69,6 +69,7 @@ import os
 
 import numpy as np
 
+from . import scalar
 from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
                     SOFTPLUS, TANH)
 
@@ -111,8 +112,7 @@ else:
 #: at most this many blocks do the row reductions (one atomic add each)
 MAX_REDUCE_BLOCKS = MAX_BLOCKS if _SMALL else 1024
 
-_SQRT1_2 = 1 / math.sqrt(2)
-_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT1_2, _INV_SQRT_2PI = scalar.SQRT1_2, scalar.INV_SQRT_2PI
 
 # splitmix64 constants (uint64 so that all the hash arithmetic stays uint64 in the kernel)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -282,46 +282,8 @@ def _reshape(a, shape):
 # activation f and its derivative f' written through the output A = f(Z)
 
 
-@_device
-def _f(z, act):
-    if act == RELU:
-        return z if z > 0 else z * 0
-    if act == LEAKY_RELU:
-        return z if z > 0 else z * LEAKY_SLOPE
-    if act == ELU:
-        return z if z > 0 else ELU_ALPHA * math.expm1(z)
-    if act == SIGMOID:
-        if z >= 0:
-            return 1 / (1 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1 + e)
-    if act == TANH:
-        return math.tanh(z)
-    if act == GELU:  # z * Phi(z), through erfc: accurate for z << 0 too
-        return 0.5 * z * math.erfc(-z * _SQRT1_2)
-    if act == SOFTPLUS:
-        return max(z, 0) + math.log1p(math.exp(-abs(z)))
-    return z
-
-
-@_device
-def _df(a, act):
-    """f' from the activation a = f(z); for GELU, a is the pre-activation z itself."""
-    if act == RELU:
-        return 1.0 if a > 0 else 0.0
-    if act == LEAKY_RELU:
-        return 1.0 if a > 0 else LEAKY_SLOPE
-    if act == ELU:
-        return 1.0 if a > 0 else a + ELU_ALPHA
-    if act == SIGMOID:
-        return a * (1 - a)
-    if act == TANH:
-        return 1 - a * a
-    if act == GELU:
-        return 0.5 * math.erfc(-a * _SQRT1_2) + a * math.exp(-0.5 * a * a) * _INV_SQRT_2PI
-    if act == SOFTPLUS:
-        return -math.expm1(-a)
-    return 1.0
+_f = _device(scalar.f)
+_df = _device(scalar.df)
 
 
 @_device

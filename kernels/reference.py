@@ -11,7 +11,7 @@ Activations are passed as integer codes from :mod:`fastmlp.kernels.codes`.
 
 import numpy as np
 
-from math import erf as _erf
+from math import erfc as _erfc
 
 from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
                     SOFTPLUS, TANH)
@@ -36,13 +36,13 @@ def _f(Z, act):
     if act == TANH:
         return np.tanh(Z)
     if act == GELU:
-        return 0.5 * Z * (1 + _erf_array(Z / np.sqrt(2)))
+        return 0.5 * Z * _erfc_array(-Z / np.sqrt(2))  # z * Phi(z); erfc stays accurate for z << 0
     if act == SOFTPLUS:
         return np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
     raise ValueError(f"unknown activation code {act}")
 
 
-_erf_array = np.vectorize(_erf, otypes=[np.float64])
+_erfc_array = np.vectorize(_erfc, otypes=[np.float64])
 
 
 def _df(A, act):
@@ -62,7 +62,7 @@ def _df(A, act):
         return 1 - A * A
     if act == GELU:  # A is Z here: Phi(z) + z phi(z)
         Z = A.astype(np.float64)
-        return (0.5 * (1 + _erf_array(Z / np.sqrt(2))) + Z * np.exp(-0.5 * Z * Z) / np.sqrt(2 * np.pi)).astype(A.dtype)
+        return (0.5 * _erfc_array(-Z / np.sqrt(2)) + Z * np.exp(-0.5 * Z * Z) / np.sqrt(2 * np.pi)).astype(A.dtype)
     if act == SOFTPLUS:  # A = log(1 + e^z), f' = sigmoid(z) = 1 - e^-A
         return -np.expm1(-A)
     raise ValueError(f"unknown activation code {act}")
