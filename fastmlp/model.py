@@ -77,11 +77,11 @@ class _Buffers:
         if n in self._views:
             return self._views[n]
         v = SimpleNamespace(n=n)
-        v.A = [a[:n] for a in self.A]
-        v.Z = [None if z is None else z[:n] for z in self.Z]
-        v.D = [a if z is None else z for a, z in zip(v.A, v.Z)]  # what f' is computed from
+        v.A = tuple(a[:n] for a in self.A)
+        v.Z = tuple(None if z is None else z[:n] for z in self.Z)
+        v.D = tuple(a if z is None else z for a, z in zip(v.A, v.Z))  # what f' is computed from
         if self.training:
-            v.delta = [d[:n] for d in self.delta]
+            v.delta = tuple(d[:n] for d in self.delta)
             v.s = []
             for slot, scratch in zip(self.model._slots, self.scratch):
                 views = {name: buf[:n] if per_row else buf for name, (per_row, buf) in scratch.items()}
@@ -240,8 +240,12 @@ class Sequential:
             for name, arr in state.items():
                 setattr(slot, name, k.to_device(arr))
         dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
-        self.W, self.b = [s.W for s in dense], [s.b for s in dense]
-        self.dW, self.db = [s.dW for s in dense], [s.db for s in dense]
+        self.W, self.b = tuple(s.W for s in dense), tuple(s.b for s in dense)
+        self.dW, self.db = tuple(s.dW for s in dense), tuple(s.db for s in dense)
+        #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
+        #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
+        self._dense_only = len(dense) == len(self.layers)
+        self._acts = tuple(self._act)
         self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros)
         self._train_buffers = None
         self._predict_buffers = None
@@ -291,6 +295,9 @@ class Sequential:
     # the training step, as a sequence of kernel calls
 
     def _forward(self, v, training):
+        if self._dense_only:  # the layer loop inside one kernel call
+            self._kernels.mlp_forward(v.A, v.D, self.W, self.b, self._acts)
+            return
         for l, layer in enumerate(self.layers):
             layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], v.s[l], training)
 
@@ -301,6 +308,9 @@ class Sequential:
         return loss
 
     def _backward(self, v):
+        if self._dense_only:
+            self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._acts)
+            return
         for l in reversed(range(len(self.layers))):
             if l > 0:
                 self.layers[l].backward(self._kernels, v.delta[l], v.A[l], v.D[l], self._act[l - 1],

@@ -19,8 +19,8 @@ import os
 import numpy as np
 from numba import njit
 
-from . import scalar
-from .codes import ACTIVATIONS, IDENTITY, SIGMOID
+from . import blas, scalar
+from .codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, SIGMOID
 
 name = "cpu"
 
@@ -73,6 +73,55 @@ def _make_activation_backward(act):
 
 _BIAS_ACTIVATE = _per_activation(_make_bias_activate)
 _TIMES_DF = _per_activation(_make_activation_backward)
+(_bias_identity, _bias_relu, _bias_leaky_relu, _bias_elu, _bias_sigmoid, _bias_tanh, _bias_gelu,
+ _bias_softplus) = _BIAS_ACTIVATE
+(_df_identity, _df_relu, _df_leaky_relu, _df_elu, _df_sigmoid, _df_tanh, _df_gelu,
+ _df_softplus) = _TIMES_DF
+assert ACTIVATIONS == {"identity": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4,
+                       "tanh": 5, "gelu": 6, "softplus": 7}, "update the two switches below"
+
+
+@_jit
+def _bias_activate(Z, b, act):
+    """Z = f(Z + b) in place, from compiled code: one branch per call picks the loop
+    compiled for `act` (Numba calls no function chosen at run time)."""
+    if act == 0:
+        _bias_identity(Z, b)
+    elif act == 1:
+        _bias_relu(Z, b)
+    elif act == 2:
+        _bias_leaky_relu(Z, b)
+    elif act == 3:
+        _bias_elu(Z, b)
+    elif act == 4:
+        _bias_sigmoid(Z, b)
+    elif act == 5:
+        _bias_tanh(Z, b)
+    elif act == 6:
+        _bias_gelu(Z, b)
+    else:
+        _bias_softplus(Z, b)
+
+
+@_jit
+def _times_df(D, act, delta):
+    """delta *= f'(D) in place, from compiled code (the loop compiled for `act`)."""
+    if act == 0:
+        pass
+    elif act == 1:
+        _df_relu(D, delta)
+    elif act == 2:
+        _df_leaky_relu(D, delta)
+    elif act == 3:
+        _df_elu(D, delta)
+    elif act == 4:
+        _df_sigmoid(D, delta)
+    elif act == 5:
+        _df_tanh(D, delta)
+    elif act == 6:
+        _df_gelu(D, delta)
+    else:
+        _df_softplus(D, delta)
 
 
 def activation_backward(A, act, delta):
@@ -116,6 +165,65 @@ def delta_backward(delta, W, A_prev, act, delta_prev):
     """delta_prev = f'(A_prev) * (delta @ W), f' taken from the stored activation A_prev."""
     np.matmul(delta, W, out=delta_prev)
     activation_backward(A_prev, act, delta_prev)
+
+
+# ---------------------------------------------------------------------------------------
+# a stack of Dense layers in one call each way: the layer loop runs inside compiled code,
+# calling BLAS directly (kernels/blas.py), so no Python runs between the layers. Without a
+# BLAS reachable from Numba, the same loop runs in Python over the kernels above.
+
+#: per activation code: does its derivative need the pre-activation Z (codes.NEEDS_PREACTIVATION)?
+_PREACTIVATION = tuple(act in NEEDS_PREACTIVATION for act in range(len(ACTIVATIONS)))
+
+
+def mlp_forward(A, D, W, b, acts):
+    """Forward through L Dense layers: A[l+1] = f_l(A[l] @ W[l].T + b[l]), and D[l+1] = the
+    pre-activation for the activations in NEEDS_PREACTIVATION (else D[l+1] is A[l+1]).
+
+    A, D: tuples of L+1 C-contiguous arrays; W, b: tuples of L; acts: tuple of L codes."""
+    if blas.AVAILABLE:
+        _mlp_forward(A, D, W, b, acts)
+        return
+    for l in range(len(W)):
+        if _PREACTIVATION[acts[l]]:
+            linear_forward(A[l], W[l], b[l], IDENTITY, D[l + 1])
+            activate(D[l + 1], acts[l], A[l + 1])
+        else:
+            linear_forward(A[l], W[l], b[l], acts[l], A[l + 1])
+
+
+def mlp_backward(delta, A, D, W, dW, db, acts):
+    """Backward through the L Dense layers from delta[L-1]: dW[l] = delta[l].T @ A[l],
+    db[l] = sum(delta[l]) and, for l > 0, delta[l-1] = f'_{l-1}(D[l]) * (delta[l] @ W[l])."""
+    if blas.AVAILABLE:
+        _mlp_backward(delta, A, D, W, dW, db, acts)
+        return
+    for l in range(len(W) - 1, -1, -1):
+        weight_grad(delta[l], A[l], dW[l], db[l])
+        if l > 0:
+            delta_backward(delta[l], W[l], D[l], acts[l - 1], delta[l - 1])
+
+
+@_jit
+def _mlp_forward(A, D, W, b, acts):
+    for l in range(len(W)):
+        if _PREACTIVATION[acts[l]]:
+            blas.gemm(A[l], W[l], D[l + 1], False, True, 0.0)  # Z = A_prev @ W.T
+            _bias_identity(D[l + 1], b[l])                      #     + b, kept for f'
+            activate(D[l + 1], acts[l], A[l + 1])                # A = f(Z)
+        else:
+            blas.gemm(A[l], W[l], A[l + 1], False, True, 0.0)  # A = A_prev @ W.T
+            _bias_activate(A[l + 1], b[l], acts[l])             #   then f(A + b) in place
+
+
+@_jit
+def _mlp_backward(delta, A, D, W, dW, db, acts):
+    for l in range(len(W) - 1, -1, -1):
+        blas.gemm(delta[l], A[l], dW[l], True, False, 0.0)    # dW = delta.T @ A_prev
+        _column_sum(delta[l], db[l])                          # db = sum over the batch
+        if l > 0:
+            blas.gemm(delta[l], W[l], delta[l - 1], False, False, 0.0)  # delta @ W
+            _times_df(D[l], acts[l - 1], delta[l - 1])                  # * f'(D_prev)
 
 
 @_jit
@@ -366,10 +474,13 @@ def _check_flat(*arrays):
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
     """torch.optim.SGD (dampening 0) in place; buf is the momentum buffer, zero at the start.
 
-    p, g, buf: flat contiguous 1-D arrays of the same length.
+    p, g, buf: flat contiguous 1-D arrays of the same length. The hyper-parameters are cast
+    to p's dtype, so a float32 model's update is float32 arithmetic throughout (as PyTorch's
+    and NumPy's), which also lets the loop run twice as many lanes per instruction.
     """
     _check_flat(p, g, buf)
-    _sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov)
+    t = p.dtype.type
+    _sgd_update(p, g, buf, t(lr), t(momentum), t(weight_decay), nesterov)
 
 
 @_jit
@@ -392,42 +503,48 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
     amsgrad = v_max is not None
     if amsgrad:
         _check_flat(v_max)
-    _adam_update(p, g, m, v, v_max if amsgrad else v, step, lr, beta1, beta2, eps, weight_decay,
-                 decoupled, amsgrad)
+    t = p.dtype.type
+    # decoupled (AdamW): p *= 1 - lr * wd; coupled (Adam): g += wd * p. Both are always
+    # applied, one of them as the identity, so the loop has no branch but AMSGrad's.
+    decay = 1 - lr * weight_decay if decoupled else 1.0
+    coupled = 0.0 if decoupled else weight_decay
+    _adam_update(p, g, m, v, v_max if amsgrad else v, t(lr / (1 - beta1**step)),
+                 t(math.sqrt(1 - beta2**step)), t(beta1), t(beta2), t(eps), t(decay), t(coupled),
+                 amsgrad)
 
 
 @_jit
-def _adam_update(p, g, m, v, v_max, step, lr, beta1, beta2, eps, weight_decay, decoupled, amsgrad):
-    step_size = lr / (1 - beta1**step)
-    bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-    decay = 1 - lr * weight_decay
+def _adam_update(p, g, m, v, v_max, step_size, bias_correction2_sqrt, beta1, beta2, eps, decay,
+                 coupled_decay, amsgrad):
+    one = p.dtype.type(1)
     for i in range(p.size):
-        gi = g[i]
-        if weight_decay != 0:
-            if decoupled:
-                p[i] *= decay
-            else:
-                gi += weight_decay * p[i]
-        m[i] += (1 - beta1) * (gi - m[i])
-        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
+        gi = g[i] + coupled_decay * p[i]
+        mi = m[i] + (one - beta1) * (gi - m[i])
+        vi = beta2 * v[i] + (one - beta2) * gi * gi
+        m[i] = mi
+        v[i] = vi
         if amsgrad:
-            v_max[i] = max(v_max[i], v[i])
-        p[i] -= step_size * m[i] / (math.sqrt(v_max[i] if amsgrad else v[i]) / bias_correction2_sqrt + eps)
+            vi = max(v_max[i], vi)
+            v_max[i] = vi
+        p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) / bias_correction2_sqrt + eps)
 
 
 def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
     """torch.optim.RMSprop in place; state arrays zero at the start, all flat 1-D."""
     _check_flat(p, g, square_avg, grad_avg, buf)
-    _rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered)
+    t = p.dtype.type
+    _rmsprop_update(p, g, square_avg, grad_avg, buf, t(lr), t(alpha), t(eps), t(weight_decay),
+                    t(momentum), centered)
 
 
 @_jit
 def _rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
+    one = p.dtype.type(1)
     for i in range(p.size):
         gi = g[i] + weight_decay * p[i]
-        square_avg[i] = alpha * square_avg[i] + (1 - alpha) * gi * gi
+        square_avg[i] = alpha * square_avg[i] + (one - alpha) * gi * gi
         if centered:
-            grad_avg[i] += (1 - alpha) * (gi - grad_avg[i])
+            grad_avg[i] += (one - alpha) * (gi - grad_avg[i])
             avg = math.sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + eps
         else:
             avg = math.sqrt(square_avg[i]) + eps

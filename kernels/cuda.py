@@ -70,8 +70,8 @@ import os
 import numpy as np
 
 from . import scalar
-from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
-                    SOFTPLUS, TANH)
+from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, NEEDS_PREACTIVATION,
+                    RELU, SIGMOID, SOFTPLUS, TANH)
 
 name = "cuda"
 
@@ -536,6 +536,30 @@ def weight_grad(delta, A_prev, dW, db):
     """dW = delta.T @ A_prev and db = sum of delta over the batch, in one launch: the
     blocks of the first column block sum the delta tiles they stage for the GEMM."""
     _gemm(delta, A_prev, dW, True, False, EPI_DB, db=db)
+
+
+# ---------------------------------------------------------------------------------------
+# a stack of Dense layers in one call each way (contract: see reference.mlp_forward)
+
+
+def mlp_forward(A, D, W, b, acts):
+    """Forward through L Dense layers: A[l+1] = f_l(A[l] @ W[l].T + b[l]) (D[l+1] receives
+    the pre-activation for the activations in NEEDS_PREACTIVATION)."""
+    for l in range(len(W)):
+        if acts[l] in NEEDS_PREACTIVATION:
+            linear_forward(A[l], W[l], b[l], IDENTITY, D[l + 1])
+            activate(D[l + 1], acts[l], A[l + 1])
+        else:
+            linear_forward(A[l], W[l], b[l], acts[l], A[l + 1])
+
+
+def mlp_backward(delta, A, D, W, dW, db, acts):
+    """Backward through the L Dense layers from delta[L-1]: dW[l], db[l] and, for l > 0,
+    delta[l-1] = f'_{l-1}(D[l]) * (delta[l] @ W[l])."""
+    for l in reversed(range(len(W))):
+        weight_grad(delta[l], A[l], dW[l], db[l])
+        if l > 0:
+            delta_backward(delta[l], W[l], D[l], acts[l - 1], delta[l - 1])
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,8 +13,8 @@ import numpy as np
 
 from math import erfc as _erfc
 
-from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
-                    SOFTPLUS, TANH)
+from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, NEEDS_PREACTIVATION,
+                    RELU, SIGMOID, SOFTPLUS, TANH)
 
 name = "reference"
 
@@ -144,6 +144,36 @@ def weight_grad(delta, A_prev, dW, db):
     """dW = delta.T @ A_prev, db = sum of delta over the batch."""
     dW[...] = delta.T @ A_prev
     db[...] = delta.sum(axis=0)
+
+
+# ---------------------------------------------------------------------------------------
+# a stack of Dense layers in one call each way (the compiled backends run the loop inside
+# one kernel, so no Python runs between the layers)
+
+
+def mlp_forward(A, D, W, b, acts):
+    """Forward through L Dense layers: for l in 0..L-1, A[l+1] = f_l(A[l] @ W[l].T + b[l]).
+
+    A, D: L+1 arrays (B, sizes[l]); W, b: L weights (sizes[l+1], sizes[l]) and biases; acts:
+    L activation codes. For an activation in NEEDS_PREACTIVATION, D[l+1] is its own array and
+    receives the pre-activation Z as well; otherwise D[l+1] is A[l+1].
+    """
+    for l in range(len(W)):
+        if acts[l] in NEEDS_PREACTIVATION:
+            linear_forward(A[l], W[l], b[l], IDENTITY, D[l + 1])
+            activate(D[l + 1], acts[l], A[l + 1])
+        else:
+            linear_forward(A[l], W[l], b[l], acts[l], A[l + 1])
+
+
+def mlp_backward(delta, A, D, W, dW, db, acts):
+    """Backward through the same L Dense layers, from delta[L-1] = d loss / d Z_L (the loss
+    kernel's output): for l = L-1..0, dW[l] = delta[l].T @ A[l], db[l] = sum(delta[l]) and,
+    for l > 0, delta[l-1] = f'_{l-1}(D[l]) * (delta[l] @ W[l])."""
+    for l in reversed(range(len(W))):
+        weight_grad(delta[l], A[l], dW[l], db[l])
+        if l > 0:
+            delta_backward(delta[l], W[l], D[l], acts[l - 1], delta[l - 1])
 
 
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):

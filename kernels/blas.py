@@ -1,0 +1,151 @@
+"""BLAS sgemm/dgemm callable from Numba-compiled code, without SciPy.
+
+Numba's own ``np.dot`` reaches BLAS through SciPy, which is not a dependency. NumPy itself
+links a BLAS (OpenBLAS in the wheels from PyPI, exported as ``scipy_cblas_sgemm64_``...;
+MKL or another CBLAS in other builds): this module finds that library among the ones the
+process has loaded, checks its ``cblas_?gemm`` on a small product, and registers it with
+LLVM under a fixed name (``fastmlp_sgemm`` / ``fastmlp_dgemm``). Compiled code refers to
+the name, not the address, so it can be cached on disk and linked again in a later process.
+
+``gemm(A, B, C, trans_a, trans_b, beta)`` is then usable inside ``@njit`` functions:
+C = op(A) @ op(B) + beta * C for row-major 2-D arrays whose rows are contiguous.
+
+``AVAILABLE`` says whether a BLAS was found (``WHY_NOT`` says why not when it was not);
+without one, the CPU backend runs its kernels one by one from Python with NumPy's matmul,
+which is slower for small batches but gives the same results. ``FASTMLP_NUMBA_BLAS=0``
+switches this module off.
+"""
+
+import ctypes
+import glob
+import os
+import sys
+
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # the CBLAS enum values
+
+#: (symbol name, integer width of its size arguments), in the order they are tried
+_SYMBOLS = (("scipy_cblas_{}gemm64_", 64), ("cblas_{}gemm64_", 64), ("cblas_{}gemm", 32))
+
+
+def _loaded_libraries():
+    """Paths of shared libraries that may hold NumPy's BLAS: the ones bundled with NumPy,
+    then every library this process has mapped whose name mentions blas or mkl."""
+    numpy_dir = os.path.dirname(np.__file__)
+    paths = []
+    for pattern in ("../numpy.libs/*", ".dylibs/*", "../numpy.libs/*.dll"):
+        paths += sorted(glob.glob(os.path.join(numpy_dir, pattern)))
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/maps") as maps:
+                for line in maps:
+                    path = line.split()[-1] if "/" in line else ""
+                    name = os.path.basename(path).lower()
+                    if ("blas" in name or "mkl" in name) and path not in paths:
+                        paths.append(path)
+        except OSError:
+            pass
+    return [p for p in paths if "blas" in os.path.basename(p).lower()
+            or "mkl" in os.path.basename(p).lower()]
+
+
+def _ctypes_gemm(fn, bits, ctype):
+    """A ctypes prototype for cblas_?gemm with `bits`-wide size arguments."""
+    Int = ctypes.c_int64 if bits == 64 else ctypes.c_int32
+    P = ctypes.c_void_p
+    fn.restype = None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, Int, Int, Int, ctype, P, Int,
+                   P, Int, ctype, P, Int]
+    return fn
+
+
+def _works(fn, dtype):
+    """Does `fn` compute a small product with transposes right?"""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((5, 3)).astype(dtype)   # used transposed: (3, 5)
+    B = rng.standard_normal((4, 5)).astype(dtype)   # used transposed: (5, 4)
+    C = np.full((3, 4), 1.0, dtype)
+    fn(ROW_MAJOR, TRANS, TRANS, 3, 4, 5, 2.0, A.ctypes.data, 3, B.ctypes.data, 5, 0.5,
+       C.ctypes.data, 4)
+    return np.allclose(C, 2.0 * A.T @ B.T + 0.5, rtol=1e-5, atol=1e-5)
+
+
+def _find():
+    """(sgemm address, dgemm address, integer bits, library path), or a reason string."""
+    if os.environ.get("FASTMLP_NUMBA_BLAS", "").strip().lower() in ("0", "false", "no", "off"):
+        return "switched off by FASTMLP_NUMBA_BLAS=0"
+    for path in _loaded_libraries():
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for pattern, bits in _SYMBOLS:
+            try:
+                s = _ctypes_gemm(getattr(lib, pattern.format("s")), bits, ctypes.c_float)
+                d = _ctypes_gemm(getattr(lib, pattern.format("d")), bits, ctypes.c_double)
+            except AttributeError:
+                continue
+            if _works(s, np.float32) and _works(d, np.float64):
+                address = lambda f: ctypes.cast(f, ctypes.c_void_p).value  # noqa: E731
+                return address(s), address(d), bits, path
+    return "no CBLAS sgemm/dgemm found in the libraries NumPy loaded"
+
+
+def _register():
+    found = _find()
+    if isinstance(found, str):
+        return None, found
+    import llvmlite.binding as llvm
+
+    s_addr, d_addr, bits, path = found
+    llvm.add_symbol("fastmlp_sgemm", s_addr)
+    llvm.add_symbol("fastmlp_dgemm", d_addr)
+    Int = types.int64 if bits == 64 else types.int32
+    E, P = types.int32, types.uintp  # enums; pointers as addresses
+
+    def signature(real):
+        return types.void(E, E, E, Int, Int, Int, real, P, Int, P, Int, real, P, Int)
+
+    return (types.ExternalFunction("fastmlp_sgemm", signature(types.float32)),
+            types.ExternalFunction("fastmlp_dgemm", signature(types.float64)),
+            np.int64 if bits == 64 else np.int32, path), None
+
+
+_FOUND, WHY_NOT = _register()
+AVAILABLE = _FOUND is not None
+LIBRARY = _FOUND[3] if AVAILABLE else None
+
+
+def gemm(A, B, C, trans_a, trans_b, beta):
+    """C = op(A) @ op(B) + beta * C, from compiled code only (see the module docstring)."""
+    raise NotImplementedError("blas.gemm is called from @njit code")
+
+
+if AVAILABLE:
+    _sgemm, _dgemm, _blas_int, _ = _FOUND
+
+    @overload(gemm, jit_options={"nogil": True})
+    def _gemm_impl(A, B, C, trans_a, trans_b, beta):
+        kernel = {types.float32: _sgemm, types.float64: _dgemm}.get(C.dtype)
+        if kernel is None or A.dtype != C.dtype or B.dtype != C.dtype:
+            raise TypeError(f"gemm takes float32 or float64 arrays of one dtype; got "
+                            f"{A.dtype}, {B.dtype}, {C.dtype}")
+        if not all(x.ndim == 2 and x.layout == "C" for x in (A, B, C)):
+            raise TypeError("gemm takes C-contiguous 2-D arrays (transpose with the flags)")
+        real = np.float32 if C.dtype == types.float32 else np.float64
+
+        def impl(A, B, C, trans_a, trans_b, beta):
+            M, N = C.shape
+            K = A.shape[0] if trans_a else A.shape[1]
+            if M == 0 or N == 0:
+                return
+            kernel(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
+                   _blas_int(M), _blas_int(N), _blas_int(K), real(1.0),
+                   A.ctypes.data, _blas_int(max(A.shape[1], 1)),
+                   B.ctypes.data, _blas_int(max(B.shape[1], 1)), real(beta),
+                   C.ctypes.data, _blas_int(max(C.shape[1], 1)))
+
+        return impl
