@@ -15,11 +15,12 @@ cache off (read-only installs fall back to Numba's per-user cache directory by t
 
 import math
 import os
+import types
 
 import numpy as np
 from numba import njit
 
-from . import blas, scalar
+from . import blas, scalar, vecmath
 from .codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, SIGMOID
 
 name = "cpu"
@@ -36,8 +37,17 @@ def _jit(fn):
 # (one generic scalar function each; the kernels below are specialised per code)
 
 
-_f = _jit(scalar.f)
-_df = _jit(scalar.df)
+def _with_vector_math(fn):
+    """`fn` (from scalar.py) with its `math` module replaced by vecmath: the same formulas,
+    whose float32 exp / expm1 / log1p / tanh are arithmetic that loops can vectorise."""
+    return types.FunctionType(fn.__code__, dict(fn.__globals__, math=vecmath), fn.__name__,
+                              fn.__defaults__, fn.__closure__)
+
+
+# inlined into each caller by Numba itself (not left to LLVM's size heuristics), so the branch
+# on a constant `act` folds away and the loop around it vectorises
+_f = njit(cache=CACHE, error_model="numpy", inline="always")(_with_vector_math(scalar.f))
+_df = njit(cache=CACHE, error_model="numpy", inline="always")(_with_vector_math(scalar.df))
 
 
 def _per_activation(make):
