@@ -20,6 +20,10 @@ the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACT
 ``mse(Z, T, dZ, w)``                                   mean over elements; -> loss
 ``delta_backward(delta, W, D_prev, act, delta_prev)``  delta_prev = f'(D_prev) * (delta @ W)
 ``weight_grad(delta, A_prev, dW, db)``                 dW = delta.T @ A_prev, db = sum(delta)
+``mlp_forward(A, D, W, b, acts)``                      linear_forward through L Dense layers
+                                                       (tuples; D[l+1] gets Z where f' needs it)
+``mlp_backward(delta, A, D, W, dW, db, acts)``         weight_grad and delta_backward through
+                                                       them, from delta[L-1]
 ``fill_uniform(U, rng)``                               U ~ uniform [0, 1), seeded from rng
 ``dropout_forward(A_in, U, p, A_out)``                 A_out = A_in * (U >= p) / (1 - p)
 ``dropout_backward(delta, U, p, D_prev, act, out)``    out = f'(D_prev) * delta * (U >= p) / (1 - p)
@@ -42,6 +46,11 @@ wd, momentum, centered)``
 ``to_host(arr)``, ``write(dst, host)``,                a barrier; ``asarray`` puts data on the
 ``asarray(host)``, ``synchronize()``                   backend (no copy on the host backends)
 =====================================================  ========================================
+
+``mlp_forward`` / ``mlp_backward`` are the layer loops of a plain stack of Dense layers, one
+call each way: the CPU backend runs the loop in compiled code calling BLAS directly
+(``blas.py``), the CUDA backend in as few launches as the widths allow; the model calls the
+single-layer kernels instead when the stack holds Dropout or BatchNorm layers.
 
 Losses: w is None or per-sample weights (B,); the loss is sum_i w_i l_i / B (Keras'
 convention) and ``smoothing`` is PyTorch's label smoothing. The optimizer kernels take flat,

@@ -1,9 +1,15 @@
-"""Integer codes shared by every backend.
+"""Integer codes (and the disk-cache switch) shared by every backend.
 
 Kernels take the activation as a small integer so that one generic kernel serves all six
 activations (Numba specialises the branch away per call site's constant); the Python layer
 maps names to codes with :func:`activation_code`.
 """
+
+import os
+
+#: Numba's on-disk cache of compiled kernels (``cache=True``): on unless FASTMLP_NO_CACHE=1
+#: was set before fastmlp was imported
+CACHE = os.environ.get("FASTMLP_NO_CACHE", "").strip().lower() in ("", "0", "false", "no")
 
 IDENTITY, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, GELU, SOFTPLUS = range(8)
 

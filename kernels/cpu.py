@@ -14,18 +14,15 @@ cache off (read-only installs fall back to Numba's per-user cache directory by t
 """
 
 import math
-import os
-import types
 
 import numpy as np
 from numba import njit
 
 from . import blas, scalar, vecmath
-from .codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, SIGMOID
+from .codes import ACTIVATIONS, CACHE, GELU, IDENTITY, NEEDS_PREACTIVATION, SIGMOID
 
 name = "cpu"
 
-CACHE = os.environ.get("FASTMLP_NO_CACHE", "").strip().lower() in ("", "0", "false", "no")
 
 
 def _jit(fn):
@@ -37,17 +34,14 @@ def _jit(fn):
 # (one generic scalar function each; the kernels below are specialised per code)
 
 
-def _with_vector_math(fn):
-    """`fn` (from scalar.py) with its `math` module replaced by vecmath: the same formulas,
-    whose float32 exp / expm1 / log1p / tanh are arithmetic that loops can vectorise."""
-    return types.FunctionType(fn.__code__, dict(fn.__globals__, math=vecmath), fn.__name__,
-                              fn.__defaults__, fn.__closure__)
-
-
-# inlined into each caller by Numba itself (not left to LLVM's size heuristics), so the branch
-# on a constant `act` folds away and the loop around it vectorises
-_f = njit(cache=CACHE, error_model="numpy", inline="always")(_with_vector_math(scalar.f))
-_df = njit(cache=CACHE, error_model="numpy", inline="always")(_with_vector_math(scalar.df))
+# f and f' by activation code at run time (the C library's math: these serve the kernels
+# that take the code as an argument, dropout and batch norm)
+_ANY = scalar.compile_with(njit(error_model="numpy"))
+_f, _df = _ANY.f, _ANY.df
+# one function per activation, with vecmath's float32 exp / expm1 / log1p / tanh, inlined by
+# Numba itself into each loop specialised for that activation (not left to LLVM's size
+# heuristics), so the loop vectorises
+_FAST = scalar.compile_with(njit(error_model="numpy", inline="always"), vecmath)
 
 
 def _per_activation(make):
@@ -58,35 +52,57 @@ def _per_activation(make):
 
 
 def _make_bias_activate(act):
+    f = _FAST.f_of[act]
+
     @_jit
     def bias_activate(Z, b):
         """Z = f(Z + b) in place: the epilogue of the linear layer."""
         n, m = Z.shape
         for i in range(n):
             for j in range(m):
-                Z[i, j] = _f(Z[i, j] + b[j], act)
+                Z[i, j] = f(Z[i, j] + b[j])
 
     return bias_activate
 
 
 def _make_activation_backward(act):
+    df = _FAST.df_of[act]
+
     @_jit
     def times_df(A, delta):
         """delta *= f'(A) in place."""
         n, m = delta.shape
         for i in range(n):
             for j in range(m):
-                delta[i, j] *= _df(A[i, j], act)
+                delta[i, j] *= df(A[i, j])
 
     return times_df
 
 
+def _make_activate(act):
+    f = _FAST.f_of[act]
+
+    @_jit
+    def activate(Z, A):
+        """A = f(Z), elementwise."""
+        n, m = Z.shape
+        for i in range(n):
+            for j in range(m):
+                A[i, j] = f(Z[i, j])
+
+    return activate
+
+
 _BIAS_ACTIVATE = _per_activation(_make_bias_activate)
 _TIMES_DF = _per_activation(_make_activation_backward)
+_ACTIVATE = _per_activation(_make_activate)
 (_bias_identity, _bias_relu, _bias_leaky_relu, _bias_elu, _bias_sigmoid, _bias_tanh, _bias_gelu,
  _bias_softplus) = _BIAS_ACTIVATE
 (_df_identity, _df_relu, _df_leaky_relu, _df_elu, _df_sigmoid, _df_tanh, _df_gelu,
  _df_softplus) = _TIMES_DF
+_activate_gelu = _ACTIVATE[GELU]
+_sigmoid = _FAST.f_of[SIGMOID]
+assert NEEDS_PREACTIVATION == {GELU}, "mlp_forward calls _activate_gelu for these"
 assert ACTIVATIONS == {"identity": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4,
                        "tanh": 5, "gelu": 6, "softplus": 7}, "update the two switches below"
 
@@ -220,7 +236,7 @@ def _mlp_forward(A, D, W, b, acts):
         if _PREACTIVATION[acts[l]]:
             blas.gemm(A[l], W[l], D[l + 1], False, True, 0.0)  # Z = A_prev @ W.T
             _bias_identity(D[l + 1], b[l])                      #     + b, kept for f'
-            activate(D[l + 1], acts[l], A[l + 1])                # A = f(Z)
+            _activate_gelu(D[l + 1], A[l + 1])                   # A = f(Z)
         else:
             blas.gemm(A[l], W[l], A[l + 1], False, True, 0.0)  # A = A_prev @ W.T
             _bias_activate(A[l + 1], b[l], acts[l])             #   then f(A + b) in place
@@ -236,13 +252,9 @@ def _mlp_backward(delta, A, D, W, dW, db, acts):
             _times_df(D[l], acts[l - 1], delta[l - 1])                  # * f'(D_prev)
 
 
-@_jit
 def activate(Z, act, A):
     """A = f(Z), elementwise."""
-    n, m = Z.shape
-    for i in range(n):
-        for j in range(m):
-            A[i, j] = _f(Z[i, j], act)
+    _ACTIVATE[act](Z, A)
 
 
 @_jit
@@ -343,7 +355,7 @@ def _bce(Z, T, dZ, w):
             z = Z[i, j]
             t = T[i, j]
             total += wi * (max(z, 0) - z * t + math.log1p(math.exp(-abs(z))))
-            dZ[i, j] = wi * (_f(z, SIGMOID) - t) * inv
+            dZ[i, j] = wi * (_sigmoid(z) - t) * inv
     return total * inv
 
 

@@ -18,8 +18,10 @@ import math
 
 import llvmlite.ir as ir
 import numpy as np
-from numba import types
+from numba import njit, types
 from numba.extending import intrinsic, overload
+
+from .codes import CACHE
 
 erfc = math.erfc  # no float32 shortcut: GELU keeps the C library's erfc
 sqrt = math.sqrt
@@ -142,22 +144,26 @@ def tanh(x):
     return math.tanh(x)
 
 
-def _dispatch(python_fn, math_fn, float32_fn):
-    """Compile `python_fn` as `float32_fn` for float32 arguments and as `math_fn` otherwise."""
-    from numba import njit
+# Each float32 function is compiled twice: inlined by Numba into the others that call it
+# (so each is one flat function without calls), and on its own for the overloads below,
+# small and call-free enough for LLVM to inline into the loop that calls it and vectorise.
+_PY = {"_exp32": _exp32, "_expm1_32": _expm1_32, "_log1p32": _log1p32, "_tanh32": _tanh32}
+for _name, _fn in _PY.items():
+    globals()[_name] = njit(_fn, inline="always", error_model="numpy")
+_FAST = {name: njit(fn, error_model="numpy", cache=CACHE) for name, fn in _PY.items()}
 
-    fast = njit(float32_fn, inline="always", error_model="numpy", cache=True)
 
-    @overload(python_fn, inline="always")
+def _dispatch(python_fn, math_fn, fast):
+    """Compile `python_fn` as `fast` for float32 arguments and as `math_fn` otherwise."""
+
+    @overload(python_fn)
     def _impl(x):
         if x == types.float32:
             return lambda x: fast(x)
         return lambda x: math_fn(x)
 
-    return fast
 
-
-_exp32 = _dispatch(exp, math.exp, _exp32)
-_expm1_32 = _dispatch(expm1, math.expm1, _expm1_32)
-_log1p32 = _dispatch(log1p, math.log1p, _log1p32)
-_tanh32 = _dispatch(tanh, math.tanh, _tanh32)
+_dispatch(exp, math.exp, _FAST["_exp32"])
+_dispatch(expm1, math.expm1, _FAST["_expm1_32"])
+_dispatch(log1p, math.log1p, _FAST["_log1p32"])
+_dispatch(tanh, math.tanh, _FAST["_tanh32"])

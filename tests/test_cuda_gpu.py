@@ -162,8 +162,16 @@ _COMPILE_SCRIPT = textwrap.dedent("""
             kc.gather_rows(np.zeros((9, 3), src), y.astype(np.int32), A)
         kc.zeros((3, 2), dt)
         sizes = (5, 7, 3, 2)
-        kc.mlp_forward_fused(np.zeros((4, 5), dt), np.zeros(5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2, dt),
-                             sizes, (1, 6, 0), np.zeros((4, 2), dt))
+        n_params = 5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2
+        kc.mlp_forward_fused(np.zeros((4, 5), dt), np.zeros(n_params, dt), sizes, (1, 6, 0),
+                             np.zeros((4, 2), dt))
+        # the training forward / backward of a Dense stack (fused: every width <= 256)
+        As = tuple(np.zeros((4, s), dt) for s in sizes)
+        Ds = (As[0], As[1], np.zeros((4, 3), dt), As[3])  # gelu in layer 2 keeps Z
+        Ws, bs = kc._layer_views(np.zeros(n_params, dt), sizes)
+        dWs, dbs = kc._layer_views(np.zeros(n_params, dt), sizes)
+        kc.mlp_forward(As, Ds, Ws, bs, (1, 6, 0))
+        kc.mlp_backward(tuple(np.zeros((4, s), dt) for s in sizes[1:]), As, Ds, Ws, dWs, dbs, (1, 6, 0))
     kc.zeros(4, np.int64)
     print("compiled", len(kc._compiled_ptx), "kernels")
 """)

@@ -1,0 +1,264 @@
+"""A stack of Dense layers in one call each way on the CUDA backend (cuda.mlp_forward /
+cuda.mlp_backward) against the NumPy reference, under the CUDA simulator.
+
+Narrow networks (every width after the input at most FUSED_MAX_WIDTH, 32 under the
+simulator, and the input at most FUSED_MAX_INPUT, 64) take the fused kernels: the whole forward pass in one launch, the whole delta
+chain in one launch followed by one weight-gradient GEMM per layer. Wider ones take the
+per-layer loop of tiled GEMMs. Both paths are run here and told apart by their launches.
+
+As in test_cuda_kernels.py: tiny shapes (sizes 1, 3, 7, 17, 33; batches that are not
+multiples of the 4 rows a fused block takes), W and b as views of one flat device array
+(the model's layout), outputs NaN-filled on the device first so that an element a kernel
+forgets fails, inputs checked unchanged. Tolerance rtol 1e-5 (float32) / 1e-12 (float64)
+relative to the scale of each output's terms.
+"""
+
+import unittest.mock as mock
+
+import numpy as np
+import pytest
+
+from fastmlp.kernels import codes
+from fastmlp.kernels import cuda as kc
+from fastmlp.kernels import reference as ref
+
+from test_cuda_kernels import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, assert_close, dot_scale,
+                               nan_device, randn, rng_for)
+
+#: (batch, sizes): fused (widths <= 32 after the input, which may be up to 64), then loop
+FUSED_STACKS = ((1, (3, 1)), (7, (40, 17, 3)), (6, (5, 32, 1, 9, 2)))
+LOOP_STACKS = ((5, (3, 33, 7)),)
+
+
+def test_the_simulator_uses_the_small_fused_configuration():
+    assert kc.FUSED_MAX_WIDTH == 32 and kc.FUSED_ROWS == 4
+    assert all(max(s[1:]) <= kc.FUSED_MAX_WIDTH and s[0] <= kc.FUSED_MAX_INPUT for _, s in FUSED_STACKS)
+    assert all(max(s[1:]) > kc.FUSED_MAX_WIDTH for _, s in LOOP_STACKS)
+
+
+def acts_for(act, n_layers):
+    """The layers' activations: cycling through all codes from `act` (the output layer
+    too, so that GELU's separate pre-activation array is met at every depth)."""
+    return tuple((act + l) % len(ACT_CODES) for l in range(n_layers))
+
+
+def make_stack(rng, dtype, batch, sizes, acts):
+    """Host inputs of a stack: A[0], the flat parameters, delta[L-1] from the loss."""
+    n = sum(sizes[l] * sizes[l + 1] + sizes[l + 1] for l in range(len(acts)))
+    flat = np.empty(n, dtype)
+    off = 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        flat[off:off + n_in * n_out] = randn(rng, n_in * n_out, dtype, 1 / np.sqrt(n_in))
+        flat[off + n_in * n_out:off + n_in * n_out + n_out] = randn(rng, n_out, dtype)
+        off += n_in * n_out + n_out
+    return randn(rng, (batch, sizes[0]), dtype), flat, randn(rng, (batch, sizes[-1]), dtype)
+
+
+def buffers(make, batch, sizes, acts, dtype):
+    """A, D, delta as the model lays them out: D[l+1] is A[l+1] itself unless the layer's
+    activation needs its pre-activation; `make(shape)` makes one NaN-filled array."""
+    L = len(acts)
+    A = [None] + [make((batch, s)) for s in sizes[1:]]
+    D = [None] + [make((batch, sizes[l + 1])) if acts[l] in codes.NEEDS_PREACTIVATION else A[l + 1]
+                  for l in range(L)]
+    delta = [make((batch, s)) for s in sizes[1:]]
+    return A, D, delta
+
+
+def reference_run(X, flat, top, sizes, acts):
+    dtype = X.dtype
+    A, D, delta = buffers(lambda shape: np.full(shape, np.nan, dtype), X.shape[0], sizes, acts,
+                          dtype)
+    A[0] = D[0] = X.copy()
+    delta[-1][...] = top
+    W, b = kc._layer_views(flat.copy(), sizes)
+    dW, db = kc._layer_views(np.full(flat.size, np.nan, dtype), sizes)
+    ref.mlp_forward(tuple(A), tuple(D), W, b, acts)
+    ref.mlp_backward(tuple(delta), tuple(A), tuple(D), W, dW, db, acts)
+    return A, D, delta, W, b, dW, db
+
+
+class Launches:
+    """Records the kernels launched (and still runs them)."""
+
+    def __init__(self, monkeypatch):
+        self.kernels = []
+        original = kc._launch
+
+        def launch(kernel, grid, block, *args):
+            self.kernels.append(kernel)
+            return original(kernel, grid, block, *args)
+
+        monkeypatch.setattr(kc, "_launch", launch)
+
+    def take(self):
+        out, self.kernels = self.kernels, []
+        return out
+
+
+def cuda_run(X, flat, top, sizes, acts, launches, make=None):
+    """mlp_forward then mlp_backward on device copies; returns host copies of everything
+    and the kernels each call launched."""
+    dtype = X.dtype
+    make = make or (lambda shape: nan_device(shape, dtype))
+    A, D, delta = buffers(make, X.shape[0], sizes, acts, dtype)
+    A[0] = D[0] = kc.to_device(X)
+    kc.write(delta[-1], top)
+    dflat = kc.to_device(flat)
+    dgrad = nan_device(flat.size, dtype)
+    W, b = kc._layer_views(dflat, sizes)
+    dW, db = kc._layer_views(dgrad, sizes)
+    launches.take()
+    kc.mlp_forward(tuple(A), tuple(D), W, b, acts)
+    forward = launches.take()
+    kc.mlp_backward(tuple(delta), tuple(A), tuple(D), W, dW, db, acts)
+    backward = launches.take()
+    host = [[kc.to_host(a) for a in group] for group in (A, D, delta, W, b, dW, db)]
+    np.testing.assert_array_equal(kc.to_host(dflat), flat, err_msg="the parameters changed")
+    np.testing.assert_array_equal(host[0][0], X, err_msg="A[0] changed")
+    np.testing.assert_array_equal(host[2][-1], top, err_msg="delta[L-1] changed")
+    return host, forward, backward
+
+
+def compare(ours, theirs, acts, dtype, what):
+    A, D, delta, W, b, dW, db = ours
+    rA, rD, rdelta, rW, rb, rdW, rdb = theirs
+    for l in range(len(acts)):
+        scale = dot_scale(rA[l], np.abs(rW[l]).T) + float(np.abs(rb[l]).max())
+        assert_close(A[l + 1], rA[l + 1], dtype, max(scale, np.abs(rA[l + 1]).max()),
+                     f"A[{l + 1}] {what}")
+        if acts[l] in codes.NEEDS_PREACTIVATION:
+            assert_close(D[l + 1], rD[l + 1], dtype, scale, f"Z[{l + 1}] {what}")
+        assert_close(dW[l], rdW[l], dtype, dot_scale(np.abs(rdelta[l]).T, rA[l]), f"dW[{l}] {what}")
+        assert_close(db[l], rdb[l], dtype, float(np.abs(rdelta[l]).sum(axis=0).max(initial=0.0)),
+                     f"db[{l}] {what}")
+        if l > 0:
+            sc = dot_scale(rdelta[l], np.abs(rW[l])) * 2  # f' is at most ~1.13 (gelu)
+            assert_close(delta[l - 1], rdelta[l - 1], dtype, sc, f"delta[{l - 1}] {what}")
+
+
+def expect_fused(forward, backward, dtype, sizes, acts):
+    dt = np.dtype(dtype).type
+    assert forward == [kc._fused_forward_kernel(dt, sizes, acts, True)], "forward: not fused"
+    L = len(acts)
+    if L > 1:
+        assert backward[0] is kc._fused_delta_kernel(dt, sizes, acts), "backward: not fused"
+    assert len(backward) == (L + 1 if L > 1 else 1), "backward: one GEMM per layer expected"
+
+
+def expect_loop(forward, backward, acts):
+    L = len(acts)
+    n_gelu = sum(a in codes.NEEDS_PREACTIVATION for a in acts)
+    assert len(forward) == L + n_gelu and len(backward) == 2 * L - 1
+
+
+@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_mlp_forward_backward(dtype, act, monkeypatch):
+    launches = Launches(monkeypatch)
+    stacks = [(True, s) for s in FUSED_STACKS] + [(False, s) for s in LOOP_STACKS]
+    for fused, (batch, sizes) in stacks:
+        acts = acts_for(act, len(sizes) - 1)
+        what = f"B={batch} sizes={sizes} acts={acts}"
+        X, flat, top = make_stack(rng_for("mlp", np.dtype(dtype).str, act, sizes), dtype,
+                                  batch, sizes, acts)
+        ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches)
+        if fused:
+            expect_fused(forward, backward, dtype, sizes, acts)
+        else:
+            expect_loop(forward, backward, acts)
+        compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, what)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_row_views_of_larger_buffers(dtype, monkeypatch):
+    """The model passes the first n rows of buffers made for a larger batch: still fused."""
+    launches = Launches(monkeypatch)
+    batch, sizes, acts = 9, (7, 17, 3, 5), (codes.GELU, codes.TANH, codes.IDENTITY)
+    X, flat, top = make_stack(rng_for("rows", np.dtype(dtype).str), dtype, batch, sizes, acts)
+    ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches,
+                                       make=lambda shape: nan_device((13, shape[1]), dtype)[:batch])
+    expect_fused(forward, backward, dtype, sizes, acts)
+    compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, "row views")
+
+
+def test_arrays_of_mixed_layouts_fall_back_to_the_loop(monkeypatch):
+    """A non-contiguous hidden activation (a column slice) among contiguous ones: the fused
+    kernels cannot index such a tuple, so the per-layer loop runs, with the right answer."""
+    launches = Launches(monkeypatch)
+    dtype, batch = np.float64, 5
+    sizes, acts = (4, 6, 3, 2), (codes.SIGMOID, codes.TANH, codes.IDENTITY)
+    X, flat, top = make_stack(rng_for("layouts"), dtype, batch, sizes, acts)
+    made = []
+
+    def make(shape):  # the first array made, A[1], is a column slice of a wider one
+        made.append(shape)
+        if len(made) == 1:
+            return nan_device((shape[0], shape[1] + 2), dtype)[:, 1:shape[1] + 1]
+        return nan_device(shape, dtype)
+
+    ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches, make=make)
+    expect_loop(forward, backward, acts)
+    compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, "column slices")
+
+
+def test_an_empty_batch_gives_zero_gradients(monkeypatch):
+    launches = Launches(monkeypatch)
+    dtype, sizes, acts = np.float32, (3, 5, 2), (codes.RELU, codes.IDENTITY)
+    X, flat, top = make_stack(rng_for("empty"), dtype, 0, sizes, acts)
+    (A, D, delta, W, b, dW, db), forward, backward = cuda_run(X, flat, top, sizes, acts, launches)
+    assert forward == [] and len(backward) == 2  # no rows to push through: only the gradients
+    for g in dW + db:
+        np.testing.assert_array_equal(g, 0)
+
+
+def test_launches_per_training_step_for_mnist(monkeypatch):
+    """784-256-128-10 (relu, relu, identity) at the real GPU's limits: its 784-wide input is
+    above FUSED_MAX_INPUT, so it takes the per-layer GEMMs (3 + 5 launches); with the input
+    limit raised, the forward pass is 1 launch instead of 3, the backward pass 1 + 3 instead
+    of 3 + 2. (The launches are only recorded, not run: the simulator would take minutes.)"""
+    kernels = []
+    monkeypatch.setattr(kc, "_launch", lambda kernel, grid, block, *args: kernels.append(kernel))
+    dtype, batch, sizes, acts = np.float32, 2, (784, 256, 128, 10), (1, 1, 0)
+    A, D, delta = buffers(lambda shape: kc.empty(shape, dtype), batch, sizes, acts, dtype)
+    A[0] = D[0] = kc.empty((batch, sizes[0]), dtype)
+    flat = kc.empty(sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:])), dtype)
+    W, b = kc._layer_views(flat, sizes)
+    dW, db = kc._layer_views(kc.empty(flat.size, dtype), sizes)
+    counts = {}
+    for max_width, max_input in ((256, 256), (256, 784), (128, 784)):
+        monkeypatch.setattr(kc, "FUSED_MAX_WIDTH", max_width)
+        monkeypatch.setattr(kc, "FUSED_MAX_INPUT", max_input)
+        kc.mlp_forward(tuple(A), tuple(D), W, b, acts)
+        n_forward = len(kernels)
+        kc.mlp_backward(tuple(delta), tuple(A), tuple(D), W, dW, db, acts)
+        counts[max_width, max_input] = (n_forward, len(kernels) - n_forward)
+        kernels.clear()
+    assert counts == {(256, 256): (3, 5), (256, 784): (1, 4), (128, 784): (3, 5)}
+
+
+def test_rows_per_block_fit_the_shared_memory():
+    """Two (rows, width + 1) buffers per block within 48 KiB: 16 rows in float32 at width
+    256, 8 in float64 (16 would need 64 KiB)."""
+    sizes = (784, 256, 128, 10)
+    with mock.patch.object(kc, "FUSED_ROWS", 16):
+        assert kc._fused_rows(np.float32, sizes) == 16
+        assert kc._fused_rows(np.float64, sizes) == 8
+        assert kc._fused_rows(np.float64, (784, 64, 10)) == 16
+    for dt in (np.float32, np.float64):
+        rows = kc._fused_rows(dt, sizes)
+        assert 2 * rows * (max(sizes[1:]) + 1) * np.dtype(dt).itemsize <= kc.FUSED_SHARED_BYTES
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_inference_kernel_is_the_training_kernel_without_the_hidden_stores(dtype, monkeypatch):
+    """mlp_forward_fused runs the same generic kernel (store_hidden=False) and gives the
+    same output as mlp_forward."""
+    launches = Launches(monkeypatch)
+    batch, sizes, acts = 6, (5, 9, 4), (codes.GELU, codes.SOFTPLUS)
+    X, flat, _ = make_stack(rng_for("inference", np.dtype(dtype).str), dtype, batch, sizes, acts)
+    out = nan_device((batch, sizes[-1]), dtype)
+    kc.mlp_forward_fused(kc.to_device(X), kc.to_device(flat), sizes, acts, out)
+    assert launches.take() == [kc._fused_forward_kernel(np.dtype(dtype).type, sizes, acts, False)]
+    ours, _, _ = cuda_run(X, flat, np.zeros((batch, sizes[-1]), dtype), sizes, acts, launches)
+    np.testing.assert_array_equal(kc.to_host(out), ours[0][-1])
