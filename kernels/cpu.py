@@ -14,11 +14,12 @@ cache off (read-only installs fall back to Numba's per-user cache directory by t
 """
 
 import math
+import sys
 
 import numpy as np
 from numba import njit
 
-from . import blas, scalar, vecmath
+from . import blas, scalar, stack, vecmath
 from .codes import ACTIVATIONS, CACHE, GELU, IDENTITY, NEEDS_PREACTIVATION, SIGMOID
 
 name = "cpu"
@@ -209,13 +210,8 @@ def mlp_forward(A, D, W, b, acts):
     A, D: tuples of L+1 C-contiguous arrays; W, b: tuples of L; acts: tuple of L codes."""
     if blas.AVAILABLE:
         _mlp_forward(A, D, W, b, acts)
-        return
-    for l in range(len(W)):
-        if _PREACTIVATION[acts[l]]:
-            linear_forward(A[l], W[l], b[l], IDENTITY, D[l + 1])
-            activate(D[l + 1], acts[l], A[l + 1])
-        else:
-            linear_forward(A[l], W[l], b[l], acts[l], A[l + 1])
+    else:
+        stack.forward(sys.modules[__name__], A, D, W, b, acts)
 
 
 def mlp_backward(delta, A, D, W, dW, db, acts):
@@ -223,11 +219,8 @@ def mlp_backward(delta, A, D, W, dW, db, acts):
     db[l] = sum(delta[l]) and, for l > 0, delta[l-1] = f'_{l-1}(D[l]) * (delta[l] @ W[l])."""
     if blas.AVAILABLE:
         _mlp_backward(delta, A, D, W, dW, db, acts)
-        return
-    for l in range(len(W) - 1, -1, -1):
-        weight_grad(delta[l], A[l], dW[l], db[l])
-        if l > 0:
-            delta_backward(delta[l], W[l], D[l], acts[l - 1], delta[l - 1])
+    else:
+        stack.backward(sys.modules[__name__], delta, A, D, W, dW, db, acts)
 
 
 @_jit

@@ -72,10 +72,11 @@ import functools
 import importlib.util
 import math
 import os
+import sys
 
 import numpy as np
 
-from . import scalar
+from . import scalar, stack
 from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, NEEDS_PREACTIVATION,
                     RELU, SIGMOID, SOFTPLUS, TANH)
 
@@ -742,12 +743,7 @@ def mlp_forward(A, D, W, b, acts):
             _launch(_fused_forward_kernel(dt, sizes, acts, True), _fused_grid(dt, sizes, batch),
                     THREADS, A[0], W, b, A_out, D_out)
         return
-    for l in range(len(W)):
-        if acts[l] in NEEDS_PREACTIVATION:
-            linear_forward(A[l], W[l], b[l], IDENTITY, D[l + 1])
-            activate(D[l + 1], acts[l], A[l + 1])
-        else:
-            linear_forward(A[l], W[l], b[l], acts[l], A[l + 1])
+    stack.forward(sys.modules[__name__], A, D, W, b, acts)
 
 
 def mlp_backward(delta, A, D, W, dW, db, acts):
@@ -770,10 +766,7 @@ def mlp_backward(delta, A, D, W, dW, db, acts):
         for l in range(L):
             weight_grad(delta[l], A[l], dW[l], db[l])
         return
-    for l in reversed(range(L)):
-        weight_grad(delta[l], A[l], dW[l], db[l])
-        if l > 0:
-            delta_backward(delta[l], W[l], D[l], acts[l - 1], delta[l - 1])
+    stack.backward(sys.modules[__name__], delta, A, D, W, dW, db, acts)
 
 
 def _layer_views(params, sizes):

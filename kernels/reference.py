@@ -9,12 +9,15 @@ Shapes are batch-first: activations ``(B, features)``, weights ``(out, in)``, bi
 Activations are passed as integer codes from :mod:`fastmlp.kernels.codes`.
 """
 
+import sys
+
 import numpy as np
 
 from math import erfc as _erfc
 
-from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, NEEDS_PREACTIVATION,
-                    RELU, SIGMOID, SOFTPLUS, TANH)
+from . import stack
+from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
+                    SOFTPLUS, TANH)
 
 name = "reference"
 
@@ -158,22 +161,14 @@ def mlp_forward(A, D, W, b, acts):
     L activation codes. For an activation in NEEDS_PREACTIVATION, D[l+1] is its own array and
     receives the pre-activation Z as well; otherwise D[l+1] is A[l+1].
     """
-    for l in range(len(W)):
-        if acts[l] in NEEDS_PREACTIVATION:
-            linear_forward(A[l], W[l], b[l], IDENTITY, D[l + 1])
-            activate(D[l + 1], acts[l], A[l + 1])
-        else:
-            linear_forward(A[l], W[l], b[l], acts[l], A[l + 1])
+    stack.forward(sys.modules[__name__], A, D, W, b, acts)
 
 
 def mlp_backward(delta, A, D, W, dW, db, acts):
     """Backward through the same L Dense layers, from delta[L-1] = d loss / d Z_L (the loss
     kernel's output): for l = L-1..0, dW[l] = delta[l].T @ A[l], db[l] = sum(delta[l]) and,
     for l > 0, delta[l-1] = f'_{l-1}(D[l]) * (delta[l] @ W[l])."""
-    for l in reversed(range(len(W))):
-        weight_grad(delta[l], A[l], dW[l], db[l])
-        if l > 0:
-            delta_backward(delta[l], W[l], D[l], acts[l - 1], delta[l - 1])
+    stack.backward(sys.modules[__name__], delta, A, D, W, dW, db, acts)
 
 
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
