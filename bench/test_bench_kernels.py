@@ -7,7 +7,9 @@ Shapes are those of the MNIST network 784-256-128-10 (float32) at batch 32, 128 
 - linear_forward <act>: the three fused layers A[l+1] = f(A[l] @ W[l].T + b[l]), f = act;
 - softmax_cross_entropy: loss and dZ of the (B, 10) logits, integer labels;
 - delta_backward: the two hidden deltas, (B,10)@(10,128) and (B,128)@(128,256), relu's f';
-- weight_grad: dW, db of the three layers.
+- weight_grad: dW, db of the three layers;
+- mlp_forward relu / mlp_backward relu: the whole forward pass (relu, relu, identity), and
+  the whole backward pass from the output delta, as the one call each a training step makes.
 
 The optimizer updates do not depend on the batch: group ``kernels optimizer``, one update of
 the flat parameter vector of the whole network (235146 float32): SGD with momentum 0.9, Adam.
@@ -23,7 +25,8 @@ from fastmlp.kernels import ACTIVATIONS
 
 BACKENDS = ("cpu", "reference")
 KERNELS = (["matmul"] + [f"linear_forward {a}" for a in ACTIVATIONS]
-           + ["softmax_cross_entropy", "delta_backward", "weight_grad"])
+           + ["softmax_cross_entropy", "delta_backward", "weight_grad", "mlp_forward relu",
+              "mlp_backward relu"])
 RELU = ACTIVATIONS["relu"]
 
 
@@ -69,6 +72,15 @@ def make_kernel_call(kernel, k, batch):
         def run():
             for l in range(L):
                 k.weight_grad(delta[l], A[l], dW[l], db[l])
+    elif kernel.startswith("mlp_"):
+        A, W, b, delta, dW, db = tuple(A), tuple(W), tuple(b), tuple(delta), tuple(dW), tuple(db)
+        acts = (RELU,) * (L - 1) + (ACTIVATIONS["identity"],)
+
+        def run():
+            if kernel == "mlp_forward relu":
+                k.mlp_forward(A, A, W, b, acts)  # no gelu: D is A
+            else:
+                k.mlp_backward(delta, A, A, W, dW, db, acts)
     else:
         raise ValueError(kernel)
     return run
