@@ -36,7 +36,7 @@ def _loaded_libraries():
     then every library this process has mapped whose name mentions blas or mkl."""
     numpy_dir = os.path.dirname(np.__file__)
     paths = []
-    for pattern in ("../numpy.libs/*", ".dylibs/*", "../numpy.libs/*.dll"):
+    for pattern in ("../numpy.libs/*", ".dylibs/*"):
         paths += sorted(glob.glob(os.path.join(numpy_dir, pattern)))
     if sys.platform.startswith("linux"):
         try:

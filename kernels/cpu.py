@@ -99,7 +99,7 @@ _TIMES_DF = _per_activation(_make_activation_backward)
 _ACTIVATE = _per_activation(_make_activate)
 (_bias_identity, _bias_relu, _bias_leaky_relu, _bias_elu, _bias_sigmoid, _bias_tanh, _bias_gelu,
  _bias_softplus) = _BIAS_ACTIVATE
-(_df_identity, _df_relu, _df_leaky_relu, _df_elu, _df_sigmoid, _df_tanh, _df_gelu,
+(_, _df_relu, _df_leaky_relu, _df_elu, _df_sigmoid, _df_tanh, _df_gelu,
  _df_softplus) = _TIMES_DF
 _activate_gelu = _ACTIVATE[GELU]
 _sigmoid = _FAST.f_of[SIGMOID]
@@ -134,7 +134,7 @@ def _bias_activate(Z, b, act):
 def _times_df(D, act, delta):
     """delta *= f'(D) in place, from compiled code (the loop compiled for `act`)."""
     if act == 0:
-        pass
+        pass  # identity: f' = 1
     elif act == 1:
         _df_relu(D, delta)
     elif act == 2:

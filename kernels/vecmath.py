@@ -24,7 +24,6 @@ from numba.extending import intrinsic, overload
 from .codes import CACHE
 
 erfc = math.erfc  # no float32 shortcut: GELU keeps the C library's erfc
-sqrt = math.sqrt
 
 _F32 = np.float32
 _LOG2E = _F32(1.4426950408889634)
