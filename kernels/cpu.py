@@ -1,9 +1,13 @@
 """The CPU backend: Numba-jitted kernels, with BLAS (through NumPy) for the matrix products.
 
 Numba's own ``np.dot`` needs SciPy, which is not a dependency, so the GEMM part of each
-kernel is NumPy's ``matmul`` writing into the caller's array (``out=``, no allocation, the
-machine's sgemm/dgemm), and everything around it -- bias, activation, its derivative, the
-losses, the reductions, the optimizer updates -- is one compiled pass over the data.
+single-layer kernel is NumPy's ``matmul`` writing into the caller's array (``out=``, no
+allocation, the machine's sgemm/dgemm), and everything around it -- bias, activation, its
+derivative, the losses, the reductions, the optimizer updates -- is one compiled pass over
+the data. ``mlp_forward`` / ``mlp_backward`` run the layer loop of a Dense stack inside one
+compiled function that calls the same BLAS directly (``blas.py``), so no Python runs
+between the layers. Activations are compiled per code (one loop each, with ``vecmath``'s
+vectorisable float32 exp / expm1 / log1p / tanh).
 
 Same contract as ``reference.py``: same names, same arguments, outputs in caller-provided
 arrays. Nothing here allocates an array.
