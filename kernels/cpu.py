@@ -255,29 +255,8 @@ def activate(Z, act, A):
 
 
 @_jit
-def softmax(Z, P):
-    """P = softmax(Z) along the features, stable for any logits."""
-    n, m = Z.shape
-    for i in range(n):
-        zmax = Z[i, 0]
-        for j in range(1, m):
-            zmax = max(zmax, Z[i, j])
-        s = 0.0
-        for j in range(m):
-            e = math.exp(Z[i, j] - zmax)
-            P[i, j] = e
-            s += e
-        for j in range(m):
-            P[i, j] /= s
-
-
-# ---------------------------------------------------------------------------------------
-# losses: each returns the batch-mean loss and writes dZ = d loss / d Z in the same pass
-
-
-@_jit
-def _row_logsumexp(Z, i, dZ):
-    """Write exp(Z[i] - max) into dZ[i]; return (max, log of their sum)."""
+def _row_exp(Z, i, E):
+    """Write exp(Z[i] - max) into E[i] (stable for any logits); return (max, their sum)."""
     m = Z.shape[1]
     zmax = Z[i, 0]
     for j in range(1, m):
@@ -285,9 +264,23 @@ def _row_logsumexp(Z, i, dZ):
     s = 0.0
     for j in range(m):
         e = math.exp(Z[i, j] - zmax)
-        dZ[i, j] = e
+        E[i, j] = e
         s += e
-    return zmax, math.log(s)
+    return zmax, s
+
+
+@_jit
+def softmax(Z, P):
+    """P = softmax(Z) along the features, stable for any logits."""
+    n, m = Z.shape
+    for i in range(n):
+        _, s = _row_exp(Z, i, P)
+        for j in range(m):
+            P[i, j] /= s
+
+
+# ---------------------------------------------------------------------------------------
+# losses: each returns the batch-mean loss and writes dZ = d loss / d Z in the same pass
 
 
 @_jit
@@ -298,12 +291,13 @@ def _softmax_ce_labels(Z, y, dZ, w, smoothing):
     total = 0.0
     for i in range(n):
         wi = 1.0 if w is None else w[i]
-        zmax, log_s = _row_logsumexp(Z, i, dZ)
+        zmax, s = _row_exp(Z, i, dZ)
+        log_s = math.log(s)
         z_sum = 0.0
         for j in range(m):
             z_sum += Z[i, j] - zmax
         total += wi * (log_s - (1 - smoothing) * (Z[i, y[i]] - zmax) - off * z_sum)
-        scale = wi * inv_n / math.exp(log_s)
+        scale = wi * inv_n / s
         for j in range(m):
             dZ[i, j] = dZ[i, j] * scale - wi * off * inv_n
         dZ[i, y[i]] -= wi * (1 - smoothing) * inv_n
@@ -318,13 +312,14 @@ def _softmax_ce_targets(Z, T, dZ, w, smoothing):
     total = 0.0
     for i in range(n):
         wi = 1.0 if w is None else w[i]
-        zmax, log_s = _row_logsumexp(Z, i, dZ)
+        zmax, s = _row_exp(Z, i, dZ)
+        log_s = math.log(s)
         q_sum = 0.0
         for j in range(m):
             q = (1 - smoothing) * T[i, j] + off
             q_sum += q
             total -= wi * q * (Z[i, j] - zmax - log_s)
-        scale = wi * q_sum * inv_n / math.exp(log_s)
+        scale = wi * q_sum * inv_n / s
         for j in range(m):
             dZ[i, j] = dZ[i, j] * scale - wi * ((1 - smoothing) * T[i, j] + off) * inv_n
     return total * inv_n
