@@ -205,13 +205,18 @@ def _train_parser():
     return p
 
 
-def _evaluate_parser():
-    p = _Parser(prog="fastmlp evaluate", description="Evaluate a saved model on a data set: "
-                                                      "loss and accuracy.")
+def _model_and_data_args(p):
+    """A saved model, the data to use it on and which part of that data (evaluate, predict)."""
     p.add_argument("model", metavar="MODEL", help="a model file written by 'fastmlp train --save'")
     _data_args(p)
     p.add_argument("--split", choices=("auto", "train", "test"), default="auto",
                    help="which part of the data: test when it has one (auto, default), train or test")
+
+
+def _evaluate_parser():
+    p = _Parser(prog="fastmlp evaluate", description="Evaluate a saved model on a data set: "
+                                                      "loss and accuracy.")
+    _model_and_data_args(p)
     p.add_argument("--batch-size", type=_positive_int, default=1024, help="inference batch size")
     _add_common(p)
     return p
@@ -220,10 +225,7 @@ def _evaluate_parser():
 def _predict_parser():
     p = _Parser(prog="fastmlp predict", description="Predict with a saved model; write a CSV with "
                                                      "one prediction a line.")
-    p.add_argument("model", metavar="MODEL", help="a model file written by 'fastmlp train --save'")
-    _data_args(p)
-    p.add_argument("--split", choices=("auto", "train", "test"), default="auto",
-                   help="which part of the data: test when it has one (auto, default), train or test")
+    _model_and_data_args(p)
     p.add_argument("--out", default="-", metavar="PREDS.csv",
                    help="where to write the predictions (default: standard output)")
     p.add_argument("--proba", action="store_true",
