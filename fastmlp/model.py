@@ -176,7 +176,7 @@ class Sequential:
             seed = check_int(seed, "seed", minimum=0)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
-        self._act = [layer.act for layer in self.layers]
+        self._act = tuple(layer.act for layer in self.layers)
         loss_kernel = getattr(self._kernels, LOSSES[self.loss])
         extra = (self.label_smoothing,) if self.loss == "cross_entropy" else ()
 
@@ -245,7 +245,6 @@ class Sequential:
         #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
         #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
         self._dense_only = len(dense) == len(self.layers)
-        self._acts = tuple(self._act)
         self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros)
         self._train_buffers = None
         self._predict_buffers = None
@@ -296,7 +295,7 @@ class Sequential:
 
     def _forward(self, v, training):
         if self._dense_only:  # the layer loop inside one kernel call
-            self._kernels.mlp_forward(v.A, v.D, self.W, self.b, self._acts)
+            self._kernels.mlp_forward(v.A, v.D, self.W, self.b, self._act)
             return
         for l, layer in enumerate(self.layers):
             layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], v.s[l], training)
@@ -309,7 +308,7 @@ class Sequential:
 
     def _backward(self, v):
         if self._dense_only:
-            self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._acts)
+            self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._act)
             return
         for l in reversed(range(len(self.layers))):
             if l > 0:
