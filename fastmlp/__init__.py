@@ -19,13 +19,13 @@ from .gradcheck import gradcheck
 from .io import load
 from .layers import BatchNorm, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
-from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
+from .optim import LAMB, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)
 
 __all__ = [
     "MLP", "Sequential", "Dense", "Dropout", "BatchNorm", "Layer", "SGD", "Adam", "AdamW",
-    "RMSprop", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
+    "RMSprop", "Adagrad", "LAMB", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
     "gradcheck", "load", "datasets", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",

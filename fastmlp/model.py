@@ -240,7 +240,8 @@ class Sequential:
         #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
         #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
         self._dense_only = len(dense) == len(self.layers)
-        self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros)
+        segments = np.cumsum([0] + [math.prod(shape) for _, _, shape in shapes])
+        self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros, segments, k.write)
         self._train_buffers = None
         self._predict_pool.clear()
 
@@ -447,7 +448,8 @@ class Sequential:
         running statistics), optimizer state and step count."""
         k = self._kernels
         with self._guard.step_lock:
-            opt = {name: k.to_host(arr) if name != "step" else arr for name, arr in self._opt_state.items()}
+            opt = {name: k.to_host(self._opt_state[name]) for name in self.optimizer.state_names}
+            opt["step"] = self._opt_state["step"]
             return self.get_weights(), opt
 
     def _restore(self, snapshot):

@@ -583,6 +583,50 @@ def _scale(g, c):
         g[i] *= c
 
 
+def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
+    """torch.optim.Adagrad in place (``lr`` already decayed for this step); flat 1-D arrays."""
+    _check_flat(p, g, state_sum)
+    t = p.dtype.type
+    _adagrad_update(p, g, state_sum, t(lr), t(weight_decay), t(eps))
+
+
+@_jit
+def _adagrad_update(p, g, state_sum, lr, weight_decay, eps):
+    for i in range(p.size):
+        gi = g[i] + weight_decay * p[i]
+        state_sum[i] += gi * gi
+        p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
+
+
+def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments):
+    """LAMB in place, one trust ratio per tensor p[segments[j]:segments[j+1]] (see the
+    reference); g is overwritten with the update direction u. Flat 1-D arrays."""
+    _check_flat(p, g, m, v)
+    t = p.dtype.type
+    _lamb_update(p, g, m, v, np.asarray(segments, np.int64), t(lr), t(beta1), t(beta2),
+                 t(1 - beta1**step), t(math.sqrt(1 - beta2**step)), t(eps), t(weight_decay))
+
+
+@_jit
+def _lamb_update(p, g, m, v, segments, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt,
+                 eps, weight_decay):
+    one = p.dtype.type(1)
+    for j in range(segments.size - 1):
+        p_sq, u_sq = 0.0, 0.0  # float64 sums, as the reference
+        for i in range(segments[j], segments[j + 1]):
+            m[i] = beta1 * m[i] + (one - beta1) * g[i]
+            v[i] = beta2 * v[i] + (one - beta2) * g[i] * g[i]
+            u = (m[i] / bias_correction1) / (math.sqrt(v[i]) / bias_correction2_sqrt + eps) \
+                + weight_decay * p[i]
+            g[i] = u
+            p_sq += float(p[i]) * float(p[i])
+            u_sq += float(u) * float(u)
+        ratio = math.sqrt(p_sq) / math.sqrt(u_sq) if p_sq > 0 and u_sq > 0 else 1.0
+        step = p.dtype.type(lr * ratio)
+        for i in range(segments[j], segments[j + 1]):
+            p[i] -= step * g[i]
+
+
 def clip_grad_norm(g, max_norm):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
     factor max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping."""
