@@ -167,3 +167,70 @@ def clip_grad_norm(g, max_norm, norm_out=None):
     _launch(_k_sum_squares, grid, THREADS, g, scratch)
     _launch(_k_clip, _blocks(g.size), THREADS, g, scratch, float(max_norm), norm_out)
     return None
+
+
+@_kernel
+def _k_adagrad(p, g, state_sum, lr, weight_decay, eps):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        gi = g[i] + weight_decay * p[i]
+        state_sum[i] += gi * gi
+        p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
+
+
+def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
+    """torch.optim.Adagrad in place, one launch (``lr`` already decayed for this step);
+    flat 1-D device arrays. The hyper-parameters go in p's dtype (float32 arithmetic for a
+    float32 model)."""
+    _check_flat(p, g, state_sum)
+    t = p.dtype.type
+    _launch(_k_adagrad, _blocks(p.size), THREADS, p, g, state_sum, t(lr), t(weight_decay), t(eps))
+
+
+@_kernel
+def _k_lamb(p, g, m, v, segments, lr, beta1, one_minus_beta1, beta2, one_minus_beta2,
+            bias_correction1, bias_correction2_sqrt, eps, weight_decay):
+    """One block per parameter tensor p[segments[j]:segments[j+1]]: Adam's moments and the
+    update direction u (into g), the tensor's two norms by a fixed-order tree in shared
+    memory (deterministic), then p -= lr * ||p|| / ||u|| * u."""
+    p_red = cuda.shared.array(THREADS, _nb_float64)
+    u_red = cuda.shared.array(THREADS, _nb_float64)
+    j = cuda.blockIdx.x
+    t = cuda.threadIdx.x
+    lo, hi = segments[j], segments[j + 1]
+    p_sq = _nb_float64(0)
+    u_sq = _nb_float64(0)
+    for i in range(lo + t, hi, THREADS):
+        gi = g[i]
+        m[i] = beta1 * m[i] + one_minus_beta1 * gi
+        v[i] = beta2 * v[i] + one_minus_beta2 * gi * gi
+        u = (m[i] / bias_correction1) / (math.sqrt(v[i]) / bias_correction2_sqrt + eps) + weight_decay * p[i]
+        g[i] = u
+        p_sq += _nb_float64(p[i]) * _nb_float64(p[i])
+        u_sq += _nb_float64(u) * _nb_float64(u)
+    p_red[t] = p_sq
+    u_red[t] = u_sq
+    cuda.syncthreads()
+    _tree_sum(p_red, t, THREADS)
+    _tree_sum(u_red, t, THREADS)
+    ratio = _nb_float64(1)
+    if p_red[0] > 0 and u_red[0] > 0:
+        ratio = math.sqrt(p_red[0]) / math.sqrt(u_red[0])
+    step = lr * ratio  # float64: the tensor's step size
+    for i in range(lo + t, hi, THREADS):
+        p[i] -= step * g[i]
+
+
+def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments):
+    """LAMB in place (see the reference), one launch of one block per tensor; g is
+    overwritten with the update direction. `segments` (host or device int64) are the tensor
+    boundaries in the flat arrays."""
+    _check_flat(p, g, m, v)
+    segments = np.asarray(segments, np.int64) if not _is_device(segments) else segments
+    n_tensors = segments.shape[0] - 1
+    if n_tensors < 1:
+        return
+    d_segments = cuda.to_device(segments) if not _is_device(segments) else segments
+    t = p.dtype.type
+    _launch(_k_lamb, n_tensors, THREADS, p, g, m, v, d_segments, t(lr), t(beta1), t(1 - beta1),
+            t(beta2), t(1 - beta2), t(1 - beta1**step), t(math.sqrt(1 - beta2**step)), t(eps),
+            t(weight_decay))
