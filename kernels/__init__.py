@@ -39,6 +39,7 @@ decoupled, v_max=None)``                               v_max), in place
 ``rmsprop_update(p, g, sq, gavg, buf, lr, alpha, eps,  torch.optim.RMSprop, in place
 wd, momentum, centered)``
 ``clip_grad_norm(g, max_norm) -> norm``                torch.nn.utils.clip_grad_norm_
+``scale(x, c)``                                        x *= c (flat; data-parallel shard weights)
 ``gather_rows(X, idx, out)``                           out = X[idx] (cast)
 ``count_correct(Z, y) -> int``                         right classifications in a batch
 ``regression_sums(Z, T, abs_err, sq_err)``             += per-output sums of |Z-T|, (Z-T)^2

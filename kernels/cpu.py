@@ -583,6 +583,12 @@ def _scale(g, c):
         g[i] *= c
 
 
+def scale(x, c):
+    """x *= c in place (a flat, contiguous array)."""
+    _check_flat(x)
+    _scale(x, x.dtype.type(c))
+
+
 def clip_grad_norm(g, max_norm):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
     factor max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping."""

@@ -217,6 +217,11 @@ def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay
         p -= lr * g / avg
 
 
+def scale(x, c):
+    """x *= c in place (a flat array)."""
+    x *= x.dtype.type(c)
+
+
 def clip_grad_norm(g, max_norm):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
     factor max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping."""
