@@ -203,6 +203,26 @@ def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
         np.testing.assert_allclose(m0["history"]["loss"], mref["history"]["loss"], rtol=1e-10)
 
 
+def test_command_line_trains_data_parallel(tmp_path):
+    """mpiexec -n 2 fastmlp train ... --distributed mpi: rank 0 prints and saves; the saved
+    model equals one process's with batch 2 * 16."""
+    X, y = W.data("float32")  # the readers give float32 features
+    np.savez(tmp_path / "d.npz", x_train=X, y_train=y)
+    X = X.astype(np.float64)
+    saved = tmp_path / "m.npz"
+    args = ["train", "--data", str(tmp_path / "d.npz"), "--hidden", "16", "--epochs", "2",
+            "--batch-size", "16", "--dtype", "float64", "--device", "cpu", "--verbose", "2",
+            "--save", str(saved), "--distributed", "mpi"]
+    cmd = [mpiexec_or_skip(), "-n", "2", sys.executable, "-m", "fastmlp", *args]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.count("Epoch 2/2") == 1 and proc.stdout.count("saved the model") == 1
+    ref = fm.MLP([W.FEATURES, 16, W.CLASSES], optimizer=fm.SGD(lr=0.1, momentum=0.9),
+                 dtype="float64", seed=0, device="cpu")
+    ref.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    assert_rel(W.flat(fm.load(saved)), W.flat(ref), 1e-10, "CLI weights")
+
+
 # -- without MPI ---------------------------------------------------------------------------
 
 
