@@ -11,7 +11,7 @@ The kernels live in ``fastmlp.kernels`` (``kernels.backend("cpu" | "reference")`
 
 __version__ = "0.1.0"
 
-from . import datasets, kernels, metrics
+from . import datasets, distributed, kernels, metrics
 from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, History,
                         LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
                         StepDecay)
@@ -28,7 +28,7 @@ __all__ = [
     "RMSprop", "Adagrad", "LAMB", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
-    "gradcheck", "load", "datasets", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
+    "gradcheck", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
 ]
 
 

@@ -468,7 +468,7 @@ class Sequential:
 
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
-            on_divergence="raise"):
+            on_divergence="raise", distributed=None, shard="auto"):
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
         validation_split takes the last fraction of the samples (before shuffling) as
@@ -484,7 +484,25 @@ class Sequential:
         were at the start of that epoch. on_divergence="raise" (default) then raises a
         FloatingPointError; "warn" issues a RuntimeWarning instead and returns the history,
         with ``history.diverged = (epoch, step)`` marking where it happened.
+
+        distributed="mpi": data-parallel training, one process of ``mpiexec -n P``;
+        batch_size is per process (the global batch is P * batch_size), every process starts
+        from rank 0's weights and follows rank 0's order. shard="auto": every process passes
+        the same (X, y) and P processes with batch b take exactly the steps of one process
+        with batch P * b; shard="local": each passes its own part. Metrics, validation,
+        divergence and stopping are agreed; the progress bar and ModelCheckpoint run on rank
+        0; every process returns the same History. See fastmlp.distributed.
         """
+        if distributed is not None:  # MPI: fastmlp/distributed.py runs this fit on every process
+            from . import distributed as _distributed
+
+            return _distributed.fit(self, distributed, shard, X, y, epochs=epochs, batch_size=batch_size,
+                                    validation_split=validation_split, validation_data=validation_data,
+                                    shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                                    sample_weight=sample_weight, class_weight=class_weight,
+                                    on_divergence=on_divergence)
+        if shard != "auto":
+            raise ValueError(f"shard={shard!r} needs distributed='mpi'")
         epochs = check_int(epochs, "epochs")
         on_divergence = check_choice(on_divergence, "on_divergence", ("raise", "warn"))
         batch_size = check_int(batch_size, "batch_size")
@@ -528,9 +546,12 @@ class Sequential:
                on_divergence, sigint):
         """fit's loop over epochs and steps, on checked data; `sigint` holds a Ctrl-C back
         until the step under way is whole."""
+        dist = getattr(self, "_dist", None)  # MPI hooks (fastmlp.distributed.DataParallel) or None
         n = X.shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
+        if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
+            steps = dist.begin(self, n, batch, T)
         buffers = self._buffers_for(batch, T, w is not None)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
@@ -549,6 +570,8 @@ class Sequential:
         cbs = [history] + callbacks + ([ProgressBar(verbose)] if verbose else [])
         self._fit_params = {"epochs": epochs, "steps": steps, "batch_size": batch, "samples": n}
         history.params = dict(self._fit_params)
+        if dist is not None:  # MPI: progress bar and checkpoints on rank 0 only
+            cbs = dist.callbacks(self, cbs)
         self.stop_training = False
         for cb in cbs:
             cb.set_model(self)
@@ -560,6 +583,8 @@ class Sequential:
                 cb.on_epoch_begin(epoch)
             if shuffle:  # a fresh order each epoch: fit(2) + fit(2) == fit(4)
                 order = self._rng.permutation(n)
+            if dist is not None:  # MPI: rank 0's order (shard="auto") and learning rate
+                order = dist.order_for_epoch(order)
             order_k = k.asarray(order)
             lr = self.optimizer.lr
             loss_sum = 0.0
@@ -571,13 +596,15 @@ class Sequential:
                     cb.on_batch_begin(step)
                 start = step * batch
                 idx = order_k[start : start + batch]
+                if dist is not None:  # MPI: this process's part of the global batch
+                    idx = dist.shard_batch(order_k, step)
                 v = buffers.views(idx.shape[0])
                 k.gather_rows(Xk, idx, v.A[0])
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
                 with self._guard.step_lock:
-                    loss = self._step(v, loss_total)
+                    loss = self._step(v, loss_total) if dist is None else dist.step(self, v, loss_total)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
@@ -589,19 +616,24 @@ class Sequential:
                 logs = {} if self._resident else {"loss": loss_sum / (start + v.n), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
+            if dist is not None:  # MPI: the epoch's loss and metrics summed over the processes
+                loss_sum = dist.agree_epoch(self, loss_sum, loss_total, metrics)
             if loss_total is not None:  # the one read of the epoch's loss
                 loss_sum = float(k.to_host(loss_total)[0])
                 if not math.isfinite(loss_sum):
                     return self._diverged(history, snapshot, epoch, steps - 1, loss_sum, on_divergence)
             if not self._finite_parameters():
                 return self._diverged(history, snapshot, epoch, steps - 1, "non-finite weights", on_divergence)
-            logs = {"loss": loss_sum / n, **metrics.result(final=True)}
+            logs = {"loss": loss_sum / metrics.seen, **metrics.result(final=True)}
             if val is not None:
-                for key, value in self._evaluate_checked(*val).items():
+                scores = self._evaluate_checked(*val) if dist is None else dist.evaluate(self, *val)
+                for key, value in scores.items():
                     logs["val_" + key] = value
             logs["lr"] = lr
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            if dist is not None:  # MPI: stop when any process asks; weights checked in debug mode
+                dist.end_epoch(self)
             if self.stop_training:
                 break
         for cb in cbs:
@@ -692,9 +724,14 @@ class Sequential:
         return self._evaluate_checked(X, T, labels, batch_size, w)
 
     def _evaluate_checked(self, X, T, labels, batch_size=1024, w=None):
-        n = X.shape[0]
+        loss_sum, metrics = self._evaluate_sums(X, T, labels, batch_size, w)
+        return {"loss": loss_sum / X.shape[0], **metrics.result(final=True)}
+
+    def _evaluate_sums(self, X, T, labels, batch_size=1024, w=None):
+        """The loss summed over the samples and the running metrics (fastmlp.distributed
+        adds both up over the processes)."""
         k = self._kernels
-        dZ = k.empty((min(batch_size, n), self.n_outputs), self.dtype)
+        dZ = k.empty((min(batch_size, X.shape[0]), self.n_outputs), self.dtype)
         metrics = _Metrics(self, T if labels is None else None)
         loss_sum = [0.0]
 
@@ -704,7 +741,7 @@ class Sequential:
             metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
 
         self._forward_batches(X, batch_size, add_batch)
-        return {"loss": loss_sum[0] / n, **metrics.result(final=True)}
+        return loss_sum[0], metrics
 
     # ------------------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ wd, momentum, centered)``
 ``lamb_update(p, g, m, v, step, lr, b1, b2, eps, wd,   LAMB, one trust ratio per tensor
 segments)``                                            p[segments[j]:segments[j+1]]; g -> update
 ``clip_grad_norm(g, max_norm) -> norm``                torch.nn.utils.clip_grad_norm_
+``scale(x, c)``                                        x *= c (flat; data-parallel shard weights)
 ``gather_rows(X, idx, out)``                           out = X[idx] (cast)
 ``count_correct(Z, y) -> int``                         right classifications in a batch
 ``regression_sums(Z, T, abs_err, sq_err)``             += per-output sums of |Z-T|, (Z-T)^2

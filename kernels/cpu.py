@@ -626,6 +626,11 @@ def _lamb_update(p, g, m, v, segments, lr, beta1, beta2, bias_correction1, bias_
         for i in range(segments[j], segments[j + 1]):
             p[i] -= step * g[i]
 
+def scale(x, c):
+    """x *= c in place (a flat, contiguous array)."""
+    _check_flat(x)
+    _scale(x, x.dtype.type(c))
+
 
 def clip_grad_norm(g, max_norm):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:

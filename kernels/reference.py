@@ -240,6 +240,10 @@ def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments)
         ratio = p_norm / u_norm if p_norm > 0 and u_norm > 0 else 1.0
         p[lo:hi] -= (lr * ratio) * g[lo:hi]
 
+def scale(x, c):
+    """x *= c in place (a flat array)."""
+    x *= x.dtype.type(c)
+
 
 def clip_grad_norm(g, max_norm):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:

@@ -85,6 +85,6 @@ from .losses import (count_correct, mse, regression_sums,  # noqa: F401
                      sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy)
 from .memory import asarray, empty, synchronize, to_device, to_host, write, zeros  # noqa: F401
 from .optim import (adagrad_update, adam_update, clip_grad_norm, lamb_update,  # noqa: F401
-                    rmsprop_update, sgd_update)
+                    rmsprop_update, scale, sgd_update)
 
 name = "cuda"

@@ -142,6 +142,12 @@ def _k_clip(g, sum_squares, max_norm, norm_out):
             g[i] *= coef
 
 
+def scale(x, c):
+    """x *= c in place (a flat, contiguous device array); no wait."""
+    _check_flat(x)
+    _launch(_k_scale, _blocks(x.size), THREADS, x, x.dtype.type(c))
+
+
 def clip_grad_norm(g, max_norm, norm_out=None):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
     factor max_norm / (norm + 1e-6) when below 1).

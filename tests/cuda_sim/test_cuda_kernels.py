@@ -865,17 +865,30 @@ def test_rmsprop_update(dtype, momentum, weight_decay, centered):
                       (momentum, weight_decay, centered))
 
 
-@pytest.mark.parametrize("kernel", ["sgd_update", "adam_update", "rmsprop_update", "clip_grad_norm"])
+@pytest.mark.parametrize("kernel", ["sgd_update", "adam_update", "rmsprop_update", "clip_grad_norm",
+                                    "scale"])
 def test_optimizer_kernels_refuse_arrays_that_are_not_flat(kernel):
     p = kc.to_device(np.ones((3, 4)))
     z = kc.to_device(np.zeros((3, 4)))
     args = {"sgd_update": (p, z, z, 0.1, 0.0, 0.0, False),
             "adam_update": (p, z, z, z, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, True),
             "rmsprop_update": (p, z, z, z, z, 0.1, 0.99, 1e-8, 0.0, 0.0, False),
-            "clip_grad_norm": (p, 1.0)}[kernel]
+            "clip_grad_norm": (p, 1.0), "scale": (p, 2.0)}[kernel]
     with pytest.raises(ValueError, match="flat contiguous 1-D"):
         getattr(kc, kernel)(*args)
     np.testing.assert_array_equal(kc.to_host(p), 1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_scale(dtype):
+    rng = rng_for("scale", np.dtype(dtype).str)
+    for size, c in ((1, 0.5), (37, -3.0), (300, 0.0)):
+        x = randn(rng, (size,), dtype)
+        x_ref = x.copy()
+        ref.scale(x_ref, c)
+        dx = kc.to_device(x)
+        kc.scale(dx, c)
+        assert_close(kc.to_host(dx), x_ref, dtype, what=f"scale {size}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
