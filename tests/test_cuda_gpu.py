@@ -232,6 +232,37 @@ def test_kernels_compile_for_a_real_gpu():
     assert offenders == {}, f"float64 instructions in float32 kernels: {offenders}"
 
 
+@pytest.mark.auto_device
+def test_auto_picks_the_gpu_exactly_when_there_is_one():
+    """device="auto": CUDA on a machine with a usable GPU (never the simulator), else the
+    CPU; a model built with it says which."""
+    import fastmlp
+    from fastmlp import kernels
+
+    kc = kcuda()
+    expected = "cuda" if kc.why_unavailable() is None and not kc.SIM else "cpu"
+    assert kernels.backend("auto").name == expected
+    assert fastmlp.MLP([3, 2], device="auto", seed=0).device == expected
+
+
+def test_the_suite_pins_auto_to_the_cpu():
+    from fastmlp import kernels
+
+    assert kernels.backend("auto").name == "cpu"
+
+
+def test_gemm_grid_takes_millions_of_rows():
+    """The row tiles go on grid.x (limit 2^31 - 1), the column tiles on grid.y (65,535): a
+    predict on five million rows launches (checked without running it)."""
+    kc = kcuda()
+    for config in (kc.device.GEMM_LARGE, kc.device.GEMM_SMALL):
+        BM, BN = config[:2]
+        grid = kc.gemm._gemm_grid(5_000_000, 10, config)
+        assert grid == (-(-5_000_000 // BM), 1) and grid[0] < 2**31 - 1
+    with pytest.raises(ValueError, match="grid.y"):
+        kc.gemm._gemm_grid(4, 65_536 * 64 + 1, (64, 64, 16, 4, 4))
+
+
 # ---------------------------------------------------------------------------------------
 # real GPU
 
