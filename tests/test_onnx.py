@@ -317,6 +317,8 @@ def test_to_onnx_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="dtype"):
         model.to_onnx(tmp_path / "m.onnx", dtype="int8")
     assert not (tmp_path / "m.onnx").exists()
+    run = _cli("export", "--help", cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.startswith("usage: fastmlp export") and "--to" in run.stdout
     if os.geteuid() != 0:  # root writes anywhere
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)
@@ -328,3 +330,41 @@ def test_estimator_to_onnx_needs_a_fitted_estimator(tmp_path):
     pytest.importorskip("sklearn")
     with pytest.raises(ValueError, match="not fitted"):
         fm.MLPClassifier().to_onnx(tmp_path / "m.onnx")
+
+
+# ----------------------------------------------------------------------------------------
+# the command line
+
+
+def _cli(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "fastmlp", *map(str, args)], capture_output=True,
+                          text=True, timeout=300, cwd=cwd)
+
+
+def test_cli_export(tmp_path):
+    model = fm.MLP([4, 6, 3], activation="tanh", seed=0)
+    model.save(tmp_path / "model.npz")
+    run = _cli("export", "model.npz", "--to", "model.onnx", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "model.onnx" in run.stdout
+    X = _data(7, 4)
+    np.testing.assert_allclose(_run(tmp_path / "model.onnx", X), model.predict_proba(X), atol=1e-5)
+    run = _cli("export", "model.npz", "--to", "model64.onnx", "--dtype", "float64", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert fm.from_onnx(tmp_path / "model64.onnx").dtype == np.float64
+    for args, message in [(("model.npz", "--to", "model.txt"), ".onnx"),
+                          (("missing.npz", "--to", "m.onnx"), "no such file"),
+                          (("model.npz", "--to", "no/such/m.onnx"), "does not exist"),
+                          (("model.onnx", "--to", "m.onnx"), "not a valid fastmlp model"),
+                          (("model.npz",), "--to"),
+                          (("model.npz", "--to", "m.onnx", "--dtype", "int8"), "dtype")]:
+        run = _cli("export", *args, cwd=tmp_path)
+        assert run.returncode == 2, (args, run.stderr)
+        lines = run.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0] and "Traceback" not in run.stderr
+    assert not (tmp_path / "m.onnx").exists()
+    run = _cli("export", "--help", cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.startswith("usage: fastmlp export") and "--to" in run.stdout
