@@ -425,39 +425,37 @@ def _same_const(a, b):
                                                    rtol=1e-6, atol=0))
 
 
+def _same_attributes(a, b):
+    a, b = _Graph.attrs(a), _Graph.attrs(b)
+    return a.keys() == b.keys() and all(
+        _same_const(a[k], b[k]) if isinstance(a[k], (int, float)) else a[k] == b[k] for k in a)
+
+
 def _match(graph, x, emit):
     """Match the subgraph that `emit` (an emitter x -> y) writes against `graph` at tensor
-    `x`. Returns (y, nodes used) or None."""
+    `x`: node by node, the same operator, attributes and wiring, constants of the same
+    value (inputs of Add, Mul, Max and Min in either order). Returns (y, nodes used) or None."""
     template = GraphBuilder(np.float32)
     y = emit(template, "x")
-    if y == "x":
-        return None
-    seen = {"x": x}
+    seen = {"x": x}  # template tensor -> graph tensor
     used = []
+
+    def wired(t_inputs, g_inputs):
+        return all((ti in seen and gi == seen[ti])
+                   or (ti in template.constants and gi in graph.constants
+                       and _same_const(graph.constants[gi], template.constants[ti]))
+                   for ti, gi in zip(t_inputs, g_inputs))
+
     for t in template.nodes:
-        found = None
         anchor = next(seen[i] for i in t.input if i in seen)
+        found = None
         for cand in graph.consumers.get(anchor, []):
-            if cand.op_type != t.op_type or cand.domain not in ("", "ai.onnx") \
-                    or len(cand.input) != len(t.input) or cand in used:
+            if cand.op_type != t.op_type or cand.domain not in ("", "ai.onnx") or cand in used \
+                    or len(cand.input) != len(t.input) or not _same_attributes(cand, t):
                 continue
-            if _Graph.attrs(cand).keys() != _Graph.attrs(t).keys() or not all(
-                    _same_const(v, _Graph.attrs(t)[k]) if isinstance(v, (int, float)) else v == _Graph.attrs(t)[k]
-                    for k, v in _Graph.attrs(cand).items()):
-                continue
-            orders = [list(cand.input)]
-            if t.op_type in ("Add", "Mul", "Max", "Min"):
-                orders.append(list(cand.input)[::-1])
-            for inputs in orders:
-                ok = all(
-                    (ti in seen and ci == seen[ti])
-                    or (ti in template.constants and ci in graph.constants
-                        and _same_const(graph.constants[ci], template.constants[ti]))
-                    for ti, ci in zip(t.input, inputs))
-                if ok:
-                    found = cand
-                    break
-            if found is not None:
+            commutes = t.op_type in ("Add", "Mul", "Max", "Min")
+            if wired(t.input, cand.input) or (commutes and wired(t.input, cand.input[::-1])):
+                found = cand
                 break
         if found is None:
             return None
@@ -665,7 +663,7 @@ def _layers_from_steps(steps, n_features):
     return layers, weights, head
 
 
-def _loss_for(head, loss, layers):
+def _loss_for(head, loss):
     """The loss from the argument, else from the head; a sigmoid head of an mse model
     becomes the last layer's activation."""
     from .model import LOSSES
@@ -734,7 +732,7 @@ def from_onnx(path, loss=None, optimizer=None, device="auto", dtype=None):
     meta = {p.key: p.value for p in proto.metadata_props}
     if loss is None and meta.get(LOSS_KEY):
         loss = meta[LOSS_KEY]
-    loss = _loss_for(head, loss, layers)
+    loss = _loss_for(head, loss)
     if head == "sigmoid" and loss == "mse":
         if layers[-1].activation != "identity":
             raise ValueError("from_onnx: a Sigmoid after the last layer's activation")
