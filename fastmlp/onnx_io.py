@@ -399,12 +399,14 @@ class _Graph:
         onnx = _onnx()
         self.constants = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
         self.nodes = []
-        for node in graph.node:
+        for node in graph.node:  # Constant nodes, and Identity copies of constants, are constants
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 attr = {a.name: a for a in node.attribute}
                 if "value" not in attr:
                     raise ValueError(f"from_onnx: Constant node {node.name!r} without a tensor value")
                 self.constants[node.output[0]] = onnx.numpy_helper.to_array(attr["value"].t)
+            elif node.op_type == "Identity" and node.input[0] in self.constants:
+                self.constants[node.output[0]] = self.constants[node.input[0]]
             else:
                 self.nodes.append(node)
         self.consumers = {}

@@ -368,3 +368,31 @@ def test_cli_export(tmp_path):
     assert not (tmp_path / "m.onnx").exists()
     run = _cli("export", "--help", cwd=tmp_path)
     assert run.returncode == 0 and run.stdout.startswith("usage: fastmlp export") and "--to" in run.stdout
+
+
+def test_from_onnx_reads_pytorch_exports():
+    """torch.onnx.export's graphs (Gemm, Gelu, BatchNormalization whose statistics come
+    through Identity nodes) load, with the same outputs."""
+    import io
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    module = nn.Sequential(nn.Linear(4, 6), nn.GELU(), nn.BatchNorm1d(6), nn.Tanh(), nn.Dropout(0.2),
+                           nn.Linear(6, 3), nn.Softmax(dim=1)).eval()
+    f = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (torch.zeros(2, 4),), f, dynamo=False, input_names=["x"],
+                              output_names=["p"], dynamic_axes={"x": {0: "batch"}})
+    except Exception as exc:  # noqa: BLE001 - the exporter's own dependencies
+        pytest.skip(f"torch.onnx.export is not usable here: {exc}")
+    model = fm.from_onnx(onnx.load_from_string(f.getvalue()))
+    assert model.loss == "cross_entropy"
+    assert [type(l).__name__ for l in model.layers] == ["Dense", "BatchNorm", "Dense"]  # eval: no Dropout
+    X = _data(9, 4)
+    with torch.no_grad():
+        want = module(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(model.predict_proba(X), want, atol=1e-6)
