@@ -32,6 +32,13 @@ after it becomes the layer's activation; BatchNormalization is BatchNorm; Dropou
 Dropout; a final Softmax or Sigmoid is the loss's. Decompositions are recognised by
 matching them against the exporter's own emitters (one definition of each formula).
 
+Graph models (``fastmlp.Model``) go through the same ``build_graph``: give it the model's
+nodes in topological order as ``(node, weights, input keys)``, where a key is an input's
+name or the index of the node that produced the tensor, and the model's inputs as
+``[(name, n_features)]``. Nodes are emitted by their class name (``EMITTERS``): Dense,
+BatchNorm, Dropout, Activation, Add (a chain of ONNX Adds) and Concatenate (Concat on the
+features) are all there.
+
 The ``onnx`` package is optional (``pip install 'fastmlp[onnx]'``); it is imported only
 when these functions run.
 """

@@ -396,3 +396,24 @@ def test_from_onnx_reads_pytorch_exports():
     with torch.no_grad():
         want = module(torch.from_numpy(X)).numpy()
     np.testing.assert_allclose(model.predict_proba(X), want, atol=1e-6)
+
+
+def test_export_and_import_from_several_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = fm.MLP([5, 8, 3], activation="gelu", seed=0)
+    X = _data(6, 5)
+    want = model.predict_proba(X)
+
+    def export_and_load(i):
+        path = tmp_path / f"m{i % 2}.onnx"  # two threads at a time on each file: atomic writes
+        model.to_onnx(path)
+        return fm.from_onnx(model.to_onnx(tmp_path / f"own{i}.onnx")).predict_proba(X)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(export_and_load, range(8)))
+    for P in results:
+        np.testing.assert_allclose(P, want, atol=1e-7)
+    for i in range(2):
+        onnx.checker.check_model(str(tmp_path / f"m{i}.onnx"))
+        np.testing.assert_allclose(_run(tmp_path / f"m{i}.onnx", X), want, atol=1e-5)
