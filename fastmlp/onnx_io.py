@@ -380,7 +380,11 @@ def estimator_to_onnx(est, path, dtype=None):
     predict_proba (classifier; [1 - p, p] for a binary problem) or predict (regressor)."""
     path = _check_path(path)
     if not hasattr(est, "model_"):
-        raise ValueError(f"this {type(est).__name__} is not fitted yet: call fit before to_onnx")
+        try:
+            from sklearn.exceptions import NotFittedError as error  # a ValueError too
+        except ImportError:
+            error = ValueError
+        raise error(f"this {type(est).__name__} is not fitted yet: call fit before to_onnx")
     model = est.model_
     dtype = _export_dtype(dtype, model.dtype)
     _onnx()
