@@ -30,7 +30,8 @@ __all__ = [
     "RMSprop", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
-    "gradcheck", "load", "from_onnx", "from_torch", "from_sklearn", "datasets", "kernels", "ACTIVATIONS", "LOSSES", "__version__",
+    "gradcheck", "load", "datasets", "kernels", "ACTIVATIONS", "LOSSES", "__version__",
+    "from_onnx", "from_torch", "from_sklearn",
 ]
 
 
