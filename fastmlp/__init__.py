@@ -16,9 +16,11 @@ from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, 
                         LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
                         StepDecay)
 from .gradcheck import gradcheck
+from .interop import from_sklearn, from_torch
 from .io import load
 from .layers import BatchNorm, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
+from .onnx_io import from_onnx
 from .optim import LAMB, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)
@@ -29,6 +31,7 @@ __all__ = [
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
     "gradcheck", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
+    "from_onnx", "from_torch", "from_sklearn",
 ]
 
 

@@ -766,6 +766,18 @@ class Sequential:
 
         save_model(self, path)
 
+    def to_onnx(self, path, dtype=None):
+        """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto."""
+        from .onnx_io import to_onnx
+
+        return to_onnx(self, path, dtype)
+
+    def to_torch(self):
+        """An equivalent torch.nn.Sequential with the weights copied (fastmlp.interop)."""
+        from .interop import to_torch
+
+        return to_torch(self)
+
     def summary(self):
         lines = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}"]
         for i, layer in enumerate(self.layers):
