@@ -15,7 +15,9 @@ from . import datasets, kernels
 from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, History,
                         LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
                         StepDecay)
+from .errors import DivergenceError
 from .gradcheck import gradcheck
+from .lbfgs import fit_lbfgs
 from .io import load
 from .layers import BatchNorm, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
@@ -28,7 +30,7 @@ __all__ = [
     "RMSprop", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
-    "gradcheck", "load", "datasets", "kernels", "ACTIVATIONS", "LOSSES", "__version__",
+    "gradcheck", "fit_lbfgs", "DivergenceError", "load", "datasets", "kernels", "ACTIVATIONS", "LOSSES", "__version__",
 ]
 
 
