@@ -99,6 +99,7 @@ except ImportError:  # pragma: no cover - a future scikit-learn may move it
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight
 
+from ._validation import check_targets
 from .errors import DivergenceError
 from .io import from_bytes, to_bytes
 from .kernels.codes import ACTIVATIONS
@@ -401,7 +402,8 @@ class _BaseMLP(BaseEstimator):
                 self._learning_rate = float(self.learning_rate_init)
         model = self.model_
         X = check_sparse_X(X, dtype=model.dtype) if issparse(X) else np.ascontiguousarray(X, dtype=model.dtype)
-        T = np.ascontiguousarray(T)
+        # the targets as the loss kernel takes them (int64 labels, or (n, outputs) floats)
+        T, _ = check_targets(T, model.loss, model.n_outputs, X.shape[0], model.dtype)
         self._loss_constant = self._constant_of_loss(T, w)
         try:
             if self.solver == "lbfgs":
