@@ -140,8 +140,9 @@ class _Epochs:
     without, the decay is divided by the batch's size (smaller for the last batch).
     """
 
-    def __init__(self, model, X, T, w, batch, decay):
+    def __init__(self, model, X, T, w, batch, decay, constant=None):
         k = model._kernels
+        self.constant = constant  # per sample: a term of the reported loss, or None
         self.model, self.k, self.n, self.batch, self.decay = model, k, X.shape[0], batch, decay
         self.sparse = issparse(X)
         self.X = SparseRows(k, X, batch) if self.sparse else k.asarray(X)
@@ -155,7 +156,8 @@ class _Epochs:
 
     def run(self, order):
         """One epoch; returns (mean loss over the samples, sum over batches of
-        (batch size / n) / (batch weight sum): the factor of the L2 term in the loss)."""
+        (batch size / n) / (batch weight sum): the factor of the L2 term in the loss, and
+        the constant term of the loss, averaged as the batch losses are)."""
         model, k, opt = self.model, self.k, self.model.optimizer
         idx_all = self.in_order if order is None else k.asarray(order)
         if self.w is None:
@@ -194,7 +196,13 @@ class _Epochs:
                 raise DivergenceError(f"the loss became {loss_sum}")
         l2_factor = float(np.sum(np.divide(self.sizes / self.n, sums, out=np.zeros_like(sums),
                                            where=sums > 0)))
-        return loss_sum / self.n, l2_factor
+        constant = 0.0
+        if self.constant is not None:
+            const = self.constant if order is None else self.constant[order]
+            if self.w is not None:  # each batch's weighted mean, weighted by batch size
+                const = const * np.repeat(scale, self.sizes) * w
+            constant = float(const.sum() / self.n)
+        return loss_sum / self.n, l2_factor, constant
 
 
 class _BaseMLP(BaseEstimator):
@@ -431,8 +439,13 @@ class _BaseMLP(BaseEstimator):
         return w
 
     def _constant_of_loss(self, T, w):
-        """What scikit-learn's reported loss adds to fastmlp's (0 but for poisson)."""
-        return 0.0
+        """What scikit-learn's reported loss adds to fastmlp's, over the whole set (0 but
+        for poisson)."""
+        per_sample = self._constant_per_sample(T)
+        return 0.0 if per_sample is None else float(np.average(per_sample, weights=w))
+
+    def _constant_per_sample(self, T):
+        return None
 
     def _split(self, X, T, w):
         """The early-stopping split, as scikit-learn's: train_test_split with the estimator's
@@ -446,7 +459,7 @@ class _BaseMLP(BaseEstimator):
             if stratify is None or "least populated class" not in str(exc):
                 raise
             counts = np.bincount(T, minlength=len(self.classes_))
-            few = [self.classes_[i] for i in np.flatnonzero(counts < 2)]
+            few = [self.classes_[i].item() for i in np.flatnonzero(counts < 2)]
             raise ValueError(
                 f"early_stopping=True splits a stratified validation set (validation_fraction="
                 f"{self.validation_fraction}), which needs at least 2 samples of every class; "
@@ -464,9 +477,9 @@ class _BaseMLP(BaseEstimator):
         early_stopping = self.early_stopping
         if early_stopping:
             X_train, T_train, w_train, X_val, T_val, w_val = self._split(X, T, w)
-            self._loss_constant = self._constant_of_loss(T_train, w_train)
         else:
             X_train, T_train, w_train, X_val, T_val, w_val = X, T, w, None, None, None
+        constant = self._constant_per_sample(T_train)
         n = X_train.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -480,7 +493,8 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "sgd":
             opt.lr = self._learning_rate / c
         # the training set goes onto the backend once per fit, not once per iteration
-        epochs = _Epochs(model, X_train, T_train, w_train, batch, decay=c * float(self.alpha))
+        epochs = _Epochs(model, X_train, T_train, w_train, batch, decay=c * float(self.alpha),
+                         constant=constant)
 
         self.n_iter_ = 0
         order = np.arange(n) if self.shuffle else None
@@ -488,8 +502,8 @@ class _BaseMLP(BaseEstimator):
             for _ in range(self.max_iter):
                 if self.shuffle:  # scikit-learn's draws: the previous order, shuffled
                     order = sk_shuffle(order, random_state=self._random_state)
-                data_loss, l2_factor = epochs.run(order)
-                loss = self._sklearn_loss(data_loss) + self._loss_constant
+                data_loss, l2_factor, constant = epochs.run(order)
+                loss = self._sklearn_loss(data_loss) + constant
                 if self.alpha:
                     sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
                              for W in model.get_weights()[0::2])
@@ -859,14 +873,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return loss * self.n_outputs_
         return loss / 2  # scikit-learn's squared error is halved
 
-    def _constant_of_loss(self, T, w):
+    def _constant_per_sample(self, T):
         """scikit-learn's half Poisson deviance has the term xlogy(y, y) - y, which does not
         depend on the weights (fastmlp's loss, as PyTorch's, leaves it out)."""
         if not self._poisson():
-            return 0.0
+            return None
         T2 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
-        per_sample = (xlogy(T2, T2) - T2).sum(axis=1)
-        return float(np.average(per_sample, weights=w))
+        return (xlogy(T2, T2) - T2).sum(axis=1)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = _validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32),
