@@ -58,6 +58,7 @@ optimizer state), never compiled code or device arrays; unpickling rebuilds it o
 estimator's ``device``. All of ``check_estimator``'s checks pass; none is skipped.
 """
 
+import contextlib
 import math
 import numbers
 import warnings
@@ -129,6 +130,25 @@ def _is_real(value):
 
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+#: below this many multiply-adds in a step's forward pass, one BLAS thread is faster: the
+#: products of a 200-row batch are too small to split, and on a busy machine OpenBLAS's
+#: spinning threads cost more than the product itself (measured: 8x slower on 2 cores)
+_SMALL_STEP = 8_000_000
+
+
+def _blas_threads(model, batch):
+    """A context that runs small steps on one BLAS thread (threadpoolctl, which comes with
+    scikit-learn); larger ones keep the BLAS's own setting."""
+    macs = batch * sum(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
+    if model.device != "cpu" or macs >= _SMALL_STEP:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 class _Epochs:
@@ -493,60 +513,67 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "sgd":
             opt.lr = self._learning_rate / c
         # the training set goes onto the backend once per fit, not once per iteration
+        self._blas_threads = _blas_threads(model, batch)
         epochs = _Epochs(model, X_train, T_train, w_train, batch, decay=c * float(self.alpha),
                          constant=constant)
 
         self.n_iter_ = 0
         order = np.arange(n) if self.shuffle else None
         try:
-            for _ in range(self.max_iter):
-                if self.shuffle:  # scikit-learn's draws: the previous order, shuffled
-                    order = sk_shuffle(order, random_state=self._random_state)
-                data_loss, l2_factor, constant = epochs.run(order)
-                loss = self._sklearn_loss(data_loss) + constant
-                if self.alpha:
-                    sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
-                             for W in model.get_weights()[0::2])
-                    loss += 0.5 * float(self.alpha) * sq * l2_factor
-                self.n_iter_ += 1
-                self.loss_ = loss
-                self.t_ += n
-                self.loss_curve_.append(loss)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
-                self._update_no_improvement_count(early_stopping, X_val, T_val, w_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-                    opt.lr = self._learning_rate / c
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = ("Validation score did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    else:
-                        msg = ("Training loss did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self.solver == "sgd" and self.learning_rate == "adaptive" \
-                            and self._learning_rate > 1e-6:
-                        self._learning_rate /= 5.0
-                        opt.lr = self._learning_rate / c
-                        self._no_improvement_count = 0
-                        if self.verbose:
-                            print(msg + " Setting learning rate to %f" % self._learning_rate)
-                    else:
-                        if self.verbose:
-                            print(msg + (" Learning rate too small." if self.learning_rate == "adaptive"
-                                         and self.solver == "sgd" else "") + " Stopping.")
-                        break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                        "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
+            with self._blas_threads:
+                self._iterate(epochs, order, early_stopping, X_val, T_val, w_val, incremental, c)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if early_stopping:
             model.set_weights(self._best_weights)
+
+    def _iterate(self, epochs, order, early_stopping, X_val, T_val, w_val, incremental, c):
+        """The iterations of _fit_stochastic, with scikit-learn's stopping rules."""
+        model, n, opt = self.model_, epochs.n, self.model_.optimizer
+        for _ in range(self.max_iter):
+            if self.shuffle:  # scikit-learn's draws: the previous order, shuffled
+                order = sk_shuffle(order, random_state=self._random_state)
+            data_loss, l2_factor, constant = epochs.run(order)
+            loss = self._sklearn_loss(data_loss) + constant
+            if self.alpha:
+                sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
+                         for W in model.get_weights()[0::2])
+                loss += 0.5 * float(self.alpha) * sq * l2_factor
+            self.n_iter_ += 1
+            self.loss_ = loss
+            self.t_ += n
+            self.loss_curve_.append(loss)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
+            self._update_no_improvement_count(early_stopping, X_val, T_val, w_val)
+            if self.solver == "sgd" and self.learning_rate == "invscaling":
+                self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                opt.lr = self._learning_rate / c
+            if self._no_improvement_count > self.n_iter_no_change:
+                if early_stopping:
+                    msg = ("Validation score did not improve more than tol=%f for %d "
+                           "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                else:
+                    msg = ("Training loss did not improve more than tol=%f for %d "
+                           "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                if self.solver == "sgd" and self.learning_rate == "adaptive" \
+                        and self._learning_rate > 1e-6:
+                    self._learning_rate /= 5.0
+                    opt.lr = self._learning_rate / c
+                    self._no_improvement_count = 0
+                    if self.verbose:
+                        print(msg + " Setting learning rate to %f" % self._learning_rate)
+                else:
+                    if self.verbose:
+                        print(msg + (" Learning rate too small." if self.learning_rate == "adaptive"
+                                     and self.solver == "sgd" else "") + " Stopping.")
+                    break
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                    "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
 
     def _fit_lbfgs(self, X, T, w):
         """Full-batch L-BFGS (fastmlp.lbfgs) on scikit-learn's objective: its loss (mean over
