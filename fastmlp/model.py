@@ -360,7 +360,12 @@ class Sequential:
     def _update(self):
         opt = self.optimizer
         if opt.clip_norm is not None:
-            self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
+            if self._resident:  # decided on the device: the norm goes to a device scalar
+                if getattr(self, "_grad_norm", None) is None:
+                    self._grad_norm = self._kernels.zeros(1, np.float64)
+                self._kernels.clip_grad_norm(self._grad, opt.clip_norm, self._grad_norm)
+            else:
+                self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
         opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
     def _step(self, v, total=None, X0=None):

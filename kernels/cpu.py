@@ -98,61 +98,25 @@ def _make_activate(act):
     return activate
 
 
+@_jit
+def _unchanged(D, delta):
+    """f' = 1 (identity): delta stays as it is."""
+
+
 _BIAS_ACTIVATE = _per_activation(_make_bias_activate)
 _TIMES_DF = _per_activation(_make_activation_backward)
 _ACTIVATE = _per_activation(_make_activate)
-(_bias_identity, _bias_relu, _bias_leaky_relu, _bias_elu, _bias_sigmoid, _bias_tanh, _bias_gelu,
- _bias_softplus) = _BIAS_ACTIVATE
-(_, _df_relu, _df_leaky_relu, _df_elu, _df_sigmoid, _df_tanh, _df_gelu,
- _df_softplus) = _TIMES_DF
+_bias_identity = _BIAS_ACTIVATE[IDENTITY]
 _activate_gelu = _ACTIVATE[GELU]
 _sigmoid = _FAST.f_of[SIGMOID]
 assert NEEDS_PREACTIVATION == {GELU}, "mlp_forward calls _activate_gelu for these"
-assert ACTIVATIONS == {"identity": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4,
-                       "tanh": 5, "gelu": 6, "softplus": 7}, "update the two switches below"
 
-
-@_jit
-def _bias_activate(Z, b, act):
-    """Z = f(Z + b) in place, from compiled code: one branch per call picks the loop
-    compiled for `act` (Numba calls no function chosen at run time)."""
-    if act == 0:
-        _bias_identity(Z, b)
-    elif act == 1:
-        _bias_relu(Z, b)
-    elif act == 2:
-        _bias_leaky_relu(Z, b)
-    elif act == 3:
-        _bias_elu(Z, b)
-    elif act == 4:
-        _bias_sigmoid(Z, b)
-    elif act == 5:
-        _bias_tanh(Z, b)
-    elif act == 6:
-        _bias_gelu(Z, b)
-    else:
-        _bias_softplus(Z, b)
-
-
-@_jit
-def _times_df(D, act, delta):
-    """delta *= f'(D) in place, from compiled code (the loop compiled for `act`)."""
-    if act == 0:
-        pass  # identity: f' = 1
-    elif act == 1:
-        _df_relu(D, delta)
-    elif act == 2:
-        _df_leaky_relu(D, delta)
-    elif act == 3:
-        _df_elu(D, delta)
-    elif act == 4:
-        _df_sigmoid(D, delta)
-    elif act == 5:
-        _df_tanh(D, delta)
-    elif act == 6:
-        _df_gelu(D, delta)
-    else:
-        _df_softplus(D, delta)
+#: from compiled code, Z = f(Z + b) in place by ``_bias_activate(Z, b, act)`` and
+#: delta *= f'(D) by ``_times_df(D, delta, act)``: one branch per call (generated from the
+#: activation table) picks the loop compiled for `act` (Numba calls no function chosen at
+#: run time)
+_bias_activate = scalar.switch(_jit, _BIAS_ACTIVATE, nargs=2)
+_times_df = scalar.switch(_jit, (_unchanged,) + _TIMES_DF[1:], nargs=2)
 
 
 def activation_backward(A, act, delta):
@@ -314,7 +278,7 @@ def _mlp_backward(delta, A, D, W, dW, db, acts):
         _column_sum(delta[l], db[l])                          # db = sum over the batch
         if l > 0:
             blas.gemm(delta[l], W[l], delta[l - 1], False, False, 0.0)  # delta @ W
-            _times_df(D[l], acts[l - 1], delta[l - 1])                  # * f'(D_prev)
+            _times_df(D[l], delta[l - 1], acts[l - 1])                  # * f'(D_prev)
 
 
 def activate(Z, act, A):

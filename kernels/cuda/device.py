@@ -1,0 +1,296 @@
+"""Availability, tile and block sizes, the launch helper and the small device functions
+every other module of the CUDA backend shares (block reductions, the activations)."""
+
+import functools
+import importlib.util
+import math
+import os
+import threading
+
+import numpy as np
+
+from .. import scalar
+
+_IMPORT_ERROR = None
+cuda = None
+SIM = False
+if importlib.util.find_spec("numba_cuda") is None:
+    _IMPORT_ERROR = ("the numba-cuda package is not installed "
+                     "(pip install numba-cuda, or fastmlp's 'cuda' extra)")
+else:
+    try:
+        import numba
+        from numba import cuda
+        from numba import float64 as _nb_float64
+        from numba import int64 as _nb_int64
+        from numba import uint64 as _nb_uint64
+
+        SIM = bool(numba.config.ENABLE_CUDASIM)
+    except Exception as exc:  # a broken install must not break `import fastmlp`
+        cuda = None
+        _IMPORT_ERROR = f"numba-cuda could not be imported: {exc}"
+
+_SMALL = SIM or os.environ.get("FASTMLP_CUDA_SMALL", "").strip().lower() in ("1", "true", "yes")
+
+if _SMALL:  # simulator: few threads per block, few blocks (the grid-stride loops do the rest)
+    GEMM_LARGE = (8, 8, 4, 2, 2)  # (BM, BN, BK, TM, TN): 16 threads
+    GEMM_SMALL = (4, 4, 4, 1, 1)  # 16 threads
+    THREADS = 16
+    MAX_BLOCKS = 4
+    COL_X, COL_Y = 4, 4
+else:
+    GEMM_LARGE = (64, 64, 16, 4, 4)  # (BM, BN, BK, TM, TN): 256 threads
+    GEMM_SMALL = (32, 32, 16, 2, 2)  # 256 threads
+    THREADS = 256
+    MAX_BLOCKS = 4096
+    COL_X, COL_Y = 32, 8
+
+#: at most this many blocks do the row reductions (one partial sum each)
+MAX_REDUCE_BLOCKS = MAX_BLOCKS if _SMALL else 1024
+
+
+
+# ---------------------------------------------------------------------------------------
+# availability
+
+
+@functools.lru_cache(maxsize=None)
+def why_unavailable():
+    """None when this backend can run here (a GPU, or the CUDA simulator), else the reason:
+    numba-cuda missing, no usable CUDA driver, no NVVM compiler library, or no device."""
+    if _IMPORT_ERROR is not None:
+        return _IMPORT_ERROR
+    if SIM:
+        return None
+    try:
+        from numba.cuda.cudadrv import driver as _driver
+
+        drv = _driver.driver
+        if not drv.is_available:
+            return "no usable CUDA driver: " + " ".join(str(drv.initialization_error).split())
+    except Exception as exc:
+        return "no usable CUDA driver: " + " ".join(str(exc).split())
+    try:
+        from numba.cuda.cudadrv import nvvm as _nvvm
+
+        if not _nvvm.is_available():
+            return ("the CUDA compiler library libNVVM was not found "
+                    "(pip install 'numba-cuda[cu12]' or 'numba-cuda[cu13]')")
+    except Exception as exc:
+        return f"the CUDA compiler library libNVVM could not be loaded: {exc}"
+    try:
+        if len(cuda.gpus) == 0:
+            return "no CUDA device was found"
+    except Exception as exc:
+        return f"no CUDA device was found: {exc}"
+    return None
+
+
+def is_available():
+    """True when the kernels of this module can run: a CUDA GPU with a driver and
+    numba-cuda, or numba-cuda's simulator (NUMBA_ENABLE_CUDASIM=1)."""
+    return why_unavailable() is None
+
+
+def _require():
+    reason = why_unavailable()
+    if reason is not None:
+        raise RuntimeError(f"the CUDA backend is not available: {reason}")
+
+
+# ---------------------------------------------------------------------------------------
+# launching
+
+
+def _kernel(fn):
+    return cuda.jit(fn) if cuda is not None else fn
+
+
+def _device(fn):
+    return cuda.jit(device=True)(fn) if cuda is not None else fn
+
+
+def _launch(kernel, grid, block, *args):
+    """Launch `kernel` over `grid` blocks of `block` threads on the default stream (no
+    wait)."""
+    _run(kernel, grid, block, args)
+
+
+def _run(kernel, grid, block, args):
+    """The launch itself; tests replace it to record the launches, or to compile each
+    kernel to PTX for its arguments' types without a GPU."""
+    _configured(kernel, grid, block)(*args)
+
+
+_CONFIGURED = {}
+
+
+def _configured(kernel, grid, block):
+    """``kernel[grid, block]``, configured once per (kernel, grid, block) and kept (host
+    time per launch is what a small network's step is made of).
+
+    fastmlp sizes every grid to its work (a loss over 128 rows is one block), so numba-cuda's
+    low-occupancy warning (grids under 128 blocks) is not raised for these launches: the
+    configuration is made for a large grid and then given its real one. Nothing global is
+    touched, so the user's own launches still warn."""
+    if SIM:  # the simulator's kernel keeps one configuration: set it at every launch
+        return kernel[grid, block]
+    key = (kernel, grid, block)
+    launch = _CONFIGURED.get(key)
+    if launch is None:
+        if cuda is None:
+            _require()
+        else:
+            from numba.cuda.dispatcher import _LaunchConfiguration
+            from numba.cuda.errors import normalize_kernel_dimensions
+
+            griddim, blockdim = normalize_kernel_dimensions(grid, block)
+            launch = _LaunchConfiguration(kernel, (1 << 16, 1, 1), blockdim, 0, 0)
+            launch.griddim = griddim
+        if len(_CONFIGURED) > 4096:  # many batch sizes: start over rather than grow
+            _CONFIGURED.clear()
+        _CONFIGURED[key] = launch
+    return launch
+
+
+def _blocks(n, threads=None, cap=None):
+    threads = THREADS if threads is None else threads
+    cap = MAX_BLOCKS if cap is None else cap
+    return max(1, min(cap, (n + threads - 1) // threads))
+
+
+def _is_device(a):
+    return hasattr(a, "copy_to_host")
+
+
+def _alloc(shape, dtype):
+    _require()
+    return cuda.device_array(shape, dtype)
+
+
+# ---------------------------------------------------------------------------------------
+# scratch arrays: private to a thread and a CUDA context (two threads training two models
+# never share one), dropped when the context changes (after cuda.close(), a new one)
+
+_local = threading.local()
+
+
+def _context():
+    return None if SIM else cuda.current_context()
+
+
+def _scratch(dtype, size, purpose):
+    """A private (size,) device array of `dtype` for `purpose`, made once per thread and
+    CUDA context."""
+    ctx = _context()
+    store = getattr(_local, "store", None)
+    if store is None or _local.ctx is not ctx:
+        store = _local.store = {}
+        _local.ctx = ctx
+    key = (np.dtype(dtype).str, size, purpose)
+    a = store.get(key)
+    if a is None:
+        a = store[key] = _alloc((size,), dtype)
+    return a
+
+
+def _dummy(dtype, ndim):
+    """A tiny device array standing in for an absent optional argument (never written)."""
+    a = _scratch(dtype, 1, "dummy")
+    return a if ndim == 1 else a.reshape(*((1,) * ndim))
+
+
+def _reshape(a, shape):
+    return a if tuple(a.shape) == tuple(shape) else a.reshape(*shape)
+
+
+# ---------------------------------------------------------------------------------------
+# the activations (kernels/scalar.py), and block reductions
+
+
+@functools.lru_cache(maxsize=None)
+def activations(dt):
+    """f and f' as device functions whose constants are of the dtype `dt`, so that float32
+    data is computed in float32: ``.f(z, act)``, ``.df(a, act)``, ``.f_of[act]``,
+    ``.df_of[act]`` (see scalar.compile_with)."""
+    return scalar.compile_with(_device, math, dtype=dt)
+
+
+@_device
+def _tree_sum(red, t, n):
+    """Sum red[0:n] into red[0] (n a power of two); every thread of the block calls this
+    after a syncthreads that follows its write of red[t]."""
+    s = n // 2
+    while s > 0:
+        if t < s:
+            red[t] += red[t + s]
+        cuda.syncthreads()
+        s //= 2
+
+
+@_device
+def _col_tree_sum(red, ty, tx):
+    """Sum red[0:COL_Y, tx] into red[0, tx], likewise."""
+    s = COL_Y // 2
+    while s > 0:
+        if ty < s:
+            red[ty, tx] += red[ty + s, tx]
+        cuda.syncthreads()
+        s //= 2
+
+
+@_device
+def _block_sum_to(red, t, partials):
+    """The ending of a block reduction: every thread of the block (THREADS of them) has
+    written its value to red[t]; they are summed in a fixed tree order and the block's sum
+    is written to partials[blockIdx.x]."""
+    cuda.syncthreads()
+    _tree_sum(red, t, THREADS)
+    if t == 0:
+        partials[cuda.blockIdx.x] = red[0]
+
+
+@_kernel
+def _k_add_partials(partials, n, out, add):
+    """out[0] (+)= partials[0] + ... + partials[n-1], in that order (one thread)."""
+    if cuda.grid(1) == 0:
+        s = out[0] if add else 0
+        for i in range(n):
+            s += partials[i]
+        out[0] = s
+
+
+def _sum_partials(kernel, grid, args, dtype, total, add=True):
+    """Launch the reducing `kernel` on `grid` blocks of THREADS with `args` and its per-block
+    partials (of `dtype`), then add the partials in block order into ``total[0]`` (or store
+    their sum there, add=False) and return None, nothing waiting; with ``total=None``, into
+    a scratch scalar that is read back and returned."""
+    partials = _scratch(dtype, MAX_REDUCE_BLOCKS, "partials")
+    _launch(kernel, grid, THREADS, *args, partials)
+    if total is not None:
+        _launch(_k_add_partials, 1, 1, partials, grid, total, bool(add))
+        return None
+    out = _scratch(np.float64 if np.dtype(dtype).kind == "f" else np.int64, 1, "result")
+    _launch(_k_add_partials, 1, 1, partials, grid, out, False)
+    return out.copy_to_host()[0]
+
+
+_sm_count = []
+
+
+def _multiprocessors():
+    """How many blocks run at once, roughly: the device's multiprocessor count (4 under the
+    simulator, so that its tests meet both tile configurations)."""
+    if not _sm_count:
+        if _SMALL:
+            _sm_count.append(4)
+        else:
+            try:
+                _sm_count.append(int(cuda.get_current_device().MULTIPROCESSOR_COUNT))
+            except Exception:
+                _sm_count.append(80)
+    return _sm_count[0]
+
+
+def _col_grid(m):
+    return (max(1, (m + COL_X - 1) // COL_X),), (COL_X, COL_Y)
