@@ -7,7 +7,7 @@ first Dense layer multiplies them directly (``sparse_linear_forward``: X @ W.T +
 ``sparse_weight_grad``: delta.T @ X), so memory grows with the number of stored entries,
 not with n_samples * n_features. A model whose first layer is not a Dense layer, or whose
 stack holds Dropout/BatchNorm, gets each batch densified (``csr_to_dense``: batch rows only).
-A contiguous run of rows (predict, evaluate) is passed as a slice of ``indptr``, without a
+A contiguous run of rows (predict, evaluate) is passed as views of its entries, without a
 copy.
 
 SciPy is needed only when such input is passed: ``import fastmlp`` does not import it.
@@ -79,7 +79,8 @@ class SparseRows:
 
 
 def csr_run(k, X, start, stop):
-    """Rows start:stop of the CSR matrix X as a CSR triple on backend k (a slice of indptr;
-    no copy on the host backends)."""
-    return (k.asarray(X.data), k.asarray(X.indices),
-            k.asarray(np.ascontiguousarray(X.indptr[start : stop + 1])))
+    """Rows start:stop of the CSR matrix X as a CSR triple on backend k: views of its
+    entries (no copy on the host backends; only these rows' entries go to a GPU)."""
+    lo, hi = int(X.indptr[start]), int(X.indptr[stop])
+    return (k.asarray(X.data[lo:hi]), k.asarray(X.indices[lo:hi]),
+            k.asarray(X.indptr[start : stop + 1] - X.indptr.dtype.type(lo)))

@@ -31,7 +31,8 @@ b, act, A_out)``                                       (data, indices, indptr) (
 ``sparse_weight_grad(delta, data, indices, indptr,     dW = delta.T @ X, db = sum(delta), X CSR
 dW, db)``
 ``gather_csr_rows(data, indices, indptr, idx,          rows idx of a CSR matrix as a CSR batch;
-out_data, out_indices, out_indptr) -> nnz``            -> its number of entries
+out_data, out_indices, out_indptr) -> nnz``            -> its number of entries (CUDA: None,
+                                                       no wait; the count is out_indptr[-1])
 ``csr_to_dense(data, indices, indptr, out)``           out = the CSR rows, dense
 ``fill_uniform(U, rng)``                               U ~ uniform [0, 1), seeded from rng
 ``dropout_forward(A_in, U, p, A_out)``                 A_out = A_in * (U >= p) / (1 - p)
