@@ -1,15 +1,28 @@
 """scikit-learn estimators: ``fastmlp.MLPClassifier`` and ``fastmlp.MLPRegressor``.
 
-They follow scikit-learn's estimator conventions (``get_params``/``set_params``, ``fit``
-returns self, fitted attributes ending in ``_``, ``clone``, pickling, ``Pipeline``,
-``GridSearchCV``) and pass ``sklearn.utils.estimator_checks.check_estimator``. Their
-parameters are those of ``sklearn.neural_network.MLPClassifier``/``MLPRegressor`` where
-they mean the same thing, plus ``device`` and ``dtype``; training runs on fastmlp's
-kernels, one ``model.fit(..., epochs=1)`` per iteration, with scikit-learn's stopping rules
-(``tol``, ``n_iter_no_change``, ``early_stopping``) applied between iterations.
+Drop-ins for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor`` (scikit-learn
+1.9): every public parameter with its default (plus ``device`` and ``dtype``), every
+fitted attribute, ``fit(X, y, sample_weight=None)``, ``partial_fit`` (stochastic solvers
+only), metadata routing (``set_fit_request(sample_weight=True)``...), the same warnings
+and errors. They pass ``sklearn.utils.estimator_checks.check_estimator``.
 
-scikit-learn is an optional dependency (``pip install 'fastmlp[sklearn]'``): ``import
-fastmlp`` works without it, and only these estimators need it.
+From the same ``random_state`` they start from scikit-learn's initial weights (its draws,
+in its order) and shuffle the batches in its order, so ``solver="lbfgs"`` gives
+scikit-learn's weights to rounding, and 'sgd' and 'adam' follow its loss curve (exactly
+with ``alpha=0``; see the differences below). The arithmetic is fastmlp's kernels:
+
+- 'sgd' and 'adam': the training set is put on the backend once per ``fit`` (not once per
+  iteration), batches are gathered there, each step is the model's kernel sequence, and
+  scikit-learn's stopping rules (``tol``, ``n_iter_no_change``, which may be ``np.inf``,
+  ``early_stopping``) run between iterations. Small steps run on one BLAS thread.
+- 'lbfgs': ``fastmlp.lbfgs`` -- the full-batch loss and gradient by the model's kernels
+  over row chunks (memory does not grow with the data), steps by SciPy's L-BFGS-B with
+  ``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``; ``n_iter_``, ``loss_``, the
+  ConvergenceWarning as scikit-learn's. ``loss_curve_`` (one value per L-BFGS iteration)
+  is an addition: scikit-learn sets none for lbfgs. ``t_`` stays 0, as in scikit-learn.
+
+scikit-learn is an optional dependency (``pip install 'fastmlp[sklearn]'``, which brings
+SciPy): ``import fastmlp`` works without it, and only these estimators need it.
 
 How the parameters map onto fastmlp
 -----------------------------------
@@ -17,45 +30,69 @@ How the parameters map onto fastmlp
   (sigmoid = logistic, leaky_relu, elu, gelu, softplus) for every hidden layer.
 - Outputs as in scikit-learn: softmax (cross-entropy) for multiclass problems, one
   logistic unit for binary ones, one logistic unit per label for multilabel indicator
-  targets, identity (squared error) for regression, any number of outputs.
+  targets, identity (squared error) or exp (``loss="poisson"``: half Poisson deviance,
+  log link; fastmlp's ``loss="poisson"``) for regression, any number of outputs.
 - ``solver``: 'sgd' is ``fastmlp.SGD`` (``momentum``, ``nesterovs_momentum``; with
   ``learning_rate`` 'constant', 'invscaling' or 'adaptive' and ``power_t`` as in
-  scikit-learn), 'adam' is ``fastmlp.Adam`` (``beta_1``, ``beta_2``, ``epsilon``). 'lbfgs'
-  is not available.
-- ``alpha`` (L2 penalty): scikit-learn minimises ``loss + alpha * ||W||^2 / (2 * batch)``,
-  whose gradient adds ``alpha * W / batch``. fastmlp applies it as coupled weight decay
-  ``alpha / batch_size`` (scaled like the loss, see below; ``decoupled=False`` for Adam), so
-  the update is scikit-learn's, with one difference: fastmlp decays the biases too, where
-  scikit-learn leaves them unpenalised.
+  scikit-learn), 'adam' is ``fastmlp.Adam`` (``beta_1``, ``beta_2``, ``epsilon``),
+  'lbfgs' is ``fastmlp.fit_lbfgs``'s machinery (``max_fun``).
+- ``sample_weight``: as scikit-learn >= 1.7: each batch's loss is the weighted mean and its
+  L2 term is divided by the batch's weight sum; with ``early_stopping`` the weights are
+  split with the data and weight the validation score.
 - Losses: fastmlp's are means over the batch *and the outputs*; scikit-learn's gradients
   are means over the batch only (and its squared error is halved). The estimators rescale
   the SGD learning rate, the weight decay and Adam's epsilon by that constant factor so
   that the updates equal scikit-learn's, and ``loss_curve_`` reports scikit-learn's loss
-  (half the squared error for regression; summed over labels for multilabel problems),
-  with the L2 term added.
-- Momentum follows PyTorch's formulation (the buffer accumulates gradients; the current
-  learning rate scales the step). With a constant learning rate that is exactly
-  scikit-learn's update; with 'invscaling' or 'adaptive' the past steps are rescaled when
-  the rate changes, where scikit-learn keeps them at the rate they were taken with.
+  (half the squared error for regression; summed over labels for multilabel problems; the
+  Poisson deviance with its constant term), with the L2 term added.
 - ``batch_size``: 'auto' is ``min(200, n_samples)``; larger values are clipped with a
   warning, as in scikit-learn.
 - A non-incremental ``fit`` with ``warm_start=True`` keeps the weights and starts a fresh
   optimizer (as scikit-learn does); ``partial_fit`` keeps the optimizer state too.
-- Initialisation is fastmlp's (He normal before relu-like activations, Glorot uniform
-  otherwise), seeded from ``random_state``.
-- ``device``: "auto", "cpu" or "reference"; ``dtype``: "auto" (float32 for float32 X,
-  float64 otherwise: float32 input stays float32 all the way through), "float32" or
-  "float64".
+- Sparse X (SciPy matrices and arrays, any format): kept sparse, the first layer
+  multiplies the CSR rows directly (see ``fastmlp.sparse``).
+- A diverging fit raises ``fastmlp.DivergenceError``, a ValueError (scikit-learn's "Solver
+  produced non-finite parameter weights...") and a FloatingPointError, with fastmlp's
+  detail (where the loss became non-finite).
+- ``device``: "auto", "cpu", "cuda" or "reference"; ``dtype``: "auto" (float32 for float32
+  X, float64 otherwise, as scikit-learn computes), "float32" or "float64".
 - Attributes as scikit-learn's: ``classes_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
   ``validation_scores_``, ``best_validation_score_``, ``n_iter_``, ``t_``,
   ``n_features_in_``, ``coefs_`` (a list of (n_in, n_out) arrays, i.e. W.T),
   ``intercepts_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``; and ``model_``, the
   trained ``fastmlp.Sequential`` (save it with ``est.model_.save(path)``).
-- Sparse input is not supported (a TypeError says so); ``sample_weight`` is not either.
+
+The numerical differences that remain, and why
+----------------------------------------------
+- 'sgd'/'adam' with ``alpha > 0`` also decay the biases (by ``alpha * b / batch``), where
+  scikit-learn penalises the weights only: fastmlp's optimizer kernels apply one weight
+  decay to the flat parameter vector in one pass, and a per-parameter mask would cost a
+  second pass per step. lbfgs penalises the weights only (its L2 term is computed on the
+  host), as scikit-learn.
+- The L2 term that ``loss_curve_`` adds for 'sgd'/'adam' is computed once per iteration
+  from the weights at its end; scikit-learn adds each batch's, with the weights of that
+  batch (the curve differs in the last digits when ``alpha > 0``; the updates do not).
+- Momentum follows PyTorch's formulation (the buffer accumulates gradients; the current
+  learning rate scales the step). With a constant learning rate that is exactly
+  scikit-learn's update; with 'invscaling' or 'adaptive' the past steps are rescaled when
+  the rate changes, where scikit-learn keeps them at the rate they were taken with:
+  fastmlp's SGD kernel is torch.optim.SGD's, shared with the core API.
+- Adam adds epsilon to sqrt(v_hat) after the bias correction (PyTorch), scikit-learn to
+  sqrt(v) inside its corrected step size: the updates differ by O(epsilon) (relative
+  differences of 1e-5 to 1e-3 after a few iterations).
+- ``early_stopping`` splits multiclass problems stratified too; scikit-learn 1.9
+  stratifies binary ones only (its test reads the width of its one-hot targets), so a
+  multiclass validation set differs from scikit-learn's. A class with fewer than 2
+  samples then raises a ValueError naming it by the user's label.
+- Multi-output squared-error regression with 'lbfgs': scikit-learn's line search sees its
+  loss averaged over the outputs but a gradient summed over them; fastmlp minimises the
+  summed loss with its own gradient (a consistent pair), so the two take different paths.
+- The 'poisson' loss on CUDA computes exp in the model's dtype (float32 overflows above a
+  log-mean of 88); the CPU computes it in float64.
 
 Pickling stores the model as the bytes of a fastmlp model file (config, weights,
 optimizer state), never compiled code or device arrays; unpickling rebuilds it on the
-estimator's ``device``. All of ``check_estimator``'s checks pass; none is skipped.
+estimator's ``device``.
 """
 
 import contextlib
@@ -690,10 +727,10 @@ class _BaseMLP(BaseEstimator):
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier on fastmlp's kernels, with scikit-learn's API.
 
-    Parameters are those of ``sklearn.neural_network.MLPClassifier`` (without 'lbfgs',
-    ``max_fun``), plus ``device`` ("auto", "cpu", "reference") and ``dtype`` ("auto":
-    float32 for float32 X, float64 otherwise; "float32"; "float64"). See the module
-    docstring for how each maps onto fastmlp.
+    Parameters are those of ``sklearn.neural_network.MLPClassifier`` (1.9), plus
+    ``device`` ("auto", "cpu", "cuda", "reference") and ``dtype`` ("auto": float32 for
+    float32 X, float64 otherwise; "float32"; "float64"). See the module docstring for how
+    each maps onto fastmlp and what still differs from scikit-learn.
 
     Labels may be any labels scikit-learn accepts (ints, strings...): ``classes_`` holds
     them sorted; a multilabel indicator matrix (n_samples, n_labels) trains one logistic
