@@ -171,8 +171,9 @@ def _is_int(value):
 
 #: below this many multiply-adds in a step's forward pass, one BLAS thread is faster: the
 #: products of a 200-row batch are too small to split, and on a busy machine OpenBLAS's
-#: spinning threads cost more than the product itself (measured: 8x slower on 2 cores)
-_SMALL_STEP = 8_000_000
+#: spinning threads cost more than the product itself (measured on 2 busy cores: 8x slower
+#: at 20-64-64-3, 3x slower at MNIST's 784-256-128-10, both at batch 200)
+_SMALL_STEP = 64_000_000
 
 
 def _blas_threads(model, batch):
