@@ -551,14 +551,14 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "sgd":
             opt.lr = self._learning_rate / c
         # the training set goes onto the backend once per fit, not once per iteration
-        self._blas_threads = _blas_threads(model, batch)
+        blas_threads = _blas_threads(model, batch)
         epochs = _Epochs(model, X_train, T_train, w_train, batch, decay=c * float(self.alpha),
                          constant=constant)
 
         self.n_iter_ = 0
         order = np.arange(n) if self.shuffle else None
         try:
-            with self._blas_threads:
+            with blas_threads:
                 self._iterate(epochs, order, early_stopping, X_val, T_val, w_val, incremental, c)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
