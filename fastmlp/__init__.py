@@ -15,8 +15,10 @@ from . import datasets, distributed, kernels, metrics
 from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, History,
                         LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
                         StepDecay)
+from .errors import DivergenceError
 from .gradcheck import gradcheck
 from .interop import from_sklearn, from_torch
+from .lbfgs import fit_lbfgs
 from .io import load
 from .layers import BatchNorm, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
@@ -30,7 +32,7 @@ __all__ = [
     "RMSprop", "Adagrad", "LAMB", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
-    "gradcheck", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
+    "gradcheck", "fit_lbfgs", "DivergenceError", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
     "from_onnx", "from_torch", "from_sklearn",
 ]
 

@@ -135,6 +135,10 @@ def check_X(X, n_features=None, name="X", dtype=None):
     read (floats, ints, uint8...); others (bool, float16, longdouble) are converted to
     `dtype`, the model's. Values must fit in `dtype`.
     """
+    from .sparse import check_sparse_X, issparse
+
+    if issparse(X):  # kept sparse (CSR), never densified as a whole
+        return check_sparse_X(X, n_features, name, dtype)
     arr = _as_numeric_array(X, name)
     if arr.ndim < 2:
         raise ValueError(
@@ -220,6 +224,8 @@ def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
         raise ValueError(
             f"{name} must have {n_outputs} columns (the model's outputs); got shape {arr.shape}"
         )
+    if loss == "poisson" and arr.min() < 0:
+        raise ValueError(f"{name} must hold counts or rates >= 0 for loss='poisson'; got {arr.min():g}")
     if loss == "binary_cross_entropy":
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi > 1:

@@ -31,15 +31,18 @@ from ._concurrency import BufferPool, TrainingGuard, deferred_sigint
 from ._validation import (check_X, check_choice, check_dtype, check_finite, check_float, check_int,
                           check_targets)
 from .callbacks import Callback, History, ProgressBar
-from .kernels.codes import ACTIVATIONS, IDENTITY, activation_code
+from .errors import DivergenceError
+from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code
 from .layers import LAYERS, BatchNorm, Dense, Dropout, Layer
 from .optim import Optimizer, get_optimizer
+from .sparse import SparseRows, csr_run, issparse
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
 LOSSES = {
     "cross_entropy": "softmax_cross_entropy",
     "binary_cross_entropy": "sigmoid_binary_cross_entropy",
     "mse": "mse",
+    "poisson": "poisson",  # log link: the output is log(mean), predict gives exp of it
 }
 
 
@@ -50,13 +53,17 @@ class _Buffers:
     2-D buffer of `target_width` columns; for integer labels (width 1) ``T`` is its column.
     """
 
-    def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False):
+    def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False,
+                 sparse=False):
         k, dtype = model._kernels, model.dtype
         self.model = model
         self.capacity = capacity
         self.training = target_width > 0
         self.weighted = weighted
-        self.A = [k.empty((capacity, s), dtype) for s in model.sizes]
+        #: sparse input multiplied by the first layer directly: no dense input rows
+        self.sparse = sparse and model._sparse_first_layer
+        self.A = [k.empty((capacity, 0 if self.sparse and l == 0 else s), dtype)
+                  for l, s in enumerate(model.sizes)]
         self.Z = [None] + [k.empty((capacity, s), dtype) if layer.needs_preactivation else None
                            for layer, s in zip(model.layers, model.sizes[1:])]
         if self.training:
@@ -71,9 +78,10 @@ class _Buffers:
             self.w2d = k.empty((capacity, 1), dtype) if weighted else None
         self._views = {}
 
-    def fits(self, n, target_width, target_dtype, weighted):
+    def fits(self, n, target_width, target_dtype, weighted, sparse=False):
         return (self.capacity >= n and self.T2d.shape[1] == target_width
-                and self.T2d.dtype == target_dtype and self.weighted == weighted)
+                and self.T2d.dtype == target_dtype and self.weighted == weighted
+                and self.sparse == (sparse and self.model._sparse_first_layer))
 
     def views(self, n):
         if n in self._views:
@@ -119,7 +127,10 @@ class Sequential:
     ----------
     layers : list of layers; each Dense layer's in_features must equal the size before it.
     loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
-        "binary_cross_entropy" (sigmoid fused; 0/1 labels) or "mse". The last layer of a
+        "binary_cross_entropy" (sigmoid fused; 0/1 labels), "mse" or "poisson" (counts or
+        rates >= 0; log link: the outputs are log-means, ``predict`` returns their exp; the
+        loss is the half Poisson deviance up to its constant, PyTorch's
+        ``PoissonNLLLoss(log_input=True)``). The last layer of a
         classification model must have the identity activation: it outputs logits.
     optimizer : an Optimizer (``fastmlp.SGD(...)``, ``fastmlp.Adam(...)``...), a name, or None
         for ``SGD(lr=0.01)``.
@@ -155,10 +166,11 @@ class Sequential:
         self.sizes = sizes
         self.loss = check_choice(loss, "loss", tuple(LOSSES))
         if self.loss != "mse" and self.layers[-1].activation != "identity":
+            fused = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                     "poisson": "exp (log link)"}[self.loss]
             raise ValueError(
                 f"the last layer must have activation 'identity' with loss={self.loss!r} "
-                f"(the {'softmax' if self.loss == 'cross_entropy' else 'sigmoid'} is fused into "
-                f"the loss); got {self.layers[-1].activation!r}"
+                f"(the {fused} is fused into the loss); got {self.layers[-1].activation!r}"
             )
         if self.loss == "cross_entropy" and self.n_outputs < 2:
             raise ValueError(
@@ -240,6 +252,9 @@ class Sequential:
         #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
         #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
         self._dense_only = len(dense) == len(self.layers)
+        #: sparse input goes straight into the first layer's sparse kernels (else: each batch
+        #: is densified)
+        self._sparse_first_layer = self._dense_only
         segments = np.cumsum([0] + [math.prod(shape) for _, _, shape in shapes])
         self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros, segments, k.write)
         self._train_buffers = None
@@ -321,10 +336,14 @@ class Sequential:
     # ------------------------------------------------------------------------------------
     # the training step, as a sequence of kernel calls
 
-    def _forward(self, v, training, params=None):
-        """A[1..L] from A[0]; with `params` (a copy from _copy_parameters), inference on
-        those weights instead of the model's own."""
+    def _forward(self, v, training, X0=None, params=None):
+        """A[1..L] from A[0] (or from the CSR rows X0); with `params` (a copy from
+        _copy_parameters), inference on those weights instead of the model's own."""
         W, b = (self.W, self.b) if params is None else (params.W, params.b)
+        if X0 is not None:  # sparse input rows (CSR triple)
+            if not v.A[0].shape[1]:
+                return self._sparse_forward(v, X0, W, b)
+            self._kernels.csr_to_dense(*X0, v.A[0])  # densify this batch only
         if self._dense_only:  # the layer loop inside one kernel call
             self._kernels.mlp_forward(v.A, v.D, W, b, self._act)
             return
@@ -338,7 +357,28 @@ class Sequential:
             self._kernels.activation_backward(v.D[-1], self._act[-1], v.delta[-1])
         return loss
 
-    def _backward(self, v):
+    def _sparse_forward(self, v, X0, W, b):
+        """The first Dense layer on CSR rows, then the rest of the stack."""
+        k, act = self._kernels, self._act[0]
+        if act in NEEDS_PREACTIVATION:
+            k.sparse_linear_forward(*X0, W[0], b[0], IDENTITY, v.D[1])
+            k.activate(v.D[1], act, v.A[1])
+        else:
+            k.sparse_linear_forward(*X0, W[0], b[0], act, v.A[1])
+        if len(W) > 1:
+            k.mlp_forward(v.A[1:], v.D[1:], W[1:], b[1:], self._act[1:])
+
+    def _sparse_backward(self, v, X0):
+        k = self._kernels
+        if len(self.W) > 1:
+            k.mlp_backward(v.delta[1:], v.A[1:], v.D[1:], self.W[1:], self.dW[1:], self.db[1:],
+                           self._act[1:])
+            k.delta_backward(v.delta[1], self.W[1], v.D[1], self._act[0], v.delta[0])
+        k.sparse_weight_grad(v.delta[0], *X0, self.dW[0], self.db[0])
+
+    def _backward(self, v, X0=None):
+        if X0 is not None and not v.A[0].shape[1]:
+            return self._sparse_backward(v, X0)
         if self._dense_only:
             self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._act)
             return
@@ -360,28 +400,28 @@ class Sequential:
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
         opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
-    def _step(self, v, total=None):
+    def _step(self, v, total=None, X0=None):
         """One step on the batch already in the buffers `v`; returns the batch-mean loss (or,
         given a device scalar `total`, adds the batch's loss sum to it and returns None).
 
         A loss that is not finite ends the step before it touches the weights."""
-        self._forward(v, training=True)
+        self._forward(v, True, X0)
         loss = self._loss_and_grad(v, total)
         if loss is not None and not math.isfinite(loss):
             return loss
-        self._backward(v)
+        self._backward(v, X0)
         self._update()
         return loss
 
     # ------------------------------------------------------------------------------------
     # buffers
 
-    def _buffers_for(self, n, T, weighted=False):
+    def _buffers_for(self, n, T, weighted=False, sparse=False):
         """Training buffers for batches of up to n rows with targets like T (made once)."""
         width, dtype = (1, np.dtype(np.int64)) if T.ndim == 1 else (T.shape[1], self.dtype)
         buf = self._train_buffers
-        if buf is None or not buf.fits(n, width, dtype, weighted):
-            buf = self._train_buffers = _Buffers(self, n, width, dtype, weighted)
+        if buf is None or not buf.fits(n, width, dtype, weighted, sparse):
+            buf = self._train_buffers = _Buffers(self, n, width, dtype, weighted, sparse)
         return buf
 
     # ------------------------------------------------------------------------------------
@@ -429,16 +469,19 @@ class Sequential:
         X, T, labels = self._check_fit_data(X, y)
         w = self._sample_weights(sample_weight, None, labels, X.shape[0])
         n = X.shape[0]
+        sparse = issparse(X)
         with self._guard.training("train_step"), self._guard.step_lock:
-            v = self._buffers_for(n, T, w is not None).views(n)
+            v = self._buffers_for(n, T, w is not None, sparse).views(n)
             k = self._kernels
-            k.write(v.A[0], X)
+            X0 = csr_run(k, X, 0, n) if sparse else None
+            if not sparse:
+                k.write(v.A[0], X)
             k.write(v.T, T)
             if w is not None:
                 k.write(v.w, w)
-            loss = self._step(v)
+            loss = self._step(v, None, X0)
         if not math.isfinite(loss):
-            raise FloatingPointError(
+            raise DivergenceError(
                 f"training diverged: the loss became {loss}; the weights were not updated. "
                 + self._divergence_advice()
             )
@@ -487,7 +530,7 @@ class Sequential:
         Divergence: when the loss becomes NaN or inf (or the weights stop being finite),
         training stops at once and the weights and optimizer state go back to where they
         were at the start of that epoch. on_divergence="raise" (default) then raises a
-        FloatingPointError; "warn" issues a RuntimeWarning instead and returns the history,
+        fastmlp.DivergenceError (both a FloatingPointError and a ValueError); "warn" issues a RuntimeWarning instead and returns the history,
         with ``history.diverged = (epoch, step)`` marking where it happened.
 
         distributed="mpi": data-parallel training, one process of ``mpiexec -n P``;
@@ -555,13 +598,16 @@ class Sequential:
         n = X.shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
+        sparse = issparse(X)
         if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
+            if sparse:
+                raise ValueError("distributed='mpi' takes dense X; got a SciPy sparse matrix")
             steps = dist.begin(self, n, batch, T)
-        buffers = self._buffers_for(batch, T, w is not None)
+        buffers = self._buffers_for(batch, T, w is not None, sparse)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
-        # as rows for gather_rows
-        Xk = k.asarray(X)
+        # as rows for gather_rows (sparse: CSR rows for gather_csr_rows)
+        Xk = SparseRows(k, X, batch) if sparse else k.asarray(X)
         T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
         w2 = None if w is None else k.asarray(w.reshape(-1, 1))
         # accuracy compares the logits with T itself, except for one-hot/probability targets
@@ -604,12 +650,16 @@ class Sequential:
                 if dist is not None:  # MPI: this process's part of the global batch
                     idx = dist.shard_batch(order_k, step)
                 v = buffers.views(idx.shape[0])
-                k.gather_rows(Xk, idx, v.A[0])
+                if sparse:
+                    X0 = Xk.gather(idx)
+                else:
+                    X0 = None
+                    k.gather_rows(Xk, idx, v.A[0])
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
                 with self._guard.step_lock:
-                    loss = self._step(v, loss_total) if dist is None else dist.step(self, v, loss_total)
+                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
@@ -654,7 +704,7 @@ class Sequential:
                    f"and optimizer state are back to the start of epoch {epoch + 1}. "
                    + self._divergence_advice())
         if on_divergence == "raise":
-            raise FloatingPointError(message)
+            raise DivergenceError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=4)  # fit's caller
         return history
 
@@ -669,14 +719,18 @@ class Sequential:
         CUDA backend runs one model's inference calls one at a time."""
         n = X.shape[0]
         cap = min(batch_size, n)
-        buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity), cap)
+        sparse = issparse(X)
+        buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity, sparse=sparse), cap,
+                                      sparse and self._sparse_first_layer)
         serial = self._guard.step_lock if self.device == "cuda" else nullcontext()
         try:
             with self._guard.reading(self._copy_parameters) as params, serial:
                 for start in range(0, n, cap):
                     v = buf.views(min(cap, n - start))
-                    self._kernels.write(v.A[0], X[start : start + v.n])
-                    self._forward(v, training=False, params=params)
+                    X0 = csr_run(self._kernels, X, start, start + v.n) if sparse else None
+                    if not sparse:
+                        self._kernels.write(v.A[0], X[start : start + v.n])
+                    self._forward(v, False, X0, params)
                     use(start, start + v.n, v.A[-1])
         finally:
             BufferPool.give(buf)
@@ -707,12 +761,16 @@ class Sequential:
         if self.loss == "binary_cross_entropy":
             pred = (Z > 0).astype(np.int64)
             return pred[:, 0] if self.n_outputs == 1 else pred
+        if self.loss == "poisson":  # the log link's inverse: the predicted mean
+            with np.errstate(over="ignore"):
+                Z = np.exp(Z, out=Z)
         return Z[:, 0] if self.n_outputs == 1 else Z
 
     def predict_proba(self, X, batch_size=1024):
         """Class probabilities: softmax for cross_entropy, sigmoid for binary_cross_entropy."""
-        if self.loss == "mse":
-            raise ValueError("predict_proba needs a classification loss; this model uses loss='mse' (use predict)")
+        if self.loss in ("mse", "poisson"):
+            raise ValueError("predict_proba needs a classification loss; this model uses "
+                             f"loss={self.loss!r} (use predict)")
         Z = self._outputs(X, batch_size)
         P = np.empty_like(Z)
         if self.loss == "cross_entropy":
@@ -801,9 +859,12 @@ class _Metrics:
     def __init__(self, model, T=None):
         self.k = model._kernels
         self.resident = model._resident
-        self.classification = model.loss != "mse"
+        self.classification = model.loss in ("cross_entropy", "binary_cross_entropy")
         self.active = self.classification and (model.loss == "cross_entropy" or model.n_outputs == 1)
-        if not self.classification:
+        self.poisson = model.loss == "poisson"  # its loss is the metric (outputs are logs)
+        if self.poisson:
+            pass
+        elif not self.classification:
             T64 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
             self.n_total = T64.shape[0]
             self.ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
@@ -816,7 +877,9 @@ class _Metrics:
     def reset(self):
         self.seen = 0
         self.correct = 0
-        if not self.classification:
+        if self.poisson:
+            pass
+        elif not self.classification:
             self.k.write(self.abs_err, np.zeros(self.abs_err.shape))
             self.k.write(self.sq_err, np.zeros(self.sq_err.shape))
         elif self.resident:
@@ -824,7 +887,9 @@ class _Metrics:
 
     def add(self, Z, target):
         self.seen += Z.shape[0]
-        if self.classification:
+        if self.poisson:
+            pass
+        elif self.classification:
             if self.active and self.resident:
                 self.k.count_correct(Z, target, total=self.correct_total)
             elif self.active:
@@ -833,7 +898,7 @@ class _Metrics:
             self.k.regression_sums(Z, target, self.abs_err, self.sq_err)
 
     def result(self, final=False):
-        if self.resident and not final:
+        if (self.resident and not final) or self.poisson:
             return {}
         if self.classification:
             if not self.active:

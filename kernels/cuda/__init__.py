@@ -3,7 +3,7 @@
 A package, one module per concern: ``device`` (availability, sizes, launching, shared
 device functions), ``gemm``, ``fused`` (the Dense-stack loops), ``losses`` (and metrics),
 ``layers`` (activations, RNG, dropout, batch norm, gathering rows), ``optim`` (optimizers,
-clipping), ``memory``. This module re-exports the contract.
+clipping), ``sparse`` (the first layer on CSR rows), ``memory``. This module re-exports the contract.
 
 Every function of the contract (see ``kernels/__init__.py``) takes the same arguments as in
 ``cpu.py`` and ``reference.py``, but its arrays are numba *device* arrays (``empty``,
@@ -80,7 +80,7 @@ This module imports without numba-cuda, a driver or a GPU; ``is_available()`` an
 ``why_unavailable()`` tell whether it can run here.
 """
 
-from . import device, fused, gemm, layers, losses, memory, optim  # noqa: F401
+from . import device, fused, gemm, layers, losses, memory, optim, sparse  # noqa: F401
 from .device import SIM, cuda, is_available, why_unavailable  # noqa: F401
 from .fused import FUSED_MAX_INPUT, FUSED_MAX_WIDTH  # noqa: F401
 from .fused import mlp_backward, mlp_forward  # noqa: F401
@@ -88,10 +88,12 @@ from .gemm import delta_backward, linear_forward, matmul, weight_grad  # noqa: F
 from .layers import (activate, activation_backward, batchnorm_backward,  # noqa: F401
                      batchnorm_forward, batchnorm_inference, dropout_backward,
                      dropout_forward, fill_uniform, gather_rows)
-from .losses import (count_correct, mse, regression_sums,  # noqa: F401
+from .losses import (count_correct, mse, poisson, regression_sums,  # noqa: F401
                      sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy)
 from .memory import asarray, empty, synchronize, to_device, to_host, write, zeros  # noqa: F401
 from .optim import (adagrad_update, adam_update, clip_grad_norm, lamb_update,  # noqa: F401
                     rmsprop_update, scale, sgd_update)
+from .sparse import (csr_to_dense, gather_csr_rows, sparse_linear_forward,  # noqa: F401
+                     sparse_weight_grad)
 
 name = "cuda"

@@ -150,6 +150,31 @@ def _mse_kernel(dt):
     return cuda.jit(mse)
 
 
+@functools.lru_cache(maxsize=None)
+def _poisson_kernel(dt):
+    ZERO, ONE = dt(0), dt(1)
+
+    def poisson(Z, T, dZ, w, has_w, inv, partials):
+        red = cuda.shared.array(THREADS, dt)
+        t = cuda.threadIdx.x
+        n, m = Z.shape
+        acc = ZERO
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            wi = w[i] if has_w else ONE
+            row = ZERO
+            for j in range(m):
+                z = Z[i, j]
+                tij = dt(T[i, j])
+                mu = math.exp(z)  # once: the output and the gradient share it
+                row += mu - tij * z
+                dZ[i, j] = wi * (mu - tij) * inv
+            acc += wi * row / dt(m)
+        red[t] = acc
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(poisson)
+
+
 def _loss(kernel, Z, total, args):
     """Launch a loss kernel and add its blocks' sums (B * loss) into `total[0]`, or into a
     scratch scalar that is read back (then the batch-mean loss is returned as a float)."""
@@ -199,6 +224,18 @@ def mse(Z, T, dZ, w=None, total=None):
     dt = _dt(Z)
     ww, has_w = _weights_arg(w, Z.dtype)
     return _loss(_mse_kernel(dt), Z, total,
+                 (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
+
+
+def poisson(Z, T, dZ, w=None, total=None):
+    """Half Poisson deviance with a log link, up to its constant: mean over all elements of
+    w_i (exp(Z) - T Z); dZ = w_i (exp(Z) - T) / Z.size. exp is taken once per element, in
+    the data's dtype (float32 overflows above Z = 88, where the CPU backend, which computes
+    in float64, still has a finite loss). With ``total``: adds B * loss to ``total[0]`` and
+    returns None without waiting; else returns the loss (synchronises)."""
+    dt = _dt(Z)
+    ww, has_w = _weights_arg(w, Z.dtype)
+    return _loss(_poisson_kernel(dt), Z, total,
                  (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
 
 
