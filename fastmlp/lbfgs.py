@@ -16,7 +16,6 @@ on the chunk and on chance, which a line search cannot work with.
 """
 
 import math
-import threading
 import warnings
 from types import SimpleNamespace
 
@@ -104,36 +103,39 @@ def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000,
         raise ValueError("L-BFGS needs a model of Dense layers only (no Dropout or BatchNorm: they "
                          "make the loss depend on the chunk and on chance); got "
                          f"{[type(layer).__name__ for layer in model.layers]}")
-    objective = _Objective(model, X, T, w, l2, scale, chunk_size)
-    theta0 = model._kernels.to_host(model._theta).astype(np.float64)
-    curve = []
-    last = {"theta": theta0, "value": None}
+    # one trainer per model (the objective works in the model's buffers); other models
+    # train meanwhile
+    with model._guard.training("fit_lbfgs"):
+        objective = _Objective(model, X, T, w, l2, scale, chunk_size)
+        theta0 = model._kernels.to_host(model._theta).astype(np.float64)
+        curve = []
+        last = {"theta": theta0, "value": None}
 
-    def fun(theta):
-        try:
-            value, grad = objective(theta)
-        except DivergenceError:
-            objective.set_theta(last["theta"])
-            raise
-        last["theta"], last["value"] = theta.copy(), value
-        return value, grad
+        def fun(theta):  # each evaluation moves the weights: one whole "step" for readers
+            try:
+                with model._guard.step_lock:
+                    value, grad = objective(theta)
+            except DivergenceError:
+                with model._guard.step_lock:
+                    objective.set_theta(last["theta"])
+                raise
+            last["theta"], last["value"] = theta.copy(), value
+            return value, grad
 
-    def callback(intermediate_result):
-        # (objective, its data term) at the iterate, which the line search evaluated last
-        curve.append((float(intermediate_result.fun), objective.data_loss))
-        if verbose:
-            print("Iteration %d, loss = %.8f" % (len(curve), curve[-1][0]))
+        def callback(intermediate_result):
+            # (objective, its data term) at the iterate, which the line search evaluated last
+            curve.append((float(intermediate_result.fun), objective.data_loss))
+            if verbose:
+                print("Iteration %d, loss = %.8f" % (len(curve), curve[-1][0]))
 
-    with warnings.catch_warnings():
-        # SciPy warns about its own deprecations of options we do not pass
-        warnings.simplefilter("ignore", DeprecationWarning)
-        result = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=callback,
-                          options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol})
-    objective.set_theta(result.x)
-    return result, curve
-
-
-_lock = threading.Lock()
+        with warnings.catch_warnings():
+            # SciPy warns about its own deprecations of options we do not pass
+            warnings.simplefilter("ignore", DeprecationWarning)
+            result = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=callback,
+                              options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol})
+            with model._guard.step_lock:
+                objective.set_theta(result.x)
+        return result, curve
 
 
 def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
@@ -160,9 +162,8 @@ def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
     chunk_size = check_int(chunk_size, "chunk_size")
     X, T, labels = model._check_fit_data(X, y)
     w = model._sample_weights(sample_weight, None, labels, X.shape[0])
-    with _lock:  # a model's buffers are not shared by two trainings at once
-        result, curve = _minimize(model, X, T, w, l2=l2, max_iter=max_iter, max_fun=max_fun,
-                                  tol=tol, chunk_size=chunk_size, verbose=bool(verbose))
+    result, curve = _minimize(model, X, T, w, l2=l2, max_iter=max_iter, max_fun=max_fun,
+                              tol=tol, chunk_size=chunk_size, verbose=bool(verbose))
     return SimpleNamespace(loss=float(result.fun), n_iter=int(result.nit), n_fun=int(result.nfev),
                            converged=result.status == 0, message=str(result.message),
                            loss_curve=[total for total, _ in curve])

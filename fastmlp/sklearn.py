@@ -243,7 +243,8 @@ class _Epochs:
             k.gather_rows(self.T, idx, v.T2d)
             if self.w is not None:
                 k.gather_rows(w_epoch, self.in_order[start : start + size], v.w2d)
-            loss = model._step(v, self.total, X0)
+            with model._guard.step_lock:  # readers in other threads see whole steps
+                loss = model._step(v, self.total, X0)
             if loss is not None:  # host backends: every step's loss is checked
                 if not math.isfinite(loss):
                     raise DivergenceError(f"the loss became {loss} at step {step + 1}")
@@ -558,7 +559,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         order = np.arange(n) if self.shuffle else None
         try:
-            with blas_threads:
+            with model._guard.training("fit"), blas_threads:
                 self._iterate(epochs, order, early_stopping, X_val, T_val, w_val, incremental, c)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
