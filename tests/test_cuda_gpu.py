@@ -190,15 +190,21 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
             kc.gather_rows(H(np.zeros((9, 3), src)), y, A)
             kc.gather_rows(H(np.zeros((9, 3), src)), H(y.astype(np.int32)), A)
         kc.zeros((3, 2), dt)
-        # the training forward / backward of a Dense stack (fused: every width <= 256)
+        # the training forward / backward of a Dense stack (fused: every width <= 256), at
+        # 1 row per block (batch 4) and 16 (8 in float64) rows per block (batch 4096), and
+        # with a column slice among the hidden activations (a tuple of mixed layouts)
         sizes = (5, 7, 3, 2)
         n_params = 5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2
-        As = tuple(Z(4, s) for s in sizes)
-        Ds = (As[0], As[1], Z(4, 3), As[3])  # gelu in layer 2 keeps Z
-        Ws, bs = kc.fused._layer_views(Z(n_params), sizes)
-        dWs, dbs = kc.fused._layer_views(Z(n_params), sizes)
-        kc.mlp_forward(As, Ds, Ws, bs, (1, 6, 0))
-        kc.mlp_backward(tuple(Z(4, s) for s in sizes[1:]), As, Ds, Ws, dWs, dbs, (1, 6, 0))
+        for batch, sliced in ((4, False), (4096, False), (4, True)):
+            As = tuple(Z(batch, s) for s in sizes)
+            if sliced:
+                As = (As[0], Z(batch, 9)[:, 1:8]) + As[2:]
+            Ds = (As[0], As[1], Z(batch, 3), As[3])  # gelu in layer 2 keeps Z
+            Ws, bs = kc.fused._layer_views(Z(n_params), sizes)
+            dWs, dbs = kc.fused._layer_views(Z(n_params), sizes)
+            kc.mlp_forward(As, Ds, Ws, bs, (1, 6, 0))
+            kc.mlp_backward(tuple(Z(batch, s) for s in sizes[1:]), As, Ds, Ws, dWs, dbs,
+                            (1, 6, 0))
     kc.zeros(4, np.int64)
     # float32 kernels compute in float32: no float64 instruction in the PTX of a kernel
     # whose floating-point arguments are all float32

@@ -13,6 +13,7 @@ from .. import scalar
 
 _IMPORT_ERROR = None
 cuda = None
+numba = None
 SIM = False
 if importlib.util.find_spec("numba_cuda") is None:
     _IMPORT_ERROR = ("the numba-cuda package is not installed "
@@ -179,25 +180,41 @@ def _context():
     return None if SIM else cuda.current_context()
 
 
-def _scratch(dtype, size, purpose):
-    """A private (size,) device array of `dtype` for `purpose`, made once per thread and
-    CUDA context."""
+def _store():
+    """This thread's scratch arrays in the current CUDA context (a new, empty store after
+    the context changed)."""
     ctx = _context()
-    store = getattr(_local, "store", None)
-    if store is None or _local.ctx is not ctx:
-        store = _local.store = {}
+    if getattr(_local, "ctx", _local) is not ctx:
+        _local.store = {}
         _local.ctx = ctx
-    key = (np.dtype(dtype).str, size, purpose)
+    return _local.store
+
+
+def _scratch(dtype, size, purpose):
+    """A private (size,) device array of `dtype` (a NumPy scalar type) for `purpose`, made
+    once per thread and CUDA context."""
+    store = _store()
+    key = (dtype, size, purpose)
     a = store.get(key)
     if a is None:
         a = store[key] = _alloc((size,), dtype)
     return a
 
 
+def _dummies(dtype):
+    """Tiny (1,) and (1, 1) device arrays of `dtype` standing in for absent optional
+    arguments (never written), made once per thread and context like the scratch arrays."""
+    store = _store()
+    key = (dtype, "dummies")
+    d = store.get(key)
+    if d is None:
+        d = store[key] = (_alloc((1,), dtype), _alloc((1, 1), dtype))
+    return d
+
+
 def _dummy(dtype, ndim):
-    """A tiny device array standing in for an absent optional argument (never written)."""
-    a = _scratch(dtype, 1, "dummy")
-    return a if ndim == 1 else a.reshape(*((1,) * ndim))
+    """The (1,) (ndim 1) or (1, 1) (ndim 2) stand-in of _dummies."""
+    return _dummies(dtype)[ndim - 1]
 
 
 def _reshape(a, shape):
