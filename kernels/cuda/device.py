@@ -80,11 +80,41 @@ def why_unavailable():
     except Exception as exc:
         return f"the CUDA compiler library libNVVM could not be loaded: {exc}"
     try:
+        from numba.cuda.cudadrv import runtime as _runtime
+
+        versions = drv.get_version(), _runtime.get_version()
+    except Exception:  # no NVRTC to ask: numba-cuda reports that itself when it compiles
+        versions = None
+    if versions is not None:
+        mismatch = _toolkit_mismatch(*versions)
+        if mismatch is not None:
+            return mismatch
+    try:
         if len(cuda.gpus) == 0:
             return "no CUDA device was found"
     except Exception as exc:
         return f"no CUDA device was found: {exc}"
     return None
+
+
+def _toolkit_mismatch(driver_version, toolkit_version):
+    """None when code compiled by numba-cuda's CUDA toolkit libraries (NVVM, NVRTC) of
+    `toolkit_version` loads on a driver supporting CUDA `driver_version` (both (major,
+    minor)); else why not, naming the extra that installs matching libraries.
+
+    A driver runs PTX of its own CUDA major version or older; PTX of a newer major version
+    (CUDA 13's NVVM with a CUDA 12 driver) fails to load at the first launch. Within one
+    major version numba-cuda links for the driver itself (minor version compatibility)."""
+    (d_major, d_minor), (t_major, t_minor) = driver_version, toolkit_version
+    if t_major <= d_major:
+        return None
+    extra = f"cuda{d_major}" if d_major in (12, 13) else None
+    fix = (f"install the CUDA {d_major} libraries: pip install 'fastmlp[{extra}]' (that is "
+           f"numba-cuda[cu{d_major}]) in place of the CUDA {t_major} ones, or "
+           if extra else "")
+    return (f"numba-cuda compiles with the CUDA {t_major}.{t_minor} toolkit (NVVM) but the "
+            f"NVIDIA driver supports CUDA {d_major}.{d_minor} only, so no kernel would load: "
+            f"{fix}update the NVIDIA driver to one for CUDA {t_major}")
 
 
 def is_available():
