@@ -59,7 +59,10 @@ buffers (remembered by the arrays' identities, with weak references), the config
 ``kernel[grid, block]`` objects, the dummy and scratch arrays per thread. Nothing is
 allocated per step. ``bench/cuda_host.py`` measures fastmlp's host time per step with the
 launcher mocked (no GPU); ``bench/gpu.py`` measures it, numba-cuda's launch path included,
-on a GPU.
+on a GPU. A step reads nothing back and works in buffers fixed per batch size, so it can be
+captured into a CUDA graph (numba-cuda >= 0.29 launches into a ``cuda.core`` graph builder;
+``device._run`` is the one place launches happen): what a capture still needs is listed in
+``bench/gpu.py``'s docstring.
 
 Device accumulation without readback
 ------------------------------------
