@@ -198,7 +198,7 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0, total=None):
     ``total[0]`` and returns None without waiting.
     """
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, Z.dtype)
+    ww, has_w = _weights_arg(w, dt)
     kernel = _ce_kernel(dt, T.ndim == 1)
     return _loss(kernel, Z, total, (Z, T, dZ, ww, has_w, dt(smoothing), dt(1.0 / Z.shape[0])))
 
@@ -210,7 +210,7 @@ def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
     ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, Z.dtype)
+    ww, has_w = _weights_arg(w, dt)
     return _loss(_bce_kernel(dt), Z, total,
                  (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
 
@@ -222,7 +222,7 @@ def mse(Z, T, dZ, w=None, total=None):
     to ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, Z.dtype)
+    ww, has_w = _weights_arg(w, dt)
     return _loss(_mse_kernel(dt), Z, total,
                  (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
 
