@@ -58,6 +58,15 @@ def overlap(outdir):
     save(outdir, "overlap", m, h)
 
 
+def sparse(outdir):
+    """Sparse X (CSR): each process multiplies its rows; overlap falls back to one Allreduce."""
+    X, y, _ = sparse_data()
+    m = model("adam", "float64", seed=distributed.rank())
+    h = m.fit(X, y, epochs=2, batch_size=BATCH, verbose=0,
+              distributed=distributed.MPI(overlap=True, check_sync=True))
+    save(outdir, "sparse", m, h)
+
+
 def local(outdir, name, optimizer, dtype):
     X, y = data(dtype)
     r = distributed.rank()
@@ -116,16 +125,84 @@ def stop(outdir):
     save(outdir, "stop", m, h)
 
 
-def sklearn(outdir):
+def regression_data():
+    X, _ = data("float64")
+    rng = np.random.default_rng(6)
+    return X, X @ rng.normal(size=FEATURES) + 0.1 * rng.normal(size=N)
+
+
+def sparse_data():
+    """X with about 70 % zeros as a CSR matrix, labels, and sample weights in [0, 2)."""
+    import scipy.sparse as sp
+
     X, y = data("float64")
-    clf = fm.MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", batch_size=BATCH, max_iter=3,
-                           random_state=0, learning_rate_init=0.1, device="cpu", distributed="mpi")
+    rng = np.random.default_rng(7)
+    X[rng.random(X.shape) < 0.7] = 0.0
+    return sp.csr_matrix(X), y, rng.uniform(0, 2, N)
+
+
+def estimator(kind, batch, **extra):
+    """The estimators of the sklearn scenarios; `batch` is per process."""
+    common = dict(hidden_layer_sizes=(16,), batch_size=batch, device="cpu")
+    if kind == "sgd":
+        args = dict(solver="sgd", max_iter=3, random_state=0, learning_rate_init=0.1)
+        return fm.MLPClassifier(**{**common, **args, **extra})
+    if kind == "adam":  # early stopping: the validation score is agreed; stops at iteration 4
+        args = dict(solver="adam", max_iter=6, random_state=1, learning_rate_init=0.01,
+                    alpha=1e-3, early_stopping=True, tol=10.0, n_iter_no_change=2)
+        return fm.MLPRegressor(**{**common, **args, **extra})
+    if kind == "weighted":  # sample weights, the L2 term per global batch, sparse X
+        args = dict(solver="sgd", max_iter=3, random_state=2, learning_rate_init=0.1,
+                    alpha=1e-2, momentum=0.5)
+        return fm.MLPClassifier(**{**common, **args, **extra})
+    raise ValueError(kind)
+
+
+def fit_quietly(est, *args, **kwargs):
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf.fit(X, y)
-    save(outdir, "sklearn", clf.model_, loss_curve=clf.loss_curve_)
+        return est.fit(*args, **kwargs)
+
+
+def save_estimator(outdir, name, est, **notes):
+    save(outdir, name, est.model_, loss_curve=est.loss_curve_, n_iter=est.n_iter_, t=est.t_,
+         validation_scores=getattr(est, "validation_scores_", None), **notes)
+
+
+def sklearn(outdir):
+    X, y = data("float64")
+    save_estimator(outdir, "sklearn", fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y))
+
+
+def sklearn_adam(outdir):
+    X, y = regression_data()
+    est = fit_quietly(estimator("adam", BATCH // 2, distributed="mpi"), X, y)
+    save_estimator(outdir, "sklearn-adam", est)
+
+
+def sklearn_weighted(outdir):
+    """Sparse X with sample weights; then random_state=None: rank 0's draws everywhere."""
+    X, y, w = sparse_data()
+    est = fit_quietly(estimator("weighted", BATCH, distributed="mpi"), X, y, sample_weight=w)
+    other = fit_quietly(estimator("weighted", BATCH, distributed="mpi", random_state=None,
+                                  max_iter=1), X, y)
+    save_estimator(outdir, "sklearn-weighted", est, unseeded=flat(other.model_).tolist())
+
+
+def sklearn_diverge(outdir):
+    """One sample overflows the loss: the process whose part holds it sees an infinite
+    loss; both raise the same DivergenceError."""
+    X, y = regression_data()
+    X[11] = 1e200
+    est = estimator("adam", BATCH, distributed="mpi", early_stopping=False)
+    try:
+        fit_quietly(est, X, y)
+        message = None
+    except fm.DivergenceError as exc:
+        message = str(exc)
+    save(outdir, "sklearn-diverge", est.model_, message=message)
 
 
 def fail(outdir):
@@ -164,7 +241,8 @@ SCENARIOS = {
     "auto-adam32": lambda out: auto(out, "auto-adam32", "adam", "float32"),
     "local-sgd64": lambda out: local(out, "local-sgd64", "sgd", "float64"),
     "local-adam32": lambda out: local(out, "local-adam32", "adam", "float32"),
-    "overlap": overlap, "diverge": diverge, "resume": resume, "stop": stop, "sklearn": sklearn, "fail": fail,
+    "overlap": overlap, "sparse": sparse, "diverge": diverge, "resume": resume, "stop": stop, "sklearn": sklearn, "fail": fail,
+    "sklearn-adam": sklearn_adam, "sklearn-weighted": sklearn_weighted, "sklearn-diverge": sklearn_diverge,
     "cuda": cuda,
 }
 
