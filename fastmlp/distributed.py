@@ -273,6 +273,13 @@ class DataParallel:
         """Rank 0's `value` on every process (what decides a branch must not differ)."""
         return self.comm.bcast(value, root=0)
 
+    def reduce_to_main(self, values):
+        """The sum over the processes of a float64 array, on rank 0 (None elsewhere)."""
+        values = np.ascontiguousarray(values, np.float64)
+        total = np.empty_like(values) if self.r == 0 else None
+        self.comm.Reduce(values, total, op=self.MPI.SUM, root=0)
+        return total
+
     def allgather(self, value):
         """[every process's value] in rank order, on every process (small picklable values)."""
         return self.comm.allgather(value)

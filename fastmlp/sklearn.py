@@ -71,7 +71,9 @@ How the parameters map onto fastmlp
   ``batch_size=b`` give the weights and loss curve of one process with ``batch_size=P*b``
   (to rounding). A divergence on any process raises the same DivergenceError on all; a
   failure of one process ends the job (MPI_Abort). Sparse X works as on one process. Rank
-  0 alone prints (``verbose``). Only the stochastic solvers ('sgd', 'adam').
+  0 alone prints (``verbose``). 'lbfgs': each process computes the loss and gradient of
+  its part of the rows and rank 0 runs SciPy's L-BFGS-B (``fastmlp.lbfgs``), so P
+  processes give one process's fit (to rounding).
 - Attributes as scikit-learn's: ``classes_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
   ``validation_scores_``, ``best_validation_score_``, ``n_iter_``, ``t_``,
   ``n_features_in_``, ``coefs_`` (a list of (n_in, n_out) arrays, i.e. W.T),
@@ -676,17 +678,19 @@ class _BaseMLP(BaseEstimator):
     def _fit_lbfgs(self, X, T, w, dist=None):
         """Full-batch L-BFGS (fastmlp.lbfgs) on scikit-learn's objective: its loss (mean over
         the samples, weighted by sample_weight) + alpha / 2 * ||W||^2 / sum(sample_weight)."""
-        if dist is not None:
-            raise ValueError("distributed='mpi' trains with solver='sgd' or 'adam'; got solver='lbfgs'")
         model = self.model_
         n = X.shape[0]
         c = self._grad_scale()
         sw_sum = float(n if w is None else w.sum())
         w_norm = None if w is None else (w * (n / sw_sum)).astype(model.dtype)
         l2 = float(self.alpha) / sw_sum
-        result, curve = _lbfgs_minimize(model, X, T, w_norm, l2=l2, scale=1.0 / c,
-                                        max_iter=int(self.max_iter), max_fun=int(self.max_fun),
-                                        tol=float(self.tol), verbose=bool(self.verbose))
+        # MPI: an error on one process alone ends the job (the others would wait for it)
+        together = contextlib.nullcontext() if dist is None else dist.abort_on_failure()
+        with together:
+            result, curve = _lbfgs_minimize(model, X, T, w_norm, l2=l2, scale=1.0 / c,
+                                            max_iter=int(self.max_iter), max_fun=int(self.max_fun),
+                                            tol=float(self.tol), verbose=bool(self.verbose),
+                                            dist=dist)
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         # reported as scikit-learn reports its loss (its data term can differ from the
         # objective's by the number of outputs, see _sklearn_loss)

@@ -155,6 +155,9 @@ def estimator(kind, batch, **extra):
         args = dict(solver="sgd", max_iter=3, random_state=2, learning_rate_init=0.1,
                     alpha=1e-2, momentum=0.5)
         return fm.MLPClassifier(**{**common, **args, **extra})
+    if kind == "lbfgs":  # rank 0 runs SciPy; every process computes its rows' gradient
+        args = dict(solver="lbfgs", max_iter=15, random_state=3, alpha=1e-3)
+        return fm.MLPRegressor(**{**common, **args, **extra})
     raise ValueError(kind)
 
 
@@ -191,18 +194,29 @@ def sklearn_weighted(outdir):
     save_estimator(outdir, "sklearn-weighted", est, unseeded=flat(other.model_).tolist())
 
 
+def sklearn_lbfgs(outdir):
+    X, y = regression_data()
+    save_estimator(outdir, "sklearn-lbfgs", fit_quietly(estimator("lbfgs", BATCH, distributed="mpi"), X, y))
+    Xc, yc = data("float64")
+    m = model("sgd", "float64", seed=distributed.rank())  # rank 0's initial weights
+    res = fm.fit_lbfgs(m, Xc, yc, max_iter=10, l2=1e-3, chunk_size=50, distributed="mpi")
+    save(outdir, "fit-lbfgs", m, loss_curve=res.loss_curve, n_iter=res.n_iter)
+
+
 def sklearn_diverge(outdir):
-    """One sample overflows the loss: the process whose part holds it sees an infinite
-    loss; both raise the same DivergenceError."""
+    """One sample overflows the loss: with adam the process whose part holds it sees an
+    infinite loss; with lbfgs the sum does. Both processes raise the same DivergenceError."""
     X, y = regression_data()
     X[11] = 1e200
-    est = estimator("adam", BATCH, distributed="mpi", early_stopping=False)
-    try:
-        fit_quietly(est, X, y)
-        message = None
-    except fm.DivergenceError as exc:
-        message = str(exc)
-    save(outdir, "sklearn-diverge", est.model_, message=message)
+    messages = {}
+    for kind in ("adam", "lbfgs"):
+        est = estimator(kind, BATCH, distributed="mpi", early_stopping=False)
+        try:
+            fit_quietly(est, X, y)
+            messages[kind] = None
+        except fm.DivergenceError as exc:
+            messages[kind] = str(exc)
+    save(outdir, "sklearn-diverge", est.model_, messages=messages)
 
 
 def fail(outdir):
@@ -243,6 +257,7 @@ SCENARIOS = {
     "local-adam32": lambda out: local(out, "local-adam32", "adam", "float32"),
     "overlap": overlap, "sparse": sparse, "diverge": diverge, "resume": resume, "stop": stop, "sklearn": sklearn, "fail": fail,
     "sklearn-adam": sklearn_adam, "sklearn-weighted": sklearn_weighted, "sklearn-diverge": sklearn_diverge,
+    "sklearn-lbfgs": sklearn_lbfgs,
     "cuda": cuda,
 }
 

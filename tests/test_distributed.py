@@ -58,7 +58,8 @@ def run_job(outdir, scenarios, env=None, timeout=240):
 
 
 SCENARIOS = ["auto-sgd64", "auto-adam32", "local-sgd64", "local-adam32", "overlap", "sparse", "diverge",
-             "resume", "stop", "sklearn", "sklearn-adam", "sklearn-weighted", "sklearn-diverge"]
+             "resume", "stop", "sklearn", "sklearn-adam", "sklearn-weighted", "sklearn-diverge",
+             "sklearn-lbfgs"]  # sklearn-lbfgs writes fit-lbfgs too
 
 
 @pytest.fixture(scope="module")
@@ -189,12 +190,13 @@ def assert_same_estimator_fit(job, name, single):
     return m0
 
 
-@pytest.mark.parametrize("kind", ["sgd", "adam", "weighted"])
+@pytest.mark.parametrize("kind", ["sgd", "adam", "weighted", "lbfgs"])
 def test_sklearn_estimator_trains_data_parallel(job, kind):
     """distributed='mpi' with batch_size=b on 2 processes fits as one process with 2b:
     MLPClassifier sgd; MLPRegressor adam with an L2 term and early stopping (the agreed
     validation score stops both at iteration 4); MLPClassifier sgd on sparse X with sample
-    weights (each global batch's weight sum scales its loss and its L2 term)."""
+    weights (each global batch's weight sum scales its loss and its L2 term); MLPRegressor
+    lbfgs (each process's rows, rank 0's SciPy)."""
     pytest.importorskip("sklearn")
     if kind == "sgd":
         X, y = W.data("float64")
@@ -205,6 +207,11 @@ def test_sklearn_estimator_trains_data_parallel(job, kind):
         single = W.fit_quietly(W.estimator("adam", W.BATCH), X, y)
         assert single.n_iter_ == 4 < single.max_iter  # early stopping ended it
         assert_same_estimator_fit(job, "sklearn-adam", single)
+    elif kind == "lbfgs":
+        X, y = W.regression_data()
+        single = W.fit_quietly(W.estimator("lbfgs", W.BATCH), X, y)
+        assert single.n_iter_ == 15
+        assert_same_estimator_fit(job, "sklearn-lbfgs", single)
     else:
         X, y, w = W.sparse_data()
         single = W.fit_quietly(W.estimator("weighted", 2 * W.BATCH), X, y, sample_weight=w)
@@ -213,11 +220,30 @@ def test_sklearn_estimator_trains_data_parallel(job, kind):
         assert m0["unseeded"] == m1["unseeded"]  # random_state=None: rank 0's draws
 
 
+def test_fit_lbfgs_over_mpi_equals_one_process(job):
+    """Rows split 150 / 151 over the processes, chunks of 50 within each."""
+    pytest.importorskip("scipy")
+    X, y = W.data("float64")
+    ref = W.model("sgd", "float64", seed=0)
+    res = fm.fit_lbfgs(ref, X, y, max_iter=10, l2=1e-3, chunk_size=50)
+    (w0, m0), (w1, m1) = result(job, "fit-lbfgs", 0), result(job, "fit-lbfgs", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert m0 == m1 and m0["n_iter"] == res.n_iter == 10
+    assert_rel(w0, W.flat(ref), 1e-10, "fit_lbfgs weights vs one process")
+    np.testing.assert_allclose(m0["loss_curve"], res.loss_curve, rtol=1e-10)
+    with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
+        fm.fit_lbfgs(ref, X, y, distributed="gloo")
+
+
 def test_sklearn_divergence_on_one_process_stops_both(job):
     pytest.importorskip("sklearn")
     (w0, m0), (w1, m1) = result(job, "sklearn-diverge", 0), result(job, "sklearn-diverge", 1)
-    assert m0["message"] is not None and m0["message"].startswith("Solver produced non-finite")
-    assert m0["message"] == m1["message"]
+    for kind in ("adam", "lbfgs"):
+        message = m0["messages"][kind]
+        assert message is not None and message.startswith("Solver produced non-finite"), kind
+        assert message == m1["messages"][kind]
+    assert "the loss became inf at step" in m0["messages"]["adam"]
+    assert "L-BFGS diverged" in m0["messages"]["lbfgs"]
     np.testing.assert_array_equal(w0, w1)
 
 
