@@ -47,7 +47,9 @@ On CUDA each process drives one GPU; with a CUDA-aware MPI (``MPI(cuda_aware=Tru
 The scikit-learn estimators take the same ``distributed="mpi"`` (shard "auto"): their
 own epoch loop (``fastmlp.sklearn._Epochs``) calls the same hooks of ``DataParallel`` as
 ``Sequential.fit`` does, with scikit-learn's order of the samples drawn from rank 0's random
-state; see ``fastmlp.MLPClassifier``.
+state; see ``fastmlp.MLPClassifier``. Full-batch L-BFGS (``fastmlp.fit_lbfgs(...,
+distributed="mpi")``, the estimators' solver='lbfgs') splits the rows over the processes
+and runs SciPy on rank 0 (see ``fastmlp.lbfgs``).
 
 Importing this module never imports MPI; ``mpi4py`` is loaded on first use
 (``pip install "fastmlp[distributed]"`` brings mpi4py and the MPICH wheel).
