@@ -244,10 +244,16 @@ def cuda(outdir):
         h = m.fit(X, y, epochs=2, batch_size=4, verbose=0,
                   distributed=distributed.MPI(cuda_aware=aware, check_sync=True))
         save(outdir, f"cuda-aware{int(aware)}", m, h)
+    # the estimators' loop on the device: the epoch's loss summed on the device, read once
+    clf = estimator("sgd", 4, hidden_layer_sizes=(8,), max_iter=2, device="cuda",
+                    distributed=distributed.MPI(check_sync=True))
+    save_estimator(outdir, "cuda-sklearn", fit_quietly(clf, X, y))
     if distributed.rank() == 0:
         ref = model("sgd", "float64", seed=0, device="cuda", sizes=sizes)
         h = ref.fit(X, y, epochs=2, batch_size=8, verbose=0)
         save(outdir, "cuda-single", ref, h)
+        ref = fit_quietly(estimator("sgd", 8, hidden_layer_sizes=(8,), max_iter=2, device="cuda"), X, y)
+        save_estimator(outdir, "cuda-sklearn-single", ref)
 
 
 SCENARIOS = {

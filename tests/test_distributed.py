@@ -256,7 +256,8 @@ def test_a_failing_process_aborts_the_job_with_a_message(tmp_path):
 
 def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
     """device="cuda" under the simulator: the gradient through the host and as a device
-    array (CUDA-aware MPI), both equal to one process with the global batch."""
+    array (CUDA-aware MPI), both equal to one process with the global batch; and
+    MLPClassifier(distributed="mpi") on the device (the epoch loss summed on the device)."""
     if importlib.util.find_spec("numba_cuda") is None:
         pytest.skip("numba-cuda is not installed (pip install numba-cuda)")
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "").strip() == "1":
@@ -271,6 +272,13 @@ def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
         assert_rel(w0, ref, 1e-10, f"cuda_aware={bool(aware)}")
         assert m0["history"] == m1["history"]
         np.testing.assert_allclose(m0["history"]["loss"], mref["history"]["loss"], rtol=1e-10)
+    if importlib.util.find_spec("sklearn") is not None:
+        (w0, m0), (w1, m1) = result(tmp_path, "cuda-sklearn", 0), result(tmp_path, "cuda-sklearn", 1)
+        ref, mref = result(tmp_path, "cuda-sklearn-single", 0)
+        np.testing.assert_array_equal(w0, w1)
+        assert m0 == m1 and m0["n_iter"] == mref["n_iter"] == 2
+        assert_rel(w0, ref, 1e-10, "MLPClassifier on the device")
+        np.testing.assert_allclose(m0["loss_curve"], mref["loss_curve"], rtol=1e-10)
 
 
 def test_command_line_trains_data_parallel(tmp_path):
