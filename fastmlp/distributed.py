@@ -211,6 +211,20 @@ def _set_threads(comm):
         threadpool_limits(per, user_api="blas")
 
 
+def _checksum(*arrays):
+    """A CRC-32 of the arrays' bytes (SciPy sparse: of data, indices and indptr); None
+    entries are skipped."""
+    crc = 0
+    for a in arrays:
+        if a is None:
+            continue
+        parts = (a.data, a.indices, a.indptr) if hasattr(a, "indptr") else (a,)
+        for part in parts:
+            part = np.ascontiguousarray(part)
+            crc = zlib.crc32(part.reshape(-1).view(np.uint8), crc)
+    return crc
+
+
 class DataParallel:
     """One fit's data-parallel state and the hooks that the two training loops call,
     ``Sequential._train`` (fit) and the estimators' ``_Epochs.run`` (see the module)::
@@ -294,22 +308,26 @@ class DataParallel:
     # ---------------------------------------------------------------------------------
     # start: agreement on the setup, rank 0's weights, the step count
 
-    def begin(self, model, n, batch, T):
-        """Check that the processes agree, start them from rank 0's weights and optimizer
+    def begin(self, model, n, batch, T, X=None, w=None):
+        """Check that the processes agree (with shard='auto' and X given: on the data
+        itself, by a checksum of X, T and w), start them from rank 0's weights and optimizer
         state, and return the global number of steps per epoch."""
         _set_threads(self.comm)
         self.model = model
         self.k = model._kernels
         self.resident = model._resident
+        auto = self.shard == "auto"
         setup = (model.n_parameters, model.dtype.name, model.loss, type(model.optimizer).__name__,
-                 model.device, batch, n if self.shard == "auto" else None)
+                 model.device, batch, n if auto else None,
+                 _checksum(X, T, w) if auto and X is not None else None)
         everyone = self.comm.allgather(setup)
-        names = ("parameters", "dtype", "loss", "optimizer", "device", "batch_size", "samples")
+        names = ("parameters", "dtype", "loss", "optimizer", "device", "batch_size", "samples",
+                 "the data (checksums of X, y and sample_weight)")
         for i, name in enumerate(names):
             values = [s[i] for s in everyone]
             if any(v != values[0] for v in values):
                 hint = " (shard='auto' needs the same data on every process; use shard='local')" \
-                    if name == "samples" else ""
+                    if name in names[-2:] else ""
                 self._fail(f"distributed fit: the processes disagree on {name}: {values} (by rank){hint}")
         if self.shard == "auto" and n < self.P:
             self._fail(f"distributed fit: {n} samples for {self.P} processes; each needs >= 1")

@@ -45,7 +45,7 @@ class _Objective:
         self.chunk = min(chunk_size, self.n)
         self.dist = dist
         if dist is not None:  # agree on the setup; rank 0's weights; this process's rows
-            dist.begin(model, self.n, self.chunk, T)
+            dist.begin(model, self.n, self.chunk, T, X, w)
         self.lo, self.hi = (0, self.n) if dist is None else dist.rows(self.n)
         self.sparse = issparse(X)
         self.buffers = model._buffers_for(self.chunk, T, w is not None, self.sparse)

@@ -600,7 +600,7 @@ class Sequential:
         steps = -(-n // batch)
         sparse = issparse(X)
         if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
-            steps = dist.begin(self, n, batch, T)
+            steps = dist.begin(self, n, batch, T, X, w)
         buffers = self._buffers_for(batch, T, w is not None, sparse)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),

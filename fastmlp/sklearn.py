@@ -229,7 +229,7 @@ class _Epochs:
         self.model, self.k, self.n, self.batch, self.decay = model, k, X.shape[0], batch, decay
         self.dist = dist
         if dist is not None:  # agree on the setup, start from rank 0's weights
-            dist.begin(model, self.n, batch, T)
+            dist.begin(model, self.n, batch, T, X, w)
         self.sparse = issparse(X)
         self.X = SparseRows(k, X, batch) if self.sparse else k.asarray(X)
         self.T = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))

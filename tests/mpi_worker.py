@@ -219,6 +219,25 @@ def sklearn_diverge(outdir):
     save(outdir, "sklearn-diverge", est.model_, messages=messages)
 
 
+def mismatch(outdir):
+    """Rank 1 passes other data of the same size: with shard='auto' both raise the same
+    ValueError (model.fit and an estimator)."""
+    X, y = data("float64")
+    if distributed.rank() == 1:
+        X[5, 2] += 1.0
+    messages = []
+    for fit in (lambda: model("sgd", "float64", seed=0).fit(X, y, batch_size=BATCH, verbose=0,
+                                                            distributed="mpi"),
+                lambda: fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y)):
+        try:
+            fit()
+            messages.append(None)
+        except ValueError as exc:
+            messages.append(str(exc))
+    np.savez(os.path.join(outdir, f"mismatch-{distributed.rank()}.npz"), weights=np.zeros(1),
+             meta=json.dumps({"messages": messages}))
+
+
 def fail(outdir):
     """Rank 1 raises in a callback: the job must end with MPI_Abort and a message."""
     X, y = data("float64")
@@ -263,7 +282,7 @@ SCENARIOS = {
     "local-adam32": lambda out: local(out, "local-adam32", "adam", "float32"),
     "overlap": overlap, "sparse": sparse, "diverge": diverge, "resume": resume, "stop": stop, "sklearn": sklearn, "fail": fail,
     "sklearn-adam": sklearn_adam, "sklearn-weighted": sklearn_weighted, "sklearn-diverge": sklearn_diverge,
-    "sklearn-lbfgs": sklearn_lbfgs,
+    "sklearn-lbfgs": sklearn_lbfgs, "mismatch": mismatch,
     "cuda": cuda,
 }
 

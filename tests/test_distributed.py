@@ -59,7 +59,7 @@ def run_job(outdir, scenarios, env=None, timeout=240):
 
 SCENARIOS = ["auto-sgd64", "auto-adam32", "local-sgd64", "local-adam32", "overlap", "sparse", "diverge",
              "resume", "stop", "sklearn", "sklearn-adam", "sklearn-weighted", "sklearn-diverge",
-             "sklearn-lbfgs"]  # sklearn-lbfgs writes fit-lbfgs too
+             "sklearn-lbfgs", "mismatch"]  # sklearn-lbfgs writes fit-lbfgs too
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +233,13 @@ def test_fit_lbfgs_over_mpi_equals_one_process(job):
     np.testing.assert_allclose(m0["loss_curve"], res.loss_curve, rtol=1e-10)
     with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
         fm.fit_lbfgs(ref, X, y, distributed="gloo")
+
+
+def test_other_data_on_one_process_is_a_clear_error_on_both(job):
+    (_, m0), (_, m1) = result(job, "mismatch", 0), result(job, "mismatch", 1)
+    assert m0 == m1 and len(m0["messages"]) == 2
+    for message in m0["messages"]:
+        assert message is not None and "disagree on the data" in message and "shard='local'" in message
 
 
 def test_sklearn_divergence_on_one_process_stops_both(job):
