@@ -600,9 +600,7 @@ class Sequential:
         steps = -(-n // batch)
         sparse = issparse(X)
         if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
-            if sparse:
-                raise ValueError("distributed='mpi' takes dense X; got a SciPy sparse matrix")
-            steps = dist.begin(self, n, batch, T)
+            steps = dist.begin(self, n, batch, T, X, w)
         buffers = self._buffers_for(batch, T, w is not None, sparse)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
@@ -648,7 +646,8 @@ class Sequential:
                 start = step * batch
                 idx = order_k[start : start + batch]
                 if dist is not None:  # MPI: this process's part of the global batch
-                    idx = dist.shard_batch(order_k, step)
+                    lo, hi = dist.part(step)
+                    idx = order_k[lo:hi]
                 v = buffers.views(idx.shape[0])
                 if sparse:
                     X0 = Xk.gather(idx)
@@ -659,7 +658,7 @@ class Sequential:
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
                 with self._guard.step_lock:
-                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total)
+                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total, X0)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
@@ -668,7 +667,7 @@ class Sequential:
                 if labels2 is not None:
                     k.gather_rows(labels2, idx, v.labels2d)
                 metrics.add(v.A[-1], v.T if labels is None else v.labels if dense_labels else v.T0)
-                logs = {} if self._resident else {"loss": loss_sum / (start + v.n), **metrics.result()}
+                logs = {} if self._resident else {"loss": loss_sum / max(metrics.seen, 1), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
             if dist is not None:  # MPI: the epoch's loss and metrics summed over the processes
@@ -688,7 +687,7 @@ class Sequential:
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if dist is not None:  # MPI: stop when any process asks; weights checked in debug mode
-                dist.end_epoch(self)
+                self.stop_training = dist.end_epoch(self, self.stop_training)
             if self.stop_training:
                 break
         for cb in cbs:
