@@ -790,6 +790,13 @@ class _BaseMLP(BaseEstimator):
     # ------------------------------------------------------------------------------------
     # pickling: the model travels as the bytes of a model file
 
+    def to_onnx(self, path, dtype=None):
+        """Export the fitted estimator to an ONNX file whose output is predict_proba's
+        (classifier) or predict's (regressor); returns the ModelProto (fastmlp.onnx_io)."""
+        from .onnx_io import estimator_to_onnx
+
+        return estimator_to_onnx(self, path, dtype)
+
     def __getstate__(self):
         state = dict(super().__getstate__())
         model = state.pop("model_", None)
