@@ -18,8 +18,11 @@ the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACT
 ``softmax_cross_entropy(Z, T, dZ, w, smoothing)``      T labels (B,) or targets (B, K); -> loss
 ``sigmoid_binary_cross_entropy(Z, T, dZ, w)``          mean over elements; -> loss
 ``mse(Z, T, dZ, w)``                                   mean over elements; -> loss
-``delta_backward(delta, W, D_prev, act, delta_prev)``  delta_prev = f'(D_prev) * (delta @ W)
-``weight_grad(delta, A_prev, dW, db)``                 dW = delta.T @ A_prev, db = sum(delta)
+``delta_backward(delta, W, D_prev, act, delta_prev,    delta_prev = f'(D_prev) * (delta @ W
+accumulate=False)``                                    [+ delta_prev when accumulate: beta=1])
+``weight_grad(delta, A_prev, dW, db,                   dW = delta.T @ A_prev, db = sum(delta)
+accumulate=False)``                                    (added to dW, db when accumulate)
+``add(X, Y, out)``                                     out = X + Y (Add; summing deltas)
 ``mlp_forward(A, D, W, b, acts)``                      linear_forward through L Dense layers
                                                        (tuples; D[l+1] gets Z where f' needs it)
 ``mlp_backward(delta, A, D, W, dW, db, acts)``         weight_grad and delta_backward through
@@ -41,6 +44,7 @@ wd, momentum, centered)``
 ``clip_grad_norm(g, max_norm) -> norm``                torch.nn.utils.clip_grad_norm_
 ``gather_rows(X, idx, out)``                           out = X[idx] (cast)
 ``count_correct(Z, y) -> int``                         right classifications in a batch
+``count_binary_correct(Z, T) -> int``                  right labels (Z > 0) == T, multi-label
 ``regression_sums(Z, T, abs_err, sq_err)``             += per-output sums of |Z-T|, (Z-T)^2
 ``empty / zeros(shape, dtype)``, ``to_device(host)``,  this backend's arrays, copies both ways,
 ``to_host(arr)``, ``write(dst, host)``,                a barrier; ``asarray`` puts data on the
@@ -51,6 +55,10 @@ wd, momentum, centered)``
 call each way: the CPU backend runs the loop in compiled code calling BLAS directly
 (``blas.py``), the CUDA backend in as few launches as the widths allow; the model calls the
 single-layer kernels instead when the stack holds Dropout or BatchNorm layers.
+
+Arrays may be column slices of a wider buffer (rows contiguous): a graph model's
+Concatenate lets its producers write straight into its columns and hands column views of
+its delta back to them.
 
 Losses: w is None or per-sample weights (B,); the loss is sum_i w_i l_i / B (Keras'
 convention) and ``smoothing`` is PyTorch's label smoothing. The optimizer kernels take flat,
