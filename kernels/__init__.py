@@ -66,7 +66,7 @@ contiguous 1-D arrays (a model keeps all its parameters, gradients and optimizer
 such arrays, so one call updates everything).
 
 The CUDA backend's losses and ``count_correct`` also take ``total=``, a device scalar they
-add to without reading anything back (see ``cuda.py``), so an epoch reads its loss once.
+add to without reading anything back (see ``cuda/``), so an epoch reads its loss once.
 """
 
 import importlib

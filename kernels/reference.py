@@ -1,7 +1,7 @@
 """The NumPy reference backend: the oracle every other backend is tested against.
 
 Written for clarity, not speed: each function is the formula from the lecture notes.
-It follows the same contract as ``cpu.py`` and ``cuda.py``: same names, same arguments,
+It follows the same contract as ``cpu.py`` and ``cuda/``: same names, same arguments,
 outputs written into the arrays the caller passes. (Unlike the compiled backends it may
 allocate temporaries.)
 

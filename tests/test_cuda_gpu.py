@@ -2,7 +2,7 @@
 4096 x 4096 product, a million parameters), against float64 NumPy.
 
 - ``test_kernels_compile_for_a_real_gpu`` needs no GPU: it compiles every kernel of
-  kernels/cuda.py to PTX for sm_80 in a subprocess, which type-checks them for the real
+  kernels/cuda/ to PTX for sm_80 in a subprocess, which type-checks them for the real
   target (the simulator runs them as Python and checks no types). It needs numba-cuda and
   the NVVM and NVRTC libraries (pip install nvidia-nvvm nvidia-cuda-nvrtc, or
   numba-cuda[cu13]) and skips without them.
@@ -121,7 +121,7 @@ _COMPILE_SCRIPT = textwrap.dedent("""
         sys.exit(77)
     from fastmlp.kernels import codes
     from fastmlp.kernels import cuda as kc
-    kc._COMPILE_ONLY = (8, 0)
+    kc.device._COMPILE_ONLY = (8, 0)
     rng = np.random.default_rng(0)
     for dt in (np.float32, np.float64):
         A = np.zeros((5, 3), dt); W = np.zeros((4, 3), dt); b = np.zeros(4, dt)
@@ -168,12 +168,12 @@ _COMPILE_SCRIPT = textwrap.dedent("""
         # the training forward / backward of a Dense stack (fused: every width <= 256)
         As = tuple(np.zeros((4, s), dt) for s in sizes)
         Ds = (As[0], As[1], np.zeros((4, 3), dt), As[3])  # gelu in layer 2 keeps Z
-        Ws, bs = kc._layer_views(np.zeros(n_params, dt), sizes)
-        dWs, dbs = kc._layer_views(np.zeros(n_params, dt), sizes)
+        Ws, bs = kc.fused._layer_views(np.zeros(n_params, dt), sizes)
+        dWs, dbs = kc.fused._layer_views(np.zeros(n_params, dt), sizes)
         kc.mlp_forward(As, Ds, Ws, bs, (1, 6, 0))
         kc.mlp_backward(tuple(np.zeros((4, s), dt) for s in sizes[1:]), As, Ds, Ws, dWs, dbs, (1, 6, 0))
     kc.zeros(4, np.int64)
-    print("compiled", len(kc._compiled_ptx), "kernels")
+    print("compiled", len(kc.device._compiled_ptx), "kernels")
 """)
 
 

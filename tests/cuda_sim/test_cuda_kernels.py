@@ -1,4 +1,4 @@
-"""Every CUDA kernel (kernels/cuda.py) against the NumPy reference, under the CUDA simulator.
+"""Every CUDA kernel (kernels/cuda/) against the NumPy reference, under the CUDA simulator.
 
 The simulator runs each CUDA thread as a Python thread, so the shapes are tiny, but chosen
 to cross every tile edge of the small simulator configuration (GEMM tiles of 8 x 8 with a
@@ -104,18 +104,18 @@ def test_available_under_the_simulator():
     assert kc.is_available() and kc.why_unavailable() is None
     assert kc.name == "cuda"
     # the simulator gets the small configuration: 16-thread blocks
-    assert kc.THREADS == 16
-    for bm, bn, bk, tm, tn in (kc.GEMM_LARGE, kc.GEMM_SMALL):
+    assert kc.device.THREADS == 16
+    for bm, bn, bk, tm, tn in (kc.device.GEMM_LARGE, kc.device.GEMM_SMALL):
         assert (bn // tn) * (bm // tm) == 16
 
 
 def test_both_gemm_tile_configurations_are_exercised():
     """Small outputs take the small tiles, larger ones the large tiles (both appear in the
     shapes of the GEMM tests below)."""
-    assert kc._gemm_config(7, 17) == kc.GEMM_SMALL
-    assert kc._gemm_config(33, 17) == kc.GEMM_LARGE
-    assert kc._gemm_config(33, 7) == kc.GEMM_LARGE
-    assert kc._gemm_config(3, 9) == kc.GEMM_SMALL
+    assert kc.gemm._gemm_config(7, 17) == kc.device.GEMM_SMALL
+    assert kc.gemm._gemm_config(33, 17) == kc.device.GEMM_LARGE
+    assert kc.gemm._gemm_config(33, 7) == kc.device.GEMM_LARGE
+    assert kc.gemm._gemm_config(3, 9) == kc.device.GEMM_SMALL
 
 
 def public_functions(module):

@@ -31,7 +31,7 @@ LOOP_STACKS = ((5, (3, 33, 7)),)
 
 
 def test_the_simulator_uses_the_small_fused_configuration():
-    assert kc.FUSED_MAX_WIDTH == 32 and kc.FUSED_ROWS == 4
+    assert kc.FUSED_MAX_WIDTH == 32 and kc.fused.FUSED_ROWS == 4
     assert all(max(s[1:]) <= kc.FUSED_MAX_WIDTH and s[0] <= kc.FUSED_MAX_INPUT for _, s in FUSED_STACKS)
     assert all(max(s[1:]) > kc.FUSED_MAX_WIDTH for _, s in LOOP_STACKS)
 
@@ -71,8 +71,8 @@ def reference_run(X, flat, top, sizes, acts):
                           dtype)
     A[0] = D[0] = X.copy()
     delta[-1][...] = top
-    W, b = kc._layer_views(flat.copy(), sizes)
-    dW, db = kc._layer_views(np.full(flat.size, np.nan, dtype), sizes)
+    W, b = kc.fused._layer_views(flat.copy(), sizes)
+    dW, db = kc.fused._layer_views(np.full(flat.size, np.nan, dtype), sizes)
     ref.mlp_forward(tuple(A), tuple(D), W, b, acts)
     ref.mlp_backward(tuple(delta), tuple(A), tuple(D), W, dW, db, acts)
     return A, D, delta, W, b, dW, db
@@ -83,13 +83,13 @@ class Launches:
 
     def __init__(self, monkeypatch):
         self.kernels = []
-        original = kc._launch
+        original = kc.device._run
 
-        def launch(kernel, grid, block, *args):
+        def run(kernel, grid, block, args):
             self.kernels.append(kernel)
-            return original(kernel, grid, block, *args)
+            return original(kernel, grid, block, args)
 
-        monkeypatch.setattr(kc, "_launch", launch)
+        monkeypatch.setattr(kc.device, "_run", run)
 
     def take(self):
         out, self.kernels = self.kernels, []
@@ -106,8 +106,8 @@ def cuda_run(X, flat, top, sizes, acts, launches, make=None):
     kc.write(delta[-1], top)
     dflat = kc.to_device(flat)
     dgrad = nan_device(flat.size, dtype)
-    W, b = kc._layer_views(dflat, sizes)
-    dW, db = kc._layer_views(dgrad, sizes)
+    W, b = kc.fused._layer_views(dflat, sizes)
+    dW, db = kc.fused._layer_views(dgrad, sizes)
     launches.take()
     kc.mlp_forward(tuple(A), tuple(D), W, b, acts)
     forward = launches.take()
@@ -139,10 +139,10 @@ def compare(ours, theirs, acts, dtype, what):
 
 def expect_fused(forward, backward, dtype, sizes, acts):
     dt = np.dtype(dtype).type
-    assert forward == [kc._fused_forward_kernel(dt, sizes, acts, True)], "forward: not fused"
+    assert forward == [kc.fused._fused_forward_kernel(dt, sizes, acts, True)], "forward: not fused"
     L = len(acts)
     if L > 1:
-        assert backward[0] is kc._fused_delta_kernel(dt, sizes, acts), "backward: not fused"
+        assert backward[0] is kc.fused._fused_delta_kernel(dt, sizes, acts), "backward: not fused"
     assert len(backward) == (L + 1 if L > 1 else 1), "backward: one GEMM per layer expected"
 
 
@@ -218,17 +218,17 @@ def test_launches_per_training_step_for_mnist(monkeypatch):
     limit raised, the forward pass is 1 launch instead of 3, the backward pass 1 + 3 instead
     of 3 + 2. (The launches are only recorded, not run: the simulator would take minutes.)"""
     kernels = []
-    monkeypatch.setattr(kc, "_launch", lambda kernel, grid, block, *args: kernels.append(kernel))
+    monkeypatch.setattr(kc.device, "_run", lambda kernel, grid, block, args: kernels.append(kernel))
     dtype, batch, sizes, acts = np.float32, 2, (784, 256, 128, 10), (1, 1, 0)
     A, D, delta = buffers(lambda shape: kc.empty(shape, dtype), batch, sizes, acts, dtype)
     A[0] = D[0] = kc.empty((batch, sizes[0]), dtype)
     flat = kc.empty(sum(i * o + o for i, o in zip(sizes[:-1], sizes[1:])), dtype)
-    W, b = kc._layer_views(flat, sizes)
-    dW, db = kc._layer_views(kc.empty(flat.size, dtype), sizes)
+    W, b = kc.fused._layer_views(flat, sizes)
+    dW, db = kc.fused._layer_views(kc.empty(flat.size, dtype), sizes)
     counts = {}
     for max_width, max_input in ((256, 256), (256, 784), (128, 784)):
-        monkeypatch.setattr(kc, "FUSED_MAX_WIDTH", max_width)
-        monkeypatch.setattr(kc, "FUSED_MAX_INPUT", max_input)
+        monkeypatch.setattr(kc.fused, "FUSED_MAX_WIDTH", max_width)
+        monkeypatch.setattr(kc.fused, "FUSED_MAX_INPUT", max_input)
         kc.mlp_forward(tuple(A), tuple(D), W, b, acts)
         n_forward = len(kernels)
         kc.mlp_backward(tuple(delta), tuple(A), tuple(D), W, dW, db, acts)
@@ -241,13 +241,13 @@ def test_rows_per_block_fit_the_shared_memory():
     """Two (rows, width + 1) buffers per block within 48 KiB: 16 rows in float32 at width
     256, 8 in float64 (16 would need 64 KiB)."""
     sizes = (784, 256, 128, 10)
-    with mock.patch.object(kc, "FUSED_ROWS", 16):
-        assert kc._fused_rows(np.float32, sizes) == 16
-        assert kc._fused_rows(np.float64, sizes) == 8
-        assert kc._fused_rows(np.float64, (784, 64, 10)) == 16
+    with mock.patch.object(kc.fused, "FUSED_ROWS", 16):
+        assert kc.fused._fused_rows(np.float32, sizes) == 16
+        assert kc.fused._fused_rows(np.float64, sizes) == 8
+        assert kc.fused._fused_rows(np.float64, (784, 64, 10)) == 16
     for dt in (np.float32, np.float64):
-        rows = kc._fused_rows(dt, sizes)
-        assert 2 * rows * (max(sizes[1:]) + 1) * np.dtype(dt).itemsize <= kc.FUSED_SHARED_BYTES
+        rows = kc.fused._fused_rows(dt, sizes)
+        assert 2 * rows * (max(sizes[1:]) + 1) * np.dtype(dt).itemsize <= kc.fused.FUSED_SHARED_BYTES
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -259,6 +259,6 @@ def test_inference_kernel_is_the_training_kernel_without_the_hidden_stores(dtype
     X, flat, _ = make_stack(rng_for("inference", np.dtype(dtype).str), dtype, batch, sizes, acts)
     out = nan_device((batch, sizes[-1]), dtype)
     kc.mlp_forward_fused(kc.to_device(X), kc.to_device(flat), sizes, acts, out)
-    assert launches.take() == [kc._fused_forward_kernel(np.dtype(dtype).type, sizes, acts, False)]
+    assert launches.take() == [kc.fused._fused_forward_kernel(np.dtype(dtype).type, sizes, acts, False)]
     ours, _, _ = cuda_run(X, flat, np.zeros((batch, sizes[-1]), dtype), sizes, acts, launches)
     np.testing.assert_array_equal(kc.to_host(out), ours[0][-1])

@@ -64,8 +64,14 @@ def test_training_data_is_uploaded_once_per_fit(monkeypatch):
     X, y, n_out = _problem("cross_entropy")
     model = _pair("cross_entropy", n_out)[0]
     uploads = []
-    real = kcuda.to_device
-    monkeypatch.setattr(kcuda, "to_device", lambda host: uploads.append(np.shape(host)) or real(host))
+    real = kcuda.memory.to_device  # asarray uploads through it
+
+    def to_device(host):
+        uploads.append(np.shape(host))
+        return real(host)
+
+    monkeypatch.setattr(kcuda.memory, "to_device", to_device)
+    monkeypatch.setattr(kcuda, "to_device", to_device)
     model.fit(X, y, epochs=3, batch_size=8, verbose=0)
     assert uploads.count(X.shape) == 1  # the samples: once; per epoch only the (n,) order
 

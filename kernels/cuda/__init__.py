@@ -1,0 +1,89 @@
+"""The CUDA backend: numba-cuda kernels on NVIDIA GPUs, same contract as ``cpu.py``.
+
+A package, one module per concern: ``device`` (availability, sizes, launching, shared
+device functions), ``gemm``, ``fused`` (the Dense-stack loops), ``losses`` (and metrics),
+``layers`` (activations, RNG, dropout, batch norm, gathering rows), ``optim`` (optimizers,
+clipping), ``memory``. This module re-exports the contract.
+
+Every function of the contract (see ``kernels/__init__.py``) takes the same arguments as in
+``cpu.py`` and ``reference.py``, but its arrays are numba *device* arrays (``empty``,
+``zeros`` and ``to_device`` make them; ``to_host`` copies one back), float32 or float64.
+Outputs are written into the arrays passed in; the kernels are launched on the default
+stream and return without waiting for the GPU, except where a value must come back to the
+host (documented per function: the losses and ``count_correct`` without ``total=``, and
+``clip_grad_norm`` without ``norm_out=``).
+
+Launch strategy (one launch per contract call unless said otherwise)
+--------------------------------------------------------------------
+- ``matmul``, ``linear_forward``, ``delta_backward``, ``weight_grad``: one register-blocked,
+  shared-memory tiled GEMM (block tile BM x BN, k-step BK, each thread a TM x TN
+  micro-tile: ``GEMM_LARGE`` = 64 x 64 x 16 with 4 x 4 per thread, or ``GEMM_SMALL`` =
+  32 x 32 x 16 with 2 x 2 when the large tiles would not give every multiprocessor a
+  block, as for most layers of a small network), specialised at compile time per dtype,
+  tile configuration, transpose flags, epilogue and activation. The epilogue is fused: ``f(acc + b)`` for the forward pass,
+  ``acc * f'(D_prev)`` for the delta, and for ``weight_grad`` the blocks of the first column
+  block also sum the delta tiles they already hold in shared memory into ``db`` (a
+  deterministic reduction over the batch, no atomics), so a layer's backward pass is two
+  launches.
+- The losses, ``softmax`` and ``count_correct``: one thread per row (classes are few), the
+  per-row losses reduced in shared memory per block, then ONE atomic add per block into a
+  float64 device scalar.
+- Batch norm and ``regression_sums``: a block owns a group of columns and reduces over the
+  batch with a shared-memory tree (two-pass mean/variance, as the CPU backend).
+- Elementwise kernels and the optimizers: 1-D grid-stride loops, one launch over the whole
+  (flat) array.
+- ``fill_uniform``: a stateless counter-based generator on the device (splitmix64 of
+  (seed, element index)); one 64-bit seed is drawn from the host ``rng``.
+- ``mlp_forward`` / ``mlp_backward`` (a stack of Dense layers): for a narrow network (every
+  width <= ``FUSED_MAX_WIDTH`` = 256, the input <= ``FUSED_MAX_INPUT`` = 256) fully fused: the whole forward pass in
+  ONE launch (a block takes a few rows through every layer, each layer's output kept in
+  shared memory for the next and written out for the backward pass), the whole delta chain
+  in ONE launch likewise, then one ``weight_grad`` GEMM per layer; so L + 2 launches for
+  the two passes of L >= 2 layers instead of 3L - 1 (e.g. 64-128-64-10: 5 instead of 8).
+  Wider networks, MNIST's 784-input one included, loop over the per-layer kernels.
+- Extra, not in the contract: ``mlp_forward_fused(X, params, sizes, acts, out)``, the
+  forward kernel above for inference (the hidden layers never leave shared memory).
+
+Device accumulation without readback
+------------------------------------
+The losses and ``count_correct`` take an optional trailing ``total=None``: a float64
+device array of shape (1,) (``count_correct`` also accepts int64). When it is given the
+kernel ADDS to ``total[0]`` and the function returns None without synchronising:
+
+- losses: ``total[0] += B * loss``, ``loss`` being exactly what the call would have
+  returned (the batch mean ``sum_i w_i l_i / B``). For softmax cross-entropy that is
+  ``sum_i w_i l_i``; for BCE and MSE (means over all B*K elements) it is
+  ``sum_ij w_i l_ij / K``. Summed over an epoch and divided by the number of samples this
+  is the sample-weighted mean of the batch losses (Keras' epoch loss).
+- ``count_correct``: ``total[0] += number of right rows``.
+
+Without ``total`` they return a Python float / int as the CPU backend does (and wait for
+the GPU to do so).
+
+Tile and block sizes are module constants read when a kernel is first compiled. Under the
+CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, one Python thread per CUDA thread) they are
+chosen small automatically; ``FASTMLP_CUDA_SMALL=1`` forces the small sizes on a real GPU
+too (for testing the edge paths there).
+
+Arguments must be device arrays (numba would otherwise copy a host array to the device
+and back on every call). Kernels compile on first use, once per dtype and specialisation
+(about a second each on a GPU); nothing is cached on disk.
+
+This module imports without numba-cuda, a driver or a GPU; ``is_available()`` and
+``why_unavailable()`` tell whether it can run here.
+"""
+
+from . import device, fused, gemm, layers, losses, memory, optim  # noqa: F401
+from .device import SIM, cuda, is_available, why_unavailable  # noqa: F401
+from .fused import FUSED_MAX_INPUT, FUSED_MAX_WIDTH  # noqa: F401
+from .fused import mlp_backward, mlp_forward, mlp_forward_fused  # noqa: F401
+from .gemm import delta_backward, linear_forward, matmul, weight_grad  # noqa: F401
+from .layers import (activate, activation_backward, batchnorm_backward,  # noqa: F401
+                     batchnorm_forward, batchnorm_inference, dropout_backward,
+                     dropout_forward, fill_uniform, gather_rows)
+from .losses import (count_correct, mse, regression_sums,  # noqa: F401
+                     sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy)
+from .memory import asarray, empty, synchronize, to_device, to_host, write, zeros  # noqa: F401
+from .optim import adam_update, clip_grad_norm, rmsprop_update, sgd_update  # noqa: F401
+
+name = "cuda"

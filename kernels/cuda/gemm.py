@@ -1,0 +1,229 @@
+"""The tiled GEMM with fused epilogues: ``matmul``, ``linear_forward``, ``delta_backward``,
+``weight_grad``."""
+
+import functools
+import math
+
+import numpy as np
+
+from ..codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
+                     SOFTPLUS, TANH)
+from .. import scalar
+from .device import GEMM_LARGE, GEMM_SMALL, _dummy, _launch, _multiprocessors, cuda
+from .memory import _zero_fill
+
+# ---------------------------------------------------------------------------------------
+# the tiled GEMM with fused epilogues
+
+# GEMM epilogues
+EPI_NONE, EPI_BIAS_ACT, EPI_DACT, EPI_DB = range(4)
+
+_SQRT1_2, _INV_SQRT_2PI = scalar.SQRT1_2, scalar.INV_SQRT_2PI
+
+
+@functools.lru_cache(maxsize=None)
+def _typed_activation(dt):
+    """f and f' as device functions whose arithmetic stays in `dt` (float32 math for float32
+    data: the GEMM epilogue runs once per output, and float64 arithmetic there would cost
+    more than the product itself on GPUs with slow float64)."""
+    ZERO, ONE, HALF = dt(0), dt(1), dt(0.5)
+    SLOPE, ALPHA = dt(LEAKY_SLOPE), dt(ELU_ALPHA)
+    S12, ISP = dt(_SQRT1_2), dt(_INV_SQRT_2PI)
+
+    def f(z, act):
+        if act == RELU:
+            return z if z > ZERO else z * ZERO
+        if act == LEAKY_RELU:
+            return z if z > ZERO else z * SLOPE
+        if act == ELU:
+            return z if z > ZERO else ALPHA * math.expm1(z)
+        if act == SIGMOID:
+            if z >= ZERO:
+                return ONE / (ONE + math.exp(-z))
+            e = math.exp(z)
+            return e / (ONE + e)
+        if act == TANH:
+            return math.tanh(z)
+        if act == GELU:
+            return HALF * z * math.erfc(-z * S12)
+        if act == SOFTPLUS:
+            return max(z, ZERO) + math.log1p(math.exp(-abs(z)))
+        return z
+
+    def df(a, act):
+        if act == RELU:
+            return ONE if a > ZERO else ZERO
+        if act == LEAKY_RELU:
+            return ONE if a > ZERO else SLOPE
+        if act == ELU:
+            return ONE if a > ZERO else a + ALPHA
+        if act == SIGMOID:
+            return a * (ONE - a)
+        if act == TANH:
+            return ONE - a * a
+        if act == GELU:
+            return HALF * math.erfc(-a * S12) + a * math.exp(-HALF * a * a) * ISP
+        if act == SOFTPLUS:
+            return -math.expm1(-a)
+        return ONE
+
+    return cuda.jit(device=True)(f), cuda.jit(device=True)(df)
+
+
+@functools.lru_cache(maxsize=None)
+def _gemm_kernel(dt, trans_a, trans_b, epi, act, config):
+    """C = op(A) @ op(B) with an epilogue, for one dtype and transpose/epilogue choice.
+
+    Block: (BN // TN, BM // TM) threads; grid: (ceil(N / BN),
+    ceil(M / BM)). Thread (ty, tx) owns rows ty + i * THR_M and columns tx + j * THR_N of the
+    block tile (strided so that stores and shared-memory reads are contiguous across tx).
+    Tiles of op(A) and op(B) are staged k-major in shared memory (padded by one element
+    against bank conflicts), loaded with consecutive threads on consecutive addresses of
+    the array in memory whatever the transpose flags.
+    """
+    BM, BN, BK, TM, TN = config
+    THR_M, THR_N = BM // TM, BN // TN
+    NT = THR_M * THR_N
+    A_LOADS, B_LOADS = BM * BK // NT, BN * BK // NT
+    BMP, BNP = BM + 1, BN + 1
+    assert A_LOADS * NT == BM * BK and B_LOADS * NT == BN * BK and TM <= THR_N
+    f, df = _typed_activation(dt)
+    ZERO = dt(0)
+
+    def gemm(A, B, C, bias, D, db):
+        As = cuda.shared.array((BK, BMP), dt)
+        Bs = cuda.shared.array((BK, BNP), dt)
+        acc = cuda.local.array((TM, TN), dt)
+        areg = cuda.local.array(TM, dt)
+        breg = cuda.local.array(TN, dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * THR_N + tx
+        M = C.shape[0]
+        N = C.shape[1]
+        if trans_a:
+            K = A.shape[0]
+        else:
+            K = A.shape[1]
+        m0 = cuda.blockIdx.y * BM
+        n0 = cuda.blockIdx.x * BN
+        for i in range(TM):
+            for j in range(TN):
+                acc[i, j] = 0
+        do_db = epi == EPI_DB and cuda.blockIdx.x == 0 and tx < TM
+        db_row = ty + tx * THR_M
+        colsum = ZERO
+        for k0 in range(0, K, BK):
+            for l in range(A_LOADS):
+                e = tid + l * NT
+                if trans_a:  # A is (K, M) in memory: consecutive threads along m
+                    c = e // BM
+                    r = e - c * BM
+                else:  # A is (M, K): consecutive threads along k
+                    r = e // BK
+                    c = e - r * BK
+                gm = m0 + r
+                gk = k0 + c
+                if gm < M and gk < K:
+                    if trans_a:
+                        As[c, r] = A[gk, gm]
+                    else:
+                        As[c, r] = A[gm, gk]
+                else:
+                    As[c, r] = 0
+            for l in range(B_LOADS):
+                e = tid + l * NT
+                if trans_b:  # B is (N, K) in memory: consecutive threads along k
+                    r = e // BK
+                    c = e - r * BK
+                else:  # B is (K, N): consecutive threads along n
+                    c = e // BN
+                    r = e - c * BN
+                gn = n0 + r
+                gk = k0 + c
+                if gn < N and gk < K:
+                    if trans_b:
+                        Bs[c, r] = B[gn, gk]
+                    else:
+                        Bs[c, r] = B[gk, gn]
+                else:
+                    Bs[c, r] = 0
+            cuda.syncthreads()
+            for kk in range(BK):
+                for i in range(TM):
+                    areg[i] = As[kk, ty + i * THR_M]
+                for j in range(TN):
+                    breg[j] = Bs[kk, tx + j * THR_N]
+                for i in range(TM):
+                    for j in range(TN):
+                        acc[i, j] += areg[i] * breg[j]
+            if do_db:  # db = column sums of op(A)'s rows: the delta tile already staged
+                for kk in range(BK):
+                    colsum += As[kk, db_row]
+            cuda.syncthreads()
+        for i in range(TM):
+            row = m0 + ty + i * THR_M
+            if row < M:
+                for j in range(TN):
+                    col = n0 + tx + j * THR_N
+                    if col < N:
+                        if epi == EPI_BIAS_ACT:
+                            C[row, col] = f(acc[i, j] + bias[col], act)
+                        elif epi == EPI_DACT:
+                            C[row, col] = acc[i, j] * df(D[row, col], act)
+                        else:
+                            C[row, col] = acc[i, j]
+        if do_db:
+            row = m0 + db_row
+            if row < M:
+                db[row] = colsum
+
+    return cuda.jit(gemm)
+
+
+def _gemm_config(M, N):
+    BM, BN = GEMM_LARGE[:2]
+    if ((M + BM - 1) // BM) * ((N + BN - 1) // BN) >= _multiprocessors():
+        return GEMM_LARGE
+    return GEMM_SMALL
+
+
+def _gemm(A, B, C, trans_a, trans_b, epi, bias=None, D=None, act=IDENTITY, db=None):
+    dt = np.dtype(C.dtype).type
+    M, N = C.shape
+    config = _gemm_config(M, N)
+    BM, BN, _, TM, TN = config
+    # the activation is a compile-time constant of the kernel: one specialisation per
+    # activation in use, with only that activation's code in the epilogue
+    kernel = _gemm_kernel(dt, bool(trans_a), bool(trans_b), epi,
+                          int(act) if epi in (EPI_BIAS_ACT, EPI_DACT) else IDENTITY, config)
+    grid = ((N + BN - 1) // BN, (M + BM - 1) // BM)
+    if grid[0] == 0 or grid[1] == 0:
+        if epi == EPI_DB and db is not None:
+            _zero_fill(db)
+        return
+    _launch(kernel, grid, (BN // TN, BM // TM), A, B, C,
+            _dummy(dt, 1) if bias is None else bias,
+            _dummy(dt, 2) if D is None else D,
+            _dummy(dt, 1) if db is None else db)
+
+
+def matmul(A, B, C, trans_a=False, trans_b=False):
+    """C = op(A) @ op(B), op transposing when its flag is set (one tiled-GEMM launch)."""
+    _gemm(A, B, C, trans_a, trans_b, EPI_NONE)
+
+
+def linear_forward(A_in, W, b, act, A_out):
+    """A_out = f(A_in @ W.T + b) in one launch: tiled GEMM, bias + activation epilogue."""
+    _gemm(A_in, W, A_out, False, True, EPI_BIAS_ACT, bias=b, act=act)
+
+
+def delta_backward(delta, W, A_prev, act, delta_prev):
+    """delta_prev = f'(A_prev) * (delta @ W) in one launch (f' fused into the epilogue)."""
+    _gemm(delta, W, delta_prev, False, False, EPI_DACT, D=A_prev, act=act)
+
+
+def weight_grad(delta, A_prev, dW, db):
+    """dW = delta.T @ A_prev and db = sum of delta over the batch, in one launch: the
+    blocks of the first column block sum the delta tiles they stage for the GEMM."""
+    _gemm(delta, A_prev, dW, True, False, EPI_DB, db=db)

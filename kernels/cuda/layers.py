@@ -1,0 +1,244 @@
+"""The kernels of the layers other than Dense: activations, random numbers, dropout, batch
+normalisation; and gathering a batch's rows on the device."""
+
+import math
+
+import numpy as np
+
+from ..codes import IDENTITY
+from .device import (COL_X, COL_Y, THREADS, _blocks, _col_grid, _col_tree_sum, _df, _f,
+                     _kernel, _launch, _nb_float64, _nb_uint64, _reshape, cuda)
+
+# ---------------------------------------------------------------------------------------
+# elementwise kernels (1-D grid-stride loops over the flattened 2-D index)
+
+
+@_kernel
+def _k_activate(Z, act, A):
+    n, m = Z.shape
+    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = idx // m
+        j = idx - i * m
+        A[i, j] = _f(Z[i, j], act)
+
+
+@_kernel
+def _k_activation_backward(A, act, delta):
+    n, m = delta.shape
+    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = idx // m
+        j = idx - i * m
+        delta[i, j] *= _df(A[i, j], act)
+
+
+def activate(Z, act, A):
+    """A = f(Z), elementwise."""
+    _launch(_k_activate, _blocks(Z.size), THREADS, Z, act, A)
+
+
+def activation_backward(A, act, delta):
+    """delta *= f'(A) in place, f' taken from the stored activation A."""
+    if act == IDENTITY:
+        return
+    _launch(_k_activation_backward, _blocks(delta.size), THREADS, A, act, delta)
+
+
+# ---------------------------------------------------------------------------------------
+# random numbers, dropout, batch normalisation
+
+# splitmix64 constants (uint64 so that all the hash arithmetic stays uint64 in the kernel)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11, _S40 = (np.uint64(s) for s in (30, 27, 31, 11, 40))
+_TWO_M53 = 2.0 ** -53
+_TWO_M24 = 2.0 ** -24
+
+
+@_kernel
+def _k_fill_uniform(U, seed, is64):
+    n, m = U.shape
+    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = idx // m
+        j = idx - i * m
+        # splitmix64: output number idx + 1 of the generator started at `seed`
+        z = seed + _nb_uint64(idx + 1) * _GOLDEN
+        z = (z ^ (z >> _S30)) * _MIX1
+        z = (z ^ (z >> _S27)) * _MIX2
+        z = z ^ (z >> _S31)
+        if is64:
+            U[i, j] = _nb_float64(z >> _S11) * _TWO_M53
+        else:
+            U[i, j] = _nb_float64(z >> _S40) * _TWO_M24
+
+
+def fill_uniform(U, rng):
+    """U = uniform random numbers in [0, 1) (float32: multiples of 2^-24, float64: of
+    2^-53), from one 64-bit seed drawn from the numpy Generator `rng` on the host; the
+    device fills U with a stateless counter-based hash (splitmix64 of seed and the element's
+    row-major index), so the result depends only on that seed."""
+    seed = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
+    U2 = _reshape(U, (1, U.shape[0])) if U.ndim == 1 else U
+    _launch(_k_fill_uniform, _blocks(U.size), THREADS, U2, seed,
+            np.dtype(U.dtype) == np.float64)
+
+
+@_kernel
+def _k_dropout_forward(A_in, U, p, scale, A_out):
+    n, m = A_in.shape
+    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = idx // m
+        j = idx - i * m
+        if U[i, j] >= p:
+            A_out[i, j] = A_in[i, j] * scale
+        else:
+            A_out[i, j] = 0
+
+
+@_kernel
+def _k_dropout_backward(delta, U, p, scale, D_prev, act_prev, delta_prev):
+    n, m = delta.shape
+    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = idx // m
+        j = idx - i * m
+        if U[i, j] >= p:
+            delta_prev[i, j] = _df(D_prev[i, j], act_prev) * delta[i, j] * scale
+        else:
+            delta_prev[i, j] = 0
+
+
+def dropout_forward(A_in, U, p, A_out):
+    """A_out = A_in * (U >= p) / (1 - p): inverted dropout, each unit dropped with probability p."""
+    _launch(_k_dropout_forward, _blocks(A_in.size), THREADS, A_in, U, float(p),
+            1 / (1 - p), A_out)
+
+
+def dropout_backward(delta, U, p, D_prev, act_prev, delta_prev):
+    """delta_prev = f'_prev(D_prev) * delta * (U >= p) / (1 - p)."""
+    _launch(_k_dropout_backward, _blocks(delta.size), THREADS, delta, U, float(p),
+            1 / (1 - p), D_prev, act_prev, delta_prev)
+
+
+@_kernel
+def _k_batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act,
+                         Xhat, inv_std, A_out):
+    red = cuda.shared.array((COL_Y, COL_X), _nb_float64)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    n, m = X.shape
+    j = cuda.blockIdx.x * COL_X + tx
+    s = 0.0
+    if j < m:
+        for i in range(ty, n, COL_Y):
+            s += X[i, j]
+    red[ty, tx] = s
+    cuda.syncthreads()
+    _col_tree_sum(red, ty, tx)
+    mean = red[0, tx] / n
+    cuda.syncthreads()  # everyone has read red[0] before it is reused
+    s = 0.0
+    if j < m:
+        for i in range(ty, n, COL_Y):
+            d = X[i, j] - mean
+            s += d * d
+    red[ty, tx] = s
+    cuda.syncthreads()
+    _col_tree_sum(red, ty, tx)
+    var = red[0, tx] / n
+    if j < m:
+        r = 1 / math.sqrt(var + eps)
+        for i in range(ty, n, COL_Y):
+            xh = (X[i, j] - mean) * r
+            Xhat[i, j] = xh
+            A_out[i, j] = _f(gamma[j] * xh + beta[j], act)
+        if ty == 0:
+            inv_std[j] = r
+            running_mean[j] = (1 - momentum) * running_mean[j] + momentum * mean
+            running_var[j] = (1 - momentum) * running_var[j] + momentum * var * n / (n - 1)
+
+
+def batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act, Xhat,
+                      inv_std, A_out):
+    """Training-mode batch norm (batch statistics, two-pass mean and biased variance per
+    feature); keeps Xhat and inv_std for the backward pass and updates the running statistics
+    in place as torch.nn.BatchNorm1d (unbiased variance). One launch."""
+    grid, block = _col_grid(X.shape[1])
+    _launch(_k_batchnorm_forward, grid, block, X, gamma, beta, running_mean, running_var,
+            float(momentum), float(eps), act, Xhat, inv_std, A_out)
+
+
+@_kernel
+def _k_batchnorm_inference(X, gamma, beta, running_mean, running_var, eps, act, A_out):
+    n, m = X.shape
+    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = idx // m
+        j = idx - i * m
+        scale = gamma[j] / math.sqrt(running_var[j] + eps)
+        shift = beta[j] - running_mean[j] * scale
+        A_out[i, j] = _f(X[i, j] * scale + shift, act)
+
+
+def batchnorm_inference(X, gamma, beta, running_mean, running_var, eps, act, A_out):
+    """Inference-mode batch norm with the running statistics: A_out = f(gamma * Xhat + beta)."""
+    _launch(_k_batchnorm_inference, _blocks(X.size), THREADS, X, gamma, beta, running_mean,
+            running_var, float(eps), act, A_out)
+
+
+@_kernel
+def _k_batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev,
+                          delta_prev):
+    rg = cuda.shared.array((COL_Y, COL_X), _nb_float64)
+    rb = cuda.shared.array((COL_Y, COL_X), _nb_float64)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    n, m = delta.shape
+    j = cuda.blockIdx.x * COL_X + tx
+    sg = 0.0
+    sb = 0.0
+    if j < m:
+        for i in range(ty, n, COL_Y):
+            sg += delta[i, j] * Xhat[i, j]
+            sb += delta[i, j]
+    rg[ty, tx] = sg
+    rb[ty, tx] = sb
+    cuda.syncthreads()
+    _col_tree_sum(rg, ty, tx)
+    _col_tree_sum(rb, ty, tx)
+    if j < m:
+        sg = rg[0, tx]
+        sb = rb[0, tx]
+        c = gamma[j] * inv_std[j] / n
+        for i in range(ty, n, COL_Y):
+            dx = c * (n * delta[i, j] - sb - Xhat[i, j] * sg)
+            delta_prev[i, j] = _df(D_prev[i, j], act_prev) * dx
+        if ty == 0:
+            dgamma[j] = sg
+            dbeta[j] = sb
+
+
+def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev,
+                       delta_prev):
+    """dgamma = sum(delta * Xhat), dbeta = sum(delta); delta_prev = f'_prev(D_prev) * dX with
+    dX = gamma * inv_std / B * (B * delta - dbeta - Xhat * dgamma). One launch."""
+    grid, block = _col_grid(delta.shape[1])
+    _launch(_k_batchnorm_backward, grid, block, delta, Xhat, inv_std, gamma, dgamma, dbeta,
+            D_prev, act_prev, delta_prev)
+
+
+# ---------------------------------------------------------------------------------------
+# data movement
+
+
+@_kernel
+def _k_gather_rows(X, idx, out):
+    n, m = out.shape
+    for k in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+        i = k // m
+        j = k - i * m
+        out[i, j] = X[idx[i], j]
+
+
+def gather_rows(X, idx, out):
+    """out[i] = X[idx[i]], cast to out's dtype (e.g. a uint8 data set on the device to a
+    float32 batch), on the device; X, idx and out are device arrays."""
+    _launch(_k_gather_rows, _blocks(out.size), THREADS, X, idx, out)
