@@ -17,14 +17,16 @@ from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, 
                         StepDecay)
 from .gradcheck import gradcheck
 from .io import load
-from .layers import BatchNorm, Dense, Dropout, Layer
+from .graph import Input, Model
+from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
 from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
 
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)
 
 __all__ = [
-    "MLP", "Sequential", "Dense", "Dropout", "BatchNorm", "Layer", "SGD", "Adam", "AdamW",
+    "MLP", "Sequential", "Model", "Input", "Dense", "Dropout", "BatchNorm", "Activation", "Add",
+    "Concatenate", "Layer", "Ensemble", "SGD", "Adam", "AdamW",
     "RMSprop", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",

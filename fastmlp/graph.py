@@ -14,7 +14,12 @@ decides, once, how the training step moves deltas between nodes:
   Concatenate's output and gets the matching columns of its delta (views, no copies).
 """
 
-from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer, _unique_name
+import math
+from types import SimpleNamespace
+
+from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION
+from .layers import (FUSED_OUTPUTS, Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer,
+                     _unique_name)
 
 #: consumers whose backward kernel can apply their producer's f' in the same pass
 _FUSES_WRITE = (Dense, Dropout, BatchNorm)
@@ -221,4 +226,247 @@ class Graph:
                                apply_df=apply_df, acc_grads=acc_grads)
 
 
-__all__ = ["Input", "Node", "Graph", "Layer", "Add", "Concatenate", "Activation"]
+
+
+# ----------------------------------------------------------------------------------------
+# the graph model
+
+
+def _import_network():
+    from .model import _Network
+
+    return _Network
+
+
+class Model(_import_network()):
+    """A model over a graph of layers (Keras' functional API)::
+
+        x = fm.Input(784)
+        h = fm.Dense(256, activation="relu")(x)
+        h = fm.Add()([h, fm.Dense(256, activation="relu")(h)])
+        model = fm.Model(x, fm.Dense(10)(h), loss="cross_entropy", optimizer="adam")
+
+    inputs: an Input node or a list of them (the order of the arrays fit/predict take; a dict
+    keyed by input name works too). outputs: the output node. loss: as Sequential's; None
+    takes it from the output's activation (softmax: cross_entropy, sigmoid:
+    binary_cross_entropy, else cross_entropy for several outputs and mse for one). The other
+    arguments are Sequential's. Everything Sequential offers works the same way.
+
+    One training step::
+
+        forward:   for node in order:            node.forward(its inputs' A)       -> A[node]
+        loss:      loss_and_grad(A[out], T)                                         -> dA[out]
+        backward:  for node in reversed order:   f' once where not fused;
+                                                 node.backward(dA[node]) -> its dW, db and
+                                                 the dA of its inputs (written, or added to)
+        update:    one optimizer kernel over the flat parameter vector theta
+    """
+
+    def __init__(self, inputs, outputs, loss=None, optimizer=None, device="auto", dtype="float32",
+                 seed=None, label_smoothing=0.0):
+        g = self._graph = Graph(inputs, outputs)
+        self.inputs = [g.nodes[i] for i in g.inputs]
+        self.output = g.output
+        self.layers = list(g.layers)
+        for i, node in enumerate(g.nodes):
+            if i != g.out and not node.is_input and node.layer.activation == "softmax":
+                raise ValueError(f"layer {node.layer.name!r} has activation 'softmax', which only the "
+                                 "output layer may have (fused into cross_entropy)")
+        self._input_widths = tuple(n.width for n in self.inputs)
+        self._input_names = tuple(n.name for n in self.inputs)
+        self._output_layer, self._output_width = g.output.layer, g.output.width
+        if loss is None:
+            act = self._output_layer.activation
+            loss = FUSED_OUTPUTS.get(act, "cross_entropy" if self._output_width > 1 else "mse")
+        self._order = [i for i in range(len(g.nodes)) if not g.is_input(i)]
+        self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
+        where = {id(layer): l for l, layer in enumerate(self.layers)}
+        self._node_slot = [None if n.is_input else self._slots[where[id(n.layer)]] for n in g.nodes]
+
+    def _set_loss(self, loss, label_smoothing=0.0):
+        super()._set_loss(loss, label_smoothing)
+        g = self._graph
+        self._node_act = [IDENTITY if n.is_input else n.layer.act for n in g.nodes]
+        self._plan = g.plan(self._node_act)
+
+    @property
+    def sizes(self):
+        return [n.width for n in self._graph.nodes]
+
+    # ------------------------------------------------------------------------------------
+    # buffers: per node A (its output), Z (pre-activation, gelu), dA (d loss / d A, then its
+    # delta once f' is applied) and the layer's scratch; shared and column views per the plan
+
+    def _needs_Z(self, i):
+        layer = self._graph.nodes[i].layer
+        return isinstance(layer, (Dense, BatchNorm)) and self._node_act[i] in NEEDS_PREACTIVATION
+
+    def _allocate_activations(self, capacity, training):
+        k, dtype, g, p = self._kernels, self.dtype, self._graph, self._plan
+        n = len(g.nodes)
+        a = SimpleNamespace(A=[None] * n, Z=[None] * n, dA=[None] * n, scratch=[{} for _ in range(n)])
+
+        def own_or_view(buffers, where, i):
+            if where is None:
+                return k.empty((capacity, g.width[i]), dtype)
+            return buffers[where[0]][:, where[1] : where[1] + g.width[i]]
+
+        for i in reversed(range(n)):  # a consumer's buffers before its producers' views of them
+            a.A[i] = own_or_view(a.A, p.A_into[i], i)
+            if self._needs_Z(i):
+                a.Z[i] = k.empty((capacity, g.width[i]), dtype)
+            if not training or g.is_input(i):
+                continue
+            share = p.dA_share[i]
+            if share is not None and share[0] == "same":
+                a.dA[i] = a.dA[share[1]]
+            else:
+                a.dA[i] = own_or_view(a.dA, None if share is None else share[1:], i)
+            layer, ins = g.nodes[i].layer, g.ins[i]
+            shapes = dict(layer.scratch_shapes(g.is_input(ins[0]))) if layer.n_inputs == 1 else {}
+            if isinstance(layer, (Dropout, BatchNorm)) and "accumulate" in p.mode[i]:
+                shapes["acc_delta"] = (True, (g.width[ins[0]],))
+            if isinstance(layer, BatchNorm) and p.acc_grads[i]:
+                shapes["acc_dgamma"] = shapes["acc_dbeta"] = (False, (g.width[i],))
+            a.scratch[i] = {name: (per_row, k.empty((capacity,) + shape if per_row else shape, dtype))
+                            for name, (per_row, shape) in shapes.items()}
+        return a
+
+    def _activation_views(self, a, n, v, training):
+        g = self._graph
+        v.A = [x[:n] for x in a.A]
+        v.Z = [None if z is None else z[:n] for z in a.Z]
+        v.D = [x if z is None else z for x, z in zip(v.A, v.Z)]  # what f' is computed from
+        for i in self._order:  # an Activation's f' (gelu) is taken from its input
+            if isinstance(g.nodes[i].layer, Activation) and self._node_act[i] in NEEDS_PREACTIVATION:
+                v.D[i] = v.A[g.ins[i][0]]
+        v.X = tuple(v.A[i] for i in g.inputs)
+        v.out, v.D_out = v.A[g.out], v.D[g.out]
+        v.cols = [self._columns(v.A, i) for i in range(len(g.nodes))]
+        if training:
+            v.dA = [None if x is None else x[:n] for x in a.dA]
+            v.dout = v.dA[g.out]
+            v.dcols = [self._columns(v.dA, i) for i in range(len(g.nodes))]
+            v.s = [None if slot is None else
+                   SimpleNamespace(**vars(slot), **{name: buf[:n] if per_row else buf
+                                                    for name, (per_row, buf) in scratch.items()})
+                   for slot, scratch in zip(self._node_slot, a.scratch)]
+        else:
+            v.s = self._node_slot
+
+    def _columns(self, arrays, i):
+        """A Concatenate's column views of arrays[i], one per input (None for other nodes)."""
+        g = self._graph
+        if not isinstance(g.nodes[i].layer, Concatenate):
+            return None
+        offsets = [0]
+        for j in g.ins[i]:
+            offsets.append(offsets[-1] + g.width[j])
+        return [arrays[i][:, lo:hi] for lo, hi in zip(offsets, offsets[1:])]
+
+    # ------------------------------------------------------------------------------------
+    # the two passes over the graph
+
+    def _forward(self, v, training):
+        k, g = self._kernels, self._graph
+        for i in self._order:
+            layer, ins = g.nodes[i].layer, g.ins[i]
+            if isinstance(layer, Add):
+                layer.forward(k, [v.A[j] for j in ins], v.A[i])
+            elif isinstance(layer, Concatenate):  # producers not writing in place are copied
+                for j, cols in zip(ins, v.cols[i]):
+                    if self._plan.A_into[j] is None:
+                        k.activate(v.A[j], IDENTITY, cols)
+            else:
+                layer.forward(k, v.A[ins[0]], v.A[i], v.Z[i], v.s[i], training)
+
+    def _backward(self, v):
+        k, g, p = self._kernels, self._graph, self._plan
+        for i in reversed(self._order):
+            layer, ins, delta = g.nodes[i].layer, g.ins[i], v.dA[i]
+            if p.apply_df[i]:  # f' once, after every consumer has added its part
+                k.activation_backward(v.D[i], self._node_act[i], delta)
+            if isinstance(layer, (Add, Concatenate)):  # delta (or its columns) to each input
+                for slot, j in enumerate(ins):
+                    part = delta if isinstance(layer, Add) else v.dcols[i][slot]
+                    if p.mode[i][slot] == "write":
+                        k.activate(part, IDENTITY, v.dA[j])
+                    elif p.mode[i][slot] == "accumulate":
+                        k.add(v.dA[j], part, v.dA[j])
+                continue
+            j, mode = ins[0], p.mode[i][0]
+            if mode == "share":
+                continue
+            if mode == "skip":  # the input is an Input: no delta to pass on
+                layer.backward(k, delta, v.A[j], None, IDENTITY, None, v.s[i], p.acc_grads[i])
+            else:
+                layer.backward(k, delta, v.A[j], v.D[j], self._node_act[j] if p.fuse[i][0] else IDENTITY,
+                               v.dA[j], v.s[i], p.acc_grads[i], mode == "accumulate")
+
+    # ------------------------------------------------------------------------------------
+
+    def get_config(self):
+        g = self._graph
+        where = {id(layer): l for l, layer in enumerate(self.layers)}
+        nodes = [{"name": n.name, "layer": None if n.is_input else where[id(n.layer)],
+                  "inputs": [g.nodes[j].name for j in g.ins[i]], "width": n.width}
+                 for i, n in enumerate(g.nodes)]
+        return {"layers": [{"type": type(layer).__name__, "name": layer.name, **layer.get_config()}
+                           for layer in self.layers],
+                "graph": {"inputs": list(self._input_names), "output": g.output.name, "nodes": nodes},
+                **self._config_common()}
+
+    def _summary_rows(self):
+        g, seen = self._graph, set()
+        for i, node in enumerate(g.nodes):
+            params = 0
+            if not node.is_input and id(node.layer) not in seen:
+                seen.add(id(node.layer))
+                params = sum(math.prod(s) for s in node.layer.param_shapes().values())
+            yield node.name, node.kind, node.width, params, [g.nodes[j].name for j in g.ins[i]]
+
+    def plot(self, path=None, ax=None):
+        """Draw the graph (matplotlib, the ``plot`` extra): one box per node, in rows by
+        depth, arrows along the edges. Saves to `path` when given; returns the figure."""
+        from .plot import plot_graph
+
+        return plot_graph(self, path, ax)
+
+    def __repr__(self):
+        return (f"Model(inputs={list(self._input_names)}, output={self.output.name!r}, "
+                f"nodes={len(self._graph.nodes)}, loss={self.loss!r}, device={self.device!r})")
+
+
+def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entropy", optimizer=None,
+                 device="auto", dtype="float32", seed=None, dropout=0.0, batch_norm=False,
+                 label_smoothing=0.0):
+    """``MLP(sizes, residual=True)``: MLP's layers, with h = h + block(h) around every hidden
+    block (Dense [+ BatchNorm] [+ Dropout]) whose width equals the one before it."""
+    from .model import mlp_layers
+
+    layers = mlp_layers(sizes, activation, output, dropout, batch_norm)
+    blocks = []
+    for layer in layers:  # a block starts at each Dense
+        if isinstance(layer, Dense):
+            blocks.append([layer])
+        else:
+            blocks[-1].append(layer)
+    x = h = Input(layers[0].in_features)
+    skips = 0
+    for block in blocks[:-1]:
+        r = h
+        for layer in block:
+            r = layer(r)
+        if r.width == h.width:
+            h, skips = Add()([h, r]), skips + 1
+        else:
+            h = r
+    if skips == 0:
+        raise ValueError(f"residual=True needs a hidden layer as wide as the layer before it; "
+                         f"got sizes {list(sizes)}")
+    out = blocks[-1][0](h)
+    return Model(x, out, loss=loss, optimizer=optimizer, device=device, dtype=dtype, seed=seed,
+                 label_smoothing=label_smoothing)
+
+
+__all__ = ["Input", "Node", "Graph", "Model", "Layer", "Add", "Concatenate", "Activation"]

@@ -19,18 +19,18 @@ the layers' scratch) are allocated once per batch size and reused.
 """
 
 import math
-import numbers
 import warnings
 from types import SimpleNamespace
 
 import numpy as np
 
 from . import kernels as _kernels
-from ._validation import (check_X, check_choice, check_dtype, check_finite, check_float, check_int,
-                          check_targets)
-from .callbacks import Callback, History, ProgressBar
+from ._metrics import _Metrics
+from ._validation import (check_choice, check_dtype, check_finite, check_fit_options, check_float,
+                          check_inputs, check_int, check_sample_weights, check_targets)
+from .callbacks import History, ProgressBar
 from .kernels.codes import ACTIVATIONS, IDENTITY, activation_code
-from .layers import LAYERS, BatchNorm, Dense, Dropout, Layer
+from .layers import FUSED_OUTPUTS, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer
 from .optim import Optimizer, get_optimizer
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
@@ -39,13 +39,25 @@ LOSSES = {
     "binary_cross_entropy": "sigmoid_binary_cross_entropy",
     "mse": "mse",
 }
+#: Keras' loss names, accepted as aliases
+LOSS_ALIASES = {
+    "categorical_crossentropy": "cross_entropy",        # one-hot (or probability) targets
+    "sparse_categorical_crossentropy": "cross_entropy",  # integer labels
+    "binary_crossentropy": "binary_cross_entropy",
+    "mean_squared_error": "mse",
+}
 
 
 class _Buffers:
     """The arrays one training step (or one forward pass) works in, for up to `capacity` rows.
 
-    ``views(n)`` gives the first n rows of each, made once per n and kept. Targets live in a
-    2-D buffer of `target_width` columns; for integer labels (width 1) ``T`` is its column.
+    The model makes its own arrays (``model._allocate_activations``: A, Z, delta and the
+    layers' scratch for a Sequential stack; one set per node for a graph); the targets live
+    here, in a 2-D buffer of `target_width` columns (for integer labels, width 1, ``T`` is
+    its column). ``views(n)`` gives the first n rows of each, made once per n and kept:
+    ``v.X`` (one array per model input), ``v.out`` and ``v.dout`` (the output and d loss /
+    d output), ``v.D_out`` (what the output's f' is taken from), the targets, and the model's
+    own views.
     """
 
     def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False):
@@ -54,16 +66,8 @@ class _Buffers:
         self.capacity = capacity
         self.training = target_width > 0
         self.weighted = weighted
-        self.A = [k.empty((capacity, s), dtype) for s in model.sizes]
-        self.Z = [None] + [k.empty((capacity, s), dtype) if layer.needs_preactivation else None
-                           for layer, s in zip(model.layers, model.sizes[1:])]
+        self.arrays = model._allocate_activations(capacity, self.training)
         if self.training:
-            self.delta = [k.empty((capacity, s), dtype) for s in model.sizes[1:]]
-            self.scratch = [  # per layer: {name: (per_row, buffer)}
-                {name: (per_row, k.empty((capacity,) + shape if per_row else shape, dtype))
-                 for name, (per_row, shape) in layer.scratch_shapes(l == 0).items()}
-                for l, layer in enumerate(model.layers)
-            ]
             self.T2d = k.empty((capacity, target_width), target_dtype)
             self.labels2d = k.empty((capacity, 1), np.int64)
             self.w2d = k.empty((capacity, 1), dtype) if weighted else None
@@ -77,15 +81,8 @@ class _Buffers:
         if n in self._views:
             return self._views[n]
         v = SimpleNamespace(n=n)
-        v.A = tuple(a[:n] for a in self.A)
-        v.Z = tuple(None if z is None else z[:n] for z in self.Z)
-        v.D = tuple(a if z is None else z for a, z in zip(v.A, v.Z))  # what f' is computed from
+        self.model._activation_views(self.arrays, n, v, self.training)
         if self.training:
-            v.delta = tuple(d[:n] for d in self.delta)
-            v.s = []
-            for slot, scratch in zip(self.model._slots, self.scratch):
-                views = {name: buf[:n] if per_row else buf for name, (per_row, buf) in scratch.items()}
-                v.s.append(SimpleNamespace(**vars(slot), **views))
             v.T2d = self.T2d[:n]
             v.T0 = v.T2d[:, 0]
             v.T = v.T0 if v.T2d.dtype == np.int64 else v.T2d
@@ -93,73 +90,71 @@ class _Buffers:
             v.labels = v.labels2d[:, 0]
             v.w2d = None if self.w2d is None else self.w2d[:n]
             v.w = None if self.w2d is None else v.w2d[:, 0]
-        else:
-            v.s = self.model._slots
         self._views[n] = v
         return v
 
 
 def _input_size(layers):
     """The model's input size: the first layer that knows its input size, reached through
-    size-preserving layers (Dropout, BatchNorm) only."""
+    size-preserving layers (Dropout, BatchNorm, Activation) only."""
     for layer in layers:
-        if isinstance(layer, Dense):
+        if isinstance(layer, Dense) and layer.in_features is not None:
             return layer.in_features
         if isinstance(layer, BatchNorm) and layer.features is not None:
             return layer.features
-        if not isinstance(layer, (Dropout, BatchNorm)):
+        if not isinstance(layer, (Dropout, BatchNorm, Activation)):
             break
-    raise ValueError("the input size is unknown: start with a Dense layer or BatchNorm(features)")
+    raise ValueError("the input size is unknown: start with Dense(in_features, out_features) or BatchNorm(features)")
 
 
-class Sequential:
-    """A stack of layers (Dense, Dropout, BatchNorm) trained with a fused loss and an optimizer.
+def check_loss(loss, output_layer):
+    """The loss's canonical name (Keras' names are aliases), checked against the output
+    layer's activation: a softmax output needs cross_entropy, a sigmoid one with
+    binary_cross_entropy is fused; other activations before a classification loss fail."""
+    if isinstance(loss, str) and loss.strip().lower() in LOSS_ALIASES:
+        loss = LOSS_ALIASES[loss.strip().lower()]
+    loss = check_choice(loss, "loss", tuple(LOSSES) + tuple(LOSS_ALIASES))
+    act = output_layer.activation
+    if act == "softmax" and loss != "cross_entropy":
+        raise ValueError(f"the output layer {output_layer.name!r} has activation 'softmax', which needs "
+                         f"loss='cross_entropy' (or 'categorical_crossentropy'); got loss={loss!r}")
+    fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss)
+    if fused is not None and act not in ("identity", fused):
+        raise ValueError(
+            f"the last layer must have activation 'identity' (logits) or {fused!r} with loss={loss!r} "
+            f"(the {fused} is fused into the loss); got {act!r} on layer {output_layer.name!r}"
+        )
+    return loss
 
-    Parameters
-    ----------
-    layers : list of layers; each Dense layer's in_features must equal the size before it.
-    loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
-        "binary_cross_entropy" (sigmoid fused; 0/1 labels) or "mse". The last layer of a
-        classification model must have the identity activation: it outputs logits.
-    optimizer : an Optimizer (``fastmlp.SGD(...)``, ``fastmlp.Adam(...)``...), a name, or None
-        for ``SGD(lr=0.01)``.
-    device : "auto", "cpu" or "reference" (the NumPy oracle, slow). ``model.device`` says
-        which backend was picked.
-    dtype : "float32" (default) or "float64".
-    seed : int or None. The same seed gives the same initial weights, the same shuffling and
-        the same dropout masks.
-    label_smoothing : for cross_entropy, PyTorch's label smoothing in [0, 1).
+
+class _Network:
+    """What every model shares: the loss, the optimizer, the flat parameter vector, the
+    training step and the loop around it (fit, evaluate, predict, train_step, weights,
+    saving). ``Sequential`` (a chain of layers, with its fused Dense-stack path) and the
+    graph ``Model`` add how their layers are wired: ``_allocate_activations`` /
+    ``_activation_views`` (the buffers), ``_forward`` and ``_backward``.
+
+    Attributes every model sets before ``_setup``: ``layers`` (each layer once),
+    ``_input_widths`` / ``_input_names`` (one per input), ``_output_layer``.
     """
 
-    def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
-                 dtype="float32", seed=None, label_smoothing=0.0):
-        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
-            raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] must be a layer (Dense, Dropout, BatchNorm); got {layer!r}")
-        size = _input_size(layers)
-        sizes = [size]
-        for i, layer in enumerate(layers):
-            if isinstance(layer, Dense) and layer.in_features != size:
-                raise ValueError(
-                    f"layers[{i}].in_features must equal the size before it ({size}); "
-                    f"got {layer.in_features}"
-                )
-            try:
-                size = layer.build(size)
-            except ValueError as exc:
-                raise ValueError(f"layers[{i}]: {exc}") from None
-            sizes.append(size)
-        self.layers = list(layers)
-        self.sizes = sizes
-        self.loss = check_choice(loss, "loss", tuple(LOSSES))
-        if self.loss != "mse" and self.layers[-1].activation != "identity":
-            raise ValueError(
-                f"the last layer must have activation 'identity' with loss={self.loss!r} "
-                f"(the {'softmax' if self.loss == 'cross_entropy' else 'sigmoid'} is fused into "
-                f"the loss); got {self.layers[-1].activation!r}"
-            )
+    def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing):
+        self._kernels = _kernels.backend(device)
+        self.device = self._kernels.name
+        self.dtype = check_dtype(dtype)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.optimizer = get_optimizer(optimizer)
+        self._set_loss(loss, label_smoothing)
+        #: the data lives on the device and losses are summed there, read once per epoch
+        self._resident = self.device == "cuda"
+        self.stop_training = False
+        self._allocate_parameters()
+
+    def _set_loss(self, loss, label_smoothing=0.0):
+        self.loss = check_loss(loss, self._output_layer)
         if self.loss == "cross_entropy" and self.n_outputs < 2:
             raise ValueError(
                 "loss='cross_entropy' needs at least 2 outputs; for one output unit use "
@@ -168,15 +163,9 @@ class Sequential:
         self.label_smoothing = check_float(label_smoothing, "label_smoothing", 0, 1, high_open=True)
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError("label_smoothing applies to loss='cross_entropy' only")
-        self.optimizer = get_optimizer(optimizer)
-        self._kernels = _kernels.backend(device)
-        self.device = self._kernels.name
-        self.dtype = check_dtype(dtype)
-        if seed is not None:
-            seed = check_int(seed, "seed", minimum=0)
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
-        self._act = tuple(layer.act for layer in self.layers)
+        for layer in self.layers:  # the model computes logits; predict_proba applies them
+            layer._fused = layer is self._output_layer and layer.activation in FUSED_OUTPUTS \
+                and FUSED_OUTPUTS[layer.activation] == self.loss
         loss_kernel = getattr(self._kernels, LOSSES[self.loss])
         extra = (self.label_smoothing,) if self.loss == "cross_entropy" else ()
 
@@ -186,25 +175,49 @@ class Sequential:
             return loss_kernel(Z, T, dZ, w, *extra, total=total)  # adds to a device scalar
 
         self._loss_kernel = loss_and_dZ
-        #: the data lives on the device and losses are summed there, read once per epoch
-        self._resident = self.device == "cuda"
-        self.stop_training = False
-        self._allocate_parameters()
+        self._out_act = self._output_layer.act
+
+    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None):
+        """Keras' compile: set the optimizer (an Optimizer or a name: 'sgd', 'adam',
+        'adamw', 'rmsprop'; its state starts afresh) and the loss (fastmlp's or Keras'
+        names); the weights are kept. metrics: names among those the loss reports
+        ('accuracy' for classification, 'binary_accuracy' for multi-label, 'mae', 'r2' for
+        regression); fit and evaluate always report them."""
+        if loss is not None or label_smoothing is not None:
+            self._set_loss(self.loss if loss is None else loss,
+                           self.label_smoothing if label_smoothing is None else label_smoothing)
+            self._train_buffers = None
+        if optimizer is not None:
+            self.optimizer = get_optimizer(optimizer)
+            self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros)
+        if metrics is not None:
+            if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+                raise TypeError(f"metrics must be a list of names such as ['accuracy']; got {metrics!r}")
+            multilabel = self.loss == "binary_cross_entropy" and self.n_outputs > 1
+            known = {"mse": ("mae", "r2", "mse", "loss")}.get(
+                self.loss, ("accuracy", "acc", "binary_accuracy", "loss") if multilabel
+                else ("accuracy", "acc", "loss", "categorical_accuracy", "sparse_categorical_accuracy"))
+            for m in metrics:
+                if m not in known:
+                    raise ValueError(f"metrics: {m!r} is not reported for loss={self.loss!r}; "
+                                     f"choose from {list(known)}")
+        return self
 
     # ------------------------------------------------------------------------------------
     # parameters: each layer's parameters are views into theta, its gradients into grad
 
     @property
-    def n_features(self):
-        return self.sizes[0]
-
-    @property
     def n_outputs(self):
-        return self.sizes[-1]
+        return self._output_width
 
     @property
     def n_parameters(self):
         return int(self._theta.size)
+
+    @property
+    def n_features(self):
+        """The input width (a tuple of widths for a model with several inputs)."""
+        return self._input_widths[0] if len(self._input_widths) == 1 else tuple(self._input_widths)
 
     def _allocate_parameters(self):
         k = self._kernels
@@ -239,12 +252,8 @@ class Sequential:
         for slot, state in zip(self._slots, host_state):
             for name, arr in state.items():
                 setattr(slot, name, k.to_device(arr))
-        dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
-        self.W, self.b = tuple(s.W for s in dense), tuple(s.b for s in dense)
-        self.dW, self.db = tuple(s.dW for s in dense), tuple(s.db for s in dense)
-        #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
-        #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
-        self._dense_only = len(dense) == len(self.layers)
+        for layer, slot in zip(self.layers, self._slots):
+            layer._owner = (self, slot)
         self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros)
         self._train_buffers = None
         self._predict_buffers = None
@@ -252,13 +261,8 @@ class Sequential:
     def _weight_slots(self):
         """(name, array) of every weight get_weights returns, in order: each layer's
         trainable parameters, then its state (e.g. BatchNorm's running statistics)."""
-        out, n_dense = [], 0
-        for l, (layer, slot) in enumerate(zip(self.layers, self._slots)):
-            n_dense += isinstance(layer, Dense)
-            for name in list(layer.param_shapes()) + list(layer.state_shapes()):
-                label = f"{name}{n_dense}" if isinstance(layer, Dense) else f"layers[{l}].{name}"
-                out.append((label, getattr(slot, name)))
-        return out
+        return [(f"{layer.name}.{name}", getattr(slot, name))
+                for layer, slot in zip(self.layers, self._slots) for name in layer._weight_names()]
 
     def get_weights(self):
         """[W1, b1, W2, b2, ...] as host copies, W of shape (out, in); BatchNorm layers add
@@ -275,9 +279,12 @@ class Sequential:
                 f"weights must hold {len(slots)} arrays ({', '.join(n for n, _ in slots)}); "
                 f"got {len(weights)}"
             )
+        self._write_weights(slots, weights, "weights")
+
+    def _write_weights(self, slots, weights, what="weights"):
         checked = []
         for i, (new, (where, old)) in enumerate(zip(weights, slots)):
-            name = f"weights[{i}] ({where})"
+            name = f"{what}[{i}] ({where})"
             if isinstance(new, (str, bytes)):
                 raise TypeError(f"{name} must be a real array; got a string")
             arr = np.asarray(new)
@@ -293,29 +300,11 @@ class Sequential:
     # ------------------------------------------------------------------------------------
     # the training step, as a sequence of kernel calls
 
-    def _forward(self, v, training):
-        if self._dense_only:  # the layer loop inside one kernel call
-            self._kernels.mlp_forward(v.A, v.D, self.W, self.b, self._act)
-            return
-        for l, layer in enumerate(self.layers):
-            layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], v.s[l], training)
-
     def _loss_and_grad(self, v, total=None):
-        loss = self._loss_kernel(v.A[-1], v.T, v.delta[-1], v.w, total)
-        if self._act[-1] != IDENTITY:  # mse after a non-identity output: chain through f'
-            self._kernels.activation_backward(v.D[-1], self._act[-1], v.delta[-1])
+        loss = self._loss_kernel(v.out, v.T, v.dout, v.w, total)
+        if self._out_act != IDENTITY:  # mse after a non-identity output: chain through f'
+            self._kernels.activation_backward(v.D_out, self._out_act, v.dout)
         return loss
-
-    def _backward(self, v):
-        if self._dense_only:
-            self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._act)
-            return
-        for l in reversed(range(len(self.layers))):
-            if l > 0:
-                self.layers[l].backward(self._kernels, v.delta[l], v.A[l], v.D[l], self._act[l - 1],
-                                        v.delta[l - 1], v.s[l])
-            else:
-                self.layers[0].backward(self._kernels, v.delta[0], v.A[0], None, IDENTITY, None, v.s[0])
 
     def _update(self):
         opt = self.optimizer
@@ -336,6 +325,12 @@ class Sequential:
         self._update()
         return loss
 
+    def _freeze_masks(self, v, frozen):
+        """Keep the dropout masks drawn (gradcheck's finite differences) or draw anew."""
+        for s in list(self._slots) + list(v.s):
+            if s is not None:
+                s.freeze_masks = frozen
+
     # ------------------------------------------------------------------------------------
     # buffers
 
@@ -350,51 +345,29 @@ class Sequential:
     # ------------------------------------------------------------------------------------
     # public training API
 
+    def _check_X(self, X, name="X"):
+        return check_inputs(X, self._input_widths, self._input_names, name, self.dtype)
+
     def _check_fit_data(self, X, y, name_X="X", name_y="y"):
-        X = check_X(X, self.n_features, name_X, self.dtype)
-        T, labels = check_targets(y, self.loss, self.n_outputs, X.shape[0], self.dtype, name_y)
-        return X, T, labels
+        Xs = self._check_X(X, name_X)
+        T, labels = check_targets(y, self.loss, self.n_outputs, Xs[0].shape[0], self.dtype, name_y)
+        return Xs, T, labels
 
     def _sample_weights(self, sample_weight, class_weight, labels, n):
-        """Per-sample loss weights from sample_weight and class_weight, or None."""
-        w = None
-        if sample_weight is not None:
-            w = np.asarray(sample_weight)
-            if w.dtype.kind not in "biuf":
-                raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
-            if w.shape != (n,):
-                raise ValueError(f"sample_weight must have shape ({n},), one weight per sample; got {w.shape}")
-            check_finite(w, "sample_weight", self.dtype)
-            if (w < 0).any():
-                raise ValueError(f"sample_weight must be >= 0; got {w.min():g}")
-            w = w.astype(self.dtype)
-        if class_weight is not None:
-            if not isinstance(class_weight, dict):
-                raise TypeError(f"class_weight must be a dict {{class: weight}}; got {type(class_weight).__name__}")
-            if labels is None:
-                raise ValueError("class_weight needs a classification loss with class labels")
-            n_classes = 2 if self.n_outputs == 1 else self.n_outputs
-            table = np.ones(n_classes, self.dtype)
-            for key, value in class_weight.items():
-                if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral) \
-                        or not 0 <= key < n_classes:
-                    raise ValueError(f"class_weight keys must be class labels 0..{n_classes - 1}; got {key!r}")
-                table[key] = check_float(value, f"class_weight[{key}]", low=0)
-            cw = table[labels]
-            w = cw if w is None else w * cw
-        return w
+        return check_sample_weights(sample_weight, class_weight, labels, n, self.n_outputs, self.dtype)
 
     def train_step(self, X, y, sample_weight=None):
         """One explicit step (forward, loss, backward, update) on the batch (X, y).
 
         Returns the mean loss of the batch as a float.
         """
-        X, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, None, labels, X.shape[0])
-        n = X.shape[0]
+        Xs, T, labels = self._check_fit_data(X, y)
+        n = Xs[0].shape[0]
+        w = self._sample_weights(sample_weight, None, labels, n)
         v = self._buffers_for(n, T, w is not None).views(n)
         k = self._kernels
-        k.write(v.A[0], X)
+        for Xv, X_j in zip(v.X, Xs):
+            k.write(Xv, X_j)
         k.write(v.T, T)
         if w is not None:
             k.write(v.w, w)
@@ -435,12 +408,14 @@ class Sequential:
             on_divergence="raise"):
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
+        X: an array, or for a model with several inputs a list of arrays (in input order) or
+        a dict {input name: array}.
         validation_split takes the last fraction of the samples (before shuffling) as
         validation data, as Keras does; validation_data=(X_val, y_val) gives it directly.
         sample_weight (n,) and class_weight {class: weight} weight each sample's loss (they
         multiply); the loss is then sum(w * l) / batch, as in Keras.
-        History keys: loss, accuracy (classification) or mae and r2 (mse), the same with
-        val_ for validation data, and lr.
+        History keys: loss, accuracy (classification; binary_accuracy for several sigmoid
+        outputs) or mae and r2 (mse), the same with val_ for validation data, and lr.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
         Divergence: when the loss becomes NaN or inf (or the weights stop being finite),
@@ -449,21 +424,10 @@ class Sequential:
         FloatingPointError; "warn" issues a RuntimeWarning instead and returns the history,
         with ``history.diverged = (epoch, step)`` marking where it happened.
         """
-        epochs = check_int(epochs, "epochs")
-        on_divergence = check_choice(on_divergence, "on_divergence", ("raise", "warn"))
-        batch_size = check_int(batch_size, "batch_size")
-        validation_split = check_float(validation_split, "validation_split", 0, 1, high_open=True)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-            raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
-        callbacks = list(callbacks or [])
-        for i, cb in enumerate(callbacks):
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks[{i}] must be a fastmlp Callback; got {cb!r}")
-
-        X, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, class_weight, labels, X.shape[0])
+        epochs, batch_size, validation_split, callbacks, on_divergence = check_fit_options(
+            epochs, batch_size, validation_split, shuffle, verbose, callbacks, on_divergence)
+        Xs, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, class_weight, labels, Xs[0].shape[0])
         if validation_data is not None:
             if validation_split:
                 raise ValueError("give validation_data or validation_split, not both")
@@ -472,27 +436,28 @@ class Sequential:
             val = self._check_fit_data(*validation_data, name_X="validation_data X",
                                        name_y="validation_data y")
         elif validation_split:
-            n_val = int(round(X.shape[0] * validation_split))
-            if n_val < 1 or n_val >= X.shape[0]:
+            n_all = Xs[0].shape[0]
+            n_val = int(round(n_all * validation_split))
+            if n_val < 1 or n_val >= n_all:
                 raise ValueError(
-                    f"validation_split={validation_split} of {X.shape[0]} samples leaves "
-                    f"{n_val} for validation and {X.shape[0] - n_val} for training; both need >= 1"
+                    f"validation_split={validation_split} of {n_all} samples leaves "
+                    f"{n_val} for validation and {n_all - n_val} for training; both need >= 1"
                 )
-            cut = X.shape[0] - n_val
-            val = (X[cut:], T[cut:], None if labels is None else labels[cut:])
-            X, T, labels = X[:cut], T[:cut], None if labels is None else labels[:cut]
+            cut = n_all - n_val
+            val = (tuple(X_j[cut:] for X_j in Xs), T[cut:], None if labels is None else labels[cut:])
+            Xs, T, labels = tuple(X_j[:cut] for X_j in Xs), T[:cut], None if labels is None else labels[:cut]
             w = None if w is None else w[:cut]
         else:
             val = None
 
-        n = X.shape[0]
+        n = Xs[0].shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
         buffers = self._buffers_for(batch, T, w is not None)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
         # as rows for gather_rows
-        Xk = k.asarray(X)
+        Xk = tuple(k.asarray(X_j) for X_j in Xs)
         T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
         w2 = None if w is None else k.asarray(w.reshape(-1, 1))
         # accuracy compares the logits with T itself, except for one-hot/probability targets
@@ -529,7 +494,8 @@ class Sequential:
                 start = step * batch
                 idx = order_k[start : start + batch]
                 v = buffers.views(idx.shape[0])
-                k.gather_rows(Xk, idx, v.A[0])
+                for X_k, Xv in zip(Xk, v.X):
+                    k.gather_rows(X_k, idx, Xv)
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
@@ -540,7 +506,7 @@ class Sequential:
                     loss_sum += loss * v.n
                 if labels2 is not None:
                     k.gather_rows(labels2, idx, v.labels2d)
-                metrics.add(v.A[-1], v.T if labels is None else v.labels if dense_labels else v.T0)
+                metrics.add(v.out, v.T if labels is None else v.labels if dense_labels else v.T0)
                 logs = {} if self._resident else {"loss": loss_sum / (start + v.n), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
@@ -579,24 +545,25 @@ class Sequential:
     # ------------------------------------------------------------------------------------
     # inference
 
-    def _forward_batches(self, X, batch_size):
-        """Yield (start, stop, output view) over X in batches of batch_size."""
-        n = X.shape[0]
+    def _forward_batches(self, Xs, batch_size):
+        """Yield (start, stop, output view) over the inputs Xs in batches of batch_size."""
+        n = Xs[0].shape[0]
         cap = min(batch_size, n)
         buf = self._predict_buffers
         if buf is None or buf.capacity < cap:
             buf = self._predict_buffers = _Buffers(self, cap)
         for start in range(0, n, cap):
             v = buf.views(min(cap, n - start))
-            self._kernels.write(v.A[0], X[start : start + v.n])
+            for Xv, X_j in zip(v.X, Xs):
+                self._kernels.write(Xv, X_j[start : start + v.n])
             self._forward(v, training=False)
-            yield start, start + v.n, v.A[-1]
+            yield start, start + v.n, v.out
 
     def _outputs(self, X, batch_size):
-        X = check_X(X, self.n_features, dtype=self.dtype)
+        Xs = self._check_X(X)
         batch_size = check_int(batch_size, "batch_size")
-        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        for start, stop, Z in self._forward_batches(X, batch_size):
+        out = np.empty((Xs[0].shape[0], self.n_outputs), self.dtype)
+        for start, stop, Z in self._forward_batches(Xs, batch_size):
             out[start:stop] = self._kernels.to_host(Z)
         if not np.isfinite(out).all():
             row = int(np.argwhere(~np.isfinite(out))[0][0])
@@ -608,7 +575,8 @@ class Sequential:
         return out
 
     def predict(self, X, batch_size=1024):
-        """Class labels (int64) for classification; outputs for regression ((n,) for one output)."""
+        """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
+        outputs); outputs for regression ((n,) for one output)."""
         Z = self._outputs(X, batch_size)
         if self.loss == "cross_entropy":
             return Z.argmax(axis=1).astype(np.int64)
@@ -630,19 +598,20 @@ class Sequential:
         return P
 
     def evaluate(self, X, y, batch_size=1024, sample_weight=None):
-        """{"loss": mean loss, "accuracy" (classification) or "mae" and "r2" (mse)}."""
+        """{"loss": mean loss, "accuracy" (classification; "binary_accuracy" for several
+        sigmoid outputs) or "mae" and "r2" (mse)}."""
         batch_size = check_int(batch_size, "batch_size")
-        X, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, None, labels, X.shape[0])
-        return self._evaluate_checked(X, T, labels, batch_size, w)
+        Xs, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, None, labels, Xs[0].shape[0])
+        return self._evaluate_checked(Xs, T, labels, batch_size, w)
 
-    def _evaluate_checked(self, X, T, labels, batch_size=1024, w=None):
-        n = X.shape[0]
+    def _evaluate_checked(self, Xs, T, labels, batch_size=1024, w=None):
+        n = Xs[0].shape[0]
         k = self._kernels
         dZ = k.empty((min(batch_size, n), self.n_outputs), self.dtype)
         metrics = _Metrics(self, T if labels is None else None)
         loss_sum = 0.0
-        for start, stop, Z in self._forward_batches(X, batch_size):
+        for start, stop, Z in self._forward_batches(Xs, batch_size):
             wb = None if w is None else k.asarray(w[start:stop])
             loss_sum += self._loss_kernel(Z, k.asarray(T[start:stop]), dZ[: stop - start], wb) * (stop - start)
             metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
@@ -650,9 +619,32 @@ class Sequential:
 
     # ------------------------------------------------------------------------------------
 
-    def get_config(self):
+    def save(self, path):
+        """Save config, weights and optimizer state to an .npz file, atomically."""
+        from .io import save_model
+
+        save_model(self, path)
+
+    def _summary_rows(self):
+        """(name, kind, output width, parameters, connected to) per node."""
+        raise NotImplementedError
+
+    def summary(self):
+        """A table of the layers: name (type), output width, parameters and, as in Keras,
+        what each is connected to."""
+        rows = [("Layer (type)", "Output", "Params", "Connected to")]
+        for name, kind, width, n, conn in self._summary_rows():
+            rows.append((f"{name} ({kind})", str(width), str(n), ", ".join(conn)))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = lambda r: "  ".join(x.ljust(w_) for x, w_ in zip(r, widths)).rstrip()  # noqa: E731
+        out = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}",
+               line(rows[0]), "-" * len(line(rows[0]))]
+        out += [line(r) for r in rows[1:]]
+        out.append(f"total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
+        return "\n".join(out)
+
+    def _config_common(self):
         return {
-            "layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers],
             "loss": self.loss,
             "label_smoothing": self.label_smoothing,
             "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
@@ -660,80 +652,157 @@ class Sequential:
             "seed": self.seed,
         }
 
-    def save(self, path):
-        """Save config, weights and optimizer state to an .npz file, atomically."""
-        from .io import save_model
 
-        save_model(self, path)
+class Sequential(_Network):
+    """A stack of layers (Dense, Dropout, BatchNorm, Activation) trained with a fused loss
+    and an optimizer.
 
-    def summary(self):
-        lines = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}"]
+    Parameters
+    ----------
+    layers : list of layers; each Dense layer's in_features must equal the size before it
+        (``Dense(units)`` after the first layer takes it from there).
+    loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
+        "binary_cross_entropy" (sigmoid fused; 0/1 labels) or "mse"; Keras' names
+        (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
+        mean_squared_error) are aliases. The last layer of a classification model has the
+        identity activation (logits) or the loss's own (softmax / sigmoid, fused into the
+        loss: the model still computes logits, predict_proba applies it).
+    optimizer : an Optimizer (``fastmlp.SGD(...)``, ``fastmlp.Adam(...)``...), a name, or None
+        for ``SGD(lr=0.01)``.
+    device : "auto", "cpu", "cuda" or "reference" (the NumPy oracle, slow). ``model.device``
+        says which backend was picked.
+    dtype : "float32" (default) or "float64".
+    seed : int or None. The same seed gives the same initial weights, the same shuffling and
+        the same dropout masks.
+    label_smoothing : for cross_entropy, PyTorch's label smoothing in [0, 1).
+    """
+
+    def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
+                 dtype="float32", seed=None, label_smoothing=0.0):
+        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
+            raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer) or layer.n_inputs != 1:
+                raise TypeError(f"layers[{i}] must be a layer (Dense, Dropout, BatchNorm, Activation); "
+                                f"got {layer!r} (Add and Concatenate need a graph: fastmlp.Model)")
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("layers lists the same layer object twice (share weights in a graph Model)")
+        size = _input_size(layers)
+        sizes = [size]
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Dense) and layer.in_features is None:
+                layer.in_features = size
+            if isinstance(layer, Dense) and layer.in_features != size:
+                raise ValueError(
+                    f"layers[{i}].in_features must equal the size before it ({size}); "
+                    f"got {layer.in_features}"
+                )
+            try:
+                size = layer.build(size)
+            except ValueError as exc:
+                raise ValueError(f"layers[{i}]: {exc}") from None
+            sizes.append(size)
+        for i, layer in enumerate(layers[:-1]):
+            if layer.activation == "softmax":
+                raise ValueError(f"layers[{i}] has activation 'softmax', which only the last layer may "
+                                 "have (fused into cross_entropy)")
+        self.layers = list(layers)
+        self.sizes = sizes
+        self._input_widths, self._input_names = (sizes[0],), ("input",)
+        self._output_layer, self._output_width = self.layers[-1], sizes[-1]
+        self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
+        self._act = tuple(layer.act for layer in self.layers)
+        dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
+        self.W, self.b = tuple(s.W for s in dense), tuple(s.b for s in dense)
+        self.dW, self.db = tuple(s.dW for s in dense), tuple(s.db for s in dense)
+        #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
+        #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
+        self._dense_only = len(dense) == len(self.layers)
+
+    def _set_loss(self, loss, label_smoothing=0.0):
+        super()._set_loss(loss, label_smoothing)
+        self._act = tuple(layer.act for layer in self.layers)
+
+    def _weight_slots(self):
+        """Names W1, b1, ... for Dense layers (1-based, as in the lecture), layers[l].name
+        for the others."""
+        out, n_dense = [], 0
+        for l, (layer, slot) in enumerate(zip(self.layers, self._slots)):
+            n_dense += isinstance(layer, Dense)
+            for name in layer._weight_names():
+                label = f"{name}{n_dense}" if isinstance(layer, Dense) else f"layers[{l}].{name}"
+                out.append((label, getattr(slot, name)))
+        return out
+
+    # ------------------------------------------------------------------------------------
+    # buffers: A[l] (B, sizes[l]), Z[l] where f' needs the pre-activation, delta[l]
+
+    def _allocate_activations(self, capacity, training):
+        k, dtype = self._kernels, self.dtype
+        a = SimpleNamespace()
+        a.A = [k.empty((capacity, s), dtype) for s in self.sizes]
+        a.Z = [None] + [k.empty((capacity, s), dtype) if layer.needs_preactivation else None
+                        for layer, s in zip(self.layers, self.sizes[1:])]
+        if training:
+            a.delta = [k.empty((capacity, s), dtype) for s in self.sizes[1:]]
+            a.scratch = [  # per layer: {name: (per_row, buffer)}
+                {name: (per_row, k.empty((capacity,) + shape if per_row else shape, dtype))
+                 for name, (per_row, shape) in layer.scratch_shapes(l == 0).items()}
+                for l, layer in enumerate(self.layers)
+            ]
+        return a
+
+    def _activation_views(self, a, n, v, training):
+        v.A = tuple(x[:n] for x in a.A)
+        v.Z = tuple(None if z is None else z[:n] for z in a.Z)
+        v.D = tuple(x if z is None else z for x, z in zip(v.A, v.Z))  # what f' is computed from
+        v.X, v.out, v.D_out = (v.A[0],), v.A[-1], v.D[-1]
+        if training:
+            v.delta = tuple(d[:n] for d in a.delta)
+            v.dout = v.delta[-1]
+            v.s = []
+            for slot, scratch in zip(self._slots, a.scratch):
+                views = {name: buf[:n] if per_row else buf for name, (per_row, buf) in scratch.items()}
+                v.s.append(SimpleNamespace(**vars(slot), **views))
+        else:
+            v.s = self._slots
+
+    # ------------------------------------------------------------------------------------
+    # the two passes of a chain
+
+    def _forward(self, v, training):
+        if self._dense_only:  # the layer loop inside one kernel call
+            self._kernels.mlp_forward(v.A, v.D, self.W, self.b, self._act)
+            return
+        for l, layer in enumerate(self.layers):
+            layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], v.s[l], training)
+
+    def _backward(self, v):
+        if self._dense_only:
+            self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._act)
+            return
+        for l in reversed(range(len(self.layers))):
+            if l > 0:
+                self.layers[l].backward(self._kernels, v.delta[l], v.A[l], v.D[l], self._act[l - 1],
+                                        v.delta[l - 1], v.s[l])
+            else:
+                self.layers[0].backward(self._kernels, v.delta[0], v.A[0], None, IDENTITY, None, v.s[0])
+
+    # ------------------------------------------------------------------------------------
+
+    def get_config(self):
+        return {"layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers],
+                **self._config_common()}
+
+    def _summary_rows(self):
+        prev = "input"
         for i, layer in enumerate(self.layers):
             n = sum(math.prod(s) for s in layer.param_shapes().values())
-            lines.append(f"  {i}: {layer!r}  params={n}")
-        lines.append(f"  total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
-        return "\n".join(lines)
+            yield layer.name, type(layer).__name__, self.sizes[i + 1], n, [prev]
+            prev = layer.name
 
     def __repr__(self):
         return f"{type(self).__name__}(sizes={self.sizes}, loss={self.loss!r}, device={self.device!r})"
-
-
-class _Metrics:
-    """Running metrics of an epoch: accuracy for classification, MAE and R^2 for regression.
-
-    R^2 is sklearn's r2_score (uniform average over outputs): 1 - SS_res / SS_tot, with
-    SS_tot of the targets of the whole set (passed as T) and SS_res summed batch by batch.
-    On CUDA the sums stay on the device until the epoch's end (``result(final=True)``).
-    """
-
-    def __init__(self, model, T=None):
-        self.k = model._kernels
-        self.resident = model._resident
-        self.classification = model.loss != "mse"
-        self.active = self.classification and (model.loss == "cross_entropy" or model.n_outputs == 1)
-        if not self.classification:
-            T64 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
-            self.n_total = T64.shape[0]
-            self.ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
-            self.abs_err = self.k.zeros(T64.shape[1], np.float64)
-            self.sq_err = self.k.zeros(T64.shape[1], np.float64)
-        elif self.resident:
-            self.correct_total = self.k.zeros(1, np.int64)
-        self.reset()
-
-    def reset(self):
-        self.seen = 0
-        self.correct = 0
-        if not self.classification:
-            self.k.write(self.abs_err, np.zeros(self.abs_err.shape))
-            self.k.write(self.sq_err, np.zeros(self.sq_err.shape))
-        elif self.resident:
-            self.k.write(self.correct_total, np.zeros(1, np.int64))
-
-    def add(self, Z, target):
-        self.seen += Z.shape[0]
-        if self.classification:
-            if self.active and self.resident:
-                self.k.count_correct(Z, target, total=self.correct_total)
-            elif self.active:
-                self.correct += self.k.count_correct(Z, target)
-        else:
-            self.k.regression_sums(Z, target, self.abs_err, self.sq_err)
-
-    def result(self, final=False):
-        if self.resident and not final:
-            return {}
-        if self.classification:
-            if not self.active:
-                return {}
-            correct = int(self.k.to_host(self.correct_total)[0]) if self.resident else self.correct
-            return {"accuracy": correct / self.seen}
-        abs_err = self.k.to_host(self.abs_err) if final else self.abs_err
-        sq_err = self.k.to_host(self.sq_err) if final else self.sq_err
-        ss_tot = self.ss_tot * (self.seen / self.n_total)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(ss_tot > 0, 1 - sq_err / ss_tot, np.where(sq_err == 0, 1.0, 0.0))
-        return {"mae": float(abs_err.sum() / (self.seen * abs_err.size)), "r2": float(r2.mean())}
 
 
 class MLP(Sequential):
@@ -741,49 +810,68 @@ class MLP(Sequential):
 
     activation: one name for every hidden layer or a list, one per hidden layer: identity,
     relu, leaky_relu (slope 0.01), elu (alpha 1), sigmoid, tanh, gelu, softplus.
-    output: the last layer's activation, "identity" (logits; required for the
-    classification losses) unless given. dropout: a probability p > 0 adds Dropout(p) after
-    every hidden layer. batch_norm=True puts a BatchNorm before every hidden activation.
-    The other arguments are Sequential's.
+    output: the last layer's activation, "identity" (logits) unless given; "softmax" with
+    cross_entropy and "sigmoid" with binary_cross_entropy are fused into the loss. dropout: a
+    probability p > 0 adds Dropout(p) after every hidden layer. batch_norm=True puts a
+    BatchNorm before every hidden activation. residual=True adds a skip connection around
+    every hidden layer whose width equals the one before it (``h = h + f(W h + b)``); the
+    model is then a graph ``fastmlp.Model``. The other arguments are Sequential's.
     """
+
+    def __new__(cls, sizes=None, *args, residual=False, **kwargs):
+        if residual is True:
+            from .graph import residual_mlp
+
+            return residual_mlp(sizes, *args, **kwargs)
+        if residual is not False:
+            raise TypeError(f"residual must be True or False; got {residual!r}")
+        return super().__new__(cls)
 
     def __init__(self, sizes, activation="relu", output="identity", loss="cross_entropy",
                  optimizer=None, device="auto", dtype="float32", seed=None, dropout=0.0,
-                 batch_norm=False, label_smoothing=0.0):
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-            raise TypeError(f"sizes must be a list of layer sizes like [784, 256, 10]; got {sizes!r}")
-        sizes = list(sizes)
-        if len(sizes) < 2:
-            raise ValueError(f"sizes must list at least 2 sizes (inputs and outputs); got {sizes}")
-        sizes = [check_int(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
-        n_hidden = len(sizes) - 2
-        if isinstance(activation, (list, tuple)):
-            if len(activation) != n_hidden:
-                raise ValueError(
-                    f"activation must be one name or a list of {n_hidden} names (one per hidden "
-                    f"layer); got {len(activation)} names"
-                )
-            acts = list(activation)
-        else:
-            acts = [activation] * n_hidden
-        for i, a in enumerate(acts):
-            activation_code(a, f"activation[{i}]" if isinstance(activation, (list, tuple)) else "activation")
-        activation_code(output, "output")
-        dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
-        if not isinstance(batch_norm, (bool, np.bool_)):
-            raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
-        layers = []
-        for i, a in enumerate(acts):
-            if batch_norm:
-                layers += [Dense(sizes[i], sizes[i + 1]), BatchNorm(sizes[i + 1], activation=a)]
-            else:
-                layers.append(Dense(sizes[i], sizes[i + 1], a))
-            if dropout:
-                layers.append(Dropout(dropout))
-        layers.append(Dense(sizes[-2], sizes[-1], output))
+                 batch_norm=False, label_smoothing=0.0, residual=False):
+        layers = mlp_layers(sizes, activation, output, dropout, batch_norm)
         super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype,
                          seed=seed, label_smoothing=label_smoothing)
 
 
-__all__ = ["Dense", "Dropout", "BatchNorm", "Sequential", "MLP", "LOSSES", "ACTIVATIONS",
-           "Optimizer", "LAYERS"]
+def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_norm=False):
+    """MLP's arguments, checked: a list of (Dense, [BatchNorm], [Dropout]) per hidden layer,
+    then the output Dense."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a list of layer sizes like [784, 256, 10]; got {sizes!r}")
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least 2 sizes (inputs and outputs); got {sizes}")
+    sizes = [check_int(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
+    n_hidden = len(sizes) - 2
+    if isinstance(activation, (list, tuple)):
+        if len(activation) != n_hidden:
+            raise ValueError(
+                f"activation must be one name or a list of {n_hidden} names (one per hidden "
+                f"layer); got {len(activation)} names"
+            )
+        acts = list(activation)
+    else:
+        acts = [activation] * n_hidden
+    for i, a in enumerate(acts):
+        activation_code(a, f"activation[{i}]" if isinstance(activation, (list, tuple)) else "activation")
+    if output != "softmax":
+        activation_code(output, "output")
+    dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
+    if not isinstance(batch_norm, (bool, np.bool_)):
+        raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
+    layers = []
+    for i, a in enumerate(acts):
+        if batch_norm:
+            layers += [Dense(sizes[i], sizes[i + 1]), BatchNorm(sizes[i + 1], activation=a)]
+        else:
+            layers.append(Dense(sizes[i], sizes[i + 1], a))
+        if dropout:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(sizes[-2], sizes[-1], output))
+    return layers
+
+
+__all__ = ["Dense", "Dropout", "BatchNorm", "Activation", "Sequential", "MLP", "LOSSES",
+           "LOSS_ALIASES", "ACTIVATIONS", "Optimizer", "LAYERS"]
