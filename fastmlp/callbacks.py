@@ -130,8 +130,16 @@ class ProgressBar(Callback):
         self.epochs = self.model._fit_params["epochs"]
         self.steps = self.model._fit_params["steps"]
 
+    def _redraw(self, text, end=""):
+        """Write `text` over the line drawn last (a terminal line redrawn in place), padded
+        with blanks to that line's width so that nothing of a longer line stays behind."""
+        pad = max(self._drawn - len(text), 0)
+        self.stream.write("\r" + text + " " * pad + end)
+        self._drawn = 0 if end else len(text)
+
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = self.last_draw = time.perf_counter()
+        self._drawn = 0  # width of the line drawn in place so far
         if self.verbose == 1:
             self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
             self.stream.flush()
@@ -151,10 +159,10 @@ class ProgressBar(Callback):
         self.last_draw = now
         elapsed = now - self.epoch_start
         eta = elapsed / step * (self.steps - step)
-        line = f"\r{step:>{len(str(self.steps))}}/{self.steps} {self._bar(step)} - ETA: {_format_seconds(eta)}"
+        line = f"{step:>{len(str(self.steps))}}/{self.steps} {self._bar(step)} - ETA: {_format_seconds(eta)}"
         if logs:
             line += " - " + format_logs(logs)
-        self.stream.write(line)
+        self._redraw(line)
         self.stream.flush()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -164,11 +172,13 @@ class ProgressBar(Callback):
         timing = f"{_format_seconds(elapsed)} {per}/step"
         metrics = format_logs({k: v for k, v in (logs or {}).items() if k != "lr"})
         if self.verbose == 1:
-            prefix = "\r" if self._interactive() else ""
-            line = f"{prefix}{self.steps}/{self.steps} {self._bar(self.steps)} - {timing} - {metrics}"
+            line = f"{self.steps}/{self.steps} {self._bar(self.steps)} - {timing} - {metrics}"
         else:
             line = f"Epoch {epoch + 1}/{self.epochs} - {timing} - {metrics}"
-        self.stream.write(line + "\n")
+        if self._interactive():
+            self._redraw(line, end="\n")
+        else:
+            self.stream.write(line + "\n")
         self.stream.flush()
 
 

@@ -4,7 +4,9 @@
 ``load_digits()``                      the bundled 8x8 digits (1797 samples)
 ``load_idx(images, labels)``           MNIST / Fashion-MNIST IDX files, gzip or raw
 ``load_idx_folder(folder, split)``     the same, by folder: train-* or t10k-* files
-``load_cifar10(folder)``               CIFAR-10 binary batches (folder or .tar.gz)
+``load_mnist()``, ``load_fashion_mnist()``  downloaded once into a cache, checked (SHA-256)
+``load_cifar10(folder=None)``          CIFAR-10 binary batches (folder or .tar.gz; None:
+                                       downloaded once into the cache)
 ``load_csv(path, label_column=-1)``    a numeric CSV (or .csv.gz) with a label column
 ``load_npz(path, split=None)``         an .npz holding X/y, x/y or x_train/y_train/...
 =====================================  =====================================================
@@ -28,7 +30,10 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["load_digits", "load_idx", "load_idx_folder", "find_idx_files", "load_cifar10",
+from . import _download
+
+__all__ = ["load_digits", "load_idx", "load_idx_folder", "find_idx_files", "load_mnist",
+           "load_fashion_mnist", "load_cifar10",
            "load_csv", "load_npz", "npz_splits"]
 
 
@@ -206,6 +211,33 @@ def load_idx_folder(folder, split="train", scale=True):
     return load_idx(*find_idx_files(folder, split), scale=scale)
 
 
+def _load_idx_data_set(name, path, scale, download):
+    if path is not None and os.path.isdir(os.fspath(path)):
+        try:  # the user's own copy, in any of the usual namings (gzip or raw)
+            return (*load_idx_folder(path, "train", scale), *load_idx_folder(path, "test", scale))
+        except FileNotFoundError:
+            pass
+    folder = _download.fetch(name, path, download)
+    return (*load_idx_folder(folder, "train", scale), *load_idx_folder(folder, "test", scale))
+
+
+def load_mnist(path=None, scale=True, download=True):
+    """MNIST as (X_train, y_train, X_test, y_test): 60000 + 10000 images of 784 pixels.
+
+    Read from `path` (a folder holding the four IDX files) when given and complete;
+    otherwise from the cache folder ($FASTMLP_DATA/mnist or ~/.cache/fastmlp/mnist, or
+    `path` itself), downloading the missing files once from MNIST's mirrors, each checked
+    against its published SHA-256 and written atomically (see fastmlp._download).
+    download=False never touches the network (FileNotFoundError when files are missing).
+    """
+    return _load_idx_data_set("mnist", path, scale, download)
+
+
+def load_fashion_mnist(path=None, scale=True, download=True):
+    """Fashion-MNIST as (X_train, y_train, X_test, y_test); as load_mnist."""
+    return _load_idx_data_set("fashion-mnist", path, scale, download)
+
+
 # ----------------------------------------------------------------------------------------
 # CIFAR-10
 
@@ -267,8 +299,12 @@ def _cifar_sources(path):
     return sources, repr(path)
 
 
-def load_cifar10(path, scale=True, train_batches=None):
+def load_cifar10(path=None, scale=True, train_batches=None, download=True):
     """CIFAR-10 from its binary version: (X_train, y_train, X_test, y_test).
+
+    path=None reads ``cifar-10-binary.tar.gz`` from the cache folder ($FASTMLP_DATA/cifar10
+    or ~/.cache/fastmlp/cifar10), downloading it once (170 MB, SHA-256 checked, written
+    atomically) unless download=False.
 
     `path` is the folder holding ``data_batch_1.bin`` .. ``data_batch_5.bin`` and
     ``test_batch.bin`` (or the folder above ``cifar-10-batches-bin``), or the downloaded
@@ -278,6 +314,8 @@ def load_cifar10(path, scale=True, train_batches=None):
     when `scale`; y int64. `train_batches` (e.g. ``[1]``) reads only those training batches.
     All of data_batch_1..5 (or those asked for) and test_batch must be there.
     """
+    if path is None:
+        path = os.path.join(_download.fetch("cifar10", None, download), "cifar-10-binary.tar.gz")
     sources, where = _cifar_sources(path)
     wanted = _CIFAR_TRAIN if train_batches is None else [
         f"data_batch_{int(i)}.bin" for i in train_batches]

@@ -28,37 +28,38 @@ def gradcheck(model, X, y, eps=None):
     if eps is None:
         eps = float(np.finfo(model.dtype).eps) ** (1 / 3)
     eps = check_float(eps, "eps", low=0, low_open=True)
-    n = Xs[0].shape[0]
-    v = model._buffers_for(n, T).views(n)
-    for Xv, X_j in zip(v.X, Xs):
-        k.write(Xv, X_j)
-    k.write(v.T, T)
-    saved_weights = model.get_weights()  # includes BatchNorm running statistics
-    saved = k.to_host(model._theta)
+    with model._guard.training("gradcheck"), model._guard.step_lock:  # it moves the weights
+        n = Xs[0].shape[0]
+        v = model._buffers_for(n, T).views(n)
+        for Xv, X_j in zip(v.X, Xs):
+            k.write(Xv, X_j)
+        k.write(v.T, T)
+        saved_weights = model.get_weights()  # includes BatchNorm running statistics
+        saved = k.to_host(model._theta)
 
-    def loss_at():
-        model._forward(v, training=True)
-        return model._loss_and_grad(v)
+        def loss_at():
+            model._forward(v, training=True)
+            return model._loss_and_grad(v)
 
-    try:
-        loss_at()  # draws the dropout masks
-        model._freeze_masks(v, True)
-        model._backward(v)
-        analytic = k.to_host(model._grad).astype(np.float64)
-        numerical = np.empty_like(analytic)
-        theta = saved.copy()
-        for i in range(theta.size):
-            theta[i] = saved[i] + eps
-            k.write(model._theta, theta)
-            plus = loss_at()
-            theta[i] = saved[i] - eps
-            k.write(model._theta, theta)
-            minus = loss_at()
-            theta[i] = saved[i]
-            numerical[i] = (plus - minus) / (2 * eps)
-    finally:
-        model._freeze_masks(v, False)
-        model.set_weights(saved_weights)
+        try:
+            loss_at()  # draws the dropout masks
+            model._freeze_masks(v, True)
+            model._backward(v)
+            analytic = k.to_host(model._grad).astype(np.float64)
+            numerical = np.empty_like(analytic)
+            theta = saved.copy()
+            for i in range(theta.size):
+                theta[i] = saved[i] + eps
+                k.write(model._theta, theta)
+                plus = loss_at()
+                theta[i] = saved[i] - eps
+                k.write(model._theta, theta)
+                minus = loss_at()
+                theta[i] = saved[i]
+                numerical[i] = (plus - minus) / (2 * eps)
+        finally:
+            model._freeze_masks(v, False)
+            model.set_weights(saved_weights)
 
     floor = 0.01 * float(np.abs(numerical).max()) if numerical.size else 0.0
     worst, offset = 0.0, 0

@@ -352,7 +352,12 @@ class Model(_import_network()):
                                                     for name, (per_row, buf) in scratch.items()})
                    for slot, scratch in zip(self._node_slot, a.scratch)]
         else:
-            v.s = self._node_slot
+            v.s = ()
+
+    def _inference_parameters(self, slots):
+        where = {id(layer): l for l, layer in enumerate(self.layers)}
+        return SimpleNamespace(node_slots=[None if n.is_input else slots[where[id(n.layer)]]
+                                           for n in self._graph.nodes])
 
     def _columns(self, arrays, i):
         """A Concatenate's column views of arrays[i], one per input (None for other nodes)."""
@@ -367,8 +372,11 @@ class Model(_import_network()):
     # ------------------------------------------------------------------------------------
     # the two passes over the graph
 
-    def _forward(self, v, training):
+    def _forward(self, v, training, params=None):
+        """A of every node from the inputs' A; with `params` (a copy from
+        _copy_parameters), inference on those weights instead of the model's own."""
         k, g = self._kernels, self._graph
+        slots = v.s if training else self._node_slot if params is None else params.node_slots
         for i in self._order:
             layer, ins = g.nodes[i].layer, g.ins[i]
             if isinstance(layer, Add):
@@ -378,7 +386,7 @@ class Model(_import_network()):
                     if self._plan.A_into[j] is None:
                         k.activate(v.A[j], IDENTITY, cols)
             else:
-                layer.forward(k, v.A[ins[0]], v.A[i], v.Z[i], v.s[i], training)
+                layer.forward(k, v.A[ins[0]], v.A[i], v.Z[i], slots[i], training)
 
     def _backward(self, v):
         k, g, p = self._kernels, self._graph, self._plan

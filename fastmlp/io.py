@@ -119,13 +119,15 @@ def model_config(model):
 
 
 def _write_npz(f, model):
-    config, arrays = model_config(model)
+    to_host = getattr(model._kernels, "to_host", np.asarray)
+    with model._guard.step_lock:  # weights and optimizer state of one whole training step
+        config, arrays = model_config(model)
+        optimizer_state = {f"optimizer_{name}": to_host(model._opt_state[name])
+                           for name in model.optimizer.state_names}
     text = json.dumps(config, allow_nan=False)
     members = {"config": np.array(text)}
     members.update(arrays)
-    to_host = getattr(model._kernels, "to_host", np.asarray)
-    for name in model.optimizer.state_names:
-        members[f"optimizer_{name}"] = to_host(model._opt_state[name])
+    members.update(optimizer_state)
     np.savez(f, **members)
 
 

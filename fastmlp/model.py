@@ -20,11 +20,13 @@ the layers' scratch) are allocated once per batch size and reused.
 
 import math
 import warnings
+from contextlib import nullcontext
 from types import SimpleNamespace
 
 import numpy as np
 
 from . import kernels as _kernels
+from ._concurrency import BufferPool, TrainingGuard, deferred_sigint
 from ._metrics import _Metrics
 from ._validation import (check_choice, check_dtype, check_finite, check_fit_options, check_float,
                           check_inputs, check_int, check_sample_weights, check_targets)
@@ -151,6 +153,8 @@ class _Network:
         #: the data lives on the device and losses are summed there, read once per epoch
         self._resident = self.device == "cuda"
         self.stop_training = False
+        self._guard = TrainingGuard()  # see _concurrency: who may train, whole-step reads
+        self._predict_pool = BufferPool()  # inference buffers, one set per call in flight
         self._allocate_parameters()
 
     def _set_loss(self, loss, label_smoothing=0.0):
@@ -183,13 +187,15 @@ class _Network:
         names); the weights are kept. metrics: names among those the loss reports
         ('accuracy' for classification, 'binary_accuracy' for multi-label, 'mae', 'r2' for
         regression); fit and evaluate always report them."""
-        if loss is not None or label_smoothing is not None:
-            self._set_loss(self.loss if loss is None else loss,
-                           self.label_smoothing if label_smoothing is None else label_smoothing)
-            self._train_buffers = None
-        if optimizer is not None:
-            self.optimizer = get_optimizer(optimizer)
-            self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros)
+        with self._guard.training("compile"), self._guard.step_lock:
+            if loss is not None or label_smoothing is not None:
+                self._set_loss(self.loss if loss is None else loss,
+                               self.label_smoothing if label_smoothing is None else label_smoothing)
+                self._train_buffers = None
+                self._predict_pool.clear()
+            if optimizer is not None:
+                self.optimizer = get_optimizer(optimizer)
+                self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros)
         if metrics is not None:
             if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
                 raise TypeError(f"metrics must be a list of names such as ['accuracy']; got {metrics!r}")
@@ -236,27 +242,43 @@ class _Network:
                       for layer in self.layers]
         for layer, params, state in zip(self.layers, host_params, host_state):
             layer.initialize(params, state, self._rng)
+        self._param_shapes = shapes
         self._theta = k.to_device(host)
         self._grad = k.zeros(total, self.dtype)
-        self._slots = [SimpleNamespace(rng=self._rng, freeze_masks=False) for _ in self.layers]
-        self.params, self.grads, offset = [], [], 0
-        for l, name, shape in shapes:
-            size = math.prod(shape)
-            param = self._theta[offset : offset + size].reshape(shape)
-            grad = self._grad[offset : offset + size].reshape(shape)
-            setattr(self._slots[l], name, param)
-            setattr(self._slots[l], "d" + name, grad)
-            self.params.append(param)
-            self.grads.append(grad)
-            offset += size
-        for slot, state in zip(self._slots, host_state):
-            for name, arr in state.items():
-                setattr(slot, name, k.to_device(arr))
+        #: per layer: its parameters W, b... (views into theta), gradients dW, db... (views
+        #: into grad), state (BatchNorm's running statistics) and its random generator
+        self._slots = self._parameter_slots(self._theta, self._grad,
+                                            [{n: k.to_device(a) for n, a in st.items()} for st in host_state])
+        self.params = [getattr(self._slots[l], name) for l, name, _ in shapes]
+        self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in shapes]
         for layer, slot in zip(self.layers, self._slots):
             layer._owner = (self, slot)
         self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros)
         self._train_buffers = None
-        self._predict_buffers = None
+        self._predict_pool.clear()
+
+    def _parameter_slots(self, theta, grad, states):
+        """Per layer a namespace of its parameters as views into `theta` (and gradients as
+        views into `grad`, unless None), with its state arrays `states[l]`."""
+        slots = [SimpleNamespace(rng=self._rng, freeze_masks=False, **state) for state in states]
+        offset = 0
+        for l, name, shape in self._param_shapes:
+            size = math.prod(shape)
+            setattr(slots[l], name, theta[offset : offset + size].reshape(shape))
+            if grad is not None:
+                setattr(slots[l], "d" + name, grad[offset : offset + size].reshape(shape))
+            offset += size
+        return slots
+
+    def _copy_parameters(self):
+        """A private copy of the parameters and layer state, for inference while another
+        thread trains (called under the guard's step_lock): the model's own form of them
+        (``_inference_parameters``) over copied slots."""
+        k = self._kernels
+        theta = k.to_device(k.to_host(self._theta))
+        states = [{name: k.to_device(k.to_host(getattr(slot, name))) for name in layer.state_shapes()}
+                  for layer, slot in zip(self.layers, self._slots)]
+        return self._inference_parameters(self._parameter_slots(theta, None, states))
 
     def _weight_slots(self):
         """(name, array) of every weight get_weights returns, in order: each layer's
@@ -266,8 +288,10 @@ class _Network:
 
     def get_weights(self):
         """[W1, b1, W2, b2, ...] as host copies, W of shape (out, in); BatchNorm layers add
-        [gamma, beta, running_mean, running_var]."""
-        return [self._kernels.to_host(arr) for _, arr in self._weight_slots()]
+        [gamma, beta, running_mean, running_var]. Those of one whole training step, also
+        while another thread trains the model."""
+        with self._guard.step_lock:
+            return [self._kernels.to_host(arr) for _, arr in self._weight_slots()]
 
     def set_weights(self, weights):
         """Set all weights from a list in get_weights' layout; shapes and values checked."""
@@ -294,8 +318,9 @@ class _Network:
                 raise ValueError(f"{name} must have shape {old.shape}; got {arr.shape}")
             check_finite(arr, name, self.dtype)
             checked.append(np.ascontiguousarray(arr, self.dtype))
-        for arr, (_, old) in zip(checked, slots):
-            self._kernels.write(old, arr)
+        with self._guard.training("set_weights"), self._guard.step_lock:
+            for arr, (_, old) in zip(checked, slots):
+                self._kernels.write(old, arr)
 
     # ------------------------------------------------------------------------------------
     # the training step, as a sequence of kernel calls
@@ -364,14 +389,15 @@ class _Network:
         Xs, T, labels = self._check_fit_data(X, y)
         n = Xs[0].shape[0]
         w = self._sample_weights(sample_weight, None, labels, n)
-        v = self._buffers_for(n, T, w is not None).views(n)
-        k = self._kernels
-        for Xv, X_j in zip(v.X, Xs):
-            k.write(Xv, X_j)
-        k.write(v.T, T)
-        if w is not None:
-            k.write(v.w, w)
-        loss = self._step(v)
+        with self._guard.training("train_step"), self._guard.step_lock:
+            v = self._buffers_for(n, T, w is not None).views(n)
+            k = self._kernels
+            for Xv, X_j in zip(v.X, Xs):
+                k.write(Xv, X_j)
+            k.write(v.T, T)
+            if w is not None:
+                k.write(v.w, w)
+            loss = self._step(v)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"training diverged: the loss became {loss}; the weights were not updated. "
@@ -387,18 +413,20 @@ class _Network:
         """Host copies of everything a training step changes: weights (with BatchNorm's
         running statistics), optimizer state and step count."""
         k = self._kernels
-        opt = {name: k.to_host(arr) if name != "step" else arr for name, arr in self._opt_state.items()}
-        return self.get_weights(), opt
+        with self._guard.step_lock:
+            opt = {name: k.to_host(arr) if name != "step" else arr for name, arr in self._opt_state.items()}
+            return self.get_weights(), opt
 
     def _restore(self, snapshot):
         weights, opt = snapshot
-        for (_, arr), host in zip(self._weight_slots(), weights):
-            self._kernels.write(arr, host)
-        for name, value in opt.items():
-            if name == "step":
-                self._opt_state[name] = value
-            else:
-                self._kernels.write(self._opt_state[name], value)
+        with self._guard.step_lock:
+            for (_, arr), host in zip(self._weight_slots(), weights):
+                self._kernels.write(arr, host)
+            for name, value in opt.items():
+                if name == "step":
+                    self._opt_state[name] = value
+                else:
+                    self._kernels.write(self._opt_state[name], value)
 
     def _finite_parameters(self):
         return bool(np.isfinite(self._kernels.to_host(self._theta)).all())
@@ -449,7 +477,14 @@ class _Network:
             w = None if w is None else w[:cut]
         else:
             val = None
+        with self._guard.training("fit"), deferred_sigint() as sigint:
+            return self._train(Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks,
+                               verbose, on_divergence, sigint)
 
+    def _train(self, Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks, verbose,
+               on_divergence, sigint):
+        """fit's loop over epochs and steps, on checked data; `sigint` holds a Ctrl-C back
+        until the step under way is whole."""
         n = Xs[0].shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
@@ -499,7 +534,9 @@ class _Network:
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
-                loss = self._step(v, loss_total)
+                with self._guard.step_lock:
+                    loss = self._step(v, loss_total)
+                sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
                         return self._diverged(history, snapshot, epoch, step, loss, on_divergence)
@@ -539,32 +576,42 @@ class _Network:
                    + self._divergence_advice())
         if on_divergence == "raise":
             raise FloatingPointError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)  # fit's caller
         return history
 
     # ------------------------------------------------------------------------------------
     # inference
 
-    def _forward_batches(self, Xs, batch_size):
-        """Yield (start, stop, output view) over the inputs Xs in batches of batch_size."""
+    def _forward_batches(self, Xs, batch_size, use):
+        """Run the inputs Xs through the network in batches of batch_size, calling
+        use(start, stop, Z) with each batch's outputs Z. Each call works in buffers of its
+        own, taken from the model's pool and given back, and on the weights of one whole
+        training step (see _concurrency), so any number of threads may run this at once on
+        one model. The CUDA backend runs one model's inference calls one at a time."""
         n = Xs[0].shape[0]
         cap = min(batch_size, n)
-        buf = self._predict_buffers
-        if buf is None or buf.capacity < cap:
-            buf = self._predict_buffers = _Buffers(self, cap)
-        for start in range(0, n, cap):
-            v = buf.views(min(cap, n - start))
-            for Xv, X_j in zip(v.X, Xs):
-                self._kernels.write(Xv, X_j[start : start + v.n])
-            self._forward(v, training=False)
-            yield start, start + v.n, v.out
+        buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity), cap)
+        serial = self._guard.step_lock if self.device == "cuda" else nullcontext()
+        try:
+            with self._guard.reading(self._copy_parameters) as params, serial:
+                for start in range(0, n, cap):
+                    v = buf.views(min(cap, n - start))
+                    for Xv, X_j in zip(v.X, Xs):
+                        self._kernels.write(Xv, X_j[start : start + v.n])
+                    self._forward(v, training=False, params=params)
+                    use(start, start + v.n, v.out)
+        finally:
+            BufferPool.give(buf)
 
     def _outputs(self, X, batch_size):
         Xs = self._check_X(X)
         batch_size = check_int(batch_size, "batch_size")
         out = np.empty((Xs[0].shape[0], self.n_outputs), self.dtype)
-        for start, stop, Z in self._forward_batches(Xs, batch_size):
+
+        def copy_out(start, stop, Z):
             out[start:stop] = self._kernels.to_host(Z)
+
+        self._forward_batches(Xs, batch_size, copy_out)
         if not np.isfinite(out).all():
             row = int(np.argwhere(~np.isfinite(out))[0][0])
             raise FloatingPointError(
@@ -610,12 +657,15 @@ class _Network:
         k = self._kernels
         dZ = k.empty((min(batch_size, n), self.n_outputs), self.dtype)
         metrics = _Metrics(self, T if labels is None else None)
-        loss_sum = 0.0
-        for start, stop, Z in self._forward_batches(Xs, batch_size):
+        loss_sum = [0.0]
+
+        def add_batch(start, stop, Z):
             wb = None if w is None else k.asarray(w[start:stop])
-            loss_sum += self._loss_kernel(Z, k.asarray(T[start:stop]), dZ[: stop - start], wb) * (stop - start)
+            loss_sum[0] += self._loss_kernel(Z, k.asarray(T[start:stop]), dZ[: stop - start], wb) * (stop - start)
             metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
-        return {"loss": loss_sum / n, **metrics.result(final=True)}
+
+        self._forward_batches(Xs, batch_size, add_batch)
+        return {"loss": loss_sum[0] / n, **metrics.result(final=True)}
 
     # ------------------------------------------------------------------------------------
 
@@ -712,8 +762,8 @@ class Sequential(_Network):
         self._output_layer, self._output_width = self.layers[-1], sizes[-1]
         self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
         self._act = tuple(layer.act for layer in self.layers)
+        self.W, self.b = self._dense_parameters(self._slots)
         dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
-        self.W, self.b = tuple(s.W for s in dense), tuple(s.b for s in dense)
         self.dW, self.db = tuple(s.dW for s in dense), tuple(s.db for s in dense)
         #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
         #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
@@ -757,6 +807,7 @@ class Sequential(_Network):
         v.Z = tuple(None if z is None else z[:n] for z in a.Z)
         v.D = tuple(x if z is None else z for x, z in zip(v.A, v.Z))  # what f' is computed from
         v.X, v.out, v.D_out = (v.A[0],), v.A[-1], v.D[-1]
+        v.s = ()
         if training:
             v.delta = tuple(d[:n] for d in a.delta)
             v.dout = v.delta[-1]
@@ -764,18 +815,29 @@ class Sequential(_Network):
             for slot, scratch in zip(self._slots, a.scratch):
                 views = {name: buf[:n] if per_row else buf for name, (per_row, buf) in scratch.items()}
                 v.s.append(SimpleNamespace(**vars(slot), **views))
-        else:
-            v.s = self._slots
+
+    def _dense_parameters(self, slots):
+        """(W, b): tuples of the Dense layers' weights and biases, for mlp_forward."""
+        dense = [s for s, layer in zip(slots, self.layers) if isinstance(layer, Dense)]
+        return tuple(s.W for s in dense), tuple(s.b for s in dense)
+
+    def _inference_parameters(self, slots):
+        W, b = self._dense_parameters(slots)
+        return SimpleNamespace(slots=slots, W=W, b=b)
 
     # ------------------------------------------------------------------------------------
     # the two passes of a chain
 
-    def _forward(self, v, training):
+    def _forward(self, v, training, params=None):
+        """A[1..L] from A[0]; with `params` (a copy from _copy_parameters), inference on
+        those weights instead of the model's own."""
+        W, b = (self.W, self.b) if params is None else (params.W, params.b)
         if self._dense_only:  # the layer loop inside one kernel call
-            self._kernels.mlp_forward(v.A, v.D, self.W, self.b, self._act)
+            self._kernels.mlp_forward(v.A, v.D, W, b, self._act)
             return
+        slots = v.s if training else self._slots if params is None else params.slots
         for l, layer in enumerate(self.layers):
-            layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], v.s[l], training)
+            layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], slots[l], training)
 
     def _backward(self, v):
         if self._dense_only:

@@ -7,9 +7,29 @@ maps names to codes with :func:`activation_code`.
 
 import os
 
+
+
+def _cache_writable():
+    """Whether Numba can keep a disk cache for the kernels in this folder: somewhere among
+    NUMBA_CACHE_DIR, the package folder and the user's cache folder is writable. Where
+    none is (a read-only install run by a user without a writable home, as in many
+    containers), ``cache=True`` would make Numba raise at import; the kernels are then
+    compiled in memory only."""
+    try:
+        from numba.core.caching import FunctionCache
+    except ImportError:  # pragma: no cover - another Numba layout: let Numba decide
+        return True
+    try:
+        FunctionCache(_cache_writable)
+    except RuntimeError:
+        return False
+    return True
+
+
 #: Numba's on-disk cache of compiled kernels (``cache=True``): on unless FASTMLP_NO_CACHE=1
-#: was set before fastmlp was imported
-CACHE = os.environ.get("FASTMLP_NO_CACHE", "").strip().lower() in ("", "0", "false", "no")
+#: was set before fastmlp was imported, or no folder for it is writable
+CACHE = (os.environ.get("FASTMLP_NO_CACHE", "").strip().lower() in ("", "0", "false", "no")
+         and _cache_writable())
 
 IDENTITY, RELU, LEAKY_RELU, ELU, SIGMOID, TANH, GELU, SOFTPLUS = range(8)
 

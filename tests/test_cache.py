@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = (
     "import numpy as np, fastmlp\n"
     "X, y = fastmlp.datasets.load_digits()\n"
@@ -38,3 +40,93 @@ def test_cache_can_be_switched_off(tmp_path):
     result = _run(tmp_path, FASTMLP_NO_CACHE="1")
     assert _cache_files(tmp_path) == []
     assert result == _run(tmp_path / "cached")
+
+
+# ---------------------------------------------------------------------------------------
+# several processes at once, and caches nobody can write
+
+def _env(cache_dir, **extra):
+    env = {k: v for k, v in os.environ.items() if k != "FASTMLP_NO_CACHE"}
+    env.update(NUMBA_CACHE_DIR=str(cache_dir), **extra)
+    return env
+
+
+def test_four_processes_compiling_into_one_empty_cache_at_once(tmp_path):
+    """Four processes started together on an empty cache all compile and write it; the
+    cache they leave behind is whole: a fifth run loads it, recompiles nothing and gives
+    the same number."""
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], env=_env(tmp_path), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+        results.append(out.strip())
+    assert len(set(results)) == 1
+    files = _cache_files(tmp_path)
+    assert _run(tmp_path) == results[0]
+    assert _cache_files(tmp_path) == files
+
+
+GRID_SEARCH = (
+    "import numpy as np, fastmlp\n"
+    "from sklearn.model_selection import GridSearchCV\n"
+    "X, y = fastmlp.datasets.load_digits()\n"
+    "X = X[:600].astype(np.float64); y = y[:600]\n"
+    "est = fastmlp.MLPClassifier(max_iter=3, random_state=0)\n"
+    "grid = GridSearchCV(est, {'hidden_layer_sizes': [(8,), (16,)]}, cv=2, n_jobs=2)\n"
+    "import warnings; warnings.simplefilter('ignore')\n"
+    "grid.fit(X, y)\n"
+    "print(grid.best_params_, repr(grid.cv_results_['mean_test_score'].tolist()),\n"
+    "      int(grid.predict(X).sum()))\n"
+)
+
+
+def _read_only_runner(folders):
+    """A command prefix that runs a command with `folders` mounted read-only (a private
+    mount namespace, so root is refused too), or None where that is impossible."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return None
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        return None
+    mounts = " && ".join(f"mount --bind '{f}' '{f}' && mount -o remount,bind,ro '{f}'" for f in folders)
+    return ["unshare", "-m", "sh", "-c", mounts + ' && exec "$@"', "sh"]
+
+
+def test_grid_search_with_loky_workers_on_an_empty_then_a_read_only_cache(tmp_path):
+    """GridSearchCV(n_jobs=2) starts two loky worker processes that compile into an empty
+    cache at the same time; then the same search where nothing can be written (the cache
+    folder, the package folder and the home folder read-only: fastmlp then compiles in
+    memory instead of failing at import) gives the same answer."""
+    pytest.importorskip("sklearn")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    first = subprocess.run([sys.executable, "-c", GRID_SEARCH], env=_env(cache),
+                           capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr
+    assert _cache_files(cache)
+
+    import fastmlp
+
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(fastmlp.__file__)))
+    home = tmp_path / "home"
+    home.mkdir()
+    runner = _read_only_runner([cache, package_root, home])
+    if runner is None:
+        if os.geteuid() == 0:
+            pytest.skip("no way to make a folder read-only for root here (unshare -m unavailable)")
+        runner = []
+        for folder in (cache, home):
+            os.chmod(folder, 0o555)
+    env = _env(cache, HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"))
+    try:
+        second = subprocess.run(runner + [sys.executable, "-c", GRID_SEARCH], env=env,
+                                capture_output=True, text=True, timeout=600)
+    finally:
+        for folder in (cache, home):
+            os.chmod(folder, 0o755)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
