@@ -17,6 +17,7 @@ from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, 
                         StepDecay)
 from .gradcheck import gradcheck
 from .io import load
+from .ensemble import Ensemble
 from .graph import Input, Model
 from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential

@@ -693,6 +693,14 @@ class _Network:
         out.append(f"total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
         return "\n".join(out)
 
+    def plot(self, path=None, ax=None):
+        """Draw the model's layers as a graph (matplotlib, the ``plot`` extra); saves to
+        `path` when given; returns the figure."""
+        from .graph import Model
+        from .plot import plot_graph
+
+        return plot_graph(self if isinstance(self, Model) else _ChainView(self), path, ax)
+
     def _config_common(self):
         return {
             "loss": self.loss,
@@ -895,6 +903,19 @@ class MLP(Sequential):
         layers = mlp_layers(sizes, activation, output, dropout, batch_norm)
         super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype,
                          seed=seed, label_smoothing=label_smoothing)
+
+
+class _ChainView:
+    """A Sequential seen as a graph (for plot): input, then one node per layer."""
+
+    def __init__(self, model):
+        from .graph import Node
+
+        nodes = [Node(None, (), model.sizes[0], "input")]
+        for layer, width in zip(model.layers, model.sizes[1:]):
+            nodes.append(Node(layer, (nodes[-1],), width, layer.name))
+        self._graph = SimpleNamespace(nodes=nodes, ins=[[]] + [[i] for i in range(len(model.layers))],
+                                      out=len(nodes) - 1)
 
 
 def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_norm=False):
