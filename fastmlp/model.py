@@ -16,6 +16,10 @@ For a Dense layer, backward is ``weight_grad(delta[l], A[l]) -> dW[l], db[l]`` a
 all layers are views into one flat array ``theta`` and their gradients views into one flat
 array ``grad`` (as llm.c does), so the update is one kernel call. Buffers (A, delta, targets,
 the layers' scratch) are allocated once per batch size and reused.
+
+``_Network`` holds what every model shares (the step ``_step``, fit, evaluate, predict,
+weights, saving); ``Sequential`` is the chain above (with the fused Dense-stack path) and
+the graph ``Model`` (fastmlp/graph.py) runs the same step over the nodes of a graph.
 """
 
 import math
