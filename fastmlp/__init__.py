@@ -11,7 +11,7 @@ The kernels live in ``fastmlp.kernels`` (``kernels.backend("cpu" | "reference")`
 
 __version__ = "0.1.0"
 
-from . import datasets, kernels
+from . import datasets, distributed, kernels, metrics
 from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, History,
                         LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
                         StepDecay)
@@ -21,17 +21,17 @@ from .ensemble import Ensemble
 from .graph import Input, Model
 from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
-from .optim import SGD, Adam, AdamW, Optimizer, RMSprop
+from .optim import LAMB, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)
 
 __all__ = [
     "MLP", "Sequential", "Model", "Input", "Dense", "Dropout", "BatchNorm", "Activation", "Add",
-    "Concatenate", "Layer", "Ensemble", "SGD", "Adam", "AdamW",
-    "RMSprop", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
+    "Concatenate", "Layer", "Ensemble", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "LAMB",
+    "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
-    "gradcheck", "load", "datasets", "kernels", "ACTIVATIONS", "LOSSES", "__version__",
+    "gradcheck", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
 ]
 
 

@@ -202,6 +202,9 @@ def _train_parser():
     p.add_argument("--save", metavar="MODEL.npz", default=None, help="save the trained model here")
     p.add_argument("--plot", metavar="CURVES.png", default=None,
                    help="save the loss/accuracy curves as a PNG (needs matplotlib)")
+    p.add_argument("--distributed", choices=("mpi",), default=None,
+                   help="data-parallel over the processes of 'mpiexec -n P fastmlp train ...' "
+                        "(--batch-size per process; rank 0 prints and saves)")
     return p
 
 
@@ -407,6 +410,8 @@ def _cmd_train(args):
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("--plot needs matplotlib: pip install 'fastmlp[plot]'")
     data = _load_data(args)
+    main = not args.distributed or fastmlp.distributed.is_main()  # rank 0 prints and writes
+    show = print if main else (lambda *a, **kw: None)
     k = _check_labels(data.y)
     if data.y_test is not None:
         k = max(k, int(data.y_test.max()) + 1)
@@ -419,11 +424,12 @@ def _cmd_train(args):
     model = fastmlp.MLP([data.X.shape[1], *args.hidden, k], activation=args.activation,
                         optimizer=optimizer, device=args.device, dtype=args.dtype, seed=args.seed)
     test_note = f" and {len(data.X_test)} test" if data.X_test is not None else ""
-    print(f"fastmlp {fastmlp.__version__}: {model.sizes} on {model.device}, {args.optimizer}, "
-          f"{len(data.X)} training{test_note} samples ({data.description}, {k} classes)")
+    show(f"fastmlp {fastmlp.__version__}: {model.sizes} on {model.device}, {args.optimizer}, "
+         f"{len(data.X)} training{test_note} samples ({data.description}, {k} classes)")
     start = time.perf_counter()
     history = model.fit(data.X, data.y, epochs=args.epochs, batch_size=args.batch_size,
-                        validation_split=args.validation_split, verbose=args.verbose)
+                        validation_split=args.validation_split, verbose=args.verbose,
+                        distributed=args.distributed)
     seconds = time.perf_counter() - start
     h = history.history
     line = f"trained {len(history.epoch)} epochs in {seconds:.1f} s; loss {h['loss'][-1]:.4f}"
@@ -431,15 +437,15 @@ def _cmd_train(args):
         line += f", training accuracy {h['accuracy'][-1] * 100:.2f} %"
     if "val_accuracy" in h:
         line += f", validation accuracy {h['val_accuracy'][-1] * 100:.2f} %"
-    print(line)
-    if data.X_test is not None:
+    show(line)
+    if data.X_test is not None and main:
         result = model.evaluate(data.X_test, data.y_test)
         print(f"test accuracy {result['accuracy'] * 100:.2f} % (loss {result['loss']:.4f}) on "
               f"{len(data.X_test)} samples")
-    if args.save:
+    if args.save and main:
         model.save(args.save)
         print(f"saved the model to {args.save}")
-    if args.plot:
+    if args.plot and main:
         history.plot(args.plot)
         print(f"saved the curves to {args.plot}")
     return 0

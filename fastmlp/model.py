@@ -199,7 +199,7 @@ class _Network:
                 self._predict_pool.clear()
             if optimizer is not None:
                 self.optimizer = get_optimizer(optimizer)
-                self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros)
+                self._init_optimizer_state()
         if metrics is not None:
             if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
                 raise TypeError(f"metrics must be a list of names such as ['accuracy']; got {metrics!r}")
@@ -257,9 +257,15 @@ class _Network:
         self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in shapes]
         for layer, slot in zip(self.layers, self._slots):
             layer._owner = (self, slot)
-        self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros)
+        self._init_optimizer_state()
         self._train_buffers = None
         self._predict_pool.clear()
+
+    def _init_optimizer_state(self):
+        """The optimizer's state, fresh (zero moments, step 0), over the flat theta."""
+        segments = np.cumsum([0] + [math.prod(shape) for _, _, shape in self._param_shapes])
+        self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros,
+                                                    segments, self._kernels.write)
 
     def _parameter_slots(self, theta, grad, states):
         """Per layer a namespace of its parameters as views into `theta` (and gradients as
@@ -338,7 +344,12 @@ class _Network:
     def _update(self):
         opt = self.optimizer
         if opt.clip_norm is not None:
-            self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
+            if self._resident:  # decided on the device: the norm goes to a device scalar
+                if getattr(self, "_grad_norm", None) is None:
+                    self._grad_norm = self._kernels.zeros(1, np.float64)
+                self._kernels.clip_grad_norm(self._grad, opt.clip_norm, self._grad_norm)
+            else:
+                self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
         opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
     def _step(self, v, total=None):
@@ -418,7 +429,8 @@ class _Network:
         running statistics), optimizer state and step count."""
         k = self._kernels
         with self._guard.step_lock:
-            opt = {name: k.to_host(arr) if name != "step" else arr for name, arr in self._opt_state.items()}
+            opt = {name: k.to_host(self._opt_state[name]) for name in self.optimizer.state_names}
+            opt["step"] = self._opt_state["step"]
             return self.get_weights(), opt
 
     def _restore(self, snapshot):
@@ -437,7 +449,7 @@ class _Network:
 
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
-            on_divergence="raise"):
+            on_divergence="raise", distributed=None, shard="auto"):
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
         X: an array, or for a model with several inputs a list of arrays (in input order) or
@@ -455,7 +467,28 @@ class _Network:
         were at the start of that epoch. on_divergence="raise" (default) then raises a
         FloatingPointError; "warn" issues a RuntimeWarning instead and returns the history,
         with ``history.diverged = (epoch, step)`` marking where it happened.
+
+        distributed="mpi": data-parallel training, one process of ``mpiexec -n P``;
+        batch_size is per process (the global batch is P * batch_size), every process starts
+        from rank 0's weights and follows rank 0's order. shard="auto": every process passes
+        the same (X, y) and P processes with batch b take exactly the steps of one process
+        with batch P * b; shard="local": each passes its own part. Metrics, validation,
+        divergence and stopping are agreed; the progress bar and ModelCheckpoint run on rank
+        0; every process returns the same History. See fastmlp.distributed.
         """
+        if distributed is not None:  # MPI: fastmlp/distributed.py runs this fit on every process
+            from . import distributed as _distributed
+
+            if not isinstance(self, Sequential):
+                raise ValueError("distributed='mpi' trains Sequential and MLP models; graph Models "
+                                 "are not supported over MPI yet")
+            return _distributed.fit(self, distributed, shard, X, y, epochs=epochs, batch_size=batch_size,
+                                    validation_split=validation_split, validation_data=validation_data,
+                                    shuffle=shuffle, callbacks=callbacks, verbose=verbose,
+                                    sample_weight=sample_weight, class_weight=class_weight,
+                                    on_divergence=on_divergence)
+        if shard != "auto":
+            raise ValueError(f"shard={shard!r} needs distributed='mpi'")
         epochs, batch_size, validation_split, callbacks, on_divergence = check_fit_options(
             epochs, batch_size, validation_split, shuffle, verbose, callbacks, on_divergence)
         Xs, T, labels = self._check_fit_data(X, y)
@@ -489,9 +522,12 @@ class _Network:
                on_divergence, sigint):
         """fit's loop over epochs and steps, on checked data; `sigint` holds a Ctrl-C back
         until the step under way is whole."""
+        dist = getattr(self, "_dist", None)  # MPI hooks (fastmlp.distributed.DataParallel) or None
         n = Xs[0].shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
+        if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
+            steps = dist.begin(self, n, batch, T)
         buffers = self._buffers_for(batch, T, w is not None)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
@@ -510,6 +546,8 @@ class _Network:
         cbs = [history] + callbacks + ([ProgressBar(verbose)] if verbose else [])
         self._fit_params = {"epochs": epochs, "steps": steps, "batch_size": batch, "samples": n}
         history.params = dict(self._fit_params)
+        if dist is not None:  # MPI: progress bar and checkpoints on rank 0 only
+            cbs = dist.callbacks(self, cbs)
         self.stop_training = False
         for cb in cbs:
             cb.set_model(self)
@@ -521,6 +559,8 @@ class _Network:
                 cb.on_epoch_begin(epoch)
             if shuffle:  # a fresh order each epoch: fit(2) + fit(2) == fit(4)
                 order = self._rng.permutation(n)
+            if dist is not None:  # MPI: rank 0's order (shard="auto") and learning rate
+                order = dist.order_for_epoch(order)
             order_k = k.asarray(order)
             lr = self.optimizer.lr
             loss_sum = 0.0
@@ -532,6 +572,8 @@ class _Network:
                     cb.on_batch_begin(step)
                 start = step * batch
                 idx = order_k[start : start + batch]
+                if dist is not None:  # MPI: this process's part of the global batch
+                    idx = dist.shard_batch(order_k, step)
                 v = buffers.views(idx.shape[0])
                 for X_k, Xv in zip(Xk, v.X):
                     k.gather_rows(X_k, idx, Xv)
@@ -539,7 +581,7 @@ class _Network:
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
                 with self._guard.step_lock:
-                    loss = self._step(v, loss_total)
+                    loss = self._step(v, loss_total) if dist is None else dist.step(self, v, loss_total)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
@@ -551,19 +593,24 @@ class _Network:
                 logs = {} if self._resident else {"loss": loss_sum / (start + v.n), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
+            if dist is not None:  # MPI: the epoch's loss and metrics summed over the processes
+                loss_sum = dist.agree_epoch(self, loss_sum, loss_total, metrics)
             if loss_total is not None:  # the one read of the epoch's loss
                 loss_sum = float(k.to_host(loss_total)[0])
                 if not math.isfinite(loss_sum):
                     return self._diverged(history, snapshot, epoch, steps - 1, loss_sum, on_divergence)
             if not self._finite_parameters():
                 return self._diverged(history, snapshot, epoch, steps - 1, "non-finite weights", on_divergence)
-            logs = {"loss": loss_sum / n, **metrics.result(final=True)}
+            logs = {"loss": loss_sum / metrics.seen, **metrics.result(final=True)}
             if val is not None:
-                for key, value in self._evaluate_checked(*val).items():
+                scores = self._evaluate_checked(*val) if dist is None else dist.evaluate(self, *val)
+                for key, value in scores.items():
                     logs["val_" + key] = value
             logs["lr"] = lr
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            if dist is not None:  # MPI: stop when any process asks; weights checked in debug mode
+                dist.end_epoch(self)
             if self.stop_training:
                 break
         for cb in cbs:
@@ -657,9 +704,14 @@ class _Network:
         return self._evaluate_checked(Xs, T, labels, batch_size, w)
 
     def _evaluate_checked(self, Xs, T, labels, batch_size=1024, w=None):
-        n = Xs[0].shape[0]
+        loss_sum, metrics = self._evaluate_sums(Xs, T, labels, batch_size, w)
+        return {"loss": loss_sum / Xs[0].shape[0], **metrics.result(final=True)}
+
+    def _evaluate_sums(self, Xs, T, labels, batch_size=1024, w=None):
+        """The loss summed over the samples and the running metrics (fastmlp.distributed
+        adds both up over the processes)."""
         k = self._kernels
-        dZ = k.empty((min(batch_size, n), self.n_outputs), self.dtype)
+        dZ = k.empty((min(batch_size, Xs[0].shape[0]), self.n_outputs), self.dtype)
         metrics = _Metrics(self, T if labels is None else None)
         loss_sum = [0.0]
 
@@ -669,7 +721,7 @@ class _Network:
             metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
 
         self._forward_batches(Xs, batch_size, add_batch)
-        return {"loss": loss_sum[0] / n, **metrics.result(final=True)}
+        return loss_sum[0], metrics
 
     # ------------------------------------------------------------------------------------
 

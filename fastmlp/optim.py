@@ -30,9 +30,12 @@ class Optimizer:
         self.lr = check_float(lr, "lr", low=0, low_open=True)
         self.clip_norm = None if clip_norm is None else check_float(clip_norm, "clip_norm", low=0, low_open=True)
 
-    def init_state(self, size, dtype, zeros=np.zeros):
+    def init_state(self, size, dtype, zeros=np.zeros, segments=None, write=None):
         """Fresh state: zero arrays (one per name in `state_names`, made by `zeros`, the
-        backend's allocator) and the step count."""
+        backend's allocator; `write(dst, host)`, the backend's copy, fills others) and the
+        step count. `segments` are the boundaries of the parameter tensors in the flat
+        vector (offsets 0 = s_0 <= s_1 <= ... = size), for optimizers that treat each tensor
+        on its own (LAMB)."""
         state = {name: zeros(size, dtype) for name in self.state_names}
         state["step"] = 0
         return state
@@ -169,12 +172,87 @@ class RMSprop(Optimizer):
                 "centered": self.centered}
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop}
+class Adagrad(Optimizer):
+    """Adagrad, as ``torch.optim.Adagrad``.
+
+    ``g += weight_decay * p``; ``clr = lr / (1 + (step - 1) * lr_decay)``;
+    ``sum += g^2``; ``p -= clr * g / (sqrt(sum) + eps)``; the sum starts at
+    ``initial_accumulator_value``.
+    """
+
+    state_names = ("sum",)
+
+    def __init__(self, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                 eps=1e-10, clip_norm=None):
+        super().__init__(lr, clip_norm)
+        self.lr_decay = check_float(lr_decay, "lr_decay", low=0)
+        self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
+        self.initial_accumulator_value = check_float(initial_accumulator_value,
+                                                     "initial_accumulator_value", low=0)
+        self.eps = check_float(eps, "eps", low=0, low_open=True)
+
+    def init_state(self, size, dtype, zeros=np.zeros, segments=None, write=None):
+        state = super().init_state(size, dtype, zeros, segments, write)
+        if self.initial_accumulator_value:
+            host = np.full(size, self.initial_accumulator_value, dtype)
+            if write is None:
+                state["sum"][...] = host
+            else:
+                write(state["sum"], host)
+        return state
+
+    def update(self, kernels, p, g, state):
+        state["step"] += 1
+        clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
+        kernels.adagrad_update(p, g, state["sum"], clr, self.weight_decay, self.eps)
+
+    def _config(self):
+        return {"lr": self.lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
+                "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
+
+
+class LAMB(Optimizer):
+    """LAMB (You et al., 2019, "Large Batch Optimization for Deep Learning", Algorithm 2):
+    Adam's bias-corrected update ``r = m_hat / (sqrt(v_hat) + eps)`` plus decoupled weight
+    decay, ``u = r + weight_decay * p``, scaled per parameter tensor (each layer's W and b
+    on their own) by the trust ratio ``||p|| / ||u||`` (1 where either is 0):
+    ``p -= lr * ||p|| / ||u|| * u``.
+    """
+
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0, clip_norm=None):
+        super().__init__(lr, clip_norm)
+        self.beta1 = check_float(beta1, "beta1", low=0, high=1, high_open=True)
+        self.beta2 = check_float(beta2, "beta2", low=0, high=1, high_open=True)
+        self.eps = check_float(eps, "eps", low=0, low_open=True)
+        self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
+
+    def init_state(self, size, dtype, zeros=np.zeros, segments=None, write=None):
+        state = super().init_state(size, dtype, zeros, segments, write)
+        segments = np.array([0, size] if segments is None else segments, np.int64)
+        if segments.ndim != 1 or segments[0] != 0 or segments[-1] != size or (np.diff(segments) < 0).any():
+            raise ValueError(f"segments must rise from 0 to the parameter count {size}; got {segments}")
+        state["segments"] = segments  # host array: the boundaries of the parameter tensors
+        return state
+
+    def update(self, kernels, p, g, state):
+        state["step"] += 1
+        kernels.lamb_update(p, g, state["exp_avg"], state["exp_avg_sq"], state["step"], self.lr,
+                            self.beta1, self.beta2, self.eps, self.weight_decay, state["segments"])
+
+    def _config(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                "weight_decay": self.weight_decay}
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rmsprop": RMSprop, "adagrad": Adagrad,
+              "lamb": LAMB}
 
 
 def get_optimizer(optimizer):
-    """An Optimizer instance from an instance, a name ('sgd', 'adam', 'adamw', 'rmsprop') or
-    None (SGD with lr 0.01)."""
+    """An Optimizer instance from an instance, a name ('sgd', 'adam', 'adamw', 'rmsprop',
+    'adagrad', 'lamb') or None (SGD with lr 0.01)."""
     if optimizer is None:
         return SGD()
     if isinstance(optimizer, Optimizer):

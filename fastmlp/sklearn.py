@@ -43,6 +43,10 @@ How the parameters map onto fastmlp
   optimizer (as scikit-learn does); ``partial_fit`` keeps the optimizer state too.
 - Initialisation is fastmlp's (He normal before relu-like activations, Glorot uniform
   otherwise), seeded from ``random_state``.
+- ``distributed``: None, or "mpi" to train data-parallel as one process of ``mpiexec -n
+  P`` (see ``fastmlp.distributed``; every process passes the same X, y; ``batch_size`` is
+  per process, the L2 penalty and the iteration count follow the global batch P *
+  batch_size; the early-stopping score is rank 0's).
 - ``device``: "auto", "cpu" or "reference"; ``dtype``: "auto" (float32 for float32 X,
   float64 otherwise: float32 input stays float32 all the way through), "float32" or
   "float64".
@@ -83,6 +87,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
+from . import distributed as _distributed
 from .io import from_bytes, to_bytes
 from .kernels.codes import ACTIVATIONS
 from .model import MLP
@@ -120,7 +125,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, device="auto",
-                 dtype="auto"):
+                 dtype="auto", distributed=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -145,6 +150,7 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.device = device
         self.dtype = dtype
+        self.distributed = distributed
 
     # ------------------------------------------------------------------------------------
     # parameters
@@ -211,6 +217,8 @@ class _BaseMLP(BaseEstimator):
                 ok = False
             if not ok or self.dtype is None:
                 raise ValueError(f"dtype must be 'auto', 'float32' or 'float64'; got {self.dtype!r}")
+        if self.distributed is not None:
+            _distributed.strategy(self.distributed)  # "mpi" or fastmlp.distributed.MPI(...)
         return self._hidden_sizes()
 
     # ------------------------------------------------------------------------------------
@@ -292,6 +300,8 @@ class _BaseMLP(BaseEstimator):
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, T = self._validate_input(X, y, incremental, reset=first_pass)
         self._random_state = check_random_state(self.random_state)
+        if self.distributed is not None:  # MPI: every process draws what rank 0 draws
+            self._random_state = _distributed.agreed_random_state(self.random_state, self._random_state)
         if first_pass:
             self._initialize(X, hidden)
             self._learning_rate = float(self.learning_rate_init)
@@ -327,10 +337,12 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped")
             batch = int(np.clip(self.batch_size, 1, n))
-        n_batches = -(-n // batch)
+        # with distributed="mpi", batch_size is per process: the steps take P * batch samples
+        processes = 1 if self.distributed is None else _distributed.size()
+        n_batches = -(-n // (batch * processes))
         c = self._grad_scale()
         opt = model.optimizer
-        opt.weight_decay = c * float(self.alpha) / batch
+        opt.weight_decay = c * float(self.alpha) / min(batch * processes, n)
         if self.solver == "sgd":
             opt.lr = self._learning_rate / c
 
@@ -338,7 +350,8 @@ class _BaseMLP(BaseEstimator):
         try:
             for _ in range(self.max_iter):
                 history = model.fit(X_train, T_train, epochs=1, batch_size=batch,
-                                    shuffle=bool(self.shuffle), verbose=0)
+                                    shuffle=bool(self.shuffle), verbose=0,
+                                    distributed=self.distributed)
                 loss = self._sklearn_loss(history.history["loss"][-1])
                 if self.alpha:
                     sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
@@ -392,6 +405,8 @@ class _BaseMLP(BaseEstimator):
     def _update_no_improvement_count(self, early_stopping, X_val, T_val):
         if early_stopping:
             score = self._validation_score(X_val, T_val)
+            if self.distributed is not None:  # MPI: rank 0's score decides everywhere
+                score = _distributed.broadcast(score)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)

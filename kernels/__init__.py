@@ -41,7 +41,12 @@ dgamma, dbeta, D_prev, act, delta_prev)``
 decoupled, v_max=None)``                               v_max), in place
 ``rmsprop_update(p, g, sq, gavg, buf, lr, alpha, eps,  torch.optim.RMSprop, in place
 wd, momentum, centered)``
+``adagrad_update(p, g, state_sum, lr, wd, eps)``       torch.optim.Adagrad, in place (lr decayed
+                                                       for the step by the caller)
+``lamb_update(p, g, m, v, step, lr, b1, b2, eps, wd,   LAMB, one trust ratio per tensor
+segments)``                                            p[segments[j]:segments[j+1]]; g -> update
 ``clip_grad_norm(g, max_norm) -> norm``                torch.nn.utils.clip_grad_norm_
+``scale(x, c)``                                        x *= c (flat; data-parallel shard weights)
 ``gather_rows(X, idx, out)``                           out = X[idx] (cast)
 ``count_correct(Z, y) -> int``                         right classifications in a batch
 ``count_binary_correct(Z, T) -> int``                  right labels (Z > 0) == T, multi-label

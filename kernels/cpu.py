@@ -98,61 +98,25 @@ def _make_activate(act):
     return activate
 
 
+@_jit
+def _unchanged(D, delta):
+    """f' = 1 (identity): delta stays as it is."""
+
+
 _BIAS_ACTIVATE = _per_activation(_make_bias_activate)
 _TIMES_DF = _per_activation(_make_activation_backward)
 _ACTIVATE = _per_activation(_make_activate)
-(_bias_identity, _bias_relu, _bias_leaky_relu, _bias_elu, _bias_sigmoid, _bias_tanh, _bias_gelu,
- _bias_softplus) = _BIAS_ACTIVATE
-(_, _df_relu, _df_leaky_relu, _df_elu, _df_sigmoid, _df_tanh, _df_gelu,
- _df_softplus) = _TIMES_DF
+_bias_identity = _BIAS_ACTIVATE[IDENTITY]
 _activate_gelu = _ACTIVATE[GELU]
 _sigmoid = _FAST.f_of[SIGMOID]
 assert NEEDS_PREACTIVATION == {GELU}, "mlp_forward calls _activate_gelu for these"
-assert ACTIVATIONS == {"identity": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "sigmoid": 4,
-                       "tanh": 5, "gelu": 6, "softplus": 7}, "update the two switches below"
 
-
-@_jit
-def _bias_activate(Z, b, act):
-    """Z = f(Z + b) in place, from compiled code: one branch per call picks the loop
-    compiled for `act` (Numba calls no function chosen at run time)."""
-    if act == 0:
-        _bias_identity(Z, b)
-    elif act == 1:
-        _bias_relu(Z, b)
-    elif act == 2:
-        _bias_leaky_relu(Z, b)
-    elif act == 3:
-        _bias_elu(Z, b)
-    elif act == 4:
-        _bias_sigmoid(Z, b)
-    elif act == 5:
-        _bias_tanh(Z, b)
-    elif act == 6:
-        _bias_gelu(Z, b)
-    else:
-        _bias_softplus(Z, b)
-
-
-@_jit
-def _times_df(D, act, delta):
-    """delta *= f'(D) in place, from compiled code (the loop compiled for `act`)."""
-    if act == 0:
-        pass  # identity: f' = 1
-    elif act == 1:
-        _df_relu(D, delta)
-    elif act == 2:
-        _df_leaky_relu(D, delta)
-    elif act == 3:
-        _df_elu(D, delta)
-    elif act == 4:
-        _df_sigmoid(D, delta)
-    elif act == 5:
-        _df_tanh(D, delta)
-    elif act == 6:
-        _df_gelu(D, delta)
-    else:
-        _df_softplus(D, delta)
+#: from compiled code, Z = f(Z + b) in place by ``_bias_activate(Z, b, act)`` and
+#: delta *= f'(D) by ``_times_df(D, delta, act)``: one branch per call (generated from the
+#: activation table) picks the loop compiled for `act` (Numba calls no function chosen at
+#: run time)
+_bias_activate = scalar.switch(_jit, _BIAS_ACTIVATE, nargs=2)
+_times_df = scalar.switch(_jit, (_unchanged,) + _TIMES_DF[1:], nargs=2)
 
 
 def activation_backward(A, act, delta):
@@ -288,7 +252,7 @@ def _mlp_backward(delta, A, D, W, dW, db, acts):
         _column_sum(delta[l], db[l])                          # db = sum over the batch
         if l > 0:
             blas.gemm(delta[l], W[l], delta[l - 1], False, False, 0.0)  # delta @ W
-            _times_df(D[l], acts[l - 1], delta[l - 1])                  # * f'(D_prev)
+            _times_df(D[l], delta[l - 1], acts[l - 1])                  # * f'(D_prev)
 
 
 def activate(Z, act, A):
@@ -623,6 +587,55 @@ def _sum_squares(g):
 def _scale(g, c):
     for i in range(g.size):
         g[i] *= c
+
+
+def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
+    """torch.optim.Adagrad in place (``lr`` already decayed for this step); flat 1-D arrays."""
+    _check_flat(p, g, state_sum)
+    t = p.dtype.type
+    _adagrad_update(p, g, state_sum, t(lr), t(weight_decay), t(eps))
+
+
+@_jit
+def _adagrad_update(p, g, state_sum, lr, weight_decay, eps):
+    for i in range(p.size):
+        gi = g[i] + weight_decay * p[i]
+        state_sum[i] += gi * gi
+        p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
+
+
+def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments):
+    """LAMB in place, one trust ratio per tensor p[segments[j]:segments[j+1]] (see the
+    reference); g is overwritten with the update direction u. Flat 1-D arrays."""
+    _check_flat(p, g, m, v)
+    t = p.dtype.type
+    _lamb_update(p, g, m, v, np.asarray(segments, np.int64), t(lr), t(beta1), t(beta2),
+                 t(1 - beta1**step), t(math.sqrt(1 - beta2**step)), t(eps), t(weight_decay))
+
+
+@_jit
+def _lamb_update(p, g, m, v, segments, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt,
+                 eps, weight_decay):
+    one = p.dtype.type(1)
+    for j in range(segments.size - 1):
+        p_sq, u_sq = 0.0, 0.0  # float64 sums, as the reference
+        for i in range(segments[j], segments[j + 1]):
+            m[i] = beta1 * m[i] + (one - beta1) * g[i]
+            v[i] = beta2 * v[i] + (one - beta2) * g[i] * g[i]
+            u = (m[i] / bias_correction1) / (math.sqrt(v[i]) / bias_correction2_sqrt + eps) \
+                + weight_decay * p[i]
+            g[i] = u
+            p_sq += float(p[i]) * float(p[i])
+            u_sq += float(u) * float(u)
+        ratio = math.sqrt(p_sq) / math.sqrt(u_sq) if p_sq > 0 and u_sq > 0 else 1.0
+        step = p.dtype.type(lr * ratio)
+        for i in range(segments[j], segments[j + 1]):
+            p[i] -= step * g[i]
+
+def scale(x, c):
+    """x *= c in place (a flat, contiguous array)."""
+    _check_flat(x)
+    _scale(x, x.dtype.type(c))
 
 
 def clip_grad_norm(g, max_norm):

@@ -235,6 +235,34 @@ def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay
         p -= lr * g / avg
 
 
+def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
+    """torch.optim.Adagrad in place: g += wd p; state_sum += g^2; p -= lr g / (sqrt(state_sum)
+    + eps). `lr` is this step's rate, lr / (1 + (step - 1) lr_decay), from the caller."""
+    g = g + weight_decay * p
+    state_sum += g * g
+    p -= lr * g / (np.sqrt(state_sum) + eps)
+
+
+def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments):
+    """LAMB (You et al., 2019, Algorithm 2) in place, one trust ratio per parameter tensor:
+    the tensors are p[segments[j]:segments[j+1]]. Adam's bias-corrected moments give
+    r = m_hat / (sqrt(v_hat) + eps); u = r + wd p; p -= lr * (||p|| / ||u||) * u per tensor
+    (the ratio is 1 where either norm is 0). g is overwritten with u."""
+    m[...] = beta1 * m + (1 - beta1) * g
+    v[...] = beta2 * v + (1 - beta2) * g * g
+    g[...] = (m / (1 - beta1**step)) / (np.sqrt(v / (1 - beta2**step)) + eps) + weight_decay * p
+    for j in range(len(segments) - 1):
+        lo, hi = segments[j], segments[j + 1]
+        p_norm = np.sqrt(np.sum(p[lo:hi].astype(np.float64) ** 2))
+        u_norm = np.sqrt(np.sum(g[lo:hi].astype(np.float64) ** 2))
+        ratio = p_norm / u_norm if p_norm > 0 and u_norm > 0 else 1.0
+        p[lo:hi] -= (lr * ratio) * g[lo:hi]
+
+def scale(x, c):
+    """x *= c in place (a flat array)."""
+    x *= x.dtype.type(c)
+
+
 def clip_grad_norm(g, max_norm):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
     factor max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping."""

@@ -1,21 +1,36 @@
-"""The activations f and their derivatives f' for one number, as plain Python: one small
-function per activation, and ``f(z, act)`` / ``df(a, act)`` choosing among them by code.
+"""The activations f and their derivatives f' for one number, written once: one small
+function per activation (``relu`` and ``relu_df``...), found by the name the activation has
+in ``codes.ACTIVATIONS``. Adding an activation = a row in ``codes.ACTIVATIONS``, its two
+functions here, its NumPy twin in ``reference.py``; every backend and test picks it up.
 
 Backends compile them with :func:`compile_with` -- the CPU backend with ``numba.njit`` and
-:mod:`vecmath` in place of ``math``, the CUDA backend as device functions -- so every
-backend runs the same formulas. A kernel specialised for one activation calls that
-activation's function directly (``compiled.f_of[act]``), so it compiles and inlines only
-that formula; a kernel that takes the code at run time calls ``compiled.f``.
+:mod:`vecmath` in place of ``math``, the CUDA backend as device functions once per dtype --
+so every backend runs the same formulas. The formulas use the named constants below, never
+a bare literal: ``compile_with(..., dtype=np.float32)`` binds them as float32 numbers, so
+float32 data is computed in float32 on the GPU (a Python literal is a float64 to Numba and
+would turn the arithmetic into float64). Without a dtype they stay Python floats, as the
+CPU backend compiles them.
+
+A kernel specialised for one activation calls that activation's function directly
+(``compiled.f_of[act]``), so it compiles and inlines only that formula; a kernel that takes
+the code at run time calls ``compiled.f(z, act)``, a chain of branches generated from the
+table (:func:`switch`).
 """
 
 import math
 import types
 
-from .codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
-                    SOFTPLUS, TANH)
+from .codes import ACTIVATIONS, ELU_ALPHA as _ELU_ALPHA, LEAKY_SLOPE as _LEAKY_SLOPE
 
+# the constants of the formulas (rebound to the data's dtype by compile_with)
+ZERO = 0.0
+ONE = 1.0
+HALF = 0.5
+LEAKY_SLOPE = _LEAKY_SLOPE
+ELU_ALPHA = _ELU_ALPHA
 SQRT1_2 = 1 / math.sqrt(2)
 INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_CONSTANTS = ("ZERO", "ONE", "HALF", "LEAKY_SLOPE", "ELU_ALPHA", "SQRT1_2", "INV_SQRT_2PI")
 
 # ---------------------------------------------------------------------------------------
 # f(z) per activation; written so that nothing overflows for any z
@@ -26,22 +41,22 @@ def identity(z):
 
 
 def relu(z):
-    return z if z > 0 else z * 0
+    return z if z > ZERO else z * ZERO
 
 
 def leaky_relu(z):
-    return z if z > 0 else z * LEAKY_SLOPE
+    return z if z > ZERO else z * LEAKY_SLOPE
 
 
 def elu(z):
-    return z if z > 0 else ELU_ALPHA * math.expm1(z)
+    return z if z > ZERO else ELU_ALPHA * math.expm1(z)
 
 
 def sigmoid(z):
-    if z >= 0:
-        return 1 / (1 + math.exp(-z))
+    if z >= ZERO:
+        return ONE / (ONE + math.exp(-z))
     e = math.exp(z)
-    return e / (1 + e)
+    return e / (ONE + e)
 
 
 def tanh(z):
@@ -49,106 +64,102 @@ def tanh(z):
 
 
 def gelu(z):  # z * Phi(z), through erfc: accurate for z << 0 too
-    return 0.5 * z * math.erfc(-z * SQRT1_2)
+    return HALF * z * math.erfc(-z * SQRT1_2)
 
 
 def softplus(z):
-    return max(z, 0) + math.log1p(math.exp(-abs(z)))
+    return max(z, ZERO) + math.log1p(math.exp(-abs(z)))
 
 
 # ---------------------------------------------------------------------------------------
-# f' per activation, from the activation a = f(z); for GELU a is the pre-activation z itself
+# f' per activation, from the activation a = f(z); for GELU (codes.NEEDS_PREACTIVATION) a is
+# the pre-activation z itself
 
 
 def identity_df(a):
-    return 1.0
+    return ONE
 
 
 def relu_df(a):
-    return 1.0 if a > 0 else 0.0
+    return ONE if a > ZERO else ZERO
 
 
 def leaky_relu_df(a):
-    return 1.0 if a > 0 else LEAKY_SLOPE
+    return ONE if a > ZERO else LEAKY_SLOPE
 
 
 def elu_df(a):
-    return 1.0 if a > 0 else a + ELU_ALPHA
+    return ONE if a > ZERO else a + ELU_ALPHA
 
 
 def sigmoid_df(a):
-    return a * (1 - a)
+    return a * (ONE - a)
 
 
 def tanh_df(a):
-    return 1 - a * a
+    return ONE - a * a
 
 
 def gelu_df(a):
-    return 0.5 * math.erfc(-a * SQRT1_2) + a * math.exp(-0.5 * a * a) * INV_SQRT_2PI
+    return HALF * math.erfc(-a * SQRT1_2) + a * math.exp(-HALF * a * a) * INV_SQRT_2PI
 
 
 def softplus_df(a):
     return -math.expm1(-a)
 
 
-#: by activation code
-F = {IDENTITY: identity, RELU: relu, LEAKY_RELU: leaky_relu, ELU: elu, SIGMOID: sigmoid,
-     TANH: tanh, GELU: gelu, SOFTPLUS: softplus}
-DF = {IDENTITY: identity_df, RELU: relu_df, LEAKY_RELU: leaky_relu_df, ELU: elu_df,
-      SIGMOID: sigmoid_df, TANH: tanh_df, GELU: gelu_df, SOFTPLUS: softplus_df}
+# ---------------------------------------------------------------------------------------
+# the table: activation code -> its f and f' (from codes.ACTIVATIONS, by name)
+
+CODES = tuple(sorted(ACTIVATIONS.values()))
+assert CODES == tuple(range(len(CODES))), "activation codes must be 0, 1, 2, ..."
+_NAMES = {code: name for name, code in ACTIVATIONS.items()}
+#: f and f' by activation code
+F = tuple(globals()[_NAMES[code]] for code in CODES)
+DF = tuple(globals()[_NAMES[code] + "_df"] for code in CODES)
 
 
-def f(z, act):
-    """f(z) for the activation code `act`."""
-    if act == RELU:
-        return relu(z)
-    if act == LEAKY_RELU:
-        return leaky_relu(z)
-    if act == ELU:
-        return elu(z)
-    if act == SIGMOID:
-        return sigmoid(z)
-    if act == TANH:
-        return tanh(z)
-    if act == GELU:
-        return gelu(z)
-    if act == SOFTPLUS:
-        return softplus(z)
-    return z
+def switch(jit, by_code, default=None, nargs=1):
+    """A compiled ``run(x, act)`` (``run(x, y, act)`` with nargs=2) that returns
+    ``by_code[act](x)``, the functions compiled already, ``default(x)`` past the last code
+    (``by_code[0]`` if None): a chain of ``if act == code`` branches built from the table,
+    each link a small compiled function calling the next (Numba inlines them)."""
+    default = by_code[0] if default is None else default
+
+    def level(code):
+        here = by_code[code]
+        rest = level(code + 1) if code + 1 < len(by_code) else None
+        if nargs == 1 and rest is None:
+            def run(x, act):
+                return here(x) if act == code else default(x)
+        elif nargs == 1:
+            def run(x, act):
+                return here(x) if act == code else rest(x, act)
+        elif rest is None:
+            def run(x, y, act):
+                return here(x, y) if act == code else default(x, y)
+        else:
+            def run(x, y, act):
+                return here(x, y) if act == code else rest(x, y, act)
+        return jit(run)
+
+    return level(0)
 
 
-def df(a, act):
-    """f' from the activation a = f(z) (for GELU, a is z) for the activation code `act`."""
-    if act == RELU:
-        return relu_df(a)
-    if act == LEAKY_RELU:
-        return leaky_relu_df(a)
-    if act == ELU:
-        return elu_df(a)
-    if act == SIGMOID:
-        return sigmoid_df(a)
-    if act == TANH:
-        return tanh_df(a)
-    if act == GELU:
-        return gelu_df(a)
-    if act == SOFTPLUS:
-        return softplus_df(a)
-    return 1.0
-
-
-def compile_with(jit, math_module=math):
+def compile_with(jit, math_module=math, dtype=None):
     """Compile every function here with `jit` (a decorator), their ``math`` bound to
-    `math_module`. Returns a namespace: ``f``, ``df`` (code chosen at run time) and
-    ``f_of[act]``, ``df_of[act]`` (one activation each)."""
-    def rebind(fn, extra):
-        return types.FunctionType(fn.__code__, dict(fn.__globals__, math=math_module, **extra),
-                                  fn.__name__, fn.__defaults__, fn.__closure__)
+    `math_module` and their constants to `dtype` (None: Python floats). Returns a namespace:
+    ``f(z, act)``, ``df(a, act)`` (code chosen at run time) and ``f_of[act]``,
+    ``df_of[act]`` (one activation each)."""
+    constants = {name: (globals()[name] if dtype is None else dtype(globals()[name]))
+                 for name in _CONSTANTS}
 
-    f_of = {act: jit(rebind(fn, {})) for act, fn in F.items()}
-    df_of = {act: jit(rebind(fn, {})) for act, fn in DF.items()}
-    by_name = {fn.__name__: f_of[act] for act, fn in F.items()}
-    by_name.update({fn.__name__: df_of[act] for act, fn in DF.items()})
-    return types.SimpleNamespace(f=jit(rebind(f, by_name)), df=jit(rebind(df, by_name)),
-                                 f_of=tuple(f_of[a] for a in sorted(f_of)),
-                                 df_of=tuple(df_of[a] for a in sorted(df_of)))
+    def rebind(fn):
+        return jit(types.FunctionType(fn.__code__, dict(fn.__globals__, math=math_module,
+                                                        **constants),
+                                      fn.__name__, fn.__defaults__, fn.__closure__))
+
+    f_of = tuple(rebind(fn) for fn in F)
+    df_of = tuple(rebind(fn) for fn in DF)
+    return types.SimpleNamespace(f=switch(jit, f_of, f_of[0]), df=switch(jit, df_of, df_of[0]),
+                                 f_of=f_of, df_of=df_of)

@@ -18,6 +18,7 @@ Setting FASTMLP_CUDA_GPU_TESTS_SMALL=1 together with NUMBA_ENABLE_CUDASIM=1 runs
 tests at tiny sizes under the simulator (a check of the tests themselves).
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -109,8 +110,8 @@ def f64(a):
 # ---------------------------------------------------------------------------------------
 # compile-only: no GPU needed
 
-_COMPILE_SCRIPT = textwrap.dedent("""
-    import sys
+_COMPILE_SCRIPT = textwrap.dedent(r"""
+    import json, re, sys, types
     import numpy as np
     try:
         from cuda.pathfinder import load_nvidia_dynamic_lib
@@ -119,33 +120,59 @@ _COMPILE_SCRIPT = textwrap.dedent("""
     except Exception as exc:
         print("SKIP: NVVM/NVRTC not found:", exc)
         sys.exit(77)
+    import numba
+    from numba import cuda
+    from numba.cuda import dispatcher as _dispatcher
     from fastmlp.kernels import codes
     from fastmlp.kernels import cuda as kc
-    kc.device._COMPILE_ONLY = (8, 0)
+
+    CC = (9, 0)
+    # no GPU: arrays are host arrays (same Numba types as device arrays), and every launch
+    # compiles its kernel to PTX for the arguments' types instead of running it
+    class HostArray(np.ndarray):
+        def copy_to_host(self):
+            return np.array(self)
+        def is_c_contiguous(self):
+            return self.flags.c_contiguous
+    kc.device._alloc = kc.memory._alloc = lambda shape, dtype: np.zeros(shape, dtype).view(HostArray)
+    kc.device._context = lambda: None
+    _dispatcher.get_current_device = lambda: types.SimpleNamespace(compute_capability=CC)
+    ptx = {}
+    def compile_launch(kernel, grid, block, args):
+        sig = tuple(numba.typeof(a) for a in args)
+        key = (kernel.py_func.__qualname__, str(sig))
+        if key not in ptx:
+            ptx[key] = (cuda.compile_ptx(kernel.py_func, sig, cc=CC)[0], sig)
+    kc.device._run = compile_launch
+    H = lambda a: np.asarray(a).view(HostArray)
     rng = np.random.default_rng(0)
     for dt in (np.float32, np.float64):
-        A = np.zeros((5, 3), dt); W = np.zeros((4, 3), dt); b = np.zeros(4, dt)
-        O = np.zeros((5, 4), dt); g = np.zeros(3, dt); p = np.zeros(7, dt)
-        tot = np.zeros(1); y = np.zeros(5, np.int64); w = np.ones(5, dt)
+        Z = lambda *shape: H(np.zeros(shape, dt))
+        A = Z(5, 3); W = Z(4, 3); b = Z(4); O = Z(5, 4); g = Z(3); p = Z(7)
+        tot = H(np.zeros(1)); y = H(np.zeros(5, np.int64)); w = H(np.ones(5, dt))
         for ta in (False, True):
             for tb in (False, True):
-                kc.matmul(A, A, np.zeros((3, 3), dt), ta, tb)
+                kc.matmul(A, A, Z(3, 3), ta, tb)
         for act in sorted(codes.ACTIVATIONS.values()):
             kc.linear_forward(A, W, b, act, O)
             kc.delta_backward(O, W, A, act, A)
+            kc.activate(A, act, A); kc.activation_backward(A, act, A)
         kc.weight_grad(O, A, W, b)
-        kc.activate(A, 2, A); kc.activation_backward(A, 2, A); kc.softmax(A, A)
-        for T in (y, y.astype(np.int32), np.zeros((5, 3), dt)):
+        kc.softmax(A, A)
+        for T in (y, H(y.astype(np.int32)), Z(5, 3)):
             kc.softmax_cross_entropy(A, T, A, None, 0.1, total=tot)
             kc.softmax_cross_entropy(A, T, A, w, 0.1, total=tot)
+        kc.softmax_cross_entropy(A, y, A, w, 0.1)
         kc.sigmoid_binary_cross_entropy(A, A, A, total=tot)
         kc.sigmoid_binary_cross_entropy(A, A, A, w, total=tot)
         kc.sigmoid_binary_cross_entropy(A[:, :1], y, A[:, :1], total=tot)
         kc.mse(A, A, A, total=tot); kc.mse(A, A, A, w, total=tot)
-        kc.count_correct(A, y, total=np.zeros(1, np.int64))
-        kc.count_correct(A, y.astype(np.float64), total=tot)
-        kc.count_correct(A, y.astype(np.int32), total=tot)
-        kc.regression_sums(A, A, np.zeros(3), np.zeros(3))
+        kc.count_correct(A, y, total=H(np.zeros(1, np.int64)))
+        kc.count_correct(A, H(y.astype(np.float64)), total=tot)
+        kc.count_correct(A, H(y.astype(np.int32)), total=tot)
+        kc.count_correct(A, y)
+        kc.regression_sums(A, A, H(np.zeros(3)), H(np.zeros(3)))
+        kc.regression_sums(A, A, Z(3), Z(3))
         kc.fill_uniform(A, rng); kc.fill_uniform(b, rng)
         kc.dropout_forward(A, A, 0.5, A); kc.dropout_backward(A, A, 0.5, A, 1, A)
         kc.batchnorm_forward(A, g, g, g, g, 0.1, 1e-5, 1, A, g, A)
@@ -155,30 +182,42 @@ _COMPILE_SCRIPT = textwrap.dedent("""
         kc.adam_update(p, p, p, p, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, True)
         kc.adam_update(p, p, p, p, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, True, p)
         kc.rmsprop_update(p, p, p, p, p, 0.1, 0.9, 1e-8, 0.0, 0.9, True)
-        kc.clip_grad_norm(p, 1.0, np.zeros(1))
+        kc.adagrad_update(p, p, p, 0.1, 0.0, 1e-10)
+        kc.scale(p, 0.5)
+        kc.clip_grad_norm(p, 1.0, H(np.zeros(1)))
         kc.clip_grad_norm(p, 1.0)
         for src in (np.uint8, np.float32, np.float64, np.int64):
-            kc.gather_rows(np.zeros((9, 3), src), y, A)
-            kc.gather_rows(np.zeros((9, 3), src), y.astype(np.int32), A)
+            kc.gather_rows(H(np.zeros((9, 3), src)), y, A)
+            kc.gather_rows(H(np.zeros((9, 3), src)), H(y.astype(np.int32)), A)
         kc.zeros((3, 2), dt)
+        # the training forward / backward of a Dense stack (fused: every width <= 256)
         sizes = (5, 7, 3, 2)
         n_params = 5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2
-        kc.mlp_forward_fused(np.zeros((4, 5), dt), np.zeros(n_params, dt), sizes, (1, 6, 0),
-                             np.zeros((4, 2), dt))
-        # the training forward / backward of a Dense stack (fused: every width <= 256)
-        As = tuple(np.zeros((4, s), dt) for s in sizes)
-        Ds = (As[0], As[1], np.zeros((4, 3), dt), As[3])  # gelu in layer 2 keeps Z
-        Ws, bs = kc.fused._layer_views(np.zeros(n_params, dt), sizes)
-        dWs, dbs = kc.fused._layer_views(np.zeros(n_params, dt), sizes)
+        As = tuple(Z(4, s) for s in sizes)
+        Ds = (As[0], As[1], Z(4, 3), As[3])  # gelu in layer 2 keeps Z
+        Ws, bs = kc.fused._layer_views(Z(n_params), sizes)
+        dWs, dbs = kc.fused._layer_views(Z(n_params), sizes)
         kc.mlp_forward(As, Ds, Ws, bs, (1, 6, 0))
-        kc.mlp_backward(tuple(np.zeros((4, s), dt) for s in sizes[1:]), As, Ds, Ws, dWs, dbs, (1, 6, 0))
+        kc.mlp_backward(tuple(Z(4, s) for s in sizes[1:]), As, Ds, Ws, dWs, dbs, (1, 6, 0))
     kc.zeros(4, np.int64)
-    print("compiled", len(kc.device._compiled_ptx), "kernels")
+    # float32 kernels compute in float32: no float64 instruction in the PTX of a kernel
+    # whose floating-point arguments are all float32
+    f64 = re.compile(r"\.f64\b")
+    offenders = {}
+    for (name, sig_text), (code, sig) in ptx.items():
+        floats = {str(getattr(t, "dtype", t)) for t in sig} & {"float32", "float64"}
+        if floats == {"float32"}:
+            lines = [l.strip() for l in code.splitlines() if f64.search(l)]
+            if lines:
+                offenders[f"{name}{sig_text}"] = lines[:3] + [f"... {len(lines)} in all"]
+    print("compiled", len(ptx), "kernels")
+    print("FLOAT64_IN_FLOAT32=" + json.dumps(offenders))
 """)
 
 
 def test_kernels_compile_for_a_real_gpu():
-    """Every kernel type-checks and compiles to PTX for sm_80 (no GPU needed)."""
+    """Every kernel type-checks and compiles to PTX for sm_90 (no GPU needed), and the
+    float32 specialisations hold no float64 instruction."""
     import importlib.util
 
     if importlib.util.find_spec("numba_cuda") is None:
@@ -190,6 +229,40 @@ def test_kernels_compile_for_a_real_gpu():
         pytest.skip(proc.stdout.strip())
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-8000:]
     assert "compiled" in proc.stdout
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("FLOAT64_IN_FLOAT32="))
+    offenders = json.loads(line.split("=", 1)[1])
+    assert offenders == {}, f"float64 instructions in float32 kernels: {offenders}"
+
+
+@pytest.mark.auto_device
+def test_auto_picks_the_gpu_exactly_when_there_is_one():
+    """device="auto": CUDA on a machine with a usable GPU (never the simulator), else the
+    CPU; a model built with it says which."""
+    import fastmlp
+    from fastmlp import kernels
+
+    kc = kcuda()
+    expected = "cuda" if kc.why_unavailable() is None and not kc.SIM else "cpu"
+    assert kernels.backend("auto").name == expected
+    assert fastmlp.MLP([3, 2], device="auto", seed=0).device == expected
+
+
+def test_the_suite_pins_auto_to_the_cpu():
+    from fastmlp import kernels
+
+    assert kernels.backend("auto").name == "cpu"
+
+
+def test_gemm_grid_takes_millions_of_rows():
+    """The row tiles go on grid.x (limit 2^31 - 1), the column tiles on grid.y (65,535): a
+    predict on five million rows launches (checked without running it)."""
+    kc = kcuda()
+    for config in (kc.device.GEMM_LARGE, kc.device.GEMM_SMALL):
+        BM, BN = config[:2]
+        grid = kc.gemm._gemm_grid(5_000_000, 10, config)
+        assert grid == (-(-5_000_000 // BM), 1) and grid[0] < 2**31 - 1
+    with pytest.raises(ValueError, match="grid.y"):
+        kc.gemm._gemm_grid(4, 65_536 * 64 + 1, (64, 64, 16, 4, 4))
 
 
 # ---------------------------------------------------------------------------------------

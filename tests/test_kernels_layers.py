@@ -222,6 +222,20 @@ def test_adam_amsgrad(size, decoupled, dt):
 
 
 @pytest.mark.parametrize("size", [1, 7, 1031])
+@pytest.mark.parametrize("c", [0.0, 0.375, -3.0])
+def test_scale(size, c, dt):
+    dtype, rtol = dt
+    x = np.random.default_rng(11).normal(size=size).astype(dtype)
+    x_cpu, x_ref = x.copy(), x.copy()
+    cpu.scale(x_cpu, c)
+    ref.scale(x_ref, c)
+    _close(x_cpu, x_ref, rtol)
+    np.testing.assert_array_equal(x_ref, (x * dtype(c)).astype(dtype))
+    with pytest.raises(ValueError, match="flat contiguous"):
+        cpu.scale(np.ones((2, 3), dtype), c)
+
+
+@pytest.mark.parametrize("size", [1, 7, 1031])
 @pytest.mark.parametrize("max_norm", [1e-3, 1.0, 1e6])
 def test_clip_grad_norm(size, max_norm, dt):
     dtype, rtol = dt

@@ -27,8 +27,13 @@ OPTIMIZERS = [
      lambda p: torch.optim.RMSprop(p, lr=0.01, weight_decay=1e-3)),
     (lambda: fastmlp.RMSprop(lr=0.01, momentum=0.5, centered=True),
      lambda p: torch.optim.RMSprop(p, lr=0.01, momentum=0.5, centered=True)),
+    (lambda: fastmlp.Adagrad(lr=0.05), lambda p: torch.optim.Adagrad(p, lr=0.05)),
+    (lambda: fastmlp.Adagrad(lr=0.05, lr_decay=0.01, weight_decay=1e-3, initial_accumulator_value=0.1),
+     lambda p: torch.optim.Adagrad(p, lr=0.05, lr_decay=0.01, weight_decay=1e-3,
+                                   initial_accumulator_value=0.1)),
 ]
-OPT_IDS = ["sgd", "momentum-wd", "nesterov", "adam-l2", "adamw", "amsgrad", "rmsprop", "rmsprop-centered"]
+OPT_IDS = ["sgd", "momentum-wd", "nesterov", "adam-l2", "adamw", "amsgrad", "rmsprop", "rmsprop-centered",
+           "adagrad", "adagrad-decay"]
 
 
 def _torch_twin(model):

@@ -8,7 +8,7 @@ import pytest
 
 import fastmlp
 
-ACTIVATIONS = ["identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh"]
+ACTIVATIONS = sorted(fastmlp.ACTIVATIONS)  # every activation of the table
 LOSSES = ["cross_entropy", "binary_cross_entropy", "mse"]
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mnist"
 

@@ -26,8 +26,9 @@ Launch strategy (one launch per contract call unless said otherwise)
   deterministic reduction over the batch, no atomics), so a layer's backward pass is two
   launches.
 - The losses, ``softmax`` and ``count_correct``: one thread per row (classes are few), the
-  per-row losses reduced in shared memory per block, then ONE atomic add per block into a
-  float64 device scalar.
+  per-row losses reduced in shared memory per block, each block writing its partial sum,
+  then one small pass adding the partials in block order into a float64 device scalar:
+  the same sum, bit for bit, on every run (no atomics anywhere).
 - Batch norm and ``regression_sums``: a block owns a group of columns and reduces over the
   batch with a shared-memory tree (two-pass mean/variance, as the CPU backend).
 - Elementwise kernels and the optimizers: 1-D grid-stride loops, one launch over the whole
@@ -41,8 +42,6 @@ Launch strategy (one launch per contract call unless said otherwise)
   in ONE launch likewise, then one ``weight_grad`` GEMM per layer; so L + 2 launches for
   the two passes of L >= 2 layers instead of 3L - 1 (e.g. 64-128-64-10: 5 instead of 8).
   Wider networks, MNIST's 784-input one included, loop over the per-layer kernels.
-- Extra, not in the contract: ``mlp_forward_fused(X, params, sizes, acts, out)``, the
-  forward kernel above for inference (the hidden layers never leave shared memory).
 
 Device accumulation without readback
 ------------------------------------
@@ -60,6 +59,14 @@ kernel ADDS to ``total[0]`` and the function returns None without synchronising:
 Without ``total`` they return a Python float / int as the CPU backend does (and wait for
 the GPU to do so).
 
+Every kernel computes in the dtype of its data: kernels are made per dtype, their constants
+and the activations they call (kernels/scalar.py, compiled by ``device.activations(dt)``)
+typed accordingly, so a float32 model runs no float64 instruction (a test reads the PTX).
+
+Launches are configured once per (kernel, grid, block) and kept; numba-cuda's
+low-occupancy warning is not raised for them (small grids are deliberate here), while the
+user's own launches still warn. Scratch arrays are private to a thread and CUDA context.
+
 Tile and block sizes are module constants read when a kernel is first compiled. Under the
 CUDA simulator (``NUMBA_ENABLE_CUDASIM=1``, one Python thread per CUDA thread) they are
 chosen small automatically; ``FASTMLP_CUDA_SMALL=1`` forces the small sizes on a real GPU
@@ -76,7 +83,7 @@ This module imports without numba-cuda, a driver or a GPU; ``is_available()`` an
 from . import device, fused, gemm, graph, layers, losses, memory, optim  # noqa: F401
 from .device import SIM, cuda, is_available, why_unavailable  # noqa: F401
 from .fused import FUSED_MAX_INPUT, FUSED_MAX_WIDTH  # noqa: F401
-from .fused import mlp_backward, mlp_forward, mlp_forward_fused  # noqa: F401
+from .fused import mlp_backward, mlp_forward  # noqa: F401
 from .gemm import delta_backward, linear_forward, matmul, weight_grad  # noqa: F401
 from .graph import add, count_binary_correct  # noqa: F401
 from .layers import (activate, activation_backward, batchnorm_backward,  # noqa: F401
@@ -85,6 +92,7 @@ from .layers import (activate, activation_backward, batchnorm_backward,  # noqa:
 from .losses import (count_correct, mse, regression_sums,  # noqa: F401
                      sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy)
 from .memory import asarray, empty, synchronize, to_device, to_host, write, zeros  # noqa: F401
-from .optim import adam_update, clip_grad_norm, rmsprop_update, sgd_update  # noqa: F401
+from .optim import (adagrad_update, adam_update, clip_grad_norm, lamb_update,  # noqa: F401
+                    rmsprop_update, scale, sgd_update)
 
 name = "cuda"

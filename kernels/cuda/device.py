@@ -3,7 +3,9 @@ every other module of the CUDA backend shares (block reductions, the activations
 
 import functools
 import importlib.util
+import math
 import os
+import threading
 
 import numpy as np
 
@@ -43,7 +45,7 @@ else:
     MAX_BLOCKS = 4096
     COL_X, COL_Y = 32, 8
 
-#: at most this many blocks do the row reductions (one atomic add each)
+#: at most this many blocks do the row reductions (one partial sum each)
 MAX_REDUCE_BLOCKS = MAX_BLOCKS if _SMALL else 1024
 
 
@@ -97,12 +99,7 @@ def _require():
 
 
 # ---------------------------------------------------------------------------------------
-# launching (and a compile-only mode that type-checks every kernel for a real GPU without
-# one: the tests set _COMPILE_ONLY to a compute capability and call the functions with
-# host arrays, which have the same Numba types as device arrays)
-
-_COMPILE_ONLY = None
-_compiled_ptx = {}
+# launching
 
 
 def _kernel(fn):
@@ -114,35 +111,46 @@ def _device(fn):
 
 
 def _launch(kernel, grid, block, *args):
-    if _COMPILE_ONLY is not None:
-        sig = tuple(numba.typeof(a) for a in args)
-        key = (kernel.py_func, sig, _COMPILE_ONLY)
-        if key not in _compiled_ptx:
-            _compiled_ptx[key] = _compile_ptx(kernel.py_func, sig, _COMPILE_ONLY)
-        return
-    if cuda is None:
-        _require()
+    """Launch `kernel` over `grid` blocks of `block` threads on the default stream (no
+    wait)."""
     _run(kernel, grid, block, args)
 
 
 def _run(kernel, grid, block, args):
-    """The launch itself (tests replace this to record or skip the launches)."""
-    kernel[grid, block](*args)
+    """The launch itself; tests replace it to record the launches, or to compile each
+    kernel to PTX for its arguments' types without a GPU."""
+    _configured(kernel, grid, block)(*args)
 
 
-def _compile_ptx(py_func, sig, cc):
-    """PTX for a kernel without a GPU (numba-cuda asks the current device for the compute
-    capability of the device functions a kernel calls: it is told `cc` instead)."""
-    import types as _types
+_CONFIGURED = {}
 
-    from numba.cuda import dispatcher as _dispatcher
 
-    saved = _dispatcher.get_current_device
-    _dispatcher.get_current_device = lambda: _types.SimpleNamespace(compute_capability=cc)
-    try:
-        return cuda.compile_ptx(py_func, sig, cc=cc)[0]
-    finally:
-        _dispatcher.get_current_device = saved
+def _configured(kernel, grid, block):
+    """``kernel[grid, block]``, configured once per (kernel, grid, block) and kept (host
+    time per launch is what a small network's step is made of).
+
+    fastmlp sizes every grid to its work (a loss over 128 rows is one block), so numba-cuda's
+    low-occupancy warning (grids under 128 blocks) is not raised for these launches: the
+    configuration is made for a large grid and then given its real one. Nothing global is
+    touched, so the user's own launches still warn."""
+    if SIM:  # the simulator's kernel keeps one configuration: set it at every launch
+        return kernel[grid, block]
+    key = (kernel, grid, block)
+    launch = _CONFIGURED.get(key)
+    if launch is None:
+        if cuda is None:
+            _require()
+        else:
+            from numba.cuda.dispatcher import _LaunchConfiguration
+            from numba.cuda.errors import normalize_kernel_dimensions
+
+            griddim, blockdim = normalize_kernel_dimensions(grid, block)
+            launch = _LaunchConfiguration(kernel, (1 << 16, 1, 1), blockdim, 0, 0)
+            launch.griddim = griddim
+        if len(_CONFIGURED) > 4096:  # many batch sizes: start over rather than grow
+            _CONFIGURED.clear()
+        _CONFIGURED[key] = launch
+    return launch
 
 
 def _blocks(n, threads=None, cap=None):
@@ -156,49 +164,40 @@ def _is_device(a):
 
 
 def _alloc(shape, dtype):
-    if _COMPILE_ONLY is not None:
-        return np.zeros(shape, dtype)
     _require()
     return cuda.device_array(shape, dtype)
 
 
-_dummies = {}
+# ---------------------------------------------------------------------------------------
+# scratch arrays: private to a thread and a CUDA context (two threads training two models
+# never share one), dropped when the context changes (after cuda.close(), a new one)
+
+_local = threading.local()
+
+
+def _context():
+    return None if SIM else cuda.current_context()
+
+
+def _scratch(dtype, size, purpose):
+    """A private (size,) device array of `dtype` for `purpose`, made once per thread and
+    CUDA context."""
+    ctx = _context()
+    store = getattr(_local, "store", None)
+    if store is None or _local.ctx is not ctx:
+        store = _local.store = {}
+        _local.ctx = ctx
+    key = (np.dtype(dtype).str, size, purpose)
+    a = store.get(key)
+    if a is None:
+        a = store[key] = _alloc((size,), dtype)
+    return a
 
 
 def _dummy(dtype, ndim):
-    """A tiny device array standing in for an absent optional argument."""
-    key = (np.dtype(dtype).str, ndim, _COMPILE_ONLY)
-    a = _dummies.get(key)
-    if a is None:
-        a = _dummies[key] = _alloc((1,) * ndim, dtype)
-    return a
-
-
-_scratches = {}
-
-
-def _scratch(dtype, purpose):
-    """A private (1,) device array of `dtype` for `purpose` (allocated once)."""
-    key = (np.dtype(dtype).str, purpose, _COMPILE_ONLY)
-    a = _scratches.get(key)
-    if a is None:
-        a = _scratches[key] = _alloc((1,), dtype)
-    return a
-
-
-def _zeroed_scalar(dtype):
-    """A (1,) device scratch array holding 0, for the functions that read a value back
-    (zeroed by a host copy: these paths synchronise anyway)."""
-    d = _scratch(dtype, "readback")
-    if _COMPILE_ONLY is None:
-        d.copy_to_device(np.zeros(1, dtype))
-    return d
-
-
-def _read_scalar(d):
-    if _COMPILE_ONLY is not None:
-        return np.asarray(d)[0]
-    return d.copy_to_host()[0]
+    """A tiny device array standing in for an absent optional argument (never written)."""
+    a = _scratch(dtype, 1, "dummy")
+    return a if ndim == 1 else a.reshape(*((1,) * ndim))
 
 
 def _reshape(a, shape):
@@ -206,11 +205,15 @@ def _reshape(a, shape):
 
 
 # ---------------------------------------------------------------------------------------
-# activation f and its derivative f' written through the output A = f(Z)
+# the activations (kernels/scalar.py), and block reductions
 
 
-_SCALAR = scalar.compile_with(_device)
-_f, _df = _SCALAR.f, _SCALAR.df
+@functools.lru_cache(maxsize=None)
+def activations(dt):
+    """f and f' as device functions whose constants are of the dtype `dt`, so that float32
+    data is computed in float32: ``.f(z, act)``, ``.df(a, act)``, ``.f_of[act]``,
+    ``.df_of[act]`` (see scalar.compile_with)."""
+    return scalar.compile_with(_device, math, dtype=dt)
 
 
 @_device
@@ -236,6 +239,42 @@ def _col_tree_sum(red, ty, tx):
         s //= 2
 
 
+@_device
+def _block_sum_to(red, t, partials):
+    """The ending of a block reduction: every thread of the block (THREADS of them) has
+    written its value to red[t]; they are summed in a fixed tree order and the block's sum
+    is written to partials[blockIdx.x]."""
+    cuda.syncthreads()
+    _tree_sum(red, t, THREADS)
+    if t == 0:
+        partials[cuda.blockIdx.x] = red[0]
+
+
+@_kernel
+def _k_add_partials(partials, n, out, add):
+    """out[0] (+)= partials[0] + ... + partials[n-1], in that order (one thread)."""
+    if cuda.grid(1) == 0:
+        s = out[0] if add else 0
+        for i in range(n):
+            s += partials[i]
+        out[0] = s
+
+
+def _sum_partials(kernel, grid, args, dtype, total, add=True):
+    """Launch the reducing `kernel` on `grid` blocks of THREADS with `args` and its per-block
+    partials (of `dtype`), then add the partials in block order into ``total[0]`` (or store
+    their sum there, add=False) and return None, nothing waiting; with ``total=None``, into
+    a scratch scalar that is read back and returned."""
+    partials = _scratch(dtype, MAX_REDUCE_BLOCKS, "partials")
+    _launch(kernel, grid, THREADS, *args, partials)
+    if total is not None:
+        _launch(_k_add_partials, 1, 1, partials, grid, total, bool(add))
+        return None
+    out = _scratch(np.float64 if np.dtype(dtype).kind == "f" else np.int64, 1, "result")
+    _launch(_k_add_partials, 1, 1, partials, grid, out, False)
+    return out.copy_to_host()[0]
+
+
 _sm_count = []
 
 
@@ -243,7 +282,7 @@ def _multiprocessors():
     """How many blocks run at once, roughly: the device's multiprocessor count (4 under the
     simulator, so that its tests meet both tile configurations)."""
     if not _sm_count:
-        if _SMALL or _COMPILE_ONLY is not None:
+        if _SMALL:
             _sm_count.append(4)
         else:
             try:

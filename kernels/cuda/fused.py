@@ -3,13 +3,14 @@ networks, else the per-layer kernels."""
 
 import functools
 import sys
+import weakref
 
 import numpy as np
 
 from .. import stack
 from ..codes import NEEDS_PREACTIVATION
-from .device import THREADS, _SMALL, _launch, _reshape, cuda, numba
-from .gemm import _typed_activation, weight_grad
+from .device import THREADS, _SMALL, _launch, _reshape, activations, cuda, numba
+from .gemm import weight_grad
 
 # ---------------------------------------------------------------------------------------
 # a stack of Dense layers in one call each way (contract: see reference.mlp_forward)
@@ -33,10 +34,17 @@ FUSED_ROWS = 4 if _SMALL else 16
 FUSED_SHARED_BYTES = 48 * 1024
 
 
+def _pitch(sizes):
+    """The row pitch of the shared buffers: the widest layer rounded up to an odd number,
+    so that the threads of a warp, reading one column of consecutive rows, hit distinct
+    banks."""
+    return max(sizes[1:]) | 1
+
+
 def _fused_rows(dt, sizes):
     """Rows per block of the fused kernels for the network `sizes`: FUSED_ROWS, halved until
     the two (rows, widest + 1) shared buffers fit in FUSED_SHARED_BYTES."""
-    width = max(sizes[1:]) + 1
+    width = _pitch(sizes)
     rows = FUSED_ROWS
     while rows > 1 and 2 * rows * width * np.dtype(dt).itemsize > FUSED_SHARED_BYTES:
         rows //= 2
@@ -66,12 +74,12 @@ def _fused_forward_kernel(dt, sizes, acts, store_hidden):
     """
     R = _fused_rows(dt, sizes)
     NL = len(acts)
-    WP = max(sizes[1:]) + 1
+    WP = _pitch(sizes)
     SIZES = tuple(int(s) for s in sizes)
     ACTS = tuple(int(a) for a in acts)
     KEEP_Z = tuple(bool(store_hidden) and a in NEEDS_PREACTIVATION for a in ACTS)
     STORE = bool(store_hidden)
-    f, _ = _typed_activation(dt)
+    f = activations(dt).f
 
     def forward(X, W, b, A_out, D_out):
         buf = cuda.shared.array((2, R, WP), dt)
@@ -129,10 +137,10 @@ def _fused_delta_kernel(dt, sizes, acts):
     """
     R = _fused_rows(dt, sizes)
     NL = len(acts)
-    WP = max(sizes[1:]) + 1
+    WP = _pitch(sizes)
     SIZES = tuple(int(s) for s in sizes)
     ACTS = tuple(int(a) for a in acts)
-    _, df = _typed_activation(dt)
+    df = activations(dt).df
     ZERO = dt(0)
 
     def backward(delta, W, D_out):
@@ -177,14 +185,30 @@ def _layer_sizes(W):
     return (int(W[0].shape[1]),) + tuple(int(w.shape[0]) for w in W)
 
 
+_TYPES_AGREE = {}
+
+
 def _fusable(sizes, *groups):
     """Whether the fused training kernels take this network: every width after the input at
-    most FUSED_MAX_WIDTH, the input at most FUSED_MAX_INPUT, and every tuple of arrays in `groups` of one Numba type (they are indexed
-    by the layer number inside the kernel, which Numba compiles only for such tuples; e.g. a
-    non-contiguous array among contiguous ones falls back to the per-layer loop)."""
+    most FUSED_MAX_WIDTH, the input at most FUSED_MAX_INPUT, and every tuple of arrays in
+    `groups` of one Numba type (they are indexed by the layer number inside the kernel,
+    which Numba compiles only for such tuples; e.g. a non-contiguous array among contiguous
+    ones falls back to the per-layer loop).
+
+    The type check is made once per set of arrays (a model passes the same buffers every
+    step) and remembered with weak references to them, so that a new array at a reused
+    address is checked again."""
     if cuda is None or max(sizes[1:]) > FUSED_MAX_WIDTH or sizes[0] > FUSED_MAX_INPUT:
         return False
-    return all(len({numba.typeof(a) for a in g}) == 1 for g in groups)
+    key = tuple(id(a) for g in groups for a in g)
+    hit = _TYPES_AGREE.get(key)
+    if hit is not None and all(ref() is not None for ref in hit[0]):
+        return hit[1]
+    agree = all(len({numba.typeof(a) for a in g}) == 1 for g in groups)
+    if len(_TYPES_AGREE) > 1024:
+        _TYPES_AGREE.clear()
+    _TYPES_AGREE[key] = (tuple(weakref.ref(a) for g in groups for a in g), agree)
+    return agree
 
 
 def _fused_grid(dt, sizes, batch):
@@ -243,41 +267,3 @@ def _layer_views(params, sizes):
         b.append(params[off + n_out * n_in:off + n_out * n_in + n_out])
         off += n_out * n_in + n_out
     return tuple(W), tuple(b)
-
-
-def mlp_forward_fused(X, params, sizes, acts, out):
-    """The forward pass of a Dense network in ONE launch (an extra of this backend, not in
-    the contract): out = f_L(... f_1(X @ W_1.T + b_1) ... @ W_L.T + b_L).
-
-    X: (B, sizes[0]) device array; params: the flat device array of the parameters, layer by
-    layer W_l (sizes[l+1], sizes[l]) row-major then b_l (sizes[l+1],) -- the model's layout
-    of a network of Dense layers; sizes: the L + 1 layer widths; acts: the L activation codes
-    (GELU included: this is inference, no pre-activation is kept); out: (B, sizes[-1]).
-
-    For narrow networks only: every width but the input's must be at most
-    ``FUSED_MAX_WIDTH`` (256). The fused forward kernel of ``mlp_forward`` without storing
-    the hidden layers: they never leave shared memory, so it pays where launches dominate
-    (small widths, many layers); for wide layers the tiled ``linear_forward`` is faster. One
-    kernel is compiled per (dtype, sizes, acts).
-    """
-    sizes = tuple(int(s) for s in sizes)
-    acts = tuple(int(a) for a in acts)
-    if len(sizes) != len(acts) + 1 or len(acts) == 0:
-        raise ValueError(f"need len(sizes) == len(acts) + 1 >= 2; got sizes={sizes}, acts={acts}")
-    if max(sizes[1:]) > FUSED_MAX_WIDTH:
-        raise ValueError(f"mlp_forward_fused takes widths up to {FUSED_MAX_WIDTH} after the "
-                         f"input; got {sizes}: use linear_forward per layer")
-    n_params = sum(sizes[l] * sizes[l + 1] + sizes[l + 1] for l in range(len(acts)))
-    if params.ndim != 1 or params.shape[0] != n_params:
-        raise ValueError(f"params must be the flat array of {n_params} parameters of {sizes}; "
-                         f"got shape {params.shape}")
-    if tuple(X.shape) != (X.shape[0], sizes[0]) or tuple(out.shape) != (X.shape[0], sizes[-1]):
-        raise ValueError(f"X must be (B, {sizes[0]}) and out (B, {sizes[-1]}); got "
-                         f"{X.shape} and {out.shape}")
-    if X.shape[0] == 0:
-        return
-    W, b = _layer_views(params, sizes)
-    dt = np.dtype(out.dtype).type
-    outs = (out,) * len(acts)  # only the last layer's output is written
-    _launch(_fused_forward_kernel(dt, sizes, acts, False), _fused_grid(dt, sizes, X.shape[0]),
-            THREADS, X, W, b, outs, outs)

@@ -2,14 +2,11 @@
 ``weight_grad``."""
 
 import functools
-import math
 
 import numpy as np
 
-from ..codes import (ELU, ELU_ALPHA, GELU, IDENTITY, LEAKY_RELU, LEAKY_SLOPE, RELU, SIGMOID,
-                     SOFTPLUS, TANH)
-from .. import scalar
-from .device import GEMM_LARGE, GEMM_SMALL, _dummy, _launch, _multiprocessors, cuda
+from ..codes import IDENTITY
+from .device import GEMM_LARGE, GEMM_SMALL, _dummy, _launch, _multiprocessors, activations, cuda
 from .memory import _zero_fill
 
 # ---------------------------------------------------------------------------------------
@@ -18,65 +15,14 @@ from .memory import _zero_fill
 # GEMM epilogues
 EPI_NONE, EPI_BIAS_ACT, EPI_DACT, EPI_DB = range(4)
 
-_SQRT1_2, _INV_SQRT_2PI = scalar.SQRT1_2, scalar.INV_SQRT_2PI
-
-
-@functools.lru_cache(maxsize=None)
-def _typed_activation(dt):
-    """f and f' as device functions whose arithmetic stays in `dt` (float32 math for float32
-    data: the GEMM epilogue runs once per output, and float64 arithmetic there would cost
-    more than the product itself on GPUs with slow float64)."""
-    ZERO, ONE, HALF = dt(0), dt(1), dt(0.5)
-    SLOPE, ALPHA = dt(LEAKY_SLOPE), dt(ELU_ALPHA)
-    S12, ISP = dt(_SQRT1_2), dt(_INV_SQRT_2PI)
-
-    def f(z, act):
-        if act == RELU:
-            return z if z > ZERO else z * ZERO
-        if act == LEAKY_RELU:
-            return z if z > ZERO else z * SLOPE
-        if act == ELU:
-            return z if z > ZERO else ALPHA * math.expm1(z)
-        if act == SIGMOID:
-            if z >= ZERO:
-                return ONE / (ONE + math.exp(-z))
-            e = math.exp(z)
-            return e / (ONE + e)
-        if act == TANH:
-            return math.tanh(z)
-        if act == GELU:
-            return HALF * z * math.erfc(-z * S12)
-        if act == SOFTPLUS:
-            return max(z, ZERO) + math.log1p(math.exp(-abs(z)))
-        return z
-
-    def df(a, act):
-        if act == RELU:
-            return ONE if a > ZERO else ZERO
-        if act == LEAKY_RELU:
-            return ONE if a > ZERO else SLOPE
-        if act == ELU:
-            return ONE if a > ZERO else a + ALPHA
-        if act == SIGMOID:
-            return a * (ONE - a)
-        if act == TANH:
-            return ONE - a * a
-        if act == GELU:
-            return HALF * math.erfc(-a * S12) + a * math.exp(-HALF * a * a) * ISP
-        if act == SOFTPLUS:
-            return -math.expm1(-a)
-        return ONE
-
-    return cuda.jit(device=True)(f), cuda.jit(device=True)(df)
-
 
 @functools.lru_cache(maxsize=None)
 def _gemm_kernel(dt, trans_a, trans_b, epi, act, config, accumulate=False):
     """C = op(A) @ op(B) with an epilogue, for one dtype and transpose/epilogue choice;
     accumulate (beta = 1) adds what C (and db) hold first, before the epilogue's f'.
 
-    Block: (BN // TN, BM // TM) threads; grid: (ceil(N / BN),
-    ceil(M / BM)). Thread (ty, tx) owns rows ty + i * THR_M and columns tx + j * THR_N of the
+    Block: (BN // TN, BM // TM) threads; grid: (ceil(M / BM),
+    ceil(N / BN)). Thread (ty, tx) owns rows ty + i * THR_M and columns tx + j * THR_N of the
     block tile (strided so that stores and shared-memory reads are contiguous across tx).
     Tiles of op(A) and op(B) are staged k-major in shared memory (padded by one element
     against bank conflicts), loaded with consecutive threads on consecutive addresses of
@@ -88,7 +34,7 @@ def _gemm_kernel(dt, trans_a, trans_b, epi, act, config, accumulate=False):
     A_LOADS, B_LOADS = BM * BK // NT, BN * BK // NT
     BMP, BNP = BM + 1, BN + 1
     assert A_LOADS * NT == BM * BK and B_LOADS * NT == BN * BK and TM <= THR_N
-    f, df = _typed_activation(dt)
+    f, df = activations(dt).f_of[act], activations(dt).df_of[act]
     ZERO = dt(0)
 
     def gemm(A, B, C, bias, D, db):
@@ -106,12 +52,12 @@ def _gemm_kernel(dt, trans_a, trans_b, epi, act, config, accumulate=False):
             K = A.shape[0]
         else:
             K = A.shape[1]
-        m0 = cuda.blockIdx.y * BM
-        n0 = cuda.blockIdx.x * BN
+        m0 = cuda.blockIdx.x * BM  # row tiles on grid.x: up to 2^31 - 1 of them
+        n0 = cuda.blockIdx.y * BN
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = 0
-        do_db = epi == EPI_DB and cuda.blockIdx.x == 0 and tx < TM
+        do_db = epi == EPI_DB and cuda.blockIdx.y == 0 and tx < TM
         db_row = ty + tx * THR_M
         colsum = ZERO
         for k0 in range(0, K, BK):
@@ -169,12 +115,12 @@ def _gemm_kernel(dt, trans_a, trans_b, epi, act, config, accumulate=False):
                     col = n0 + tx + j * THR_N
                     if col < N:
                         if epi == EPI_BIAS_ACT:
-                            C[row, col] = f(acc[i, j] + bias[col], act)
+                            C[row, col] = f(acc[i, j] + bias[col])
                         elif epi == EPI_DACT:
                             if accumulate:
-                                C[row, col] = (C[row, col] + acc[i, j]) * df(D[row, col], act)
+                                C[row, col] = (C[row, col] + acc[i, j]) * df(D[row, col])
                             else:
-                                C[row, col] = acc[i, j] * df(D[row, col], act)
+                                C[row, col] = acc[i, j] * df(D[row, col])
                         elif accumulate:
                             C[row, col] += acc[i, j]
                         else:
@@ -197,6 +143,21 @@ def _gemm_config(M, N):
     return GEMM_SMALL
 
 
+#: CUDA's limit on grid.y and grid.z (grid.x goes to 2^31 - 1)
+MAX_GRID_Y = 65535
+
+
+def _gemm_grid(M, N, config):
+    """(row tiles, column tiles): the rows on grid.x, so a batch of millions of rows
+    launches (grid.y, the columns, would allow 65,535 tiles: 4 million outputs)."""
+    BM, BN = config[:2]
+    grid = ((M + BM - 1) // BM, (N + BN - 1) // BN)
+    if grid[1] > MAX_GRID_Y:
+        raise ValueError(f"a product with {N} output columns needs {grid[1]} column tiles, "
+                         f"more than CUDA's grid.y limit of {MAX_GRID_Y}")
+    return grid
+
+
 def _gemm(A, B, C, trans_a, trans_b, epi, bias=None, D=None, act=IDENTITY, db=None,
           accumulate=False):
     dt = np.dtype(C.dtype).type
@@ -208,7 +169,7 @@ def _gemm(A, B, C, trans_a, trans_b, epi, bias=None, D=None, act=IDENTITY, db=No
     kernel = _gemm_kernel(dt, bool(trans_a), bool(trans_b), epi,
                           int(act) if epi in (EPI_BIAS_ACT, EPI_DACT) else IDENTITY, config,
                           bool(accumulate))
-    grid = ((N + BN - 1) // BN, (M + BM - 1) // BM)
+    grid = _gemm_grid(M, N, config)
     if grid[0] == 0 or grid[1] == 0:
         if epi == EPI_DB and db is not None and not accumulate:
             _zero_fill(db)

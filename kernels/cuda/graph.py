@@ -4,8 +4,8 @@ GEMMs (``delta_backward`` / ``weight_grad`` with ``accumulate=True``) are in ``g
 
 import numpy as np
 
-from .device import (MAX_REDUCE_BLOCKS, THREADS, _blocks, _kernel, _launch, _nb_int64,
-                     _read_scalar, _tree_sum, _zeroed_scalar, cuda)
+from .device import (MAX_REDUCE_BLOCKS, THREADS, _block_sum_to, _blocks, _kernel, _launch,
+                     _sum_partials, cuda)
 
 
 @_kernel
@@ -23,8 +23,8 @@ def add(X, Y, out):
 
 
 @_kernel
-def _k_count_binary_correct(Z, T, total):
-    red = cuda.shared.array(THREADS, _nb_int64)
+def _k_count_binary_correct(Z, T, partials):
+    red = cuda.shared.array(THREADS, np.int64)
     t = cuda.threadIdx.x
     n, m = Z.shape
     c = 0
@@ -34,19 +34,12 @@ def _k_count_binary_correct(Z, T, total):
         if (Z[i, j] > 0) == (T[i, j] > 0.5):
             c += 1
     red[t] = c
-    cuda.syncthreads()
-    _tree_sum(red, t, THREADS)
-    if t == 0:
-        cuda.atomic.add(total, 0, red[0])
+    _block_sum_to(red, t, partials)
 
 
 def count_binary_correct(Z, T, total=None):
     """How many of the B x K labels are right, (Z > 0) == (T > 0.5). Returns an int
     (synchronises), or adds the count to the device scalar ``total[0]`` and returns None."""
     grid = _blocks(Z.size, cap=MAX_REDUCE_BLOCKS)
-    if total is not None:
-        _launch(_k_count_binary_correct, grid, THREADS, Z, T, total)
-        return None
-    scratch = _zeroed_scalar(np.int64)
-    _launch(_k_count_binary_correct, grid, THREADS, Z, T, scratch)
-    return int(_read_scalar(scratch))
+    got = _sum_partials(_k_count_binary_correct, grid, (Z, T), np.int64, total)
+    return None if total is not None else int(got)

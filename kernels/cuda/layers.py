@@ -1,46 +1,68 @@
 """The kernels of the layers other than Dense: activations, random numbers, dropout, batch
-normalisation; and gathering a batch's rows on the device."""
+normalisation; and gathering a batch's rows on the device.
 
+Each kernel is made per dtype (``functools.lru_cache`` factories): its constants and the
+activations it calls (``device.activations(dt)``) are of the data's dtype, so float32 data
+is computed in float32 throughout.
+"""
+
+import functools
 import math
 
 import numpy as np
 
 from ..codes import IDENTITY
-from .device import (COL_X, COL_Y, THREADS, _blocks, _col_grid, _col_tree_sum, _df, _f,
-                     _kernel, _launch, _nb_float64, _nb_uint64, _reshape, cuda)
+from .device import (COL_X, COL_Y, THREADS, _blocks, _col_grid, _col_tree_sum, _kernel,
+                     _launch, _nb_uint64, _reshape, activations, cuda)
+
+
+def _dt(a):
+    return np.dtype(a.dtype).type
+
 
 # ---------------------------------------------------------------------------------------
 # elementwise kernels (1-D grid-stride loops over the flattened 2-D index)
 
 
-@_kernel
-def _k_activate(Z, act, A):
-    n, m = Z.shape
-    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-        i = idx // m
-        j = idx - i * m
-        A[i, j] = _f(Z[i, j], act)
+@functools.lru_cache(maxsize=None)
+def _activate_kernel(dt, act):
+    f = activations(dt).f_of[act]
+
+    def activate(Z, A):
+        n, m = Z.shape
+        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+            i = idx // m
+            j = idx - i * m
+            A[i, j] = f(Z[i, j])
+
+    return cuda.jit(activate)
 
 
-@_kernel
-def _k_activation_backward(A, act, delta):
-    n, m = delta.shape
-    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-        i = idx // m
-        j = idx - i * m
-        delta[i, j] *= _df(A[i, j], act)
+@functools.lru_cache(maxsize=None)
+def _activation_backward_kernel(dt, act):
+    df = activations(dt).df_of[act]
+
+    def times_df(A, delta):
+        n, m = delta.shape
+        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+            i = idx // m
+            j = idx - i * m
+            delta[i, j] *= df(A[i, j])
+
+    return cuda.jit(times_df)
 
 
 def activate(Z, act, A):
-    """A = f(Z), elementwise."""
-    _launch(_k_activate, _blocks(Z.size), THREADS, Z, act, A)
+    """A = f(Z), elementwise (one kernel per dtype and activation)."""
+    _launch(_activate_kernel(_dt(A), int(act)), _blocks(Z.size), THREADS, Z, A)
 
 
 def activation_backward(A, act, delta):
     """delta *= f'(A) in place, f' taken from the stored activation A."""
     if act == IDENTITY:
         return
-    _launch(_k_activation_backward, _blocks(delta.size), THREADS, A, act, delta)
+    _launch(_activation_backward_kernel(_dt(delta), int(act)), _blocks(delta.size), THREADS,
+            A, delta)
 
 
 # ---------------------------------------------------------------------------------------
@@ -50,26 +72,30 @@ def activation_backward(A, act, delta):
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S11, _S40 = (np.uint64(s) for s in (30, 27, 31, 11, 40))
-_TWO_M53 = 2.0 ** -53
-_TWO_M24 = 2.0 ** -24
+_S30, _S27, _S31 = (np.uint64(s) for s in (30, 27, 31))
 
 
-@_kernel
-def _k_fill_uniform(U, seed, is64):
-    n, m = U.shape
-    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-        i = idx // m
-        j = idx - i * m
-        # splitmix64: output number idx + 1 of the generator started at `seed`
-        z = seed + _nb_uint64(idx + 1) * _GOLDEN
-        z = (z ^ (z >> _S30)) * _MIX1
-        z = (z ^ (z >> _S27)) * _MIX2
-        z = z ^ (z >> _S31)
-        if is64:
-            U[i, j] = _nb_float64(z >> _S11) * _TWO_M53
-        else:
-            U[i, j] = _nb_float64(z >> _S40) * _TWO_M24
+@functools.lru_cache(maxsize=None)
+def _fill_uniform_kernel(dt):
+    """U = (top mantissa-width bits of splitmix64(seed, index)) * 2^-bits: 24 bits for
+    float32, 53 for float64, exact in the dtype."""
+    bits = np.finfo(dt).nmant + 1
+    SHIFT = np.uint64(64 - bits)
+    SCALE = dt(2.0 ** -bits)
+
+    def fill(U, seed):
+        n, m = U.shape
+        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+            i = idx // m
+            j = idx - i * m
+            # splitmix64: output number idx + 1 of the generator started at `seed`
+            z = seed + _nb_uint64(idx + 1) * _GOLDEN
+            z = (z ^ (z >> _S30)) * _MIX1
+            z = (z ^ (z >> _S27)) * _MIX2
+            z = z ^ (z >> _S31)
+            U[i, j] = dt(z >> SHIFT) * SCALE
+
+    return cuda.jit(fill)
 
 
 def fill_uniform(U, rng):
@@ -79,82 +105,98 @@ def fill_uniform(U, rng):
     row-major index), so the result depends only on that seed."""
     seed = np.uint64(rng.integers(0, 2**64, dtype=np.uint64))
     U2 = _reshape(U, (1, U.shape[0])) if U.ndim == 1 else U
-    _launch(_k_fill_uniform, _blocks(U.size), THREADS, U2, seed,
-            np.dtype(U.dtype) == np.float64)
+    _launch(_fill_uniform_kernel(_dt(U)), _blocks(U.size), THREADS, U2, seed)
 
 
-@_kernel
-def _k_dropout_forward(A_in, U, p, scale, A_out):
-    n, m = A_in.shape
-    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-        i = idx // m
-        j = idx - i * m
-        if U[i, j] >= p:
-            A_out[i, j] = A_in[i, j] * scale
-        else:
-            A_out[i, j] = 0
+@functools.lru_cache(maxsize=None)
+def _dropout_forward_kernel(dt):
+    ZERO = dt(0)
+
+    def dropout_forward(A_in, U, p, scale, A_out):
+        n, m = A_in.shape
+        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+            i = idx // m
+            j = idx - i * m
+            A_out[i, j] = A_in[i, j] * scale if U[i, j] >= p else ZERO
+
+    return cuda.jit(dropout_forward)
 
 
-@_kernel
-def _k_dropout_backward(delta, U, p, scale, D_prev, act_prev, delta_prev):
-    n, m = delta.shape
-    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-        i = idx // m
-        j = idx - i * m
-        if U[i, j] >= p:
-            delta_prev[i, j] = _df(D_prev[i, j], act_prev) * delta[i, j] * scale
-        else:
-            delta_prev[i, j] = 0
+@functools.lru_cache(maxsize=None)
+def _dropout_backward_kernel(dt):
+    ZERO = dt(0)
+    df = activations(dt).df
+
+    def dropout_backward(delta, U, p, scale, D_prev, act_prev, delta_prev):
+        n, m = delta.shape
+        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+            i = idx // m
+            j = idx - i * m
+            if U[i, j] >= p:
+                delta_prev[i, j] = df(D_prev[i, j], act_prev) * delta[i, j] * scale
+            else:
+                delta_prev[i, j] = ZERO
+
+    return cuda.jit(dropout_backward)
 
 
 def dropout_forward(A_in, U, p, A_out):
     """A_out = A_in * (U >= p) / (1 - p): inverted dropout, each unit dropped with probability p."""
-    _launch(_k_dropout_forward, _blocks(A_in.size), THREADS, A_in, U, float(p),
-            1 / (1 - p), A_out)
+    dt = _dt(A_out)
+    _launch(_dropout_forward_kernel(dt), _blocks(A_in.size), THREADS, A_in, U, dt(p),
+            dt(1 / (1 - p)), A_out)
 
 
 def dropout_backward(delta, U, p, D_prev, act_prev, delta_prev):
     """delta_prev = f'_prev(D_prev) * delta * (U >= p) / (1 - p)."""
-    _launch(_k_dropout_backward, _blocks(delta.size), THREADS, delta, U, float(p),
-            1 / (1 - p), D_prev, act_prev, delta_prev)
+    dt = _dt(delta_prev)
+    _launch(_dropout_backward_kernel(dt), _blocks(delta.size), THREADS, delta, U, dt(p),
+            dt(1 / (1 - p)), D_prev, act_prev, delta_prev)
 
 
-@_kernel
-def _k_batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act,
-                         Xhat, inv_std, A_out):
-    red = cuda.shared.array((COL_Y, COL_X), _nb_float64)
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    n, m = X.shape
-    j = cuda.blockIdx.x * COL_X + tx
-    s = 0.0
-    if j < m:
-        for i in range(ty, n, COL_Y):
-            s += X[i, j]
-    red[ty, tx] = s
-    cuda.syncthreads()
-    _col_tree_sum(red, ty, tx)
-    mean = red[0, tx] / n
-    cuda.syncthreads()  # everyone has read red[0] before it is reused
-    s = 0.0
-    if j < m:
-        for i in range(ty, n, COL_Y):
-            d = X[i, j] - mean
-            s += d * d
-    red[ty, tx] = s
-    cuda.syncthreads()
-    _col_tree_sum(red, ty, tx)
-    var = red[0, tx] / n
-    if j < m:
-        r = 1 / math.sqrt(var + eps)
-        for i in range(ty, n, COL_Y):
-            xh = (X[i, j] - mean) * r
-            Xhat[i, j] = xh
-            A_out[i, j] = _f(gamma[j] * xh + beta[j], act)
-        if ty == 0:
-            inv_std[j] = r
-            running_mean[j] = (1 - momentum) * running_mean[j] + momentum * mean
-            running_var[j] = (1 - momentum) * running_var[j] + momentum * var * n / (n - 1)
+@functools.lru_cache(maxsize=None)
+def _batchnorm_forward_kernel(dt):
+    ZERO, ONE = dt(0), dt(1)
+    f = activations(dt).f
+
+    def batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act,
+                          Xhat, inv_std, A_out):
+        red = cuda.shared.array((COL_Y, COL_X), dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        n, m = X.shape
+        j = cuda.blockIdx.x * COL_X + tx
+        s = ZERO
+        if j < m:
+            for i in range(ty, n, COL_Y):
+                s += X[i, j]
+        red[ty, tx] = s
+        cuda.syncthreads()
+        _col_tree_sum(red, ty, tx)
+        mean = red[0, tx] / dt(n)
+        cuda.syncthreads()  # everyone has read red[0] before it is reused
+        s = ZERO
+        if j < m:
+            for i in range(ty, n, COL_Y):
+                d = X[i, j] - mean
+                s += d * d
+        red[ty, tx] = s
+        cuda.syncthreads()
+        _col_tree_sum(red, ty, tx)
+        var = red[0, tx] / dt(n)
+        if j < m:
+            r = ONE / math.sqrt(var + eps)
+            for i in range(ty, n, COL_Y):
+                xh = (X[i, j] - mean) * r
+                Xhat[i, j] = xh
+                A_out[i, j] = f(gamma[j] * xh + beta[j], act)
+            if ty == 0:
+                inv_std[j] = r
+                running_mean[j] = (ONE - momentum) * running_mean[j] + momentum * mean
+                running_var[j] = ((ONE - momentum) * running_var[j]
+                                  + momentum * var * dt(n) / dt(n - 1))
+
+    return cuda.jit(batchnorm_forward)
 
 
 def batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act, Xhat,
@@ -162,58 +204,71 @@ def batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, 
     """Training-mode batch norm (batch statistics, two-pass mean and biased variance per
     feature); keeps Xhat and inv_std for the backward pass and updates the running statistics
     in place as torch.nn.BatchNorm1d (unbiased variance). One launch."""
+    dt = _dt(A_out)
     grid, block = _col_grid(X.shape[1])
-    _launch(_k_batchnorm_forward, grid, block, X, gamma, beta, running_mean, running_var,
-            float(momentum), float(eps), act, Xhat, inv_std, A_out)
+    _launch(_batchnorm_forward_kernel(dt), grid, block, X, gamma, beta, running_mean,
+            running_var, dt(momentum), dt(eps), act, Xhat, inv_std, A_out)
 
 
-@_kernel
-def _k_batchnorm_inference(X, gamma, beta, running_mean, running_var, eps, act, A_out):
-    n, m = X.shape
-    for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-        i = idx // m
-        j = idx - i * m
-        scale = gamma[j] / math.sqrt(running_var[j] + eps)
-        shift = beta[j] - running_mean[j] * scale
-        A_out[i, j] = _f(X[i, j] * scale + shift, act)
+@functools.lru_cache(maxsize=None)
+def _batchnorm_inference_kernel(dt):
+    f = activations(dt).f
+
+    def batchnorm_inference(X, gamma, beta, running_mean, running_var, eps, act, A_out):
+        n, m = X.shape
+        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+            i = idx // m
+            j = idx - i * m
+            scale = gamma[j] / math.sqrt(running_var[j] + eps)
+            shift = beta[j] - running_mean[j] * scale
+            A_out[i, j] = f(X[i, j] * scale + shift, act)
+
+    return cuda.jit(batchnorm_inference)
 
 
 def batchnorm_inference(X, gamma, beta, running_mean, running_var, eps, act, A_out):
     """Inference-mode batch norm with the running statistics: A_out = f(gamma * Xhat + beta)."""
-    _launch(_k_batchnorm_inference, _blocks(X.size), THREADS, X, gamma, beta, running_mean,
-            running_var, float(eps), act, A_out)
+    dt = _dt(A_out)
+    _launch(_batchnorm_inference_kernel(dt), _blocks(X.size), THREADS, X, gamma, beta,
+            running_mean, running_var, dt(eps), act, A_out)
 
 
-@_kernel
-def _k_batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev,
-                          delta_prev):
-    rg = cuda.shared.array((COL_Y, COL_X), _nb_float64)
-    rb = cuda.shared.array((COL_Y, COL_X), _nb_float64)
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    n, m = delta.shape
-    j = cuda.blockIdx.x * COL_X + tx
-    sg = 0.0
-    sb = 0.0
-    if j < m:
-        for i in range(ty, n, COL_Y):
-            sg += delta[i, j] * Xhat[i, j]
-            sb += delta[i, j]
-    rg[ty, tx] = sg
-    rb[ty, tx] = sb
-    cuda.syncthreads()
-    _col_tree_sum(rg, ty, tx)
-    _col_tree_sum(rb, ty, tx)
-    if j < m:
-        sg = rg[0, tx]
-        sb = rb[0, tx]
-        c = gamma[j] * inv_std[j] / n
-        for i in range(ty, n, COL_Y):
-            dx = c * (n * delta[i, j] - sb - Xhat[i, j] * sg)
-            delta_prev[i, j] = _df(D_prev[i, j], act_prev) * dx
-        if ty == 0:
-            dgamma[j] = sg
-            dbeta[j] = sb
+@functools.lru_cache(maxsize=None)
+def _batchnorm_backward_kernel(dt):
+    ZERO = dt(0)
+    df = activations(dt).df
+
+    def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev,
+                           delta_prev):
+        rg = cuda.shared.array((COL_Y, COL_X), dt)
+        rb = cuda.shared.array((COL_Y, COL_X), dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        n, m = delta.shape
+        j = cuda.blockIdx.x * COL_X + tx
+        sg = ZERO
+        sb = ZERO
+        if j < m:
+            for i in range(ty, n, COL_Y):
+                sg += delta[i, j] * Xhat[i, j]
+                sb += delta[i, j]
+        rg[ty, tx] = sg
+        rb[ty, tx] = sb
+        cuda.syncthreads()
+        _col_tree_sum(rg, ty, tx)
+        _col_tree_sum(rb, ty, tx)
+        if j < m:
+            sg = rg[0, tx]
+            sb = rb[0, tx]
+            c = gamma[j] * inv_std[j] / dt(n)
+            for i in range(ty, n, COL_Y):
+                dx = c * (dt(n) * delta[i, j] - sb - Xhat[i, j] * sg)
+                delta_prev[i, j] = df(D_prev[i, j], act_prev) * dx
+            if ty == 0:
+                dgamma[j] = sg
+                dbeta[j] = sb
+
+    return cuda.jit(batchnorm_backward)
 
 
 def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev,
@@ -221,8 +276,8 @@ def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_p
     """dgamma = sum(delta * Xhat), dbeta = sum(delta); delta_prev = f'_prev(D_prev) * dX with
     dX = gamma * inv_std / B * (B * delta - dbeta - Xhat * dgamma). One launch."""
     grid, block = _col_grid(delta.shape[1])
-    _launch(_k_batchnorm_backward, grid, block, delta, Xhat, inv_std, gamma, dgamma, dbeta,
-            D_prev, act_prev, delta_prev)
+    _launch(_batchnorm_backward_kernel(_dt(delta_prev)), grid, block, delta, Xhat, inv_std,
+            gamma, dgamma, dbeta, D_prev, act_prev, delta_prev)
 
 
 # ---------------------------------------------------------------------------------------

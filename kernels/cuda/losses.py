@@ -1,157 +1,162 @@
-"""Softmax, the losses (dZ and the batch's loss in one launch) and the metrics."""
+"""Softmax, the losses (dZ and the batch's loss in one launch) and the metrics.
 
+Every kernel computes in the dtype of its data (float32 data: float32 arithmetic; the
+constants are made in that dtype per specialisation). The batch's loss and the count of
+right rows are reduced per block in shared memory, each block writes its partial sum, and
+one small pass adds the partials in block order into a float64 scalar: the same sum, bit
+for bit, on every run (no atomics).
+"""
+
+import functools
 import math
 
 import numpy as np
 
 from ..codes import SIGMOID
-from .device import (COL_X, COL_Y, MAX_REDUCE_BLOCKS, THREADS, _blocks, _col_grid,
-                     _col_tree_sum, _dummy, _f, _kernel, _launch, _nb_float64, _nb_int64,
-                     _read_scalar, _reshape, _tree_sum, _zeroed_scalar, cuda)
+from .device import (COL_X, COL_Y, MAX_REDUCE_BLOCKS, THREADS, _blocks, _block_sum_to,
+                     _col_grid, _col_tree_sum, _dummy, _kernel, _launch, _reshape,
+                     _sum_partials, activations, cuda)
 
-@_kernel
-def _k_softmax(Z, P):
-    n, m = Z.shape
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        zmax = Z[i, 0]
-        for j in range(1, m):
-            zmax = max(zmax, Z[i, j])
-        s = 0.0
-        for j in range(m):
-            e = math.exp(Z[i, j] - zmax)
-            P[i, j] = e
-            s += e
-        for j in range(m):
-            P[i, j] = P[i, j] / s
+
+@functools.lru_cache(maxsize=None)
+def _softmax_kernel(dt):
+    ZERO = dt(0)
+
+    def softmax(Z, P):
+        n, m = Z.shape
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            zmax = Z[i, 0]
+            for j in range(1, m):
+                zmax = max(zmax, Z[i, j])
+            s = ZERO
+            for j in range(m):
+                e = math.exp(Z[i, j] - zmax)
+                P[i, j] = e
+                s += e
+            for j in range(m):
+                P[i, j] = P[i, j] / s
+
+    return cuda.jit(softmax)
+
+
+def _dt(a):
+    return np.dtype(a.dtype).type
 
 
 def softmax(Z, P):
     """P = softmax(Z) along the features, stable for any logits (one thread per row)."""
-    _launch(_k_softmax, _blocks(Z.shape[0]), THREADS, Z, P)
+    _launch(_softmax_kernel(_dt(Z)), _blocks(Z.shape[0]), THREADS, Z, P)
 
 
 # ---------------------------------------------------------------------------------------
-# losses: dZ written and the batch's loss summed in one launch (one thread per row,
-# a shared-memory reduction per block, one atomic add per block into a float64 scalar)
+# losses: dZ written and the batch's loss summed in one launch (one thread per row, a
+# shared-memory reduction per block, the blocks' partial sums added in order afterwards)
+#
+# Each kernel takes (Z, T, dZ, w, has_w, <constants in Z's dtype>, partials).
 
 
-@_kernel
-def _k_ce_labels(Z, y, dZ, w, has_w, smoothing, inv_n, total):
-    red = cuda.shared.array(THREADS, _nb_float64)
-    t = cuda.threadIdx.x
-    n, m = Z.shape
-    off = smoothing / m
-    acc = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        wi = w[i] if has_w else 1.0
-        zmax = Z[i, 0]
-        for j in range(1, m):
-            zmax = max(zmax, Z[i, j])
-        s = 0.0
-        z_sum = 0.0
-        for j in range(m):
-            d = Z[i, j] - zmax
-            s += math.exp(d)
-            z_sum += d
-        yi = int(y[i])
-        acc += wi * (math.log(s) - (1 - smoothing) * (Z[i, yi] - zmax) - off * z_sum)
-        scale = wi * inv_n / s
-        for j in range(m):
-            dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * off * inv_n
-        dZ[i, yi] -= wi * (1 - smoothing) * inv_n
-    red[t] = acc
-    cuda.syncthreads()
-    _tree_sum(red, t, THREADS)
-    if t == 0:
-        cuda.atomic.add(total, 0, red[0])
+@functools.lru_cache(maxsize=None)
+def _ce_kernel(dt, labels):
+    """Softmax cross-entropy with integer labels (`labels`) or target rows."""
+    ZERO, ONE = dt(0), dt(1)
+
+    def ce(Z, T, dZ, w, has_w, smoothing, inv_n, partials):
+        red = cuda.shared.array(THREADS, dt)
+        t = cuda.threadIdx.x
+        n, m = Z.shape
+        off = smoothing / dt(m)
+        keep = ONE - smoothing
+        acc = ZERO
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            wi = w[i] if has_w else ONE
+            zmax = Z[i, 0]
+            for j in range(1, m):
+                zmax = max(zmax, Z[i, j])
+            s = ZERO
+            for j in range(m):
+                s += math.exp(Z[i, j] - zmax)
+            log_s = math.log(s)
+            if labels:
+                z_sum = ZERO
+                for j in range(m):
+                    z_sum += Z[i, j] - zmax
+                yi = int(T[i])
+                acc += wi * (log_s - keep * (Z[i, yi] - zmax) - off * z_sum)
+                scale = wi * inv_n / s
+                for j in range(m):
+                    dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * off * inv_n
+                dZ[i, yi] -= wi * keep * inv_n
+            else:
+                q_sum = ZERO
+                for j in range(m):
+                    q = keep * T[i, j] + off
+                    q_sum += q
+                    acc -= wi * q * (Z[i, j] - zmax - log_s)
+                scale = wi * q_sum * inv_n / s
+                for j in range(m):
+                    q = keep * T[i, j] + off
+                    dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * q * inv_n
+        red[t] = acc
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(ce)
 
 
-@_kernel
-def _k_ce_targets(Z, T, dZ, w, has_w, smoothing, inv_n, total):
-    red = cuda.shared.array(THREADS, _nb_float64)
-    t = cuda.threadIdx.x
-    n, m = Z.shape
-    off = smoothing / m
-    acc = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        wi = w[i] if has_w else 1.0
-        zmax = Z[i, 0]
-        for j in range(1, m):
-            zmax = max(zmax, Z[i, j])
-        s = 0.0
-        for j in range(m):
-            s += math.exp(Z[i, j] - zmax)
-        log_s = math.log(s)
-        q_sum = 0.0
-        for j in range(m):
-            q = (1 - smoothing) * T[i, j] + off
-            q_sum += q
-            acc -= wi * q * (Z[i, j] - zmax - log_s)
-        scale = wi * q_sum * inv_n / s
-        for j in range(m):
-            q = (1 - smoothing) * T[i, j] + off
-            dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * q * inv_n
-    red[t] = acc
-    cuda.syncthreads()
-    _tree_sum(red, t, THREADS)
-    if t == 0:
-        cuda.atomic.add(total, 0, red[0])
+@functools.lru_cache(maxsize=None)
+def _bce_kernel(dt):
+    ZERO, ONE = dt(0), dt(1)
+    sigmoid = activations(dt).f_of[SIGMOID]
+
+    def bce(Z, T, dZ, w, has_w, inv, partials):
+        red = cuda.shared.array(THREADS, dt)
+        t = cuda.threadIdx.x
+        n, m = Z.shape
+        acc = ZERO
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            wi = w[i] if has_w else ONE
+            row = ZERO
+            for j in range(m):
+                z = Z[i, j]
+                tij = dt(T[i, j])
+                row += max(z, ZERO) - z * tij + math.log1p(math.exp(-abs(z)))
+                dZ[i, j] = wi * (sigmoid(z) - tij) * inv
+            acc += wi * row / dt(m)
+        red[t] = acc
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(bce)
 
 
-@_kernel
-def _k_bce(Z, T, dZ, w, has_w, inv, total):
-    red = cuda.shared.array(THREADS, _nb_float64)
-    t = cuda.threadIdx.x
-    n, m = Z.shape
-    acc = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        wi = w[i] if has_w else 1.0
-        row = 0.0
-        for j in range(m):
-            z = Z[i, j]
-            tij = T[i, j]
-            row += max(z, 0) - z * tij + math.log1p(math.exp(-abs(z)))
-            dZ[i, j] = wi * (_f(z, SIGMOID) - tij) * inv
-        acc += wi * row / m
-    red[t] = acc
-    cuda.syncthreads()
-    _tree_sum(red, t, THREADS)
-    if t == 0:
-        cuda.atomic.add(total, 0, red[0])
+@functools.lru_cache(maxsize=None)
+def _mse_kernel(dt):
+    ZERO, ONE, TWO = dt(0), dt(1), dt(2)
 
+    def mse(Z, T, dZ, w, has_w, inv, partials):
+        red = cuda.shared.array(THREADS, dt)
+        t = cuda.threadIdx.x
+        n, m = Z.shape
+        acc = ZERO
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            wi = w[i] if has_w else ONE
+            row = ZERO
+            for j in range(m):
+                d = Z[i, j] - T[i, j]
+                row += d * d
+                dZ[i, j] = TWO * wi * d * inv
+            acc += wi * row / dt(m)
+        red[t] = acc
+        _block_sum_to(red, t, partials)
 
-@_kernel
-def _k_mse(Z, T, dZ, w, has_w, inv, total):
-    red = cuda.shared.array(THREADS, _nb_float64)
-    t = cuda.threadIdx.x
-    n, m = Z.shape
-    acc = 0.0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        wi = w[i] if has_w else 1.0
-        row = 0.0
-        for j in range(m):
-            d = Z[i, j] - T[i, j]
-            row += d * d
-            dZ[i, j] = 2 * wi * d * inv
-        acc += wi * row / m
-    red[t] = acc
-    cuda.syncthreads()
-    _tree_sum(red, t, THREADS)
-    if t == 0:
-        cuda.atomic.add(total, 0, red[0])
+    return cuda.jit(mse)
 
 
 def _loss(kernel, Z, total, args):
-    """Launch a loss kernel adding B * loss into `total`, or into a scratch scalar that is
-    read back (then the batch-mean loss is returned as a float)."""
+    """Launch a loss kernel and add its blocks' sums (B * loss) into `total[0]`, or into a
+    scratch scalar that is read back (then the batch-mean loss is returned as a float)."""
     n = Z.shape[0]
     grid = _blocks(n, cap=MAX_REDUCE_BLOCKS)
-    if total is not None:
-        _launch(kernel, grid, THREADS, *args, total)
-        return None
-    scratch = _zeroed_scalar(np.float64)
-    _launch(kernel, grid, THREADS, *args, scratch)
-    return float(_read_scalar(scratch)) / n
+    got = _sum_partials(kernel, grid, args, _dt(Z), total)
+    return None if total is not None else float(got) / n
 
 
 def _weights_arg(w, dtype):
@@ -162,14 +167,15 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0, total=None):
     """Mean over the batch of w_i * -sum_j(Q_ij * log softmax(Z)_ij); dZ = d loss / d Z.
 
     T: integer labels (B,) or targets (B, K); Q = (1 - smoothing) * T + smoothing / K;
-    w: per-sample weights (B,) or None. One launch. Returns the loss as a float (reading it
-    back: this synchronises), or, with ``total`` (float64 device array of shape (1,)),
-    adds ``sum_i w_i l_i`` (= B * loss) to ``total[0]`` and returns None without waiting.
+    w: per-sample weights (B,) or None. One launch (and the small pass adding the blocks'
+    sums). Returns the loss as a float (reading it back: this synchronises), or, with
+    ``total`` (float64 device array of shape (1,)), adds ``sum_i w_i l_i`` (= B * loss) to
+    ``total[0]`` and returns None without waiting.
     """
+    dt = _dt(Z)
     ww, has_w = _weights_arg(w, Z.dtype)
-    n = Z.shape[0]
-    kernel = _k_ce_labels if T.ndim == 1 else _k_ce_targets
-    return _loss(kernel, Z, total, (Z, T, dZ, ww, has_w, float(smoothing), 1.0 / n))
+    kernel = _ce_kernel(dt, T.ndim == 1)
+    return _loss(kernel, Z, total, (Z, T, dZ, ww, has_w, dt(smoothing), dt(1.0 / Z.shape[0])))
 
 
 def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
@@ -178,8 +184,10 @@ def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
     T: (B, K), or (B,) when K == 1. With ``total``: adds B * loss (= sum_ij w_i l_ij / K) to
     ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
+    dt = _dt(Z)
     ww, has_w = _weights_arg(w, Z.dtype)
-    return _loss(_k_bce, Z, total, (Z, _reshape(T, Z.shape), dZ, ww, has_w, 1.0 / Z.size))
+    return _loss(_bce_kernel(dt), Z, total,
+                 (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
 
 
 def mse(Z, T, dZ, w=None, total=None):
@@ -188,8 +196,10 @@ def mse(Z, T, dZ, w=None, total=None):
     T: (B, K), or (B,) when K == 1. With ``total``: adds B * loss (= sum_ij w_i d_ij^2 / K)
     to ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
+    dt = _dt(Z)
     ww, has_w = _weights_arg(w, Z.dtype)
-    return _loss(_k_mse, Z, total, (Z, _reshape(T, Z.shape), dZ, ww, has_w, 1.0 / Z.size))
+    return _loss(_mse_kernel(dt), Z, total,
+                 (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
 
 
 # ---------------------------------------------------------------------------------------
@@ -197,8 +207,8 @@ def mse(Z, T, dZ, w=None, total=None):
 
 
 @_kernel
-def _k_count_correct(Z, y, total):
-    red = cuda.shared.array(THREADS, _nb_int64)
+def _k_count_correct(Z, y, partials):
+    red = cuda.shared.array(THREADS, np.int64)
     t = cuda.threadIdx.x
     n, m = Z.shape
     c = 0
@@ -214,10 +224,7 @@ def _k_count_correct(Z, y, total):
             if best == y[i]:
                 c += 1
     red[t] = c
-    cuda.syncthreads()
-    _tree_sum(red, t, THREADS)
-    if t == 0:
-        cuda.atomic.add(total, 0, red[0])
+    _block_sum_to(red, t, partials)
 
 
 def count_correct(Z, y, total=None):
@@ -226,41 +233,43 @@ def count_correct(Z, y, total=None):
     (an int64 or float64 device array of shape (1,)), adds the count to ``total[0]`` and
     returns None without waiting."""
     grid = _blocks(Z.shape[0], cap=MAX_REDUCE_BLOCKS)
-    if total is not None:
-        _launch(_k_count_correct, grid, THREADS, Z, y, total)
-        return None
-    scratch = _zeroed_scalar(np.int64)
-    _launch(_k_count_correct, grid, THREADS, Z, y, scratch)
-    return int(_read_scalar(scratch))
+    got = _sum_partials(_k_count_correct, grid, (Z, y), np.int64, total)
+    return None if total is not None else int(got)
 
 
-@_kernel
-def _k_regression_sums(Z, T, abs_err, sq_err):
-    ra = cuda.shared.array((COL_Y, COL_X), _nb_float64)
-    rs = cuda.shared.array((COL_Y, COL_X), _nb_float64)
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    n, m = Z.shape
-    j = cuda.blockIdx.x * COL_X + tx
-    sa = 0.0
-    ss = 0.0
-    if j < m:
-        for i in range(ty, n, COL_Y):
-            d = Z[i, j] - T[i, j]
-            sa += abs(d)
-            ss += d * d
-    ra[ty, tx] = sa
-    rs[ty, tx] = ss
-    cuda.syncthreads()
-    _col_tree_sum(ra, ty, tx)
-    _col_tree_sum(rs, ty, tx)
-    if ty == 0 and j < m:
-        abs_err[j] += ra[0, tx]
-        sq_err[j] += rs[0, tx]
+@functools.lru_cache(maxsize=None)
+def _regression_sums_kernel(dt):
+    ZERO = dt(0)
+
+    def regression_sums(Z, T, abs_err, sq_err):
+        ra = cuda.shared.array((COL_Y, COL_X), dt)
+        rs = cuda.shared.array((COL_Y, COL_X), dt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        n, m = Z.shape
+        j = cuda.blockIdx.x * COL_X + tx
+        sa = ZERO
+        ss = ZERO
+        if j < m:
+            for i in range(ty, n, COL_Y):
+                d = Z[i, j] - T[i, j]
+                sa += abs(d)
+                ss += d * d
+        ra[ty, tx] = sa
+        rs[ty, tx] = ss
+        cuda.syncthreads()
+        _col_tree_sum(ra, ty, tx)
+        _col_tree_sum(rs, ty, tx)
+        if ty == 0 and j < m:
+            abs_err[j] += ra[0, tx]
+            sq_err[j] += rs[0, tx]
+
+    return cuda.jit(regression_sums)
 
 
 def regression_sums(Z, T, abs_err, sq_err):
     """Accumulate, per output, the sum of |Z - T| into abs_err and of (Z - T)^2 into sq_err
     (device arrays, added to on the device; one launch, a column reduction per block)."""
     grid, block = _col_grid(Z.shape[1])
-    _launch(_k_regression_sums, grid, block, Z, _reshape(T, Z.shape), abs_err, sq_err)
+    _launch(_regression_sums_kernel(_dt(Z)), grid, block, Z, _reshape(T, Z.shape), abs_err,
+            sq_err)

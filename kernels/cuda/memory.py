@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from . import device as _dev
 from .device import THREADS, _alloc, _blocks, _is_device, _kernel, _launch, _require, _reshape, cuda
 
 @_kernel
@@ -35,8 +34,6 @@ def zeros(shape, dtype):
 
 def to_device(host):
     """A device array holding a copy of `host` (a NumPy array, or a device array)."""
-    if _dev._COMPILE_ONLY is not None:
-        return np.array(host, copy=True)
     _require()
     if _is_device(host):
         out = cuda.device_array(host.shape, host.dtype)
@@ -64,7 +61,7 @@ def write(dst, host):
     # a real copy: broadcast_to and length-1 axes can leave zero strides, which the device
     # copy would read as a broadcast
     h = np.array(h, order="C", copy=True) if 0 in h.strides else np.ascontiguousarray(h)
-    if _dev._COMPILE_ONLY is not None or not _is_device(dst):
+    if not _is_device(dst):
         dst[...] = h
         return
     dst.copy_to_device(h)
@@ -79,5 +76,5 @@ def to_host(arr):
 
 def synchronize():
     """Wait until all queued GPU work is done."""
-    if _dev._COMPILE_ONLY is None and cuda is not None:
+    if cuda is not None:
         cuda.synchronize()

@@ -1,16 +1,21 @@
 """The optimizer updates (one launch over the flat parameter array, in place) and
-gradient-norm clipping."""
+gradient-norm clipping.
 
+The update kernels take their hyper-parameters in the parameters' dtype (float32 models
+update in float32 arithmetic); the bias corrections are computed on the host.
+"""
+
+import functools
 import math
 
 import numpy as np
 
-from .device import (MAX_REDUCE_BLOCKS, THREADS, _blocks, _is_device, _kernel, _launch,
-                     _nb_float64, _read_scalar, _scratch, _tree_sum, _zeroed_scalar, cuda)
-from .memory import _k_fill1
+from .device import (MAX_REDUCE_BLOCKS, THREADS, _block_sum_to, _blocks, _is_device,
+                     _kernel, _launch, _scratch, _sum_partials, _tree_sum, cuda)
 
-# ---------------------------------------------------------------------------------------
-# optimizer updates: one launch over the flat parameter array, in place
+
+def _dt(a):
+    return np.dtype(a.dtype).type
 
 
 def _is_flat(a):
@@ -29,45 +34,56 @@ def _check_flat(*arrays):
             )
 
 
-@_kernel
-def _k_sgd(p, g, buf, lr, momentum, weight_decay, nesterov):
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        d = g[i] + weight_decay * p[i]
-        if momentum != 0:
-            buf[i] = momentum * buf[i] + d
-            if nesterov:
-                d = d + momentum * buf[i]
-            else:
-                d = buf[i]
-        p[i] -= lr * d
+@functools.lru_cache(maxsize=None)
+def _sgd_kernel(dt):
+    ZERO = dt(0)
+
+    def sgd(p, g, buf, lr, momentum, weight_decay, nesterov):
+        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+            d = g[i] + weight_decay * p[i]
+            if momentum != ZERO:
+                buf[i] = momentum * buf[i] + d
+                if nesterov:
+                    d = d + momentum * buf[i]
+                else:
+                    d = buf[i]
+            p[i] -= lr * d
+
+    return cuda.jit(sgd)
 
 
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
     """torch.optim.SGD (dampening 0) in place, one launch; buf is the momentum buffer, zero
     at the start. p, g, buf: flat contiguous 1-D device arrays of the same length."""
     _check_flat(p, g, buf)
-    _launch(_k_sgd, _blocks(p.size), THREADS, p, g, buf, float(lr), float(momentum),
-            float(weight_decay), bool(nesterov))
+    dt = _dt(p)
+    _launch(_sgd_kernel(dt), _blocks(p.size), THREADS, p, g, buf, dt(lr), dt(momentum),
+            dt(weight_decay), bool(nesterov))
 
 
-@_kernel
-def _k_adam(p, g, m, v, v_max, amsgrad, step_size, bias_correction2_sqrt, one_minus_beta1,
-            beta2, eps, weight_decay, decoupled, decay):
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        gi = g[i] + 0.0
-        if weight_decay != 0:
-            if decoupled:
-                p[i] *= decay
+@functools.lru_cache(maxsize=None)
+def _adam_kernel(dt):
+    ZERO, ONE = dt(0), dt(1)
+
+    def adam(p, g, m, v, v_max, amsgrad, step_size, bias_correction2_sqrt, one_minus_beta1,
+             beta2, eps, weight_decay, decoupled, decay):
+        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+            gi = g[i]
+            if weight_decay != ZERO:
+                if decoupled:
+                    p[i] *= decay
+                else:
+                    gi += weight_decay * p[i]
+            m[i] += one_minus_beta1 * (gi - m[i])
+            v[i] = beta2 * v[i] + (ONE - beta2) * gi * gi
+            if amsgrad:
+                v_max[i] = max(v_max[i], v[i])
+                den = v_max[i]
             else:
-                gi += weight_decay * p[i]
-        m[i] += one_minus_beta1 * (gi - m[i])
-        v[i] = beta2 * v[i] + (1 - beta2) * gi * gi
-        if amsgrad:
-            v_max[i] = max(v_max[i], v[i])
-            den = v_max[i] + 0.0
-        else:
-            den = v[i] + 0.0
-        p[i] -= step_size * m[i] / (math.sqrt(den) / bias_correction2_sqrt + eps)
+                den = v[i]
+            p[i] -= step_size * m[i] / (math.sqrt(den) / bias_correction2_sqrt + eps)
+
+    return cuda.jit(adam)
 
 
 def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, v_max=None):
@@ -78,92 +94,195 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
     amsgrad = v_max is not None
     if amsgrad:
         _check_flat(v_max)
-    _launch(_k_adam, _blocks(p.size), THREADS, p, g, m, v, v_max if amsgrad else v, amsgrad,
-            lr / (1 - beta1**step), math.sqrt(1 - beta2**step), float(1 - beta1),
-            float(beta2), float(eps), float(weight_decay), bool(decoupled),
-            float(1 - lr * weight_decay))
+    dt = _dt(p)
+    _launch(_adam_kernel(dt), _blocks(p.size), THREADS, p, g, m, v, v_max if amsgrad else v,
+            amsgrad, dt(lr / (1 - beta1**step)), dt(math.sqrt(1 - beta2**step)),
+            dt(1 - beta1), dt(beta2), dt(eps), dt(weight_decay), bool(decoupled),
+            dt(1 - lr * weight_decay))
 
 
-@_kernel
-def _k_rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum,
-               centered):
-    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        gi = g[i] + weight_decay * p[i]
-        square_avg[i] = alpha * square_avg[i] + (1 - alpha) * gi * gi
-        if centered:
-            grad_avg[i] += (1 - alpha) * (gi - grad_avg[i])
-            avg = math.sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + eps
-        else:
-            avg = math.sqrt(square_avg[i]) + eps
-        if momentum > 0:
-            buf[i] = momentum * buf[i] + gi / avg
-            p[i] -= lr * buf[i]
-        else:
-            p[i] -= lr * gi / avg
+@functools.lru_cache(maxsize=None)
+def _rmsprop_kernel(dt):
+    ZERO, ONE = dt(0), dt(1)
+
+    def rmsprop(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum,
+                centered):
+        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+            gi = g[i] + weight_decay * p[i]
+            square_avg[i] = alpha * square_avg[i] + (ONE - alpha) * gi * gi
+            if centered:
+                grad_avg[i] += (ONE - alpha) * (gi - grad_avg[i])
+                avg = math.sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + eps
+            else:
+                avg = math.sqrt(square_avg[i]) + eps
+            if momentum > ZERO:
+                buf[i] = momentum * buf[i] + gi / avg
+                p[i] -= lr * buf[i]
+            else:
+                p[i] -= lr * gi / avg
+
+    return cuda.jit(rmsprop)
 
 
 def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum,
                    centered):
     """torch.optim.RMSprop in place, one launch; state arrays zero at the start, all flat 1-D."""
     _check_flat(p, g, square_avg, grad_avg, buf)
-    _launch(_k_rmsprop, _blocks(p.size), THREADS, p, g, square_avg, grad_avg, buf, float(lr),
-            float(alpha), float(eps), float(weight_decay), float(momentum), bool(centered))
+    dt = _dt(p)
+    _launch(_rmsprop_kernel(dt), _blocks(p.size), THREADS, p, g, square_avg, grad_avg, buf,
+            dt(lr), dt(alpha), dt(eps), dt(weight_decay), dt(momentum), bool(centered))
 
 
-@_kernel
-def _k_sum_squares(g, total):
-    red = cuda.shared.array(THREADS, _nb_float64)
-    t = cuda.threadIdx.x
-    acc = 0.0
-    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        x = _nb_float64(g[i])
-        acc += x * x
-    red[t] = acc
-    cuda.syncthreads()
-    _tree_sum(red, t, THREADS)
-    if t == 0:
-        cuda.atomic.add(total, 0, red[0])
+# ---------------------------------------------------------------------------------------
+# clipping: sum of squares per block, the blocks' sums added in order (deterministic), the
+# factor decided on the device
 
 
-@_kernel
-def _k_scale(g, c):
-    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        g[i] *= c
+@functools.lru_cache(maxsize=None)
+def _sum_squares_kernel(dt):
+    ZERO = dt(0)
 
-
-@_kernel
-def _k_clip(g, sum_squares, max_norm, norm_out):
-    norm = math.sqrt(sum_squares[0])
-    if cuda.grid(1) == 0:
-        norm_out[0] = norm
-    coef = max_norm / (norm + 1e-6)
-    if coef < 1:
+    def sum_squares(g, partials):
+        red = cuda.shared.array(THREADS, dt)
+        t = cuda.threadIdx.x
+        acc = ZERO
         for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-            g[i] *= coef
+            acc += g[i] * g[i]
+        red[t] = acc
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(sum_squares)
+
+
+@_kernel
+def _k_clip_factor(sum_squares, max_norm, norm_out, factor):
+    """norm_out[0] = sqrt(sum_squares[0]); factor[0] = max_norm / (norm + 1e-6), or 1 when
+    that is not below 1 (one thread, float64)."""
+    if cuda.grid(1) == 0:
+        norm = math.sqrt(sum_squares[0])
+        norm_out[0] = norm
+        coef = max_norm / (norm + 1e-6)
+        factor[0] = coef if coef < 1 else 1
+
+
+@functools.lru_cache(maxsize=None)
+def _scale_kernel(dt):
+    ONE = dt(1)
+
+    def scale(g, factor):
+        c = factor[0]
+        if c < ONE:
+            for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+                g[i] *= c
+
+    return cuda.jit(scale)
+
+
+@functools.lru_cache(maxsize=None)
+def _multiply_kernel(dt):
+    def multiply(x, c):
+        for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+            x[i] *= c
+
+    return cuda.jit(multiply)
+
+
+def scale(x, c):
+    """x *= c in place (a flat, contiguous device array); no wait."""
+    _check_flat(x)
+    dt = _dt(x)
+    _launch(_multiply_kernel(dt), _blocks(x.size), THREADS, x, dt(c))
 
 
 def clip_grad_norm(g, max_norm, norm_out=None):
     """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
-    factor max_norm / (norm + 1e-6) when below 1).
+    factor max_norm / (norm + 1e-6) when below 1), deciding on the device: four small
+    launches, nothing read back.
 
-    Without ``norm_out`` this returns the norm before clipping as a float and therefore
-    SYNCHRONISES (the norm is read back to decide on the host). With ``norm_out`` (a float64
-    device array of shape (1,)) nothing is read back: the norm is written to
-    ``norm_out[0]``, the clipping is decided on the device, and None is returned (three
-    small launches, no wait).
+    Without ``norm_out`` this returns the norm before clipping as a float (reading it back:
+    this synchronises). With ``norm_out`` (a float64 device array of shape (1,), as a model
+    keeps) the norm is written to ``norm_out[0]`` and None is returned without waiting.
     """
     _check_flat(g)
-    grid = _blocks(g.size, cap=MAX_REDUCE_BLOCKS)
-    if norm_out is None:
-        scratch = _zeroed_scalar(np.float64)
-        _launch(_k_sum_squares, grid, THREADS, g, scratch)
-        norm = math.sqrt(float(_read_scalar(scratch)))
-        coef = max_norm / (norm + 1e-6)
-        if coef < 1:
-            _launch(_k_scale, _blocks(g.size), THREADS, g, coef)
-        return norm
-    scratch = _scratch(np.float64, "clip")  # zeroed on the device: no host transfer
-    _launch(_k_fill1, 1, 1, scratch, 0.0)
-    _launch(_k_sum_squares, grid, THREADS, g, scratch)
-    _launch(_k_clip, _blocks(g.size), THREADS, g, scratch, float(max_norm), norm_out)
-    return None
+    dt = _dt(g)
+    out = _scratch(np.float64, 1, "norm") if norm_out is None else norm_out
+    sum_squares = _scratch(np.float64, 1, "sum of squares")
+    factor = _scratch(dt, 1, "clip factor")
+    _sum_partials(_sum_squares_kernel(dt), _blocks(g.size, cap=MAX_REDUCE_BLOCKS), (g,), dt,
+                  sum_squares, add=False)
+    _launch(_k_clip_factor, 1, 1, sum_squares, float(max_norm), out, factor)
+    _launch(_scale_kernel(dt), _blocks(g.size), THREADS, g, factor)
+    return None if norm_out is not None else float(out.copy_to_host()[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _adagrad_kernel(dt):
+    def adagrad(p, g, state_sum, lr, weight_decay, eps):
+        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+            gi = g[i] + weight_decay * p[i]
+            state_sum[i] += gi * gi
+            p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
+
+    return cuda.jit(adagrad)
+
+
+def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
+    """torch.optim.Adagrad in place, one launch (``lr`` already decayed for this step);
+    flat 1-D device arrays."""
+    _check_flat(p, g, state_sum)
+    dt = _dt(p)
+    _launch(_adagrad_kernel(dt), _blocks(p.size), THREADS, p, g, state_sum, dt(lr),
+            dt(weight_decay), dt(eps))
+
+
+@functools.lru_cache(maxsize=None)
+def _lamb_kernel(dt):
+    ONE = dt(1)
+
+    def lamb(p, g, m, v, segments, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt,
+             eps, weight_decay):
+        """One block per parameter tensor p[segments[j]:segments[j+1]]: Adam's moments and
+        the update direction u (into g), the tensor's two squared norms summed in float64
+        by a fixed-order tree (deterministic), then p -= lr * ||p|| / ||u|| * u."""
+        p_red = cuda.shared.array(THREADS, np.float64)
+        u_red = cuda.shared.array(THREADS, np.float64)
+        t = cuda.threadIdx.x
+        lo, hi = segments[cuda.blockIdx.x], segments[cuda.blockIdx.x + 1]
+        p_sq = np.float64(0)
+        u_sq = np.float64(0)
+        for i in range(lo + t, hi, THREADS):
+            m[i] = beta1 * m[i] + (ONE - beta1) * g[i]
+            v[i] = beta2 * v[i] + (ONE - beta2) * g[i] * g[i]
+            u = (m[i] / bias_correction1) / (math.sqrt(v[i]) / bias_correction2_sqrt + eps) \
+                + weight_decay * p[i]
+            g[i] = u
+            p_sq += np.float64(p[i]) * np.float64(p[i])
+            u_sq += np.float64(u) * np.float64(u)
+        p_red[t] = p_sq
+        u_red[t] = u_sq
+        cuda.syncthreads()
+        _tree_sum(p_red, t, THREADS)
+        _tree_sum(u_red, t, THREADS)
+        ratio = np.float64(1)
+        if p_red[0] > 0 and u_red[0] > 0:
+            ratio = math.sqrt(p_red[0]) / math.sqrt(u_red[0])
+        step = dt(lr * ratio)
+        for i in range(lo + t, hi, THREADS):
+            p[i] -= step * g[i]
+
+    return cuda.jit(lamb)
+
+
+def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments):
+    """LAMB in place (see the reference), one launch of one block per tensor; g is
+    overwritten with the update direction. `segments` (host or device int64) are the tensor
+    boundaries in the flat arrays."""
+    _check_flat(p, g, m, v)
+    if not _is_device(segments):
+        segments = cuda.to_device(np.asarray(segments, np.int64))
+    if segments.shape[0] < 2:
+        return
+    dt = _dt(p)
+    _launch(_lamb_kernel(dt), segments.shape[0] - 1, THREADS, p, g, m, v, segments, dt(lr),
+            dt(beta1), dt(beta2), dt(1 - beta1**step), dt(math.sqrt(1 - beta2**step)), dt(eps),
+            dt(weight_decay))

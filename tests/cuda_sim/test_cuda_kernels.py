@@ -317,70 +317,6 @@ def test_layers_as_views_of_one_flat_parameter_array():
 
 
 # ---------------------------------------------------------------------------------------
-# the optional fused forward pass (an extra of the CUDA backend)
-
-
-def reference_forward(X, flat, sizes, acts):
-    A, off = X, 0
-    for l, act in enumerate(acts):
-        n_in, n_out = sizes[l], sizes[l + 1]
-        W = flat[off:off + n_in * n_out].reshape(n_out, n_in)
-        b = flat[off + n_in * n_out:off + n_in * n_out + n_out]
-        off += n_in * n_out + n_out
-        out = np.empty((A.shape[0], n_out), X.dtype)
-        ref.linear_forward(A, W, b, act, out)
-        A = out
-    return A
-
-
-def term_scale(X, flat, sizes):
-    """A bound on the magnitude of every term of the forward pass, propagated through the
-    layers (|f(z)| <= 1.13 |z| + 1 for every activation): the error scale of the output."""
-    S, off = np.abs(X.astype(np.float64)), 0
-    for l in range(len(sizes) - 1):
-        n_in, n_out = sizes[l], sizes[l + 1]
-        W = np.abs(flat[off:off + n_in * n_out].reshape(n_out, n_in).astype(np.float64))
-        b = np.abs(flat[off + n_in * n_out:off + n_in * n_out + n_out].astype(np.float64))
-        off += n_in * n_out + n_out
-        S = 1.13 * (S @ W.T + b) + 1
-    return float(S.max())
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_mlp_forward_fused(dtype):
-    rng = rng_for("fused", np.dtype(dtype).str)
-    nets = [((3, 1), (codes.IDENTITY,)),
-            ((17, 7, 3), (codes.RELU, codes.IDENTITY)),
-            ((5, 32, 9, 17, 2), (codes.TANH, codes.GELU, codes.SOFTPLUS, codes.SIGMOID)),
-            ((40, 3, 31), (codes.ELU, codes.LEAKY_RELU))]
-    for sizes, acts in nets:
-        n = sum(sizes[l] * sizes[l + 1] + sizes[l + 1] for l in range(len(acts)))
-        flat = (rng.standard_normal(n) * 0.5).astype(dtype)
-        for batch in (1, 7, 33):  # 7 and 33: the last block has fewer rows than FUSED_ROWS
-            X = randn(rng, (batch, sizes[0]), dtype)
-            expected = reference_forward(X, flat, sizes, acts)
-            out = nan_device((batch, sizes[-1]), dtype)
-            assert kc.mlp_forward_fused(kc.to_device(X), kc.to_device(flat), sizes, acts, out) is None
-            assert_close(kc.to_host(out), expected, dtype, scale=term_scale(X, flat, sizes),
-                         what=f"fused {sizes} B={batch}")
-
-
-def test_mlp_forward_fused_refuses_bad_arguments():
-    X = kc.zeros((4, 3), np.float32)
-    out = kc.zeros((4, 2), np.float32)
-    flat = kc.zeros(3 * 2 + 2, np.float32)
-    with pytest.raises(ValueError, match="widths up to"):
-        kc.mlp_forward_fused(X, kc.zeros(3 * 99 + 99 + 99 * 2 + 2, np.float32), (3, 99, 2),
-                             (1, 0), out)
-    with pytest.raises(ValueError, match="flat array of 8"):
-        kc.mlp_forward_fused(X, kc.zeros(7, np.float32), (3, 2), (0,), out)
-    with pytest.raises(ValueError, match="len"):
-        kc.mlp_forward_fused(X, flat, (3, 2), (0, 0), out)
-    with pytest.raises(ValueError, match="X must be"):
-        kc.mlp_forward_fused(kc.zeros((4, 5), np.float32), flat, (3, 2), (0,), out)
-
-
-# ---------------------------------------------------------------------------------------
 # activations and softmax
 
 
@@ -564,7 +500,7 @@ def test_losses_stable_for_huge_logits(dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_losses_accumulate_into_a_device_total(dtype):
     """With total=, each call adds B * loss to total[0] and returns None; three batches of
-    different sizes (33 rows: several blocks, each with its atomic add) sum up."""
+    different sizes (33 rows: several blocks, each with its partial sum) sum up."""
     rng = rng_for("total", np.dtype(dtype).str)
     k = 5
     cases = {
@@ -865,17 +801,30 @@ def test_rmsprop_update(dtype, momentum, weight_decay, centered):
                       (momentum, weight_decay, centered))
 
 
-@pytest.mark.parametrize("kernel", ["sgd_update", "adam_update", "rmsprop_update", "clip_grad_norm"])
+@pytest.mark.parametrize("kernel", ["sgd_update", "adam_update", "rmsprop_update", "clip_grad_norm",
+                                    "scale"])
 def test_optimizer_kernels_refuse_arrays_that_are_not_flat(kernel):
     p = kc.to_device(np.ones((3, 4)))
     z = kc.to_device(np.zeros((3, 4)))
     args = {"sgd_update": (p, z, z, 0.1, 0.0, 0.0, False),
             "adam_update": (p, z, z, z, 1, 0.1, 0.9, 0.999, 1e-8, 0.0, True),
             "rmsprop_update": (p, z, z, z, z, 0.1, 0.99, 1e-8, 0.0, 0.0, False),
-            "clip_grad_norm": (p, 1.0)}[kernel]
+            "clip_grad_norm": (p, 1.0), "scale": (p, 2.0)}[kernel]
     with pytest.raises(ValueError, match="flat contiguous 1-D"):
         getattr(kc, kernel)(*args)
     np.testing.assert_array_equal(kc.to_host(p), 1.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_scale(dtype):
+    rng = rng_for("scale", np.dtype(dtype).str)
+    for size, c in ((1, 0.5), (37, -3.0), (300, 0.0)):
+        x = randn(rng, (size,), dtype)
+        x_ref = x.copy()
+        ref.scale(x_ref, c)
+        dx = kc.to_device(x)
+        kc.scale(dx, c)
+        assert_close(kc.to_host(dx), x_ref, dtype, what=f"scale {size}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

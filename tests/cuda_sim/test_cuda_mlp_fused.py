@@ -248,17 +248,3 @@ def test_rows_per_block_fit_the_shared_memory():
     for dt in (np.float32, np.float64):
         rows = kc.fused._fused_rows(dt, sizes)
         assert 2 * rows * (max(sizes[1:]) + 1) * np.dtype(dt).itemsize <= kc.fused.FUSED_SHARED_BYTES
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_inference_kernel_is_the_training_kernel_without_the_hidden_stores(dtype, monkeypatch):
-    """mlp_forward_fused runs the same generic kernel (store_hidden=False) and gives the
-    same output as mlp_forward."""
-    launches = Launches(monkeypatch)
-    batch, sizes, acts = 6, (5, 9, 4), (codes.GELU, codes.SOFTPLUS)
-    X, flat, _ = make_stack(rng_for("inference", np.dtype(dtype).str), dtype, batch, sizes, acts)
-    out = nan_device((batch, sizes[-1]), dtype)
-    kc.mlp_forward_fused(kc.to_device(X), kc.to_device(flat), sizes, acts, out)
-    assert launches.take() == [kc.fused._fused_forward_kernel(np.dtype(dtype).type, sizes, acts, False)]
-    ours, _, _ = cuda_run(X, flat, np.zeros((batch, sizes[-1]), dtype), sizes, acts, launches)
-    np.testing.assert_array_equal(kc.to_host(out), ours[0][-1])
