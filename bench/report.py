@@ -10,7 +10,7 @@ whole group is re-run (``pytest bench/test_bench_epoch.py``).
 
 Prints: the machine; the epoch table (per batch size fastmlp / NumPy / PyTorch, the ratios,
 fastmlp's GFLOP/s and its fraction of the GEMM ceiling); the kernel tables; cold start;
-predict throughput; memory; the MNIST recipe; and the targets, each met or not met.
+predict throughput; fastmlp against onnxruntime (deploy); memory; the MNIST recipe; and the targets, each met or not met.
 Columns of a contender that was not measured (PyTorch not installed) are left out.
 Standard library only. Times are the fastest round of each benchmark.
 """
@@ -257,6 +257,28 @@ def predict_section(res):
             + table(["", "time", "samples/s"], rows, [":---", "---:", "---:"]))
 
 
+def deploy_section(res):
+    """fastmlp's predict_proba against onnxruntime on the exported model, per batch size."""
+    runs = res.of_kind("deploy")
+    if not runs:
+        return None
+    times = {(b["extra_info"]["contender"], b["extra_info"]["batch"]): res.t(b) for b in runs}
+    rows, goals = [], {1: ("batch-1 latency within 2x of onnxruntime's", lambda r: r >= 0.5),
+                       1024: ("at least as fast as onnxruntime", lambda r: r >= 1.0)}
+    for batch in sorted({k[1] for k in times}):
+        fm, rt = times.get(("fastmlp", batch)), times.get(("onnxruntime", batch))
+        ratio = rt / fm if fm and rt else None
+        goal, ok = goals.get(batch, ("-", None))
+        rows.append([batch, fmt_time(fm), fmt_time(rt), fmt_ratio(ratio),
+                     f"{batch / fm:,.0f}" if fm else "-",
+                     f"{goal}: {met(ok(ratio))}" if ok and ratio else "-"])
+    return ("### Deploy: fastmlp vs onnxruntime\n\n`predict_proba` of one batch against "
+            "onnxruntime running the model's ONNX export (784-256-128-10, same run); ratio = "
+            "onnxruntime's time / fastmlp's (> 1: fastmlp is faster).\n\n"
+            + table(["batch", "fastmlp", "onnxruntime", "ratio", "fastmlp samples/s", "target"],
+                    rows, ["---:", "---:", "---:", "---:", "---:", ":---"]))
+
+
 def memory_section(res):
     runs = res.of_kind("memory")
     if not runs:
@@ -360,7 +382,7 @@ def runs_note(doc):
 def report(doc):
     res = Results(doc)
     sections = [machine_section(res), runs_note(doc), epoch_section(res), kernel_section(res),
-                cold_start_section(res), predict_section(res), memory_section(res),
+                cold_start_section(res), predict_section(res), deploy_section(res), memory_section(res),
                 mnist_section(res), targets_section(res)]
     return "\n\n".join(s for s in sections if s) + "\n"
 

@@ -15,12 +15,16 @@ from . import datasets, distributed, kernels, metrics
 from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, History,
                         LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
                         StepDecay)
+from .errors import DivergenceError
 from .gradcheck import gradcheck
+from .interop import from_sklearn, from_torch
+from .lbfgs import fit_lbfgs
 from .io import load
 from .ensemble import Ensemble
 from .graph import Input, Model
 from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
+from .onnx_io import from_onnx
 from .optim import LAMB, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)
@@ -31,7 +35,8 @@ __all__ = [
     "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
-    "gradcheck", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
+    "gradcheck", "fit_lbfgs", "DivergenceError", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
+    "from_onnx", "from_torch", "from_sklearn",
 ]
 
 

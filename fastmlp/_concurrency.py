@@ -35,13 +35,14 @@ class BufferPool:
     def __init__(self):
         self._free = []
 
-    def take(self, make, capacity):
+    def take(self, make, capacity, sparse=False):
+        """A buffer set for `capacity` rows (of sparse input: no dense first layer)."""
         free = self._free
         try:
             buf = free.pop()
         except IndexError:
             buf = None
-        if buf is None or buf.capacity < capacity:
+        if buf is None or buf.capacity < capacity or buf.sparse != sparse:
             buf = make(capacity)
         buf.pool = free
         return buf

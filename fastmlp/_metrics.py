@@ -17,11 +17,14 @@ class _Metrics:
     def __init__(self, model, T=None):
         self.k = model._kernels
         self.resident = model._resident
-        self.classification = model.loss != "mse"
+        self.classification = model.loss in ("cross_entropy", "binary_cross_entropy")
+        self.poisson = model.loss == "poisson"  # its loss is the metric (outputs are logs)
         self.multilabel = model.loss == "binary_cross_entropy" and model.n_outputs > 1
         self.key = "binary_accuracy" if self.multilabel else "accuracy"
         self.per_row = 1 if not self.multilabel else model.n_outputs
-        if not self.classification:
+        if self.poisson:
+            pass
+        elif not self.classification:
             T64 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
             self.n_total = T64.shape[0]
             self.ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
@@ -34,7 +37,9 @@ class _Metrics:
     def reset(self):
         self.seen = 0
         self.correct = 0
-        if not self.classification:
+        if self.poisson:
+            pass
+        elif not self.classification:
             self.k.write(self.abs_err, np.zeros(self.abs_err.shape))
             self.k.write(self.sq_err, np.zeros(self.sq_err.shape))
         elif self.resident:
@@ -44,7 +49,9 @@ class _Metrics:
         """Z: the batch's outputs; target: class labels (accuracy), the 0/1 targets
         (binary_accuracy) or the targets (regression)."""
         self.seen += Z.shape[0]
-        if self.classification:
+        if self.poisson:
+            pass
+        elif self.classification:
             count = self.k.count_binary_correct if self.multilabel else self.k.count_correct
             if self.resident:
                 count(Z, target, total=self.correct_total)
@@ -54,7 +61,7 @@ class _Metrics:
             self.k.regression_sums(Z, target, self.abs_err, self.sq_err)
 
     def result(self, final=False):
-        if self.resident and not final:
+        if (self.resident and not final) or self.poisson:
             return {}
         if self.classification:
             correct = int(self.k.to_host(self.correct_total)[0]) if self.resident else self.correct

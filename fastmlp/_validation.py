@@ -82,21 +82,34 @@ def _as_numeric_array(value, name):
     return arr
 
 
+_LARGEST = {}
+
+
+def _largest(dtype):
+    """The largest finite value of the float dtype (np.finfo is slow to ask each time)."""
+    dtype = np.dtype(dtype)
+    if dtype not in _LARGEST:
+        _LARGEST[dtype] = float(np.finfo(dtype).max)
+    return _LARGEST[dtype]
+
+
 def check_finite(arr, name, dtype=None):
     """Raise ValueError if a float array holds NaN or inf, or values beyond what `dtype`
     (the model's float type) can hold, checked in bounded chunks."""
     if arr.dtype.kind != "f":
         return
-    limit = np.finfo(dtype if dtype is not None else arr.dtype).max
-    limit = min(float(limit), float(np.finfo(arr.dtype).max))
+    own = _largest(arr.dtype)
+    limit = min(_largest(dtype if dtype is not None else arr.dtype), own)
+    # |x| <= limit is isfinite(x) where the limit is arr's own largest value: one pass
+    ok = np.isfinite if limit == own else lambda a: np.abs(a) <= limit
     flat = arr.reshape(-1) if arr.flags.c_contiguous else arr
     if flat.ndim == 1:
         for start in range(0, flat.size, _FINITE_CHUNK):
-            if not (np.abs(flat[start : start + _FINITE_CHUNK]) <= limit).all():
+            if not ok(flat[start : start + _FINITE_CHUNK]).all():
                 break
         else:
             return
-    elif (np.abs(arr) <= limit).all():
+    elif ok(arr).all():
         return
     bad = np.argwhere(~(np.abs(arr) <= limit))[0]
     value = arr[tuple(bad)]
@@ -122,6 +135,10 @@ def check_X(X, n_features=None, name="X", dtype=None):
     read (floats, ints, uint8...); others (bool, float16, longdouble) are converted to
     `dtype`, the model's. Values must fit in `dtype`.
     """
+    from .sparse import check_sparse_X, issparse
+
+    if issparse(X):  # kept sparse (CSR), never densified as a whole
+        return check_sparse_X(X, n_features, name, dtype)
     arr = _as_numeric_array(X, name)
     if arr.ndim < 2:
         raise ValueError(
@@ -207,6 +224,8 @@ def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
         raise ValueError(
             f"{name} must have {n_outputs} columns (the model's outputs); got shape {arr.shape}"
         )
+    if loss == "poisson" and arr.min() < 0:
+        raise ValueError(f"{name} must hold counts or rates >= 0 for loss='poisson'; got {arr.min():g}")
     if loss == "binary_cross_entropy":
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi > 1:

@@ -10,6 +10,7 @@
     fastmlp evaluate MODEL --data PATH [--format ...] [--split auto|train|test]
     fastmlp predict MODEL --data PATH [--format ...] [--out preds.csv] [--proba]
     fastmlp bench [--samples 10000] [--batch-size 128] [--hidden 256,128]
+    fastmlp export MODEL --to MODEL.onnx [--dtype float32|float64]
 
 Data (``--data``; ``--format`` is guessed from the path when left out):
 
@@ -39,7 +40,7 @@ import time
 
 import numpy as np
 
-COMMANDS = ("demo", "train", "evaluate", "predict", "bench")
+COMMANDS = ("demo", "train", "evaluate", "predict", "bench", "export")
 FORMATS = ("idx", "cifar10", "csv", "npz")
 
 
@@ -166,7 +167,8 @@ def _demo_parser(prog="fastmlp"):
                     "its test accuracy. Subcommands: " + ", ".join(COMMANDS) +
                     " ('fastmlp COMMAND --help' for each).",
         epilog="Commands: train (on IDX/CIFAR-10/CSV/.npz files), evaluate and predict (with a "
-               "saved model), bench (speed against a NumPy MLP), demo (this).",
+               "saved model), bench (speed against a NumPy MLP), export (a saved model to ONNX), "
+               "demo (this).",
     )
     _add_training(p, epochs=40, batch_size=32, hidden=[128, 64],
                   lr_help="SGD learning rate (default 0.05)")
@@ -254,8 +256,21 @@ def _bench_parser():
     return p
 
 
+def _export_parser():
+    p = _Parser(prog="fastmlp export",
+                description="Export a saved model to ONNX for inference runtimes (needs the onnx "
+                            "package: pip install 'fastmlp[onnx]'). The graph's output is the "
+                            "class probabilities (classification) or the predictions (regression).")
+    p.add_argument("model", metavar="MODEL", help="a model file written by 'fastmlp train --save'")
+    p.add_argument("--to", required=True, metavar="MODEL.onnx", help="the ONNX file to write")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                   help="the graph's float type (default: the model's)")
+    return p
+
+
 _PARSERS = {"demo": lambda: _demo_parser("fastmlp demo"), "train": _train_parser,
-            "evaluate": _evaluate_parser, "predict": _predict_parser, "bench": _bench_parser}
+            "evaluate": _evaluate_parser, "predict": _predict_parser, "bench": _bench_parser,
+            "export": _export_parser}
 
 
 # ----------------------------------------------------------------------------------------
@@ -583,8 +598,22 @@ def _cmd_bench(args):
     return 0
 
 
+def _cmd_export(args):
+    _check_output_path(args.to, "--to", ".onnx")
+    import importlib.util
+
+    if importlib.util.find_spec("onnx") is None:
+        raise UsageError("export needs the onnx package: pip install 'fastmlp[onnx]'")
+    args.device = "reference"  # the weights only: no kernel to compile
+    model = _load_model(args)
+    model.to_onnx(args.to, dtype=args.dtype)
+    print(f"wrote {args.to} ({model.n_features} inputs -> {model.n_outputs} outputs, "
+          f"{args.dtype or model.dtype.name})")
+    return 0
+
+
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "evaluate": _cmd_evaluate,
-             "predict": _cmd_predict, "bench": _cmd_bench}
+             "predict": _cmd_predict, "bench": _cmd_bench, "export": _cmd_export}
 
 
 def _one_line(exc):

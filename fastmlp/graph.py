@@ -18,6 +18,7 @@ import math
 from types import SimpleNamespace
 
 from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION
+from .sparse import issparse
 from .layers import (FUSED_OUTPUTS, Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer,
                      _unique_name)
 
@@ -279,6 +280,7 @@ class Model(_import_network()):
             act = self._output_layer.activation
             loss = FUSED_OUTPUTS.get(act, "cross_entropy" if self._output_width > 1 else "mse")
         self._order = [i for i in range(len(g.nodes)) if not g.is_input(i)]
+        self._sparse_first_layer = False  # graph models take dense input
         self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
         where = {id(layer): l for l, layer in enumerate(self.layers)}
         self._node_slot = [None if n.is_input else self._slots[where[id(n.layer)]] for n in g.nodes]
@@ -288,6 +290,13 @@ class Model(_import_network()):
         g = self._graph
         self._node_act = [IDENTITY if n.is_input else n.layer.act for n in g.nodes]
         self._plan = g.plan(self._node_act)
+
+    def _check_X(self, X, name="X"):
+        Xs = super()._check_X(X, name)
+        if any(issparse(x) for x in Xs):
+            raise TypeError(f"{name}: graph Models take dense arrays; got a SciPy sparse matrix "
+                            "(use X.toarray(), or a Sequential / MLP, which multiplies it directly)")
+        return Xs
 
     @property
     def sizes(self):
@@ -301,7 +310,7 @@ class Model(_import_network()):
         layer = self._graph.nodes[i].layer
         return isinstance(layer, (Dense, BatchNorm)) and self._node_act[i] in NEEDS_PREACTIVATION
 
-    def _allocate_activations(self, capacity, training):
+    def _allocate_activations(self, capacity, training, sparse=False):
         k, dtype, g, p = self._kernels, self.dtype, self._graph, self._plan
         n = len(g.nodes)
         a = SimpleNamespace(A=[None] * n, Z=[None] * n, dA=[None] * n, scratch=[{} for _ in range(n)])
@@ -372,7 +381,7 @@ class Model(_import_network()):
     # ------------------------------------------------------------------------------------
     # the two passes over the graph
 
-    def _forward(self, v, training, params=None):
+    def _forward(self, v, training, X0=None, params=None):
         """A of every node from the inputs' A; with `params` (a copy from
         _copy_parameters), inference on those weights instead of the model's own."""
         k, g = self._kernels, self._graph
@@ -388,7 +397,7 @@ class Model(_import_network()):
             else:
                 layer.forward(k, v.A[ins[0]], v.A[i], v.Z[i], slots[i], training)
 
-    def _backward(self, v):
+    def _backward(self, v, X0=None):
         k, g, p = self._kernels, self._graph, self._plan
         for i in reversed(self._order):
             layer, ins, delta = g.nodes[i].layer, g.ins[i], v.dA[i]

@@ -35,15 +35,18 @@ from ._metrics import _Metrics
 from ._validation import (check_choice, check_dtype, check_finite, check_fit_options, check_float,
                           check_inputs, check_int, check_sample_weights, check_targets)
 from .callbacks import History, ProgressBar
-from .kernels.codes import ACTIVATIONS, IDENTITY, activation_code
+from .errors import DivergenceError
+from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code
 from .layers import FUSED_OUTPUTS, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer
 from .optim import Optimizer, get_optimizer
+from .sparse import SparseRows, csr_run, issparse
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
 LOSSES = {
     "cross_entropy": "softmax_cross_entropy",
     "binary_cross_entropy": "sigmoid_binary_cross_entropy",
     "mse": "mse",
+    "poisson": "poisson",  # log link: the output is log(mean), predict gives exp of it
 }
 #: Keras' loss names, accepted as aliases
 LOSS_ALIASES = {
@@ -66,22 +69,26 @@ class _Buffers:
     own views.
     """
 
-    def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False):
+    def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False,
+                 sparse=False):
         k, dtype = model._kernels, model.dtype
         self.model = model
         self.capacity = capacity
         self.training = target_width > 0
         self.weighted = weighted
-        self.arrays = model._allocate_activations(capacity, self.training)
+        #: sparse input multiplied by the first layer directly: no dense input rows
+        self.sparse = sparse and model._sparse_first_layer
+        self.arrays = model._allocate_activations(capacity, self.training, self.sparse)
         if self.training:
             self.T2d = k.empty((capacity, target_width), target_dtype)
             self.labels2d = k.empty((capacity, 1), np.int64)
             self.w2d = k.empty((capacity, 1), dtype) if weighted else None
         self._views = {}
 
-    def fits(self, n, target_width, target_dtype, weighted):
+    def fits(self, n, target_width, target_dtype, weighted, sparse=False):
         return (self.capacity >= n and self.T2d.shape[1] == target_width
-                and self.T2d.dtype == target_dtype and self.weighted == weighted)
+                and self.T2d.dtype == target_dtype and self.weighted == weighted
+                and self.sparse == (sparse and self.model._sparse_first_layer))
 
     def views(self, n):
         if n in self._views:
@@ -124,6 +131,9 @@ def check_loss(loss, output_layer):
     if act == "softmax" and loss != "cross_entropy":
         raise ValueError(f"the output layer {output_layer.name!r} has activation 'softmax', which needs "
                          f"loss='cross_entropy' (or 'categorical_crossentropy'); got loss={loss!r}")
+    if loss == "poisson" and act != "identity":
+        raise ValueError(f"the last layer must have activation 'identity' with loss='poisson' (the "
+                         f"exp (log link) is fused into the loss); got {act!r} on layer {output_layer.name!r}")
     fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss)
     if fused is not None and act not in ("identity", fused):
         raise ValueError(
@@ -352,16 +362,17 @@ class _Network:
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
         opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
-    def _step(self, v, total=None):
-        """One step on the batch already in the buffers `v`; returns the batch-mean loss (or,
-        given a device scalar `total`, adds the batch's loss sum to it and returns None).
+    def _step(self, v, total=None, X0=None):
+        """One step on the batch already in the buffers `v` (X0: its CSR rows, for sparse
+        input); returns the batch-mean loss (or, given a device scalar `total`, adds the
+        batch's loss sum to it and returns None).
 
         A loss that is not finite ends the step before it touches the weights."""
-        self._forward(v, training=True)
+        self._forward(v, True, X0)
         loss = self._loss_and_grad(v, total)
         if loss is not None and not math.isfinite(loss):
             return loss
-        self._backward(v)
+        self._backward(v, X0)
         self._update()
         return loss
 
@@ -374,12 +385,12 @@ class _Network:
     # ------------------------------------------------------------------------------------
     # buffers
 
-    def _buffers_for(self, n, T, weighted=False):
+    def _buffers_for(self, n, T, weighted=False, sparse=False):
         """Training buffers for batches of up to n rows with targets like T (made once)."""
         width, dtype = (1, np.dtype(np.int64)) if T.ndim == 1 else (T.shape[1], self.dtype)
         buf = self._train_buffers
-        if buf is None or not buf.fits(n, width, dtype, weighted):
-            buf = self._train_buffers = _Buffers(self, n, width, dtype, weighted)
+        if buf is None or not buf.fits(n, width, dtype, weighted, sparse):
+            buf = self._train_buffers = _Buffers(self, n, width, dtype, weighted, sparse)
         return buf
 
     # ------------------------------------------------------------------------------------
@@ -404,17 +415,20 @@ class _Network:
         Xs, T, labels = self._check_fit_data(X, y)
         n = Xs[0].shape[0]
         w = self._sample_weights(sample_weight, None, labels, n)
+        sparse = issparse(Xs[0])
         with self._guard.training("train_step"), self._guard.step_lock:
-            v = self._buffers_for(n, T, w is not None).views(n)
+            v = self._buffers_for(n, T, w is not None, sparse).views(n)
             k = self._kernels
-            for Xv, X_j in zip(v.X, Xs):
-                k.write(Xv, X_j)
+            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
+            if not sparse:
+                for Xv, X_j in zip(v.X, Xs):
+                    k.write(Xv, X_j)
             k.write(v.T, T)
             if w is not None:
                 k.write(v.w, w)
-            loss = self._step(v)
+            loss = self._step(v, None, X0)
         if not math.isfinite(loss):
-            raise FloatingPointError(
+            raise DivergenceError(
                 f"training diverged: the loss became {loss}; the weights were not updated. "
                 + self._divergence_advice()
             )
@@ -465,7 +479,7 @@ class _Network:
         Divergence: when the loss becomes NaN or inf (or the weights stop being finite),
         training stops at once and the weights and optimizer state go back to where they
         were at the start of that epoch. on_divergence="raise" (default) then raises a
-        FloatingPointError; "warn" issues a RuntimeWarning instead and returns the history,
+        fastmlp.DivergenceError (both a FloatingPointError and a ValueError); "warn" issues a RuntimeWarning instead and returns the history,
         with ``history.diverged = (epoch, step)`` marking where it happened.
 
         distributed="mpi": data-parallel training, one process of ``mpiexec -n P``;
@@ -526,13 +540,16 @@ class _Network:
         n = Xs[0].shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
+        sparse = issparse(Xs[0])
         if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
+            if sparse:
+                raise ValueError("distributed='mpi' takes dense X; got a SciPy sparse matrix")
             steps = dist.begin(self, n, batch, T)
-        buffers = self._buffers_for(batch, T, w is not None)
+        buffers = self._buffers_for(batch, T, w is not None, sparse)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
-        # as rows for gather_rows
-        Xk = tuple(k.asarray(X_j) for X_j in Xs)
+        # as rows for gather_rows (sparse: CSR rows for gather_csr_rows)
+        Xk = (SparseRows(k, Xs[0], batch),) if sparse else tuple(k.asarray(X_j) for X_j in Xs)
         T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
         w2 = None if w is None else k.asarray(w.reshape(-1, 1))
         # accuracy compares the logits with T itself, except for one-hot/probability targets
@@ -575,13 +592,15 @@ class _Network:
                 if dist is not None:  # MPI: this process's part of the global batch
                     idx = dist.shard_batch(order_k, step)
                 v = buffers.views(idx.shape[0])
-                for X_k, Xv in zip(Xk, v.X):
-                    k.gather_rows(X_k, idx, Xv)
+                X0 = Xk[0].gather(idx) if sparse else None
+                if not sparse:
+                    for X_k, Xv in zip(Xk, v.X):
+                        k.gather_rows(X_k, idx, Xv)
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
                 with self._guard.step_lock:
-                    loss = self._step(v, loss_total) if dist is None else dist.step(self, v, loss_total)
+                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
@@ -626,7 +645,7 @@ class _Network:
                    f"and optimizer state are back to the start of epoch {epoch + 1}. "
                    + self._divergence_advice())
         if on_divergence == "raise":
-            raise FloatingPointError(message)
+            raise DivergenceError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=4)  # fit's caller
         return history
 
@@ -641,15 +660,19 @@ class _Network:
         one model. The CUDA backend runs one model's inference calls one at a time."""
         n = Xs[0].shape[0]
         cap = min(batch_size, n)
-        buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity), cap)
+        sparse = issparse(Xs[0])
+        buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity, sparse=sparse), cap,
+                                      sparse and self._sparse_first_layer)
         serial = self._guard.step_lock if self.device == "cuda" else nullcontext()
         try:
             with self._guard.reading(self._copy_parameters) as params, serial:
                 for start in range(0, n, cap):
                     v = buf.views(min(cap, n - start))
-                    for Xv, X_j in zip(v.X, Xs):
-                        self._kernels.write(Xv, X_j[start : start + v.n])
-                    self._forward(v, training=False, params=params)
+                    X0 = csr_run(self._kernels, Xs[0], start, start + v.n) if sparse else None
+                    if not sparse:
+                        for Xv, X_j in zip(v.X, Xs):
+                            self._kernels.write(Xv, X_j[start : start + v.n])
+                    self._forward(v, False, X0, params)
                     use(start, start + v.n, v.out)
         finally:
             BufferPool.give(buf)
@@ -681,12 +704,16 @@ class _Network:
         if self.loss == "binary_cross_entropy":
             pred = (Z > 0).astype(np.int64)
             return pred[:, 0] if self.n_outputs == 1 else pred
+        if self.loss == "poisson":  # the log link's inverse: the predicted mean
+            with np.errstate(over="ignore"):
+                Z = np.exp(Z, out=Z)
         return Z[:, 0] if self.n_outputs == 1 else Z
 
     def predict_proba(self, X, batch_size=1024):
         """Class probabilities: softmax for cross_entropy, sigmoid for binary_cross_entropy."""
-        if self.loss == "mse":
-            raise ValueError("predict_proba needs a classification loss; this model uses loss='mse' (use predict)")
+        if self.loss in ("mse", "poisson"):
+            raise ValueError("predict_proba needs a classification loss; this model uses "
+                             f"loss={self.loss!r} (use predict)")
         Z = self._outputs(X, batch_size)
         P = np.empty_like(Z)
         if self.loss == "cross_entropy":
@@ -730,6 +757,24 @@ class _Network:
         from .io import save_model
 
         save_model(self, path)
+
+    def to_onnx(self, path, dtype=None):
+        """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.
+        Sequential and MLP models only, for now."""
+        if not isinstance(self, Sequential):
+            raise ValueError("to_onnx exports Sequential and MLP models; graph Models are not supported yet")
+        from .onnx_io import to_onnx
+
+        return to_onnx(self, path, dtype)
+
+    def to_torch(self):
+        """An equivalent torch.nn.Sequential with the weights copied (fastmlp.interop).
+        Sequential and MLP models only, for now."""
+        if not isinstance(self, Sequential):
+            raise ValueError("to_torch converts Sequential and MLP models; graph Models are not supported yet")
+        from .interop import to_torch
+
+        return to_torch(self)
 
     def _summary_rows(self):
         """(name, kind, output width, parameters, connected to) per node."""
@@ -776,7 +821,10 @@ class Sequential(_Network):
     layers : list of layers; each Dense layer's in_features must equal the size before it
         (``Dense(units)`` after the first layer takes it from there).
     loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
-        "binary_cross_entropy" (sigmoid fused; 0/1 labels) or "mse"; Keras' names
+        "binary_cross_entropy" (sigmoid fused; 0/1 labels), "mse" or "poisson" (counts or
+        rates >= 0; log link: the outputs are log-means, ``predict`` returns their exp; the
+        loss is the half Poisson deviance up to its constant, PyTorch's
+        ``PoissonNLLLoss(log_input=True)``); Keras' names
         (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
         mean_squared_error) are aliases. The last layer of a classification model has the
         identity activation (logits) or the loss's own (softmax / sigmoid, fused into the
@@ -832,6 +880,9 @@ class Sequential(_Network):
         #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
         #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
         self._dense_only = len(dense) == len(self.layers)
+        #: sparse input goes straight into the first layer's sparse kernels (else: each batch
+        #: is densified)
+        self._sparse_first_layer = self._dense_only
 
     def _set_loss(self, loss, label_smoothing=0.0):
         super()._set_loss(loss, label_smoothing)
@@ -851,10 +902,11 @@ class Sequential(_Network):
     # ------------------------------------------------------------------------------------
     # buffers: A[l] (B, sizes[l]), Z[l] where f' needs the pre-activation, delta[l]
 
-    def _allocate_activations(self, capacity, training):
+    def _allocate_activations(self, capacity, training, sparse=False):
         k, dtype = self._kernels, self.dtype
         a = SimpleNamespace()
-        a.A = [k.empty((capacity, s), dtype) for s in self.sizes]
+        # sparse input multiplied by the first layer directly: no dense input rows
+        a.A = [k.empty((capacity, 0 if sparse and l == 0 else s), dtype) for l, s in enumerate(self.sizes)]
         a.Z = [None] + [k.empty((capacity, s), dtype) if layer.needs_preactivation else None
                         for layer, s in zip(self.layers, self.sizes[1:])]
         if training:
@@ -892,10 +944,14 @@ class Sequential(_Network):
     # ------------------------------------------------------------------------------------
     # the two passes of a chain
 
-    def _forward(self, v, training, params=None):
-        """A[1..L] from A[0]; with `params` (a copy from _copy_parameters), inference on
-        those weights instead of the model's own."""
+    def _forward(self, v, training, X0=None, params=None):
+        """A[1..L] from A[0] (or from the CSR rows X0); with `params` (a copy from
+        _copy_parameters), inference on those weights instead of the model's own."""
         W, b = (self.W, self.b) if params is None else (params.W, params.b)
+        if X0 is not None:  # sparse input rows (CSR triple)
+            if not v.A[0].shape[1]:
+                return self._sparse_forward(v, X0, W, b)
+            self._kernels.csr_to_dense(*X0, v.A[0])  # densify this batch only
         if self._dense_only:  # the layer loop inside one kernel call
             self._kernels.mlp_forward(v.A, v.D, W, b, self._act)
             return
@@ -903,7 +959,28 @@ class Sequential(_Network):
         for l, layer in enumerate(self.layers):
             layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], slots[l], training)
 
-    def _backward(self, v):
+    def _sparse_forward(self, v, X0, W, b):
+        """The first Dense layer on CSR rows, then the rest of the stack."""
+        k, act = self._kernels, self._act[0]
+        if act in NEEDS_PREACTIVATION:
+            k.sparse_linear_forward(*X0, W[0], b[0], IDENTITY, v.D[1])
+            k.activate(v.D[1], act, v.A[1])
+        else:
+            k.sparse_linear_forward(*X0, W[0], b[0], act, v.A[1])
+        if len(W) > 1:
+            k.mlp_forward(v.A[1:], v.D[1:], W[1:], b[1:], self._act[1:])
+
+    def _sparse_backward(self, v, X0):
+        k = self._kernels
+        if len(self.W) > 1:
+            k.mlp_backward(v.delta[1:], v.A[1:], v.D[1:], self.W[1:], self.dW[1:], self.db[1:],
+                           self._act[1:])
+            k.delta_backward(v.delta[1], self.W[1], v.D[1], self._act[0], v.delta[0])
+        k.sparse_weight_grad(v.delta[0], *X0, self.dW[0], self.db[0])
+
+    def _backward(self, v, X0=None):
+        if X0 is not None and not v.A[0].shape[1]:
+            return self._sparse_backward(v, X0)
         if self._dense_only:
             self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._act)
             return

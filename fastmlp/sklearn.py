@@ -1,15 +1,28 @@
 """scikit-learn estimators: ``fastmlp.MLPClassifier`` and ``fastmlp.MLPRegressor``.
 
-They follow scikit-learn's estimator conventions (``get_params``/``set_params``, ``fit``
-returns self, fitted attributes ending in ``_``, ``clone``, pickling, ``Pipeline``,
-``GridSearchCV``) and pass ``sklearn.utils.estimator_checks.check_estimator``. Their
-parameters are those of ``sklearn.neural_network.MLPClassifier``/``MLPRegressor`` where
-they mean the same thing, plus ``device`` and ``dtype``; training runs on fastmlp's
-kernels, one ``model.fit(..., epochs=1)`` per iteration, with scikit-learn's stopping rules
-(``tol``, ``n_iter_no_change``, ``early_stopping``) applied between iterations.
+Drop-ins for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor`` (scikit-learn
+1.9): every public parameter with its default (plus ``device`` and ``dtype``), every
+fitted attribute, ``fit(X, y, sample_weight=None)``, ``partial_fit`` (stochastic solvers
+only), metadata routing (``set_fit_request(sample_weight=True)``...), the same warnings
+and errors. They pass ``sklearn.utils.estimator_checks.check_estimator``.
 
-scikit-learn is an optional dependency (``pip install 'fastmlp[sklearn]'``): ``import
-fastmlp`` works without it, and only these estimators need it.
+From the same ``random_state`` they start from scikit-learn's initial weights (its draws,
+in its order) and shuffle the batches in its order, so ``solver="lbfgs"`` gives
+scikit-learn's weights to rounding, and 'sgd' and 'adam' follow its loss curve (exactly
+with ``alpha=0``; see the differences below). The arithmetic is fastmlp's kernels:
+
+- 'sgd' and 'adam': the training set is put on the backend once per ``fit`` (not once per
+  iteration), batches are gathered there, each step is the model's kernel sequence, and
+  scikit-learn's stopping rules (``tol``, ``n_iter_no_change``, which may be ``np.inf``,
+  ``early_stopping``) run between iterations. Small steps run on one BLAS thread.
+- 'lbfgs': ``fastmlp.lbfgs`` -- the full-batch loss and gradient by the model's kernels
+  over row chunks (memory does not grow with the data), steps by SciPy's L-BFGS-B with
+  ``maxiter=max_iter``, ``maxfun=max_fun``, ``gtol=tol``; ``n_iter_``, ``loss_``, the
+  ConvergenceWarning as scikit-learn's. ``loss_curve_`` (one value per L-BFGS iteration)
+  is an addition: scikit-learn sets none for lbfgs. ``t_`` stays 0, as in scikit-learn.
+
+scikit-learn is an optional dependency (``pip install 'fastmlp[sklearn]'``, which brings
+SciPy): ``import fastmlp`` works without it, and only these estimators need it.
 
 How the parameters map onto fastmlp
 -----------------------------------
@@ -17,55 +30,78 @@ How the parameters map onto fastmlp
   (sigmoid = logistic, leaky_relu, elu, gelu, softplus) for every hidden layer.
 - Outputs as in scikit-learn: softmax (cross-entropy) for multiclass problems, one
   logistic unit for binary ones, one logistic unit per label for multilabel indicator
-  targets, identity (squared error) for regression, any number of outputs.
+  targets, identity (squared error) or exp (``loss="poisson"``: half Poisson deviance,
+  log link; fastmlp's ``loss="poisson"``) for regression, any number of outputs.
 - ``solver``: 'sgd' is ``fastmlp.SGD`` (``momentum``, ``nesterovs_momentum``; with
   ``learning_rate`` 'constant', 'invscaling' or 'adaptive' and ``power_t`` as in
-  scikit-learn), 'adam' is ``fastmlp.Adam`` (``beta_1``, ``beta_2``, ``epsilon``). 'lbfgs'
-  is not available.
-- ``alpha`` (L2 penalty): scikit-learn minimises ``loss + alpha * ||W||^2 / (2 * batch)``,
-  whose gradient adds ``alpha * W / batch``. fastmlp applies it as coupled weight decay
-  ``alpha / batch_size`` (scaled like the loss, see below; ``decoupled=False`` for Adam), so
-  the update is scikit-learn's, with one difference: fastmlp decays the biases too, where
-  scikit-learn leaves them unpenalised.
+  scikit-learn), 'adam' is ``fastmlp.Adam`` (``beta_1``, ``beta_2``, ``epsilon``),
+  'lbfgs' is ``fastmlp.fit_lbfgs``'s machinery (``max_fun``).
+- ``sample_weight``: as scikit-learn >= 1.7: each batch's loss is the weighted mean and its
+  L2 term is divided by the batch's weight sum; with ``early_stopping`` the weights are
+  split with the data and weight the validation score.
 - Losses: fastmlp's are means over the batch *and the outputs*; scikit-learn's gradients
   are means over the batch only (and its squared error is halved). The estimators rescale
   the SGD learning rate, the weight decay and Adam's epsilon by that constant factor so
   that the updates equal scikit-learn's, and ``loss_curve_`` reports scikit-learn's loss
-  (half the squared error for regression; summed over labels for multilabel problems),
-  with the L2 term added.
-- Momentum follows PyTorch's formulation (the buffer accumulates gradients; the current
-  learning rate scales the step). With a constant learning rate that is exactly
-  scikit-learn's update; with 'invscaling' or 'adaptive' the past steps are rescaled when
-  the rate changes, where scikit-learn keeps them at the rate they were taken with.
+  (half the squared error for regression; summed over labels for multilabel problems; the
+  Poisson deviance with its constant term), with the L2 term added.
 - ``batch_size``: 'auto' is ``min(200, n_samples)``; larger values are clipped with a
   warning, as in scikit-learn.
 - A non-incremental ``fit`` with ``warm_start=True`` keeps the weights and starts a fresh
   optimizer (as scikit-learn does); ``partial_fit`` keeps the optimizer state too.
-- Initialisation is fastmlp's (He normal before relu-like activations, Glorot uniform
-  otherwise), seeded from ``random_state``.
-- ``distributed``: None, or "mpi" to train data-parallel as one process of ``mpiexec -n
-  P`` (see ``fastmlp.distributed``; every process passes the same X, y; ``batch_size`` is
-  per process, the L2 penalty and the iteration count follow the global batch P *
-  batch_size; the early-stopping score is rank 0's).
-- ``device``: "auto", "cpu" or "reference"; ``dtype``: "auto" (float32 for float32 X,
-  float64 otherwise: float32 input stays float32 all the way through), "float32" or
-  "float64".
+- Sparse X (SciPy matrices and arrays, any format): kept sparse, the first layer
+  multiplies the CSR rows directly (see ``fastmlp.sparse``).
+- A diverging fit raises ``fastmlp.DivergenceError``, a ValueError (scikit-learn's "Solver
+  produced non-finite parameter weights...") and a FloatingPointError, with fastmlp's
+  detail (where the loss became non-finite).
+- ``device``: "auto", "cpu", "cuda" or "reference"; ``dtype``: "auto" (float32 for float32
+  X, float64 otherwise, as scikit-learn computes), "float32" or "float64".
 - Attributes as scikit-learn's: ``classes_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
   ``validation_scores_``, ``best_validation_score_``, ``n_iter_``, ``t_``,
   ``n_features_in_``, ``coefs_`` (a list of (n_in, n_out) arrays, i.e. W.T),
   ``intercepts_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``; and ``model_``, the
   trained ``fastmlp.Sequential`` (save it with ``est.model_.save(path)``).
-- Sparse input is not supported (a TypeError says so); ``sample_weight`` is not either.
+
+The numerical differences that remain, and why
+----------------------------------------------
+- 'sgd'/'adam' with ``alpha > 0`` also decay the biases (by ``alpha * b / batch``), where
+  scikit-learn penalises the weights only: fastmlp's optimizer kernels apply one weight
+  decay to the flat parameter vector in one pass, and a per-parameter mask would cost a
+  second pass per step. lbfgs penalises the weights only (its L2 term is computed on the
+  host), as scikit-learn.
+- The L2 term that ``loss_curve_`` adds for 'sgd'/'adam' is computed once per iteration
+  from the weights at its end; scikit-learn adds each batch's, with the weights of that
+  batch (the curve differs in the last digits when ``alpha > 0``; the updates do not).
+- Momentum follows PyTorch's formulation (the buffer accumulates gradients; the current
+  learning rate scales the step). With a constant learning rate that is exactly
+  scikit-learn's update; with 'invscaling' or 'adaptive' the past steps are rescaled when
+  the rate changes, where scikit-learn keeps them at the rate they were taken with:
+  fastmlp's SGD kernel is torch.optim.SGD's, shared with the core API.
+- Adam adds epsilon to sqrt(v_hat) after the bias correction (PyTorch), scikit-learn to
+  sqrt(v) inside its corrected step size: the updates differ by O(epsilon) (relative
+  differences of 1e-5 to 1e-3 after a few iterations).
+- ``early_stopping`` splits multiclass problems stratified too; scikit-learn 1.9
+  stratifies binary ones only (its test reads the width of its one-hot targets), so a
+  multiclass validation set differs from scikit-learn's. A class with fewer than 2
+  samples then raises a ValueError naming it by the user's label.
+- Multi-output squared-error regression with 'lbfgs': scikit-learn's line search sees its
+  loss averaged over the outputs but a gradient summed over them; fastmlp minimises the
+  summed loss with its own gradient (a consistent pair), so the two take different paths.
+- The 'poisson' loss on CUDA computes exp in the model's dtype (float32 overflows above a
+  log-mean of 88); the CPU computes it in float64.
 
 Pickling stores the model as the bytes of a fastmlp model file (config, weights,
 optimizer state), never compiled code or device arrays; unpickling rebuilds it on the
-estimator's ``device``. All of ``check_estimator``'s checks pass; none is skipped.
+estimator's ``device``.
 """
 
+import contextlib
+import math
 import numbers
 import warnings
 
 import numpy as np
+from scipy.special import xlogy
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -73,6 +109,7 @@ try:
     from sklearn.metrics import accuracy_score, r2_score
     from sklearn.model_selection import train_test_split
     from sklearn.utils import check_random_state
+    from sklearn.utils import shuffle as sk_shuffle
     from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
     from sklearn.utils.validation import check_is_fitted, column_or_1d
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
@@ -87,11 +124,27 @@ except ImportError:  # pragma: no cover - older scikit-learn
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-from . import distributed as _distributed
+try:  # the exact ConvergenceWarning of scikit-learn's lbfgs solver
+    from sklearn.utils.optimize import _check_optimize_result
+except ImportError:  # pragma: no cover - a future scikit-learn may move it
+    def _check_optimize_result(solver, result, max_iter=None):
+        n_iter = min(result.nit, max_iter) if max_iter is not None else result.nit
+        if result.status != 0:
+            warnings.warn(f"{solver} failed to converge after {n_iter} iteration(s) "
+                          f"(status={result.status}):\n{result.message}\n", ConvergenceWarning)
+        return n_iter
+
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import _check_sample_weight
+
+from ._validation import check_targets
+from .errors import DivergenceError
 from .io import from_bytes, to_bytes
 from .kernels.codes import ACTIVATIONS
+from .lbfgs import _minimize as _lbfgs_minimize
 from .model import MLP
 from .optim import SGD, Adam
+from .sparse import SparseRows, check_sparse_X, issparse
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -116,6 +169,101 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
+#: below this many multiply-adds in a step's forward pass, one BLAS thread is faster: the
+#: products of a 200-row batch are too small to split, and on a busy machine OpenBLAS's
+#: spinning threads cost more than the product itself (measured on 2 busy cores: 8x slower
+#: at 20-64-64-3, 3x slower at MNIST's 784-256-128-10, both at batch 200)
+_SMALL_STEP = 64_000_000
+
+
+def _blas_threads(model, batch):
+    """A context that runs small steps on one BLAS thread (threadpoolctl, which comes with
+    scikit-learn); larger ones keep the BLAS's own setting."""
+    macs = batch * sum(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
+    if model.device != "cpu" or macs >= _SMALL_STEP:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - a dependency of scikit-learn
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+class _Epochs:
+    """The training set on the model's backend (uploaded once per fit) and one iteration
+    (epoch) of mini-batch steps over it, in the order given.
+
+    With sample weights, each batch's weights are divided by their mean (so the batch loss
+    is scikit-learn's weighted mean) and the weight decay by the batch's weight sum;
+    without, the decay is divided by the batch's size (smaller for the last batch).
+    """
+
+    def __init__(self, model, X, T, w, batch, decay, constant=None):
+        k = model._kernels
+        self.constant = constant  # per sample: a term of the reported loss, or None
+        self.model, self.k, self.n, self.batch, self.decay = model, k, X.shape[0], batch, decay
+        self.sparse = issparse(X)
+        self.X = SparseRows(k, X, batch) if self.sparse else k.asarray(X)
+        self.T = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
+        self.w = w
+        self.buffers = model._buffers_for(batch, T, w is not None, self.sparse)
+        self.total = k.zeros(1, np.float64) if model._resident else None
+        self.in_order = k.asarray(np.arange(self.n))
+        self.starts = np.arange(0, self.n, batch)
+        self.sizes = np.minimum(batch, self.n - self.starts)
+
+    def run(self, order):
+        """One epoch; returns (mean loss over the samples, sum over batches of
+        (batch size / n) / (batch weight sum): the factor of the L2 term in the loss, and
+        the constant term of the loss, averaged as the batch losses are)."""
+        model, k, opt = self.model, self.k, self.model.optimizer
+        idx_all = self.in_order if order is None else k.asarray(order)
+        if self.w is None:
+            sums = self.sizes.astype(np.float64)
+        else:
+            w = self.w if order is None else self.w[order]
+            sums = np.add.reduceat(w, self.starts)
+            scale = np.divide(self.sizes, sums, out=np.zeros_like(sums), where=sums > 0)
+            w_epoch = k.asarray((w * np.repeat(scale, self.sizes)).astype(model.dtype).reshape(-1, 1))
+        decays = np.divide(self.decay, sums, out=np.zeros_like(sums), where=sums > 0)
+        if self.total is not None:
+            k.write(self.total, np.zeros(1))
+        loss_sum = 0.0
+        for step, start in enumerate(self.starts):
+            size = int(self.sizes[step])
+            if opt.weight_decay != decays[step]:
+                opt.weight_decay = float(decays[step])
+            v = self.buffers.views(size)
+            idx = idx_all[start : start + size]
+            if self.sparse:
+                X0 = self.X.gather(idx)
+            else:
+                X0 = None
+                k.gather_rows(self.X, idx, v.A[0])
+            k.gather_rows(self.T, idx, v.T2d)
+            if self.w is not None:
+                k.gather_rows(w_epoch, self.in_order[start : start + size], v.w2d)
+            with model._guard.step_lock:  # readers in other threads see whole steps
+                loss = model._step(v, self.total, X0)
+            if loss is not None:  # host backends: every step's loss is checked
+                if not math.isfinite(loss):
+                    raise DivergenceError(f"the loss became {loss} at step {step + 1}")
+                loss_sum += loss * size
+        if self.total is not None:  # the one read of the epoch's loss
+            loss_sum = float(k.to_host(self.total)[0])
+            if not math.isfinite(loss_sum):
+                raise DivergenceError(f"the loss became {loss_sum}")
+        l2_factor = float(np.sum(np.divide(self.sizes / self.n, sums, out=np.zeros_like(sums),
+                                           where=sums > 0)))
+        constant = 0.0
+        if self.constant is not None:
+            const = self.constant if order is None else self.constant[order]
+            if self.w is not None:  # each batch's weighted mean, weighted by batch size
+                const = const * np.repeat(scale, self.sizes) * w
+            constant = float(const.sum() / self.n)
+        return loss_sum / self.n, l2_factor, constant
+
+
 class _BaseMLP(BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, the epoch loop, pickling."""
 
@@ -124,8 +272,8 @@ class _BaseMLP(BaseEstimator):
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, device="auto",
-                 dtype="auto", distributed=None):
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 device="auto", dtype="auto"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -148,9 +296,9 @@ class _BaseMLP(BaseEstimator):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
-        self.distributed = distributed
 
     # ------------------------------------------------------------------------------------
     # parameters
@@ -173,9 +321,8 @@ class _BaseMLP(BaseEstimator):
     def _check_params(self):
         """Check every parameter (scikit-learn style: in fit, not in __init__)."""
         _fastmlp_activation(self.activation)
-        if self.solver not in ("sgd", "adam"):
-            extra = " (fastmlp has no L-BFGS solver)" if self.solver == "lbfgs" else ""
-            raise ValueError(f"solver must be 'sgd' or 'adam'; got {self.solver!r}{extra}")
+        if self.solver not in ("sgd", "adam", "lbfgs"):
+            raise ValueError(f"solver must be 'lbfgs', 'sgd' or 'adam'; got {self.solver!r}")
         if self.learning_rate not in ("constant", "invscaling", "adaptive"):
             raise ValueError("learning_rate must be 'constant', 'invscaling' or 'adaptive'; got "
                              f"{self.learning_rate!r}")
@@ -193,8 +340,10 @@ class _BaseMLP(BaseEstimator):
             ("beta_1", self.beta_1, lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
             ("beta_2", self.beta_2, lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
             ("epsilon", self.epsilon, lambda v: _is_real(v) and 0 < v < np.inf, "a number > 0"),
-            ("n_iter_no_change", self.n_iter_no_change, lambda v: _is_int(v) and v >= 1,
-             "an int >= 1"),
+            ("n_iter_no_change", self.n_iter_no_change,
+             lambda v: (_is_int(v) and v >= 1) or (_is_real(v) and v == np.inf),
+             "an int >= 1 or np.inf"),
+            ("max_fun", self.max_fun, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
         ]
         for name, value, ok, what in checks:
             if not ok(value):
@@ -217,8 +366,6 @@ class _BaseMLP(BaseEstimator):
                 ok = False
             if not ok or self.dtype is None:
                 raise ValueError(f"dtype must be 'auto', 'float32' or 'float64'; got {self.dtype!r}")
-        if self.distributed is not None:
-            _distributed.strategy(self.distributed)  # "mpi" or fastmlp.distributed.MPI(...)
         return self._hidden_sizes()
 
     # ------------------------------------------------------------------------------------
@@ -248,11 +395,23 @@ class _BaseMLP(BaseEstimator):
                    dtype=dtype, seed=seed)
 
     def _initialize(self, X, hidden):
-        """First fit: fresh model and training records (as scikit-learn's _initialize)."""
-        seed = int(self._random_state.randint(np.iinfo(np.int32).max))
+        """First fit: fresh model and training records (as scikit-learn's _initialize),
+        initialised as scikit-learn does, from the same draws of random_state: per layer,
+        W and b uniform in +-sqrt(6 / (fan_in + fan_out)) (2 instead of 6 for logistic)."""
         self.n_layers_ = len(hidden) + 2
         self.out_activation_ = self._out_activation()
-        self.model_ = self._new_model(X.shape[1], hidden, self._model_dtype(X), seed)
+        # the model's own seed serves nothing here (the estimator shuffles, and initialises
+        # from random_state below), so it takes no draw from random_state
+        self.model_ = self._new_model(X.shape[1], hidden, self._model_dtype(X), 0)
+        sizes = self.model_.sizes
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        weights = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            W = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            b = self._random_state.uniform(-bound, bound, fan_out)
+            weights += [W.T, b]
+        self.model_.set_weights(weights)
         self.n_iter_ = 0
         self.t_ = 0
         self.loss_curve_ = []
@@ -286,22 +445,20 @@ class _BaseMLP(BaseEstimator):
     def _restart_optimizer(self, hidden):
         """A non-incremental fit starts a fresh optimizer (as scikit-learn): same weights."""
         weights = self.model_.get_weights()
-        seed = int(self._random_state.randint(np.iinfo(np.int32).max))
-        self.model_ = self._new_model(self.model_.n_features, hidden, self.model_.dtype.name, seed)
+        self.model_ = self._new_model(self.model_.n_features, hidden, self.model_.dtype.name, 0)
         self.model_.set_weights(weights)
 
     # ------------------------------------------------------------------------------------
     # fitting
 
-    def _fit(self, X, y, incremental):
+    def _fit(self, X, y, sample_weight, incremental):
         hidden = self._check_params()
-        if self.early_stopping and incremental:
+        if self.early_stopping and incremental and self.solver != "lbfgs":
             raise ValueError("partial_fit does not support early_stopping=True")
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, T = self._validate_input(X, y, incremental, reset=first_pass)
+        w = self._check_sample_weight(sample_weight, X)
         self._random_state = check_random_state(self.random_state)
-        if self.distributed is not None:  # MPI: every process draws what rank 0 draws
-            self._random_state = _distributed.agreed_random_state(self.random_state, self._random_state)
         if first_pass:
             self._initialize(X, hidden)
             self._learning_rate = float(self.learning_rate_init)
@@ -311,24 +468,77 @@ class _BaseMLP(BaseEstimator):
                 self._restart_optimizer(hidden)
                 self._learning_rate = float(self.learning_rate_init)
         model = self.model_
-        X = np.ascontiguousarray(X, dtype=model.dtype)
-        T = np.ascontiguousarray(T)
-        self._fit_stochastic(X, T, incremental)
+        X = check_sparse_X(X, dtype=model.dtype) if issparse(X) else np.ascontiguousarray(X, dtype=model.dtype)
+        # the targets as the loss kernel takes them (int64 labels, or (n, outputs) floats)
+        T, _ = check_targets(T, model.loss, model.n_outputs, X.shape[0], model.dtype)
+        self._loss_constant = self._constant_of_loss(T, w)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(X, T, w)
+            else:
+                self._fit_stochastic(X, T, w, incremental)
+        except FloatingPointError as exc:  # fastmlp's DivergenceError, or NumPy's
+            raise DivergenceError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                f"values and need to be preprocessed. ({exc})") from None
+        if not model._finite_parameters():  # as scikit-learn: checked once, at the end
+            raise DivergenceError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                "values and need to be preprocessed.")
         return self
 
-    def _fit_stochastic(self, X, T, incremental):
+    def _check_sample_weight(self, sample_weight, X):
+        """scikit-learn's check (shape, numbers), plus: finite and >= 0."""
+        if sample_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("sample_weight must hold finite numbers >= 0; got values from "
+                             f"{np.nanmin(w):g} to {np.nanmax(w):g}")
+        return w
+
+    def _constant_of_loss(self, T, w):
+        """What scikit-learn's reported loss adds to fastmlp's, over the whole set (0 but
+        for poisson)."""
+        per_sample = self._constant_per_sample(T)
+        return 0.0 if per_sample is None else float(np.average(per_sample, weights=w))
+
+    def _constant_per_sample(self, T):
+        return None
+
+    def _split(self, X, T, w):
+        """The early-stopping split, as scikit-learn's: train_test_split with the estimator's
+        random state, stratified for single-label classification."""
+        stratify = T if self._stratify() else None
+        arrays = (X, T) if w is None else (X, T, w)
+        try:
+            parts = train_test_split(*arrays, random_state=self._random_state,
+                                     test_size=self.validation_fraction, stratify=stratify)
+        except ValueError as exc:
+            if stratify is None or "least populated class" not in str(exc):
+                raise
+            counts = np.bincount(T, minlength=len(self.classes_))
+            few = [self.classes_[i].item() for i in np.flatnonzero(counts < 2)]
+            raise ValueError(
+                f"early_stopping=True splits a stratified validation set (validation_fraction="
+                f"{self.validation_fraction}), which needs at least 2 samples of every class; "
+                f"these classes have fewer: {few}. Add samples or set early_stopping=False."
+            ) from None
+        X_train, X_val, T_train, T_val = parts[:4]
+        w_train, w_val = (None, None) if w is None else parts[4:]
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        return X_train, T_train, w_train, X_val, T_val, w_val
+
+    def _fit_stochastic(self, X, T, w, incremental):
         model = self.model_
         early_stopping = self.early_stopping
         if early_stopping:
-            stratify = T if self._stratify() else None
-            X_train, X_val, T_train, T_val = train_test_split(
-                X, T, random_state=self._random_state, test_size=self.validation_fraction,
-                stratify=stratify)
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
+            X_train, T_train, w_train, X_val, T_val, w_val = self._split(X, T, w)
         else:
-            X_train, T_train, X_val, T_val = X, T, None, None
+            X_train, T_train, w_train, X_val, T_val, w_val = X, T, w, None, None, None
+        constant = self._constant_per_sample(T_train)
         n = X_train.shape[0]
         if self.batch_size == "auto":
             batch = min(200, n)
@@ -337,76 +547,95 @@ class _BaseMLP(BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
                               "going to be clipped")
             batch = int(np.clip(self.batch_size, 1, n))
-        # with distributed="mpi", batch_size is per process: the steps take P * batch samples
-        processes = 1 if self.distributed is None else _distributed.size()
-        n_batches = -(-n // (batch * processes))
         c = self._grad_scale()
         opt = model.optimizer
-        opt.weight_decay = c * float(self.alpha) / min(batch * processes, n)
         if self.solver == "sgd":
             opt.lr = self._learning_rate / c
+        # the training set goes onto the backend once per fit, not once per iteration
+        blas_threads = _blas_threads(model, batch)
+        epochs = _Epochs(model, X_train, T_train, w_train, batch, decay=c * float(self.alpha),
+                         constant=constant)
 
         self.n_iter_ = 0
+        order = np.arange(n) if self.shuffle else None
         try:
-            for _ in range(self.max_iter):
-                history = model.fit(X_train, T_train, epochs=1, batch_size=batch,
-                                    shuffle=bool(self.shuffle), verbose=0,
-                                    distributed=self.distributed)
-                loss = self._sklearn_loss(history.history["loss"][-1])
-                if self.alpha:
-                    sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
-                             for W in model.get_weights()[0::2])
-                    loss += 0.5 * float(self.alpha) * sq * n_batches / n
-                self.n_iter_ += 1
-                self.loss_ = loss
-                self.t_ += n
-                self.loss_curve_.append(loss)
-                if self.verbose:
-                    print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
-                self._update_no_improvement_count(early_stopping, X_val, T_val)
-                if self.solver == "sgd" and self.learning_rate == "invscaling":
-                    self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
-                    opt.lr = self._learning_rate / c
-                if self._no_improvement_count > self.n_iter_no_change:
-                    if early_stopping:
-                        msg = ("Validation score did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    else:
-                        msg = ("Training loss did not improve more than tol=%f for %d "
-                               "consecutive epochs." % (self.tol, self.n_iter_no_change))
-                    if self.solver == "sgd" and self.learning_rate == "adaptive" \
-                            and self._learning_rate > 1e-6:
-                        self._learning_rate /= 5.0
-                        opt.lr = self._learning_rate / c
-                        self._no_improvement_count = 0
-                        if self.verbose:
-                            print(msg + " Setting learning rate to %f" % self._learning_rate)
-                    else:
-                        if self.verbose:
-                            print(msg + (" Learning rate too small." if self.learning_rate == "adaptive"
-                                         and self.solver == "sgd" else "") + " Stopping.")
-                        break
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        "Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                        "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
+            with model._guard.training("fit"), blas_threads:
+                self._iterate(epochs, order, early_stopping, X_val, T_val, w_val, incremental, c)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
-        except FloatingPointError as exc:
-            raise ValueError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                f"large values and need to be preprocessed. ({exc})"
-            ) from None
         if early_stopping:
             model.set_weights(self._best_weights)
 
-    def _update_no_improvement_count(self, early_stopping, X_val, T_val):
+    def _iterate(self, epochs, order, early_stopping, X_val, T_val, w_val, incremental, c):
+        """The iterations of _fit_stochastic, with scikit-learn's stopping rules."""
+        model, n, opt = self.model_, epochs.n, self.model_.optimizer
+        for _ in range(self.max_iter):
+            if self.shuffle:  # scikit-learn's draws: the previous order, shuffled
+                order = sk_shuffle(order, random_state=self._random_state)
+            data_loss, l2_factor, constant = epochs.run(order)
+            loss = self._sklearn_loss(data_loss) + constant
+            if self.alpha:
+                sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
+                         for W in model.get_weights()[0::2])
+                loss += 0.5 * float(self.alpha) * sq * l2_factor
+            self.n_iter_ += 1
+            self.loss_ = loss
+            self.t_ += n
+            self.loss_curve_.append(loss)
+            if self.verbose:
+                print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
+            self._update_no_improvement_count(early_stopping, X_val, T_val, w_val)
+            if self.solver == "sgd" and self.learning_rate == "invscaling":
+                self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                opt.lr = self._learning_rate / c
+            if self._no_improvement_count > self.n_iter_no_change:
+                if early_stopping:
+                    msg = ("Validation score did not improve more than tol=%f for %d "
+                           "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                else:
+                    msg = ("Training loss did not improve more than tol=%f for %d "
+                           "consecutive epochs." % (self.tol, self.n_iter_no_change))
+                if self.solver == "sgd" and self.learning_rate == "adaptive" \
+                        and self._learning_rate > 1e-6:
+                    self._learning_rate /= 5.0
+                    opt.lr = self._learning_rate / c
+                    self._no_improvement_count = 0
+                    if self.verbose:
+                        print(msg + " Setting learning rate to %f" % self._learning_rate)
+                else:
+                    if self.verbose:
+                        print(msg + (" Learning rate too small." if self.learning_rate == "adaptive"
+                                     and self.solver == "sgd" else "") + " Stopping.")
+                    break
+            if incremental:
+                break
+            if self.n_iter_ == self.max_iter:
+                warnings.warn(
+                    "Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                    "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
+
+    def _fit_lbfgs(self, X, T, w):
+        """Full-batch L-BFGS (fastmlp.lbfgs) on scikit-learn's objective: its loss (mean over
+        the samples, weighted by sample_weight) + alpha / 2 * ||W||^2 / sum(sample_weight)."""
+        model = self.model_
+        n = X.shape[0]
+        c = self._grad_scale()
+        sw_sum = float(n if w is None else w.sum())
+        w_norm = None if w is None else (w * (n / sw_sum)).astype(model.dtype)
+        l2 = float(self.alpha) / sw_sum
+        result, curve = _lbfgs_minimize(model, X, T, w_norm, l2=l2, scale=1.0 / c,
+                                        max_iter=int(self.max_iter), max_fun=int(self.max_fun),
+                                        tol=float(self.tol), verbose=bool(self.verbose))
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        # reported as scikit-learn reports its loss (its data term can differ from the
+        # objective's by the number of outputs, see _sklearn_loss)
+        self.loss_curve_ = [self._sklearn_loss(data * c) + self._loss_constant + (total - data)
+                            for total, data in curve]
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float(result.fun)
+
+    def _update_no_improvement_count(self, early_stopping, X_val, T_val, w_val):
         if early_stopping:
-            score = self._validation_score(X_val, T_val)
-            if self.distributed is not None:  # MPI: rank 0's score decides everywhere
-                score = _distributed.broadcast(score)
+            score = self._validation_score(X_val, T_val, w_val)
             self.validation_scores_.append(score)
             if self.verbose:
                 print("Validation score: %f" % score)
@@ -425,13 +654,22 @@ class _BaseMLP(BaseEstimator):
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
 
-    def fit(self, X, y):
-        """Fit the model to data matrix X and targets y; returns self.
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X (dense or SciPy sparse) and targets y; returns self.
 
-        Trains for up to ``max_iter`` iterations (epochs), stopping early as scikit-learn's
-        MLP does; warns with a ConvergenceWarning when ``max_iter`` is reached first.
+        sample_weight (n_samples,) weights each sample's loss as in scikit-learn: every
+        batch's loss is the weighted mean, and the L2 term is divided by the batch's weight
+        sum. Trains for up to ``max_iter`` iterations (epochs; L-BFGS iterations for
+        solver='lbfgs'), stopping early as scikit-learn's MLP does; warns with a
+        ConvergenceWarning when ``max_iter`` is reached first.
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _partial_fit_available(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
 
     # ------------------------------------------------------------------------------------
     # prediction helpers
@@ -439,7 +677,7 @@ class _BaseMLP(BaseEstimator):
     def _check_X(self, X):
         check_is_fitted(self)
         return _validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
-                              accept_sparse=False)
+                              accept_sparse=["csr", "csc"])
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "model_")
@@ -491,10 +729,10 @@ class _BaseMLP(BaseEstimator):
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier on fastmlp's kernels, with scikit-learn's API.
 
-    Parameters are those of ``sklearn.neural_network.MLPClassifier`` (without 'lbfgs',
-    ``max_fun``), plus ``device`` ("auto", "cpu", "reference") and ``dtype`` ("auto":
-    float32 for float32 X, float64 otherwise; "float32"; "float64"). See the module
-    docstring for how each maps onto fastmlp.
+    Parameters are those of ``sklearn.neural_network.MLPClassifier`` (1.9), plus
+    ``device`` ("auto", "cpu", "cuda", "reference") and ``dtype`` ("auto": float32 for
+    float32 X, float64 otherwise; "float32"; "float64"). See the module docstring for how
+    each maps onto fastmlp and what still differs from scikit-learn.
 
     Labels may be any labels scikit-learn accepts (ints, strings...): ``classes_`` holds
     them sorted; a multilabel indicator matrix (n_samples, n_labels) trains one logistic
@@ -519,14 +757,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return 1.0 / self.n_outputs_ if self._multilabel else 1.0
 
     def _stratify(self):
-        return self.n_outputs_ == 1  # as scikit-learn: only binary problems are stratified
+        # every single-label problem, binary or multiclass (scikit-learn 1.9 stratifies binary
+        # problems only: its test looks at the one-hot width)
+        return not self._multilabel
 
     def _sklearn_loss(self, loss):
         return loss * self.n_outputs_ if self._multilabel else loss
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = _validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32),
-                              multi_output=True, accept_sparse=False)
+                              multi_output=True, accept_sparse=["csr", "csc"])
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -567,8 +807,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.n_outputs_ = 1 if len(self.classes_) == 2 else len(self.classes_)
         return X, np.searchsorted(self.classes_, y).astype(np.int64)
 
-    def partial_fit(self, X, y, classes=None):
-        """One iteration (epoch) over (X, y); `classes` (all the labels) on the first call."""
+    @available_if(lambda est: est._partial_fit_available())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """One iteration (epoch) over (X, y); `classes` (all the labels) on the first call.
+
+        Only for the stochastic solvers ('sgd', 'adam'), as in scikit-learn."""
         if classes is not None:
             classes = unique_labels(classes)
             if hasattr(self, "classes_") and not np.array_equal(classes, self.classes_):
@@ -586,13 +829,17 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._multilabel = False
                 self.classes_ = classes
                 self._label_dtype = np.asarray(classes).dtype
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True)
 
-    def _validation_score(self, X_val, T_val):
-        P = self._proba(X_val)
+    def _validation_score(self, X_val, T_val, w_val=None):
+        try:
+            P = self._proba(X_val)
+        except FloatingPointError:  # outputs overflowed: scikit-learn scores NaN
+            return np.nan
         if self._multilabel:
-            return accuracy_score(T_val.astype(np.int64), (P > 0.5).astype(np.int64))
-        return accuracy_score(T_val, np.argmax(P, axis=1))
+            return accuracy_score(T_val.astype(np.int64), (P > 0.5).astype(np.int64),
+                                  sample_weight=w_val)
+        return accuracy_score(T_val, np.argmax(P, axis=1), sample_weight=w_val)
 
     def _proba(self, X):
         P = self.model_.predict_proba(X)
@@ -623,7 +870,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
@@ -631,11 +878,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
-    """Multi-layer perceptron regressor (squared error) on fastmlp's kernels, with
-    scikit-learn's API.
+    """Multi-layer perceptron regressor on fastmlp's kernels, with scikit-learn's API.
 
-    Parameters are those of ``sklearn.neural_network.MLPRegressor`` (squared error only;
-    without 'lbfgs', ``max_fun``), plus ``device`` and ``dtype``; see the module docstring.
+    Parameters are those of ``sklearn.neural_network.MLPRegressor`` -- ``loss``
+    'squared_error' or 'poisson' (log link: the network outputs log-means, predictions
+    are their exp, ``out_activation_`` is 'exp'; y must be >= 0), the solvers 'lbfgs',
+    'sgd' and 'adam' -- plus ``device`` and ``dtype``; see the module docstring.
     y may have one column (predictions of shape (n_samples,)) or several (multi-output).
 
     Examples
@@ -645,25 +893,63 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     >>> reg.fit(X, y).score(X_test, y_test)          # doctest: +SKIP
     """
 
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 device="auto", dtype="auto"):
+        self.loss = loss
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, device=device, dtype=dtype)
+
+    def _check_params(self):
+        if not isinstance(self.loss, str) or self.loss not in ("squared_error", "poisson"):
+            raise ValueError(f"loss must be 'squared_error' or 'poisson'; got {self.loss!r}")
+        return super()._check_params()
+
+    def _poisson(self):
+        return self.loss == "poisson"
+
     def _loss_name(self):
-        return "mse"
+        return "poisson" if self._poisson() else "mse"
 
     def _out_activation(self):
-        return "identity"
+        return "exp" if self._poisson() else "identity"
 
     def _grad_scale(self):
-        # fastmlp's mse: mean over outputs of (z - t)^2; scikit-learn's gradient: (z - t)
-        return 2.0 / self.n_outputs_
+        # fastmlp's losses are means over the outputs too. mse: (z - t)^2, gradient 2 (z - t);
+        # poisson: exp(z) - t z, gradient exp(z) - t. scikit-learn's gradients: z - t and
+        # exp(z) - t per output
+        return 1.0 / self.n_outputs_ if self._poisson() else 2.0 / self.n_outputs_
 
     def _stratify(self):
         return False
 
     def _sklearn_loss(self, loss):
+        if self._poisson():  # summed over the outputs, as scikit-learn's
+            return loss * self.n_outputs_
         return loss / 2  # scikit-learn's squared error is halved
+
+    def _constant_per_sample(self, T):
+        """scikit-learn's half Poisson deviance has the term xlogy(y, y) - y, which does not
+        depend on the weights (fastmlp's loss, as PyTorch's, leaves it out)."""
+        if not self._poisson():
+            return None
+        T2 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
+        return (xlogy(T2, T2) - T2).sum(axis=1)
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = _validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32),
-                              multi_output=True, y_numeric=True, accept_sparse=False)
+                              multi_output=True, y_numeric=True, accept_sparse=["csr", "csc"])
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
@@ -673,15 +959,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.n_outputs_ = n_outputs
         return X, y.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
 
-    def partial_fit(self, X, y):
-        """One iteration (epoch) over (X, y), continuing from the current weights."""
-        return self._fit(X, y, incremental=True)
+    @available_if(lambda est: est._partial_fit_available())
+    def partial_fit(self, X, y, sample_weight=None):
+        """One iteration (epoch) over (X, y), continuing from the current weights (only for
+        the stochastic solvers 'sgd' and 'adam', as in scikit-learn)."""
+        return self._fit(X, y, sample_weight, incremental=True)
 
-    def _validation_score(self, X_val, T_val):
-        return r2_score(T_val, self.model_.predict(X_val))
+    def _validation_score(self, X_val, T_val, w_val=None):
+        try:
+            return r2_score(T_val, self.model_.predict(X_val), sample_weight=w_val)
+        except (FloatingPointError, ValueError):  # outputs overflowed: scikit-learn scores NaN
+            return np.nan
 
     def predict(self, X):
-        """Predicted values: shape (n_samples,) for one output, (n_samples, n_outputs) else."""
+        """Predicted values: shape (n_samples,) for one output, (n_samples, n_outputs) else
+        (for loss='poisson', the predicted means exp(network output))."""
         X = self._check_X(X)
         out = self.model_.predict(X)
         return out.ravel() if self.n_outputs_ == 1 else out
@@ -690,7 +982,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6

@@ -18,6 +18,8 @@ the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACT
 ``softmax_cross_entropy(Z, T, dZ, w, smoothing)``      T labels (B,) or targets (B, K); -> loss
 ``sigmoid_binary_cross_entropy(Z, T, dZ, w)``          mean over elements; -> loss
 ``mse(Z, T, dZ, w)``                                   mean over elements; -> loss
+``poisson(Z, T, dZ, w)``                               log link: mean of w (exp(Z) - T Z),
+                                                       dZ = w (exp(Z) - T) / Z.size; -> loss
 ``delta_backward(delta, W, D_prev, act, delta_prev,    delta_prev = f'(D_prev) * (delta @ W
 accumulate=False)``                                    [+ delta_prev when accumulate: beta=1])
 ``weight_grad(delta, A_prev, dW, db,                   dW = delta.T @ A_prev, db = sum(delta)
@@ -27,6 +29,14 @@ accumulate=False)``                                    (added to dW, db when acc
                                                        (tuples; D[l+1] gets Z where f' needs it)
 ``mlp_backward(delta, A, D, W, dW, db, acts)``         weight_grad and delta_backward through
                                                        them, from delta[L-1]
+``sparse_linear_forward(data, indices, indptr, W,      A_out = f(X @ W.T + b), X the CSR rows
+b, act, A_out)``                                       (data, indices, indptr) (first layer)
+``sparse_weight_grad(delta, data, indices, indptr,     dW = delta.T @ X, db = sum(delta), X CSR
+dW, db)``
+``gather_csr_rows(data, indices, indptr, idx,          rows idx of a CSR matrix as a CSR batch;
+out_data, out_indices, out_indptr) -> nnz``            -> its number of entries (CUDA: None,
+                                                       no wait; the count is out_indptr[-1])
+``csr_to_dense(data, indices, indptr, out)``           out = the CSR rows, dense
 ``fill_uniform(U, rng)``                               U ~ uniform [0, 1), seeded from rng
 ``dropout_forward(A_in, U, p, A_out)``                 A_out = A_in * (U >= p) / (1 - p)
 ``dropout_backward(delta, U, p, D_prev, act, out)``    out = f'(D_prev) * delta * (U >= p) / (1 - p)
@@ -64,6 +74,10 @@ single-layer kernels instead when the stack holds Dropout or BatchNorm layers.
 Arrays may be column slices of a wider buffer (rows contiguous): a graph model's
 Concatenate lets its producers write straight into its columns and hands column views of
 its delta back to them.
+
+CSR arguments: ``indptr`` has B + 1 entries and may start at any offset (a slice of a bigger
+matrix's ``indptr``), so a run of rows is passed without a copy; ``indices`` are int32 or
+int64; duplicate entries add up, as in SciPy.
 
 Losses: w is None or per-sample weights (B,); the loss is sum_i w_i l_i / B (Keras'
 convention) and ``smoothing`` is PyTorch's label smoothing. The optimizer kernels take flat,

@@ -5,8 +5,79 @@ activations (Numba specialises the branch away per call site's constant); the Py
 maps names to codes with :func:`activation_code`.
 """
 
+import hashlib
 import os
 
+
+
+def _kernel_sources_digest():
+    """SHA-256 of every .py file of the kernels package (sub-packages too)."""
+    digest = hashlib.sha256()
+    root = os.path.dirname(os.path.abspath(__file__))
+    for folder, dirs, files in sorted(os.walk(root)):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(folder, name)
+            digest.update(os.path.relpath(path, root).encode())
+            with open(path, "rb") as f:
+                digest.update(f.read())
+    return digest.hexdigest()
+
+
+def _stamp_kernel_caches():
+    """Make the disk cache of a kernel stale whenever ANY kernel source changes.
+
+    Numba stamps a cached function with its own source file only, but a kernel here calls
+    functions of other files (cpu.py's loops inline scalar.py's activations and vecmath's
+    math): after an upgrade or a branch switch that changes only scalar.py, the loops
+    cached for cpu.py would be loaded with the old formulas, silently wrong. This puts a
+    locator in front of Numba's own for the files of this package, whose stamp is the file's
+    own stamp together with the digest of all kernel sources."""
+    try:
+        from numba.core import caching
+
+        locators = caching.CacheImpl._locator_classes
+        base = caching._CacheLocator
+    except (ImportError, AttributeError):  # pragma: no cover - another Numba layout
+        return
+    if any(getattr(cls, "fastmlp_kernels", False) for cls in locators):
+        return
+    root = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    stamp = _kernel_sources_digest()
+
+    class KernelSourcesLocator(base):
+        fastmlp_kernels = True
+
+        def __init__(self, inner):
+            self._inner = inner
+
+        def ensure_cache_path(self):
+            self._inner.ensure_cache_path()
+
+        def get_cache_path(self):
+            return self._inner.get_cache_path()
+
+        def get_disambiguator(self):
+            return self._inner.get_disambiguator()
+
+        def get_source_stamp(self):
+            return (self._inner.get_source_stamp(), stamp)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not os.path.abspath(py_file).startswith(root):
+                return None
+            for other in list(locators):
+                if other is not cls:
+                    inner = other.from_function(py_func, py_file)
+                    if inner is not None:
+                        return cls(inner)
+            return None
+
+    locators.insert(0, KernelSourcesLocator)
+
+
+_stamp_kernel_caches()
 
 
 def _cache_writable():

@@ -205,6 +205,74 @@ def add(X, Y, out):
 
 
 # ---------------------------------------------------------------------------------------
+# sparse input: the first layer multiplies CSR rows (data, indices, indptr) directly;
+# indptr may start at any offset (a slice of a bigger matrix's indptr)
+
+
+@_jit
+def _sparse_matmul_wt(data, indices, indptr, W, out):
+    """out = X @ W.T for the CSR rows X: out[i, o] = sum_k data[k] W[o, indices[k]]."""
+    B, n_out = out.shape
+    for i in range(B):
+        for o in range(n_out):
+            out[i, o] = 0
+        for k in range(indptr[i], indptr[i + 1]):
+            x = data[k]
+            j = indices[k]
+            for o in range(n_out):
+                out[i, o] += x * W[o, j]
+
+
+def sparse_linear_forward(data, indices, indptr, W, b, act, A_out):
+    """A_out = f(X @ W.T + b) for the CSR rows X."""
+    _sparse_matmul_wt(data, indices, indptr, W, A_out)
+    _BIAS_ACTIVATE[act](A_out, b)
+
+
+@_jit
+def sparse_weight_grad(delta, data, indices, indptr, dW, db):
+    """dW = delta.T @ X for the CSR rows X (only the columns X touches are nonzero),
+    db = sum of delta over the batch."""
+    n_out, n_in = dW.shape
+    for o in range(n_out):
+        for j in range(n_in):
+            dW[o, j] = 0
+    for i in range(delta.shape[0]):
+        for k in range(indptr[i], indptr[i + 1]):
+            x = data[k]
+            j = indices[k]
+            for o in range(n_out):
+                dW[o, j] += delta[i, o] * x
+    _column_sum(delta, db)
+
+
+@_jit
+def gather_csr_rows(data, indices, indptr, idx, out_data, out_indices, out_indptr):
+    """Rows idx of a CSR matrix as a CSR batch in the out_ arrays; returns its nnz."""
+    nnz = 0
+    out_indptr[0] = 0
+    for i in range(idx.shape[0]):
+        r = idx[i]
+        for k in range(indptr[r], indptr[r + 1]):
+            out_data[nnz] = data[k]
+            out_indices[nnz] = indices[k]
+            nnz += 1
+        out_indptr[i + 1] = nnz
+    return nnz
+
+
+@_jit
+def csr_to_dense(data, indices, indptr, out):
+    """out = the CSR rows as a dense (B, n_cols) array (duplicates add up)."""
+    B, m = out.shape
+    for i in range(B):
+        for j in range(m):
+            out[i, j] = 0
+        for k in range(indptr[i], indptr[i + 1]):
+            out[i, indices[k]] += data[k]
+
+
+# ---------------------------------------------------------------------------------------
 # a stack of Dense layers in one call each way: the layer loop runs inside compiled code,
 # calling BLAS directly (kernels/blas.py), so no Python runs between the layers. Without a
 # BLAS reachable from Numba, the same loop runs in Python over the kernels above.
@@ -379,6 +447,28 @@ def _mse(Z, T, dZ, w):
 def mse(Z, T, dZ, w=None):
     """Mean over all elements of w_i (Z - T)^2; dZ = 2 w_i (Z - T) / Z.size."""
     return _mse(Z, T.reshape(Z.shape), dZ, w)
+
+
+@_jit
+def _poisson(Z, T, dZ, w):
+    n, m = Z.shape
+    inv = 1.0 / (n * m)
+    total = 0.0
+    for i in range(n):
+        wi = 1.0 if w is None else w[i]
+        for j in range(m):
+            z = np.float64(Z[i, j])
+            t = np.float64(T[i, j])
+            mu = math.exp(z)  # once, in float64: the output and the gradient share it
+            total += wi * (mu - t * z)
+            dZ[i, j] = wi * (mu - t) * inv
+    return total * inv
+
+
+def poisson(Z, T, dZ, w=None):
+    """Half Poisson deviance (log link) up to its constant: mean of w_i (exp(Z) - T Z);
+    dZ = w_i (exp(Z) - T) / Z.size."""
+    return _poisson(Z, T.reshape(Z.shape), dZ, w)
 
 
 @_jit

@@ -138,6 +138,21 @@ def mse(Z, T, dZ, w=None):
     return float((W * D * D).mean())
 
 
+def poisson(Z, T, dZ, w=None):
+    """Half Poisson deviance with a log link, up to its constant: Z is log(mean), T >= 0.
+
+    Mean over all elements of w_i (exp(Z) - T Z) (PyTorch's PoissonNLLLoss(log_input=True));
+    dZ = w_i (exp(Z) - T) / Z.size. exp(Z) is taken once, in float64.
+    """
+    Z64 = Z.astype(np.float64)
+    T64 = T.reshape(Z.shape).astype(np.float64)
+    W = _weights(w, Z.shape[0])
+    with np.errstate(over="ignore", invalid="ignore"):
+        M = np.exp(Z64)
+        dZ[...] = W * (M - T64) / Z.size
+        return float((W * (M - T64 * Z64)).mean())
+
+
 def delta_backward(delta, W, A_prev, act, delta_prev, accumulate=False):
     """delta_prev = f'(A_prev) * (delta @ W), f' taken from the stored activation A_prev.
 
@@ -165,6 +180,52 @@ def add(X, Y, out):
     """out = X + Y, elementwise (2-D; out may be X or Y): Add's forward pass, and the sum of
     the deltas that reach a layer feeding several consumers."""
     out[...] = X + Y
+
+
+# ---------------------------------------------------------------------------------------
+# sparse input: the first layer multiplies CSR rows (data, indices, indptr) directly.
+# Row i's entries are data[indptr[i]:indptr[i+1]] in the columns indices[...]; indptr may
+# start at any offset (a slice of a bigger matrix's indptr), so a run of rows needs no copy.
+
+
+def _csr_dense(data, indices, indptr, n_cols):
+    X = np.zeros((indptr.shape[0] - 1, n_cols))
+    for i in range(X.shape[0]):
+        cols = indices[indptr[i] : indptr[i + 1]]
+        np.add.at(X[i], cols, data[indptr[i] : indptr[i + 1]])  # duplicates add up
+    return X
+
+
+def sparse_linear_forward(data, indices, indptr, W, b, act, A_out):
+    """A_out = f(X @ W.T + b) for the CSR rows X (B rows, W.shape[1] columns)."""
+    X = _csr_dense(data, indices, indptr, W.shape[1])
+    A_out[...] = _f(X @ W.T.astype(np.float64) + b, act)
+
+
+def sparse_weight_grad(delta, data, indices, indptr, dW, db):
+    """dW = delta.T @ X for the CSR rows X, db = sum of delta over the batch."""
+    X = _csr_dense(data, indices, indptr, dW.shape[1])
+    dW[...] = delta.T.astype(np.float64) @ X
+    db[...] = delta.sum(axis=0)
+
+
+def gather_csr_rows(data, indices, indptr, idx, out_data, out_indices, out_indptr):
+    """Rows idx of a CSR matrix as a CSR batch in the out_ arrays; returns its nnz
+    (out_data and out_indices must hold at least that many entries)."""
+    nnz = 0
+    out_indptr[0] = 0
+    for i, r in enumerate(idx):
+        lo, hi = indptr[r], indptr[r + 1]
+        out_data[nnz : nnz + hi - lo] = data[lo:hi]
+        out_indices[nnz : nnz + hi - lo] = indices[lo:hi]
+        nnz += hi - lo
+        out_indptr[i + 1] = nnz
+    return int(nnz)
+
+
+def csr_to_dense(data, indices, indptr, out):
+    """out = the CSR rows as a dense (B, n_cols) array (duplicates add up)."""
+    out[...] = _csr_dense(data, indices, indptr, out.shape[1])
 
 
 # ---------------------------------------------------------------------------------------

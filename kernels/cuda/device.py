@@ -13,6 +13,7 @@ from .. import scalar
 
 _IMPORT_ERROR = None
 cuda = None
+numba = None
 SIM = False
 if importlib.util.find_spec("numba_cuda") is None:
     _IMPORT_ERROR = ("the numba-cuda package is not installed "
@@ -79,11 +80,41 @@ def why_unavailable():
     except Exception as exc:
         return f"the CUDA compiler library libNVVM could not be loaded: {exc}"
     try:
+        from numba.cuda.cudadrv import runtime as _runtime
+
+        versions = drv.get_version(), _runtime.get_version()
+    except Exception:  # no NVRTC to ask: numba-cuda reports that itself when it compiles
+        versions = None
+    if versions is not None:
+        mismatch = _toolkit_mismatch(*versions)
+        if mismatch is not None:
+            return mismatch
+    try:
         if len(cuda.gpus) == 0:
             return "no CUDA device was found"
     except Exception as exc:
         return f"no CUDA device was found: {exc}"
     return None
+
+
+def _toolkit_mismatch(driver_version, toolkit_version):
+    """None when code compiled by numba-cuda's CUDA toolkit libraries (NVVM, NVRTC) of
+    `toolkit_version` loads on a driver supporting CUDA `driver_version` (both (major,
+    minor)); else why not, naming the extra that installs matching libraries.
+
+    A driver runs PTX of its own CUDA major version or older; PTX of a newer major version
+    (CUDA 13's NVVM with a CUDA 12 driver) fails to load at the first launch. Within one
+    major version numba-cuda links for the driver itself (minor version compatibility)."""
+    (d_major, d_minor), (t_major, t_minor) = driver_version, toolkit_version
+    if t_major <= d_major:
+        return None
+    extra = f"cuda{d_major}" if d_major in (12, 13) else None
+    fix = (f"install the CUDA {d_major} libraries: pip install 'fastmlp[{extra}]' (that is "
+           f"numba-cuda[cu{d_major}]) in place of the CUDA {t_major} ones, or "
+           if extra else "")
+    return (f"numba-cuda compiles with the CUDA {t_major}.{t_minor} toolkit (NVVM) but the "
+            f"NVIDIA driver supports CUDA {d_major}.{d_minor} only, so no kernel would load: "
+            f"{fix}update the NVIDIA driver to one for CUDA {t_major}")
 
 
 def is_available():
@@ -179,25 +210,41 @@ def _context():
     return None if SIM else cuda.current_context()
 
 
-def _scratch(dtype, size, purpose):
-    """A private (size,) device array of `dtype` for `purpose`, made once per thread and
-    CUDA context."""
+def _store():
+    """This thread's scratch arrays in the current CUDA context (a new, empty store after
+    the context changed)."""
     ctx = _context()
-    store = getattr(_local, "store", None)
-    if store is None or _local.ctx is not ctx:
-        store = _local.store = {}
+    if getattr(_local, "ctx", _local) is not ctx:
+        _local.store = {}
         _local.ctx = ctx
-    key = (np.dtype(dtype).str, size, purpose)
+    return _local.store
+
+
+def _scratch(dtype, size, purpose):
+    """A private (size,) device array of `dtype` (a NumPy scalar type) for `purpose`, made
+    once per thread and CUDA context."""
+    store = _store()
+    key = (dtype, size, purpose)
     a = store.get(key)
     if a is None:
         a = store[key] = _alloc((size,), dtype)
     return a
 
 
+def _dummies(dtype):
+    """Tiny (1,) and (1, 1) device arrays of `dtype` standing in for absent optional
+    arguments (never written), made once per thread and context like the scratch arrays."""
+    store = _store()
+    key = (dtype, "dummies")
+    d = store.get(key)
+    if d is None:
+        d = store[key] = (_alloc((1,), dtype), _alloc((1, 1), dtype))
+    return d
+
+
 def _dummy(dtype, ndim):
-    """A tiny device array standing in for an absent optional argument (never written)."""
-    a = _scratch(dtype, 1, "dummy")
-    return a if ndim == 1 else a.reshape(*((1,) * ndim))
+    """The (1,) (ndim 1) or (1, 1) (ndim 2) stand-in of _dummies."""
+    return _dummies(dtype)[ndim - 1]
 
 
 def _reshape(a, shape):

@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from ..codes import IDENTITY
-from .device import GEMM_LARGE, GEMM_SMALL, _dummy, _launch, _multiprocessors, activations, cuda
+from .device import GEMM_LARGE, GEMM_SMALL, _dummies, _launch, _multiprocessors, activations, cuda
 from .memory import _zero_fill
 
 # ---------------------------------------------------------------------------------------
@@ -158,26 +158,48 @@ def _gemm_grid(M, N, config):
     return grid
 
 
-def _gemm(A, B, C, trans_a, trans_b, epi, bias=None, D=None, act=IDENTITY, db=None,
-          accumulate=False):
-    dt = np.dtype(C.dtype).type
-    M, N = C.shape
+#: (dtype, C's shape, transposes, epilogue, activation) -> (kernel, grid, block), or None
+#: for an empty product: worked out once per shape (host time per launch is what a small
+#: network's step is made of)
+_PLANS = {}
+
+
+def _gemm_plan(dt, M, N, trans_a, trans_b, epi, act, accumulate=False):
     config = _gemm_config(M, N)
     BM, BN, _, TM, TN = config
+    grid = _gemm_grid(M, N, config)
+    if grid[0] == 0 or grid[1] == 0:
+        return None
     # the activation is a compile-time constant of the kernel: one specialisation per
     # activation in use, with only that activation's code in the epilogue
     kernel = _gemm_kernel(dt, bool(trans_a), bool(trans_b), epi,
                           int(act) if epi in (EPI_BIAS_ACT, EPI_DACT) else IDENTITY, config,
                           bool(accumulate))
-    grid = _gemm_grid(M, N, config)
-    if grid[0] == 0 or grid[1] == 0:
+    return kernel, grid, (BN // TN, BM // TM)
+
+
+def _gemm(A, B, C, trans_a, trans_b, epi, bias=None, D=None, act=IDENTITY, db=None,
+          accumulate=False):
+    dt = C.dtype.type
+    key = (dt, C.shape, trans_a, trans_b, epi, act, accumulate)
+    plan = _PLANS.get(key, False)
+    if plan is False:
+        M, N = C.shape
+        plan = _gemm_plan(dt, M, N, trans_a, trans_b, epi, act, accumulate)
+        if len(_PLANS) > 4096:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    if plan is None:
         if epi == EPI_DB and db is not None and not accumulate:
             _zero_fill(db)
         return
-    _launch(kernel, grid, (BN // TN, BM // TM), A, B, C,
-            _dummy(dt, 1) if bias is None else bias,
-            _dummy(dt, 2) if D is None else D,
-            _dummy(dt, 1) if db is None else db)
+    if bias is None or D is None or db is None:
+        d1, d2 = _dummies(dt)
+        bias = d1 if bias is None else bias
+        D = d2 if D is None else D
+        db = d1 if db is None else db
+    kernel, grid, block = plan
+    _launch(kernel, grid, block, A, B, C, bias, D, db)
 
 
 def matmul(A, B, C, trans_a=False, trans_b=False):

@@ -150,6 +150,31 @@ def _mse_kernel(dt):
     return cuda.jit(mse)
 
 
+@functools.lru_cache(maxsize=None)
+def _poisson_kernel(dt):
+    ZERO, ONE = dt(0), dt(1)
+
+    def poisson(Z, T, dZ, w, has_w, inv, partials):
+        red = cuda.shared.array(THREADS, dt)
+        t = cuda.threadIdx.x
+        n, m = Z.shape
+        acc = ZERO
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            wi = w[i] if has_w else ONE
+            row = ZERO
+            for j in range(m):
+                z = Z[i, j]
+                tij = dt(T[i, j])
+                mu = math.exp(z)  # once: the output and the gradient share it
+                row += mu - tij * z
+                dZ[i, j] = wi * (mu - tij) * inv
+            acc += wi * row / dt(m)
+        red[t] = acc
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(poisson)
+
+
 def _loss(kernel, Z, total, args):
     """Launch a loss kernel and add its blocks' sums (B * loss) into `total[0]`, or into a
     scratch scalar that is read back (then the batch-mean loss is returned as a float)."""
@@ -173,7 +198,7 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0, total=None):
     ``total[0]`` and returns None without waiting.
     """
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, Z.dtype)
+    ww, has_w = _weights_arg(w, dt)
     kernel = _ce_kernel(dt, T.ndim == 1)
     return _loss(kernel, Z, total, (Z, T, dZ, ww, has_w, dt(smoothing), dt(1.0 / Z.shape[0])))
 
@@ -185,7 +210,7 @@ def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
     ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, Z.dtype)
+    ww, has_w = _weights_arg(w, dt)
     return _loss(_bce_kernel(dt), Z, total,
                  (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
 
@@ -197,8 +222,20 @@ def mse(Z, T, dZ, w=None, total=None):
     to ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, Z.dtype)
+    ww, has_w = _weights_arg(w, dt)
     return _loss(_mse_kernel(dt), Z, total,
+                 (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
+
+
+def poisson(Z, T, dZ, w=None, total=None):
+    """Half Poisson deviance with a log link, up to its constant: mean over all elements of
+    w_i (exp(Z) - T Z); dZ = w_i (exp(Z) - T) / Z.size. exp is taken once per element, in
+    the data's dtype (float32 overflows above Z = 88, where the CPU backend, which computes
+    in float64, still has a finite loss). With ``total``: adds B * loss to ``total[0]`` and
+    returns None without waiting; else returns the loss (synchronises)."""
+    dt = _dt(Z)
+    ww, has_w = _weights_arg(w, Z.dtype)
+    return _loss(_poisson_kernel(dt), Z, total,
                  (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
 
 

@@ -7,12 +7,19 @@ chain in one launch followed by one weight-gradient GEMM per layer. Wider ones t
 per-layer loop of tiled GEMMs. Both paths are run here and told apart by their launches.
 
 As in test_cuda_kernels.py: tiny shapes (sizes 1, 3, 7, 17, 33; batches that are not
-multiples of the 4 rows a fused block takes), W and b as views of one flat device array
+multiples of the rows a fused block takes), W and b as views of one flat device array
 (the model's layout), outputs NaN-filled on the device first so that an element a kernel
 forgets fails, inputs checked unchanged. Tolerance rtol 1e-5 (float32) / 1e-12 (float64)
 relative to the scale of each output's terms.
+
+Under the simulator the fused kernels take at most 4 rows per block, 2 rows and 2 units per
+thread, 8 threads per block, and the simulator reports 4 multiprocessors: a batch of 16 or
+more runs 4 rows per block (2 row groups), 8 to 15 rows 2 per block, fewer 1 per block. The
+batches below meet all three, the real GPU's configuration (16 rows, 4 per thread, 256
+threads; 8 rows in float64) is run in test_the_real_launch_configuration.
 """
 
+import contextlib
 import unittest.mock as mock
 
 import numpy as np
@@ -25,13 +32,16 @@ from fastmlp.kernels import reference as ref
 from test_cuda_kernels import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, assert_close, dot_scale,
                                nan_device, randn, rng_for)
 
-#: (batch, sizes): fused (widths <= 32 after the input, which may be up to 64), then loop
-FUSED_STACKS = ((1, (3, 1)), (7, (40, 17, 3)), (6, (5, 32, 1, 9, 2)))
+#: (batch, sizes): fused (widths <= 32 after the input, which may be up to 64), then loop;
+#: 1 to 4 layers, batches giving 1, 2 and 4 rows per block, none a multiple of the block
+FUSED_STACKS = ((1, (3, 1)), (7, (40, 17, 3)), (13, (5, 32, 1, 9, 2)), (19, (6, 11, 3, 5)))
 LOOP_STACKS = ((5, (3, 33, 7)),)
 
 
 def test_the_simulator_uses_the_small_fused_configuration():
     assert kc.FUSED_MAX_WIDTH == 32 and kc.fused.FUSED_ROWS == 4
+    rows = {kc.fused._fused_config(np.float32, s, batch)[0] for batch, s in FUSED_STACKS}
+    assert rows == {1, 2, 4}
     assert all(max(s[1:]) <= kc.FUSED_MAX_WIDTH and s[0] <= kc.FUSED_MAX_INPUT for _, s in FUSED_STACKS)
     assert all(max(s[1:]) > kc.FUSED_MAX_WIDTH for _, s in LOOP_STACKS)
 
@@ -137,12 +147,15 @@ def compare(ours, theirs, acts, dtype, what):
             assert_close(delta[l - 1], rdelta[l - 1], dtype, sc, f"delta[{l - 1}] {what}")
 
 
-def expect_fused(forward, backward, dtype, sizes, acts):
+def expect_fused(forward, backward, dtype, sizes, acts, batch):
     dt = np.dtype(dtype).type
-    assert forward == [kc.fused._fused_forward_kernel(dt, sizes, acts, True)], "forward: not fused"
+    config = kc.fused._fused_config(dt, sizes, batch)
+    assert forward == [kc.fused._fused_forward_kernel(dt, sizes, acts, True, *config)], \
+        "forward: not fused"
     L = len(acts)
     if L > 1:
-        assert backward[0] is kc.fused._fused_delta_kernel(dt, sizes, acts), "backward: not fused"
+        assert backward[0] is kc.fused._fused_delta_kernel(dt, sizes, acts, *config), \
+            "backward: not fused"
     assert len(backward) == (L + 1 if L > 1 else 1), "backward: one GEMM per layer expected"
 
 
@@ -164,7 +177,7 @@ def test_mlp_forward_backward(dtype, act, monkeypatch):
                                   batch, sizes, acts)
         ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches)
         if fused:
-            expect_fused(forward, backward, dtype, sizes, acts)
+            expect_fused(forward, backward, dtype, sizes, acts, batch)
         else:
             expect_loop(forward, backward, acts)
         compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, what)
@@ -178,13 +191,13 @@ def test_row_views_of_larger_buffers(dtype, monkeypatch):
     X, flat, top = make_stack(rng_for("rows", np.dtype(dtype).str), dtype, batch, sizes, acts)
     ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches,
                                        make=lambda shape: nan_device((13, shape[1]), dtype)[:batch])
-    expect_fused(forward, backward, dtype, sizes, acts)
+    expect_fused(forward, backward, dtype, sizes, acts, batch)
     compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, "row views")
 
 
-def test_arrays_of_mixed_layouts_fall_back_to_the_loop(monkeypatch):
+def test_arrays_of_mixed_layouts_are_fused(monkeypatch):
     """A non-contiguous hidden activation (a column slice) among contiguous ones: the fused
-    kernels cannot index such a tuple, so the per-layer loop runs, with the right answer."""
+    kernels index their tuples with constants, so arrays of any layout mix."""
     launches = Launches(monkeypatch)
     dtype, batch = np.float64, 5
     sizes, acts = (4, 6, 3, 2), (codes.SIGMOID, codes.TANH, codes.IDENTITY)
@@ -198,7 +211,7 @@ def test_arrays_of_mixed_layouts_fall_back_to_the_loop(monkeypatch):
         return nan_device(shape, dtype)
 
     ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches, make=make)
-    expect_loop(forward, backward, acts)
+    expect_fused(forward, backward, dtype, sizes, acts, batch)
     compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, "column slices")
 
 
@@ -237,14 +250,55 @@ def test_launches_per_training_step_for_mnist(monkeypatch):
     assert counts == {(256, 256): (3, 5), (256, 784): (1, 4), (128, 784): (3, 5)}
 
 
-def test_rows_per_block_fit_the_shared_memory():
-    """Two (rows, width + 1) buffers per block within 48 KiB: 16 rows in float32 at width
-    256, 8 in float64 (16 would need 64 KiB)."""
-    sizes = (784, 256, 128, 10)
-    with mock.patch.object(kc.fused, "FUSED_ROWS", 16):
-        assert kc.fused._fused_rows(np.float32, sizes) == 16
-        assert kc.fused._fused_rows(np.float64, sizes) == 8
-        assert kc.fused._fused_rows(np.float64, (784, 64, 10)) == 16
-    for dt in (np.float32, np.float64):
-        rows = kc.fused._fused_rows(dt, sizes)
-        assert 2 * rows * (max(sizes[1:]) + 1) * np.dtype(dt).itemsize <= kc.fused.FUSED_SHARED_BYTES
+def real_gpu_settings(sm_count=132):
+    """The fused kernels' settings on a real GPU (an H100's 132 multiprocessors)."""
+    return [mock.patch.object(kc.fused, "FUSED_ROWS", 16),
+            mock.patch.object(kc.fused, "FUSED_ROWS_PER_THREAD", 4),
+            mock.patch.object(kc.fused, "FUSED_THREADS", 256),
+            mock.patch.object(kc.fused, "_WARP", 32),
+            mock.patch.object(kc.fused, "_multiprocessors", lambda: sm_count)]
+
+
+def test_rows_per_block_fit_the_shared_memory_and_the_machine():
+    """Two (rows, pitch) buffers per block within 48 KiB (16 rows in float32 at width 256,
+    8 in float64); fewer rows per block while the batch would leave multiprocessors idle;
+    whole warps of threads, no more than the widest layer needs."""
+    sizes = (256, 256, 128, 10)
+    with contextlib.ExitStack() as stack:
+        for patch in real_gpu_settings():
+            stack.enter_context(patch)
+        config = kc.fused._fused_config
+        assert config(np.float32, sizes, 1 << 14) == (16, 4, 64)  # 256 threads, 1024 blocks
+        assert config(np.float64, sizes, 1 << 14) == (8, 4, 128)  # 8 rows: 48 KiB
+        assert config(np.float32, sizes, 128) == (1, 1, 128)  # 128 blocks of 1 row
+        assert config(np.float32, sizes, 512) == (2, 2, 128)  # 256 blocks of 2 rows
+        assert config(np.float32, (32, 64, 64, 64, 2), 4096) == (16, 4, 32)  # 128 threads
+        assert config(np.float32, (3, 5, 2), 1000) == (4, 4, 32)  # one warp
+        for dt in (np.float32, np.float64):
+            for batch in (1, 100, 1000, 1 << 18):
+                R, RT, C = config(dt, sizes, batch)
+                threads = (R // RT) * C
+                assert 2 * R * kc.fused._pitch(sizes) * np.dtype(dt).itemsize <= \
+                    kc.fused.FUSED_SHARED_BYTES
+                assert R % RT == 0 and threads % 32 == 0 and threads <= 256
+                assert -(-batch // R) >= 132 or R == 1
+    assert kc.fused._pitch((784, 256, 128, 10)) == 785
+    assert kc.fused._pitch((32, 64, 2)) == 65 and kc.fused._pitch((5, 7, 3)) == 7
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_the_real_launch_configuration(dtype, monkeypatch):
+    """16 rows per block, 4 per thread (4 row groups), an odd pitch, and as many threads as
+    the simulator affords (32 instead of 256): a batch of three blocks, the last one short."""
+    launches = Launches(monkeypatch)
+    monkeypatch.setattr(kc.fused, "FUSED_ROWS", 16)
+    monkeypatch.setattr(kc.fused, "FUSED_ROWS_PER_THREAD", 4)
+    monkeypatch.setattr(kc.fused, "FUSED_THREADS", 32)
+    monkeypatch.setattr(kc.fused, "_multiprocessors", lambda: 1)
+    batch, sizes = 37, (9, 20, 13, 6)
+    acts = (codes.TANH, codes.GELU, codes.IDENTITY)
+    assert kc.fused._fused_config(np.dtype(dtype).type, sizes, batch) == (16, 4, 8)
+    X, flat, top = make_stack(rng_for("real config", np.dtype(dtype).str), dtype, batch, sizes, acts)
+    ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches)
+    expect_fused(forward, backward, dtype, sizes, acts, batch)
+    compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, "real configuration")

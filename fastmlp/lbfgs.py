@@ -1,0 +1,172 @@
+"""Full-batch L-BFGS on fastmlp's kernels: ``fastmlp.fit_lbfgs(model, X, y, ...)``.
+
+The objective is the model's mean loss over the whole data set plus an optional L2 term on
+the weights (not the biases)::
+
+    J(theta) = scale * sum_i w_i l_i / n  +  l2 / 2 * sum_l ||W_l||^2
+
+Its value and gradient come from the model's own kernels -- forward, fused loss, backward --
+run over the data in chunks of ``chunk_size`` rows into buffers allocated once, so memory
+does not grow with the data (sparse X stays sparse). SciPy's L-BFGS-B
+(``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``) takes the steps. SciPy is needed
+only here (``pip install 'fastmlp[sklearn]'`` brings it).
+
+The model must be a stack of Dense layers: Dropout and BatchNorm make the objective depend
+on the chunk and on chance, which a line search cannot work with.
+"""
+
+import math
+import warnings
+from types import SimpleNamespace
+
+import numpy as np
+
+from ._validation import check_float, check_int
+from .errors import DivergenceError
+from .sparse import csr_run, issparse
+
+__all__ = ["fit_lbfgs"]
+
+
+class _Objective:
+    """J(theta) and dJ/dtheta of a model on (X, T, w), chunk by chunk."""
+
+    def __init__(self, model, X, T, w, l2, scale, chunk_size):
+        self.model, self.X, self.T, self.w = model, X, T, w
+        self.l2, self.scale = l2, scale
+        self.n = X.shape[0]
+        self.chunk = min(chunk_size, self.n)
+        self.sparse = issparse(X)
+        self.buffers = model._buffers_for(self.chunk, T, w is not None, self.sparse)
+        k = model._kernels
+        # where the weights (not the biases) sit in theta: the L2 term's mask
+        mask, offset = np.zeros(model.n_parameters, bool), 0
+        for layer in model.layers:
+            for name, shape in layer.param_shapes().items():
+                size = math.prod(shape)
+                mask[offset : offset + size] = name == "W"
+                offset += size
+        self.mask = mask
+        self.data_loss = math.nan  # the last evaluation's scale * mean loss (no L2 term)
+        self.n_calls = 0
+        self.k = k
+
+    def set_theta(self, theta):
+        self.k.write(self.model._theta, theta.astype(self.model.dtype))
+
+    def __call__(self, theta):
+        model, k, n = self.model, self.k, self.n
+        self.set_theta(theta)
+        self.n_calls += 1
+        loss = 0.0
+        grad = np.zeros(theta.shape[0])
+        for start in range(0, n, self.chunk):
+            stop = min(start + self.chunk, n)
+            v = self.buffers.views(stop - start)
+            X0 = csr_run(k, self.X, start, stop) if self.sparse else None
+            if X0 is None:
+                k.write(v.A[0], self.X[start:stop])
+            k.write(v.T, self.T[start:stop])
+            if self.w is not None:
+                k.write(v.w, self.w[start:stop])
+            model._forward(v, True, X0)
+            part = model._loss_and_grad(v)  # the chunk's mean loss, delta of the outputs
+            model._backward(v, X0)
+            share = (stop - start) / n
+            loss += part * share
+            grad += k.to_host(model._grad) * share
+        self.data_loss = self.scale * loss
+        grad *= self.scale
+        value = self.data_loss
+        if self.l2:
+            W = theta[self.mask]
+            value += 0.5 * self.l2 * float(W @ W)
+            grad[self.mask] += self.l2 * W
+        if not math.isfinite(value) or not np.isfinite(grad).all():
+            raise DivergenceError(
+                f"L-BFGS diverged: the loss became {value} at function evaluation {self.n_calls}; "
+                "the weights are back to where the last finite evaluation left them. Scale the "
+                "inputs (e.g. standardize them) or add an L2 penalty (l2=...)."
+            )
+        return value, grad
+
+
+def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000, tol=1e-4,
+              chunk_size=4096, verbose=False):
+    """Run L-BFGS-B on already checked data; returns (scipy's OptimizeResult, a list of
+    (objective, its data term without the L2 term) after each iteration)."""
+    try:
+        from scipy.optimize import minimize
+    except ImportError as exc:  # pragma: no cover - scipy is installed with scikit-learn
+        raise ImportError("L-BFGS needs SciPy: pip install scipy (or 'fastmlp[sklearn]')") from exc
+    if not model._dense_only:
+        raise ValueError("L-BFGS needs a model of Dense layers only (no Dropout or BatchNorm: they "
+                         "make the loss depend on the chunk and on chance); got "
+                         f"{[type(layer).__name__ for layer in model.layers]}")
+    # one trainer per model (the objective works in the model's buffers); other models
+    # train meanwhile
+    with model._guard.training("fit_lbfgs"):
+        objective = _Objective(model, X, T, w, l2, scale, chunk_size)
+        theta0 = model._kernels.to_host(model._theta).astype(np.float64)
+        curve = []
+        last = {"theta": theta0, "value": None}
+
+        def fun(theta):  # each evaluation moves the weights: one whole "step" for readers
+            try:
+                with model._guard.step_lock:
+                    value, grad = objective(theta)
+            except DivergenceError:
+                with model._guard.step_lock:
+                    objective.set_theta(last["theta"])
+                raise
+            last["theta"], last["value"] = theta.copy(), value
+            return value, grad
+
+        def callback(intermediate_result):
+            # (objective, its data term) at the iterate, which the line search evaluated last
+            curve.append((float(intermediate_result.fun), objective.data_loss))
+            if verbose:
+                print("Iteration %d, loss = %.8f" % (len(curve), curve[-1][0]))
+
+        with warnings.catch_warnings():
+            # SciPy warns about its own deprecations of options we do not pass
+            warnings.simplefilter("ignore", DeprecationWarning)
+            result = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=callback,
+                              options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol})
+            with model._guard.step_lock:
+                objective.set_theta(result.x)
+        return result, curve
+
+
+def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
+              sample_weight=None, chunk_size=4096, verbose=False):
+    """Train `model` (a stack of Dense layers) on all of (X, y) with L-BFGS; returns a result.
+
+    Minimises the model's mean loss over the data set (weighted by `sample_weight` as in
+    ``fit``: sum_i w_i l_i / n) plus ``l2 / 2 * sum ||W||^2`` over the weight matrices, with
+    SciPy's L-BFGS-B: at most `max_iter` iterations and `max_fun` evaluations of the loss;
+    it stops when every component of the projected gradient is <= `tol`. The loss and its
+    gradient are computed by the model's kernels over `chunk_size` rows at a time. X may be
+    dense or a SciPy sparse matrix/array.
+
+    Returns a namespace: ``loss`` (the objective at the end), ``n_iter``, ``n_fun``
+    (evaluations), ``converged`` (SciPy's status 0), ``message``, ``loss_curve`` (the
+    objective after each iteration). A non-finite loss raises fastmlp.DivergenceError (a
+    ValueError and a FloatingPointError) with the weights left at the last finite point.
+    The optimizer state of ``model.optimizer`` is not touched.
+    """
+    max_iter = check_int(max_iter, "max_iter")
+    max_fun = check_int(max_fun, "max_fun")
+    tol = check_float(tol, "tol", low=0)
+    l2 = check_float(l2, "l2", low=0)
+    chunk_size = check_int(chunk_size, "chunk_size")
+    Xs, T, labels = model._check_fit_data(X, y)
+    if len(Xs) != 1:
+        raise ValueError("fit_lbfgs trains single-input models; this model has several inputs")
+    X = Xs[0]
+    w = model._sample_weights(sample_weight, None, labels, X.shape[0])
+    result, curve = _minimize(model, X, T, w, l2=l2, max_iter=max_iter, max_fun=max_fun,
+                              tol=tol, chunk_size=chunk_size, verbose=bool(verbose))
+    return SimpleNamespace(loss=float(result.fun), n_iter=int(result.nit), n_fun=int(result.nfev),
+                           converged=result.status == 0, message=str(result.message),
+                           loss_curve=[total for total, _ in curve])

@@ -1,0 +1,142 @@
+"""The Poisson loss and the sparse first-layer kernels: CPU against the NumPy reference,
+on odd shapes (1, primes), with SciPy's sparse products as a second, independent oracle."""
+
+import zlib
+
+import numpy as np
+import pytest
+
+from fastmlp.kernels import codes, cpu
+from fastmlp.kernels import reference as ref
+
+DTYPES = (np.float32, np.float64)
+RTOL = {np.dtype(np.float32): 2e-5, np.dtype(np.float64): 1e-12}
+SHAPES = [(1, 1), (1, 7), (7, 1), (13, 3), (31, 17), (130, 5)]
+ACTS = sorted(codes.ACTIVATIONS.values())
+BACKENDS = [pytest.param(cpu, id="cpu"), pytest.param(ref, id="reference")]
+
+
+def rng_for(*key):
+    return np.random.default_rng(zlib.crc32(repr(key).encode()))
+
+
+def close(actual, expected, dtype, scale=1.0):
+    rtol = RTOL[np.dtype(dtype)]
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+# ---------------------------------------------------------------------------------------
+# poisson
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_poisson_cpu_matches_reference(dtype, shape, weighted):
+    rng = rng_for("poisson", dtype, shape, weighted)
+    Z = rng.normal(0, 2, shape).astype(dtype)
+    T = rng.poisson(3.0, shape).astype(dtype)
+    w = rng.uniform(0, 2, shape[0]).astype(dtype) if weighted else None
+    dZ_ref = np.full(shape, np.nan, dtype)
+    dZ_cpu = np.full(shape, np.nan, dtype)
+    loss_ref = ref.poisson(Z, T, dZ_ref, w)
+    loss_cpu = cpu.poisson(Z.copy(), T.copy(), dZ_cpu, None if w is None else w.copy())
+    close(loss_cpu, loss_ref, dtype, scale=np.abs(np.exp(Z.astype(float))).max() + T.max())
+    close(dZ_cpu, dZ_ref, dtype, scale=np.abs(dZ_ref).max())
+    # the formula itself
+    Z64, T64 = Z.astype(np.float64), T.astype(np.float64)
+    W = np.ones((shape[0], 1)) if w is None else w.astype(np.float64)[:, None]
+    np.testing.assert_allclose(loss_ref, np.mean(W * (np.exp(Z64) - T64 * Z64)), rtol=1e-12)
+    np.testing.assert_allclose(dZ_ref, (W * (np.exp(Z64) - T64) / Z.size).astype(dtype),
+                               rtol=RTOL[np.dtype(dtype)])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_poisson_large_logits_stay_finite_in_float32(backend):
+    # exp(100) overflows float32, not the float64 the kernel computes in: the loss is finite
+    Z = np.array([[100.0, -100.0, 0.0]], np.float32)
+    T = np.array([[1.0, 0.0, 2.0]], np.float32)
+    dZ = np.empty_like(Z)
+    loss = backend.poisson(Z, T, dZ)
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, (np.exp(100.0) - 100.0 + np.exp(-100.0) + 1.0) / 3, rtol=1e-6)
+    assert dZ[0, 1] >= 0 and dZ[0, 2] == pytest.approx((1 - 2) / 3)
+
+
+# ---------------------------------------------------------------------------------------
+# sparse first layer
+
+
+def random_csr(rng, n_rows, n_cols, density, dtype, duplicates=False):
+    sp = pytest.importorskip("scipy.sparse")
+    X = sp.random(n_rows, n_cols, density=density, format="csr", random_state=rng, dtype=np.float64)
+    X = X.astype(dtype)
+    data, indices, indptr = X.data, X.indices, X.indptr
+    if duplicates and X.nnz:  # an explicit duplicate entry in row 0 (adds up, as in SciPy)
+        coo = X.tocoo()
+        r = np.r_[coo.row, coo.row[:1]]
+        c = np.r_[coo.col, coo.col[:1]]
+        d = np.r_[coo.data, coo.data[:1]]
+        order = np.argsort(r, kind="stable")
+        data, indices = d[order].astype(dtype), c[order].astype(np.int32)
+        indptr = np.r_[0, np.cumsum(np.bincount(r, minlength=n_rows))].astype(np.int32)
+        X = sp.csr_matrix((data, indices, indptr), shape=(n_rows, n_cols))
+    return X, data, indices, indptr
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (1, 13, 7), (7, 1, 3), (13, 31, 5), (37, 101, 17)])
+@pytest.mark.parametrize("act", ACTS)
+def test_sparse_linear_forward(dtype, B, n_in, n_out, act):
+    rng = rng_for("slf", dtype, B, n_in, n_out, act)
+    X, data, indices, indptr = random_csr(rng, B, n_in, 0.3, dtype, duplicates=act == 0)
+    W = rng.normal(0, 1, (n_out, n_in)).astype(dtype)
+    b = rng.normal(0, 1, n_out).astype(dtype)
+    out_ref = np.full((B, n_out), np.nan, dtype)
+    out_cpu = np.full((B, n_out), np.nan, dtype)
+    ref.sparse_linear_forward(data, indices, indptr, W, b, act, out_ref)
+    cpu.sparse_linear_forward(data, indices, indptr, W, b, act, out_cpu)
+    scale = (abs(X) @ np.abs(W.T)).max() + np.abs(b).max() if X.nnz else 1.0
+    close(out_cpu, out_ref, dtype, scale)
+    dense_ref = np.full((B, n_out), np.nan, dtype)
+    ref.linear_forward(X.toarray(), W, b, act, dense_ref)  # the dense kernel as oracle
+    close(out_ref, dense_ref, dtype, scale)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("B,n_in,n_out", [(1, 1, 1), (1, 13, 7), (7, 1, 3), (13, 31, 5), (37, 101, 17)])
+def test_sparse_weight_grad(dtype, B, n_in, n_out):
+    rng = rng_for("swg", dtype, B, n_in, n_out)
+    X, data, indices, indptr = random_csr(rng, B, n_in, 0.3, dtype, duplicates=True)
+    delta = rng.normal(0, 1, (B, n_out)).astype(dtype)
+    outs = {}
+    for name, k in (("ref", ref), ("cpu", cpu)):
+        dW = np.full((n_out, n_in), np.nan, dtype)
+        db = np.full(n_out, np.nan, dtype)
+        k.sparse_weight_grad(delta, data, indices, indptr, dW, db)
+        outs[name] = dW, db
+    expected = np.asarray((X.T @ delta).T, np.float64)
+    scale = (np.abs(delta.T) @ abs(X)).max() if X.nnz else 1.0
+    for dW, db in outs.values():
+        close(dW, expected, dtype, scale)
+        close(db, delta.astype(np.float64).sum(axis=0), dtype, np.abs(delta).sum(axis=0).max())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("index_dtype", [np.int32, np.int64])
+def test_gather_csr_rows_and_offset_indptr(backend, index_dtype):
+    rng = rng_for("gather", index_dtype)
+    X, data, indices, indptr = random_csr(rng, 29, 11, 0.4, np.float64)
+    indices, indptr = indices.astype(index_dtype), indptr.astype(index_dtype)
+    idx = rng.permutation(29)[:13]
+    cap = X.nnz
+    od, oi, op = np.full(cap, np.nan), np.full(cap, -1, index_dtype), np.full(14, -1, index_dtype)
+    nnz = backend.gather_csr_rows(data, indices, indptr, idx, od, oi, op)
+    assert nnz == op[-1] == X[idx].nnz
+    dense = np.full((13, 11), np.nan)
+    backend.csr_to_dense(od, oi, op, dense)
+    np.testing.assert_array_equal(dense, X[idx].toarray())
+    # a run of rows passes as a slice of indptr (no copy, indptr[0] != 0)
+    dense = np.full((5, 11), np.nan)
+    backend.csr_to_dense(data, indices, indptr[7:13], dense)
+    np.testing.assert_array_equal(dense, X[7:12].toarray())

@@ -1,0 +1,306 @@
+"""fastmlp.MLPClassifier / MLPRegressor as drop-ins for scikit-learn's: lbfgs, poisson,
+sample_weight (with early stopping and metadata routing), sparse input, exactly when
+ConvergenceWarning is issued, n_iter_no_change=np.inf, stratified early stopping, the
+divergence error -- each compared with scikit-learn 1.9 itself where it has the feature."""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+sp = pytest.importorskip("scipy.sparse")
+
+from sklearn import config_context, neural_network  # noqa: E402
+from sklearn.datasets import make_classification, make_regression  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+
+import fastmlp  # noqa: E402
+from fastmlp import MLPClassifier, MLPRegressor  # noqa: E402
+
+_Xc, _yc = make_classification(240, 6, n_informative=4, n_classes=3, random_state=0)
+_Xb, _yb = make_classification(240, 6, random_state=1)
+_Xr, _yr = make_regression(240, 6, n_targets=2, noise=1.0, random_state=0)
+_yr = _yr / 100
+_rng = np.random.default_rng(0)
+_yp = _rng.poisson(np.exp(0.4 * _Xr[:, 0] - 0.2 * _Xr[:, 1]))  # Poisson counts
+_PROBLEMS = {
+    "multiclass": ("c", _Xc, _yc),
+    "binary": ("c", _Xb, _yb),
+    "multilabel": ("c", _Xb, np.stack([_yb, 1 - _yb, (_Xb[:, 0] > 0).astype(int)], 1)),
+    "regression": ("r", _Xr, _yr[:, 0]),
+    "multi-output": ("r", _Xr, _yr),
+    "poisson": ("p", _Xr, _yp),
+}
+
+
+def _pair(kind, **params):
+    if kind == "c":
+        return MLPClassifier(device="cpu", **params), neural_network.MLPClassifier(**params)
+    if kind == "p":
+        params["loss"] = "poisson"
+    return MLPRegressor(device="cpu", **params), neural_network.MLPRegressor(**params)
+
+
+def _fit_quietly(est, *args, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(*args, **kwargs)
+
+
+def _assert_same_weights(ours, ref, tol):
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+# ---------------------------------------------------------------------------------------
+# the same fit as scikit-learn's, from the same random_state (same initial weights, same
+# shuffles): lbfgs, sgd, adam, with and without sample weights
+
+
+@pytest.mark.parametrize("problem", list(_PROBLEMS))
+def test_lbfgs_is_sklearns_lbfgs(problem):
+    kind, X, y = _PROBLEMS[problem]
+    ours, ref = _pair(kind, solver="lbfgs", hidden_layer_sizes=(8,), max_iter=40, alpha=1e-3,
+                      random_state=0)
+    _fit_quietly(ours, X, y)
+    _fit_quietly(ref, X, y)
+    assert ours.out_activation_ == ref.out_activation_
+    if problem == "multi-output":
+        # scikit-learn's line search sees the squared error averaged over the outputs and
+        # a gradient summed over them; ours sees the summed loss and its own gradient (see
+        # the module docstring): different paths, fits of the same quality
+        assert ours.score(X, y) == pytest.approx(ref.score(X, y), abs=0.05)
+        return
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=1e-6)
+    _assert_same_weights(ours, ref, 1e-5)
+    assert len(ours.loss_curve_) == ours.n_iter_ and ours.loss_curve_[-1] == pytest.approx(ours.loss_)
+    assert ours.t_ == ref.t_ == 0  # lbfgs counts no samples, as in scikit-learn
+
+
+@pytest.mark.parametrize("problem", list(_PROBLEMS))
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_stochastic_fit_is_sklearns(problem, solver):
+    """alpha=0: the one numerical difference left (the L2 decay of the biases) is off."""
+    kind, X, y = _PROBLEMS[problem]
+    ours, ref = _pair(kind, solver=solver, hidden_layer_sizes=(8,), max_iter=6, alpha=0.0,
+                      batch_size=50, learning_rate_init=0.01, random_state=0)
+    _fit_quietly(ours, X, y)
+    _fit_quietly(ref, X, y)
+    tol = 1e-9 if solver == "sgd" else 2e-3  # Adam: epsilon sits elsewhere (see docstring)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=tol)
+    _assert_same_weights(ours, ref, tol)
+    assert ours.t_ == ref.t_
+
+
+@pytest.mark.parametrize("problem", ["multiclass", "binary", "regression", "poisson"])
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_sample_weight_is_sklearns(problem, solver):
+    kind, X, y = _PROBLEMS[problem]
+    w = np.random.default_rng(1).uniform(0, 3, len(X))
+    params = dict(solver=solver, hidden_layer_sizes=(8,), max_iter=5, alpha=0.0, batch_size=50,
+                  learning_rate_init=0.01, random_state=0)
+    ours, ref = _pair(kind, **params)
+    _fit_quietly(ours, X, y, sample_weight=w)
+    _fit_quietly(ref, X, y, sample_weight=w)
+    _assert_same_weights(ours, ref, 1e-8)
+    if solver != "lbfgs":
+        np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+        # partial_fit takes them too
+        ours_inc, ref_inc = _pair(kind, **params)
+        for est in (ours_inc, ref_inc):
+            kwargs = {"classes": np.unique(y)} if kind == "c" else {}
+            est.partial_fit(X, y, sample_weight=w, **kwargs)
+        _assert_same_weights(ours_inc, ref_inc, 1e-8)
+    # weights of 1 are no weights; weights change the fit
+    unweighted = _fit_quietly(_pair(kind, **params)[0], X, y)
+    ones = _fit_quietly(_pair(kind, **params)[0], X, y, sample_weight=np.ones(len(X)))
+    _assert_same_weights(ones, unweighted, 1e-12)
+    assert not np.allclose(ours.coefs_[0], unweighted.coefs_[0])
+
+
+def test_sample_weight_goes_into_the_early_stopping_split():
+    w = np.random.default_rng(2).uniform(0, 3, len(_Xb))
+    params = dict(solver="sgd", hidden_layer_sizes=(8,), max_iter=8, alpha=0.0,
+                  early_stopping=True, validation_fraction=0.25, learning_rate_init=0.05,
+                  n_iter_no_change=100, random_state=0)
+    ours, ref = _pair("c", **params)
+    _fit_quietly(ours, _Xb, _yb, sample_weight=w)
+    _fit_quietly(ref, _Xb, _yb, sample_weight=w)
+    # binary: the same stratified split as scikit-learn, scored with the split's weights
+    np.testing.assert_allclose(ours.validation_scores_, ref.validation_scores_, rtol=1e-12)
+    np.testing.assert_allclose(ours.loss_curve_, ref.loss_curve_, rtol=1e-9)
+    unweighted = _fit_quietly(_pair("c", **params)[0], _Xb, _yb)
+    assert ours.validation_scores_ != unweighted.validation_scores_
+
+
+def test_metadata_routing_passes_sample_weight():
+    w = np.random.default_rng(3).uniform(0, 2, len(_Xb))
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    assert hasattr(est, "set_partial_fit_request")
+    seen = []
+    original = MLPClassifier.fit
+
+    def spy(self, X, y, sample_weight=None):
+        seen.append(sample_weight)
+        return original(self, X, y, sample_weight=sample_weight)
+
+    MLPClassifier.fit = spy
+    try:
+        with config_context(enable_metadata_routing=True), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            assert est.set_fit_request(sample_weight=True) is est  # from fit's signature
+            est.set_score_request(sample_weight=False)
+            GridSearchCV(est, {"alpha": [1e-4]}, cv=2).fit(_Xb, _yb, sample_weight=w)
+    finally:
+        MLPClassifier.fit = original
+    assert len(seen) == 3 and all(s is not None for s in seen)
+    assert sorted(len(s) for s in seen) == [120, 120, 240]
+
+
+# ---------------------------------------------------------------------------------------
+# warnings, stopping rules, errors: when scikit-learn issues them, so do we
+
+
+def _warns(est, method, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        getattr(est, method)(*args, **kwargs)
+    return [str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)]
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="adam", max_iter=5),                           # max_iter first: warns
+    dict(solver="sgd", max_iter=5),
+    dict(solver="adam", max_iter=30, tol=10.0, n_iter_no_change=2),   # stops first: silent
+    dict(solver="adam", max_iter=3, tol=10.0, n_iter_no_change=2),    # stops at max_iter: silent
+    dict(solver="adam", max_iter=5, n_iter_no_change=np.inf, tol=10.0),  # never stops: warns
+    dict(solver="sgd", max_iter=60, learning_rate="adaptive", tol=10.0, n_iter_no_change=1),
+    dict(solver="lbfgs", max_iter=3),                          # lbfgs hits max_iter: warns
+    dict(solver="lbfgs", max_iter=500, tol=1e-2),              # converges: silent
+    dict(solver="adam", max_iter=4, early_stopping=True),
+], ids=lambda p: "-".join(f"{k}={v}" for k, v in p.items()))
+def test_convergence_warning_exactly_when_sklearn_warns(params):
+    X, y = _Xc, _yc
+    ours, ref = _pair("c", hidden_layer_sizes=(8,), random_state=0, **params)
+    ours_w, ref_w = _warns(ours, "fit", X, y), _warns(ref, "fit", X, y)
+    assert ours_w == ref_w
+    assert ours.n_iter_ == ref.n_iter_
+    if params["solver"] != "lbfgs" and not params.get("early_stopping"):
+        # a second fit with warm_start, then partial_fit (never warns)
+        for est in (ours, ref):
+            est.set_params(warm_start=True)
+        assert _warns(ours, "fit", X, y) == _warns(ref, "fit", X, y)
+        assert _warns(ours, "partial_fit", X, y) == _warns(ref, "partial_fit", X, y) == []
+
+
+def test_n_iter_no_change_inf_runs_all_iterations():
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=7, tol=1e9, n_iter_no_change=np.inf,
+                        random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(7\)"):
+        clf.fit(_Xc, _yc)
+    assert clf.n_iter_ == 7
+
+
+def test_lbfgs_has_no_partial_fit():
+    for est in (MLPClassifier(solver="lbfgs"), MLPRegressor(solver="lbfgs")):
+        assert not hasattr(est, "partial_fit")
+        with pytest.raises(AttributeError, match="partial_fit"):
+            est.partial_fit(_Xc, _yc)
+    assert hasattr(MLPClassifier(solver="sgd"), "partial_fit")
+
+
+def test_early_stopping_split_is_stratified_and_names_the_users_labels():
+    y = np.array(["cat", "dog", "emu"])[_yc]
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, early_stopping=True,
+                        validation_fraction=0.2, random_state=0)
+    seen = {}
+    original = type(clf)._validation_score
+
+    def spy(self, X_val, T_val, w_val=None):
+        seen["T_val"] = T_val
+        return original(self, X_val, T_val, w_val)
+
+    type(clf)._validation_score = spy
+    try:
+        _fit_quietly(clf, _Xc, y)
+    finally:
+        type(clf)._validation_score = original
+    counts = np.bincount(seen["T_val"], minlength=3)
+    expected = np.bincount(_yc) * 0.2
+    assert np.all(np.abs(counts - expected) <= 1)  # each class in proportion
+    y_one = y.copy()
+    y_one[0] = "yak"  # a class with one member cannot be split in proportion
+    with pytest.raises(ValueError, match=r"stratified.*\['yak'\]"):
+        MLPClassifier(early_stopping=True).fit(_Xc, y_one)
+
+
+def test_divergence_raises_an_error_that_is_both_value_and_floating_point_error():
+    X = _Xr * 1e150
+    for est in (MLPRegressor(solver="sgd", learning_rate_init=1.0, max_iter=5, random_state=0),
+                MLPRegressor(solver="lbfgs", max_iter=5, random_state=0)):
+        with pytest.raises(ValueError, match="Solver produced non-finite parameter weights") as info:
+            _fit_quietly(est, X, _yr[:, 0] * 1e10)
+        assert isinstance(info.value, FloatingPointError)
+        assert isinstance(info.value, fastmlp.DivergenceError)
+    assert issubclass(fastmlp.DivergenceError, ValueError)
+    assert issubclass(fastmlp.DivergenceError, FloatingPointError)
+
+
+# ---------------------------------------------------------------------------------------
+# poisson
+
+
+def test_poisson_regressor_predicts_means():
+    reg = _fit_quietly(MLPRegressor(loss="poisson", solver="lbfgs", hidden_layer_sizes=(8,),
+                                    max_iter=200, random_state=0), _Xr, _yp)
+    assert reg.out_activation_ == "exp" and reg.model_.loss == "poisson"
+    pred = reg.predict(_Xr)
+    assert pred.shape == (len(_Xr),) and (pred > 0).all()
+    np.testing.assert_allclose(pred, np.exp(reg.model_._outputs(_Xr, 1024)[:, 0]), rtol=1e-12)
+    assert reg.score(_Xr, _yp) > 0.5
+
+
+# ---------------------------------------------------------------------------------------
+# sparse input
+
+
+@pytest.mark.parametrize("fmt", ["csr_matrix", "csc_matrix", "coo_matrix", "csr_array"])
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_sparse_input_fits_as_the_dense_input(fmt, solver):
+    X = np.where(np.abs(_Xc) > 1.0, _Xc, 0.0)  # about two thirds zeros
+    Xs = getattr(sp, fmt)(X)
+    params = dict(hidden_layer_sizes=(8,), max_iter=4, random_state=0, solver=solver)
+    dense = _fit_quietly(MLPClassifier(**params), X, _yc)
+    sparse = _fit_quietly(MLPClassifier(**params), Xs, _yc)
+    _assert_same_weights(sparse, dense, 1e-12)
+    np.testing.assert_allclose(sparse.predict_proba(Xs), dense.predict_proba(X), rtol=1e-12)
+    assert sparse.score(Xs, _yc) == dense.score(X, _yc)
+    ref = _fit_quietly(neural_network.MLPClassifier(**params), Xs, _yc)
+    _assert_same_weights(sparse, ref, 1e-5)
+
+
+def test_sparse_training_never_densifies_the_matrix():
+    """20000 x 100000 CSR (dense: 16 GB in float64), 10 entries a row: peak memory of a fit
+    and a predict stays within 150 MB (the data: 2.4 MB; the weights and Adam's moments:
+    4 x 3.2 MB)."""
+    n, d = 20_000, 100_000
+    rng = np.random.default_rng(0)
+    cols = rng.integers(0, d, (n, 10))
+    X = sp.csr_matrix((rng.uniform(0, 1, n * 10), cols.ravel(), np.arange(0, n * 10 + 1, 10)),
+                      shape=(n, d))
+    y = (cols[:, 0] % 2).astype(int)
+    tracemalloc.start()
+    try:
+        clf = _fit_quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                                         device="cpu"), X, y)
+        clf.predict(X[:5000])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert clf.n_iter_ == 2
+    assert peak < 150e6, f"peak {peak / 1e6:.0f} MB"
