@@ -26,6 +26,9 @@ Semantics::
                         scores, divergence (a non-finite loss on any process), the lr (rank
                         0's), stop_training (any process); every rank returns the same History
     rank 0 only         the progress bar and ModelCheckpoint
+    sparse X            SciPy sparse input works as on one process (each process multiplies
+                        its CSR rows); the overlapped all-reduce then waits for the whole
+                        backward pass
     threads             cores / processes on the node for Numba and BLAS, unless the user
                         set NUMBA_NUM_THREADS, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or
                         MKL_NUM_THREADS
@@ -41,6 +44,13 @@ On CUDA each process drives one GPU; with a CUDA-aware MPI (``MPI(cuda_aware=Tru
 ``FASTMLP_MPI_CUDA_AWARE=1``) the device gradient goes to Allreduce as it is (mpi4py takes
 ``__cuda_array_interface__``), otherwise it goes through the host.
 
+The scikit-learn estimators take the same ``distributed="mpi"`` (shard "auto"): their
+own epoch loop (``fastmlp.sklearn._Epochs``) calls the same hooks of ``DataParallel`` as
+``Sequential.fit`` does, with scikit-learn's order of the samples drawn from rank 0's random
+state; see ``fastmlp.MLPClassifier``. Full-batch L-BFGS (``fastmlp.fit_lbfgs(...,
+distributed="mpi")``, the estimators' solver='lbfgs') splits the rows over the processes
+and runs SciPy on rank 0 (see ``fastmlp.lbfgs``).
+
 Importing this module never imports MPI; ``mpi4py`` is loaded on first use
 (``pip install "fastmlp[distributed]"`` brings mpi4py and the MPICH wheel).
 """
@@ -50,6 +60,7 @@ import os
 import sys
 import traceback
 import zlib
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -99,14 +110,6 @@ def is_main():
 def broadcast(value, root=0):
     """`value` as the process `root` has it (any picklable object)."""
     return _mpi().COMM_WORLD.bcast(value, root=root)
-
-
-def agreed_random_state(random_state, state):
-    """A scikit-learn random state every process shares: an int seed is shared already;
-    otherwise rank 0 draws a seed from `state` and broadcasts it."""
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return state
-    return np.random.RandomState(broadcast(int(state.randint(np.iinfo(np.int32).max)) if is_main() else None))
 
 
 class MPI:
@@ -161,22 +164,25 @@ class _Agreed(Exception):
     """Marks an error every process raises at the same point (no abort needed)."""
 
 
-def fit(model, distributed, shard, *args, **kwargs):
-    """model.fit(*args, **kwargs) as one process of a data-parallel job (see the module)."""
+def connect(distributed, shard="auto"):
+    """The DataParallel state of one fit (or one estimator fit) from its ``distributed`` and
+    ``shard`` arguments: the communicator, the settings, this process's rank."""
     settings = strategy(distributed)
     check_shard(shard, distributed)
     MPIlib = _mpi()
     comm = settings.comm if settings.comm is not None else MPIlib.COMM_WORLD
+    return DataParallel(comm, settings, shard)
+
+
+def fit(model, distributed, shard, *args, **kwargs):
+    """model.fit(*args, **kwargs) as one process of a data-parallel job (see the module)."""
+    run = connect(distributed, shard)
     if getattr(model, "_dist", None) is not None:
         raise RuntimeError("this model is already training over MPI (fit called from its own callback?)")
-    run = DataParallel(comm, settings, shard)
     model._dist = run
     try:
-        return model.fit(*args, **kwargs)
-    except BaseException as exc:
-        if run.agreed(exc):
-            raise
-        run.abort(exc)
+        with run.abort_on_failure():
+            return model.fit(*args, **kwargs)
     finally:
         model._dist = None
 
@@ -205,8 +211,32 @@ def _set_threads(comm):
         threadpool_limits(per, user_api="blas")
 
 
+def _checksum(*arrays):
+    """A CRC-32 of the arrays' bytes (SciPy sparse: of data, indices and indptr); None
+    entries are skipped."""
+    crc = 0
+    for a in arrays:
+        if a is None:
+            continue
+        parts = (a.data, a.indices, a.indptr) if hasattr(a, "indptr") else (a,)
+        for part in parts:
+            part = np.ascontiguousarray(part)
+            crc = zlib.crc32(part.reshape(-1).view(np.uint8), crc)
+    return crc
+
+
 class DataParallel:
-    """One fit's data-parallel state and the hooks Sequential.fit calls (see the module)."""
+    """One fit's data-parallel state and the hooks that the two training loops call,
+    ``Sequential._train`` (fit) and the estimators' ``_Epochs.run`` (see the module)::
+
+        begin            agree on the setup, rank 0's weights; the global steps per epoch
+        order_for_epoch  rank 0's order and learning rate
+        part             this process's positions in the epoch's order for global step k
+        step             forward, loss, backward of the part; one Allreduce; the update
+        agree_epoch      the epoch's loss (and metrics) summed over the processes
+        evaluate / rows  validation split by rows over the processes
+        end_epoch        stop when any process asks; the weights' checksum in debug mode
+    """
 
     def __init__(self, comm, settings, shard):
         self.comm = comm
@@ -223,8 +253,20 @@ class DataParallel:
     def agreed(self, exc):
         """Whether every process raises `exc` at the same point (divergence, or a check
         that compared values gathered from all processes)."""
-        return isinstance(exc, _Agreed) or (
-            isinstance(exc, FloatingPointError) and str(exc).startswith("training diverged"))
+        return isinstance(exc, _Agreed) or (isinstance(exc, FloatingPointError) and (
+            self.diverged or str(exc).startswith("training diverged")))
+
+    @contextmanager
+    def abort_on_failure(self):
+        """Errors every process raises together pass through; any other error (one process
+        failing alone would leave the others waiting in a collective) ends the MPI job."""
+        try:
+            yield self
+        except BaseException as exc:
+            if self.agreed(exc):
+                raise
+            self.abort(exc)
+            raise  # Abort does not return; should an MPI library's return, fail all the same
 
     def abort(self, exc):
         lines = traceback.format_exception(type(exc), exc, exc.__traceback__)
@@ -235,6 +277,29 @@ class DataParallel:
         sys.stderr.flush()
         self.comm.Abort(1)
 
+    def agreed_random_state(self, random_state, state):
+        """A scikit-learn random state every process shares: an int seed is shared already;
+        otherwise (None, a RandomState) rank 0 draws a seed from `state` and broadcasts it."""
+        if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
+            return state
+        seed = int(state.randint(np.iinfo(np.int32).max)) if self.r == 0 else None
+        return np.random.RandomState(self.comm.bcast(seed, root=0))
+
+    def main_value(self, value):
+        """Rank 0's `value` on every process (what decides a branch must not differ)."""
+        return self.comm.bcast(value, root=0)
+
+    def reduce_to_main(self, values):
+        """The sum over the processes of a float64 array, on rank 0 (None elsewhere)."""
+        values = np.ascontiguousarray(values, np.float64)
+        total = np.empty_like(values) if self.r == 0 else None
+        self.comm.Reduce(values, total, op=self.MPI.SUM, root=0)
+        return total
+
+    def allgather(self, value):
+        """[every process's value] in rank order, on every process (small picklable values)."""
+        return self.comm.allgather(value)
+
     def _fail(self, message):
         """Raise the same ValueError on every process (a check over gathered values)."""
         error = type("AgreedValueError", (_Agreed, ValueError), {})
@@ -243,22 +308,26 @@ class DataParallel:
     # ---------------------------------------------------------------------------------
     # start: agreement on the setup, rank 0's weights, the step count
 
-    def begin(self, model, n, batch, T):
-        """Check that the processes agree, start them from rank 0's weights and optimizer
+    def begin(self, model, n, batch, T, X=None, w=None):
+        """Check that the processes agree (with shard='auto' and X given: on the data
+        itself, by a checksum of X, T and w), start them from rank 0's weights and optimizer
         state, and return the global number of steps per epoch."""
         _set_threads(self.comm)
         self.model = model
         self.k = model._kernels
         self.resident = model._resident
+        auto = self.shard == "auto"
         setup = (model.n_parameters, model.dtype.name, model.loss, type(model.optimizer).__name__,
-                 model.device, batch, n if self.shard == "auto" else None)
+                 model.device, batch, n if auto else None,
+                 _checksum(X, T, w) if auto and X is not None else None)
         everyone = self.comm.allgather(setup)
-        names = ("parameters", "dtype", "loss", "optimizer", "device", "batch_size", "samples")
+        names = ("parameters", "dtype", "loss", "optimizer", "device", "batch_size", "samples",
+                 "the data (checksums of X, y and sample_weight)")
         for i, name in enumerate(names):
             values = [s[i] for s in everyone]
             if any(v != values[0] for v in values):
                 hint = " (shard='auto' needs the same data on every process; use shard='local')" \
-                    if name == "samples" else ""
+                    if name in names[-2:] else ""
                 self._fail(f"distributed fit: the processes disagree on {name}: {values} (by rank){hint}")
         if self.shard == "auto" and n < self.P:
             self._fail(f"distributed fit: {n} samples for {self.P} processes; each needs >= 1")
@@ -266,6 +335,7 @@ class DataParallel:
         if self.r != 0:
             model._restore(snapshot)
         self.batch = batch
+        self.global_batch = self.P * batch
         self.n = n
         self.counts = np.array(self.comm.allgather(n)) if self.shard == "local" else None
         self.N = n if self.shard == "auto" else int(self.counts.sum())
@@ -317,38 +387,46 @@ class DataParallel:
             self.model.optimizer.lr = lr
         return order
 
-    def shard_batch(self, order, step):
-        """This process's sample indices for global step `step`; sets the global count."""
+    def rows(self, n):
+        """This process's consecutive part [lo, hi) of n rows: the r-th of P (shard='auto')."""
+        return self.r * n // self.P, (self.r + 1) * n // self.P
+
+    def part(self, step):
+        """The positions [lo, hi) in the epoch's order of this process's samples at global
+        step `step` (shard='auto': the r-th consecutive slice of the step's global batch of
+        P * batch, or of what is left of the epoch; shard='local': its own next batch), and
+        sets the step's global sample count."""
         if self.shard == "auto":
-            B = self.P * self.batch
-            start = step * B
-            Bk = min(B, self.n - start)
+            start = step * self.global_batch
+            Bk = min(self.global_batch, self.n - start)
             self.n_global = Bk
-            return order[start + self.r * Bk // self.P : start + (self.r + 1) * Bk // self.P]
+            lo, hi = self.rows(Bk)
+            return start + lo, start + hi
         start = step * self.batch
         self.n_global = int(np.clip(self.counts - start, 0, self.batch).sum())
-        return order[start : start + self.batch]
+        return min(start, self.n), min(start + self.batch, self.n)
 
-    def step(self, model, v, total=None):
-        """forward, loss, backward of this process's part of the global batch, the summed
-        gradient, the update; returns the local batch's mean loss, or a non-finite value
-        when the loss was not finite on any process (then nothing was updated)."""
+    def step(self, model, v, total=None, X0=None):
+        """forward, loss, backward of this process's part of the global batch (X0: its CSR
+        rows, for sparse input), the summed gradient, the update; returns the local batch's
+        mean loss, or a non-finite value when the loss was not finite on any process (then
+        nothing was updated)."""
         k = self.k
         loss = 0.0 if total is None else None
         backward = False
         if v.n:
-            model._forward(v, training=True)
+            model._forward(v, True, X0)
             loss = model._loss_and_grad(v, total)
             backward = loss is None or math.isfinite(loss)
             if backward:
                 k.scale(v.delta[-1].reshape(-1), v.n / self.n_global)  # this part's share
         if not backward:  # a used-up part contributes zero; a non-finite loss a NaN
             k.write(model._grad, self._zeros if v.n == 0 else self._nan)
-        if self._buckets is not None:
+        if self._buckets is not None and X0 is None:
             self._backward_overlapped(model, v, backward)
         else:
             if backward:
-                model._backward(v)
+                model._backward(v, X0)
             self.allreduce_gradient(model._grad)
         if not self.resident and not math.isfinite(model._grad[0]):
             losses = self.comm.allgather(loss)
@@ -416,6 +494,8 @@ class DataParallel:
     def _metric_sums(self, metrics):
         """[seen, correct, abs_err..., sq_err...] of a _Metrics (float64, on the host)."""
         k = self.k
+        if metrics.poisson:  # its loss is its metric
+            return np.array([metrics.seen, 0.0])
         if metrics.classification:
             correct = int(k.to_host(metrics.correct_total)[0]) if metrics.resident else metrics.correct
             return np.array([metrics.seen, correct], np.float64)
@@ -424,6 +504,8 @@ class DataParallel:
     def _set_metric_sums(self, metrics, sums, ss_tot=None):
         k = self.k
         metrics.seen = int(sums[0])
+        if metrics.poisson:
+            return
         if metrics.classification:
             if metrics.resident:
                 k.write(metrics.correct_total, np.array([int(sums[1])], np.int64))
@@ -441,15 +523,20 @@ class DataParallel:
         self.comm.Allreduce(self.MPI.IN_PLACE, values, op=self.MPI.SUM)
         return values
 
-    def agree_epoch(self, model, loss_sum, loss_total, metrics):
-        """The epoch's loss sum and metrics summed over the processes, in place (loss_total on
-        the device); BatchNorm's running statistics averaged. Returns the loss sum."""
+    def agree_epoch(self, model, loss_sum, loss_total, metrics=None):
+        """The epoch's loss sum and metrics (when given) summed over the processes, in place
+        (loss_total on the device); BatchNorm's running statistics averaged. Returns the loss
+        sum; a non-finite one is a divergence every process sees."""
         k = self.k
         local = loss_sum if loss_total is None else float(k.to_host(loss_total)[0])
-        sums = self._sum(np.concatenate([[local], self._metric_sums(metrics)]))
-        self._set_metric_sums(metrics, sums[1:], self.ss_tot)
+        mine = [local] if metrics is None else np.concatenate([[local], self._metric_sums(metrics)])
+        sums = self._sum(mine)
+        if metrics is not None:
+            self._set_metric_sums(metrics, sums[1:], self.ss_tot)
         if loss_total is not None:
             k.write(loss_total, sums[:1])
+        if not math.isfinite(sums[0]):
+            self.diverged = True
         for slot, layer in zip(model._slots, model.layers):
             for name in layer.state_shapes():
                 arr = getattr(slot, name)
@@ -463,7 +550,7 @@ class DataParallel:
 
         Xs = X if isinstance(X, tuple) else (X,)  # one array per model input
         n = Xs[0].shape[0]
-        lo, hi = (self.r * n // self.P, (self.r + 1) * n // self.P) if self.shard == "auto" else (0, n)
+        lo, hi = self.rows(n) if self.shard == "auto" else (0, n)
         metrics = _Metrics(model, T if labels is None else None)
         if hi > lo:
             part = model._evaluate_sums(tuple(x[lo:hi] for x in Xs), T[lo:hi],
@@ -476,12 +563,12 @@ class DataParallel:
         self._set_metric_sums(metrics, sums[1:], ss_tot)
         return {"loss": float(sums[0]) / metrics.seen, **metrics.result(final=True)}
 
-    def end_epoch(self, model):
-        """stop_training when any process asks; in debug mode, the weights' checksum."""
-        stop = self.comm.allreduce(bool(model.stop_training), op=self.MPI.LOR)
-        model.stop_training = stop
+    def end_epoch(self, model, stop):
+        """Whether any process asks to stop; in debug mode, the weights' checksum."""
+        stop = self.comm.allreduce(bool(stop), op=self.MPI.LOR)
         if self.settings.check_sync:
             self.check_in_sync(model)
+        return stop
 
     def check_in_sync(self, model):
         """Raise (on every process) when the weights differ between processes."""

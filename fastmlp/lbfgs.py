@@ -13,6 +13,13 @@ only here (``pip install 'fastmlp[sklearn]'`` brings it).
 
 The model must be a stack of Dense layers: Dropout and BatchNorm make the objective depend
 on the chunk and on chance, which a line search cannot work with.
+
+Over MPI (``distributed="mpi"``, every process passing the same data): each process
+computes the loss and gradient of its consecutive part of the rows, one Reduce sums them on
+rank 0, and rank 0 alone runs SciPy's L-BFGS-B, sending each point to evaluate to the
+others (one Bcast) and, at the end, the result; so the iterates never depend on every
+process's SciPy agreeing to the last bit. Every process ends with rank 0's weights and
+result; a divergence raises the same DivergenceError everywhere.
 """
 
 import math
@@ -31,11 +38,15 @@ __all__ = ["fit_lbfgs"]
 class _Objective:
     """J(theta) and dJ/dtheta of a model on (X, T, w), chunk by chunk."""
 
-    def __init__(self, model, X, T, w, l2, scale, chunk_size):
+    def __init__(self, model, X, T, w, l2, scale, chunk_size, dist=None):
         self.model, self.X, self.T, self.w = model, X, T, w
         self.l2, self.scale = l2, scale
         self.n = X.shape[0]
         self.chunk = min(chunk_size, self.n)
+        self.dist = dist
+        if dist is not None:  # agree on the setup; rank 0's weights; this process's rows
+            dist.begin(model, self.n, self.chunk, T, X, w)
+        self.lo, self.hi = (0, self.n) if dist is None else dist.rows(self.n)
         self.sparse = issparse(X)
         self.buffers = model._buffers_for(self.chunk, T, w is not None, self.sparse)
         k = model._kernels
@@ -54,14 +65,15 @@ class _Objective:
     def set_theta(self, theta):
         self.k.write(self.model._theta, theta.astype(self.model.dtype))
 
-    def __call__(self, theta):
+    def _part(self, theta):
+        """The mean loss and its gradient at theta over this process's rows, weighted by
+        their share of all n rows (on one process: over all rows)."""
         model, k, n = self.model, self.k, self.n
         self.set_theta(theta)
-        self.n_calls += 1
         loss = 0.0
         grad = np.zeros(theta.shape[0])
-        for start in range(0, n, self.chunk):
-            stop = min(start + self.chunk, n)
+        for start in range(self.lo, self.hi, self.chunk):
+            stop = min(start + self.chunk, self.hi)
             v = self.buffers.views(stop - start)
             X0 = csr_run(k, self.X, start, stop) if self.sparse else None
             if X0 is None:
@@ -75,6 +87,16 @@ class _Objective:
             share = (stop - start) / n
             loss += part * share
             grad += k.to_host(model._grad) * share
+        return loss, grad
+
+    def __call__(self, theta):
+        self.n_calls += 1
+        if self.dist is not None:  # rank 0: the others evaluate their rows at theta too
+            self.dist.main_value(("eval", theta))
+        loss, grad = self._part(theta)
+        if self.dist is not None:
+            total = self.dist.reduce_to_main(np.concatenate([[loss], grad]))
+            loss, grad = float(total[0]), total[1:]
         self.data_loss = self.scale * loss
         grad *= self.scale
         value = self.data_loss
@@ -90,11 +112,38 @@ class _Objective:
             )
         return value, grad
 
+    def serve(self):
+        """Ranks > 0: evaluate rank 0's points until it sends the result (returned) or a
+        divergence (raised here too, with rank 0's last finite point)."""
+        while True:
+            what, *payload = self.dist.main_value(None)
+            if what == "eval":
+                with self.model._guard.step_lock:
+                    loss, grad = self._part(payload[0])
+                self.dist.reduce_to_main(np.concatenate([[loss], grad]))
+                continue
+            with self.model._guard.step_lock:
+                self.set_theta(payload[-1])
+            if what == "error":
+                self.dist.diverged = True
+                raise DivergenceError(payload[0])
+            return payload[0], payload[1]
+
+
+def _result_to_send(result):
+    """The fields of SciPy's OptimizeResult that the callers read (no inverse Hessian)."""
+    from scipy.optimize import OptimizeResult
+
+    return OptimizeResult({key: result[key] for key in
+                           ("x", "fun", "jac", "nit", "nfev", "njev", "status", "success",
+                            "message") if key in result})
+
 
 def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000, tol=1e-4,
-              chunk_size=4096, verbose=False):
+              chunk_size=4096, verbose=False, dist=None):
     """Run L-BFGS-B on already checked data; returns (scipy's OptimizeResult, a list of
-    (objective, its data term without the L2 term) after each iteration)."""
+    (objective, its data term without the L2 term) after each iteration). `dist`: a
+    fastmlp.distributed.DataParallel, this process's part of an MPI job (see the module)."""
     try:
         from scipy.optimize import minimize
     except ImportError as exc:  # pragma: no cover - scipy is installed with scikit-learn
@@ -106,7 +155,9 @@ def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000,
     # one trainer per model (the objective works in the model's buffers); other models
     # train meanwhile
     with model._guard.training("fit_lbfgs"):
-        objective = _Objective(model, X, T, w, l2, scale, chunk_size)
+        objective = _Objective(model, X, T, w, l2, scale, chunk_size, dist)
+        if dist is not None and dist.r != 0:
+            return objective.serve()
         theta0 = model._kernels.to_host(model._theta).astype(np.float64)
         curve = []
         last = {"theta": theta0, "value": None}
@@ -131,15 +182,24 @@ def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000,
         with warnings.catch_warnings():
             # SciPy warns about its own deprecations of options we do not pass
             warnings.simplefilter("ignore", DeprecationWarning)
-            result = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=callback,
-                              options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol})
+            try:
+                result = minimize(fun, theta0, method="L-BFGS-B", jac=True, callback=callback,
+                                  options={"maxfun": max_fun, "maxiter": max_iter, "gtol": tol})
+            except DivergenceError as exc:
+                if dist is not None:  # the others raise it too, at the same point
+                    dist.diverged = True
+                    dist.main_value(("error", str(exc), last["theta"]))
+                raise
             with model._guard.step_lock:
                 objective.set_theta(result.x)
+        if dist is not None:
+            result = _result_to_send(result)
+            dist.main_value(("done", result, curve, result.x))
         return result, curve
 
 
 def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
-              sample_weight=None, chunk_size=4096, verbose=False):
+              sample_weight=None, chunk_size=4096, verbose=False, distributed=None):
     """Train `model` (a stack of Dense layers) on all of (X, y) with L-BFGS; returns a result.
 
     Minimises the model's mean loss over the data set (weighted by `sample_weight` as in
@@ -154,6 +214,10 @@ def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
     objective after each iteration). A non-finite loss raises fastmlp.DivergenceError (a
     ValueError and a FloatingPointError) with the weights left at the last finite point.
     The optimizer state of ``model.optimizer`` is not touched.
+
+    distributed="mpi" (or fastmlp.distributed.MPI(...)): one process of ``mpiexec -n P``;
+    every process passes the same (X, y), computes the loss and gradient of its part of
+    the rows, and ends with the same weights and result (see the module).
     """
     max_iter = check_int(max_iter, "max_iter")
     max_fun = check_int(max_fun, "max_fun")
@@ -165,8 +229,17 @@ def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
         raise ValueError("fit_lbfgs trains single-input models; this model has several inputs")
     X = Xs[0]
     w = model._sample_weights(sample_weight, None, labels, X.shape[0])
-    result, curve = _minimize(model, X, T, w, l2=l2, max_iter=max_iter, max_fun=max_fun,
-                              tol=tol, chunk_size=chunk_size, verbose=bool(verbose))
+    if distributed is None:
+        result, curve = _minimize(model, X, T, w, l2=l2, max_iter=max_iter, max_fun=max_fun,
+                                  tol=tol, chunk_size=chunk_size, verbose=bool(verbose))
+    else:
+        from .distributed import connect
+
+        run = connect(distributed)
+        with run.abort_on_failure():
+            result, curve = _minimize(model, X, T, w, l2=l2, max_iter=max_iter, max_fun=max_fun,
+                                      tol=tol, chunk_size=chunk_size,
+                                      verbose=bool(verbose) and run.r == 0, dist=run)
     return SimpleNamespace(loss=float(result.fun), n_iter=int(result.nit), n_fun=int(result.nfev),
                            converged=result.status == 0, message=str(result.message),
                            loss_curve=[total for total, _ in curve])

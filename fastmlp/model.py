@@ -542,9 +542,7 @@ class _Network:
         steps = -(-n // batch)
         sparse = issparse(Xs[0])
         if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
-            if sparse:
-                raise ValueError("distributed='mpi' takes dense X; got a SciPy sparse matrix")
-            steps = dist.begin(self, n, batch, T)
+            steps = dist.begin(self, n, batch, T, Xs[0], w)
         buffers = self._buffers_for(batch, T, w is not None, sparse)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
@@ -590,7 +588,8 @@ class _Network:
                 start = step * batch
                 idx = order_k[start : start + batch]
                 if dist is not None:  # MPI: this process's part of the global batch
-                    idx = dist.shard_batch(order_k, step)
+                    lo, hi = dist.part(step)
+                    idx = order_k[lo:hi]
                 v = buffers.views(idx.shape[0])
                 X0 = Xk[0].gather(idx) if sparse else None
                 if not sparse:
@@ -600,7 +599,7 @@ class _Network:
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
                 with self._guard.step_lock:
-                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total)
+                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total, X0)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
@@ -609,7 +608,7 @@ class _Network:
                 if labels2 is not None:
                     k.gather_rows(labels2, idx, v.labels2d)
                 metrics.add(v.out, v.T if labels is None else v.labels if dense_labels else v.T0)
-                logs = {} if self._resident else {"loss": loss_sum / (start + v.n), **metrics.result()}
+                logs = {} if self._resident else {"loss": loss_sum / max(metrics.seen, 1), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
             if dist is not None:  # MPI: the epoch's loss and metrics summed over the processes
@@ -629,7 +628,7 @@ class _Network:
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if dist is not None:  # MPI: stop when any process asks; weights checked in debug mode
-                dist.end_epoch(self)
+                self.stop_training = dist.end_epoch(self, self.stop_training)
             if self.stop_training:
                 break
         for cb in cbs:

@@ -1,7 +1,8 @@
 """scikit-learn estimators: ``fastmlp.MLPClassifier`` and ``fastmlp.MLPRegressor``.
 
 Drop-ins for ``sklearn.neural_network.MLPClassifier`` / ``MLPRegressor`` (scikit-learn
-1.9): every public parameter with its default (plus ``device`` and ``dtype``), every
+1.9): every public parameter with its default (plus ``device``, ``dtype`` and
+``distributed``), every
 fitted attribute, ``fit(X, y, sample_weight=None)``, ``partial_fit`` (stochastic solvers
 only), metadata routing (``set_fit_request(sample_weight=True)``...), the same warnings
 and errors. They pass ``sklearn.utils.estimator_checks.check_estimator``.
@@ -56,6 +57,23 @@ How the parameters map onto fastmlp
   detail (where the loss became non-finite).
 - ``device``: "auto", "cpu", "cuda" or "reference"; ``dtype``: "auto" (float32 for float32
   X, float64 otherwise, as scikit-learn computes), "float32" or "float64".
+- ``distributed``: None, "mpi" or ``fastmlp.distributed.MPI(...)``: the fit is one process
+  of a data-parallel job (``mpiexec -n P python train.py``; see ``fastmlp.distributed``).
+  Every process passes the same X, y (and sample_weight). ``batch_size`` is per process:
+  a step takes a global batch of P * batch_size samples, each process computing the
+  gradient of its consecutive slice, summed by one Allreduce. The random state is rank
+  0's (an int ``random_state`` is shared as it is; otherwise rank 0 draws a seed), so
+  the initial weights, the early-stopping split and every iteration's order are rank 0's;
+  the weight decay and the sample weights' scaling are those of the global batch; the
+  loss, ``loss_curve_``, ``n_iter_``, ``t_``, the validation score (each process predicts
+  a part of the validation set, rank 0's score of the whole counts) and the stopping
+  rules agree on every process. With an int ``random_state``, P processes with
+  ``batch_size=b`` give the weights and loss curve of one process with ``batch_size=P*b``
+  (to rounding). A divergence on any process raises the same DivergenceError on all; a
+  failure of one process ends the job (MPI_Abort). Sparse X works as on one process. Rank
+  0 alone prints (``verbose``). 'lbfgs': each process computes the loss and gradient of
+  its part of the rows and rank 0 runs SciPy's L-BFGS-B (``fastmlp.lbfgs``), so P
+  processes give one process's fit (to rounding).
 - Attributes as scikit-learn's: ``classes_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
   ``validation_scores_``, ``best_validation_score_``, ``n_iter_``, ``t_``,
   ``n_features_in_``, ``coefs_`` (a list of (n_in, n_out) arrays, i.e. W.T),
@@ -137,6 +155,7 @@ except ImportError:  # pragma: no cover - a future scikit-learn may move it
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight
 
+from . import distributed as _distributed
 from ._validation import check_targets
 from .errors import DivergenceError
 from .io import from_bytes, to_bytes
@@ -196,12 +215,21 @@ class _Epochs:
     With sample weights, each batch's weights are divided by their mean (so the batch loss
     is scikit-learn's weighted mean) and the weight decay by the batch's weight sum;
     without, the decay is divided by the batch's size (smaller for the last batch).
+
+    Over MPI (`dist`, a fastmlp.distributed.DataParallel): `batch` is per process and a
+    step's batch is the global one of P * batch samples; this process computes its part
+    (``dist.part``), ``dist.step`` sums the gradients, and the weight decay, the weights'
+    scaling and the reported loss are those of the global batches, so P processes take the
+    steps one process takes with batch P * batch.
     """
 
-    def __init__(self, model, X, T, w, batch, decay, constant=None):
+    def __init__(self, model, X, T, w, batch, decay, constant=None, dist=None):
         k = model._kernels
         self.constant = constant  # per sample: a term of the reported loss, or None
         self.model, self.k, self.n, self.batch, self.decay = model, k, X.shape[0], batch, decay
+        self.dist = dist
+        if dist is not None:  # agree on the setup, start from rank 0's weights
+            dist.begin(model, self.n, batch, T, X, w)
         self.sparse = issparse(X)
         self.X = SparseRows(k, X, batch) if self.sparse else k.asarray(X)
         self.T = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
@@ -209,14 +237,24 @@ class _Epochs:
         self.buffers = model._buffers_for(batch, T, w is not None, self.sparse)
         self.total = k.zeros(1, np.float64) if model._resident else None
         self.in_order = k.asarray(np.arange(self.n))
-        self.starts = np.arange(0, self.n, batch)
-        self.sizes = np.minimum(batch, self.n - self.starts)
+        step_batch = batch if dist is None else dist.global_batch  # the samples of one step
+        self.starts = np.arange(0, self.n, step_batch)
+        self.sizes = np.minimum(step_batch, self.n - self.starts)
+
+    def _part(self, step):
+        """The positions in the epoch's order this process computes at `step`."""
+        if self.dist is None:
+            start = int(self.starts[step])
+            return start, start + int(self.sizes[step])
+        return self.dist.part(step)
 
     def run(self, order):
         """One epoch; returns (mean loss over the samples, sum over batches of
         (batch size / n) / (batch weight sum): the factor of the L2 term in the loss, and
         the constant term of the loss, averaged as the batch losses are)."""
-        model, k, opt = self.model, self.k, self.model.optimizer
+        model, k, opt, dist = self.model, self.k, self.model.optimizer, self.dist
+        if dist is not None and order is not None:  # rank 0's (the same draws: a check)
+            order = dist.order_for_epoch(order)
         idx_all = self.in_order if order is None else k.asarray(order)
         if self.w is None:
             sums = self.sizes.astype(np.float64)
@@ -229,12 +267,12 @@ class _Epochs:
         if self.total is not None:
             k.write(self.total, np.zeros(1))
         loss_sum = 0.0
-        for step, start in enumerate(self.starts):
-            size = int(self.sizes[step])
+        for step in range(len(self.starts)):
             if opt.weight_decay != decays[step]:
                 opt.weight_decay = float(decays[step])
-            v = self.buffers.views(size)
-            idx = idx_all[start : start + size]
+            lo, hi = self._part(step)
+            v = self.buffers.views(hi - lo)
+            idx = idx_all[lo:hi]
             if self.sparse:
                 X0 = self.X.gather(idx)
             else:
@@ -242,13 +280,18 @@ class _Epochs:
                 k.gather_rows(self.X, idx, v.A[0])
             k.gather_rows(self.T, idx, v.T2d)
             if self.w is not None:
-                k.gather_rows(w_epoch, self.in_order[start : start + size], v.w2d)
+                k.gather_rows(w_epoch, self.in_order[lo:hi], v.w2d)
             with model._guard.step_lock:  # readers in other threads see whole steps
-                loss = model._step(v, self.total, X0)
+                if dist is None:
+                    loss = model._step(v, self.total, X0)
+                else:  # MPI: the gradients of the processes' parts summed, then the update
+                    loss = dist.step(model, v, self.total, X0)
             if loss is not None:  # host backends: every step's loss is checked
-                if not math.isfinite(loss):
+                if not math.isfinite(loss):  # over MPI: the same value on every process
                     raise DivergenceError(f"the loss became {loss} at step {step + 1}")
-                loss_sum += loss * size
+                loss_sum += loss * v.n
+        if dist is not None:  # MPI: the loss summed over the processes
+            loss_sum = dist.agree_epoch(model, loss_sum, self.total)
         if self.total is not None:  # the one read of the epoch's loss
             loss_sum = float(k.to_host(self.total)[0])
             if not math.isfinite(loss_sum):
@@ -273,7 +316,7 @@ class _BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device="auto", dtype="auto"):
+                 device="auto", dtype="auto", distributed=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -299,6 +342,7 @@ class _BaseMLP(BaseEstimator):
         self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
+        self.distributed = distributed
 
     # ------------------------------------------------------------------------------------
     # parameters
@@ -366,6 +410,8 @@ class _BaseMLP(BaseEstimator):
                 ok = False
             if not ok or self.dtype is None:
                 raise ValueError(f"dtype must be 'auto', 'float32' or 'float64'; got {self.dtype!r}")
+        if self.distributed is not None:
+            _distributed.strategy(self.distributed)  # "mpi" or fastmlp.distributed.MPI(...)
         return self._hidden_sizes()
 
     # ------------------------------------------------------------------------------------
@@ -458,7 +504,11 @@ class _BaseMLP(BaseEstimator):
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         X, T = self._validate_input(X, y, incremental, reset=first_pass)
         w = self._check_sample_weight(sample_weight, X)
+        # MPI: this fit is one process of a data-parallel job (fastmlp.distributed)
+        dist = None if self.distributed is None else _distributed.connect(self.distributed)
         self._random_state = check_random_state(self.random_state)
+        if dist is not None:  # every process draws what rank 0 draws
+            self._random_state = dist.agreed_random_state(self.random_state, self._random_state)
         if first_pass:
             self._initialize(X, hidden)
             self._learning_rate = float(self.learning_rate_init)
@@ -474,9 +524,9 @@ class _BaseMLP(BaseEstimator):
         self._loss_constant = self._constant_of_loss(T, w)
         try:
             if self.solver == "lbfgs":
-                self._fit_lbfgs(X, T, w)
+                self._fit_lbfgs(X, T, w, dist)
             else:
-                self._fit_stochastic(X, T, w, incremental)
+                self._fit_stochastic(X, T, w, incremental, dist)
         except FloatingPointError as exc:  # fastmlp's DivergenceError, or NumPy's
             raise DivergenceError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
@@ -531,7 +581,7 @@ class _BaseMLP(BaseEstimator):
                              "'validation_fraction' or the size of your dataset.")
         return X_train, T_train, w_train, X_val, T_val, w_val
 
-    def _fit_stochastic(self, X, T, w, incremental):
+    def _fit_stochastic(self, X, T, w, incremental, dist=None):
         model = self.model_
         early_stopping = self.early_stopping
         if early_stopping:
@@ -551,24 +601,30 @@ class _BaseMLP(BaseEstimator):
         opt = model.optimizer
         if self.solver == "sgd":
             opt.lr = self._learning_rate / c
-        # the training set goes onto the backend once per fit, not once per iteration
-        blas_threads = _blas_threads(model, batch)
-        epochs = _Epochs(model, X_train, T_train, w_train, batch, decay=c * float(self.alpha),
-                         constant=constant)
-
         self.n_iter_ = 0
         order = np.arange(n) if self.shuffle else None
+        # MPI: an error on one process alone ends the job (the others would wait for it)
+        together = contextlib.nullcontext() if dist is None else dist.abort_on_failure()
         try:
-            with model._guard.training("fit"), blas_threads:
-                self._iterate(epochs, order, early_stopping, X_val, T_val, w_val, incremental, c)
+            with model._guard.training("fit"), together:
+                # the training set goes onto the backend once per fit, not once per iteration
+                epochs = _Epochs(model, X_train, T_train, w_train, batch,
+                                 decay=c * float(self.alpha), constant=constant, dist=dist)
+                with _blas_threads(model, batch):
+                    self._iterate(epochs, order, early_stopping, X_val, T_val, w_val,
+                                  incremental, c, dist)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.")
         if early_stopping:
             model.set_weights(self._best_weights)
 
-    def _iterate(self, epochs, order, early_stopping, X_val, T_val, w_val, incremental, c):
-        """The iterations of _fit_stochastic, with scikit-learn's stopping rules."""
+    def _iterate(self, epochs, order, early_stopping, X_val, T_val, w_val, incremental, c,
+                 dist=None):
+        """The iterations of _fit_stochastic, with scikit-learn's stopping rules (over MPI:
+        from the agreed loss and validation score, so every process stops at the same
+        iteration; rank 0 prints)."""
         model, n, opt = self.model_, epochs.n, self.model_.optimizer
+        say = print if dist is None or dist.r == 0 else (lambda *args: None)
         for _ in range(self.max_iter):
             if self.shuffle:  # scikit-learn's draws: the previous order, shuffled
                 order = sk_shuffle(order, random_state=self._random_state)
@@ -583,11 +639,12 @@ class _BaseMLP(BaseEstimator):
             self.t_ += n
             self.loss_curve_.append(loss)
             if self.verbose:
-                print("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
-            self._update_no_improvement_count(early_stopping, X_val, T_val, w_val)
+                say("Iteration %d, loss = %.8f" % (self.n_iter_, loss))
+            self._update_no_improvement_count(early_stopping, X_val, T_val, w_val, dist, say)
             if self.solver == "sgd" and self.learning_rate == "invscaling":
                 self._learning_rate = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
                 opt.lr = self._learning_rate / c
+            stop = False
             if self._no_improvement_count > self.n_iter_no_change:
                 if early_stopping:
                     msg = ("Validation score did not improve more than tol=%f for %d "
@@ -601,12 +658,16 @@ class _BaseMLP(BaseEstimator):
                     opt.lr = self._learning_rate / c
                     self._no_improvement_count = 0
                     if self.verbose:
-                        print(msg + " Setting learning rate to %f" % self._learning_rate)
+                        say(msg + " Setting learning rate to %f" % self._learning_rate)
                 else:
                     if self.verbose:
-                        print(msg + (" Learning rate too small." if self.learning_rate == "adaptive"
-                                     and self.solver == "sgd" else "") + " Stopping.")
-                    break
+                        say(msg + (" Learning rate too small." if self.learning_rate == "adaptive"
+                                   and self.solver == "sgd" else "") + " Stopping.")
+                    stop = True
+            if dist is not None:  # MPI: stop together (and, in debug mode, check the weights)
+                stop = dist.end_epoch(model, stop)
+            if stop:
+                break
             if incremental:
                 break
             if self.n_iter_ == self.max_iter:
@@ -614,7 +675,7 @@ class _BaseMLP(BaseEstimator):
                     "Stochastic Optimizer: Maximum iterations (%d) reached and the "
                     "optimization hasn't converged yet." % self.max_iter, ConvergenceWarning)
 
-    def _fit_lbfgs(self, X, T, w):
+    def _fit_lbfgs(self, X, T, w, dist=None):
         """Full-batch L-BFGS (fastmlp.lbfgs) on scikit-learn's objective: its loss (mean over
         the samples, weighted by sample_weight) + alpha / 2 * ||W||^2 / sum(sample_weight)."""
         model = self.model_
@@ -623,9 +684,13 @@ class _BaseMLP(BaseEstimator):
         sw_sum = float(n if w is None else w.sum())
         w_norm = None if w is None else (w * (n / sw_sum)).astype(model.dtype)
         l2 = float(self.alpha) / sw_sum
-        result, curve = _lbfgs_minimize(model, X, T, w_norm, l2=l2, scale=1.0 / c,
-                                        max_iter=int(self.max_iter), max_fun=int(self.max_fun),
-                                        tol=float(self.tol), verbose=bool(self.verbose))
+        # MPI: an error on one process alone ends the job (the others would wait for it)
+        together = contextlib.nullcontext() if dist is None else dist.abort_on_failure()
+        with together:
+            result, curve = _lbfgs_minimize(model, X, T, w_norm, l2=l2, scale=1.0 / c,
+                                            max_iter=int(self.max_iter), max_fun=int(self.max_fun),
+                                            tol=float(self.tol), verbose=bool(self.verbose),
+                                            dist=dist)
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         # reported as scikit-learn reports its loss (its data term can differ from the
         # objective's by the number of outputs, see _sklearn_loss)
@@ -633,12 +698,13 @@ class _BaseMLP(BaseEstimator):
                             for total, data in curve]
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float(result.fun)
 
-    def _update_no_improvement_count(self, early_stopping, X_val, T_val, w_val):
+    def _update_no_improvement_count(self, early_stopping, X_val, T_val, w_val, dist=None,
+                                     say=print):
         if early_stopping:
-            score = self._validation_score(X_val, T_val, w_val)
+            score = self._validation_score(X_val, T_val, w_val, dist)
             self.validation_scores_.append(score)
             if self.verbose:
-                print("Validation score: %f" % score)
+                say("Validation score: %f" % score)
             if score < self.best_validation_score_ + self.tol:
                 self._no_improvement_count += 1
             else:
@@ -653,6 +719,19 @@ class _BaseMLP(BaseEstimator):
                 self._no_improvement_count = 0
             if self.loss_curve_[-1] < self.best_loss_:
                 self.best_loss_ = self.loss_curve_[-1]
+
+    def _validation_score(self, X_val, T_val, w_val=None, dist=None):
+        """The early-stopping score; over MPI each process predicts its consecutive part of
+        the validation rows, every process gets all of them, and rank 0's score of the whole
+        counts everywhere (the single-process score)."""
+        if dist is None:
+            out = self._validation_outputs(X_val)
+        else:
+            lo, hi = dist.rows(X_val.shape[0])
+            parts = dist.allgather(self._validation_outputs(X_val[lo:hi]) if hi > lo else [])
+            out = None if any(p is None for p in parts) else np.concatenate([p for p in parts if len(p)])
+        score = np.nan if out is None else self._score_outputs(out, T_val, w_val)
+        return score if dist is None else dist.main_value(score)
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X (dense or SciPy sparse) and targets y; returns self.
@@ -730,9 +809,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier on fastmlp's kernels, with scikit-learn's API.
 
     Parameters are those of ``sklearn.neural_network.MLPClassifier`` (1.9), plus
-    ``device`` ("auto", "cpu", "cuda", "reference") and ``dtype`` ("auto": float32 for
-    float32 X, float64 otherwise; "float32"; "float64"). See the module docstring for how
-    each maps onto fastmlp and what still differs from scikit-learn.
+    ``device`` ("auto", "cpu", "cuda", "reference"), ``dtype`` ("auto": float32 for
+    float32 X, float64 otherwise; "float32"; "float64") and ``distributed`` (None, or
+    "mpi": data-parallel training under ``mpiexec``, ``batch_size`` per process). See the
+    module docstring for how each maps onto fastmlp and what still differs from
+    scikit-learn.
 
     Labels may be any labels scikit-learn accepts (ints, strings...): ``classes_`` holds
     them sorted; a multilabel indicator matrix (n_samples, n_labels) trains one logistic
@@ -831,11 +912,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 self._label_dtype = np.asarray(classes).dtype
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def _validation_score(self, X_val, T_val, w_val=None):
+    def _validation_outputs(self, X_val):
+        """The class probabilities of X_val, or None where they overflowed."""
         try:
-            P = self._proba(X_val)
+            return self._proba(X_val)
         except FloatingPointError:  # outputs overflowed: scikit-learn scores NaN
-            return np.nan
+            return None
+
+    def _score_outputs(self, P, T_val, w_val=None):
         if self._multilabel:
             return accuracy_score(T_val.astype(np.int64), (P > 0.5).astype(np.int64),
                                   sample_weight=w_val)
@@ -883,7 +967,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Parameters are those of ``sklearn.neural_network.MLPRegressor`` -- ``loss``
     'squared_error' or 'poisson' (log link: the network outputs log-means, predictions
     are their exp, ``out_activation_`` is 'exp'; y must be >= 0), the solvers 'lbfgs',
-    'sgd' and 'adam' -- plus ``device`` and ``dtype``; see the module docstring.
+    'sgd' and 'adam' -- plus ``device``, ``dtype`` and ``distributed`` (None, or "mpi":
+    data-parallel training under ``mpiexec``, ``batch_size`` per process); see the module
+    docstring.
     y may have one column (predictions of shape (n_samples,)) or several (multi-output).
 
     Examples
@@ -899,7 +985,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device="auto", dtype="auto"):
+                 device="auto", dtype="auto", distributed=None):
         self.loss = loss
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
@@ -909,7 +995,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, device=device, dtype=dtype)
+            max_fun=max_fun, device=device, dtype=dtype, distributed=distributed)
 
     def _check_params(self):
         if not isinstance(self.loss, str) or self.loss not in ("squared_error", "poisson"):
@@ -965,10 +1051,18 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         the stochastic solvers 'sgd' and 'adam', as in scikit-learn)."""
         return self._fit(X, y, sample_weight, incremental=True)
 
-    def _validation_score(self, X_val, T_val, w_val=None):
+    def _validation_outputs(self, X_val):
+        """The predictions for X_val, or None where they overflowed."""
         try:
-            return r2_score(T_val, self.model_.predict(X_val), sample_weight=w_val)
-        except (FloatingPointError, ValueError):  # outputs overflowed: scikit-learn scores NaN
+            out = self.model_.predict(X_val)
+        except FloatingPointError:  # outputs overflowed: scikit-learn scores NaN
+            return None
+        return out if np.isfinite(out).all() else None
+
+    def _score_outputs(self, out, T_val, w_val=None):
+        try:
+            return r2_score(T_val, out, sample_weight=w_val)
+        except ValueError:  # scikit-learn scores NaN
             return np.nan
 
     def predict(self, X):

@@ -58,6 +58,15 @@ def overlap(outdir):
     save(outdir, "overlap", m, h)
 
 
+def sparse(outdir):
+    """Sparse X (CSR): each process multiplies its rows; overlap falls back to one Allreduce."""
+    X, y, _ = sparse_data()
+    m = model("adam", "float64", seed=distributed.rank())
+    h = m.fit(X, y, epochs=2, batch_size=BATCH, verbose=0,
+              distributed=distributed.MPI(overlap=True, check_sync=True))
+    save(outdir, "sparse", m, h)
+
+
 def local(outdir, name, optimizer, dtype):
     X, y = data(dtype)
     r = distributed.rank()
@@ -116,16 +125,117 @@ def stop(outdir):
     save(outdir, "stop", m, h)
 
 
-def sklearn(outdir):
+def regression_data():
+    X, _ = data("float64")
+    rng = np.random.default_rng(6)
+    return X, X @ rng.normal(size=FEATURES) + 0.1 * rng.normal(size=N)
+
+
+def sparse_data():
+    """X with about 70 % zeros as a CSR matrix, labels, and sample weights in [0, 2)."""
+    import scipy.sparse as sp
+
     X, y = data("float64")
-    clf = fm.MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", batch_size=BATCH, max_iter=3,
-                           random_state=0, learning_rate_init=0.1, device="cpu", distributed="mpi")
+    rng = np.random.default_rng(7)
+    X[rng.random(X.shape) < 0.7] = 0.0
+    return sp.csr_matrix(X), y, rng.uniform(0, 2, N)
+
+
+def estimator(kind, batch, **extra):
+    """The estimators of the sklearn scenarios; `batch` is per process."""
+    common = dict(hidden_layer_sizes=(16,), batch_size=batch, device="cpu")
+    if kind == "sgd":
+        args = dict(solver="sgd", max_iter=3, random_state=0, learning_rate_init=0.1)
+        return fm.MLPClassifier(**{**common, **args, **extra})
+    if kind == "adam":  # early stopping: the validation score is agreed; stops at iteration 4
+        args = dict(solver="adam", max_iter=6, random_state=1, learning_rate_init=0.01,
+                    alpha=1e-3, early_stopping=True, tol=10.0, n_iter_no_change=2)
+        return fm.MLPRegressor(**{**common, **args, **extra})
+    if kind == "weighted":  # sample weights, the L2 term per global batch, sparse X
+        args = dict(solver="sgd", max_iter=3, random_state=2, learning_rate_init=0.1,
+                    alpha=1e-2, momentum=0.5)
+        return fm.MLPClassifier(**{**common, **args, **extra})
+    if kind == "lbfgs":  # rank 0 runs SciPy; every process computes its rows' gradient
+        args = dict(solver="lbfgs", max_iter=15, random_state=3, alpha=1e-3)
+        return fm.MLPRegressor(**{**common, **args, **extra})
+    raise ValueError(kind)
+
+
+def fit_quietly(est, *args, **kwargs):
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf.fit(X, y)
-    save(outdir, "sklearn", clf.model_, loss_curve=clf.loss_curve_)
+        return est.fit(*args, **kwargs)
+
+
+def save_estimator(outdir, name, est, **notes):
+    save(outdir, name, est.model_, loss_curve=est.loss_curve_, n_iter=est.n_iter_, t=est.t_,
+         validation_scores=getattr(est, "validation_scores_", None), **notes)
+
+
+def sklearn(outdir):
+    X, y = data("float64")
+    save_estimator(outdir, "sklearn", fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y))
+
+
+def sklearn_adam(outdir):
+    X, y = regression_data()
+    est = fit_quietly(estimator("adam", BATCH // 2, distributed="mpi"), X, y)
+    save_estimator(outdir, "sklearn-adam", est)
+
+
+def sklearn_weighted(outdir):
+    """Sparse X with sample weights; then random_state=None: rank 0's draws everywhere."""
+    X, y, w = sparse_data()
+    est = fit_quietly(estimator("weighted", BATCH, distributed="mpi"), X, y, sample_weight=w)
+    other = fit_quietly(estimator("weighted", BATCH, distributed="mpi", random_state=None,
+                                  max_iter=1), X, y)
+    save_estimator(outdir, "sklearn-weighted", est, unseeded=flat(other.model_).tolist())
+
+
+def sklearn_lbfgs(outdir):
+    X, y = regression_data()
+    save_estimator(outdir, "sklearn-lbfgs", fit_quietly(estimator("lbfgs", BATCH, distributed="mpi"), X, y))
+    Xc, yc = data("float64")
+    m = model("sgd", "float64", seed=distributed.rank())  # rank 0's initial weights
+    res = fm.fit_lbfgs(m, Xc, yc, max_iter=10, l2=1e-3, chunk_size=50, distributed="mpi")
+    save(outdir, "fit-lbfgs", m, loss_curve=res.loss_curve, n_iter=res.n_iter)
+
+
+def sklearn_diverge(outdir):
+    """One sample overflows the loss: with adam the process whose part holds it sees an
+    infinite loss; with lbfgs the sum does. Both processes raise the same DivergenceError."""
+    X, y = regression_data()
+    X[11] = 1e200
+    messages = {}
+    for kind in ("adam", "lbfgs"):
+        est = estimator(kind, BATCH, distributed="mpi", early_stopping=False)
+        try:
+            fit_quietly(est, X, y)
+            messages[kind] = None
+        except fm.DivergenceError as exc:
+            messages[kind] = str(exc)
+    save(outdir, "sklearn-diverge", est.model_, messages=messages)
+
+
+def mismatch(outdir):
+    """Rank 1 passes other data of the same size: with shard='auto' both raise the same
+    ValueError (model.fit and an estimator)."""
+    X, y = data("float64")
+    if distributed.rank() == 1:
+        X[5, 2] += 1.0
+    messages = []
+    for fit in (lambda: model("sgd", "float64", seed=0).fit(X, y, batch_size=BATCH, verbose=0,
+                                                            distributed="mpi"),
+                lambda: fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y)):
+        try:
+            fit()
+            messages.append(None)
+        except ValueError as exc:
+            messages.append(str(exc))
+    np.savez(os.path.join(outdir, f"mismatch-{distributed.rank()}.npz"), weights=np.zeros(1),
+             meta=json.dumps({"messages": messages}))
 
 
 def fail(outdir):
@@ -153,10 +263,16 @@ def cuda(outdir):
         h = m.fit(X, y, epochs=2, batch_size=4, verbose=0,
                   distributed=distributed.MPI(cuda_aware=aware, check_sync=True))
         save(outdir, f"cuda-aware{int(aware)}", m, h)
+    # the estimators' loop on the device: the epoch's loss summed on the device, read once
+    clf = estimator("sgd", 4, hidden_layer_sizes=(8,), max_iter=2, device="cuda",
+                    distributed=distributed.MPI(check_sync=True))
+    save_estimator(outdir, "cuda-sklearn", fit_quietly(clf, X, y))
     if distributed.rank() == 0:
         ref = model("sgd", "float64", seed=0, device="cuda", sizes=sizes)
         h = ref.fit(X, y, epochs=2, batch_size=8, verbose=0)
         save(outdir, "cuda-single", ref, h)
+        ref = fit_quietly(estimator("sgd", 8, hidden_layer_sizes=(8,), max_iter=2, device="cuda"), X, y)
+        save_estimator(outdir, "cuda-sklearn-single", ref)
 
 
 SCENARIOS = {
@@ -164,7 +280,9 @@ SCENARIOS = {
     "auto-adam32": lambda out: auto(out, "auto-adam32", "adam", "float32"),
     "local-sgd64": lambda out: local(out, "local-sgd64", "sgd", "float64"),
     "local-adam32": lambda out: local(out, "local-adam32", "adam", "float32"),
-    "overlap": overlap, "diverge": diverge, "resume": resume, "stop": stop, "sklearn": sklearn, "fail": fail,
+    "overlap": overlap, "sparse": sparse, "diverge": diverge, "resume": resume, "stop": stop, "sklearn": sklearn, "fail": fail,
+    "sklearn-adam": sklearn_adam, "sklearn-weighted": sklearn_weighted, "sklearn-diverge": sklearn_diverge,
+    "sklearn-lbfgs": sklearn_lbfgs, "mismatch": mismatch,
     "cuda": cuda,
 }
 

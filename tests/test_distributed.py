@@ -57,8 +57,9 @@ def run_job(outdir, scenarios, env=None, timeout=240):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-SCENARIOS = ["auto-sgd64", "auto-adam32", "local-sgd64", "local-adam32", "overlap", "diverge",
-             "resume", "stop", "sklearn"]
+SCENARIOS = ["auto-sgd64", "auto-adam32", "local-sgd64", "local-adam32", "overlap", "sparse", "diverge",
+             "resume", "stop", "sklearn", "sklearn-adam", "sklearn-weighted", "sklearn-diverge",
+             "sklearn-lbfgs", "mismatch"]  # sklearn-lbfgs writes fit-lbfgs too
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +139,18 @@ def test_overlapped_all_reduce_gives_the_same_weights(job):
     assert_rel(w0, W.flat(ref), 1e-10, "overlap weights")
 
 
+def test_sparse_input_trains_data_parallel(job):
+    pytest.importorskip("scipy")
+    X, y, _ = W.sparse_data()
+    ref = W.model("adam", "float64", seed=0)
+    h = ref.fit(X, y, epochs=2, batch_size=2 * W.BATCH, verbose=0)
+    (w0, m0), (w1, m1) = result(job, "sparse", 0), result(job, "sparse", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert_rel(w0, W.flat(ref), 1e-10, "sparse weights vs one process")
+    assert m0["history"] == m1["history"]
+    np.testing.assert_allclose(m0["history"]["loss"], h.history["loss"], rtol=1e-10)
+
+
 def test_divergence_on_one_process_stops_both(job):
     (w0, m0), (w1, m1) = result(job, "diverge", 0), result(job, "diverge", 1)
     assert m0["message"] is not None and m0["message"].startswith("training diverged at epoch 1")
@@ -161,20 +174,84 @@ def test_stop_training_on_one_process_stops_both(job):
     np.testing.assert_array_equal(w0, w1)
 
 
-def test_sklearn_estimator_trains_data_parallel(job):
-    pytest.importorskip("sklearn")
-    X, y = W.data("float64")
-    clf = fm.MLPClassifier(hidden_layer_sizes=(16,), solver="sgd", batch_size=2 * W.BATCH,
-                           max_iter=3, random_state=0, learning_rate_init=0.1, device="cpu")
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        clf.fit(X, y)
-    (w0, m0), (w1, m1) = result(job, "sklearn", 0), result(job, "sklearn", 1)
+def assert_same_estimator_fit(job, name, single):
+    """Both ranks end alike, and as one process with the global batch: weights, the loss
+    curve, iterations, samples seen, validation scores."""
+    (w0, m0), (w1, m1) = result(job, name, 0), result(job, name, 1)
     np.testing.assert_array_equal(w0, w1)
-    assert_rel(w0, W.flat(clf.model_), 1e-10, "MLPClassifier weights")
-    np.testing.assert_allclose(m0["loss_curve"], clf.loss_curve_, rtol=1e-10)
+    assert m0 == m1
+    assert_rel(w0, W.flat(single.model_), 1e-10, f"{name} weights vs one process")
+    np.testing.assert_allclose(m0["loss_curve"], single.loss_curve_, rtol=1e-10)
+    assert (m0["n_iter"], m0["t"]) == (single.n_iter_, single.t_)
+    if single.validation_scores_ is None:
+        assert m0["validation_scores"] is None
+    else:
+        np.testing.assert_allclose(m0["validation_scores"], single.validation_scores_, rtol=1e-10)
+    return m0
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "weighted", "lbfgs"])
+def test_sklearn_estimator_trains_data_parallel(job, kind):
+    """distributed='mpi' with batch_size=b on 2 processes fits as one process with 2b:
+    MLPClassifier sgd; MLPRegressor adam with an L2 term and early stopping (the agreed
+    validation score stops both at iteration 4); MLPClassifier sgd on sparse X with sample
+    weights (each global batch's weight sum scales its loss and its L2 term); MLPRegressor
+    lbfgs (each process's rows, rank 0's SciPy)."""
+    pytest.importorskip("sklearn")
+    if kind == "sgd":
+        X, y = W.data("float64")
+        single = W.fit_quietly(W.estimator("sgd", 2 * W.BATCH), X, y)
+        assert_same_estimator_fit(job, "sklearn", single)
+    elif kind == "adam":
+        X, y = W.regression_data()
+        single = W.fit_quietly(W.estimator("adam", W.BATCH), X, y)
+        assert single.n_iter_ == 4 < single.max_iter  # early stopping ended it
+        assert_same_estimator_fit(job, "sklearn-adam", single)
+    elif kind == "lbfgs":
+        X, y = W.regression_data()
+        single = W.fit_quietly(W.estimator("lbfgs", W.BATCH), X, y)
+        assert single.n_iter_ == 15
+        assert_same_estimator_fit(job, "sklearn-lbfgs", single)
+    else:
+        X, y, w = W.sparse_data()
+        single = W.fit_quietly(W.estimator("weighted", 2 * W.BATCH), X, y, sample_weight=w)
+        m0 = assert_same_estimator_fit(job, "sklearn-weighted", single)
+        (_, m1) = result(job, "sklearn-weighted", 1)
+        assert m0["unseeded"] == m1["unseeded"]  # random_state=None: rank 0's draws
+
+
+def test_fit_lbfgs_over_mpi_equals_one_process(job):
+    """Rows split 150 / 151 over the processes, chunks of 50 within each."""
+    pytest.importorskip("scipy")
+    X, y = W.data("float64")
+    ref = W.model("sgd", "float64", seed=0)
+    res = fm.fit_lbfgs(ref, X, y, max_iter=10, l2=1e-3, chunk_size=50)
+    (w0, m0), (w1, m1) = result(job, "fit-lbfgs", 0), result(job, "fit-lbfgs", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert m0 == m1 and m0["n_iter"] == res.n_iter == 10
+    assert_rel(w0, W.flat(ref), 1e-10, "fit_lbfgs weights vs one process")
+    np.testing.assert_allclose(m0["loss_curve"], res.loss_curve, rtol=1e-10)
+    with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
+        fm.fit_lbfgs(ref, X, y, distributed="gloo")
+
+
+def test_other_data_on_one_process_is_a_clear_error_on_both(job):
+    (_, m0), (_, m1) = result(job, "mismatch", 0), result(job, "mismatch", 1)
+    assert m0 == m1 and len(m0["messages"]) == 2
+    for message in m0["messages"]:
+        assert message is not None and "disagree on the data" in message and "shard='local'" in message
+
+
+def test_sklearn_divergence_on_one_process_stops_both(job):
+    pytest.importorskip("sklearn")
+    (w0, m0), (w1, m1) = result(job, "sklearn-diverge", 0), result(job, "sklearn-diverge", 1)
+    for kind in ("adam", "lbfgs"):
+        message = m0["messages"][kind]
+        assert message is not None and message.startswith("Solver produced non-finite"), kind
+        assert message == m1["messages"][kind]
+    assert "the loss became inf at step" in m0["messages"]["adam"]
+    assert "L-BFGS diverged" in m0["messages"]["lbfgs"]
+    np.testing.assert_array_equal(w0, w1)
 
 
 def test_a_failing_process_aborts_the_job_with_a_message(tmp_path):
@@ -186,7 +263,8 @@ def test_a_failing_process_aborts_the_job_with_a_message(tmp_path):
 
 def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
     """device="cuda" under the simulator: the gradient through the host and as a device
-    array (CUDA-aware MPI), both equal to one process with the global batch."""
+    array (CUDA-aware MPI), both equal to one process with the global batch; and
+    MLPClassifier(distributed="mpi") on the device (the epoch loss summed on the device)."""
     if importlib.util.find_spec("numba_cuda") is None:
         pytest.skip("numba-cuda is not installed (pip install numba-cuda)")
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "").strip() == "1":
@@ -201,6 +279,13 @@ def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
         assert_rel(w0, ref, 1e-10, f"cuda_aware={bool(aware)}")
         assert m0["history"] == m1["history"]
         np.testing.assert_allclose(m0["history"]["loss"], mref["history"]["loss"], rtol=1e-10)
+    if importlib.util.find_spec("sklearn") is not None:
+        (w0, m0), (w1, m1) = result(tmp_path, "cuda-sklearn", 0), result(tmp_path, "cuda-sklearn", 1)
+        ref, mref = result(tmp_path, "cuda-sklearn-single", 0)
+        np.testing.assert_array_equal(w0, w1)
+        assert m0 == m1 and m0["n_iter"] == mref["n_iter"] == 2
+        assert_rel(w0, ref, 1e-10, "MLPClassifier on the device")
+        np.testing.assert_allclose(m0["loss_curve"], mref["loss_curve"], rtol=1e-10)
 
 
 def test_command_line_trains_data_parallel(tmp_path):
@@ -244,6 +329,11 @@ def test_bad_distributed_arguments():
         m.fit(X, y, distributed="mpi", shard="rows")
     with pytest.raises(ValueError, match="needs distributed='mpi'"):
         m.fit(X, y, shard="local")
+    if importlib.util.find_spec("sklearn") is not None:
+        for est in (fm.MLPClassifier(distributed="nccl"), fm.MLPRegressor(distributed=4)):
+            assert "distributed" in est.get_params()
+            with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
+                est.fit(X, np.array([0.0, 1.0, 0.0, 1.0]))
     with pytest.raises(TypeError, match="overlap must be True or False"):
         fm.distributed.MPI(overlap="yes")
     with pytest.raises(ValueError, match="bucket_bytes"):

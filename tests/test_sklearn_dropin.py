@@ -221,9 +221,9 @@ def test_early_stopping_split_is_stratified_and_names_the_users_labels():
     seen = {}
     original = type(clf)._validation_score
 
-    def spy(self, X_val, T_val, w_val=None):
+    def spy(self, X_val, T_val, w_val=None, dist=None):
         seen["T_val"] = T_val
-        return original(self, X_val, T_val, w_val)
+        return original(self, X_val, T_val, w_val, dist)
 
     type(clf)._validation_score = spy
     try:
