@@ -20,7 +20,9 @@ from .gradcheck import gradcheck
 from .interop import from_sklearn, from_torch
 from .lbfgs import fit_lbfgs
 from .io import load
-from .layers import BatchNorm, Dense, Dropout, Layer
+from .ensemble import Ensemble
+from .graph import Input, Model
+from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential
 from .onnx_io import from_onnx
 from .optim import LAMB, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
@@ -28,8 +30,9 @@ from .optim import LAMB, SGD, Adagrad, Adam, AdamW, Optimizer, RMSprop
 ACTIVATIONS = tuple(kernels.ACTIVATIONS)
 
 __all__ = [
-    "MLP", "Sequential", "Dense", "Dropout", "BatchNorm", "Layer", "SGD", "Adam", "AdamW",
-    "RMSprop", "Adagrad", "LAMB", "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
+    "MLP", "Sequential", "Model", "Input", "Dense", "Dropout", "BatchNorm", "Activation", "Add",
+    "Concatenate", "Layer", "Ensemble", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "LAMB",
+    "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
     "ReduceLROnPlateau",
     "gradcheck", "fit_lbfgs", "DivergenceError", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",

@@ -237,3 +237,97 @@ def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
         labels = (T[:, 0] > 0.5).astype(np.int64) if n_outputs == 1 else None
         return T, labels
     return np.ascontiguousarray(arr, dtype=dtype), None
+
+
+def check_inputs(X, widths, names, name="X", dtype=None):
+    """The input arrays of a model with inputs of `widths` named `names`: one array (one
+    input), or a list / tuple in input order, or a dict {input name: array}. Each is checked
+    as by check_X; all must have the same number of samples. Returns a tuple of arrays."""
+    n = len(widths)
+    if isinstance(X, dict):
+        keys = set(X)
+        if keys != set(names):
+            missing = [k for k in names if k not in keys]
+            extra = sorted(map(repr, keys - set(names)))
+            raise ValueError(
+                f"{name} as a dict must be keyed by the model's input names {list(names)}"
+                + (f"; missing {missing}" if missing else "") + (f"; unknown {', '.join(extra)}" if extra else "")
+            )
+        arrays = [X[k] for k in names]
+    elif n == 1:
+        one_array_list = (isinstance(X, (list, tuple)) and len(X) == 1 and isinstance(X[0], np.ndarray)
+                          and X[0].ndim >= 2)
+        arrays = [X[0] if one_array_list else X]
+    else:
+        if not isinstance(X, (list, tuple)):
+            raise TypeError(
+                f"{name} must be a list of {n} arrays (one per input: {', '.join(names)}) or a dict "
+                f"keyed by input name, for this model with {n} inputs; got {type(X).__name__}"
+            )
+        if len(X) != n:
+            raise ValueError(
+                f"{name} must hold {n} arrays, one per input ({', '.join(names)}); got {len(X)}"
+            )
+        arrays = list(X)
+    out = []
+    for arr, width, input_name in zip(arrays, widths, names):
+        label = name if n == 1 else f"{name}[{input_name!r}]"
+        out.append(check_X(arr, width, label, dtype))
+    lengths = {a.shape[0] for a in out}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"the arrays of {name} must have the same number of samples; got "
+            + ", ".join(f"{a.shape[0]} for {nm!r}" for a, nm in zip(out, names))
+        )
+    return tuple(out)
+
+
+def check_sample_weights(sample_weight, class_weight, labels, n, n_outputs, dtype):
+    """Per-sample loss weights from sample_weight (n,) and class_weight {class: weight}
+    (they multiply), or None."""
+    w = None
+    if sample_weight is not None:
+        w = np.asarray(sample_weight)
+        if w.dtype.kind not in "biuf":
+            raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},), one weight per sample; got {w.shape}")
+        check_finite(w, "sample_weight", dtype)
+        if (w < 0).any():
+            raise ValueError(f"sample_weight must be >= 0; got {w.min():g}")
+        w = w.astype(dtype)
+    if class_weight is not None:
+        if not isinstance(class_weight, dict):
+            raise TypeError(f"class_weight must be a dict {{class: weight}}; got {type(class_weight).__name__}")
+        if labels is None:
+            raise ValueError("class_weight needs a classification loss with class labels")
+        n_classes = 2 if n_outputs == 1 else n_outputs
+        table = np.ones(n_classes, dtype)
+        for key, value in class_weight.items():
+            if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral) \
+                    or not 0 <= key < n_classes:
+                raise ValueError(f"class_weight keys must be class labels 0..{n_classes - 1}; got {key!r}")
+            table[key] = check_float(value, f"class_weight[{key}]", low=0)
+        cw = table[labels]
+        w = cw if w is None else w * cw
+    return w
+
+
+def check_fit_options(epochs, batch_size, validation_split, shuffle, verbose, callbacks,
+                      on_divergence):
+    """fit's scalar arguments, checked; returns them normalised."""
+    from .callbacks import Callback
+
+    epochs = check_int(epochs, "epochs")
+    on_divergence = check_choice(on_divergence, "on_divergence", ("raise", "warn"))
+    batch_size = check_int(batch_size, "batch_size")
+    validation_split = check_float(validation_split, "validation_split", 0, 1, high_open=True)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
+    callbacks = list(callbacks or [])
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks[{i}] must be a fastmlp Callback; got {cb!r}")
+    return epochs, batch_size, validation_split, callbacks, on_divergence

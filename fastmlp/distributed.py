@@ -548,11 +548,13 @@ class DataParallel:
         r-th part of the (shared) validation set; with 'local' its own; the sums are added."""
         from .model import _Metrics
 
-        n = X.shape[0]
+        Xs = X if isinstance(X, tuple) else (X,)  # one array per model input
+        n = Xs[0].shape[0]
         lo, hi = self.rows(n) if self.shard == "auto" else (0, n)
         metrics = _Metrics(model, T if labels is None else None)
         if hi > lo:
-            part = model._evaluate_sums(X[lo:hi], T[lo:hi], None if labels is None else labels[lo:hi])
+            part = model._evaluate_sums(tuple(x[lo:hi] for x in Xs), T[lo:hi],
+                                        None if labels is None else labels[lo:hi])
             loss_sum, sums = part[0], self._metric_sums(part[1])
         else:
             loss_sum, sums = 0.0, self._metric_sums(metrics) * 0

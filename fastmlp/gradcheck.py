@@ -24,14 +24,15 @@ def gradcheck(model, X, y, eps=None):
     eps defaults to the cube root of the dtype's machine epsilon (about 6e-6 in float64).
     """
     k = model._kernels
-    X, T, _ = model._check_fit_data(X, y)
+    Xs, T, _ = model._check_fit_data(X, y)
     if eps is None:
         eps = float(np.finfo(model.dtype).eps) ** (1 / 3)
     eps = check_float(eps, "eps", low=0, low_open=True)
     with model._guard.training("gradcheck"), model._guard.step_lock:  # it moves the weights
-        n = X.shape[0]
+        n = Xs[0].shape[0]
         v = model._buffers_for(n, T).views(n)
-        k.write(v.A[0], X)
+        for Xv, X_j in zip(v.X, Xs):
+            k.write(Xv, X_j)
         k.write(v.T, T)
         saved_weights = model.get_weights()  # includes BatchNorm running statistics
         saved = k.to_host(model._theta)
@@ -42,10 +43,7 @@ def gradcheck(model, X, y, eps=None):
 
         try:
             loss_at()  # draws the dropout masks
-            for slot in model._slots:
-                slot.freeze_masks = True
-            for s in v.s:
-                s.freeze_masks = True
+            model._freeze_masks(v, True)
             model._backward(v)
             analytic = k.to_host(model._grad).astype(np.float64)
             numerical = np.empty_like(analytic)
@@ -60,10 +58,7 @@ def gradcheck(model, X, y, eps=None):
                 theta[i] = saved[i]
                 numerical[i] = (plus - minus) / (2 * eps)
         finally:
-            for slot in model._slots:
-                slot.freeze_masks = False
-            for s in v.s:
-                s.freeze_masks = False
+            model._freeze_masks(v, False)
             model.set_weights(saved_weights)
 
     floor = 0.01 * float(np.abs(numerical).max()) if numerical.size else 0.0

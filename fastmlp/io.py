@@ -1,6 +1,6 @@
 """Model files: an .npz archive holding a JSON config, the weights and the optimizer state.
 
-Format (``format_version`` 2)
+Format (``format_version`` 3)
 -----------------------------
 The archive is an ordinary NumPy ``.npz`` (a zip of ``.npy`` members, uncompressed):
 
@@ -13,7 +13,7 @@ The archive is an ordinary NumPy ``.npz`` (a zip of ``.npy`` members, uncompress
          "loss": "cross_entropy", "label_smoothing": 0.0,
          "optimizer": {"name": "SGD", "config": {"lr": 0.1, ...}},
          "dtype": "float32", "seed": 0,
-         "format": "fastmlp-model", "format_version": 2, "fastmlp_version": "0.1.0",
+         "format": "fastmlp-model", "format_version": 3, "fastmlp_version": "0.1.0",
          "weights": ["W0", "b0", "W1", "b1", ...],
          "optimizer_state": ["optimizer_momentum_buffer"],
          "optimizer_step": 1200,
@@ -27,6 +27,13 @@ The archive is an ordinary NumPy ``.npz`` (a zip of ``.npy`` members, uncompress
     so that training resumes with the same shuffling and dropout masks.
 ``W0``, ``b0``, ... and ``optimizer_<name>``
     the arrays named in the config.
+
+A graph ``Model`` adds ``"graph": {"inputs": [names], "output": name, "nodes": [{"name",
+"layer" (index into ``layers``, null for an Input), "inputs": [node names], "width"}, ...]}``
+(nodes in topological order) and each layer's ``"name"``; loading rebuilds the graph by
+calling the layers on the nodes in that order, so an edge to a node not defined before it
+(dangling or cyclic), an unknown layer type or index, or a width the layers do not compute
+is a ``ValueError``. Files of format 2 (Sequential models, no ``graph``) load unchanged.
 
 Files written by the first format (``format_version`` 1: Dense layers without a ``type``,
 ``W<i>``/``b<i>`` members, no ``weights`` list) still load.
@@ -57,8 +64,8 @@ import zlib
 import numpy as np
 
 FORMAT = "fastmlp-model"
-FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 
 #: largest config member accepted (bytes of the .npy member)
 _MAX_CONFIG_BYTES = 16 << 20
@@ -98,8 +105,9 @@ def model_config(model):
     from . import __version__
 
     config = dict(model.get_config())
-    config["layers"] = [dict(layer.get_config(), type=type(layer).__name__)
-                        for layer in model.layers]
+    if "graph" not in config:
+        config["layers"] = [dict(layer.get_config(), type=type(layer).__name__)
+                            for layer in model.layers]
     config.pop("device", None)
     clash = set(config) & set(_META_KEYS)
     if clash:  # pragma: no cover - a model config must not use the file's own keys
@@ -448,10 +456,16 @@ def _build(config, archive, device):
     except (TypeError, ValueError) as exc:
         raise _Invalid(f"config optimizer is invalid: {exc}") from None
 
-    kwargs = {k: v for k, v in model_cfg.items() if k not in ("layers", "optimizer", "device")}
+    kwargs = {k: v for k, v in model_cfg.items() if k not in ("layers", "optimizer", "device", "graph")}
     _check_json_scalars(kwargs, "config model")
     try:
-        model = Sequential(layers, optimizer=optimizer, device=device, **kwargs)
+        if "graph" in model_cfg:
+            from .graph import Model
+
+            inputs, output = _build_graph(layers, model_cfg["graph"])
+            model = Model(inputs, output, optimizer=optimizer, device=device, **kwargs)
+        else:
+            model = Sequential(layers, optimizer=optimizer, device=device, **kwargs)
     except (TypeError, ValueError) as exc:
         raise _Invalid(f"config model is invalid: {exc}") from None
 
@@ -494,6 +508,53 @@ def _build(config, archive, device):
         except (TypeError, ValueError, KeyError, OverflowError) as exc:
             raise _Invalid(f"config 'rng_state' is invalid ({exc!r})") from None
     return model
+
+
+def _build_graph(layers, graph):
+    """The Input nodes and the output node of a stored graph (format 3), rebuilt by calling
+    the layers on the nodes in the stored order. Every edge must name a node defined before
+    it (so no dangling or cyclic edges), every width must be what the layers compute."""
+    from .graph import Input, Node
+
+    _expect(isinstance(graph, dict), "config 'graph' must be an object")
+    nodes, input_names, output = graph.get("nodes"), graph.get("inputs"), graph.get("output")
+    _expect(isinstance(nodes, list) and nodes, "config graph 'nodes' must be a non-empty list")
+    _expect(isinstance(input_names, list) and input_names and all(isinstance(n, str) for n in input_names),
+            "config graph 'inputs' must be a list of node names")
+    _expect(isinstance(output, str), "config graph 'output' must be a node name")
+    built = {}
+    for k, nd in enumerate(nodes):
+        where = f"config graph nodes[{k}]"
+        _expect(isinstance(nd, dict) and set(nd) == {"name", "layer", "inputs", "width"},
+                f"{where} must be an object with keys name, layer, inputs, width")
+        name, layer, ins, width = nd["name"], nd["layer"], nd["inputs"], nd["width"]
+        _expect(isinstance(name, str) and name and name not in built,
+                f"{where} has a missing or repeated name {name!r}")
+        _expect(_is_int(width, 1), f"{where} ({name!r}) has the invalid width {width!r}")
+        _expect(isinstance(ins, list) and all(isinstance(n, str) for n in ins),
+                f"{where} ({name!r}): 'inputs' must be a list of node names")
+        if layer is None:
+            _expect(not ins, f"{where}: the Input {name!r} cannot have inputs")
+            node = Input(width, name=name)
+        else:
+            _expect(_is_int(layer) and layer < len(layers),
+                    f"{where} ({name!r}) names the layer {layer!r}; there are {len(layers)}")
+            for n in ins:
+                _expect(n in built, f"{where} ({name!r}) takes the node {n!r}, which is not defined "
+                                    "before it (a dangling or cyclic edge)")
+            args = [built[n] for n in ins]
+            try:
+                node = layers[layer](args[0] if len(args) == 1 and layers[layer].n_inputs == 1 else args)
+            except (TypeError, ValueError) as exc:
+                raise _Invalid(f"{where} ({name!r}) is invalid: {exc}") from None
+            _expect(node.width == width, f"{where} ({name!r}) has width {node.width} from its layer; "
+                                         f"the file says {width}")
+            node = Node(node.layer, node.inputs, node.width, name)
+        built[name] = node
+    for n in input_names:
+        _expect(n in built and built[n].is_input, f"config graph 'inputs' names {n!r}, which is not an Input node")
+    _expect(output in built, f"config graph 'output' names {output!r}, which is not a node")
+    return [built[n] for n in input_names], built[output]
 
 
 _FORMAT_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,

@@ -8,16 +8,87 @@ layer, ``delta_prev = f'_prev(D_prev) * (d loss / d A_in)``, the delta of the la
 in the same pass. ``s`` holds the layer's parameters, gradients, state and scratch buffers.
 """
 
+import itertools
+import re
+import threading
+
 import numpy as np
 
 from ._validation import check_float, check_int
 from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION, activation_code
 
+#: output activations a model fuses into its loss (the model computes logits; predict_proba
+#: applies them): softmax with cross_entropy, sigmoid with binary_cross_entropy
+FUSED_OUTPUTS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
+
+_names_lock = threading.Lock()
+_name_counts = {}
+
+
+def _unique_name(base):
+    """Keras' automatic names: dense, dense_1, dense_2, ... (one counter per base)."""
+    with _names_lock:
+        n = _name_counts.get(base, 0)
+        _name_counts[base] = n + 1
+    return base if n == 0 else f"{base}_{n}"
+
+
+def _snake(name):
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _same_width(layer, width):
+    """A width-preserving layer called again (shared) must see the same width."""
+    seen = getattr(layer, "_width_seen", None)
+    if seen is not None and seen != width:
+        raise ValueError(f"layer {layer.name!r} ({type(layer).__name__} on width {seen}) was "
+                         f"called on a node of width {width}")
+    layer._width_seen = width
+
+
+def check_activation(activation, name="activation", allow_softmax=True):
+    """An activation name; 'softmax' too where a model may fuse it into its loss."""
+    if allow_softmax and activation == "softmax":
+        return activation
+    activation_code(activation, name)
+    return activation
+
 
 class Layer:
-    """Base class of the layers of a Sequential model."""
+    """Base class of the layers: a Sequential model's stack, or nodes of a graph Model.
+
+    Calling a layer on a node (``Dense(64)(x)``, x from ``fastmlp.Input``) connects it in a
+    graph and returns its output node; calling it again on another node shares its weights.
+    """
 
     activation = "identity"
+    #: set by the model whose output this layer is when it fuses a softmax/sigmoid into the loss
+    _fused = False
+    #: (model, slot) of the model whose parameters this layer's weights are views into
+    _owner = None
+    #: how many inputs the layer takes (None: two or more, a merge layer)
+    n_inputs = 1
+
+    def __call__(self, inputs):
+        from .graph import connect
+
+        return connect(self, inputs)
+
+    @property
+    def name(self):
+        if getattr(self, "_name", None) is None:
+            self._name = _unique_name(_snake(type(self).__name__))
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise TypeError(f"name must be a non-empty string; got {value!r}")
+        self._name = value
+
+    def connect(self, widths):
+        """Fix the input width(s) when called on node(s); return the output width."""
+        return self.build(widths[0])
 
     def build(self, in_features):
         """Fix the input size; return the output size."""
@@ -41,7 +112,43 @@ class Layer:
 
     @property
     def act(self):
+        """The activation code the kernels run: the identity for a fused output activation."""
+        if self._fused:
+            return IDENTITY
+        if self.activation == "softmax":
+            raise ValueError(
+                f"layer {self.name!r}: activation 'softmax' is only allowed on the output "
+                "layer of a model with loss='cross_entropy' (it is fused into the loss)"
+            )
         return activation_code(self.activation)
+
+    def get_weights(self):
+        """This layer's weights as host copies: its parameters then its state (Dense:
+        [W, b], W of shape (out, in); BatchNorm: [gamma, beta, running_mean, running_var])."""
+        owner, slot = self._owned()
+        return [owner._kernels.to_host(getattr(slot, n)) for n in self._weight_names()]
+
+    def set_weights(self, weights):
+        """Set this layer's weights from a list in get_weights' layout (shapes checked)."""
+        owner, slot = self._owned()
+        names = self._weight_names()
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"weights of layer {self.name!r} must be a list {names}; "
+                            f"got {type(weights).__name__}")
+        if len(weights) != len(names):
+            raise ValueError(f"layer {self.name!r} has {len(names)} weights {names}; got {len(weights)} arrays")
+        owner._write_weights([(f"{self.name}.{n}", getattr(slot, n)) for n in names], weights)
+
+    def _weight_names(self):
+        return list(self.param_shapes()) + list(self.state_shapes())
+
+    def _owned(self):
+        if self._owner is None:
+            raise ValueError(
+                f"layer {self.name!r} has no weights yet: they are made when a model is built "
+                "from it (Sequential([...]) or Model(inputs, outputs))"
+            )
+        return self._owner
 
     @property
     def needs_preactivation(self):
@@ -65,16 +172,40 @@ class Dense(Layer):
 
     _HE = ("relu", "leaky_relu", "elu", "gelu", "softplus")
 
-    def __init__(self, in_features, out_features, activation="identity"):
-        self.in_features = check_int(in_features, "in_features")
+    def __init__(self, in_features=None, out_features=None, activation="identity", *, units=None,
+                 name=None):
+        if isinstance(out_features, str):  # Dense(10, "softmax"): Keras' (units, activation)
+            out_features, activation = None, out_features
+        if units is not None:
+            if out_features is not None:
+                raise TypeError("give units or out_features, not both")
+            out_features = units
+        if out_features is None:  # Dense(units): in_features from the node it is called on
+            in_features, out_features = None, in_features
+            if out_features is None:
+                raise TypeError("Dense needs its number of units: Dense(units) or Dense(in_features, out_features)")
+        self.in_features = None if in_features is None else check_int(in_features, "in_features")
         self.out_features = check_int(out_features, "out_features")
-        activation_code(activation)
-        self.activation = activation
+        self.activation = check_activation(activation)
+        self.name = name
+
+    def connect(self, widths):
+        if self.in_features is None:
+            self.in_features = widths[0]
+        elif widths[0] != self.in_features:
+            raise ValueError(
+                f"layer {self.name!r} (Dense with in_features={self.in_features}) was called on "
+                f"a node of width {widths[0]}"
+            )
+        return self.out_features
 
     def build(self, in_features):
         return self.out_features
 
     def param_shapes(self):
+        if self.in_features is None:
+            raise ValueError(f"layer {self.name!r} does not know its input size yet: call it on a "
+                             "node or give Dense(in_features, out_features)")
         return {"W": (self.out_features, self.in_features), "b": (self.out_features,)}
 
     def initialize(self, params, state, rng):
@@ -94,16 +225,20 @@ class Dense(Layer):
             k.linear_forward(A_in, s.W, s.b, IDENTITY, Z)
             k.activate(Z, self.act, A_out)
 
-    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s):
-        k.weight_grad(delta, A_in, s.dW, s.db)
+    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
+        """acc_grads: add to dW, db (a shared layer's later use); acc_delta: add to
+        delta_prev (a producer feeding several consumers) -- both GEMMs with beta = 1."""
+        k.weight_grad(delta, A_in, s.dW, s.db, acc_grads)
         if delta_prev is not None:
-            k.delta_backward(delta, s.W, D_prev, act_prev, delta_prev)
+            k.delta_backward(delta, s.W, D_prev, act_prev, delta_prev, acc_delta)
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "activation": self.activation}
 
     def __repr__(self):
+        if self.in_features is None:
+            return f"Dense({self.out_features}, activation={self.activation!r})"
         return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
 
 
@@ -112,13 +247,18 @@ class Dropout(Layer):
     scaled by 1 / (1 - p); in predict/evaluate it passes its input through. The masks come
     from the model's seeded generator, so a seed makes them reproducible."""
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, *, name=None):
         self.p = check_float(p, "p", low=0, high=1, high_open=True)
         self.features = None
+        self.name = name
 
     def build(self, in_features):
         self.features = in_features
         return in_features
+
+    def connect(self, widths):
+        _same_width(self, widths[0])
+        return self.build(widths[0])
 
     def scratch_shapes(self, first):
         return {"U": (True, (self.features,))}
@@ -131,8 +271,13 @@ class Dropout(Layer):
         else:
             k.activate(A_in, IDENTITY, A_out)
 
-    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s):
-        if delta_prev is not None:
+    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
+        if delta_prev is None:
+            return
+        if acc_delta:  # into scratch, then summed into delta_prev
+            k.dropout_backward(delta, s.U, self.p, D_prev, IDENTITY, s.acc_delta)
+            k.add(delta_prev, s.acc_delta, delta_prev)
+        else:
             k.dropout_backward(delta, s.U, self.p, D_prev, act_prev, delta_prev)
 
     def get_config(self):
@@ -150,12 +295,12 @@ class BatchNorm(Layer):
     ``Dense(784, 256), BatchNorm(256, activation="relu")``.
     """
 
-    def __init__(self, features=None, activation="identity", momentum=0.1, eps=1e-5):
+    def __init__(self, features=None, activation="identity", momentum=0.1, eps=1e-5, *, name=None):
         self.features = None if features is None else check_int(features, "features")
-        activation_code(activation)
-        self.activation = activation
+        self.activation = check_activation(activation, allow_softmax=False)
         self.momentum = check_float(momentum, "momentum", low=0, high=1)
         self.eps = check_float(eps, "eps", low=0, low_open=True)
+        self.name = name
 
     def build(self, in_features):
         if self.features is not None and self.features != in_features:
@@ -165,6 +310,13 @@ class BatchNorm(Layer):
             )
         self.features = in_features
         return in_features
+
+    def connect(self, widths):
+        try:
+            return self.build(widths[0])
+        except ValueError:
+            raise ValueError(f"layer {self.name!r} (BatchNorm of {self.features} features) was "
+                             f"called on a node of width {widths[0]}") from None
 
     def param_shapes(self):
         return {"gamma": (self.features,), "beta": (self.features,)}
@@ -200,15 +352,110 @@ class BatchNorm(Layer):
         if Z is not None:
             k.activate(Z, self.act, A_out)
 
-    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s):
+    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
         if delta_prev is None:
             delta_prev, D_prev, act_prev = s.dX, A_in, IDENTITY
-        k.batchnorm_backward(delta, s.Xhat, s.inv_std, s.gamma, s.dgamma, s.dbeta,
+        elif acc_delta:  # into scratch, then summed into delta_prev
+            delta_prev, summed, act_prev = s.acc_delta, delta_prev, IDENTITY
+        dgamma, dbeta = (s.acc_dgamma, s.acc_dbeta) if acc_grads else (s.dgamma, s.dbeta)
+        k.batchnorm_backward(delta, s.Xhat, s.inv_std, s.gamma, dgamma, dbeta,
                              D_prev, act_prev, delta_prev)
+        if acc_delta and delta_prev is s.acc_delta:
+            k.add(summed, s.acc_delta, summed)
+        if acc_grads:  # a shared BatchNorm's later use: gradients summed over uses
+            k.add(s.dgamma.reshape(1, -1), dgamma.reshape(1, -1), s.dgamma.reshape(1, -1))
+            k.add(s.dbeta.reshape(1, -1), dbeta.reshape(1, -1), s.dbeta.reshape(1, -1))
 
     def get_config(self):
         return {"features": self.features, "activation": self.activation,
                 "momentum": self.momentum, "eps": self.eps}
 
 
-LAYERS = {"Dense": Dense, "Dropout": Dropout, "BatchNorm": BatchNorm}
+class Activation(Layer):
+    """An activation on its own, ``A_out = f(A_in)`` (Keras' ``Activation("relu")``):
+    identity, relu, leaky_relu, elu, sigmoid, tanh, gelu, softplus, or softmax as a model's
+    output (fused into cross_entropy)."""
+
+    def __init__(self, activation, *, name=None):
+        self.activation = check_activation(activation)
+        self.features = None
+        self.name = name
+
+    def build(self, in_features):
+        self.features = in_features
+        return in_features
+
+    def connect(self, widths):
+        _same_width(self, widths[0])
+        return self.build(widths[0])
+
+    def forward(self, k, A_in, A_out, Z, s, training):
+        k.activate(A_in, self.act, A_out)
+        if Z is not None:  # f' of gelu is taken from its input
+            k.activate(A_in, IDENTITY, Z)
+
+    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
+        """delta (this layer's, f' applied) is d loss / d A_in: passed on, times f'_prev."""
+        if delta_prev is None:
+            return
+        if acc_delta:
+            k.add(delta_prev, delta, delta_prev)
+        else:
+            k.activate(delta, IDENTITY, delta_prev)
+        k.activation_backward(D_prev, act_prev, delta_prev)
+
+    def get_config(self):
+        return {"activation": self.activation}
+
+
+class Add(Layer):
+    """The elementwise sum of two or more nodes of one width (a residual connection:
+    ``Add()([h, Dense(width)(h)])``). Backward, each input receives the same delta (passed
+    on without a copy where the input has no other consumer)."""
+
+    n_inputs = None
+
+    def __init__(self, *, name=None):
+        self.name = name
+        self.features = None
+
+    def connect(self, widths):
+        if len(widths) < 2:
+            raise ValueError(f"layer {self.name!r} (Add) needs two or more inputs; got {len(widths)}")
+        if len(set(widths)) != 1:
+            raise ValueError(f"layer {self.name!r} (Add) needs inputs of one width; got widths {list(widths)}")
+        self.features = widths[0]
+        return widths[0]
+
+    def forward(self, k, A_ins, A_out):
+        k.add(A_ins[0], A_ins[1], A_out)
+        for A in A_ins[2:]:
+            k.add(A_out, A, A_out)
+
+    def get_config(self):
+        return {}
+
+
+class Concatenate(Layer):
+    """Two or more nodes side by side along the features: widths w1 + w2 + ... Producers
+    with no other consumer write straight into their columns of its output, and receive the
+    matching columns of its delta (views, no copies)."""
+
+    n_inputs = None
+
+    def __init__(self, *, name=None):
+        self.name = name
+        self.widths = None
+
+    def connect(self, widths):
+        if len(widths) < 2:
+            raise ValueError(f"layer {self.name!r} (Concatenate) needs two or more inputs; got {len(widths)}")
+        self.widths = list(widths)
+        return sum(widths)
+
+    def get_config(self):
+        return {}
+
+
+LAYERS = {"Dense": Dense, "Dropout": Dropout, "BatchNorm": BatchNorm, "Activation": Activation,
+          "Add": Add, "Concatenate": Concatenate}

@@ -224,7 +224,10 @@ def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
     tol = check_float(tol, "tol", low=0)
     l2 = check_float(l2, "l2", low=0)
     chunk_size = check_int(chunk_size, "chunk_size")
-    X, T, labels = model._check_fit_data(X, y)
+    Xs, T, labels = model._check_fit_data(X, y)
+    if len(Xs) != 1:
+        raise ValueError("fit_lbfgs trains single-input models; this model has several inputs")
+    X = Xs[0]
     w = model._sample_weights(sample_weight, None, labels, X.shape[0])
     if distributed is None:
         result, curve = _minimize(model, X, T, w, l2=l2, max_iter=max_iter, max_fun=max_fun,

@@ -16,10 +16,13 @@ For a Dense layer, backward is ``weight_grad(delta[l], A[l]) -> dW[l], db[l]`` a
 all layers are views into one flat array ``theta`` and their gradients views into one flat
 array ``grad`` (as llm.c does), so the update is one kernel call. Buffers (A, delta, targets,
 the layers' scratch) are allocated once per batch size and reused.
+
+``_Network`` holds what every model shares (the step ``_step``, fit, evaluate, predict,
+weights, saving); ``Sequential`` is the chain above (with the fused Dense-stack path) and
+the graph ``Model`` (fastmlp/graph.py) runs the same step over the nodes of a graph.
 """
 
 import math
-import numbers
 import warnings
 from contextlib import nullcontext
 from types import SimpleNamespace
@@ -28,12 +31,13 @@ import numpy as np
 
 from . import kernels as _kernels
 from ._concurrency import BufferPool, TrainingGuard, deferred_sigint
-from ._validation import (check_X, check_choice, check_dtype, check_finite, check_float, check_int,
-                          check_targets)
-from .callbacks import Callback, History, ProgressBar
+from ._metrics import _Metrics
+from ._validation import (check_choice, check_dtype, check_finite, check_fit_options, check_float,
+                          check_inputs, check_int, check_sample_weights, check_targets)
+from .callbacks import History, ProgressBar
 from .errors import DivergenceError
 from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code
-from .layers import LAYERS, BatchNorm, Dense, Dropout, Layer
+from .layers import FUSED_OUTPUTS, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer
 from .optim import Optimizer, get_optimizer
 from .sparse import SparseRows, csr_run, issparse
 
@@ -44,13 +48,25 @@ LOSSES = {
     "mse": "mse",
     "poisson": "poisson",  # log link: the output is log(mean), predict gives exp of it
 }
+#: Keras' loss names, accepted as aliases
+LOSS_ALIASES = {
+    "categorical_crossentropy": "cross_entropy",        # one-hot (or probability) targets
+    "sparse_categorical_crossentropy": "cross_entropy",  # integer labels
+    "binary_crossentropy": "binary_cross_entropy",
+    "mean_squared_error": "mse",
+}
 
 
 class _Buffers:
     """The arrays one training step (or one forward pass) works in, for up to `capacity` rows.
 
-    ``views(n)`` gives the first n rows of each, made once per n and kept. Targets live in a
-    2-D buffer of `target_width` columns; for integer labels (width 1) ``T`` is its column.
+    The model makes its own arrays (``model._allocate_activations``: A, Z, delta and the
+    layers' scratch for a Sequential stack; one set per node for a graph); the targets live
+    here, in a 2-D buffer of `target_width` columns (for integer labels, width 1, ``T`` is
+    its column). ``views(n)`` gives the first n rows of each, made once per n and kept:
+    ``v.X`` (one array per model input), ``v.out`` and ``v.dout`` (the output and d loss /
+    d output), ``v.D_out`` (what the output's f' is taken from), the targets, and the model's
+    own views.
     """
 
     def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False,
@@ -62,17 +78,8 @@ class _Buffers:
         self.weighted = weighted
         #: sparse input multiplied by the first layer directly: no dense input rows
         self.sparse = sparse and model._sparse_first_layer
-        self.A = [k.empty((capacity, 0 if self.sparse and l == 0 else s), dtype)
-                  for l, s in enumerate(model.sizes)]
-        self.Z = [None] + [k.empty((capacity, s), dtype) if layer.needs_preactivation else None
-                           for layer, s in zip(model.layers, model.sizes[1:])]
+        self.arrays = model._allocate_activations(capacity, self.training, self.sparse)
         if self.training:
-            self.delta = [k.empty((capacity, s), dtype) for s in model.sizes[1:]]
-            self.scratch = [  # per layer: {name: (per_row, buffer)}
-                {name: (per_row, k.empty((capacity,) + shape if per_row else shape, dtype))
-                 for name, (per_row, shape) in layer.scratch_shapes(l == 0).items()}
-                for l, layer in enumerate(model.layers)
-            ]
             self.T2d = k.empty((capacity, target_width), target_dtype)
             self.labels2d = k.empty((capacity, 1), np.int64)
             self.w2d = k.empty((capacity, 1), dtype) if weighted else None
@@ -87,15 +94,8 @@ class _Buffers:
         if n in self._views:
             return self._views[n]
         v = SimpleNamespace(n=n)
-        v.A = tuple(a[:n] for a in self.A)
-        v.Z = tuple(None if z is None else z[:n] for z in self.Z)
-        v.D = tuple(a if z is None else z for a, z in zip(v.A, v.Z))  # what f' is computed from
+        self.model._activation_views(self.arrays, n, v, self.training)
         if self.training:
-            v.delta = tuple(d[:n] for d in self.delta)
-            v.s = []
-            for slot, scratch in zip(self.model._slots, self.scratch):
-                views = {name: buf[:n] if per_row else buf for name, (per_row, buf) in scratch.items()}
-                v.s.append(SimpleNamespace(**vars(slot), **views))
             v.T2d = self.T2d[:n]
             v.T0 = v.T2d[:, 0]
             v.T = v.T0 if v.T2d.dtype == np.int64 else v.T2d
@@ -109,69 +109,70 @@ class _Buffers:
 
 def _input_size(layers):
     """The model's input size: the first layer that knows its input size, reached through
-    size-preserving layers (Dropout, BatchNorm) only."""
+    size-preserving layers (Dropout, BatchNorm, Activation) only."""
     for layer in layers:
-        if isinstance(layer, Dense):
+        if isinstance(layer, Dense) and layer.in_features is not None:
             return layer.in_features
         if isinstance(layer, BatchNorm) and layer.features is not None:
             return layer.features
-        if not isinstance(layer, (Dropout, BatchNorm)):
+        if not isinstance(layer, (Dropout, BatchNorm, Activation)):
             break
-    raise ValueError("the input size is unknown: start with a Dense layer or BatchNorm(features)")
+    raise ValueError("the input size is unknown: start with Dense(in_features, out_features) or BatchNorm(features)")
 
 
-class Sequential:
-    """A stack of layers (Dense, Dropout, BatchNorm) trained with a fused loss and an optimizer.
+def check_loss(loss, output_layer):
+    """The loss's canonical name (Keras' names are aliases), checked against the output
+    layer's activation: a softmax output needs cross_entropy, a sigmoid one with
+    binary_cross_entropy is fused; other activations before a classification loss fail."""
+    if isinstance(loss, str) and loss.strip().lower() in LOSS_ALIASES:
+        loss = LOSS_ALIASES[loss.strip().lower()]
+    loss = check_choice(loss, "loss", tuple(LOSSES) + tuple(LOSS_ALIASES))
+    act = output_layer.activation
+    if act == "softmax" and loss != "cross_entropy":
+        raise ValueError(f"the output layer {output_layer.name!r} has activation 'softmax', which needs "
+                         f"loss='cross_entropy' (or 'categorical_crossentropy'); got loss={loss!r}")
+    if loss == "poisson" and act != "identity":
+        raise ValueError(f"the last layer must have activation 'identity' with loss='poisson' (the "
+                         f"exp (log link) is fused into the loss); got {act!r} on layer {output_layer.name!r}")
+    fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss)
+    if fused is not None and act not in ("identity", fused):
+        raise ValueError(
+            f"the last layer must have activation 'identity' (logits) or {fused!r} with loss={loss!r} "
+            f"(the {fused} is fused into the loss); got {act!r} on layer {output_layer.name!r}"
+        )
+    return loss
 
-    Parameters
-    ----------
-    layers : list of layers; each Dense layer's in_features must equal the size before it.
-    loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
-        "binary_cross_entropy" (sigmoid fused; 0/1 labels), "mse" or "poisson" (counts or
-        rates >= 0; log link: the outputs are log-means, ``predict`` returns their exp; the
-        loss is the half Poisson deviance up to its constant, PyTorch's
-        ``PoissonNLLLoss(log_input=True)``). The last layer of a
-        classification model must have the identity activation: it outputs logits.
-    optimizer : an Optimizer (``fastmlp.SGD(...)``, ``fastmlp.Adam(...)``...), a name, or None
-        for ``SGD(lr=0.01)``.
-    device : "auto", "cpu" or "reference" (the NumPy oracle, slow). ``model.device`` says
-        which backend was picked.
-    dtype : "float32" (default) or "float64".
-    seed : int or None. The same seed gives the same initial weights, the same shuffling and
-        the same dropout masks.
-    label_smoothing : for cross_entropy, PyTorch's label smoothing in [0, 1).
+
+class _Network:
+    """What every model shares: the loss, the optimizer, the flat parameter vector, the
+    training step and the loop around it (fit, evaluate, predict, train_step, weights,
+    saving). ``Sequential`` (a chain of layers, with its fused Dense-stack path) and the
+    graph ``Model`` add how their layers are wired: ``_allocate_activations`` /
+    ``_activation_views`` (the buffers), ``_forward`` and ``_backward``.
+
+    Attributes every model sets before ``_setup``: ``layers`` (each layer once),
+    ``_input_widths`` / ``_input_names`` (one per input), ``_output_layer``.
     """
 
-    def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
-                 dtype="float32", seed=None, label_smoothing=0.0):
-        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
-            raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
-        for i, layer in enumerate(layers):
-            if not isinstance(layer, Layer):
-                raise TypeError(f"layers[{i}] must be a layer (Dense, Dropout, BatchNorm); got {layer!r}")
-        size = _input_size(layers)
-        sizes = [size]
-        for i, layer in enumerate(layers):
-            if isinstance(layer, Dense) and layer.in_features != size:
-                raise ValueError(
-                    f"layers[{i}].in_features must equal the size before it ({size}); "
-                    f"got {layer.in_features}"
-                )
-            try:
-                size = layer.build(size)
-            except ValueError as exc:
-                raise ValueError(f"layers[{i}]: {exc}") from None
-            sizes.append(size)
-        self.layers = list(layers)
-        self.sizes = sizes
-        self.loss = check_choice(loss, "loss", tuple(LOSSES))
-        if self.loss != "mse" and self.layers[-1].activation != "identity":
-            fused = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
-                     "poisson": "exp (log link)"}[self.loss]
-            raise ValueError(
-                f"the last layer must have activation 'identity' with loss={self.loss!r} "
-                f"(the {fused} is fused into the loss); got {self.layers[-1].activation!r}"
-            )
+    def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing):
+        self._kernels = _kernels.backend(device)
+        self.device = self._kernels.name
+        self.dtype = check_dtype(dtype)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.optimizer = get_optimizer(optimizer)
+        self._set_loss(loss, label_smoothing)
+        #: the data lives on the device and losses are summed there, read once per epoch
+        self._resident = self.device == "cuda"
+        self.stop_training = False
+        self._guard = TrainingGuard()  # see _concurrency: who may train, whole-step reads
+        self._predict_pool = BufferPool()  # inference buffers, one set per call in flight
+        self._allocate_parameters()
+
+    def _set_loss(self, loss, label_smoothing=0.0):
+        self.loss = check_loss(loss, self._output_layer)
         if self.loss == "cross_entropy" and self.n_outputs < 2:
             raise ValueError(
                 "loss='cross_entropy' needs at least 2 outputs; for one output unit use "
@@ -180,15 +181,9 @@ class Sequential:
         self.label_smoothing = check_float(label_smoothing, "label_smoothing", 0, 1, high_open=True)
         if self.label_smoothing and self.loss != "cross_entropy":
             raise ValueError("label_smoothing applies to loss='cross_entropy' only")
-        self.optimizer = get_optimizer(optimizer)
-        self._kernels = _kernels.backend(device)
-        self.device = self._kernels.name
-        self.dtype = check_dtype(dtype)
-        if seed is not None:
-            seed = check_int(seed, "seed", minimum=0)
-        self.seed = seed
-        self._rng = np.random.default_rng(seed)
-        self._act = tuple(layer.act for layer in self.layers)
+        for layer in self.layers:  # the model computes logits; predict_proba applies them
+            layer._fused = layer is self._output_layer and layer.activation in FUSED_OUTPUTS \
+                and FUSED_OUTPUTS[layer.activation] == self.loss
         loss_kernel = getattr(self._kernels, LOSSES[self.loss])
         extra = (self.label_smoothing,) if self.loss == "cross_entropy" else ()
 
@@ -198,27 +193,51 @@ class Sequential:
             return loss_kernel(Z, T, dZ, w, *extra, total=total)  # adds to a device scalar
 
         self._loss_kernel = loss_and_dZ
-        #: the data lives on the device and losses are summed there, read once per epoch
-        self._resident = self.device == "cuda"
-        self.stop_training = False
-        self._guard = TrainingGuard()  # see _concurrency: who may train, whole-step reads
-        self._predict_pool = BufferPool()  # inference buffers, one set per call in flight
-        self._allocate_parameters()
+        self._out_act = self._output_layer.act
+
+    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None):
+        """Keras' compile: set the optimizer (an Optimizer or a name: 'sgd', 'adam',
+        'adamw', 'rmsprop'; its state starts afresh) and the loss (fastmlp's or Keras'
+        names); the weights are kept. metrics: names among those the loss reports
+        ('accuracy' for classification, 'binary_accuracy' for multi-label, 'mae', 'r2' for
+        regression); fit and evaluate always report them."""
+        with self._guard.training("compile"), self._guard.step_lock:
+            if loss is not None or label_smoothing is not None:
+                self._set_loss(self.loss if loss is None else loss,
+                               self.label_smoothing if label_smoothing is None else label_smoothing)
+                self._train_buffers = None
+                self._predict_pool.clear()
+            if optimizer is not None:
+                self.optimizer = get_optimizer(optimizer)
+                self._init_optimizer_state()
+        if metrics is not None:
+            if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+                raise TypeError(f"metrics must be a list of names such as ['accuracy']; got {metrics!r}")
+            multilabel = self.loss == "binary_cross_entropy" and self.n_outputs > 1
+            known = {"mse": ("mae", "r2", "mse", "loss")}.get(
+                self.loss, ("accuracy", "acc", "binary_accuracy", "loss") if multilabel
+                else ("accuracy", "acc", "loss", "categorical_accuracy", "sparse_categorical_accuracy"))
+            for m in metrics:
+                if m not in known:
+                    raise ValueError(f"metrics: {m!r} is not reported for loss={self.loss!r}; "
+                                     f"choose from {list(known)}")
+        return self
 
     # ------------------------------------------------------------------------------------
     # parameters: each layer's parameters are views into theta, its gradients into grad
 
     @property
-    def n_features(self):
-        return self.sizes[0]
-
-    @property
     def n_outputs(self):
-        return self.sizes[-1]
+        return self._output_width
 
     @property
     def n_parameters(self):
         return int(self._theta.size)
+
+    @property
+    def n_features(self):
+        """The input width (a tuple of widths for a model with several inputs)."""
+        return self._input_widths[0] if len(self._input_widths) == 1 else tuple(self._input_widths)
 
     def _allocate_parameters(self):
         k = self._kernels
@@ -246,19 +265,17 @@ class Sequential:
                                             [{n: k.to_device(a) for n, a in st.items()} for st in host_state])
         self.params = [getattr(self._slots[l], name) for l, name, _ in shapes]
         self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in shapes]
-        self.W, self.b = self._dense_parameters(self._slots)
-        dense = [s for s, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
-        self.dW, self.db = tuple(s.dW for s in dense), tuple(s.db for s in dense)
-        #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
-        #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
-        self._dense_only = len(dense) == len(self.layers)
-        #: sparse input goes straight into the first layer's sparse kernels (else: each batch
-        #: is densified)
-        self._sparse_first_layer = self._dense_only
-        segments = np.cumsum([0] + [math.prod(shape) for _, _, shape in shapes])
-        self._opt_state = self.optimizer.init_state(total, self.dtype, k.zeros, segments, k.write)
+        for layer, slot in zip(self.layers, self._slots):
+            layer._owner = (self, slot)
+        self._init_optimizer_state()
         self._train_buffers = None
         self._predict_pool.clear()
+
+    def _init_optimizer_state(self):
+        """The optimizer's state, fresh (zero moments, step 0), over the flat theta."""
+        segments = np.cumsum([0] + [math.prod(shape) for _, _, shape in self._param_shapes])
+        self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros,
+                                                    segments, self._kernels.write)
 
     def _parameter_slots(self, theta, grad, states):
         """Per layer a namespace of its parameters as views into `theta` (and gradients as
@@ -273,32 +290,21 @@ class Sequential:
             offset += size
         return slots
 
-    def _dense_parameters(self, slots):
-        """(W, b): tuples of the Dense layers' weights and biases, for mlp_forward."""
-        dense = [s for s, layer in zip(slots, self.layers) if isinstance(layer, Dense)]
-        return tuple(s.W for s in dense), tuple(s.b for s in dense)
-
     def _copy_parameters(self):
         """A private copy of the parameters and layer state, for inference while another
-        thread trains (called under the guard's step_lock)."""
+        thread trains (called under the guard's step_lock): the model's own form of them
+        (``_inference_parameters``) over copied slots."""
         k = self._kernels
         theta = k.to_device(k.to_host(self._theta))
         states = [{name: k.to_device(k.to_host(getattr(slot, name))) for name in layer.state_shapes()}
                   for layer, slot in zip(self.layers, self._slots)]
-        slots = self._parameter_slots(theta, None, states)
-        W, b = self._dense_parameters(slots)
-        return SimpleNamespace(slots=slots, W=W, b=b)
+        return self._inference_parameters(self._parameter_slots(theta, None, states))
 
     def _weight_slots(self):
         """(name, array) of every weight get_weights returns, in order: each layer's
         trainable parameters, then its state (e.g. BatchNorm's running statistics)."""
-        out, n_dense = [], 0
-        for l, (layer, slot) in enumerate(zip(self.layers, self._slots)):
-            n_dense += isinstance(layer, Dense)
-            for name in list(layer.param_shapes()) + list(layer.state_shapes()):
-                label = f"{name}{n_dense}" if isinstance(layer, Dense) else f"layers[{l}].{name}"
-                out.append((label, getattr(slot, name)))
-        return out
+        return [(f"{layer.name}.{name}", getattr(slot, name))
+                for layer, slot in zip(self.layers, self._slots) for name in layer._weight_names()]
 
     def get_weights(self):
         """[W1, b1, W2, b2, ...] as host copies, W of shape (out, in); BatchNorm layers add
@@ -317,9 +323,12 @@ class Sequential:
                 f"weights must hold {len(slots)} arrays ({', '.join(n for n, _ in slots)}); "
                 f"got {len(weights)}"
             )
+        self._write_weights(slots, weights, "weights")
+
+    def _write_weights(self, slots, weights, what="weights"):
         checked = []
         for i, (new, (where, old)) in enumerate(zip(weights, slots)):
-            name = f"weights[{i}] ({where})"
+            name = f"{what}[{i}] ({where})"
             if isinstance(new, (str, bytes)):
                 raise TypeError(f"{name} must be a real array; got a string")
             arr = np.asarray(new)
@@ -336,58 +345,11 @@ class Sequential:
     # ------------------------------------------------------------------------------------
     # the training step, as a sequence of kernel calls
 
-    def _forward(self, v, training, X0=None, params=None):
-        """A[1..L] from A[0] (or from the CSR rows X0); with `params` (a copy from
-        _copy_parameters), inference on those weights instead of the model's own."""
-        W, b = (self.W, self.b) if params is None else (params.W, params.b)
-        if X0 is not None:  # sparse input rows (CSR triple)
-            if not v.A[0].shape[1]:
-                return self._sparse_forward(v, X0, W, b)
-            self._kernels.csr_to_dense(*X0, v.A[0])  # densify this batch only
-        if self._dense_only:  # the layer loop inside one kernel call
-            self._kernels.mlp_forward(v.A, v.D, W, b, self._act)
-            return
-        slots = v.s if training else self._slots if params is None else params.slots
-        for l, layer in enumerate(self.layers):
-            layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], slots[l], training)
-
     def _loss_and_grad(self, v, total=None):
-        loss = self._loss_kernel(v.A[-1], v.T, v.delta[-1], v.w, total)
-        if self._act[-1] != IDENTITY:  # mse after a non-identity output: chain through f'
-            self._kernels.activation_backward(v.D[-1], self._act[-1], v.delta[-1])
+        loss = self._loss_kernel(v.out, v.T, v.dout, v.w, total)
+        if self._out_act != IDENTITY:  # mse after a non-identity output: chain through f'
+            self._kernels.activation_backward(v.D_out, self._out_act, v.dout)
         return loss
-
-    def _sparse_forward(self, v, X0, W, b):
-        """The first Dense layer on CSR rows, then the rest of the stack."""
-        k, act = self._kernels, self._act[0]
-        if act in NEEDS_PREACTIVATION:
-            k.sparse_linear_forward(*X0, W[0], b[0], IDENTITY, v.D[1])
-            k.activate(v.D[1], act, v.A[1])
-        else:
-            k.sparse_linear_forward(*X0, W[0], b[0], act, v.A[1])
-        if len(W) > 1:
-            k.mlp_forward(v.A[1:], v.D[1:], W[1:], b[1:], self._act[1:])
-
-    def _sparse_backward(self, v, X0):
-        k = self._kernels
-        if len(self.W) > 1:
-            k.mlp_backward(v.delta[1:], v.A[1:], v.D[1:], self.W[1:], self.dW[1:], self.db[1:],
-                           self._act[1:])
-            k.delta_backward(v.delta[1], self.W[1], v.D[1], self._act[0], v.delta[0])
-        k.sparse_weight_grad(v.delta[0], *X0, self.dW[0], self.db[0])
-
-    def _backward(self, v, X0=None):
-        if X0 is not None and not v.A[0].shape[1]:
-            return self._sparse_backward(v, X0)
-        if self._dense_only:
-            self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._act)
-            return
-        for l in reversed(range(len(self.layers))):
-            if l > 0:
-                self.layers[l].backward(self._kernels, v.delta[l], v.A[l], v.D[l], self._act[l - 1],
-                                        v.delta[l - 1], v.s[l])
-            else:
-                self.layers[0].backward(self._kernels, v.delta[0], v.A[0], None, IDENTITY, None, v.s[0])
 
     def _update(self):
         opt = self.optimizer
@@ -401,8 +363,9 @@ class Sequential:
         opt.update(self._kernels, self._theta, self._grad, self._opt_state)
 
     def _step(self, v, total=None, X0=None):
-        """One step on the batch already in the buffers `v`; returns the batch-mean loss (or,
-        given a device scalar `total`, adds the batch's loss sum to it and returns None).
+        """One step on the batch already in the buffers `v` (X0: its CSR rows, for sparse
+        input); returns the batch-mean loss (or, given a device scalar `total`, adds the
+        batch's loss sum to it and returns None).
 
         A loss that is not finite ends the step before it touches the weights."""
         self._forward(v, True, X0)
@@ -412,6 +375,12 @@ class Sequential:
         self._backward(v, X0)
         self._update()
         return loss
+
+    def _freeze_masks(self, v, frozen):
+        """Keep the dropout masks drawn (gradcheck's finite differences) or draw anew."""
+        for s in list(self._slots) + list(v.s):
+            if s is not None:
+                s.freeze_masks = frozen
 
     # ------------------------------------------------------------------------------------
     # buffers
@@ -427,55 +396,33 @@ class Sequential:
     # ------------------------------------------------------------------------------------
     # public training API
 
+    def _check_X(self, X, name="X"):
+        return check_inputs(X, self._input_widths, self._input_names, name, self.dtype)
+
     def _check_fit_data(self, X, y, name_X="X", name_y="y"):
-        X = check_X(X, self.n_features, name_X, self.dtype)
-        T, labels = check_targets(y, self.loss, self.n_outputs, X.shape[0], self.dtype, name_y)
-        return X, T, labels
+        Xs = self._check_X(X, name_X)
+        T, labels = check_targets(y, self.loss, self.n_outputs, Xs[0].shape[0], self.dtype, name_y)
+        return Xs, T, labels
 
     def _sample_weights(self, sample_weight, class_weight, labels, n):
-        """Per-sample loss weights from sample_weight and class_weight, or None."""
-        w = None
-        if sample_weight is not None:
-            w = np.asarray(sample_weight)
-            if w.dtype.kind not in "biuf":
-                raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
-            if w.shape != (n,):
-                raise ValueError(f"sample_weight must have shape ({n},), one weight per sample; got {w.shape}")
-            check_finite(w, "sample_weight", self.dtype)
-            if (w < 0).any():
-                raise ValueError(f"sample_weight must be >= 0; got {w.min():g}")
-            w = w.astype(self.dtype)
-        if class_weight is not None:
-            if not isinstance(class_weight, dict):
-                raise TypeError(f"class_weight must be a dict {{class: weight}}; got {type(class_weight).__name__}")
-            if labels is None:
-                raise ValueError("class_weight needs a classification loss with class labels")
-            n_classes = 2 if self.n_outputs == 1 else self.n_outputs
-            table = np.ones(n_classes, self.dtype)
-            for key, value in class_weight.items():
-                if isinstance(key, (bool, np.bool_)) or not isinstance(key, numbers.Integral) \
-                        or not 0 <= key < n_classes:
-                    raise ValueError(f"class_weight keys must be class labels 0..{n_classes - 1}; got {key!r}")
-                table[key] = check_float(value, f"class_weight[{key}]", low=0)
-            cw = table[labels]
-            w = cw if w is None else w * cw
-        return w
+        return check_sample_weights(sample_weight, class_weight, labels, n, self.n_outputs, self.dtype)
 
     def train_step(self, X, y, sample_weight=None):
         """One explicit step (forward, loss, backward, update) on the batch (X, y).
 
         Returns the mean loss of the batch as a float.
         """
-        X, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, None, labels, X.shape[0])
-        n = X.shape[0]
-        sparse = issparse(X)
+        Xs, T, labels = self._check_fit_data(X, y)
+        n = Xs[0].shape[0]
+        w = self._sample_weights(sample_weight, None, labels, n)
+        sparse = issparse(Xs[0])
         with self._guard.training("train_step"), self._guard.step_lock:
             v = self._buffers_for(n, T, w is not None, sparse).views(n)
             k = self._kernels
-            X0 = csr_run(k, X, 0, n) if sparse else None
+            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
             if not sparse:
-                k.write(v.A[0], X)
+                for Xv, X_j in zip(v.X, Xs):
+                    k.write(Xv, X_j)
             k.write(v.T, T)
             if w is not None:
                 k.write(v.w, w)
@@ -519,12 +466,14 @@ class Sequential:
             on_divergence="raise", distributed=None, shard="auto"):
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
+        X: an array, or for a model with several inputs a list of arrays (in input order) or
+        a dict {input name: array}.
         validation_split takes the last fraction of the samples (before shuffling) as
         validation data, as Keras does; validation_data=(X_val, y_val) gives it directly.
         sample_weight (n,) and class_weight {class: weight} weight each sample's loss (they
         multiply); the loss is then sum(w * l) / batch, as in Keras.
-        History keys: loss, accuracy (classification) or mae and r2 (mse), the same with
-        val_ for validation data, and lr.
+        History keys: loss, accuracy (classification; binary_accuracy for several sigmoid
+        outputs) or mae and r2 (mse), the same with val_ for validation data, and lr.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
 
         Divergence: when the loss becomes NaN or inf (or the weights stop being finite),
@@ -544,6 +493,9 @@ class Sequential:
         if distributed is not None:  # MPI: fastmlp/distributed.py runs this fit on every process
             from . import distributed as _distributed
 
+            if not isinstance(self, Sequential):
+                raise ValueError("distributed='mpi' trains Sequential and MLP models; graph Models "
+                                 "are not supported over MPI yet")
             return _distributed.fit(self, distributed, shard, X, y, epochs=epochs, batch_size=batch_size,
                                     validation_split=validation_split, validation_data=validation_data,
                                     shuffle=shuffle, callbacks=callbacks, verbose=verbose,
@@ -551,21 +503,10 @@ class Sequential:
                                     on_divergence=on_divergence)
         if shard != "auto":
             raise ValueError(f"shard={shard!r} needs distributed='mpi'")
-        epochs = check_int(epochs, "epochs")
-        on_divergence = check_choice(on_divergence, "on_divergence", ("raise", "warn"))
-        batch_size = check_int(batch_size, "batch_size")
-        validation_split = check_float(validation_split, "validation_split", 0, 1, high_open=True)
-        if not isinstance(shuffle, (bool, np.bool_)):
-            raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-            raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
-        callbacks = list(callbacks or [])
-        for i, cb in enumerate(callbacks):
-            if not isinstance(cb, Callback):
-                raise TypeError(f"callbacks[{i}] must be a fastmlp Callback; got {cb!r}")
-
-        X, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, class_weight, labels, X.shape[0])
+        epochs, batch_size, validation_split, callbacks, on_divergence = check_fit_options(
+            epochs, batch_size, validation_split, shuffle, verbose, callbacks, on_divergence)
+        Xs, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, class_weight, labels, Xs[0].shape[0])
         if validation_data is not None:
             if validation_split:
                 raise ValueError("give validation_data or validation_split, not both")
@@ -574,38 +515,39 @@ class Sequential:
             val = self._check_fit_data(*validation_data, name_X="validation_data X",
                                        name_y="validation_data y")
         elif validation_split:
-            n_val = int(round(X.shape[0] * validation_split))
-            if n_val < 1 or n_val >= X.shape[0]:
+            n_all = Xs[0].shape[0]
+            n_val = int(round(n_all * validation_split))
+            if n_val < 1 or n_val >= n_all:
                 raise ValueError(
-                    f"validation_split={validation_split} of {X.shape[0]} samples leaves "
-                    f"{n_val} for validation and {X.shape[0] - n_val} for training; both need >= 1"
+                    f"validation_split={validation_split} of {n_all} samples leaves "
+                    f"{n_val} for validation and {n_all - n_val} for training; both need >= 1"
                 )
-            cut = X.shape[0] - n_val
-            val = (X[cut:], T[cut:], None if labels is None else labels[cut:])
-            X, T, labels = X[:cut], T[:cut], None if labels is None else labels[:cut]
+            cut = n_all - n_val
+            val = (tuple(X_j[cut:] for X_j in Xs), T[cut:], None if labels is None else labels[cut:])
+            Xs, T, labels = tuple(X_j[:cut] for X_j in Xs), T[:cut], None if labels is None else labels[:cut]
             w = None if w is None else w[:cut]
         else:
             val = None
         with self._guard.training("fit"), deferred_sigint() as sigint:
-            return self._train(X, T, labels, w, val, epochs, batch_size, shuffle, callbacks,
+            return self._train(Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks,
                                verbose, on_divergence, sigint)
 
-    def _train(self, X, T, labels, w, val, epochs, batch_size, shuffle, callbacks, verbose,
+    def _train(self, Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks, verbose,
                on_divergence, sigint):
         """fit's loop over epochs and steps, on checked data; `sigint` holds a Ctrl-C back
         until the step under way is whole."""
         dist = getattr(self, "_dist", None)  # MPI hooks (fastmlp.distributed.DataParallel) or None
-        n = X.shape[0]
+        n = Xs[0].shape[0]
         batch = min(batch_size, n)
         steps = -(-n // batch)
-        sparse = issparse(X)
+        sparse = issparse(Xs[0])
         if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
-            steps = dist.begin(self, n, batch, T, X, w)
+            steps = dist.begin(self, n, batch, T, Xs[0], w)
         buffers = self._buffers_for(batch, T, w is not None, sparse)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
         # as rows for gather_rows (sparse: CSR rows for gather_csr_rows)
-        Xk = SparseRows(k, X, batch) if sparse else k.asarray(X)
+        Xk = (SparseRows(k, Xs[0], batch),) if sparse else tuple(k.asarray(X_j) for X_j in Xs)
         T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
         w2 = None if w is None else k.asarray(w.reshape(-1, 1))
         # accuracy compares the logits with T itself, except for one-hot/probability targets
@@ -649,11 +591,10 @@ class Sequential:
                     lo, hi = dist.part(step)
                     idx = order_k[lo:hi]
                 v = buffers.views(idx.shape[0])
-                if sparse:
-                    X0 = Xk.gather(idx)
-                else:
-                    X0 = None
-                    k.gather_rows(Xk, idx, v.A[0])
+                X0 = Xk[0].gather(idx) if sparse else None
+                if not sparse:
+                    for X_k, Xv in zip(Xk, v.X):
+                        k.gather_rows(X_k, idx, Xv)
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
@@ -666,7 +607,7 @@ class Sequential:
                     loss_sum += loss * v.n
                 if labels2 is not None:
                     k.gather_rows(labels2, idx, v.labels2d)
-                metrics.add(v.A[-1], v.T if labels is None else v.labels if dense_labels else v.T0)
+                metrics.add(v.out, v.T if labels is None else v.labels if dense_labels else v.T0)
                 logs = {} if self._resident else {"loss": loss_sum / max(metrics.seen, 1), **metrics.result()}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
@@ -710,15 +651,15 @@ class Sequential:
     # ------------------------------------------------------------------------------------
     # inference
 
-    def _forward_batches(self, X, batch_size, use):
-        """Run X through the network in batches of batch_size, calling use(start, stop, Z)
-        with each batch's outputs Z. Each call works in buffers of its own, taken from the
-        model's pool and given back, and on the weights of one whole training step (see
-        _concurrency), so any number of threads may run this at once on one model. The
-        CUDA backend runs one model's inference calls one at a time."""
-        n = X.shape[0]
+    def _forward_batches(self, Xs, batch_size, use):
+        """Run the inputs Xs through the network in batches of batch_size, calling
+        use(start, stop, Z) with each batch's outputs Z. Each call works in buffers of its
+        own, taken from the model's pool and given back, and on the weights of one whole
+        training step (see _concurrency), so any number of threads may run this at once on
+        one model. The CUDA backend runs one model's inference calls one at a time."""
+        n = Xs[0].shape[0]
         cap = min(batch_size, n)
-        sparse = issparse(X)
+        sparse = issparse(Xs[0])
         buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity, sparse=sparse), cap,
                                       sparse and self._sparse_first_layer)
         serial = self._guard.step_lock if self.device == "cuda" else nullcontext()
@@ -726,23 +667,24 @@ class Sequential:
             with self._guard.reading(self._copy_parameters) as params, serial:
                 for start in range(0, n, cap):
                     v = buf.views(min(cap, n - start))
-                    X0 = csr_run(self._kernels, X, start, start + v.n) if sparse else None
+                    X0 = csr_run(self._kernels, Xs[0], start, start + v.n) if sparse else None
                     if not sparse:
-                        self._kernels.write(v.A[0], X[start : start + v.n])
+                        for Xv, X_j in zip(v.X, Xs):
+                            self._kernels.write(Xv, X_j[start : start + v.n])
                     self._forward(v, False, X0, params)
-                    use(start, start + v.n, v.A[-1])
+                    use(start, start + v.n, v.out)
         finally:
             BufferPool.give(buf)
 
     def _outputs(self, X, batch_size):
-        X = check_X(X, self.n_features, dtype=self.dtype)
+        Xs = self._check_X(X)
         batch_size = check_int(batch_size, "batch_size")
-        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        out = np.empty((Xs[0].shape[0], self.n_outputs), self.dtype)
 
         def copy_out(start, stop, Z):
             out[start:stop] = self._kernels.to_host(Z)
 
-        self._forward_batches(X, batch_size, copy_out)
+        self._forward_batches(Xs, batch_size, copy_out)
         if not np.isfinite(out).all():
             row = int(np.argwhere(~np.isfinite(out))[0][0])
             raise FloatingPointError(
@@ -753,7 +695,8 @@ class Sequential:
         return out
 
     def predict(self, X, batch_size=1024):
-        """Class labels (int64) for classification; outputs for regression ((n,) for one output)."""
+        """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
+        outputs); outputs for regression ((n,) for one output)."""
         Z = self._outputs(X, batch_size)
         if self.loss == "cross_entropy":
             return Z.argmax(axis=1).astype(np.int64)
@@ -779,21 +722,22 @@ class Sequential:
         return P
 
     def evaluate(self, X, y, batch_size=1024, sample_weight=None):
-        """{"loss": mean loss, "accuracy" (classification) or "mae" and "r2" (mse)}."""
+        """{"loss": mean loss, "accuracy" (classification; "binary_accuracy" for several
+        sigmoid outputs) or "mae" and "r2" (mse)}."""
         batch_size = check_int(batch_size, "batch_size")
-        X, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, None, labels, X.shape[0])
-        return self._evaluate_checked(X, T, labels, batch_size, w)
+        Xs, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, None, labels, Xs[0].shape[0])
+        return self._evaluate_checked(Xs, T, labels, batch_size, w)
 
-    def _evaluate_checked(self, X, T, labels, batch_size=1024, w=None):
-        loss_sum, metrics = self._evaluate_sums(X, T, labels, batch_size, w)
-        return {"loss": loss_sum / X.shape[0], **metrics.result(final=True)}
+    def _evaluate_checked(self, Xs, T, labels, batch_size=1024, w=None):
+        loss_sum, metrics = self._evaluate_sums(Xs, T, labels, batch_size, w)
+        return {"loss": loss_sum / Xs[0].shape[0], **metrics.result(final=True)}
 
-    def _evaluate_sums(self, X, T, labels, batch_size=1024, w=None):
+    def _evaluate_sums(self, Xs, T, labels, batch_size=1024, w=None):
         """The loss summed over the samples and the running metrics (fastmlp.distributed
         adds both up over the processes)."""
         k = self._kernels
-        dZ = k.empty((min(batch_size, X.shape[0]), self.n_outputs), self.dtype)
+        dZ = k.empty((min(batch_size, Xs[0].shape[0]), self.n_outputs), self.dtype)
         metrics = _Metrics(self, T if labels is None else None)
         loss_sum = [0.0]
 
@@ -802,20 +746,10 @@ class Sequential:
             loss_sum[0] += self._loss_kernel(Z, k.asarray(T[start:stop]), dZ[: stop - start], wb) * (stop - start)
             metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
 
-        self._forward_batches(X, batch_size, add_batch)
+        self._forward_batches(Xs, batch_size, add_batch)
         return loss_sum[0], metrics
 
     # ------------------------------------------------------------------------------------
-
-    def get_config(self):
-        return {
-            "layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers],
-            "loss": self.loss,
-            "label_smoothing": self.label_smoothing,
-            "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
-            "dtype": self.dtype.name,
-            "seed": self.seed,
-        }
 
     def save(self, path):
         """Save config, weights and optimizer state to an .npz file, atomically."""
@@ -824,92 +758,253 @@ class Sequential:
         save_model(self, path)
 
     def to_onnx(self, path, dtype=None):
-        """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto."""
+        """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.
+        Sequential and MLP models only, for now."""
+        if not isinstance(self, Sequential):
+            raise ValueError("to_onnx exports Sequential and MLP models; graph Models are not supported yet")
         from .onnx_io import to_onnx
 
         return to_onnx(self, path, dtype)
 
     def to_torch(self):
-        """An equivalent torch.nn.Sequential with the weights copied (fastmlp.interop)."""
+        """An equivalent torch.nn.Sequential with the weights copied (fastmlp.interop).
+        Sequential and MLP models only, for now."""
+        if not isinstance(self, Sequential):
+            raise ValueError("to_torch converts Sequential and MLP models; graph Models are not supported yet")
         from .interop import to_torch
 
         return to_torch(self)
 
+    def _summary_rows(self):
+        """(name, kind, output width, parameters, connected to) per node."""
+        raise NotImplementedError
+
     def summary(self):
-        lines = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}"]
+        """A table of the layers: name (type), output width, parameters and, as in Keras,
+        what each is connected to."""
+        rows = [("Layer (type)", "Output", "Params", "Connected to")]
+        for name, kind, width, n, conn in self._summary_rows():
+            rows.append((f"{name} ({kind})", str(width), str(n), ", ".join(conn)))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = lambda r: "  ".join(x.ljust(w_) for x, w_ in zip(r, widths)).rstrip()  # noqa: E731
+        out = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}",
+               line(rows[0]), "-" * len(line(rows[0]))]
+        out += [line(r) for r in rows[1:]]
+        out.append(f"total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
+        return "\n".join(out)
+
+    def plot(self, path=None, ax=None):
+        """Draw the model's layers as a graph (matplotlib, the ``plot`` extra); saves to
+        `path` when given; returns the figure."""
+        from .graph import Model
+        from .plot import plot_graph
+
+        return plot_graph(self if isinstance(self, Model) else _ChainView(self), path, ax)
+
+    def _config_common(self):
+        return {
+            "loss": self.loss,
+            "label_smoothing": self.label_smoothing,
+            "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+        }
+
+
+class Sequential(_Network):
+    """A stack of layers (Dense, Dropout, BatchNorm, Activation) trained with a fused loss
+    and an optimizer.
+
+    Parameters
+    ----------
+    layers : list of layers; each Dense layer's in_features must equal the size before it
+        (``Dense(units)`` after the first layer takes it from there).
+    loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
+        "binary_cross_entropy" (sigmoid fused; 0/1 labels), "mse" or "poisson" (counts or
+        rates >= 0; log link: the outputs are log-means, ``predict`` returns their exp; the
+        loss is the half Poisson deviance up to its constant, PyTorch's
+        ``PoissonNLLLoss(log_input=True)``); Keras' names
+        (categorical_crossentropy, sparse_categorical_crossentropy, binary_crossentropy,
+        mean_squared_error) are aliases. The last layer of a classification model has the
+        identity activation (logits) or the loss's own (softmax / sigmoid, fused into the
+        loss: the model still computes logits, predict_proba applies it).
+    optimizer : an Optimizer (``fastmlp.SGD(...)``, ``fastmlp.Adam(...)``...), a name, or None
+        for ``SGD(lr=0.01)``.
+    device : "auto", "cpu", "cuda" or "reference" (the NumPy oracle, slow). ``model.device``
+        says which backend was picked.
+    dtype : "float32" (default) or "float64".
+    seed : int or None. The same seed gives the same initial weights, the same shuffling and
+        the same dropout masks.
+    label_smoothing : for cross_entropy, PyTorch's label smoothing in [0, 1).
+    """
+
+    def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
+                 dtype="float32", seed=None, label_smoothing=0.0):
+        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
+            raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer) or layer.n_inputs != 1:
+                raise TypeError(f"layers[{i}] must be a layer (Dense, Dropout, BatchNorm, Activation); "
+                                f"got {layer!r} (Add and Concatenate need a graph: fastmlp.Model)")
+        if len({id(layer) for layer in layers}) != len(layers):
+            raise ValueError("layers lists the same layer object twice (share weights in a graph Model)")
+        size = _input_size(layers)
+        sizes = [size]
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Dense) and layer.in_features is None:
+                layer.in_features = size
+            if isinstance(layer, Dense) and layer.in_features != size:
+                raise ValueError(
+                    f"layers[{i}].in_features must equal the size before it ({size}); "
+                    f"got {layer.in_features}"
+                )
+            try:
+                size = layer.build(size)
+            except ValueError as exc:
+                raise ValueError(f"layers[{i}]: {exc}") from None
+            sizes.append(size)
+        for i, layer in enumerate(layers[:-1]):
+            if layer.activation == "softmax":
+                raise ValueError(f"layers[{i}] has activation 'softmax', which only the last layer may "
+                                 "have (fused into cross_entropy)")
+        self.layers = list(layers)
+        self.sizes = sizes
+        self._input_widths, self._input_names = (sizes[0],), ("input",)
+        self._output_layer, self._output_width = self.layers[-1], sizes[-1]
+        self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
+        self._act = tuple(layer.act for layer in self.layers)
+        self.W, self.b = self._dense_parameters(self._slots)
+        dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
+        self.dW, self.db = tuple(s.dW for s in dense), tuple(s.db for s in dense)
+        #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
+        #: passes as one kernel call each (kernels' mlp_forward / mlp_backward)
+        self._dense_only = len(dense) == len(self.layers)
+        #: sparse input goes straight into the first layer's sparse kernels (else: each batch
+        #: is densified)
+        self._sparse_first_layer = self._dense_only
+
+    def _set_loss(self, loss, label_smoothing=0.0):
+        super()._set_loss(loss, label_smoothing)
+        self._act = tuple(layer.act for layer in self.layers)
+
+    def _weight_slots(self):
+        """Names W1, b1, ... for Dense layers (1-based, as in the lecture), layers[l].name
+        for the others."""
+        out, n_dense = [], 0
+        for l, (layer, slot) in enumerate(zip(self.layers, self._slots)):
+            n_dense += isinstance(layer, Dense)
+            for name in layer._weight_names():
+                label = f"{name}{n_dense}" if isinstance(layer, Dense) else f"layers[{l}].{name}"
+                out.append((label, getattr(slot, name)))
+        return out
+
+    # ------------------------------------------------------------------------------------
+    # buffers: A[l] (B, sizes[l]), Z[l] where f' needs the pre-activation, delta[l]
+
+    def _allocate_activations(self, capacity, training, sparse=False):
+        k, dtype = self._kernels, self.dtype
+        a = SimpleNamespace()
+        # sparse input multiplied by the first layer directly: no dense input rows
+        a.A = [k.empty((capacity, 0 if sparse and l == 0 else s), dtype) for l, s in enumerate(self.sizes)]
+        a.Z = [None] + [k.empty((capacity, s), dtype) if layer.needs_preactivation else None
+                        for layer, s in zip(self.layers, self.sizes[1:])]
+        if training:
+            a.delta = [k.empty((capacity, s), dtype) for s in self.sizes[1:]]
+            a.scratch = [  # per layer: {name: (per_row, buffer)}
+                {name: (per_row, k.empty((capacity,) + shape if per_row else shape, dtype))
+                 for name, (per_row, shape) in layer.scratch_shapes(l == 0).items()}
+                for l, layer in enumerate(self.layers)
+            ]
+        return a
+
+    def _activation_views(self, a, n, v, training):
+        v.A = tuple(x[:n] for x in a.A)
+        v.Z = tuple(None if z is None else z[:n] for z in a.Z)
+        v.D = tuple(x if z is None else z for x, z in zip(v.A, v.Z))  # what f' is computed from
+        v.X, v.out, v.D_out = (v.A[0],), v.A[-1], v.D[-1]
+        v.s = ()
+        if training:
+            v.delta = tuple(d[:n] for d in a.delta)
+            v.dout = v.delta[-1]
+            v.s = []
+            for slot, scratch in zip(self._slots, a.scratch):
+                views = {name: buf[:n] if per_row else buf for name, (per_row, buf) in scratch.items()}
+                v.s.append(SimpleNamespace(**vars(slot), **views))
+
+    def _dense_parameters(self, slots):
+        """(W, b): tuples of the Dense layers' weights and biases, for mlp_forward."""
+        dense = [s for s, layer in zip(slots, self.layers) if isinstance(layer, Dense)]
+        return tuple(s.W for s in dense), tuple(s.b for s in dense)
+
+    def _inference_parameters(self, slots):
+        W, b = self._dense_parameters(slots)
+        return SimpleNamespace(slots=slots, W=W, b=b)
+
+    # ------------------------------------------------------------------------------------
+    # the two passes of a chain
+
+    def _forward(self, v, training, X0=None, params=None):
+        """A[1..L] from A[0] (or from the CSR rows X0); with `params` (a copy from
+        _copy_parameters), inference on those weights instead of the model's own."""
+        W, b = (self.W, self.b) if params is None else (params.W, params.b)
+        if X0 is not None:  # sparse input rows (CSR triple)
+            if not v.A[0].shape[1]:
+                return self._sparse_forward(v, X0, W, b)
+            self._kernels.csr_to_dense(*X0, v.A[0])  # densify this batch only
+        if self._dense_only:  # the layer loop inside one kernel call
+            self._kernels.mlp_forward(v.A, v.D, W, b, self._act)
+            return
+        slots = v.s if training else self._slots if params is None else params.slots
+        for l, layer in enumerate(self.layers):
+            layer.forward(self._kernels, v.A[l], v.A[l + 1], v.Z[l + 1], slots[l], training)
+
+    def _sparse_forward(self, v, X0, W, b):
+        """The first Dense layer on CSR rows, then the rest of the stack."""
+        k, act = self._kernels, self._act[0]
+        if act in NEEDS_PREACTIVATION:
+            k.sparse_linear_forward(*X0, W[0], b[0], IDENTITY, v.D[1])
+            k.activate(v.D[1], act, v.A[1])
+        else:
+            k.sparse_linear_forward(*X0, W[0], b[0], act, v.A[1])
+        if len(W) > 1:
+            k.mlp_forward(v.A[1:], v.D[1:], W[1:], b[1:], self._act[1:])
+
+    def _sparse_backward(self, v, X0):
+        k = self._kernels
+        if len(self.W) > 1:
+            k.mlp_backward(v.delta[1:], v.A[1:], v.D[1:], self.W[1:], self.dW[1:], self.db[1:],
+                           self._act[1:])
+            k.delta_backward(v.delta[1], self.W[1], v.D[1], self._act[0], v.delta[0])
+        k.sparse_weight_grad(v.delta[0], *X0, self.dW[0], self.db[0])
+
+    def _backward(self, v, X0=None):
+        if X0 is not None and not v.A[0].shape[1]:
+            return self._sparse_backward(v, X0)
+        if self._dense_only:
+            self._kernels.mlp_backward(v.delta, v.A, v.D, self.W, self.dW, self.db, self._act)
+            return
+        for l in reversed(range(len(self.layers))):
+            if l > 0:
+                self.layers[l].backward(self._kernels, v.delta[l], v.A[l], v.D[l], self._act[l - 1],
+                                        v.delta[l - 1], v.s[l])
+            else:
+                self.layers[0].backward(self._kernels, v.delta[0], v.A[0], None, IDENTITY, None, v.s[0])
+
+    # ------------------------------------------------------------------------------------
+
+    def get_config(self):
+        return {"layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers],
+                **self._config_common()}
+
+    def _summary_rows(self):
+        prev = "input"
         for i, layer in enumerate(self.layers):
             n = sum(math.prod(s) for s in layer.param_shapes().values())
-            lines.append(f"  {i}: {layer!r}  params={n}")
-        lines.append(f"  total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
-        return "\n".join(lines)
+            yield layer.name, type(layer).__name__, self.sizes[i + 1], n, [prev]
+            prev = layer.name
 
     def __repr__(self):
         return f"{type(self).__name__}(sizes={self.sizes}, loss={self.loss!r}, device={self.device!r})"
-
-
-class _Metrics:
-    """Running metrics of an epoch: accuracy for classification, MAE and R^2 for regression.
-
-    R^2 is sklearn's r2_score (uniform average over outputs): 1 - SS_res / SS_tot, with
-    SS_tot of the targets of the whole set (passed as T) and SS_res summed batch by batch.
-    On CUDA the sums stay on the device until the epoch's end (``result(final=True)``).
-    """
-
-    def __init__(self, model, T=None):
-        self.k = model._kernels
-        self.resident = model._resident
-        self.classification = model.loss in ("cross_entropy", "binary_cross_entropy")
-        self.active = self.classification and (model.loss == "cross_entropy" or model.n_outputs == 1)
-        self.poisson = model.loss == "poisson"  # its loss is the metric (outputs are logs)
-        if self.poisson:
-            pass
-        elif not self.classification:
-            T64 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
-            self.n_total = T64.shape[0]
-            self.ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
-            self.abs_err = self.k.zeros(T64.shape[1], np.float64)
-            self.sq_err = self.k.zeros(T64.shape[1], np.float64)
-        elif self.resident:
-            self.correct_total = self.k.zeros(1, np.int64)
-        self.reset()
-
-    def reset(self):
-        self.seen = 0
-        self.correct = 0
-        if self.poisson:
-            pass
-        elif not self.classification:
-            self.k.write(self.abs_err, np.zeros(self.abs_err.shape))
-            self.k.write(self.sq_err, np.zeros(self.sq_err.shape))
-        elif self.resident:
-            self.k.write(self.correct_total, np.zeros(1, np.int64))
-
-    def add(self, Z, target):
-        self.seen += Z.shape[0]
-        if self.poisson:
-            pass
-        elif self.classification:
-            if self.active and self.resident:
-                self.k.count_correct(Z, target, total=self.correct_total)
-            elif self.active:
-                self.correct += self.k.count_correct(Z, target)
-        else:
-            self.k.regression_sums(Z, target, self.abs_err, self.sq_err)
-
-    def result(self, final=False):
-        if (self.resident and not final) or self.poisson:
-            return {}
-        if self.classification:
-            if not self.active:
-                return {}
-            correct = int(self.k.to_host(self.correct_total)[0]) if self.resident else self.correct
-            return {"accuracy": correct / self.seen}
-        abs_err = self.k.to_host(self.abs_err) if final else self.abs_err
-        sq_err = self.k.to_host(self.sq_err) if final else self.sq_err
-        ss_tot = self.ss_tot * (self.seen / self.n_total)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(ss_tot > 0, 1 - sq_err / ss_tot, np.where(sq_err == 0, 1.0, 0.0))
-        return {"mae": float(abs_err.sum() / (self.seen * abs_err.size)), "r2": float(r2.mean())}
 
 
 class MLP(Sequential):
@@ -917,49 +1012,81 @@ class MLP(Sequential):
 
     activation: one name for every hidden layer or a list, one per hidden layer: identity,
     relu, leaky_relu (slope 0.01), elu (alpha 1), sigmoid, tanh, gelu, softplus.
-    output: the last layer's activation, "identity" (logits; required for the
-    classification losses) unless given. dropout: a probability p > 0 adds Dropout(p) after
-    every hidden layer. batch_norm=True puts a BatchNorm before every hidden activation.
-    The other arguments are Sequential's.
+    output: the last layer's activation, "identity" (logits) unless given; "softmax" with
+    cross_entropy and "sigmoid" with binary_cross_entropy are fused into the loss. dropout: a
+    probability p > 0 adds Dropout(p) after every hidden layer. batch_norm=True puts a
+    BatchNorm before every hidden activation. residual=True adds a skip connection around
+    every hidden layer whose width equals the one before it (``h = h + f(W h + b)``); the
+    model is then a graph ``fastmlp.Model``. The other arguments are Sequential's.
     """
+
+    def __new__(cls, sizes=None, *args, residual=False, **kwargs):
+        if residual is True:
+            from .graph import residual_mlp
+
+            return residual_mlp(sizes, *args, **kwargs)
+        if residual is not False:
+            raise TypeError(f"residual must be True or False; got {residual!r}")
+        return super().__new__(cls)
 
     def __init__(self, sizes, activation="relu", output="identity", loss="cross_entropy",
                  optimizer=None, device="auto", dtype="float32", seed=None, dropout=0.0,
-                 batch_norm=False, label_smoothing=0.0):
-        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-            raise TypeError(f"sizes must be a list of layer sizes like [784, 256, 10]; got {sizes!r}")
-        sizes = list(sizes)
-        if len(sizes) < 2:
-            raise ValueError(f"sizes must list at least 2 sizes (inputs and outputs); got {sizes}")
-        sizes = [check_int(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
-        n_hidden = len(sizes) - 2
-        if isinstance(activation, (list, tuple)):
-            if len(activation) != n_hidden:
-                raise ValueError(
-                    f"activation must be one name or a list of {n_hidden} names (one per hidden "
-                    f"layer); got {len(activation)} names"
-                )
-            acts = list(activation)
-        else:
-            acts = [activation] * n_hidden
-        for i, a in enumerate(acts):
-            activation_code(a, f"activation[{i}]" if isinstance(activation, (list, tuple)) else "activation")
-        activation_code(output, "output")
-        dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
-        if not isinstance(batch_norm, (bool, np.bool_)):
-            raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
-        layers = []
-        for i, a in enumerate(acts):
-            if batch_norm:
-                layers += [Dense(sizes[i], sizes[i + 1]), BatchNorm(sizes[i + 1], activation=a)]
-            else:
-                layers.append(Dense(sizes[i], sizes[i + 1], a))
-            if dropout:
-                layers.append(Dropout(dropout))
-        layers.append(Dense(sizes[-2], sizes[-1], output))
+                 batch_norm=False, label_smoothing=0.0, residual=False):
+        layers = mlp_layers(sizes, activation, output, dropout, batch_norm)
         super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype,
                          seed=seed, label_smoothing=label_smoothing)
 
 
-__all__ = ["Dense", "Dropout", "BatchNorm", "Sequential", "MLP", "LOSSES", "ACTIVATIONS",
-           "Optimizer", "LAYERS"]
+class _ChainView:
+    """A Sequential seen as a graph (for plot): input, then one node per layer."""
+
+    def __init__(self, model):
+        from .graph import Node
+
+        nodes = [Node(None, (), model.sizes[0], "input")]
+        for layer, width in zip(model.layers, model.sizes[1:]):
+            nodes.append(Node(layer, (nodes[-1],), width, layer.name))
+        self._graph = SimpleNamespace(nodes=nodes, ins=[[]] + [[i] for i in range(len(model.layers))],
+                                      out=len(nodes) - 1)
+
+
+def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_norm=False):
+    """MLP's arguments, checked: a list of (Dense, [BatchNorm], [Dropout]) per hidden layer,
+    then the output Dense."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a list of layer sizes like [784, 256, 10]; got {sizes!r}")
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise ValueError(f"sizes must list at least 2 sizes (inputs and outputs); got {sizes}")
+    sizes = [check_int(s, f"sizes[{i}]") for i, s in enumerate(sizes)]
+    n_hidden = len(sizes) - 2
+    if isinstance(activation, (list, tuple)):
+        if len(activation) != n_hidden:
+            raise ValueError(
+                f"activation must be one name or a list of {n_hidden} names (one per hidden "
+                f"layer); got {len(activation)} names"
+            )
+        acts = list(activation)
+    else:
+        acts = [activation] * n_hidden
+    for i, a in enumerate(acts):
+        activation_code(a, f"activation[{i}]" if isinstance(activation, (list, tuple)) else "activation")
+    if output != "softmax":
+        activation_code(output, "output")
+    dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
+    if not isinstance(batch_norm, (bool, np.bool_)):
+        raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
+    layers = []
+    for i, a in enumerate(acts):
+        if batch_norm:
+            layers += [Dense(sizes[i], sizes[i + 1]), BatchNorm(sizes[i + 1], activation=a)]
+        else:
+            layers.append(Dense(sizes[i], sizes[i + 1], a))
+        if dropout:
+            layers.append(Dropout(dropout))
+    layers.append(Dense(sizes[-2], sizes[-1], output))
+    return layers
+
+
+__all__ = ["Dense", "Dropout", "BatchNorm", "Activation", "Sequential", "MLP", "LOSSES",
+           "LOSS_ALIASES", "ACTIVATIONS", "Optimizer", "LAYERS"]

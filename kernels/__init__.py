@@ -20,8 +20,11 @@ the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACT
 ``mse(Z, T, dZ, w)``                                   mean over elements; -> loss
 ``poisson(Z, T, dZ, w)``                               log link: mean of w (exp(Z) - T Z),
                                                        dZ = w (exp(Z) - T) / Z.size; -> loss
-``delta_backward(delta, W, D_prev, act, delta_prev)``  delta_prev = f'(D_prev) * (delta @ W)
-``weight_grad(delta, A_prev, dW, db)``                 dW = delta.T @ A_prev, db = sum(delta)
+``delta_backward(delta, W, D_prev, act, delta_prev,    delta_prev = f'(D_prev) * (delta @ W
+accumulate=False)``                                    [+ delta_prev when accumulate: beta=1])
+``weight_grad(delta, A_prev, dW, db,                   dW = delta.T @ A_prev, db = sum(delta)
+accumulate=False)``                                    (added to dW, db when accumulate)
+``add(X, Y, out)``                                     out = X + Y (Add; summing deltas)
 ``mlp_forward(A, D, W, b, acts)``                      linear_forward through L Dense layers
                                                        (tuples; D[l+1] gets Z where f' needs it)
 ``mlp_backward(delta, A, D, W, dW, db, acts)``         weight_grad and delta_backward through
@@ -56,6 +59,7 @@ segments)``                                            p[segments[j]:segments[j+
 ``scale(x, c)``                                        x *= c (flat; data-parallel shard weights)
 ``gather_rows(X, idx, out)``                           out = X[idx] (cast)
 ``count_correct(Z, y) -> int``                         right classifications in a batch
+``count_binary_correct(Z, T) -> int``                  right labels (Z > 0) == T, multi-label
 ``regression_sums(Z, T, abs_err, sq_err)``             += per-output sums of |Z-T|, (Z-T)^2
 ``empty / zeros(shape, dtype)``, ``to_device(host)``,  this backend's arrays, copies both ways,
 ``to_host(arr)``, ``write(dst, host)``,                a barrier; ``asarray`` puts data on the
@@ -66,6 +70,10 @@ segments)``                                            p[segments[j]:segments[j+
 call each way: the CPU backend runs the loop in compiled code calling BLAS directly
 (``blas.py``), the CUDA backend in as few launches as the widths allow; the model calls the
 single-layer kernels instead when the stack holds Dropout or BatchNorm layers.
+
+Arrays may be column slices of a wider buffer (rows contiguous): a graph model's
+Concatenate lets its producers write straight into its columns and hands column views of
+its delta back to them.
 
 CSR arguments: ``indptr`` has B + 1 entries and may start at any offset (a slice of a bigger
 matrix's ``indptr``), so a run of rows is passed without a copy; ``indices`` are int32 or

@@ -8,7 +8,8 @@ LLVM under a fixed name (``fastmlp_sgemm`` / ``fastmlp_dgemm``). Compiled code r
 the name, not the address, so it can be cached on disk and linked again in a later process.
 
 ``gemm(A, B, C, trans_a, trans_b, beta)`` is then usable inside ``@njit`` functions:
-C = op(A) @ op(B) + beta * C for row-major 2-D arrays whose rows are contiguous.
+C = op(A) @ op(B) + beta * C for row-major 2-D arrays whose rows are contiguous (C-contiguous
+arrays, or column slices of one, whose leading dimension is their row stride).
 
 ``AVAILABLE`` says whether a BLAS was found (``WHY_NOT`` says why not when it was not);
 without one, the CPU backend runs its kernels one by one from Python with NumPy's matmul,
@@ -133,19 +134,38 @@ if AVAILABLE:
         if kernel is None or A.dtype != C.dtype or B.dtype != C.dtype:
             raise TypeError(f"gemm takes float32 or float64 arrays of one dtype; got "
                             f"{A.dtype}, {B.dtype}, {C.dtype}")
-        if not all(x.ndim == 2 and x.layout == "C" for x in (A, B, C)):
-            raise TypeError("gemm takes C-contiguous 2-D arrays (transpose with the flags)")
+        if not all(x.ndim == 2 for x in (A, B, C)):
+            raise TypeError("gemm takes 2-D arrays (transpose with the flags)")
         real = np.float32 if C.dtype == types.float32 else np.float64
+        if all(x.layout == "C" for x in (A, B, C)):
+            def impl(A, B, C, trans_a, trans_b, beta):
+                M, N = C.shape
+                K = A.shape[0] if trans_a else A.shape[1]
+                if M == 0 or N == 0:
+                    return
+                kernel(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
+                       _blas_int(M), _blas_int(N), _blas_int(K), real(1.0),
+                       A.ctypes.data, _blas_int(max(A.shape[1], 1)),
+                       B.ctypes.data, _blas_int(max(B.shape[1], 1)), real(beta),
+                       C.ctypes.data, _blas_int(max(C.shape[1], 1)))
 
-        def impl(A, B, C, trans_a, trans_b, beta):
+            return impl
+
+        def impl_strided(A, B, C, trans_a, trans_b, beta):
+            # column slices of a wider buffer (a Concatenate's): rows contiguous, the leading
+            # dimension from the row stride
             M, N = C.shape
             K = A.shape[0] if trans_a else A.shape[1]
             if M == 0 or N == 0:
                 return
+            size = C.itemsize
+            if ((A.shape[1] > 1 and A.strides[1] != size) or (B.shape[1] > 1 and B.strides[1] != size)
+                    or (C.shape[1] > 1 and C.strides[1] != size)):
+                raise ValueError("gemm takes arrays whose rows are contiguous")
             kernel(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
                    _blas_int(M), _blas_int(N), _blas_int(K), real(1.0),
-                   A.ctypes.data, _blas_int(max(A.shape[1], 1)),
-                   B.ctypes.data, _blas_int(max(B.shape[1], 1)), real(beta),
-                   C.ctypes.data, _blas_int(max(C.shape[1], 1)))
+                   A.ctypes.data, _blas_int(max(A.strides[0] // size, A.shape[1], 1)),
+                   B.ctypes.data, _blas_int(max(B.strides[0] // size, B.shape[1], 1)), real(beta),
+                   C.ctypes.data, _blas_int(max(C.strides[0] // size, C.shape[1], 1)))
 
-        return impl
+        return impl_strided

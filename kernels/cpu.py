@@ -150,16 +150,58 @@ def linear_forward(A_in, W, b, act, A_out):
     _BIAS_ACTIVATE[act](A_out, b)
 
 
-def weight_grad(delta, A_prev, dW, db):
-    """dW = delta.T @ A_prev, db = sum of delta over the batch."""
-    np.matmul(delta.T, A_prev, out=dW)
-    _column_sum(delta, db)
+def weight_grad(delta, A_prev, dW, db, accumulate=False):
+    """dW = delta.T @ A_prev, db = sum of delta over the batch; accumulate=True adds them to
+    dW and db (GEMM with beta = 1: a layer used more than once sums its gradients)."""
+    if not accumulate:
+        np.matmul(delta.T, A_prev, out=dW)
+        _column_sum(delta, db)
+    elif blas.AVAILABLE:
+        _weight_grad_acc(delta, A_prev, dW, db)
+    else:  # without a BLAS reachable from Numba: NumPy's, through a temporary
+        dW += delta.T @ A_prev
+        _column_sum_acc(delta, db)
 
 
-def delta_backward(delta, W, A_prev, act, delta_prev):
-    """delta_prev = f'(A_prev) * (delta @ W), f' taken from the stored activation A_prev."""
-    np.matmul(delta, W, out=delta_prev)
+def delta_backward(delta, W, A_prev, act, delta_prev, accumulate=False):
+    """delta_prev = f'(A_prev) * (delta @ W), f' taken from the stored activation A_prev;
+    accumulate=True adds what delta_prev holds first: f'(A_prev) * (delta_prev + delta @ W)
+    (GEMM with beta = 1), for a layer whose output feeds several consumers."""
+    if not accumulate:
+        np.matmul(delta, W, out=delta_prev)
+    elif blas.AVAILABLE:
+        _gemm_acc(delta, W, delta_prev)
+    else:
+        delta_prev += delta @ W
     activation_backward(A_prev, act, delta_prev)
+
+
+@_jit
+def _column_sum_acc(D, out):
+    n, m = D.shape
+    for i in range(n):
+        for j in range(m):
+            out[j] += D[i, j]
+
+
+@_jit
+def _weight_grad_acc(delta, A_prev, dW, db):
+    blas.gemm(delta, A_prev, dW, True, False, 1.0)  # dW += delta.T @ A_prev
+    _column_sum_acc(delta, db)                      # db += sum over the batch
+
+
+@_jit
+def _gemm_acc(delta, W, delta_prev):
+    blas.gemm(delta, W, delta_prev, False, False, 1.0)  # delta_prev += delta @ W
+
+
+@_jit
+def add(X, Y, out):
+    """out = X + Y, elementwise (out may be X or Y)."""
+    n, m = out.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = X[i, j] + Y[i, j]
 
 
 # ---------------------------------------------------------------------------------------
@@ -725,6 +767,17 @@ def count_correct(Z, y):
                 if Z[i, j] > Z[i, best]:
                     best = j
             correct += best == y[i]
+    return correct
+
+
+@_jit
+def count_binary_correct(Z, T):
+    """How many of the B x K labels are right: (Z > 0) == (T > 0.5) (multi-label)."""
+    n, m = Z.shape
+    correct = 0
+    for i in range(n):
+        for j in range(m):
+            correct += (Z[i, j] > 0) == (T[i, j] > 0.5)
     return correct
 
 

@@ -153,15 +153,33 @@ def poisson(Z, T, dZ, w=None):
         return float((W * (M - T64 * Z64)).mean())
 
 
-def delta_backward(delta, W, A_prev, act, delta_prev):
-    """delta_prev = f'(A_prev) * (delta @ W), f' taken from the stored activation A_prev."""
-    delta_prev[...] = _df(A_prev, act) * (delta @ W)
+def delta_backward(delta, W, A_prev, act, delta_prev, accumulate=False):
+    """delta_prev = f'(A_prev) * (delta @ W), f' taken from the stored activation A_prev.
+
+    accumulate=True adds what delta_prev holds first (GEMM with beta = 1):
+    delta_prev = f'(A_prev) * (delta_prev + delta @ W), for a layer whose output feeds
+    several consumers (pass act=IDENTITY until the last of them)."""
+    G = delta @ W
+    if accumulate:
+        G = G + delta_prev
+    delta_prev[...] = _df(A_prev, act) * G
 
 
-def weight_grad(delta, A_prev, dW, db):
-    """dW = delta.T @ A_prev, db = sum of delta over the batch."""
-    dW[...] = delta.T @ A_prev
-    db[...] = delta.sum(axis=0)
+def weight_grad(delta, A_prev, dW, db, accumulate=False):
+    """dW = delta.T @ A_prev, db = sum of delta over the batch; accumulate=True adds them to
+    what dW and db hold (a layer used more than once: its gradient is the sum over uses)."""
+    if accumulate:
+        dW += delta.T @ A_prev
+        db += delta.sum(axis=0)
+    else:
+        dW[...] = delta.T @ A_prev
+        db[...] = delta.sum(axis=0)
+
+
+def add(X, Y, out):
+    """out = X + Y, elementwise (2-D; out may be X or Y): Add's forward pass, and the sum of
+    the deltas that reach a layer feeding several consumers."""
+    out[...] = X + Y
 
 
 # ---------------------------------------------------------------------------------------
@@ -378,6 +396,12 @@ def count_correct(Z, y):
     if Z.shape[1] == 1:
         return int(((Z[:, 0] > 0) == (y > 0.5)).sum())
     return int((Z.argmax(axis=1) == y).sum())
+
+
+def count_binary_correct(Z, T):
+    """How many of the B x K labels are right: (Z > 0) == (T > 0.5), multi-label (sigmoid
+    outputs; Keras' binary_accuracy is this count divided by B * K)."""
+    return int(((Z > 0) == (T.reshape(Z.shape) > 0.5)).sum())
 
 
 def activation_backward(A, act, delta):

@@ -121,7 +121,7 @@ def test_file_layout(saved):
         names = set(npz.files)
         config = json.loads(str(npz["config"]))
         W0 = npz["W0"]
-    assert config["format"] == "fastmlp-model" and config["format_version"] == 2
+    assert config["format"] == "fastmlp-model" and config["format_version"] == 3
     assert config["fastmlp_version"] == fastmlp.__version__
     assert config["dtype"] == "float32" and config["loss"] == "cross_entropy"
     assert [l["type"] for l in config["layers"]] == ["Dense"] * 3

@@ -116,3 +116,82 @@ def test_batchnorm_gelu_softplus_label_smoothing_and_class_weights_like_pytorch(
     net.eval()
     np.testing.assert_allclose(model.predict_proba(X), torch.softmax(net(torch.from_numpy(X)), 1).detach().numpy(),
                                rtol=1e-8)
+
+
+# ---------------------------------------------------------------------------------------
+# graph models (issue 15): a residual MLP and a two-input model, step for step
+
+GRAPH_OPTIMIZERS = [
+    (lambda: fastmlp.SGD(lr=0.05, momentum=0.9), lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9)),
+    (lambda: fastmlp.Adam(lr=0.01), lambda p: torch.optim.Adam(p, lr=0.01)),
+]
+
+
+def _linear(layer):
+    W, b = layer.get_weights()
+    mod = torch.nn.Linear(W.shape[1], W.shape[0]).double()
+    with torch.no_grad():
+        mod.weight.copy_(torch.from_numpy(W))
+        mod.bias.copy_(torch.from_numpy(b))
+    return mod
+
+
+def _residual_pair(make_opt):
+    x = fastmlp.Input(6)
+    d0, d1, d2, out = (fastmlp.Dense(8, activation="relu"), fastmlp.Dense(8, activation="tanh"),
+                       fastmlp.Dense(8, activation="relu"), fastmlp.Dense(3))
+    h = d0(x)
+    h = fastmlp.Add()([h, d1(h)])
+    h = fastmlp.Add()([h, d2(h)])
+    model = fastmlp.Model(x, out(h), dtype="float64", seed=0, optimizer=make_opt())
+    t0, t1, t2, t_out = (_linear(layer) for layer in (d0, d1, d2, out))
+
+    def forward(X):
+        h = torch.relu(t0(X[0]))
+        h = h + torch.tanh(t1(h))
+        h = h + torch.relu(t2(h))
+        return t_out(h)
+
+    return model, forward, [t0, t1, t2, t_out]
+
+
+def _two_input_pair(make_opt):
+    xa, xb = fastmlp.Input(6, name="a"), fastmlp.Input(5, name="b")
+    da, db, mix, out = (fastmlp.Dense(4, activation="tanh"), fastmlp.Dense(3, activation="elu"),
+                        fastmlp.Dense(4, activation="sigmoid"), fastmlp.Dense(3))
+    ha = da(xa)
+    z = fastmlp.Concatenate()([ha, db(xb), xb])
+    model = fastmlp.Model([xa, xb], out(fastmlp.Add()([mix(z), ha])), dtype="float64", seed=0,
+                          optimizer=make_opt())
+    ta, tb, tmix, t_out = (_linear(layer) for layer in (da, db, mix, out))
+
+    def forward(X):
+        ha = torch.tanh(ta(X[0]))
+        z = torch.cat([ha, torch.nn.functional.elu(tb(X[1])), X[1]], dim=1)
+        return t_out(torch.sigmoid(tmix(z)) + ha)
+
+    return model, forward, [ta, tb, tmix, t_out]
+
+
+@pytest.mark.parametrize("make_opt", GRAPH_OPTIMIZERS, ids=["sgd-momentum", "adam"])
+@pytest.mark.parametrize("make_pair", [_residual_pair, _two_input_pair], ids=["residual", "two-input"])
+def test_graph_models_same_losses_as_pytorch(make_pair, make_opt):
+    fm_opt, torch_opt = make_opt
+    model, forward, modules = make_pair(fm_opt)
+    opt = torch_opt([p for m in modules for p in m.parameters()])
+    rng = np.random.default_rng(0)
+    Xa, Xb, y = rng.normal(size=(64, 6)), rng.normal(size=(64, 5)), rng.integers(0, 3, 64)
+    two = len(model.inputs) == 2
+    for step in range(8):
+        sl = slice(step % 4 * 16, step % 4 * 16 + 16)
+        ours = model.train_step([Xa[sl], Xb[sl]] if two else Xa[sl], y[sl])
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(forward([torch.from_numpy(Xa[sl]), torch.from_numpy(Xb[sl])]),
+                                                 torch.from_numpy(y[sl]))
+        loss.backward()
+        opt.step()
+        assert ours == pytest.approx(loss.item(), rel=1e-9)
+    theirs = [p.detach().numpy() for m in modules for p in (m.weight, m.bias)]
+    for layer_weights, expected in zip([w for l in model.layers if l.param_shapes() for w in l.get_weights()],
+                                       theirs):
+        np.testing.assert_allclose(layer_weights, expected, rtol=1e-9, atol=1e-12)

@@ -2,8 +2,9 @@
 
 A package, one module per concern: ``device`` (availability, sizes, launching, shared
 device functions), ``gemm``, ``fused`` (the Dense-stack loops), ``losses`` (and metrics),
-``layers`` (activations, RNG, dropout, batch norm, gathering rows), ``optim`` (optimizers,
-clipping), ``sparse`` (the first layer on CSR rows), ``memory``. This module re-exports the contract.
+``graph`` (add and the multi-label count), ``layers`` (activations, RNG, dropout, batch norm,
+gathering rows), ``optim`` (optimizers, clipping), ``sparse`` (the first layer on CSR rows),
+``memory``. This module re-exports the contract.
 
 Every function of the contract (see ``kernels/__init__.py``) takes the same arguments as in
 ``cpu.py`` and ``reference.py``, but its arrays are numba *device* arrays (``empty``,
@@ -101,11 +102,12 @@ This module imports without numba-cuda, a driver or a GPU; ``is_available()`` an
 ``why_unavailable()`` tell whether it can run here.
 """
 
-from . import device, fused, gemm, layers, losses, memory, optim, sparse  # noqa: F401
+from . import device, fused, gemm, graph, layers, losses, memory, optim, sparse  # noqa: F401
 from .device import SIM, cuda, is_available, why_unavailable  # noqa: F401
 from .fused import FUSED_MAX_INPUT, FUSED_MAX_WIDTH  # noqa: F401
 from .fused import mlp_backward, mlp_forward  # noqa: F401
 from .gemm import delta_backward, linear_forward, matmul, weight_grad  # noqa: F401
+from .graph import add, count_binary_correct  # noqa: F401
 from .layers import (activate, activation_backward, batchnorm_backward,  # noqa: F401
                      batchnorm_forward, batchnorm_inference, dropout_backward,
                      dropout_forward, fill_uniform, gather_rows)

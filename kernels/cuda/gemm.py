@@ -17,8 +17,9 @@ EPI_NONE, EPI_BIAS_ACT, EPI_DACT, EPI_DB = range(4)
 
 
 @functools.lru_cache(maxsize=None)
-def _gemm_kernel(dt, trans_a, trans_b, epi, act, config):
-    """C = op(A) @ op(B) with an epilogue, for one dtype and transpose/epilogue choice.
+def _gemm_kernel(dt, trans_a, trans_b, epi, act, config, accumulate=False):
+    """C = op(A) @ op(B) with an epilogue, for one dtype and transpose/epilogue choice;
+    accumulate (beta = 1) adds what C (and db) hold first, before the epilogue's f'.
 
     Block: (BN // TN, BM // TM) threads; grid: (ceil(M / BM),
     ceil(N / BN)). Thread (ty, tx) owns rows ty + i * THR_M and columns tx + j * THR_N of the
@@ -116,13 +117,21 @@ def _gemm_kernel(dt, trans_a, trans_b, epi, act, config):
                         if epi == EPI_BIAS_ACT:
                             C[row, col] = f(acc[i, j] + bias[col])
                         elif epi == EPI_DACT:
-                            C[row, col] = acc[i, j] * df(D[row, col])
+                            if accumulate:
+                                C[row, col] = (C[row, col] + acc[i, j]) * df(D[row, col])
+                            else:
+                                C[row, col] = acc[i, j] * df(D[row, col])
+                        elif accumulate:
+                            C[row, col] += acc[i, j]
                         else:
                             C[row, col] = acc[i, j]
         if do_db:
             row = m0 + db_row
             if row < M:
-                db[row] = colsum
+                if accumulate:
+                    db[row] += colsum
+                else:
+                    db[row] = colsum
 
     return cuda.jit(gemm)
 
@@ -155,7 +164,7 @@ def _gemm_grid(M, N, config):
 _PLANS = {}
 
 
-def _gemm_plan(dt, M, N, trans_a, trans_b, epi, act):
+def _gemm_plan(dt, M, N, trans_a, trans_b, epi, act, accumulate=False):
     config = _gemm_config(M, N)
     BM, BN, _, TM, TN = config
     grid = _gemm_grid(M, N, config)
@@ -164,22 +173,24 @@ def _gemm_plan(dt, M, N, trans_a, trans_b, epi, act):
     # the activation is a compile-time constant of the kernel: one specialisation per
     # activation in use, with only that activation's code in the epilogue
     kernel = _gemm_kernel(dt, bool(trans_a), bool(trans_b), epi,
-                          int(act) if epi in (EPI_BIAS_ACT, EPI_DACT) else IDENTITY, config)
+                          int(act) if epi in (EPI_BIAS_ACT, EPI_DACT) else IDENTITY, config,
+                          bool(accumulate))
     return kernel, grid, (BN // TN, BM // TM)
 
 
-def _gemm(A, B, C, trans_a, trans_b, epi, bias=None, D=None, act=IDENTITY, db=None):
+def _gemm(A, B, C, trans_a, trans_b, epi, bias=None, D=None, act=IDENTITY, db=None,
+          accumulate=False):
     dt = C.dtype.type
-    key = (dt, C.shape, trans_a, trans_b, epi, act)
+    key = (dt, C.shape, trans_a, trans_b, epi, act, accumulate)
     plan = _PLANS.get(key, False)
     if plan is False:
         M, N = C.shape
-        plan = _gemm_plan(dt, M, N, trans_a, trans_b, epi, act)
+        plan = _gemm_plan(dt, M, N, trans_a, trans_b, epi, act, accumulate)
         if len(_PLANS) > 4096:
             _PLANS.clear()
         _PLANS[key] = plan
     if plan is None:
-        if epi == EPI_DB and db is not None:
+        if epi == EPI_DB and db is not None and not accumulate:
             _zero_fill(db)
         return
     if bias is None or D is None or db is None:
@@ -201,12 +212,14 @@ def linear_forward(A_in, W, b, act, A_out):
     _gemm(A_in, W, A_out, False, True, EPI_BIAS_ACT, bias=b, act=act)
 
 
-def delta_backward(delta, W, A_prev, act, delta_prev):
-    """delta_prev = f'(A_prev) * (delta @ W) in one launch (f' fused into the epilogue)."""
-    _gemm(delta, W, delta_prev, False, False, EPI_DACT, D=A_prev, act=act)
+def delta_backward(delta, W, A_prev, act, delta_prev, accumulate=False):
+    """delta_prev = f'(A_prev) * (delta @ W) in one launch (f' fused into the epilogue);
+    accumulate=True: f'(A_prev) * (delta_prev + delta @ W) (beta = 1, same launch)."""
+    _gemm(delta, W, delta_prev, False, False, EPI_DACT, D=A_prev, act=act, accumulate=accumulate)
 
 
-def weight_grad(delta, A_prev, dW, db):
+def weight_grad(delta, A_prev, dW, db, accumulate=False):
     """dW = delta.T @ A_prev and db = sum of delta over the batch, in one launch: the
-    blocks of the first column block sum the delta tiles they stage for the GEMM."""
-    _gemm(delta, A_prev, dW, True, False, EPI_DB, db=db)
+    blocks of the first column block sum the delta tiles they stage for the GEMM.
+    accumulate=True adds both to what dW and db hold (a shared layer's later use)."""
+    _gemm(delta, A_prev, dW, True, False, EPI_DB, db=db, accumulate=accumulate)

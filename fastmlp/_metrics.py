@@ -1,0 +1,74 @@
+"""The running metrics of an epoch (and of evaluate): accuracy for classification,
+binary_accuracy for multi-label outputs, MAE and R^2 for regression."""
+
+import numpy as np
+
+
+class _Metrics:
+    """Running metrics of an epoch.
+
+    accuracy: right rows for cross_entropy and for one sigmoid output; binary_accuracy (Keras'
+    name): the fraction of right labels, (Z > 0) == T, for K > 1 sigmoid outputs; R^2 is
+    sklearn's r2_score (uniform average over outputs): 1 - SS_res / SS_tot, with SS_tot of the
+    targets of the whole set (passed as T) and SS_res summed batch by batch. On CUDA the sums
+    stay on the device until the epoch's end (``result(final=True)``).
+    """
+
+    def __init__(self, model, T=None):
+        self.k = model._kernels
+        self.resident = model._resident
+        self.classification = model.loss in ("cross_entropy", "binary_cross_entropy")
+        self.poisson = model.loss == "poisson"  # its loss is the metric (outputs are logs)
+        self.multilabel = model.loss == "binary_cross_entropy" and model.n_outputs > 1
+        self.key = "binary_accuracy" if self.multilabel else "accuracy"
+        self.per_row = 1 if not self.multilabel else model.n_outputs
+        if self.poisson:
+            pass
+        elif not self.classification:
+            T64 = np.asarray(T, np.float64).reshape(T.shape[0], -1)
+            self.n_total = T64.shape[0]
+            self.ss_tot = ((T64 - T64.mean(axis=0)) ** 2).sum(axis=0)
+            self.abs_err = self.k.zeros(T64.shape[1], np.float64)
+            self.sq_err = self.k.zeros(T64.shape[1], np.float64)
+        elif self.resident:
+            self.correct_total = self.k.zeros(1, np.int64)
+        self.reset()
+
+    def reset(self):
+        self.seen = 0
+        self.correct = 0
+        if self.poisson:
+            pass
+        elif not self.classification:
+            self.k.write(self.abs_err, np.zeros(self.abs_err.shape))
+            self.k.write(self.sq_err, np.zeros(self.sq_err.shape))
+        elif self.resident:
+            self.k.write(self.correct_total, np.zeros(1, np.int64))
+
+    def add(self, Z, target):
+        """Z: the batch's outputs; target: class labels (accuracy), the 0/1 targets
+        (binary_accuracy) or the targets (regression)."""
+        self.seen += Z.shape[0]
+        if self.poisson:
+            pass
+        elif self.classification:
+            count = self.k.count_binary_correct if self.multilabel else self.k.count_correct
+            if self.resident:
+                count(Z, target, total=self.correct_total)
+            else:
+                self.correct += count(Z, target)
+        else:
+            self.k.regression_sums(Z, target, self.abs_err, self.sq_err)
+
+    def result(self, final=False):
+        if (self.resident and not final) or self.poisson:
+            return {}
+        if self.classification:
+            correct = int(self.k.to_host(self.correct_total)[0]) if self.resident else self.correct
+            return {self.key: correct / (self.seen * self.per_row)}
+        abs_err = self.k.to_host(self.abs_err) if final else self.abs_err
+        sq_err = self.k.to_host(self.sq_err) if final else self.sq_err
+        ss_tot = self.ss_tot * (self.seen / self.n_total)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r2 = np.where(ss_tot > 0, 1 - sq_err / ss_tot, np.where(sq_err == 0, 1.0, 0.0))
+        return {"mae": float(abs_err.sum() / (self.seen * abs_err.size)), "r2": float(r2.mean())}

@@ -1,0 +1,162 @@
+"""Model ensembles: several models trained on the same task, their predictions combined.
+
+``Ensemble(members, voting="hard")`` takes the majority vote of the members' class labels
+(ties broken by the mean probability of the tied classes); ``voting="soft"`` takes the class
+of the highest mean probability. Regression members (loss mse) are averaged.
+"""
+
+import io as _io
+import json
+
+import numpy as np
+
+from ._validation import check_choice, check_int
+from .model import _Network
+
+
+class Ensemble:
+    """An ensemble of fastmlp models (Sequential, MLP or graph Models) of one task.
+
+    members: a list of two or more models with the same inputs, outputs and loss. voting:
+    "hard" (majority vote) or "soft" (mean probability). bootstrap=True trains each member
+    on a bootstrap sample of the training set (drawn with `seed`), bagging as in
+    scikit-learn. fit trains every member in turn (each with its own initial weights, seed
+    and data order); predict, predict_proba, evaluate, save and load work as for one model.
+    """
+
+    def __init__(self, members, voting="hard", bootstrap=False, seed=None):
+        if not isinstance(members, (list, tuple)) or len(members) < 2:
+            raise TypeError(f"members must be a list of two or more fastmlp models; got {members!r}")
+        for i, m in enumerate(members):
+            if not isinstance(m, _Network):
+                raise TypeError(f"members[{i}] must be a fastmlp model (Sequential, MLP, Model); got {m!r}")
+        first = members[0]
+        for i, m in enumerate(members[1:], 1):
+            if (m.loss, m.n_outputs, m._input_widths) != (first.loss, first.n_outputs, first._input_widths):
+                raise ValueError(
+                    f"members[{i}] does not match members[0]: loss {m.loss!r} vs {first.loss!r}, "
+                    f"outputs {m.n_outputs} vs {first.n_outputs}, inputs {m._input_widths} vs {first._input_widths}"
+                )
+        if len({id(m) for m in members}) != len(members):
+            raise ValueError("members lists the same model twice")
+        self.members = list(members)
+        self.voting = check_choice(voting, "voting", ("hard", "soft"))
+        if not isinstance(bootstrap, (bool, np.bool_)):
+            raise TypeError(f"bootstrap must be True or False; got {bootstrap!r}")
+        self.bootstrap = bool(bootstrap)
+        self.seed = None if seed is None else check_int(seed, "seed", minimum=0)
+        self._rng = np.random.default_rng(seed)
+        self.loss = first.loss
+
+    @property
+    def n_outputs(self):
+        return self.members[0].n_outputs
+
+    def fit(self, X, y, **fit_kwargs):
+        """Train each member with ``member.fit(X, y, **fit_kwargs)`` (on a bootstrap sample
+        when bootstrap=True); returns the list of their histories."""
+        Xs, _, _ = self.members[0]._check_fit_data(X, y)
+        y = np.asarray(y)
+        n = Xs[0].shape[0]
+        histories = []
+        for m in self.members:
+            if self.bootstrap:
+                idx = self._rng.integers(0, n, n)
+                Xb = [X_j[idx] for X_j in Xs]
+                histories.append(m.fit(Xb[0] if len(Xb) == 1 else Xb, y[idx], **fit_kwargs))
+            else:
+                histories.append(m.fit(X, y, **fit_kwargs))
+        return histories
+
+    def predict_proba(self, X, batch_size=1024):
+        """The members' mean probability (softmax / sigmoid outputs)."""
+        return np.mean([m.predict_proba(X, batch_size) for m in self.members], axis=0)
+
+    def predict(self, X, batch_size=1024):
+        """Class labels by majority vote (hard; ties broken by the mean probability) or by
+        the highest mean probability (soft); the mean output for regression."""
+        if self.loss == "mse":
+            return np.mean([m.predict(X, batch_size) for m in self.members], axis=0)
+        P = self.predict_proba(X, batch_size)
+        if self.loss == "binary_cross_entropy":  # per label: one output unit or multi-label
+            if self.voting == "soft":
+                pred = (P > 0.5).astype(np.int64)
+            else:
+                votes = np.mean([m.predict(X, batch_size).reshape(P.shape) for m in self.members], axis=0)
+                pred = np.where(votes == 0.5, P > 0.5, votes > 0.5).astype(np.int64)
+            return pred[:, 0] if self.n_outputs == 1 else pred
+        if self.voting == "soft":
+            return P.argmax(axis=1).astype(np.int64)
+        votes = np.zeros_like(P, dtype=np.int64)
+        for m in self.members:
+            votes[np.arange(P.shape[0]), m.predict(X, batch_size)] += 1
+        tied = votes == votes.max(axis=1, keepdims=True)
+        return np.where(tied, P, -np.inf).argmax(axis=1).astype(np.int64)
+
+    def evaluate(self, X, y, batch_size=1024):
+        """{"loss": the mean loss of the ensemble's probabilities (the mean output for mse),
+        "accuracy" of predict (or "mae", "r2" for regression)}."""
+        first = self.members[0]
+        Xs, T, labels = first._check_fit_data(X, y)
+        X = Xs[0] if len(Xs) == 1 else list(Xs)
+        if self.loss == "mse":
+            Z = np.mean([m._outputs(X, batch_size) for m in self.members], axis=0).astype(np.float64)
+            T2 = np.asarray(T, np.float64).reshape(Z.shape)
+            ss_tot = ((T2 - T2.mean(axis=0)) ** 2).sum(axis=0)
+            ss_res = ((T2 - Z) ** 2).sum(axis=0)
+            r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 1.0 * (ss_res == 0))
+            return {"loss": float(((Z - T2) ** 2).mean()), "mae": float(np.abs(Z - T2).mean()),
+                    "r2": float(r2.mean())}
+        P = np.clip(self.predict_proba(X, batch_size).astype(np.float64), 1e-12, 1 - 1e-12)
+        pred = self.predict(X, batch_size)
+        if self.loss == "cross_entropy":
+            Q = np.eye(P.shape[1])[T] if T.ndim == 1 else T
+            loss = float(-(Q * np.log(P)).sum(axis=1).mean())
+            return {"loss": loss, "accuracy": float((pred == labels).mean())}
+        T2 = np.asarray(T, np.float64).reshape(P.shape)
+        loss = float(-(T2 * np.log(P) + (1 - T2) * np.log(1 - P)).mean())
+        key = "accuracy" if self.n_outputs == 1 else "binary_accuracy"
+        return {"loss": loss, key: float((pred.reshape(P.shape) == (T2 > 0.5)).mean())}
+
+    def save(self, path):
+        """One .npz holding the ensemble's settings and each member's model file (as bytes),
+        written atomically; ``Ensemble.load`` / ``fastmlp.load_ensemble`` reads it back."""
+        from .io import atomic_write, to_bytes
+
+        config = {"format": "fastmlp-ensemble", "format_version": 1, "voting": self.voting,
+                  "bootstrap": self.bootstrap, "seed": self.seed, "members": len(self.members)}
+        members = {f"member{i}": np.frombuffer(to_bytes(m), np.uint8) for i, m in enumerate(self.members)}
+
+        def write(f):
+            np.savez(f, config=np.array(json.dumps(config)), **members)
+
+        atomic_write(path, write)
+
+    @classmethod
+    def load(cls, path, device="auto"):
+        """Read an ensemble saved by ``save``; each member is validated as ``fastmlp.load``
+        validates a model file (no pickle, sizes checked)."""
+        from .io import from_bytes
+
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                config = json.loads(str(f["config"][()]))
+                if not isinstance(config, dict) or config.get("format") != "fastmlp-ensemble":
+                    raise ValueError("it is not a fastmlp ensemble file")
+                count = config.get("members")
+                if not isinstance(count, int) or count < 2 or set(f.files) != {"config", *(f"member{i}" for i in range(count))}:
+                    raise ValueError("its member arrays do not match its config")
+                blobs = [f[f"member{i}"] for i in range(count)]
+        except FileNotFoundError:
+            raise
+        except (ValueError, KeyError, OSError, json.JSONDecodeError, EOFError) as exc:
+            raise ValueError(f"cannot load the ensemble {str(path)!r}: {exc}") from None
+        for i, b in enumerate(blobs):
+            if b.dtype != np.uint8 or b.ndim != 1:
+                raise ValueError(f"cannot load the ensemble {str(path)!r}: member{i} is not a byte array")
+        members = [from_bytes(b.tobytes(), device=device) for b in blobs]
+        return cls(members, voting=config.get("voting", "hard"), bootstrap=bool(config.get("bootstrap", False)),
+                   seed=config.get("seed"))
+
+    def __repr__(self):
+        return f"Ensemble({len(self.members)} members, voting={self.voting!r}, bootstrap={self.bootstrap})"
