@@ -493,9 +493,6 @@ class _Network:
         if distributed is not None:  # MPI: fastmlp/distributed.py runs this fit on every process
             from . import distributed as _distributed
 
-            if not isinstance(self, Sequential):
-                raise ValueError("distributed='mpi' trains Sequential and MLP models; graph Models "
-                                 "are not supported over MPI yet")
             return _distributed.fit(self, distributed, shard, X, y, epochs=epochs, batch_size=batch_size,
                                     validation_split=validation_split, validation_data=validation_data,
                                     shuffle=shuffle, callbacks=callbacks, verbose=verbose,
@@ -542,7 +539,7 @@ class _Network:
         steps = -(-n // batch)
         sparse = issparse(Xs[0])
         if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
-            steps = dist.begin(self, n, batch, T, Xs[0], w)
+            steps = dist.begin(self, n, batch, T, Xs, w)
         buffers = self._buffers_for(batch, T, w is not None, sparse)
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),

@@ -28,6 +28,49 @@ def model(optimizer, dtype, seed, device="cpu", sizes=(FEATURES, 16, CLASSES)):
     return fm.MLP(list(sizes), optimizer=opt, dtype=dtype, seed=seed, device=device)
 
 
+def graph_model(kind, seed, dtype="float64"):
+    """The functional models: "residual" (h + Dense(h), Adam) on X; "concat" (two inputs,
+    columns [0, 4) and [4, 10) of X, each through its own Dense, concatenated; SGD with
+    momentum)."""
+    if kind == "residual":
+        x = fm.Input(FEATURES, name="x")
+        h = fm.Dense(16, activation="relu")(x)
+        h = fm.Add()([h, fm.Dense(16, activation="tanh")(h)])
+        return fm.Model(x, fm.Dense(CLASSES)(h), loss="cross_entropy", optimizer=fm.Adam(lr=0.01),
+                        dtype=dtype, seed=seed, device="cpu")
+    a, b = fm.Input(4, name="a"), fm.Input(FEATURES - 4, name="b")
+    h = fm.Concatenate()([fm.Dense(8, activation="relu")(a), fm.Dense(8, activation="tanh")(b)])
+    return fm.Model([a, b], fm.Dense(CLASSES)(h), loss="cross_entropy",
+                    optimizer=fm.SGD(lr=0.1, momentum=0.9), dtype=dtype, seed=seed, device="cpu")
+
+
+def two_inputs(X):
+    return [X[:, :4], X[:, 4:]]
+
+
+def graph_auto(outdir, kind):
+    """Every process passes the same data (the two-input model as a dict by input name);
+    overlap=True falls back to one Allreduce after the graph's backward."""
+    X, y = data("float64")
+    m = graph_model(kind, seed=distributed.rank())
+    inputs = X if kind == "residual" else dict(zip(("a", "b"), two_inputs(X)))
+    h = m.fit(inputs, y, epochs=EPOCHS, batch_size=BATCH, validation_split=0.1,
+              callbacks=[fm.ExponentialDecay(0.9)], verbose=0,
+              distributed=distributed.MPI(overlap=kind == "concat", check_sync=True))
+    save(outdir, f"graph-{kind}", m, h)
+
+
+def graph_local(outdir):
+    """shard="local" for the two-input model: each process its own rows of both inputs."""
+    X, y = data("float64")
+    r = distributed.rank()
+    part = slice(0, LOCAL_SPLIT) if r == 0 else slice(LOCAL_SPLIT, N)
+    m = graph_model("concat", seed=10 + r)
+    h = m.fit(two_inputs(X[part]), y[part], epochs=EPOCHS, batch_size=BATCH, verbose=0,
+              distributed=distributed.MPI(check_sync=True), shard="local")
+    save(outdir, "graph-local", m, h)
+
+
 def flat(m):
     return np.concatenate([w.ravel().astype(np.float64) for w in m.get_weights()])
 
@@ -221,14 +264,19 @@ def sklearn_diverge(outdir):
 
 def mismatch(outdir):
     """Rank 1 passes other data of the same size: with shard='auto' both raise the same
-    ValueError (model.fit and an estimator)."""
+    ValueError (model.fit, an estimator, and a two-input graph Model whose inputs differ in
+    the second array only)."""
     X, y = data("float64")
+    X2 = X.copy()
     if distributed.rank() == 1:
         X[5, 2] += 1.0
+        X2[5, 7] += 1.0  # column 7: the second input ("b") of the two-input model
     messages = []
     for fit in (lambda: model("sgd", "float64", seed=0).fit(X, y, batch_size=BATCH, verbose=0,
                                                             distributed="mpi"),
-                lambda: fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y)):
+                lambda: fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y),
+                lambda: graph_model("concat", seed=0).fit(two_inputs(X2), y, batch_size=BATCH,
+                                                          verbose=0, distributed="mpi")):
         try:
             fit()
             messages.append(None)
@@ -284,6 +332,9 @@ SCENARIOS = {
     "sklearn-adam": sklearn_adam, "sklearn-weighted": sklearn_weighted, "sklearn-diverge": sklearn_diverge,
     "sklearn-lbfgs": sklearn_lbfgs, "mismatch": mismatch,
     "cuda": cuda,
+    "graph-residual": lambda out: graph_auto(out, "residual"),
+    "graph-concat": lambda out: graph_auto(out, "concat"),
+    "graph-local": graph_local,
 }
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def run_job(outdir, scenarios, env=None, timeout=240):
 
 SCENARIOS = ["auto-sgd64", "auto-adam32", "local-sgd64", "local-adam32", "overlap", "sparse", "diverge",
              "resume", "stop", "sklearn", "sklearn-adam", "sklearn-weighted", "sklearn-diverge",
-             "sklearn-lbfgs", "mismatch"]  # sklearn-lbfgs writes fit-lbfgs too
+             "sklearn-lbfgs", "mismatch", "graph-residual", "graph-concat", "graph-local"]
+# sklearn-lbfgs writes fit-lbfgs too
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +127,44 @@ def test_local_shards_equal_the_matching_single_process_steps(job, optimizer, dt
     (w0, m0), (w1, m1) = result(job, name, 0), result(job, name, 1)
     np.testing.assert_array_equal(w0, w1)
     assert_rel(w0, W.flat(local_reference(optimizer, dtype)), TOL[dtype], f"{name} weights")
+    assert m0["history"] == m1["history"]
+    assert m0["params"]["samples"] == W.N and m0["params"]["steps"] == 3
+
+
+@pytest.mark.parametrize("kind", ["residual", "concat"])
+def test_graph_model_two_processes_batch_64_equal_one_process_batch_128(job, kind):
+    """Functional models: a residual block with Adam on X; two inputs (given as a dict by
+    input name) concatenated, SGD with momentum. Shuffled, a partial last global batch of
+    15, an lr schedule, validation; rank 1 has another seed."""
+    X, y = W.data("float64")
+    ref = W.graph_model(kind, seed=0)
+    inputs = X if kind == "residual" else W.two_inputs(X)
+    h = ref.fit(inputs, y, epochs=W.EPOCHS, batch_size=2 * W.BATCH, validation_split=0.1,
+                callbacks=[fm.ExponentialDecay(0.9)], verbose=0)
+    (w0, m0), (w1, m1) = result(job, f"graph-{kind}", 0), result(job, f"graph-{kind}", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert_rel(w0, W.flat(ref), TOL["float64"], f"graph-{kind} weights vs one process")
+    assert m0["history"] == m1["history"] and m0["epoch"] == m1["epoch"] == [0, 1, 2]
+    assert set(m0["history"]) == set(h.history)
+    for key, values in h.history.items():
+        np.testing.assert_allclose(m0["history"][key], values, rtol=1e-9, err_msg=key)
+    assert m0["params"]["samples"] == 271 and m0["params"]["steps"] == 3
+
+
+def test_graph_model_local_shards_equal_the_matching_single_process_steps(job):
+    """shard='local' with two inputs: each process passes its own rows of both arrays."""
+    X, y = W.data("float64")
+    parts = [np.arange(0, W.LOCAL_SPLIT), np.arange(W.LOCAL_SPLIT, W.N)]
+    rngs = [W.graph_model("concat", seed=10 + r)._rng for r in range(2)]
+    ref = W.graph_model("concat", seed=10)  # rank 0's initial weights
+    for _ in range(W.EPOCHS):
+        orders = [p[g.permutation(p.size)] for p, g in zip(parts, rngs)]
+        for k in range(max(-(-o.size // W.BATCH) for o in orders)):
+            idx = np.concatenate([o[k * W.BATCH : (k + 1) * W.BATCH] for o in orders])
+            ref.train_step(W.two_inputs(X[idx]), y[idx])
+    (w0, m0), (w1, m1) = result(job, "graph-local", 0), result(job, "graph-local", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert_rel(w0, W.flat(ref), TOL["float64"], "graph-local weights")
     assert m0["history"] == m1["history"]
     assert m0["params"]["samples"] == W.N and m0["params"]["steps"] == 3
 
@@ -237,7 +276,7 @@ def test_fit_lbfgs_over_mpi_equals_one_process(job):
 
 def test_other_data_on_one_process_is_a_clear_error_on_both(job):
     (_, m0), (_, m1) = result(job, "mismatch", 0), result(job, "mismatch", 1)
-    assert m0 == m1 and len(m0["messages"]) == 2
+    assert m0 == m1 and len(m0["messages"]) == 3
     for message in m0["messages"]:
         assert message is not None and "disagree on the data" in message and "shard='local'" in message
 
@@ -329,6 +368,14 @@ def test_bad_distributed_arguments():
         m.fit(X, y, distributed="mpi", shard="rows")
     with pytest.raises(ValueError, match="needs distributed='mpi'"):
         m.fit(X, y, shard="local")
+    g = W.graph_model("concat", seed=0)  # a functional model checks the same arguments
+    Xg = W.two_inputs(np.zeros((4, W.FEATURES)))
+    with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
+        g.fit(Xg, y, distributed="nccl")
+    with pytest.raises(ValueError, match="shard must be one of"):
+        g.fit(Xg, y, distributed="mpi", shard="rows")
+    with pytest.raises(ValueError, match="needs distributed='mpi'"):
+        g.fit(Xg, y, shard="local")
     if importlib.util.find_spec("sklearn") is not None:
         for est in (fm.MLPClassifier(distributed="nccl"), fm.MLPRegressor(distributed=4)):
             assert "distributed" in est.get_params()
