@@ -28,7 +28,7 @@ def model(optimizer, dtype, seed, device="cpu", sizes=(FEATURES, 16, CLASSES)):
     return fm.MLP(list(sizes), optimizer=opt, dtype=dtype, seed=seed, device=device)
 
 
-def graph_model(kind, seed, dtype="float64"):
+def graph_model(kind, seed, dtype="float64", device="cpu"):
     """The functional models: "residual" (h + Dense(h), Adam) on X; "concat" (two inputs,
     columns [0, 4) and [4, 10) of X, each through its own Dense, concatenated; SGD with
     momentum)."""
@@ -37,11 +37,11 @@ def graph_model(kind, seed, dtype="float64"):
         h = fm.Dense(16, activation="relu")(x)
         h = fm.Add()([h, fm.Dense(16, activation="tanh")(h)])
         return fm.Model(x, fm.Dense(CLASSES)(h), loss="cross_entropy", optimizer=fm.Adam(lr=0.01),
-                        dtype=dtype, seed=seed, device="cpu")
+                        dtype=dtype, seed=seed, device=device)
     a, b = fm.Input(4, name="a"), fm.Input(FEATURES - 4, name="b")
     h = fm.Concatenate()([fm.Dense(8, activation="relu")(a), fm.Dense(8, activation="tanh")(b)])
     return fm.Model([a, b], fm.Dense(CLASSES)(h), loss="cross_entropy",
-                    optimizer=fm.SGD(lr=0.1, momentum=0.9), dtype=dtype, seed=seed, device="cpu")
+                    optimizer=fm.SGD(lr=0.1, momentum=0.9), dtype=dtype, seed=seed, device=device)
 
 
 def two_inputs(X):
@@ -311,6 +311,12 @@ def cuda(outdir):
         h = m.fit(X, y, epochs=2, batch_size=4, verbose=0,
                   distributed=distributed.MPI(cuda_aware=aware, check_sync=True))
         save(outdir, f"cuda-aware{int(aware)}", m, h)
+    # a two-input graph Model on the device (its gradient through the host)
+    Xg = rng.normal(size=(n, FEATURES))
+    g = graph_model("concat", seed=distributed.rank(), device="cuda")
+    h = g.fit(two_inputs(Xg), y, epochs=2, batch_size=4, verbose=0,
+              distributed=distributed.MPI(check_sync=True))
+    save(outdir, "cuda-graph", g, h)
     # the estimators' loop on the device: the epoch's loss summed on the device, read once
     clf = estimator("sgd", 4, hidden_layer_sizes=(8,), max_iter=2, device="cuda",
                     distributed=distributed.MPI(check_sync=True))
@@ -319,6 +325,9 @@ def cuda(outdir):
         ref = model("sgd", "float64", seed=0, device="cuda", sizes=sizes)
         h = ref.fit(X, y, epochs=2, batch_size=8, verbose=0)
         save(outdir, "cuda-single", ref, h)
+        ref = graph_model("concat", seed=0, device="cuda")
+        h = ref.fit(two_inputs(Xg), y, epochs=2, batch_size=8, verbose=0)
+        save(outdir, "cuda-graph-single", ref, h)
         ref = fit_quietly(estimator("sgd", 8, hidden_layer_sizes=(8,), max_iter=2, device="cuda"), X, y)
         save_estimator(outdir, "cuda-sklearn-single", ref)
 

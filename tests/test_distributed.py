@@ -302,8 +302,8 @@ def test_a_failing_process_aborts_the_job_with_a_message(tmp_path):
 
 def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
     """device="cuda" under the simulator: the gradient through the host and as a device
-    array (CUDA-aware MPI), both equal to one process with the global batch; and
-    MLPClassifier(distributed="mpi") on the device (the epoch loss summed on the device)."""
+    array (CUDA-aware MPI), both equal to one process with the global batch; a two-input
+    graph Model the same way; and MLPClassifier(distributed="mpi") on the device (the epoch loss summed on the device)."""
     if importlib.util.find_spec("numba_cuda") is None:
         pytest.skip("numba-cuda is not installed (pip install numba-cuda)")
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "").strip() == "1":
@@ -318,6 +318,12 @@ def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
         assert_rel(w0, ref, 1e-10, f"cuda_aware={bool(aware)}")
         assert m0["history"] == m1["history"]
         np.testing.assert_allclose(m0["history"]["loss"], mref["history"]["loss"], rtol=1e-10)
+    (w0, m0), (w1, m1) = result(tmp_path, "cuda-graph", 0), result(tmp_path, "cuda-graph", 1)
+    ref, mref = result(tmp_path, "cuda-graph-single", 0)
+    np.testing.assert_array_equal(w0, w1)
+    assert_rel(w0, ref, 1e-10, "two-input graph Model on the device")
+    assert m0["history"] == m1["history"]
+    np.testing.assert_allclose(m0["history"]["loss"], mref["history"]["loss"], rtol=1e-10)
     if importlib.util.find_spec("sklearn") is not None:
         (w0, m0), (w1, m1) = result(tmp_path, "cuda-sklearn", 0), result(tmp_path, "cuda-sklearn", 1)
         ref, mref = result(tmp_path, "cuda-sklearn-single", 0)
