@@ -71,6 +71,25 @@ def graph_local(outdir):
     save(outdir, "graph-local", m, h)
 
 
+def graph_batchnorm(outdir):
+    """A residual block with BatchNorm, shard="local": each process normalises its own
+    batches; the running statistics are averaged at each epoch's end, so the weights and
+    statistics stay identical on both processes."""
+    X, y = data("float64")
+    r = distributed.rank()
+    part = slice(0, LOCAL_SPLIT) if r == 0 else slice(LOCAL_SPLIT, N)
+    x = fm.Input(FEATURES, name="x")
+    h = fm.Dense(16, activation="relu")(x)
+    h = fm.Add()([h, fm.BatchNorm(activation="relu", name="bn")(fm.Dense(16)(h))])
+    m = fm.Model(x, fm.Dense(CLASSES)(h), loss="cross_entropy", optimizer=fm.Adam(lr=0.01),
+                 dtype="float64", seed=r, device="cpu")
+    h = m.fit(X[part] + r, y[part], epochs=2, batch_size=BATCH, verbose=0, distributed="mpi",
+              shard="local")
+    running = {name: w.tolist() for (name, _), w in zip(m._weight_slots(), m.get_weights())
+               if "running" in name}
+    save(outdir, "graph-batchnorm", m, h, running=running)
+
+
 def flat(m):
     return np.concatenate([w.ravel().astype(np.float64) for w in m.get_weights()])
 
@@ -343,7 +362,7 @@ SCENARIOS = {
     "cuda": cuda,
     "graph-residual": lambda out: graph_auto(out, "residual"),
     "graph-concat": lambda out: graph_auto(out, "concat"),
-    "graph-local": graph_local,
+    "graph-local": graph_local, "graph-batchnorm": graph_batchnorm,
 }
 
 if __name__ == "__main__":

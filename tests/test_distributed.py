@@ -59,7 +59,7 @@ def run_job(outdir, scenarios, env=None, timeout=240):
 
 SCENARIOS = ["auto-sgd64", "auto-adam32", "local-sgd64", "local-adam32", "overlap", "sparse", "diverge",
              "resume", "stop", "sklearn", "sklearn-adam", "sklearn-weighted", "sklearn-diverge",
-             "sklearn-lbfgs", "mismatch", "graph-residual", "graph-concat", "graph-local"]
+             "sklearn-lbfgs", "mismatch", "graph-residual", "graph-concat", "graph-local", "graph-batchnorm"]
 # sklearn-lbfgs writes fit-lbfgs too
 
 
@@ -167,6 +167,18 @@ def test_graph_model_local_shards_equal_the_matching_single_process_steps(job):
     assert_rel(w0, W.flat(ref), TOL["float64"], "graph-local weights")
     assert m0["history"] == m1["history"]
     assert m0["params"]["samples"] == W.N and m0["params"]["steps"] == 3
+
+
+def test_graph_model_batchnorm_statistics_agree_across_processes(job):
+    """Each process normalises its own batches (rank 1's data shifted by 1): the running
+    statistics, averaged at each epoch's end, end identical on both, as do the weights."""
+    (w0, m0), (w1, m1) = result(job, "graph-batchnorm", 0), result(job, "graph-batchnorm", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert m0["history"] == m1["history"] and len(m0["history"]["loss"]) == 2
+    assert m0["running"] == m1["running"] and np.isfinite(w0).all()
+    mean, var = m0["running"]["bn.running_mean"], m0["running"]["bn.running_var"]
+    assert len(mean) == 16 and np.abs(mean).max() > 0.1  # moved away from the initial 0 and 1
+    assert np.abs(np.array(var) - 1).max() > 0.1
 
 
 def test_overlapped_all_reduce_gives_the_same_weights(job):
