@@ -178,8 +178,15 @@ def test_gemm_rejects_mixed_dtypes_and_strided_arrays():
     a32, a64 = np.ones((2, 2), np.float32), np.ones((2, 2))
     with pytest.raises(Exception, match="one dtype"):
         _gemm(a32, a64, a32, False, False, 0.0)
-    with pytest.raises(Exception, match="C-contiguous"):
-        _gemm(a64[:, :1], a64[:1], a64[:, :1].copy(), False, False, 0.0)
+    wide = np.arange(8.0).reshape(2, 4)
+    with pytest.raises(Exception, match="rows are contiguous"):  # every other column
+        _gemm(wide[:, ::2], a64, np.empty((2, 2)), False, False, 0.0)
+    # a column slice of a wider buffer (rows contiguous, leading dimension = row stride) is
+    # taken as it is: a Concatenate's producers write straight into their columns
+    out = np.zeros((2, 4))
+    _gemm(wide[:, 1:3], a64 + np.eye(2), out[:, 2:4], False, False, 0.0)
+    np.testing.assert_allclose(out[:, 2:4], wide[:, 1:3] @ (a64 + np.eye(2)))
+    assert not out[:, :2].any()
 
 
 def test_blas_can_be_switched_off():
