@@ -147,3 +147,16 @@ def test_from_onnx_refuses_a_concat_on_the_batch(tmp_path):
     proto = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)], ir_version=8)
     with pytest.raises(ValueError, match="axis 1"):
         fm.from_onnx(proto)
+
+
+@pytest.mark.parametrize("output, loss", [("softmax", "cross_entropy"), ("sigmoid", "binary_cross_entropy")])
+def test_an_output_activation_fused_into_the_loss_is_the_head(output, loss, tmp_path):
+    """MLP(output="softmax") keeps softmax on its last layer, fused into the loss: the
+    export applies it once, as the head (it used to fail, or apply a sigmoid twice)."""
+    model = fm.MLP([4, 6, 3], output=output, loss=loss, seed=0)
+    path = tmp_path / "m.onnx"
+    proto = model.to_onnx(path)
+    assert [n.op_type for n in proto.graph.node].count(output.capitalize()) == 1
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    X = _data(9, 4)
+    np.testing.assert_allclose(session.run(None, {"input": X})[0], model.predict_proba(X), atol=1e-5)
