@@ -2,7 +2,10 @@
 
 ``model.to_torch()`` gives the ``torch.nn.Sequential`` that computes what the fastmlp model
 computes (its outputs: logits for classification, as ``nn.CrossEntropyLoss`` expects), with
-the weights copied; ``fastmlp.from_torch(module, loss=...)`` goes the other way;
+the weights copied; for a graph Model a ``GraphModule`` whose ``forward(*inputs)`` takes the
+model's inputs in order and runs its nodes in topological order (a shared layer is one
+module called at each use); ``fastmlp.from_torch(module, loss=...)`` goes the other way
+(from an ``nn.Sequential``);
 ``fastmlp.from_sklearn(fitted)`` turns a fitted ``sklearn.neural_network.MLPClassifier`` /
 ``MLPRegressor`` into a fastmlp model with the same predictions.
 

@@ -32,12 +32,20 @@ after it becomes the layer's activation; BatchNormalization is BatchNorm; Dropou
 Dropout; a final Softmax or Sigmoid is the loss's. Decompositions are recognised by
 matching them against the exporter's own emitters (one definition of each formula).
 
-Graph models (``fastmlp.Model``) go through the same ``build_graph``: give it the model's
-nodes in topological order as ``(node, weights, input keys)``, where a key is an input's
-name or the index of the node that produced the tensor, and the model's inputs as
-``[(name, n_features)]``. Nodes are emitted by their class name (``EMITTERS``): Dense,
-BatchNorm, Dropout, Activation, Add (a chain of ONNX Adds) and Concatenate (Concat on the
-features) are all there.
+Graph models (``fastmlp.Model``) go through the same ``build_graph``: ``graph_nodes``
+gives the model's nodes in topological order as ``(node, weights, input keys)``, where a
+key is an input's name or the index of the node that produced the tensor, and the model's
+inputs as ``[(name, n_features)]`` (one graph input per model input, named after it).
+Nodes are emitted by their class name (``EMITTERS``): Dense, BatchNorm, Dropout,
+Activation, Add (a chain of ONNX Adds) and Concatenate (Concat on the features). A shared
+layer's uses get the same weights, which the builder writes once: both Gemms read the
+same initializers. An output activation fused into the loss (softmax) is left to the head.
+
+Graphs that are no chain (several inputs, an Add of two computed tensors, Concat) are
+imported node by node in the graph's (topological) order into a ``fastmlp.Model``: nodes
+reading the same weight initializers become one shared layer, an activation that is the
+only reader of a layer's output is folded into the layer, any other becomes an
+``Activation`` node; Add and Concat(axis=1) become Add and Concatenate.
 
 The ``onnx`` package is optional (``pip install 'fastmlp[onnx]'``); it is imported only
 when these functions run.
