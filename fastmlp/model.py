@@ -756,18 +756,15 @@ class _Network:
 
     def to_onnx(self, path, dtype=None):
         """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.
-        Sequential and MLP models only, for now."""
-        if not isinstance(self, Sequential):
-            raise ValueError("to_onnx exports Sequential and MLP models; graph Models are not supported yet")
+        One graph input per model input, named after it."""
         from .onnx_io import to_onnx
 
         return to_onnx(self, path, dtype)
 
     def to_torch(self):
-        """An equivalent torch.nn.Sequential with the weights copied (fastmlp.interop).
-        Sequential and MLP models only, for now."""
-        if not isinstance(self, Sequential):
-            raise ValueError("to_torch converts Sequential and MLP models; graph Models are not supported yet")
+        """An equivalent torch.nn.Module with the weights copied (fastmlp.interop): an
+        nn.Sequential for Sequential / MLP models, a GraphModule (inputs as positional
+        arguments, in the model's input order) for graph Models."""
         from .interop import to_torch
 
         return to_torch(self)
