@@ -13,15 +13,13 @@ import pytest
 
 import fastmlp
 from fastmlp import io as fio
+from helpers import assert_same_weights, blobs
 
 D, K = 5, 3
 
 
-def _blobs(n=64, d=D, k=K, seed=0, dtype=np.float32):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((k, d)) * 3
-    y = rng.permutation(np.arange(n) % k)
-    return (centers[y] + rng.standard_normal((n, d))).astype(dtype), y.astype(np.int64)
+def _blobs(n=64):
+    return blobs(n, D, K)
 
 
 def _model(optimizer=None, device="cpu", dtype="float32", seed=0, **kw):
@@ -31,11 +29,7 @@ def _model(optimizer=None, device="cpu", dtype="float32", seed=0, **kw):
 
 
 def _same_weights(a, b):
-    wa, wb = a.get_weights(), b.get_weights()
-    assert len(wa) == len(wb)
-    for x, y in zip(wa, wb):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        np.testing.assert_array_equal(x, y)
+    assert_same_weights(a.get_weights(), b.get_weights())
 
 
 @pytest.fixture
