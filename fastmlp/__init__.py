@@ -19,7 +19,7 @@ from .errors import DivergenceError
 from .gradcheck import gradcheck
 from .interop import from_sklearn, from_torch
 from .lbfgs import fit_lbfgs
-from .io import load
+from .saving import load
 from .ensemble import Ensemble
 from .graph import Input, Model
 from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer

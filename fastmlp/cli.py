@@ -522,7 +522,7 @@ def _cmd_predict(args):
     if args.out == "-":
         sys.stdout.write(text)
     else:
-        from .io import atomic_write
+        from ._atomic import atomic_write
 
         atomic_write(args.out, lambda f: f.write(text.encode("utf-8")))
         print(f"wrote {len(pred)} predictions to {args.out}", file=sys.stderr)

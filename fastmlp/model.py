@@ -753,9 +753,9 @@ class _Network:
 
     def save(self, path):
         """Save config, weights and optimizer state to an .npz file, atomically."""
-        from .io import save_model
+        from .saving import save
 
-        save_model(self, path)
+        save(self, path)
 
     def to_onnx(self, path, dtype=None):
         """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.

@@ -693,8 +693,8 @@ def test_saved_file_loads_without_pickle(tmp_path):
     mlp().save(path)
     with np.load(path, allow_pickle=False) as data:
         assert "config" in data.files
-        assert {"W0", "b0", "W1", "b1"} <= set(data.files)
-        np.testing.assert_array_equal(data["W0"], mlp().get_weights()[0])
+        assert {"W1", "b1", "W2", "b2"} <= set(data.files)  # get_weights' labels
+        np.testing.assert_array_equal(data["W1"], mlp().get_weights()[0])
 
 
 def test_load_on_reference_device(tmp_path):

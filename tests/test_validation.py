@@ -726,12 +726,12 @@ def _rewrite(path, **changes):
     {"config": {"format_version": 99}},
     {"config": {"loss": "hinge"}},
     {"config": {"dtype": "int8"}},
-    {"W1": None},
-    {"W0": np.zeros((D, 8), np.float32)},
-    {"b0": np.full(8, np.nan, np.float32)},
+    {"W2": None},
+    {"W1": np.zeros((D, 8), np.float32)},
+    {"b1": np.full(8, np.nan, np.float32)},
     {"optimizer_momentum_buffer": np.zeros(5, np.float32)},
     {"config": np.array("{not json")},
-], ids=["format", "version", "loss", "dtype", "missing-W1", "W0-shape", "nan-bias", "opt-state", "json"])
+], ids=["format", "version", "loss", "dtype", "missing-W2", "W1-shape", "nan-bias", "opt-state", "json"])
 def test_load_corrupt_model_file(tmp_path, change):
     path = tmp_path / "model.npz"
     mlp().save(path)
