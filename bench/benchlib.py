@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-#: the network of the lecture notes: MNIST 784-256-128-10, ReLU, softmax cross-entropy
+#: the network of the README and the benchmarks: MNIST 784-256-128-10, ReLU, softmax cross-entropy
 SIZES = [784, 256, 128, 10]
 #: MNIST's training set size
 N_MNIST = 60000
@@ -182,6 +182,20 @@ class TorchMLP:
 
 
 CONTENDERS = {"fastmlp": FastmlpMLP, "numpy": NumpyMLP, "torch": TorchMLP}
+
+
+def schedule(names, batches=BATCHES, rounds=EPOCH_ROUNDS):
+    """pytest params (batch, round, contender) in run order: rounds interleaved, the order
+    of the contenders rotating per round (so none always runs first)."""
+    import pytest
+
+    params = []
+    for batch in batches:
+        for r in range(rounds):
+            k = r % len(names)
+            for contender in names[k:] + names[:k]:
+                params.append(pytest.param(batch, r, contender, id=f"{batch}-r{r}-{contender}"))
+    return params
 
 
 def memory_budget(data_bytes, n_params, n_state):

@@ -141,7 +141,7 @@ def _activations():
 
 def _add_common(p):
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "reference", "cuda"),
-                   help="where to compute: auto (default), cpu or reference (NumPy, slow)")
+                   help="where to compute: auto (default), cpu, cuda or reference (NumPy, slow)")
 
 
 def _add_training(p, epochs, batch_size, hidden, lr_help):

@@ -1,4 +1,4 @@
-"""The public API behaves as DESIGN.md promises: building, weights, seeds, fit/History,
+"""The public API behaves as README.md and docs/ARCHITECTURE.md describe it: building, weights, seeds, fit/History,
 train_step against the NumPy reference, predict/evaluate, verbosity, callbacks, save/load,
 optimizers, devices, dtypes, divergence, the demo and the bundled data set.
 """
