@@ -239,19 +239,7 @@ class Dense(Layer):
         return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
 
 
-class _SameWidth:
-    """build / connect of a layer whose output is as wide as its input (Dropout, Activation)."""
-
-    def build(self, in_features):
-        self.features = in_features
-        return in_features
-
-    def connect(self, widths):
-        _same_width(self, widths[0])
-        return self.build(widths[0])
-
-
-class Dropout(_SameWidth, Layer):
+class Dropout(Layer):
     """Inverted dropout: in training each unit is zeroed with probability p and the others
     scaled by 1 / (1 - p); in predict/evaluate it passes its input through. The masks come
     from the model's seeded generator, so a seed makes them reproducible."""
@@ -260,6 +248,14 @@ class Dropout(_SameWidth, Layer):
         self.p = check_float(p, "p", low=0, high=1, high_open=True)
         self.features = None
         self.name = name
+
+    def build(self, in_features):
+        self.features = in_features
+        return in_features
+
+    def connect(self, widths):
+        _same_width(self, widths[0])
+        return self.build(widths[0])
 
     def scratch_shapes(self, first):
         return {"U": (True, (self.features,))}
@@ -372,7 +368,7 @@ class BatchNorm(Layer):
                 "momentum": self.momentum, "eps": self.eps}
 
 
-class Activation(_SameWidth, Layer):
+class Activation(Layer):
     """An activation on its own, ``A_out = f(A_in)`` (Keras' ``Activation("relu")``):
     identity, relu, leaky_relu, elu, sigmoid, tanh, gelu, softplus, or softmax as a model's
     output (fused into cross_entropy)."""
@@ -381,6 +377,14 @@ class Activation(_SameWidth, Layer):
         self.activation = check_activation(activation)
         self.features = None
         self.name = name
+
+    def build(self, in_features):
+        self.features = in_features
+        return in_features
+
+    def connect(self, widths):
+        _same_width(self, widths[0])
+        return self.build(widths[0])
 
     def forward(self, k, A_in, A_out, Z, s, training):
         k.activate(A_in, self.act, A_out)
