@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-#: the network of the lecture notes: MNIST 784-256-128-10, ReLU, softmax cross-entropy
+#: the network of the README and the benchmarks: MNIST 784-256-128-10, ReLU, softmax cross-entropy
 SIZES = [784, 256, 128, 10]
 #: MNIST's training set size
 N_MNIST = 60000
@@ -107,11 +107,15 @@ class FastmlpMLP:
 
 
 class NumpyMLP:
-    """The MLP as a student writes it in NumPy: forward, softmax-CE, backward, SGD."""
+    """The MLP as a student writes it in NumPy: forward, softmax-CE, backward, SGD
+    (fastmlp/_numpy_mlp.py, the copy `fastmlp bench` runs too)."""
 
     name = "numpy"
 
     def __init__(self, batch=None, sizes=SIZES, lr=LR, seed=0):
+        from fastmlp._numpy_mlp import sgd_epoch  # here: importing benchlib imports no fastmlp
+
+        self._sgd_epoch = sgd_epoch
         self.rng = np.random.default_rng(seed)
         self.lr = np.float32(lr)
         self.W = [self.rng.normal(0, np.sqrt(2 / i), (o, i)).astype(np.float32)
@@ -119,25 +123,7 @@ class NumpyMLP:
         self.b = [np.zeros(o, np.float32) for o in sizes[1:]]
 
     def epoch(self, X, y, batch):
-        W, b, lr, L = self.W, self.b, self.lr, len(self.W)
-        order = self.rng.permutation(len(X))
-        for start in range(0, len(X), batch):
-            idx = order[start : start + batch]
-            A = [X[idx]]
-            for l in range(L):
-                Z = A[l] @ W[l].T + b[l]
-                A.append(np.maximum(Z, 0) if l < L - 1 else Z)
-            Z = A[L] - A[L].max(axis=1, keepdims=True)
-            P = np.exp(Z)
-            P /= P.sum(axis=1, keepdims=True)
-            P[np.arange(len(idx)), y[idx]] -= 1
-            delta = P / np.float32(len(idx))
-            for l in reversed(range(L)):
-                dW, db = delta.T @ A[l], delta.sum(axis=0)
-                if l > 0:
-                    delta = (delta @ W[l]) * (A[l] > 0)
-                W[l] -= lr * dW
-                b[l] -= lr * db
+        self._sgd_epoch(self.W, self.b, X, y, batch, self.lr, order=self.rng.permutation(len(X)))
 
     def predict(self, X, batch_size=1024):
         batch = batch_size
@@ -196,6 +182,20 @@ class TorchMLP:
 
 
 CONTENDERS = {"fastmlp": FastmlpMLP, "numpy": NumpyMLP, "torch": TorchMLP}
+
+
+def schedule(names, batches=BATCHES, rounds=EPOCH_ROUNDS):
+    """pytest params (batch, round, contender) in run order: rounds interleaved, the order
+    of the contenders rotating per round (so none always runs first)."""
+    import pytest
+
+    params = []
+    for batch in batches:
+        for r in range(rounds):
+            k = r % len(names)
+            for contender in names[k:] + names[:k]:
+                params.append(pytest.param(batch, r, contender, id=f"{batch}-r{r}-{contender}"))
+    return params
 
 
 def memory_budget(data_bytes, n_params, n_state):

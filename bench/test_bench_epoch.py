@@ -14,7 +14,7 @@ same process (group ``ceiling``).
 import numpy as np
 import pytest
 
-from benchlib import BATCHES, CONTENDERS, EPOCH_ROUNDS, SMOKE, epoch_flop, min_time, n_parameters
+from benchlib import CONTENDERS, SMOKE, epoch_flop, min_time, n_parameters, schedule
 
 NAMES = list(CONTENDERS)
 
@@ -46,19 +46,12 @@ def test_gemm_torch(benchmark, torch):
         benchmark.extra_info["gflops"] = 2 * n**3 / t / 1e9
 
 
-def _schedule():
-    """(batch, round, contender) in run order: rounds interleaved, order rotating per round."""
-    for batch in BATCHES:
-        for r in range(EPOCH_ROUNDS):
-            k = r % len(NAMES)
-            for contender in NAMES[k:] + NAMES[:k]:
-                yield pytest.param(batch, r, contender, id=f"{batch}-r{r}-{contender}")
 
 
 _models = {}
 
 
-@pytest.mark.parametrize("batch, round_, contender", list(_schedule()))
+@pytest.mark.parametrize("batch, round_, contender", schedule(NAMES))
 def test_epoch(benchmark, request, data, ceiling, batch, round_, contender):
     if contender == "torch":
         request.getfixturevalue("torch")  # skips cleanly without PyTorch

@@ -560,7 +560,7 @@ class DataParallel:
     def evaluate(self, model, X, T, labels):
         """Validation scores over all processes: with shard='auto' process r evaluates the
         r-th part of the (shared) validation set; with 'local' its own; the sums are added."""
-        from .model import _Metrics
+        from ._metrics import _Metrics
 
         Xs = X if isinstance(X, tuple) else (X,)  # one array per model input
         n = Xs[0].shape[0]

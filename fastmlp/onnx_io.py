@@ -393,7 +393,7 @@ def _check_path(path):
 
 def write(proto, path):
     """Write the ModelProto to `path`, atomically."""
-    from .io import atomic_write
+    from ._atomic import atomic_write
 
     data = proto.SerializeToString()
     atomic_write(path, lambda f: f.write(data))

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from helpers import blobs
 
 D, K = 6, 3
 
@@ -25,11 +26,8 @@ def run(*args, cwd=None, timeout=300):
                           text=True, timeout=timeout, cwd=cwd, env=env)
 
 
-def _blobs(n, seed=0, d=D, k=K):
-    rng = np.random.default_rng(seed)
-    centers = np.random.default_rng(42).standard_normal((k, d)) * 3
-    y = rng.permutation(np.arange(n) % k)
-    return (centers[y] + rng.standard_normal((n, d))).astype(np.float32), y.astype(np.int64)
+def _blobs(n, seed=0):
+    return blobs(n, D, K, seed, centers_seed=42)  # the same centres for every seed
 
 
 @pytest.fixture(scope="module")
