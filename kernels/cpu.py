@@ -36,6 +36,12 @@ def _jit(fn):
     return njit(cache=CACHE, nogil=True, error_model="numpy")(fn)
 
 
+def _jit_named(name, act):
+    """_jit for a kernel made per activation code: named ``<name>_<activation>``, one name
+    per compiled function (see scalar.unique_name)."""
+    return lambda fn: _jit(scalar.unique_name(fn, f"{name}_{ACTIVATION_NAMES[act]}"))
+
+
 # ---------------------------------------------------------------------------------------
 # activation f and its derivative f' written through the output A = f(Z)
 # (one generic scalar function each; the kernels below are specialised per code)
@@ -51,6 +57,9 @@ _f, _df = _ANY.f, _ANY.df
 _FAST = scalar.compile_with(njit(error_model="numpy", inline="always"), vecmath)
 
 
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()}
+
+
 def _per_activation(make):
     """One generic kernel, compiled per activation code: `make(act)` closes over the code,
     which Numba then treats as a compile-time constant, so the branch on it is folded away
@@ -61,7 +70,7 @@ def _per_activation(make):
 def _make_bias_activate(act):
     f = _FAST.f_of[act]
 
-    @_jit
+    @_jit_named("bias_activate", act)
     def bias_activate(Z, b):
         """Z = f(Z + b) in place: the epilogue of the linear layer."""
         n, m = Z.shape
@@ -75,7 +84,7 @@ def _make_bias_activate(act):
 def _make_activation_backward(act):
     df = _FAST.df_of[act]
 
-    @_jit
+    @_jit_named("times_df", act)
     def times_df(A, delta):
         """delta *= f'(A) in place."""
         n, m = delta.shape
@@ -89,7 +98,7 @@ def _make_activation_backward(act):
 def _make_activate(act):
     f = _FAST.f_of[act]
 
-    @_jit
+    @_jit_named("activate", act)
     def activate(Z, A):
         """A = f(Z), elementwise."""
         n, m = Z.shape
@@ -117,8 +126,8 @@ assert NEEDS_PREACTIVATION == {GELU}, "mlp_forward calls _activate_gelu for thes
 #: delta *= f'(D) by ``_times_df(D, delta, act)``: one branch per call (generated from the
 #: activation table) picks the loop compiled for `act` (Numba calls no function chosen at
 #: run time)
-_bias_activate = scalar.switch(_jit, _BIAS_ACTIVATE, nargs=2)
-_times_df = scalar.switch(_jit, (_unchanged,) + _TIMES_DF[1:], nargs=2)
+_bias_activate = scalar.switch(_jit, _BIAS_ACTIVATE, nargs=2, name="bias_activate")
+_times_df = scalar.switch(_jit, (_unchanged,) + _TIMES_DF[1:], nargs=2, name="times_df")
 
 
 def activation_backward(A, act, delta):
