@@ -6,8 +6,9 @@ A quick stand-alone version of the suite's epoch group (``pytest bench/ -k epoch
 suite and ``bench/report.py`` make the README's tables). Same workloads (bench/benchlib.py):
 MNIST-shaped random data (60000 x 784 float32, 10 classes), network 784-256-128-10, ReLU,
 softmax cross-entropy, plain SGD (lr 0.01). Each contender is built and warmed up once, then
-runs `repeat` epochs; the best is reported, with GFLOP/s counted as 6 x parameters x samples
-and as a fraction of the machine's float32 GEMM rate (2048 x 2048 NumPy matmul), measured in
+runs `repeat` epochs; the best is reported, with GFLOP/s counted from the products a step
+really computes (forward and weight gradient of every layer, input gradient of every layer but
+the first: 1.007 MFLOP per sample, 60.4 GFLOP per epoch; benchlib.sample_flop) and as a fraction of the machine's float32 GEMM rate (2048 x 2048 NumPy matmul), measured in
 the same run.
 """
 

@@ -175,8 +175,10 @@ def epoch_section(res):
         rows.append(row)
     title = (f"### One training epoch\n\n{info['samples']} x 784 MNIST-shaped float32 data, "
              f"784-256-128-10 ReLU, softmax cross-entropy, plain SGD; fastest of {rounds} "
-             f"interleaved rounds. GFLOP/s counts 6 x {info['parameters']} parameters x "
-             f"{info['samples']} samples. \"fastmlp vs X\" is X's time / fastmlp's time "
+             f"interleaved rounds. GFLOP/s counts the products a step really computes "
+             f"(forward and weight gradient of every layer, input gradient of every layer "
+             f"but the first): {info['flop'] / info['samples'] / 1e6:.3f} MFLOP per sample, "
+             f"{info['flop'] / 1e9:.1f} GFLOP per epoch. \"fastmlp vs X\" is X's time / fastmlp's time "
              f"(above 1: fastmlp is faster): fastest / fastest, and in brackets the median of "
              f"the ratios within each round.")
     return title + "\n\n" + table(header, rows)
