@@ -133,3 +133,14 @@ def test_torch_benchmarks_skip_cleanly_without_torch(tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "PyTorch is not installed" in run.stdout
     assert " passed" not in run.stdout and "failed" not in run.stdout
+
+
+def test_small_and_wide_networks_are_measured(smoke_json):
+    kinds = {(b["extra_info"].get("kind"), b["extra_info"].get("contender")) for b in smoke_json["benchmarks"]}
+    for kind in ("small network", "wide network"):
+        assert (kind, "fastmlp") in kinds
+        assert ((kind, "torch") in kinds) == _has_torch()
+        assert ((kind, "jax") in kinds) == (importlib.util.find_spec("jax") is not None)
+    text = _report_module().report(smoke_json)
+    assert "### Small and wide networks" in text and "% of limit" in text
+    assert "small network: >= 2.0x faster per step than JAX jit" in text
