@@ -166,14 +166,16 @@ def machine_section(res):
     torch = f"PyTorch {info['torch']} ({info['torch_threads']} threads)" if info.get("torch") else "PyTorch not installed"
     flags = f" ({info['cpu_flags']})" if info.get("cpu_flags") else ""
     text = (f"Machine: {info['cpu_model']}{flags}, {info['cores']} cores; Python {info['python']}, "
-            f"NumPy {info['numpy']} ({info['blas']}), Numba {info['numba']}, {torch}; "
+            f"NumPy {info['numpy']} ({info['blas']}), Numba {info['numba']}, {torch}, "
+            f"{'JAX ' + info['jax'] if info.get('jax') else 'JAX not installed'}; "
             f"measured {info['date']}. Each time is the fastest round of its benchmark.")
     if info.get("smoke"):
         text = ("**Smoke run** (FASTMLP_BENCH_SMOKE=1: tiny data, one round): the numbers "
                 "below mean nothing.\n\n" + text)
     ceiling = res.ceiling()
     if ceiling:
-        n = res.of_kind("ceiling")[0]["extra_info"]["n"]
+        runs = res.of_kind("ceiling")
+        n = runs[0]["extra_info"]["n"] if runs else "2048"
         text += f"\n\nfloat32 GEMM ceiling (NumPy {n} x {n} matmul): **{ceiling:.0f} GFLOP/s**"
         other = [b["extra_info"].get("gflops") for b in res.of_kind("gemm torch")]
         if other and other[0]:
