@@ -94,7 +94,9 @@ def test_report_without_torch_columns(smoke_json):
     text = report.report(doc)
     rows = _epoch_rows(text)
     assert len(rows) == 3
-    assert all(row.count("|") == 7 for row in rows)  # batch, fastmlp, numpy, vs NumPy, GFLOP/s, %
+    # batch, fastmlp, numpy, vs NumPy, GFLOP/s, % (and JAX's time and ratio where installed)
+    has_jax = any(b["extra_info"].get("contender") == "jax" for b in doc["benchmarks"])
+    assert all(row.count("|") == 7 + 2 * has_jax for row in rows)
     header = next(line for line in text.splitlines() if line.startswith("| batch |"))
     assert "PyTorch" not in header and "fastmlp vs PyTorch" not in text
     assert "PyTorch not installed" in text
