@@ -1,4 +1,4 @@
-"""Whole training: one epoch of MNIST-shaped data, fastmlp vs hand-written NumPy vs PyTorch.
+"""Whole training: one epoch of MNIST-shaped data, fastmlp vs hand-written NumPy, PyTorch, JAX.
 
 Network 784-256-128-10, ReLU, softmax cross-entropy, plain SGD (lr 0.01), float32; groups
 ``epoch batch=B``. Every contender is built and warmed up once (kernels compiled, buffers
@@ -53,8 +53,8 @@ _models = {}
 
 @pytest.mark.parametrize("batch, round_, contender", schedule(NAMES))
 def test_epoch(benchmark, request, data, ceiling, batch, round_, contender):
-    if contender == "torch":
-        request.getfixturevalue("torch")  # skips cleanly without PyTorch
+    if contender in ("torch", "jax"):
+        request.getfixturevalue(contender)  # skips cleanly without PyTorch / JAX
     X, y = data
     key = (batch, contender)
     if key not in _models:

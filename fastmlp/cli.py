@@ -9,7 +9,7 @@
                   [--lr 0.1] [--device auto] [--save model.npz] [--plot curves.png] ...
     fastmlp evaluate MODEL --data PATH [--format ...] [--split auto|train|test]
     fastmlp predict MODEL --data PATH [--format ...] [--out preds.csv] [--proba]
-    fastmlp bench [--samples 10000] [--batch-size 128] [--hidden 256,128]
+    fastmlp bench [--samples 10000] [--batch-size 128] [--hidden 256,128] [--profile [--steps 50]]
     fastmlp export MODEL --to MODEL.onnx [--dtype float32|float64]
 
 Data (``--data``; ``--format`` is guessed from the path when left out):
@@ -252,6 +252,13 @@ def _bench_parser():
     p.add_argument("--repeat", type=_positive_int, default=3,
                    help="epochs timed for each; the best is reported (default 3)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the epoch comparison, print where one training step's time "
+                        "goes, kernel by kernel (model.profile)")
+    p.add_argument("--steps", type=_positive_int, default=50,
+                   help="--profile: steps timed (default 50)")
+    p.add_argument("--gemm-gflops", type=_positive_float, default=None, metavar="RATE",
+                   help="--profile: the machine's sgemm rate in GFLOP/s (default: measured)")
     _add_common(p)
     return p
 
@@ -531,6 +538,7 @@ def _cmd_predict(args):
 
 def _cmd_bench(args):
     import fastmlp
+    from fastmlp.profile import step_flop
 
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(0)
@@ -549,6 +557,11 @@ def _cmd_bench(args):
     model.fit(X[:args.batch_size * 2], y[:args.batch_size * 2], epochs=1,
               batch_size=args.batch_size, shuffle=False, verbose=0)  # compile / load the kernels
     warm = time.perf_counter() - start
+    if args.profile:
+        print(f"  (kernels ready in {warm:.2f} s)")
+        model.profile(X, y, steps=args.steps, batch_size=args.batch_size,
+                      gemm_gflops=args.gemm_gflops, verbose=1)
+        return 0
     sgd_epoch(W, b, X[:args.batch_size * 2], y[:args.batch_size * 2], args.batch_size, 0.01)
 
     def best(fn):
@@ -562,7 +575,7 @@ def _cmd_bench(args):
     t_fast = best(lambda: model.fit(X, y, epochs=1, batch_size=args.batch_size, shuffle=False,
                                     verbose=0))
     t_numpy = best(lambda: sgd_epoch(W, b, X, y, args.batch_size, 0.01))
-    gflop = 6 * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) * args.samples / 1e9
+    gflop = step_flop(sizes, args.samples) / 1e9  # the products of an epoch's steps
     print(f"  (kernels ready in {warm:.2f} s)")
     print(f"  fastmlp:            {t_fast:.4g} s/epoch ({gflop / t_fast:.1f} GFLOP/s)")
     print(f"  hand-written NumPy: {t_numpy:.4g} s/epoch ({gflop / t_numpy:.1f} GFLOP/s)")

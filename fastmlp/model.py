@@ -343,6 +343,23 @@ class _Network(_Training, _Inference):
     # ------------------------------------------------------------------------------------
     # the training loop: _training.py; inference: _inference.py
 
+    def profile(self, X, y, steps=50, batch_size=32, gemm_gflops=None, verbose=1):
+        """Where one training step's time goes, kernel call by kernel call.
+
+        Runs `steps` training steps on mini-batches of (X, y), each kernel call timed on its
+        own (gather, per layer the product and its epilogue, loss, weight and input
+        gradients, update), and the step as `fit` runs it. Prints the table (verbose) and
+        returns it as a list of dicts: per kernel ``kernel``, ``time_s`` (median),
+        ``flop``, ``gflops`` and ``share`` of the kernels' sum (kind "kernel"), then the sum
+        (kind "sum") and the fused step (kind "step") with ``fraction_of_limit``: the step's
+        FLOP at the machine's sgemm rate (`gemm_gflops`, measured with a NumPy float32
+        matmul when None) over its time. The weights and optimizer state are put back.
+        """
+        from .profile import profile_step
+
+        return profile_step(self, X, y, steps, batch_size, gemm_gflops, verbose)
+
+
     def save(self, path):
         """Save config, weights and optimizer state to an .npz file, atomically."""
         from .saving import save
