@@ -9,7 +9,6 @@ Nothing here imports torch at module level: PyTorch is optional (``torch_or_none
 """
 
 import os
-import time
 
 import numpy as np
 
@@ -49,8 +48,9 @@ def sample_flop(sizes=SIZES):
     but the first (nobody computes d loss / d X). 784-256-128-10: 1.007 MFLOP per sample.
     Element-wise work (bias, activation, loss, update) is not counted: it is memory-bound.
     """
-    products = [n_in * n_out for n_in, n_out in zip(sizes, sizes[1:])]
-    return 2 * (2 * sum(products) + sum(products[1:]))
+    from fastmlp.profile import step_flop  # the one definition of the count
+
+    return step_flop(sizes, 1)
 
 
 def epoch_flop(n_samples, sizes=SIZES):
@@ -70,16 +70,11 @@ def make_data(n=N_MNIST, sizes=SIZES, seed=0):
 
 
 def gemm_gflops(n=2048, repeat=5):
-    """The machine's float32 matrix-product rate: best of `repeat` n x n NumPy matmuls."""
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
-    c = np.empty_like(a)
-    np.matmul(a, a, out=c)  # warm up the BLAS threads
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        np.matmul(a, a, out=c)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best / 1e9
+    """The machine's float32 matrix-product rate: best of `repeat` n x n NumPy matmuls (the
+    measurement model.profile uses, at the suite's size)."""
+    from fastmlp.profile import sgemm_gflops
+
+    return sgemm_gflops(n, repeat)
 
 
 def jax_or_none():
