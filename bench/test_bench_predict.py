@@ -13,8 +13,8 @@ BATCH = 1024
 
 @pytest.mark.parametrize("contender", list(CONTENDERS))
 def test_predict(benchmark, request, contender):
-    if contender == "torch":
-        request.getfixturevalue("torch")  # skips cleanly without PyTorch
+    if contender in ("torch", "jax"):
+        request.getfixturevalue(contender)  # skips cleanly without PyTorch / JAX
     X, _ = make_data(N_PREDICT, seed=2)
     model = CONTENDERS[contender]()
     model.predict(X, batch_size=BATCH)  # compile, allocate
