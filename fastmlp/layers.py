@@ -75,6 +75,35 @@ class Layer:
         return connect(self, inputs)
 
     @property
+    def trainable(self):
+        """False freezes the layer: fit and train_step leave its parameters (and their
+        optimizer state) as they are, while gradients still flow through it to the layers
+        before. Settable between fits (transfer learning: freeze a trained base, train a
+        new head)."""
+        return getattr(self, "_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"trainable of layer {self.name!r} must be True or False; got {value!r}")
+        self._trainable = bool(value)
+
+    @property
+    def output(self):
+        """The node this layer's call returned (Keras' ``layer.output``): for a sub-model
+        ``fastmlp.Model(model.inputs, model.get_layer("hidden2").output)``, which shares the
+        weights with `model`."""
+        node = getattr(self, "_output_node", None)
+        if node is None:
+            raise ValueError(f"layer {self.name!r} has no output node yet: call it on a node "
+                             "(fastmlp.Input, another layer's output) or take it from a model's "
+                             "model.get_layer(name).output")
+        if node == "shared":
+            raise ValueError(f"layer {self.name!r} is called on several nodes (shared weights), so "
+                             "it has several outputs: use the node each call returned")
+        return node
+
+    @property
     def name(self):
         if getattr(self, "_name", None) is None:
             self._name = _unique_name(_snake(type(self).__name__))
@@ -173,7 +202,7 @@ class Dense(Layer):
     _HE = ("relu", "leaky_relu", "elu", "gelu", "softplus")
 
     def __init__(self, in_features=None, out_features=None, activation="identity", *, units=None,
-                 name=None):
+                 name=None, use_bias=True, trainable=True):
         if isinstance(out_features, str):  # Dense(10, "softmax"): Keras' (units, activation)
             out_features, activation = None, out_features
         if units is not None:
@@ -188,6 +217,10 @@ class Dense(Layer):
         self.out_features = check_int(out_features, "out_features")
         self.activation = check_activation(activation)
         self.name = name
+        self.trainable = trainable
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias must be True or False; got {use_bias!r}")
+        self.use_bias = bool(use_bias)
 
     def connect(self, widths):
         if self.in_features is None:
@@ -233,8 +266,13 @@ class Dense(Layer):
             k.delta_backward(delta, s.W, D_prev, act_prev, delta_prev, acc_delta)
 
     def get_config(self):
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "activation": self.activation}
+        config = {"in_features": self.in_features, "out_features": self.out_features,
+                  "activation": self.activation}
+        if not self.use_bias:
+            config["use_bias"] = False
+        if not self.trainable:
+            config["trainable"] = False
+        return config
 
     def __repr__(self):
         if self.in_features is None:
@@ -295,12 +333,14 @@ class BatchNorm(Layer):
     ``Dense(784, 256), BatchNorm(256, activation="relu")``.
     """
 
-    def __init__(self, features=None, activation="identity", momentum=0.1, eps=1e-5, *, name=None):
+    def __init__(self, features=None, activation="identity", momentum=0.1, eps=1e-5, *, name=None,
+                 trainable=True):
         self.features = None if features is None else check_int(features, "features")
         self.activation = check_activation(activation, allow_softmax=False)
         self.momentum = check_float(momentum, "momentum", low=0, high=1)
         self.eps = check_float(eps, "eps", low=0, low_open=True)
         self.name = name
+        self.trainable = trainable
 
     def build(self, in_features):
         if self.features is not None and self.features != in_features:
@@ -367,8 +407,11 @@ class BatchNorm(Layer):
             k.add(s.dbeta.reshape(1, -1), dbeta.reshape(1, -1), s.dbeta.reshape(1, -1))
 
     def get_config(self):
-        return {"features": self.features, "activation": self.activation,
-                "momentum": self.momentum, "eps": self.eps}
+        config = {"features": self.features, "activation": self.activation,
+                  "momentum": self.momentum, "eps": self.eps}
+        if not self.trainable:
+            config["trainable"] = False
+        return config
 
 
 class Activation(Layer):

@@ -232,7 +232,7 @@ class _Network:
 
     @property
     def n_parameters(self):
-        return int(self._theta.size)
+        return int(sum(math.prod(shape) for _, _, shape in self._param_shapes))
 
     @property
     def n_features(self):
@@ -241,54 +241,103 @@ class _Network:
 
     def _allocate_parameters(self):
         k = self._kernels
+        owner = getattr(self, "_shared_owner", None)
+        if owner is not None:  # a sub-model of `owner`: its weights are owner's (views)
+            return self._share_parameters(owner)
         shapes = [(l, name, shape) for l, layer in enumerate(self.layers)
                   for name, shape in layer.param_shapes().items()]
-        total = sum(math.prod(shape) for _, _, shape in shapes)
+        offsets = np.cumsum([0] + [math.prod(shape) for _, _, shape in shapes]).tolist()
+        total = offsets.pop()
         # initialise on the host, then move to the backend
         host = np.zeros(total, self.dtype)
         host_params = [{} for _ in self.layers]
-        offset = 0
-        for l, name, shape in shapes:
-            size = math.prod(shape)
-            host_params[l][name] = host[offset : offset + size].reshape(shape)
-            offset += size
+        for (l, name, shape), offset in zip(shapes, offsets):
+            host_params[l][name] = host[offset : offset + math.prod(shape)].reshape(shape)
         host_state = [{name: np.zeros(shape, self.dtype) for name, shape in layer.state_shapes().items()}
                       for layer in self.layers]
         for layer, params, state in zip(self.layers, host_params, host_state):
             layer.initialize(params, state, self._rng)
-        self._param_shapes = shapes
+            if layer._owner is not None:  # a layer of another model: start from its weights
+                other, slot = layer._owner
+                for name, arr in list(params.items()) + list(state.items()):
+                    arr[...] = other._kernels.to_host(getattr(slot, name))
+        self._param_shapes, self._param_offsets = shapes, offsets
         self._theta = k.to_device(host)
         self._grad = k.zeros(total, self.dtype)
-        #: per layer: its parameters W, b... (views into theta), gradients dW, db... (views
-        #: into grad), state (BatchNorm's running statistics) and its random generator
-        self._slots = self._parameter_slots(self._theta, self._grad,
-                                            [{n: k.to_device(a) for n, a in st.items()} for st in host_state])
-        self.params = [getattr(self._slots[l], name) for l, name, _ in shapes]
-        self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in shapes]
+        states = [{n: k.to_device(a) for n, a in st.items()} for st in host_state]
+        self._finish_parameters(states)
         for layer, slot in zip(self.layers, self._slots):
             layer._owner = (self, slot)
+
+    def _share_parameters(self, owner):
+        """A sub-model's parameters: views into `owner`'s theta (and its layers' state), so
+        training either model changes both; gradients and optimizer state of its own."""
+        where = {id(layer): l for l, layer in enumerate(owner.layers)}
+        at = {(l, name): offset for (l, name, _), offset in zip(owner._param_shapes, owner._param_offsets)}
+        shapes, offsets = [], []
+        for l, layer in enumerate(self.layers):
+            for name, shape in layer.param_shapes().items():
+                shapes.append((l, name, shape))
+                offsets.append(at[(where[id(layer)], name)])
+        self._param_shapes, self._param_offsets = shapes, offsets
+        self._theta = owner._theta
+        self._grad = self._kernels.zeros(owner._theta.size, self.dtype)
+        self._guard = owner._guard  # one guard over the one set of weights
+        states = [{name: getattr(owner._slots[where[id(layer)]], name) for name in layer.state_shapes()}
+                  for layer in self.layers]
+        self._finish_parameters(states)
+
+    def _finish_parameters(self, states):
+        self._slots = self._parameter_slots(self._theta, self._grad, states)
+        self.params = [getattr(self._slots[l], name) for l, name, _ in self._param_shapes]
+        self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in self._param_shapes]
         self._init_optimizer_state()
         self._train_buffers = None
         self._predict_pool.clear()
+        self._submodels = {}
 
     def _init_optimizer_state(self):
         """The optimizer's state, fresh (zero moments, step 0), over the flat theta."""
-        segments = np.cumsum([0] + [math.prod(shape) for _, _, shape in self._param_shapes])
-        self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros,
-                                                    segments, self._kernels.write)
+        size = int(self._theta.size)
+        bounds = {0, size}
+        for (_, _, shape), offset in zip(self._param_shapes, self._param_offsets):
+            bounds |= {offset, offset + math.prod(shape)}
+        self._opt_state = self.optimizer.init_state(size, self.dtype, self._kernels.zeros,
+                                                    np.array(sorted(bounds)), self._kernels.write)
 
     def _parameter_slots(self, theta, grad, states):
         """Per layer a namespace of its parameters as views into `theta` (and gradients as
         views into `grad`, unless None), with its state arrays `states[l]`."""
         slots = [SimpleNamespace(rng=self._rng, freeze_masks=False, **state) for state in states]
-        offset = 0
-        for l, name, shape in self._param_shapes:
+        for (l, name, shape), offset in zip(self._param_shapes, self._param_offsets):
             size = math.prod(shape)
             setattr(slots[l], name, theta[offset : offset + size].reshape(shape))
             if grad is not None:
                 setattr(slots[l], "d" + name, grad[offset : offset + size].reshape(shape))
-            offset += size
         return slots
+
+    def _trainable_runs(self):
+        """None when every parameter of theta is trained, else the (lo, hi) ranges of the
+        trainable layers' parameters, adjacent ones merged (the optimizer runs over each)."""
+        key = tuple(layer.trainable for layer in self.layers)
+        cached = getattr(self, "_runs_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        runs = []
+        for (l, _, shape), offset in sorted(zip(self._param_shapes, self._param_offsets), key=lambda x: x[1]):
+            if not self.layers[l].trainable:
+                continue
+            hi = offset + math.prod(shape)
+            if runs and runs[-1][1] == offset:
+                runs[-1] = (runs[-1][0], hi)
+            else:
+                runs.append((offset, hi))
+        if runs == [(0, int(self._theta.size))]:
+            runs = None
+        frozen = [(o, o + math.prod(sh)) for (l, _, sh), o in zip(self._param_shapes, self._param_offsets)
+                  if not self.layers[l].trainable]
+        self._runs_cache = (key, runs, frozen)
+        return runs
 
     def _copy_parameters(self):
         """A private copy of the parameters and layer state, for inference while another
@@ -353,14 +402,17 @@ class _Network:
 
     def _update(self):
         opt = self.optimizer
+        runs = self._trainable_runs()
         if opt.clip_norm is not None:
+            for lo, hi in self._runs_cache[2]:  # frozen layers' gradients count for nothing
+                self._kernels.write(self._grad[lo:hi], np.zeros(hi - lo, self.dtype))
             if self._resident:  # decided on the device: the norm goes to a device scalar
                 if getattr(self, "_grad_norm", None) is None:
                     self._grad_norm = self._kernels.zeros(1, np.float64)
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm, self._grad_norm)
             else:
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
-        opt.update(self._kernels, self._theta, self._grad, self._opt_state)
+        opt.update(self._kernels, self._theta, self._grad, self._opt_state, runs)
 
     def _step(self, v, total=None, X0=None):
         """One step on the batch already in the buffers `v` (X0: its CSR rows, for sparse
@@ -433,6 +485,100 @@ class _Network:
                 + self._divergence_advice()
             )
         return float(loss)
+
+    def compute_gradients(self, X, y, sample_weight=None):
+        """The loss of the batch (X, y) and every layer's gradients, without an update
+        (PyTorch's ``loss.backward()`` without ``optimizer.step()``).
+
+        Returns ``(loss, grads)``: the batch-mean loss (as train_step's) and a dict
+        {layer name: {"dW": ..., "db": ...}} (BatchNorm: "dgamma", "dbeta"), host arrays of
+        the parameters' shapes, in the order of ``model.layers``. The weights, BatchNorm's
+        running statistics, the optimizer state and the random generator (dropout masks) are
+        as they were before the call; frozen layers (``trainable=False``) get their
+        gradients too."""
+        Xs, T, labels = self._check_fit_data(X, y)
+        n = Xs[0].shape[0]
+        w = self._sample_weights(sample_weight, None, labels, n)
+        sparse = issparse(Xs[0])
+        k = self._kernels
+        with self._guard.training("compute_gradients"), self._guard.step_lock:
+            v = self._buffers_for(n, T, w is not None, sparse).views(n)
+            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
+            if not sparse:
+                for Xv, X_j in zip(v.X, Xs):
+                    k.write(Xv, X_j)
+            k.write(v.T, T)
+            if w is not None:
+                k.write(v.w, w)
+            rng_state = self._rng.bit_generator.state
+            states = [(getattr(slot, name), k.to_host(getattr(slot, name)))
+                      for layer, slot in zip(self.layers, self._slots) for name in layer.state_shapes()]
+            try:
+                self._forward(v, True, X0)
+                loss = self._loss_and_grad(v)
+                if math.isfinite(loss):
+                    self._backward(v, X0)
+            finally:  # a forward pass in training mode moves BatchNorm's running statistics
+                for arr, host in states:
+                    k.write(arr, host)
+                self._rng.bit_generator.state = rng_state
+            if not math.isfinite(loss):
+                raise DivergenceError(f"the loss is {loss} on this batch: no gradients. "
+                                      + self._divergence_advice())
+            grads = {}
+            for layer, slot in zip(self.layers, self._slots):
+                names = layer.param_shapes()
+                if names:
+                    grads[layer.name] = {"d" + name: k.to_host(getattr(slot, "d" + name)) for name in names}
+        return float(loss), grads
+
+    # ------------------------------------------------------------------------------------
+    # looking inside: layers by name, sub-models that share the weights
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name` (or at position `index` of ``model.layers``), as Keras."""
+        if (name is None) == (index is None):
+            raise TypeError("get_layer takes a name or an index: model.get_layer('hidden2')")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"index must be an int; got {index!r}")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"index must be in [{-len(self.layers)}, {len(self.layers)}) "
+                                 f"(the model has {len(self.layers)} layers); got {index}")
+            return self.layers[index]
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a layer's name (a string); got {name!r}")
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in this model; its layers are "
+                         f"{[layer.name for layer in self.layers]}")
+
+    def freeze(self, *names):
+        """Set ``trainable = False`` on the named layers (all layers when no name is given);
+        ``unfreeze`` undoes it. Returns the model."""
+        return self._set_trainable(names, False)
+
+    def unfreeze(self, *names):
+        """Set ``trainable = True`` on the named layers (all layers when no name is given)."""
+        return self._set_trainable(names, True)
+
+    def _set_trainable(self, names, value):
+        layers = [self.get_layer(name) for name in names] if names else self.layers
+        for layer in layers:
+            layer.trainable = value
+        return self
+
+    def _submodel(self, layer):
+        """The graph Model from the inputs to `layer`'s output, sharing the weights (made
+        once per layer, kept)."""
+        sub = self._submodels.get(id(layer))
+        if sub is None:
+            from .graph import Model
+
+            sub = Model(self.inputs, layer.output, loss="mse")
+            self._submodels[id(layer)] = sub
+        return sub
 
     def _divergence_advice(self):
         return (f"Lower the learning rate (optimizer={self.optimizer!r}), clip the gradients "
@@ -561,6 +707,7 @@ class _Network:
         cbs = [history] + callbacks + ([ProgressBar(verbose)] if verbose else [])
         self._fit_params = {"epochs": epochs, "steps": steps, "batch_size": batch, "samples": n}
         history.params = dict(self._fit_params)
+        self.history = history  # as Keras: callbacks (GradientMonitor) reach it here
         if dist is not None:  # MPI: progress bar and checkpoints on rank 0 only
             cbs = dist.callbacks(self, cbs)
         self.stop_training = False
@@ -694,9 +841,18 @@ class _Network:
             )
         return out
 
-    def predict(self, X, batch_size=1024):
+    def predict(self, X, batch_size=1024, output=None):
         """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
-        outputs); outputs for regression ((n,) for one output)."""
+        outputs); outputs for regression ((n,) for one output).
+
+        output: a layer's name: that layer's outputs (n, width) instead, after its
+        activation (the features a hidden layer has learnt; for the output layer its raw
+        outputs, the logits where softmax/sigmoid is fused into the loss)."""
+        if output is not None:
+            layer = self.get_layer(output)
+            if layer is self._output_layer:
+                return self._outputs(X, batch_size)
+            return self._submodel(layer)._outputs(X, batch_size)
         Z = self._outputs(X, batch_size)
         if self.loss == "cross_entropy":
             return Z.argmax(axis=1).astype(np.int64)
@@ -887,6 +1043,31 @@ class Sequential(_Network):
         super()._set_loss(loss, label_smoothing)
         self._act = tuple(layer.act for layer in self.layers)
 
+    @property
+    def inputs(self):
+        """[the input node] of the stack seen as a graph (Keras' ``model.inputs``): with
+        ``model.get_layer(name).output``, ``fastmlp.Model(model.inputs, ...)`` builds a
+        sub-model that shares this model's weights."""
+        if getattr(self, "_chain_inputs", None) is None:
+            from .graph import Node
+
+            x = node = Node(None, (), self.sizes[0], "input")
+            for layer, width in zip(self.layers, self.sizes[1:]):
+                node = Node(layer, (node,), width, layer.name)
+                layer._output_node = node
+            self._chain_inputs = [x]
+        return list(self._chain_inputs)
+
+    @property
+    def output(self):
+        """The output node of the stack seen as a graph (see ``inputs``)."""
+        self.inputs
+        return self.layers[-1]._output_node
+
+    def get_layer(self, name=None, index=None):
+        self.inputs  # the layers' output nodes
+        return super().get_layer(name, index)
+
     def _weight_slots(self):
         """Names W1, b1, ... for Dense layers (1-based, as in the lecture), layers[l].name
         for the others."""
@@ -1076,15 +1257,16 @@ def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_n
     dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
     if not isinstance(batch_norm, (bool, np.bool_)):
         raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
-    layers = []
+    layers = []  # named as in the lecture: hidden1, hidden2, ..., output
     for i, a in enumerate(acts):
         if batch_norm:
-            layers += [Dense(sizes[i], sizes[i + 1]), BatchNorm(sizes[i + 1], activation=a)]
+            layers += [Dense(sizes[i], sizes[i + 1], name=f"hidden{i + 1}"),
+                       BatchNorm(sizes[i + 1], activation=a, name=f"batch_norm{i + 1}")]
         else:
-            layers.append(Dense(sizes[i], sizes[i + 1], a))
+            layers.append(Dense(sizes[i], sizes[i + 1], a, name=f"hidden{i + 1}"))
         if dropout:
-            layers.append(Dropout(dropout))
-    layers.append(Dense(sizes[-2], sizes[-1], output))
+            layers.append(Dropout(dropout, name=f"dropout{i + 1}"))
+    layers.append(Dense(sizes[-2], sizes[-1], output, name="output"))
     return layers
 
 
