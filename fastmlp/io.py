@@ -108,6 +108,7 @@ def model_config(model):
     if "graph" not in config:
         config["layers"] = [dict(layer.get_config(), type=type(layer).__name__)
                             for layer in model.layers]
+        config["layer_names"] = [layer.name for layer in model.layers]  # get_layer after load
     config.pop("device", None)
     clash = set(config) & set(_META_KEYS)
     if clash:  # pragma: no cover - a model config must not use the file's own keys
@@ -456,6 +457,13 @@ def _build(config, archive, device):
     except (TypeError, ValueError) as exc:
         raise _Invalid(f"config optimizer is invalid: {exc}") from None
 
+    layer_names = model_cfg.pop("layer_names", None)
+    if layer_names is not None:
+        _expect(isinstance(layer_names, list) and len(layer_names) == len(layers)
+                and all(isinstance(n, str) and n.strip() for n in layer_names),
+                "config 'layer_names' must list one non-empty name per layer")
+        for layer, name in zip(layers, layer_names):
+            layer.name = name
     kwargs = {k: v for k, v in model_cfg.items() if k not in ("layers", "optimizer", "device", "graph")}
     _check_json_scalars(kwargs, "config model")
     try:

@@ -255,9 +255,13 @@ class _Network:
             host_params[l][name] = host[offset : offset + math.prod(shape)].reshape(shape)
         host_state = [{name: np.zeros(shape, self.dtype) for name, shape in layer.state_shapes().items()}
                       for layer in self.layers]
+        from .graph import _common_owner
+
+        again = _common_owner(self.layers)  # all of one model's layers again: fresh weights
+        fresh = again is not None and {id(l) for l in again.layers} <= {id(l) for l in self.layers}
         for layer, params, state in zip(self.layers, host_params, host_state):
             layer.initialize(params, state, self._rng)
-            if layer._owner is not None:  # a layer of another model: start from its weights
+            if layer._owner is not None and not fresh:  # a layer of another model: start from its weights
                 other, slot = layer._owner
                 for name, arr in list(params.items()) + list(state.items()):
                     arr[...] = other._kernels.to_host(getattr(slot, name))
