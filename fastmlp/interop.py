@@ -74,9 +74,10 @@ def to_torch(model):
     with torch.no_grad():
         for layer, w in zip(model.layers, layer_weights(model)):
             if isinstance(layer, Dense):
-                linear = nn.Linear(layer.in_features, layer.out_features, dtype=dtype)
+                linear = nn.Linear(layer.in_features, layer.out_features, bias="b" in w, dtype=dtype)
                 linear.weight.copy_(torch.from_numpy(w["W"]))
-                linear.bias.copy_(torch.from_numpy(w["b"]))
+                if "b" in w:
+                    linear.bias.copy_(torch.from_numpy(w["b"]))
                 modules.append(linear)
             elif isinstance(layer, BatchNorm):
                 bn = nn.BatchNorm1d(layer.features, eps=layer.eps, momentum=layer.momentum, dtype=dtype)

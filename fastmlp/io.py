@@ -388,7 +388,7 @@ def _declared_parameters(layer_configs):
     for cfg in layer_configs:
         n_in, n_out = cfg.get("in_features"), cfg.get("out_features")
         if _is_int(n_in, 1) and _is_int(n_out, 1):
-            total += n_in * n_out + n_out
+            total += n_in * n_out + (0 if cfg.get("use_bias") is False else n_out)
         features = cfg.get("features")
         if _is_int(features, 1):
             total += 4 * features

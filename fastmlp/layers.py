@@ -139,6 +139,12 @@ class Layer:
     def initialize(self, params, state, rng):
         pass
 
+    def fixed_zeros(self):
+        """{name: shape} of parameters the layer does without, which its kernels still take
+        as constant zeros (a bias-free Dense: b = 0; its db is computed into a scratch array
+        and never used). Not trained, not in get_weights, not saved."""
+        return {}
+
     @property
     def act(self):
         """The activation code the kernels run: the identity for a fused output activation."""
@@ -194,6 +200,9 @@ class Layer:
 class Dense(Layer):
     """A fully-connected layer: ``A_out = activation(A_in @ W.T + b)``, W of shape (out, in).
 
+    use_bias=False: ``A_out = activation(A_in @ W.T)``, no b parameter (get_weights gives
+    [W] for the layer; as ``torch.nn.Linear(bias=False)``). trainable=False freezes it.
+
     Initialisation: He normal N(0, 2 / fan_in) before relu, leaky_relu, elu, gelu and
     softplus; Glorot uniform U(-a, a), a = sqrt(6 / (fan_in + fan_out)) before the others
     (tanh, sigmoid, identity). Biases start at zero.
@@ -239,17 +248,23 @@ class Dense(Layer):
         if self.in_features is None:
             raise ValueError(f"layer {self.name!r} does not know its input size yet: call it on a "
                              "node or give Dense(in_features, out_features)")
+        if not self.use_bias:
+            return {"W": (self.out_features, self.in_features)}
         return {"W": (self.out_features, self.in_features), "b": (self.out_features,)}
 
+    def fixed_zeros(self):
+        return {} if self.use_bias else {"b": (self.out_features,)}
+
     def initialize(self, params, state, rng):
-        W, b = params["W"], params["b"]
+        W = params["W"]
         fan_in, fan_out = self.in_features, self.out_features
         if self.activation in self._HE:
             W[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
         else:
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             W[...] = rng.uniform(-limit, limit, W.shape)
-        b[...] = 0
+        if "b" in params:
+            params["b"][...] = 0
 
     def forward(self, k, A_in, A_out, Z, s, training):
         if Z is None:

@@ -313,6 +313,11 @@ class _Network:
         """Per layer a namespace of its parameters as views into `theta` (and gradients as
         views into `grad`, unless None), with its state arrays `states[l]`."""
         slots = [SimpleNamespace(rng=self._rng, freeze_masks=False, **state) for state in states]
+        for layer, slot in zip(self.layers, slots):  # e.g. a bias-free Dense's b = 0
+            for name, shape in layer.fixed_zeros().items():
+                setattr(slot, name, self._kernels.zeros(shape, self.dtype))
+                if grad is not None:
+                    setattr(slot, "d" + name, self._kernels.zeros(shape, self.dtype))
         for (l, name, shape), offset in zip(self._param_shapes, self._param_offsets):
             size = math.prod(shape)
             setattr(slots[l], name, theta[offset : offset + size].reshape(shape))

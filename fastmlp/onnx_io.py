@@ -188,7 +188,8 @@ def activation(g, x, name):
 
 def dense(g, layer, w, inputs):
     (x,) = inputs
-    z = g.op("Gemm", [x, g.const("W", w["W"]), g.const("b", w["b"])], transB=1)
+    bias = [g.const("b", w["b"])] if "b" in w else []  # Dense(use_bias=False): Gemm without C
+    z = g.op("Gemm", [x, g.const("W", w["W"])] + bias, transB=1)
     return activation(g, z, layer.activation)
 
 

@@ -36,3 +36,14 @@ def test_compute_gradients_and_predict_output_on_cuda():
     np.testing.assert_allclose(gg["hidden1"]["dW"], gc["hidden1"]["dW"], rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(gpu.predict(X, output="hidden1"), cpu.predict(X, output="hidden1"),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_bias_free_dense_same_steps_as_the_cpu():
+    models = [fastmlp.Sequential([fastmlp.Dense(5, 6, "tanh", use_bias=False), fastmlp.Dense(6, 3, use_bias=False)],
+                                 device=d, seed=0, optimizer=fastmlp.SGD(lr=0.1)) for d in ("cuda", "cpu")]
+    models[0].set_weights(models[1].get_weights())
+    assert [w.shape for w in models[0].get_weights()] == [(6, 5), (3, 6)]
+    for _ in range(3):
+        assert models[0].train_step(X, y) == pytest.approx(models[1].train_step(X, y), rel=1e-5)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
