@@ -268,7 +268,7 @@ class Model(_import_network()):
     """
 
     def __init__(self, inputs, outputs, loss=None, optimizer=None, device="auto", dtype="float32",
-                 seed=None, label_smoothing=0.0):
+                 seed=None, label_smoothing=0.0, reduction="mean"):
         g = self._graph = Graph(inputs, outputs)
         self.inputs = [g.nodes[i] for i in g.inputs]
         self.output = g.output
@@ -297,7 +297,7 @@ class Model(_import_network()):
             loss = FUSED_OUTPUTS.get(act, "cross_entropy" if self._output_width > 1 else "mse")
         self._order = [i for i in range(len(g.nodes)) if not g.is_input(i)]
         self._sparse_first_layer = False  # graph models take dense input
-        self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
+        self._setup(loss, optimizer, device, dtype, seed, label_smoothing, reduction)
         where = {id(layer): l for l, layer in enumerate(self.layers)}
         self._node_slot = [None if n.is_input else self._slots[where[id(n.layer)]] for n in g.nodes]
 
@@ -504,7 +504,7 @@ def _same_place(owner, device, dtype):
 
 def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entropy", optimizer=None,
                  device="auto", dtype="float32", seed=None, dropout=0.0, batch_norm=False,
-                 label_smoothing=0.0):
+                 label_smoothing=0.0, reduction="mean"):
     """``MLP(sizes, residual=True)``: MLP's layers, with h = h + block(h) around every hidden
     block (Dense [+ BatchNorm] [+ Dropout]) whose width equals the one before it."""
     from .model import mlp_layers
@@ -531,7 +531,7 @@ def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entrop
                          f"got sizes {list(sizes)}")
     out = blocks[-1][0](h)
     return Model(x, out, loss=loss, optimizer=optimizer, device=device, dtype=dtype, seed=seed,
-                 label_smoothing=label_smoothing)
+                 label_smoothing=label_smoothing, reduction=reduction)
 
 
 __all__ = ["Input", "Node", "Graph", "Model", "Layer", "Add", "Concatenate", "Activation"]

@@ -44,6 +44,7 @@ from .sparse import SparseRows, csr_run, issparse
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
 LOSSES = {
     "cross_entropy": "softmax_cross_entropy",
+    "kl_divergence": "softmax_kl_divergence",  # probability targets; softmax fused
     "binary_cross_entropy": "sigmoid_binary_cross_entropy",
     "mse": "mse",
     "poisson": "poisson",  # log link: the output is log(mean), predict gives exp of it
@@ -54,7 +55,13 @@ LOSS_ALIASES = {
     "sparse_categorical_crossentropy": "cross_entropy",  # integer labels
     "binary_crossentropy": "binary_cross_entropy",
     "mean_squared_error": "mse",
+    "kld": "kl_divergence",
+    "kullback_leibler_divergence": "kl_divergence",
 }
+#: losses over a softmax of the outputs (fused): classification, predict_proba is the softmax
+SOFTMAX_LOSSES = ("cross_entropy", "kl_divergence")
+#: the reductions of the batch's loss: its mean (the default) or its sum
+REDUCTIONS = ("mean", "sum")
 
 
 class _Buffers:
@@ -128,13 +135,14 @@ def check_loss(loss, output_layer):
         loss = LOSS_ALIASES[loss.strip().lower()]
     loss = check_choice(loss, "loss", tuple(LOSSES) + tuple(LOSS_ALIASES))
     act = output_layer.activation
-    if act == "softmax" and loss != "cross_entropy":
+    if act == "softmax" and loss not in SOFTMAX_LOSSES:
         raise ValueError(f"the output layer {output_layer.name!r} has activation 'softmax', which needs "
-                         f"loss='cross_entropy' (or 'categorical_crossentropy'); got loss={loss!r}")
+                         f"loss='cross_entropy' (or 'categorical_crossentropy') or 'kl_divergence'; "
+                         f"got loss={loss!r}")
     if loss == "poisson" and act != "identity":
         raise ValueError(f"the last layer must have activation 'identity' with loss='poisson' (the "
                          f"exp (log link) is fused into the loss); got {act!r} on layer {output_layer.name!r}")
-    fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss)
+    fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss, "softmax" if loss == "kl_divergence" else None)
     if fused is not None and act not in ("identity", fused):
         raise ValueError(
             f"the last layer must have activation 'identity' (logits) or {fused!r} with loss={loss!r} "
@@ -154,7 +162,7 @@ class _Network:
     ``_input_widths`` / ``_input_names`` (one per input), ``_output_layer``.
     """
 
-    def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing):
+    def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing, reduction="mean"):
         self._kernels = _kernels.backend(device)
         self.device = self._kernels.name
         self.dtype = check_dtype(dtype)
@@ -163,6 +171,7 @@ class _Network:
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.optimizer = get_optimizer(optimizer)
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self._set_loss(loss, label_smoothing)
         #: the data lives on the device and losses are summed there, read once per epoch
         self._resident = self.device == "cuda"
@@ -173,9 +182,9 @@ class _Network:
 
     def _set_loss(self, loss, label_smoothing=0.0):
         self.loss = check_loss(loss, self._output_layer)
-        if self.loss == "cross_entropy" and self.n_outputs < 2:
+        if self.loss in SOFTMAX_LOSSES and self.n_outputs < 2:
             raise ValueError(
-                "loss='cross_entropy' needs at least 2 outputs; for one output unit use "
+                f"loss={self.loss!r} needs at least 2 outputs; for one output unit use "
                 "loss='binary_cross_entropy'"
             )
         self.label_smoothing = check_float(label_smoothing, "label_smoothing", 0, 1, high_open=True)
@@ -183,7 +192,8 @@ class _Network:
             raise ValueError("label_smoothing applies to loss='cross_entropy' only")
         for layer in self.layers:  # the model computes logits; predict_proba applies them
             layer._fused = layer is self._output_layer and layer.activation in FUSED_OUTPUTS \
-                and FUSED_OUTPUTS[layer.activation] == self.loss
+                and (FUSED_OUTPUTS[layer.activation] == self.loss
+                     or layer.activation == "softmax" and self.loss in SOFTMAX_LOSSES)
         loss_kernel = getattr(self._kernels, LOSSES[self.loss])
         extra = (self.label_smoothing,) if self.loss == "cross_entropy" else ()
 
@@ -195,13 +205,18 @@ class _Network:
         self._loss_kernel = loss_and_dZ
         self._out_act = self._output_layer.act
 
-    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None):
+    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None, reduction=None):
         """Keras' compile: set the optimizer (an Optimizer or a name: 'sgd', 'adam',
         'adamw', 'rmsprop'; its state starts afresh) and the loss (fastmlp's or Keras'
         names); the weights are kept. metrics: names among those the loss reports
         ('accuracy' for classification, 'binary_accuracy' for multi-label, 'mae', 'r2' for
-        regression); fit and evaluate always report them."""
+        regression); fit and evaluate always report them. reduction: "mean" or "sum" (see
+        Sequential)."""
+        if reduction is not None:
+            reduction = check_choice(reduction, "reduction", REDUCTIONS)
         with self._guard.training("compile"), self._guard.step_lock:
+            if reduction is not None:
+                self.reduction = reduction
             if loss is not None or label_smoothing is not None:
                 self._set_loss(self.loss if loss is None else loss,
                                self.label_smoothing if label_smoothing is None else label_smoothing)
@@ -403,8 +418,20 @@ class _Network:
     # ------------------------------------------------------------------------------------
     # the training step, as a sequence of kernel calls
 
+    def _sum_factor(self, n):
+        """reduction='sum': the batch's loss and d loss / d outputs are the mean's times the
+        count the mean is over (rows for the softmax losses, all elements for the others;
+        PyTorch's reduction='sum')."""
+        return n if self.loss in SOFTMAX_LOSSES else n * self.n_outputs
+
     def _loss_and_grad(self, v, total=None):
+        """The batch's loss (reduced as self.reduction says; None when it goes into the
+        device scalar `total`, which always gets the per-sample sum) and d loss / d outputs."""
         loss = self._loss_kernel(v.out, v.T, v.dout, v.w, total)
+        if self.reduction == "sum":
+            factor = self._sum_factor(v.n)
+            self._kernels.scale(v.dout.reshape(-1), factor)
+            loss = None if loss is None else loss * factor
         if self._out_act != IDENTITY:  # mse after a non-identity output: chain through f'
             self._kernels.activation_backward(v.D_out, self._out_act, v.dout)
         return loss
@@ -706,7 +733,7 @@ class _Network:
         T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
         w2 = None if w is None else k.asarray(w.reshape(-1, 1))
         # accuracy compares the logits with T itself, except for one-hot/probability targets
-        dense_labels = labels is not None and T.ndim == 2 and self.loss == "cross_entropy"
+        dense_labels = labels is not None and T.ndim == 2 and self.loss in SOFTMAX_LOSSES
         labels2 = k.asarray(labels.reshape(-1, 1)) if dense_labels else None
         metrics = _Metrics(self, T if labels is None else None)
         loss_total = k.zeros(1, np.float64) if self._resident else None
@@ -760,7 +787,7 @@ class _Network:
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
                         return self._diverged(history, snapshot, epoch, step, loss, on_divergence)
-                    loss_sum += loss * v.n
+                    loss_sum += loss * v.n if self.reduction == "mean" else loss / self._sum_factor(v.n) * v.n
                 if labels2 is not None:
                     k.gather_rows(labels2, idx, v.labels2d)
                 metrics.add(v.out, v.T if labels is None else v.labels if dense_labels else v.T0)
@@ -863,7 +890,7 @@ class _Network:
                 return self._outputs(X, batch_size)
             return self._submodel(layer)._outputs(X, batch_size)
         Z = self._outputs(X, batch_size)
-        if self.loss == "cross_entropy":
+        if self.loss in SOFTMAX_LOSSES:
             return Z.argmax(axis=1).astype(np.int64)
         if self.loss == "binary_cross_entropy":
             pred = (Z > 0).astype(np.int64)
@@ -880,7 +907,7 @@ class _Network:
                              f"loss={self.loss!r} (use predict)")
         Z = self._outputs(X, batch_size)
         P = np.empty_like(Z)
-        if self.loss == "cross_entropy":
+        if self.loss in SOFTMAX_LOSSES:
             _kernels.backend("cpu").softmax(Z, P)
         else:
             _kernels.backend("cpu").activate(Z, activation_code("sigmoid"), P)
@@ -970,6 +997,7 @@ class _Network:
         return {
             "loss": self.loss,
             "label_smoothing": self.label_smoothing,
+            **({"reduction": self.reduction} if self.reduction != "mean" else {}),
             "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
             "dtype": self.dtype.name,
             "seed": self.seed,
@@ -985,6 +1013,9 @@ class Sequential(_Network):
     layers : list of layers; each Dense layer's in_features must equal the size before it
         (``Dense(units)`` after the first layer takes it from there).
     loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
+        "kl_divergence" (softmax fused; probability targets, rows summing to 1: the
+        cross-entropy minus the targets' entropy, ``KLDivLoss(reduction="batchmean")`` of
+        PyTorch on log_softmax outputs; Keras' "kld" is an alias),
         "binary_cross_entropy" (sigmoid fused; 0/1 labels), "mse" or "poisson" (counts or
         rates >= 0; log link: the outputs are log-means, ``predict`` returns their exp; the
         loss is the half Poisson deviance up to its constant, PyTorch's
@@ -1001,10 +1032,14 @@ class Sequential(_Network):
     seed : int or None. The same seed gives the same initial weights, the same shuffling and
         the same dropout masks.
     label_smoothing : for cross_entropy, PyTorch's label smoothing in [0, 1).
+    reduction : "mean" (default) or "sum": the batch's loss the optimizer minimises is the mean
+        over the samples (over all elements for binary_cross_entropy, mse, poisson) or the
+        sum, PyTorch's ``reduction=``; with "sum" the gradients and train_step's loss are the
+        mean's times that count. fit's history and evaluate report the mean per sample either way.
     """
 
     def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
-                 dtype="float32", seed=None, label_smoothing=0.0):
+                 dtype="float32", seed=None, label_smoothing=0.0, reduction="mean"):
         if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
             raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
         for i, layer in enumerate(layers):
@@ -1036,7 +1071,7 @@ class Sequential(_Network):
         self.sizes = sizes
         self._input_widths, self._input_names = (sizes[0],), ("input",)
         self._output_layer, self._output_width = self.layers[-1], sizes[-1]
-        self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
+        self._setup(loss, optimizer, device, dtype, seed, label_smoothing, reduction)
         self._act = tuple(layer.act for layer in self.layers)
         self.W, self.b = self._dense_parameters(self._slots)
         dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
@@ -1221,10 +1256,10 @@ class MLP(Sequential):
 
     def __init__(self, sizes, activation="relu", output="identity", loss="cross_entropy",
                  optimizer=None, device="auto", dtype="float32", seed=None, dropout=0.0,
-                 batch_norm=False, label_smoothing=0.0, residual=False):
+                 batch_norm=False, label_smoothing=0.0, residual=False, reduction="mean"):
         layers = mlp_layers(sizes, activation, output, dropout, batch_norm)
         super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype,
-                         seed=seed, label_smoothing=label_smoothing)
+                         seed=seed, label_smoothing=label_smoothing, reduction=reduction)
 
 
 class _ChainView:

@@ -259,7 +259,7 @@ HEADS = {"softmax": _head_softmax, "sigmoid": _head_sigmoid, "two_columns": _hea
 
 def model_head(model):
     """The head that turns `model`'s outputs into predict_proba's (or predict's)."""
-    if model.loss == "cross_entropy":
+    if model.loss in ("cross_entropy", "kl_divergence"):
         return "softmax"
     if model.loss == "binary_cross_entropy":
         return "sigmoid"
