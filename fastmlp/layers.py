@@ -22,6 +22,9 @@ from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION, activation_code
 FUSED_OUTPUTS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
 
 _names_lock = threading.Lock()
+#: counts the changes of any layer's ``trainable`` (models keep their trainable ranges until
+#: it moves, so a step allocates nothing to check them)
+_trainable_changes = 0
 _name_counts = {}
 
 
@@ -87,6 +90,8 @@ class Layer:
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"trainable of layer {self.name!r} must be True or False; got {value!r}")
         self._trainable = bool(value)
+        global _trainable_changes
+        _trainable_changes += 1  # models recompute which parameters they train
 
     @property
     def output(self):

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import kernels as _kernels
+from . import layers as _layers
 from ._concurrency import BufferPool, TrainingGuard, deferred_sigint
 from ._metrics import _Metrics
 from ._validation import (check_choice, check_dtype, check_finite, check_fit_options, check_float,
@@ -343,10 +344,10 @@ class _Network:
     def _trainable_runs(self):
         """None when every parameter of theta is trained, else the (lo, hi) ranges of the
         trainable layers' parameters, adjacent ones merged (the optimizer runs over each)."""
-        key = tuple(layer.trainable for layer in self.layers)
         cached = getattr(self, "_runs_cache", None)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached[0] == _layers._trainable_changes:
             return cached[1]
+        key = _layers._trainable_changes
         runs = []
         for (l, _, shape), offset in sorted(zip(self._param_shapes, self._param_offsets), key=lambda x: x[1]):
             if not self.layers[l].trainable:
