@@ -2,7 +2,8 @@
 
 - the machine's ceiling: float32 GEMM (2048 x 2048 NumPy matmul) in GFLOP/s;
 - one training epoch of the MNIST network for fastmlp, a hand-written NumPy MLP and PyTorch;
-- the FLOP count of an epoch (6 x parameters x samples) and the memory budget.
+- the FLOP count of an epoch (the products a training step really computes) and the memory
+  budget.
 
 Nothing here imports torch at module level: PyTorch is optional (``torch_or_none``).
 """
@@ -12,7 +13,7 @@ import time
 
 import numpy as np
 
-#: the network of the lecture notes: MNIST 784-256-128-10, ReLU, softmax cross-entropy
+#: the network of the README and the benchmarks: MNIST 784-256-128-10, ReLU, softmax cross-entropy
 SIZES = [784, 256, 128, 10]
 #: MNIST's training set size
 N_MNIST = 60000
@@ -40,9 +41,21 @@ def n_parameters(sizes=SIZES):
     return sum(o * i + o for i, o in zip(sizes, sizes[1:]))
 
 
+def sample_flop(sizes=SIZES):
+    """FLOP of one training sample: the products a step really computes.
+
+    Per layer l with weights W (out x in): forward Z = A W^T (2 in out), weight gradient
+    dW = delta^T A (2 in out), and the input gradient delta W (2 in out) for every layer
+    but the first (nobody computes d loss / d X). 784-256-128-10: 1.007 MFLOP per sample.
+    Element-wise work (bias, activation, loss, update) is not counted: it is memory-bound.
+    """
+    products = [n_in * n_out for n_in, n_out in zip(sizes, sizes[1:])]
+    return 2 * (2 * sum(products) + sum(products[1:]))
+
+
 def epoch_flop(n_samples, sizes=SIZES):
-    """FLOP of one epoch: 6 x parameters x samples (2 forward, 4 backward per weight)."""
-    return 6 * n_parameters(sizes) * n_samples
+    """FLOP of one epoch: sample_flop x samples (60.4 GFLOP for MNIST's 60000)."""
+    return sample_flop(sizes) * n_samples
 
 
 def make_data(n=N_MNIST, sizes=SIZES, seed=0):
@@ -67,6 +80,17 @@ def gemm_gflops(n=2048, repeat=5):
         np.matmul(a, a, out=c)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+def jax_or_none():
+    """The jax module, or None when it is not installed (or hidden with FASTMLP_BENCH_NO_JAX=1)."""
+    if os.environ.get("FASTMLP_BENCH_NO_JAX", "").strip() not in ("", "0"):
+        return None
+    try:
+        import jax
+    except ImportError:
+        return None
+    return jax
 
 
 def torch_or_none():
@@ -107,11 +131,15 @@ class FastmlpMLP:
 
 
 class NumpyMLP:
-    """The MLP as a student writes it in NumPy: forward, softmax-CE, backward, SGD."""
+    """The MLP as a student writes it in NumPy: forward, softmax-CE, backward, SGD
+    (fastmlp/_numpy_mlp.py, the copy `fastmlp bench` runs too)."""
 
     name = "numpy"
 
     def __init__(self, batch=None, sizes=SIZES, lr=LR, seed=0):
+        from fastmlp._numpy_mlp import sgd_epoch  # here: importing benchlib imports no fastmlp
+
+        self._sgd_epoch = sgd_epoch
         self.rng = np.random.default_rng(seed)
         self.lr = np.float32(lr)
         self.W = [self.rng.normal(0, np.sqrt(2 / i), (o, i)).astype(np.float32)
@@ -119,25 +147,7 @@ class NumpyMLP:
         self.b = [np.zeros(o, np.float32) for o in sizes[1:]]
 
     def epoch(self, X, y, batch):
-        W, b, lr, L = self.W, self.b, self.lr, len(self.W)
-        order = self.rng.permutation(len(X))
-        for start in range(0, len(X), batch):
-            idx = order[start : start + batch]
-            A = [X[idx]]
-            for l in range(L):
-                Z = A[l] @ W[l].T + b[l]
-                A.append(np.maximum(Z, 0) if l < L - 1 else Z)
-            Z = A[L] - A[L].max(axis=1, keepdims=True)
-            P = np.exp(Z)
-            P /= P.sum(axis=1, keepdims=True)
-            P[np.arange(len(idx)), y[idx]] -= 1
-            delta = P / np.float32(len(idx))
-            for l in reversed(range(L)):
-                dW, db = delta.T @ A[l], delta.sum(axis=0)
-                if l > 0:
-                    delta = (delta @ W[l]) * (A[l] > 0)
-                W[l] -= lr * dW
-                b[l] -= lr * db
+        self._sgd_epoch(self.W, self.b, X, y, batch, self.lr, order=self.rng.permutation(len(X)))
 
     def predict(self, X, batch_size=1024):
         batch = batch_size
@@ -195,7 +205,82 @@ class TorchMLP:
         return torch.cat(out).numpy()
 
 
-CONTENDERS = {"fastmlp": FastmlpMLP, "numpy": NumpyMLP, "torch": TorchMLP}
+class JaxMLP:
+    """The same network and update in JAX as its users write it: parameters a pytree of
+    (W, b) pairs, the whole step (gather, forward, loss, grad, SGD) one `jax.jit` function,
+    the parameters' buffers donated to the update, data on the device once."""
+
+    name = "jax"
+
+    def __init__(self, batch=None, sizes=SIZES, lr=LR, seed=0):
+        import jax
+        import jax.numpy as jnp
+
+        self.jax, self.jnp = jax, jnp
+        self.rng = np.random.default_rng(seed)
+        keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes) - 1)
+        self.params = [(jax.random.normal(k, (n_out, n_in), jnp.float32) * np.sqrt(2 / n_in),
+                        jnp.zeros(n_out, jnp.float32))
+                       for k, n_in, n_out in zip(keys, sizes, sizes[1:])]
+
+        def loss(params, xb, yb):
+            A = xb
+            for W, b in params[:-1]:
+                A = jax.nn.relu(A @ W.T + b)
+            W, b = params[-1]
+            logp = jax.nn.log_softmax(A @ W.T + b)
+            return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+        def step(params, X, y, idx):
+            grads = jax.grad(loss)(params, X[idx], y[idx])
+            return jax.tree.map(lambda p, g: p - lr * g, params, grads)
+
+        self.step = jax.jit(step, donate_argnums=0)
+        self._data = (None, None, None)
+        if batch is not None:  # compile the step for this batch size
+            X, y = make_data(4 * batch, sizes, seed=1)
+            self.epoch(X, y, batch)
+
+    def _on_device(self, X, y):
+        if self._data[0] is not X:  # once per data set, as a user would
+            self._data = (X, self.jnp.asarray(X), self.jnp.asarray(y.astype(np.int32)))
+        return self._data[1:]
+
+    def epoch(self, X, y, batch):
+        Xd, yd = self._on_device(X, y)
+        order = self.rng.permutation(len(X)).astype(np.int32)
+        params = self.params
+        for start in range(0, len(X), batch):
+            params = self.step(params, Xd, yd, order[start : start + batch])
+        self.params = self.jax.block_until_ready(params)
+
+    def predict(self, X, batch_size=1024):
+        jnp = self.jnp
+        out = []
+        for start in range(0, len(X), batch_size):
+            A = jnp.asarray(X[start : start + batch_size])
+            for W, b in self.params[:-1]:
+                A = self.jax.nn.relu(A @ W.T + b)
+            W, b = self.params[-1]
+            out.append(np.asarray((A @ W.T + b).argmax(axis=1)))
+        return np.concatenate(out)
+
+
+CONTENDERS = {"fastmlp": FastmlpMLP, "numpy": NumpyMLP, "torch": TorchMLP, "jax": JaxMLP}
+
+
+def schedule(names, batches=BATCHES, rounds=EPOCH_ROUNDS):
+    """pytest params (batch, round, contender) in run order: rounds interleaved, the order
+    of the contenders rotating per round (so none always runs first)."""
+    import pytest
+
+    params = []
+    for batch in batches:
+        for r in range(rounds):
+            k = r % len(names)
+            for contender in names[k:] + names[:k]:
+                params.append(pytest.param(batch, r, contender, id=f"{batch}-r{r}-{contender}"))
+    return params
 
 
 def memory_budget(data_bytes, n_params, n_state):

@@ -4,10 +4,11 @@ Environment:
     FASTMLP_BENCH_SMOKE=1      tiny data (512 samples) and one round everywhere: checks that
                                the suite runs, measures nothing (tests/test_bench_smoke.py)
     FASTMLP_BENCH_NO_TORCH=1   behave as if PyTorch were not installed
+    FASTMLP_BENCH_NO_JAX=1     behave as if JAX were not installed
     FASTMLP_BENCH_ROUNDS=k     interleaved rounds of the epoch benchmarks (default 7)
 
 Benchmark groups (``--benchmark-group-by=group``, the default) and what ``bench/report.py``
-makes of them: ``ceiling``, ``epoch batch=B``, ``kernels batch=B``, ``kernels optimizer``,
+makes of them: ``ceiling``, ``epoch batch=B``, ``small network``, ``wide network``, ``kernels batch=B``, ``kernels optimizer``,
 ``predict``, ``cold start``, ``memory``, ``mnist recipe``.
 """
 
@@ -74,6 +75,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
         "numba": numba.__version__,
         "torch": torch.__version__ if torch is not None else None,
         "torch_threads": torch.get_num_threads() if torch is not None else None,
+        "jax": getattr(benchlib.jax_or_none(), "__version__", None),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "smoke": SMOKE,
         "samples": N,
@@ -114,3 +116,12 @@ def torch():
         pytest.skip("PyTorch is not installed (pip install -e '.[bench]')")
     return module
 
+
+
+@pytest.fixture
+def jax():
+    """JAX, or a clean skip when it is not installed."""
+    module = benchlib.jax_or_none()
+    if module is None:
+        pytest.skip("JAX is not installed (pip install -e '.[bench]')")
+    return module

@@ -1,4 +1,4 @@
-"""Whole training: one epoch of MNIST-shaped data, fastmlp vs hand-written NumPy vs PyTorch.
+"""Whole training: one epoch of MNIST-shaped data, fastmlp vs hand-written NumPy, PyTorch, JAX.
 
 Network 784-256-128-10, ReLU, softmax cross-entropy, plain SGD (lr 0.01), float32; groups
 ``epoch batch=B``. Every contender is built and warmed up once (kernels compiled, buffers
@@ -14,7 +14,7 @@ same process (group ``ceiling``).
 import numpy as np
 import pytest
 
-from benchlib import BATCHES, CONTENDERS, EPOCH_ROUNDS, SMOKE, epoch_flop, min_time, n_parameters
+from benchlib import CONTENDERS, SMOKE, epoch_flop, min_time, n_parameters, schedule
 
 NAMES = list(CONTENDERS)
 
@@ -46,22 +46,15 @@ def test_gemm_torch(benchmark, torch):
         benchmark.extra_info["gflops"] = 2 * n**3 / t / 1e9
 
 
-def _schedule():
-    """(batch, round, contender) in run order: rounds interleaved, order rotating per round."""
-    for batch in BATCHES:
-        for r in range(EPOCH_ROUNDS):
-            k = r % len(NAMES)
-            for contender in NAMES[k:] + NAMES[:k]:
-                yield pytest.param(batch, r, contender, id=f"{batch}-r{r}-{contender}")
 
 
 _models = {}
 
 
-@pytest.mark.parametrize("batch, round_, contender", list(_schedule()))
+@pytest.mark.parametrize("batch, round_, contender", schedule(NAMES))
 def test_epoch(benchmark, request, data, ceiling, batch, round_, contender):
-    if contender == "torch":
-        request.getfixturevalue("torch")  # skips cleanly without PyTorch
+    if contender in ("torch", "jax"):
+        request.getfixturevalue(contender)  # skips cleanly without PyTorch / JAX
     X, y = data
     key = (batch, contender)
     if key not in _models:

@@ -10,7 +10,7 @@ once, in an order rotating with r).
 
 import pytest
 
-from benchlib import BATCHES, EPOCH_ROUNDS, LR, FastmlpMLP, make_data
+from benchlib import LR, FastmlpMLP, TorchMLP, make_data, schedule
 
 WIDTH, BLOCKS = 256, 4
 
@@ -38,7 +38,7 @@ class FastmlpResidual:
         self.model.fit(X, y, epochs=1, batch_size=batch, verbose=0)
 
 
-class TorchResidual:
+class TorchResidual(TorchMLP):  # TorchMLP's epoch, on the residual network
     name = "torch-residual"
 
     def __init__(self, batch):
@@ -66,16 +66,6 @@ class TorchResidual:
         X, y = make_data(4 * batch, seed=1)
         self.epoch(X, y, batch)
 
-    def epoch(self, X, y, batch):
-        torch = self.torch
-        Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-        order = torch.randperm(len(X))
-        for start in range(0, len(X), batch):
-            idx = order[start : start + batch]
-            self.opt.zero_grad()
-            loss = self.loss_fn(self.net(Xt[idx]), yt[idx])
-            loss.backward()
-            self.opt.step()
 
 
 CONTENDERS = {"fastmlp-residual": FastmlpResidual, "torch-residual": TorchResidual,
@@ -83,18 +73,12 @@ CONTENDERS = {"fastmlp-residual": FastmlpResidual, "torch-residual": TorchResidu
 NAMES = list(CONTENDERS)
 
 
-def _schedule():
-    for batch in BATCHES:
-        for r in range(EPOCH_ROUNDS):
-            k = r % len(NAMES)
-            for contender in NAMES[k:] + NAMES[:k]:
-                yield pytest.param(batch, r, contender, id=f"{batch}-r{r}-{contender}")
 
 
 _models = {}
 
 
-@pytest.mark.parametrize("batch, round_, contender", list(_schedule()))
+@pytest.mark.parametrize("batch, round_, contender", schedule(NAMES))
 def test_residual_epoch(benchmark, request, data, batch, round_, contender):
     if contender == "torch-residual":
         request.getfixturevalue("torch")  # skips cleanly without PyTorch

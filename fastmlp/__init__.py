@@ -6,7 +6,7 @@
     history = model.fit(X, y, epochs=10, batch_size=128, validation_split=0.1)
     model.evaluate(X_test, y_test)
 
-The kernels live in ``fastmlp.kernels`` (``kernels.backend("cpu" | "reference")``).
+The kernels live in ``fastmlp.kernels`` (``kernels.backend("auto" | "cpu" | "cuda" | "reference")``).
 """
 
 __version__ = "0.1.0"
@@ -20,7 +20,7 @@ from .errors import DivergenceError
 from .gradcheck import gradcheck
 from .interop import from_sklearn, from_torch
 from .lbfgs import fit_lbfgs
-from .io import load
+from .saving import load
 from .ensemble import Ensemble
 from .graph import Input, Model
 from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer

@@ -11,6 +11,17 @@ import numpy as np
 _FINITE_CHUNK = 1 << 20  # elements checked at a time, so the check of a big X stays small
 
 
+def check_features(shape, n_features, name="X"):
+    """A 2-D input of `shape` has columns, and `n_features` of them where that is given."""
+    if shape[1] == 0:
+        raise ValueError(f"{name} has no features: shape {shape}")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(
+            f"{name} must have {n_features} features (the model's input size); "
+            f"got {shape[1]} (shape {shape})"
+        )
+
+
 def _describe(value):
     if isinstance(value, np.ndarray):
         return f"an array of shape {value.shape} and dtype {value.dtype}"
@@ -149,13 +160,7 @@ def check_X(X, n_features=None, name="X", dtype=None):
         raise ValueError(f"{name} is empty: it has shape {arr.shape}, needs at least one sample")
     if arr.ndim > 2:
         arr = arr.reshape(arr.shape[0], -1)
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has no features: shape {arr.shape}")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name} must have {n_features} features (the model's input size); "
-            f"got {arr.shape[1]} (shape {arr.shape})"
-        )
+    check_features(arr.shape, n_features, name)
     check_finite(arr, name, dtype)
     if arr.dtype not in _KERNEL_DTYPES:
         return np.ascontiguousarray(arr, dtype=dtype or np.float64)

@@ -9,7 +9,7 @@
                   [--lr 0.1] [--device auto] [--save model.npz] [--plot curves.png] ...
     fastmlp evaluate MODEL --data PATH [--format ...] [--split auto|train|test]
     fastmlp predict MODEL --data PATH [--format ...] [--out preds.csv] [--proba]
-    fastmlp bench [--samples 10000] [--batch-size 128] [--hidden 256,128]
+    fastmlp bench [--samples 10000] [--batch-size 128] [--hidden 256,128] [--profile [--steps 50]]
     fastmlp export MODEL --to MODEL.onnx [--dtype float32|float64]
 
 Data (``--data``; ``--format`` is guessed from the path when left out):
@@ -141,7 +141,7 @@ def _activations():
 
 def _add_common(p):
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "reference", "cuda"),
-                   help="where to compute: auto (default), cpu or reference (NumPy, slow)")
+                   help="where to compute: auto (default), cpu, cuda or reference (NumPy, slow)")
 
 
 def _add_training(p, epochs, batch_size, hidden, lr_help):
@@ -252,6 +252,13 @@ def _bench_parser():
     p.add_argument("--repeat", type=_positive_int, default=3,
                    help="epochs timed for each; the best is reported (default 3)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the epoch comparison, print where one training step's time "
+                        "goes, kernel by kernel (model.profile)")
+    p.add_argument("--steps", type=_positive_int, default=50,
+                   help="--profile: steps timed (default 50)")
+    p.add_argument("--gemm-gflops", type=_positive_float, default=None, metavar="RATE",
+                   help="--profile: the machine's sgemm rate in GFLOP/s (default: measured)")
     _add_common(p)
     return p
 
@@ -522,44 +529,16 @@ def _cmd_predict(args):
     if args.out == "-":
         sys.stdout.write(text)
     else:
-        from .io import atomic_write
+        from ._atomic import atomic_write
 
         atomic_write(args.out, lambda f: f.write(text.encode("utf-8")))
         print(f"wrote {len(pred)} predictions to {args.out}", file=sys.stderr)
     return 0
 
 
-def _numpy_epoch(params, X, y, batch, lr):
-    """One epoch of plain SGD on an MLP (relu hidden, softmax cross-entropy), in NumPy."""
-    n = X.shape[0]
-    L = len(params)
-    for start in range(0, n, batch):
-        xb, yb = X[start:start + batch], y[start:start + batch]
-        B = xb.shape[0]
-        acts = [xb]
-        for l, (W, b) in enumerate(params):
-            z = acts[-1] @ W.T + b
-            if l < L - 1:
-                np.maximum(z, 0, out=z)
-            acts.append(z)
-        z = acts[-1]
-        z -= z.max(axis=1, keepdims=True)
-        np.exp(z, out=z)
-        z /= z.sum(axis=1, keepdims=True)
-        z[np.arange(B), yb] -= 1
-        delta = z / B
-        for l in range(L - 1, -1, -1):
-            W, b = params[l]
-            dW = delta.T @ acts[l]
-            db = delta.sum(axis=0)
-            if l > 0:
-                delta = (delta @ W) * (acts[l] > 0)
-            W -= lr * dW
-            b -= lr * db
-
-
 def _cmd_bench(args):
     import fastmlp
+    from fastmlp.profile import step_flop
 
     dtype = np.dtype(args.dtype)
     rng = np.random.default_rng(0)
@@ -568,15 +547,22 @@ def _cmd_bench(args):
     sizes = [args.features, *args.hidden, max(args.classes, 2)]
     model = fastmlp.MLP(sizes, optimizer=fastmlp.SGD(lr=0.01), device=args.device,
                         dtype=args.dtype, seed=0)
-    params = [(W.astype(dtype), b.astype(dtype)) for W, b in
-              zip(model.get_weights()[0::2], model.get_weights()[1::2])]
+    from ._numpy_mlp import sgd_epoch
+
+    W = [w.astype(dtype) for w in model.get_weights()[0::2]]
+    b = [v.astype(dtype) for v in model.get_weights()[1::2]]
     print(f"fastmlp {fastmlp.__version__} bench: {sizes}, {args.samples} samples, batch "
           f"{args.batch_size}, {args.dtype}, plain SGD, on {model.device}")
     start = time.perf_counter()
     model.fit(X[:args.batch_size * 2], y[:args.batch_size * 2], epochs=1,
               batch_size=args.batch_size, shuffle=False, verbose=0)  # compile / load the kernels
     warm = time.perf_counter() - start
-    _numpy_epoch(params, X[:args.batch_size * 2], y[:args.batch_size * 2], args.batch_size, 0.01)
+    if args.profile:
+        print(f"  (kernels ready in {warm:.2f} s)")
+        model.profile(X, y, steps=args.steps, batch_size=args.batch_size,
+                      gemm_gflops=args.gemm_gflops, verbose=1)
+        return 0
+    sgd_epoch(W, b, X[:args.batch_size * 2], y[:args.batch_size * 2], args.batch_size, 0.01)
 
     def best(fn):
         times = []
@@ -588,8 +574,8 @@ def _cmd_bench(args):
 
     t_fast = best(lambda: model.fit(X, y, epochs=1, batch_size=args.batch_size, shuffle=False,
                                     verbose=0))
-    t_numpy = best(lambda: _numpy_epoch(params, X, y, args.batch_size, 0.01))
-    gflop = 6 * sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])) * args.samples / 1e9
+    t_numpy = best(lambda: sgd_epoch(W, b, X, y, args.batch_size, 0.01))
+    gflop = step_flop(sizes, args.samples) / 1e9  # the products of an epoch's steps
     print(f"  (kernels ready in {warm:.2f} s)")
     print(f"  fastmlp:            {t_fast:.4g} s/epoch ({gflop / t_fast:.1f} GFLOP/s)")
     print(f"  hand-written NumPy: {t_numpy:.4g} s/epoch ({gflop / t_numpy:.1f} GFLOP/s)")

@@ -12,6 +12,10 @@ Semantics::
     batch_size          per process; the global batch is P * batch_size (as DDP, Horovod)
     initial weights     rank 0's, broadcast at the start of fit (with the optimizer state)
     epoch order         rank 0's permutation, broadcast: seeds need not agree
+    models              Sequential / MLP and the functional graph models (fastmlp.Model):
+                        both train in _Network._train, which calls the hooks below; a graph
+                        model's X is a list (or a dict by input name) of arrays, and every
+                        array goes through the same rows, checksum and validation split
     shard="auto"        every process holds the same (X, y); at step k process r takes the
                         r-th consecutive slice of the k-th global batch, so P processes with
                         batch b take exactly the step one process takes with batch P * b.
@@ -29,6 +33,8 @@ Semantics::
     sparse X            SciPy sparse input works as on one process (each process multiplies
                         its CSR rows); the overlapped all-reduce then waits for the whole
                         backward pass
+    overlap             Sequential / MLP stacks on host backends only; sparse X, graph models
+                        and resident (CUDA) training reduce the whole gradient after backward
     threads             cores / processes on the node for Numba and BLAS, unless the user
                         set NUMBA_NUM_THREADS, OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or
                         MKL_NUM_THREADS
@@ -46,7 +52,7 @@ On CUDA each process drives one GPU; with a CUDA-aware MPI (``MPI(cuda_aware=Tru
 
 The scikit-learn estimators take the same ``distributed="mpi"`` (shard "auto"): their
 own epoch loop (``fastmlp.sklearn._Epochs``) calls the same hooks of ``DataParallel`` as
-``Sequential.fit`` does, with scikit-learn's order of the samples drawn from rank 0's random
+``model.fit`` does, with scikit-learn's order of the samples drawn from rank 0's random
 state; see ``fastmlp.MLPClassifier``. Full-batch L-BFGS (``fastmlp.fit_lbfgs(...,
 distributed="mpi")``, the estimators' solver='lbfgs') splits the rows over the processes
 and runs SciPy on rank 0 (see ``fastmlp.lbfgs``).
@@ -117,8 +123,9 @@ class MPI:
 
     comm: an mpi4py communicator (default COMM_WORLD).
     overlap: start each layer bucket's all-reduce (non-blocking Iallreduce) as soon as
-        backward has produced it, as PyTorch DDP does; host backends only. Off by default:
-        on this project's measurements it did not help (see docs/distributed.md).
+        backward has produced it, as PyTorch DDP does; Sequential / MLP on host backends
+        only (elsewhere one Allreduce after backward). Off by default: on this project's
+        measurements it did not help (see docs/distributed.md).
     bucket_bytes: the size from which a bucket is closed (with overlap).
     check_sync: compare a checksum of the weights across processes at every epoch's end
         and raise when they differ (default: on when FASTMLP_DEBUG=1).
@@ -227,7 +234,8 @@ def _checksum(*arrays):
 
 class DataParallel:
     """One fit's data-parallel state and the hooks that the two training loops call,
-    ``Sequential._train`` (fit) and the estimators' ``_Epochs.run`` (see the module)::
+    ``_Network._train`` (fit of Sequential, MLP and graph Models) and the estimators'
+    ``_Epochs.run`` (see the module)::
 
         begin            agree on the setup, rank 0's weights; the global steps per epoch
         order_for_epoch  rank 0's order and learning rate
@@ -310,19 +318,21 @@ class DataParallel:
 
     def begin(self, model, n, batch, T, X=None, w=None):
         """Check that the processes agree (with shard='auto' and X given: on the data
-        itself, by a checksum of X, T and w), start them from rank 0's weights and optimizer
-        state, and return the global number of steps per epoch."""
+        itself, by a checksum of every input array, T and w; X is one array or a tuple of
+        them, one per model input), start them from rank 0's weights and optimizer state,
+        and return the global number of steps per epoch."""
         _set_threads(self.comm)
         self.model = model
         self.k = model._kernels
         self.resident = model._resident
         auto = self.shard == "auto"
-        setup = (model.n_parameters, model.dtype.name, model.loss, type(model.optimizer).__name__,
-                 model.device, batch, n if auto else None,
-                 _checksum(X, T, w) if auto and X is not None else None)
+        Xs = X if isinstance(X, tuple) else (X,)
+        setup = (model.n_parameters, list(model._input_widths), model.dtype.name, model.loss,
+                 type(model.optimizer).__name__, model.device, batch, n if auto else None,
+                 _checksum(*Xs, T, w) if auto and X is not None else None)
         everyone = self.comm.allgather(setup)
-        names = ("parameters", "dtype", "loss", "optimizer", "device", "batch_size", "samples",
-                 "the data (checksums of X, y and sample_weight)")
+        names = ("parameters", "input widths", "dtype", "loss", "optimizer", "device", "batch_size",
+                 "samples", "the data (checksums of every input array, y and sample_weight)")
         for i, name in enumerate(names):
             values = [s[i] for s in everyone]
             if any(v != values[0] for v in values):
@@ -347,7 +357,11 @@ class DataParallel:
         self.steps = steps
         self._zeros = np.zeros(model.n_parameters, model.dtype)
         self._nan = np.full(model.n_parameters, np.nan, model.dtype)
-        self._buckets = self._make_buckets(model) if self.settings.overlap and not self.resident else None
+        from .model import Sequential
+
+        # overlap follows Sequential's layer stack; a graph Model reduces after its backward
+        overlap = self.settings.overlap and not self.resident and isinstance(model, Sequential)
+        self._buckets = self._make_buckets(model) if overlap else None
         return steps
 
     def _ss_tot(self, model, T):
@@ -419,7 +433,7 @@ class DataParallel:
             loss = model._loss_and_grad(v, total)
             backward = loss is None or math.isfinite(loss)
             if backward:
-                k.scale(v.delta[-1].reshape(-1), v.n / self.n_global)  # this part's share
+                k.scale(v.dout.reshape(-1), v.n / self.n_global)  # this part's share
         if not backward:  # a used-up part contributes zero; a non-finite loss a NaN
             k.write(model._grad, self._zeros if v.n == 0 else self._nan)
         if self._buckets is not None and X0 is None:
@@ -546,7 +560,7 @@ class DataParallel:
     def evaluate(self, model, X, T, labels):
         """Validation scores over all processes: with shard='auto' process r evaluates the
         r-th part of the (shared) validation set; with 'local' its own; the sums are added."""
-        from .model import _Metrics
+        from ._metrics import _Metrics
 
         Xs = X if isinstance(X, tuple) else (X,)  # one array per model input
         n = Xs[0].shape[0]

@@ -121,7 +121,8 @@ class Ensemble:
     def save(self, path):
         """One .npz holding the ensemble's settings and each member's model file (as bytes),
         written atomically; ``Ensemble.load`` / ``fastmlp.load_ensemble`` reads it back."""
-        from .io import atomic_write, to_bytes
+        from ._atomic import atomic_write
+        from .saving import to_bytes
 
         config = {"format": "fastmlp-ensemble", "format_version": 1, "voting": self.voting,
                   "bootstrap": self.bootstrap, "seed": self.seed, "members": len(self.members)}
@@ -136,7 +137,7 @@ class Ensemble:
     def load(cls, path, device="auto"):
         """Read an ensemble saved by ``save``; each member is validated as ``fastmlp.load``
         validates a model file (no pickle, sizes checked)."""
-        from .io import from_bytes
+        from .saving import from_bytes
 
         try:
             with np.load(path, allow_pickle=False) as f:

@@ -535,3 +535,50 @@ def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entrop
 
 
 __all__ = ["Input", "Node", "Graph", "Model", "Layer", "Add", "Concatenate", "Activation"]
+
+
+def model_graph_from_config(layers, graph):
+    """The Input nodes and the output node of a stored graph (format 3), rebuilt by calling
+    the layers on the nodes in the stored order. Every edge must name a node defined before
+    it (so no dangling or cyclic edges), every width must be what the layers compute."""
+    from .io import _expect, _Invalid, _is_int
+
+    _expect(isinstance(graph, dict), "config 'graph' must be an object")
+    nodes, input_names, output = graph.get("nodes"), graph.get("inputs"), graph.get("output")
+    _expect(isinstance(nodes, list) and nodes, "config graph 'nodes' must be a non-empty list")
+    _expect(isinstance(input_names, list) and input_names and all(isinstance(n, str) for n in input_names),
+            "config graph 'inputs' must be a list of node names")
+    _expect(isinstance(output, str), "config graph 'output' must be a node name")
+    built = {}
+    for k, nd in enumerate(nodes):
+        where = f"config graph nodes[{k}]"
+        _expect(isinstance(nd, dict) and set(nd) == {"name", "layer", "inputs", "width"},
+                f"{where} must be an object with keys name, layer, inputs, width")
+        name, layer, ins, width = nd["name"], nd["layer"], nd["inputs"], nd["width"]
+        _expect(isinstance(name, str) and name and name not in built,
+                f"{where} has a missing or repeated name {name!r}")
+        _expect(_is_int(width, 1), f"{where} ({name!r}) has the invalid width {width!r}")
+        _expect(isinstance(ins, list) and all(isinstance(n, str) for n in ins),
+                f"{where} ({name!r}): 'inputs' must be a list of node names")
+        if layer is None:
+            _expect(not ins, f"{where}: the Input {name!r} cannot have inputs")
+            node = Input(width, name=name)
+        else:
+            _expect(_is_int(layer) and layer < len(layers),
+                    f"{where} ({name!r}) names the layer {layer!r}; there are {len(layers)}")
+            for n in ins:
+                _expect(n in built, f"{where} ({name!r}) takes the node {n!r}, which is not defined "
+                                    "before it (a dangling or cyclic edge)")
+            args = [built[n] for n in ins]
+            try:
+                node = layers[layer](args[0] if len(args) == 1 and layers[layer].n_inputs == 1 else args)
+            except (TypeError, ValueError) as exc:
+                raise _Invalid(f"{where} ({name!r}) is invalid: {exc}") from None
+            _expect(node.width == width, f"{where} ({name!r}) has width {node.width} from its layer; "
+                                         f"the file says {width}")
+            node = Node(node.layer, node.inputs, node.width, name)
+        built[name] = node
+    for n in input_names:
+        _expect(n in built and built[n].is_input, f"config graph 'inputs' names {n!r}, which is not an Input node")
+    _expect(output in built, f"config graph 'output' names {output!r}, which is not a node")
+    return [built[n] for n in input_names], built[output]

@@ -2,7 +2,10 @@
 
 ``model.to_torch()`` gives the ``torch.nn.Sequential`` that computes what the fastmlp model
 computes (its outputs: logits for classification, as ``nn.CrossEntropyLoss`` expects), with
-the weights copied; ``fastmlp.from_torch(module, loss=...)`` goes the other way;
+the weights copied; for a graph Model a ``GraphModule`` whose ``forward(*inputs)`` takes the
+model's inputs in order and runs its nodes in topological order (a shared layer is one
+module called at each use); ``fastmlp.from_torch(module, loss=...)`` goes the other way
+(from an ``nn.Sequential``);
 ``fastmlp.from_sklearn(fitted)`` turns a fitted ``sklearn.neural_network.MLPClassifier`` /
 ``MLPRegressor`` into a fastmlp model with the same predictions.
 
@@ -60,39 +63,118 @@ def _torch_activation(nn, name):
     return getattr(nn, _TORCH_ACTIVATIONS[name])()
 
 
+def _torch_layer(nn, torch, layer, w, dtype):
+    """The torch modules of one fastmlp layer (its activation last), weights copied."""
+    from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout
+    from .onnx_io import layer_activation
+
+    if isinstance(layer, (Add, Concatenate)):
+        return []  # steps of the GraphModule's forward, no modules
+    if isinstance(layer, Dense):
+        module = nn.Linear(layer.in_features, layer.out_features, bias="b" in w, dtype=dtype)
+        module.weight.copy_(torch.from_numpy(w["W"]))
+        if "b" in w:  # Dense(use_bias=False): nn.Linear(bias=False)
+            module.bias.copy_(torch.from_numpy(w["b"]))
+        modules = [module]
+    elif isinstance(layer, BatchNorm):
+        module = nn.BatchNorm1d(layer.features, eps=layer.eps, momentum=layer.momentum, dtype=dtype)
+        for name, value in zip(("weight", "bias", "running_mean", "running_var"),
+                               ("gamma", "beta", "running_mean", "running_var")):
+            getattr(module, name).copy_(torch.from_numpy(w[value]))
+        modules = [module]
+    elif isinstance(layer, Dropout):
+        modules = [nn.Dropout(layer.p)]
+    elif isinstance(layer, Activation):
+        modules = []
+    else:
+        raise TypeError(f"to_torch: no PyTorch form for the layer {layer!r}")
+    if layer_activation(layer) != "identity":  # a fused output activation is the loss's
+        modules.append(_torch_activation(nn, layer_activation(layer)))
+    return modules
+
+
 def to_torch(model):
-    """A ``torch.nn.Sequential`` computing `model`'s outputs, with its weights copied (in
-    the model's dtype, on the CPU). Its output is the model's last layer's: logits for the
-    classification losses (apply ``softmax`` / ``sigmoid`` for probabilities)."""
-    from .layers import BatchNorm, Dense, Dropout
+    """A ``torch.nn.Module`` computing `model`'s outputs, with its weights copied (in the
+    model's dtype, on the CPU): an ``nn.Sequential`` for Sequential / MLP models, a
+    ``GraphModule`` for graph Models. Its output is the model's last layer's: logits for
+    the classification losses (apply ``softmax`` / ``sigmoid`` for probabilities)."""
     from .onnx_io import layer_weights
 
     torch = _torch()
     nn = torch.nn
     dtype = _torch_dtype(torch, model.dtype)
-    modules = []
     with torch.no_grad():
-        for layer, w in zip(model.layers, layer_weights(model)):
-            if isinstance(layer, Dense):
-                linear = nn.Linear(layer.in_features, layer.out_features, bias="b" in w, dtype=dtype)
-                linear.weight.copy_(torch.from_numpy(w["W"]))
-                if "b" in w:
-                    linear.bias.copy_(torch.from_numpy(w["b"]))
-                modules.append(linear)
-            elif isinstance(layer, BatchNorm):
-                bn = nn.BatchNorm1d(layer.features, eps=layer.eps, momentum=layer.momentum, dtype=dtype)
-                bn.weight.copy_(torch.from_numpy(w["gamma"]))
-                bn.bias.copy_(torch.from_numpy(w["beta"]))
-                bn.running_mean.copy_(torch.from_numpy(w["running_mean"]))
-                bn.running_var.copy_(torch.from_numpy(w["running_var"]))
-                modules.append(bn)
-            elif isinstance(layer, Dropout):
-                modules.append(nn.Dropout(layer.p))
-            else:
-                raise TypeError(f"to_torch: no PyTorch form for the layer {layer!r}")
-            if layer.activation != "identity":
-                modules.append(_torch_activation(nn, layer.activation))
-    return nn.Sequential(*modules)
+        per_layer = [_torch_layer(nn, torch, layer, w, dtype)
+                     for layer, w in zip(model.layers, layer_weights(model))]
+    if not hasattr(model, "_graph"):
+        return nn.Sequential(*[m for modules in per_layer for m in modules])
+    return _graph_module(torch, model, per_layer)
+
+
+def _graph_module(torch, model, per_layer):
+    """The GraphModule of a graph Model: one module per fastmlp layer (a shared layer's is
+    called at each of its uses), and the steps of its forward in topological order."""
+    from .layers import Add, Concatenate
+
+    nn = torch.nn
+    g = model._graph
+    where, modules = {}, []  # id(layer) -> index in modules
+    for layer, m in zip(model.layers, per_layer):
+        if not isinstance(layer, (Add, Concatenate)):
+            where[id(layer)] = len(modules)
+            modules.append(m[0] if len(m) == 1 else nn.Sequential(*m) if m else nn.Identity())
+    steps = []
+    for i in range(len(g.inputs), len(g.nodes)):
+        layer = g.nodes[i].layer
+        kind = "add" if isinstance(layer, Add) else "cat" if isinstance(layer, Concatenate) else "layer"
+        steps.append((kind, where.get(id(layer)), tuple(g.ins[i])))
+    return _graph_module_class(torch)(modules, steps, list(model._input_names), g.out)
+
+
+_GRAPH_MODULE = None
+
+
+def _graph_module_class(torch):
+    """torch.nn.Module subclass for graph Models, made on first use (torch stays optional)."""
+    global _GRAPH_MODULE, GraphModule
+    if _GRAPH_MODULE is not None:
+        return _GRAPH_MODULE
+
+    class GraphModule(torch.nn.Module):
+        """A fastmlp graph Model as a torch module: ``forward(*inputs)`` takes the model's
+        inputs as positional arguments (in its input order) and runs ``steps``, one per
+        node after the inputs, in topological order: ("layer", l, (j,)) applies
+        ``layers[l]`` to node j's output, ("add", _, js) sums, ("cat", _, js) concatenates
+        the features. Node i's output is ``A[i]``; the inputs are A[0], A[1], ..."""
+
+        def __init__(self, layers, steps, input_names, output):
+            super().__init__()
+            self.layers = torch.nn.ModuleList(layers)
+            self.steps, self.input_names, self.output = list(steps), list(input_names), output
+
+        def forward(self, *inputs):
+            if len(inputs) != len(self.input_names):
+                raise TypeError(f"GraphModule.forward takes {len(self.input_names)} inputs "
+                                f"({', '.join(self.input_names)}); got {len(inputs)}")
+            A = list(inputs)
+            for kind, l, ins in self.steps:
+                if kind == "add":
+                    out = A[ins[0]]
+                    for j in ins[1:]:
+                        out = out + A[j]
+                elif kind == "cat":
+                    out = torch.cat([A[j] for j in ins], dim=1)
+                else:
+                    out = self.layers[l](A[ins[0]])
+                A.append(out)
+            return A[self.output]
+
+        def extra_repr(self):
+            return f"inputs={self.input_names}, steps={len(self.steps)}"
+
+    GraphModule.__module__ = __name__
+    _GRAPH_MODULE = GraphModule  # module-level name: instances pickle
+    return GraphModule
 
 
 # ----------------------------------------------------------------------------------------
@@ -152,7 +234,9 @@ def from_torch(module, loss="cross_entropy", optimizer=None, device="auto", dtyp
         raise TypeError(f"module must be a torch.nn.Sequential; got {type(module).__name__}")
     if type(module) is not nn.Sequential:
         raise ValueError(f"module must be a torch.nn.Sequential of Linear / BatchNorm1d / Dropout "
-                         f"/ activation modules; got {type(module).__name__}")
+                         f"/ activation modules; got {type(module).__name__} (from_torch builds "
+                         "Sequential models only: for a graph, export it to ONNX and use "
+                         "fastmlp.from_onnx)")
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ValueError(f"loss must be one of {list(LOSSES)}; got {loss!r}")
     leaves = _flatten(nn, module)

@@ -16,10 +16,13 @@ import numpy as np
 
 from ._validation import check_float, check_int
 from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION, activation_code
+from .kernels.stack import dense_backward, dense_forward
 
 #: output activations a model fuses into its loss (the model computes logits; predict_proba
 #: applies them): softmax with cross_entropy, sigmoid with binary_cross_entropy
 FUSED_OUTPUTS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
+#: losses over a softmax of the outputs (fused): classification, predict_proba is the softmax
+SOFTMAX_LOSSES = ("cross_entropy", "kl_divergence")
 
 _names_lock = threading.Lock()
 #: counts the changes of any layer's ``trainable`` (models keep their trainable ranges until
@@ -272,18 +275,14 @@ class Dense(Layer):
             params["b"][...] = 0
 
     def forward(self, k, A_in, A_out, Z, s, training):
-        if Z is None:
-            k.linear_forward(A_in, s.W, s.b, self.act, A_out)
-        else:  # keep the pre-activation for f'
-            k.linear_forward(A_in, s.W, s.b, IDENTITY, Z)
-            k.activate(Z, self.act, A_out)
+        """A_out = f(A_in @ W.T + b); Z, where given, keeps the pre-activation for f'."""
+        dense_forward(k, A_in, s.W, s.b, self.act, A_out, Z)
 
     def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
         """acc_grads: add to dW, db (a shared layer's later use); acc_delta: add to
         delta_prev (a producer feeding several consumers) -- both GEMMs with beta = 1."""
-        k.weight_grad(delta, A_in, s.dW, s.db, acc_grads)
-        if delta_prev is not None:
-            k.delta_backward(delta, s.W, D_prev, act_prev, delta_prev, acc_delta)
+        dense_backward(k, delta, A_in, s.W, s.dW, s.db, D_prev, act_prev, delta_prev,
+                       acc_grads, acc_delta)
 
     def get_config(self):
         config = {"in_features": self.in_features, "out_features": self.out_features,

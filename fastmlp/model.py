@@ -1,6 +1,6 @@
 """The model: layers, parameters, buffers, and the training step as a sequence of kernel calls.
 
-Notation as in the lecture notes. Layer l (0-based) maps ``A[l]`` to ``A[l+1]``; for a Dense
+Notation (docs/ARCHITECTURE.md): Layer l (0-based) maps ``A[l]`` to ``A[l+1]``; for a Dense
 layer ``A[l+1] = f_l(A[l] @ W[l].T + b[l])``. ``delta[l]`` is d loss / d (pre-activation of
 layer l), and ``D[l+1]`` is what f_l' is computed from: the activation A[l+1] itself (or the
 pre-activation Z for gelu). One step::
@@ -17,30 +17,30 @@ all layers are views into one flat array ``theta`` and their gradients views int
 array ``grad`` (as llm.c does), so the update is one kernel call. Buffers (A, delta, targets,
 the layers' scratch) are allocated once per batch size and reused.
 
-``_Network`` holds what every model shares (the step ``_step``, fit, evaluate, predict,
-weights, saving); ``Sequential`` is the chain above (with the fused Dense-stack path) and
+``_Network`` holds what every model shares (the step ``_step``, weights, saving; fit and
+train_step from ``_training.py``, predict and evaluate from ``_inference.py``, the buffers
+in ``_buffers.py``); ``Sequential`` is the chain above (with the fused Dense-stack path) and
 the graph ``Model`` (fastmlp/graph.py) runs the same step over the nodes of a graph.
 """
 
 import math
-import warnings
-from contextlib import nullcontext
 from types import SimpleNamespace
 
 import numpy as np
 
 from . import kernels as _kernels
 from . import layers as _layers
-from ._concurrency import BufferPool, TrainingGuard, deferred_sigint
-from ._metrics import _Metrics
-from ._validation import (check_choice, check_dtype, check_finite, check_fit_options, check_float,
-                          check_inputs, check_int, check_sample_weights, check_targets)
-from .callbacks import History, ProgressBar
+from ._buffers import _Buffers
+from ._concurrency import BufferPool, TrainingGuard
+from ._inference import _Inference
+from ._training import _Training
+from ._validation import check_choice, check_dtype, check_finite, check_float, check_int
+from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code  # noqa: F401
+from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer  # noqa: F401
+from .optim import Optimizer, get_optimizer  # noqa: F401
+from ._validation import check_inputs, check_sample_weights, check_targets  # noqa: F401
 from .errors import DivergenceError
-from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code
-from .layers import FUSED_OUTPUTS, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer
-from .optim import Optimizer, get_optimizer
-from .sparse import SparseRows, csr_run, issparse
+from .sparse import csr_run, issparse
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
 LOSSES = {
@@ -59,60 +59,8 @@ LOSS_ALIASES = {
     "kld": "kl_divergence",
     "kullback_leibler_divergence": "kl_divergence",
 }
-#: losses over a softmax of the outputs (fused): classification, predict_proba is the softmax
-SOFTMAX_LOSSES = ("cross_entropy", "kl_divergence")
 #: the reductions of the batch's loss: its mean (the default) or its sum
 REDUCTIONS = ("mean", "sum")
-
-
-class _Buffers:
-    """The arrays one training step (or one forward pass) works in, for up to `capacity` rows.
-
-    The model makes its own arrays (``model._allocate_activations``: A, Z, delta and the
-    layers' scratch for a Sequential stack; one set per node for a graph); the targets live
-    here, in a 2-D buffer of `target_width` columns (for integer labels, width 1, ``T`` is
-    its column). ``views(n)`` gives the first n rows of each, made once per n and kept:
-    ``v.X`` (one array per model input), ``v.out`` and ``v.dout`` (the output and d loss /
-    d output), ``v.D_out`` (what the output's f' is taken from), the targets, and the model's
-    own views.
-    """
-
-    def __init__(self, model, capacity, target_width=0, target_dtype=None, weighted=False,
-                 sparse=False):
-        k, dtype = model._kernels, model.dtype
-        self.model = model
-        self.capacity = capacity
-        self.training = target_width > 0
-        self.weighted = weighted
-        #: sparse input multiplied by the first layer directly: no dense input rows
-        self.sparse = sparse and model._sparse_first_layer
-        self.arrays = model._allocate_activations(capacity, self.training, self.sparse)
-        if self.training:
-            self.T2d = k.empty((capacity, target_width), target_dtype)
-            self.labels2d = k.empty((capacity, 1), np.int64)
-            self.w2d = k.empty((capacity, 1), dtype) if weighted else None
-        self._views = {}
-
-    def fits(self, n, target_width, target_dtype, weighted, sparse=False):
-        return (self.capacity >= n and self.T2d.shape[1] == target_width
-                and self.T2d.dtype == target_dtype and self.weighted == weighted
-                and self.sparse == (sparse and self.model._sparse_first_layer))
-
-    def views(self, n):
-        if n in self._views:
-            return self._views[n]
-        v = SimpleNamespace(n=n)
-        self.model._activation_views(self.arrays, n, v, self.training)
-        if self.training:
-            v.T2d = self.T2d[:n]
-            v.T0 = v.T2d[:, 0]
-            v.T = v.T0 if v.T2d.dtype == np.int64 else v.T2d
-            v.labels2d = self.labels2d[:n]
-            v.labels = v.labels2d[:, 0]
-            v.w2d = None if self.w2d is None else self.w2d[:n]
-            v.w = None if self.w2d is None else v.w2d[:, 0]
-        self._views[n] = v
-        return v
 
 
 def _input_size(layers):
@@ -152,7 +100,7 @@ def check_loss(loss, output_layer):
     return loss
 
 
-class _Network:
+class _Network(_Training, _Inference):
     """What every model shares: the loss, the optimizer, the flat parameter vector, the
     training step and the loop around it (fit, evaluate, predict, train_step, weights,
     saving). ``Sequential`` (a chain of layers, with its fused Dense-stack path) and the
@@ -483,45 +431,23 @@ class _Network:
         return buf
 
     # ------------------------------------------------------------------------------------
-    # public training API
+    # the training loop: _training.py; inference: _inference.py
 
-    def _check_X(self, X, name="X"):
-        return check_inputs(X, self._input_widths, self._input_names, name, self.dtype)
+    def profile(self, X, y, steps=50, batch_size=32, gemm_gflops=None, verbose=1):
+        """Where one training step's time goes, kernel call by kernel call.
 
-    def _check_fit_data(self, X, y, name_X="X", name_y="y"):
-        Xs = self._check_X(X, name_X)
-        T, labels = check_targets(y, self.loss, self.n_outputs, Xs[0].shape[0], self.dtype, name_y)
-        return Xs, T, labels
-
-    def _sample_weights(self, sample_weight, class_weight, labels, n):
-        return check_sample_weights(sample_weight, class_weight, labels, n, self.n_outputs, self.dtype)
-
-    def train_step(self, X, y, sample_weight=None):
-        """One explicit step (forward, loss, backward, update) on the batch (X, y).
-
-        Returns the mean loss of the batch as a float.
+        Runs `steps` training steps on mini-batches of (X, y), each kernel call timed on its
+        own (gather, per layer the product and its epilogue, loss, weight and input
+        gradients, update), and the step as `fit` runs it. Prints the table (verbose) and
+        returns it as a list of dicts: per kernel ``kernel``, ``time_s`` (median),
+        ``flop``, ``gflops`` and ``share`` of the kernels' sum (kind "kernel"), then the sum
+        (kind "sum") and the fused step (kind "step") with ``fraction_of_limit``: the step's
+        FLOP at the machine's sgemm rate (`gemm_gflops`, measured with a NumPy float32
+        matmul when None) over its time. The weights and optimizer state are put back.
         """
-        Xs, T, labels = self._check_fit_data(X, y)
-        n = Xs[0].shape[0]
-        w = self._sample_weights(sample_weight, None, labels, n)
-        sparse = issparse(Xs[0])
-        with self._guard.training("train_step"), self._guard.step_lock:
-            v = self._buffers_for(n, T, w is not None, sparse).views(n)
-            k = self._kernels
-            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
-            if not sparse:
-                for Xv, X_j in zip(v.X, Xs):
-                    k.write(Xv, X_j)
-            k.write(v.T, T)
-            if w is not None:
-                k.write(v.w, w)
-            loss = self._step(v, None, X0)
-        if not math.isfinite(loss):
-            raise DivergenceError(
-                f"training diverged: the loss became {loss}; the weights were not updated. "
-                + self._divergence_advice()
-            )
-        return float(loss)
+        from .profile import profile_step
+
+        return profile_step(self, X, y, steps, batch_size, gemm_gflops, verbose)
 
     def compute_gradients(self, X, y, sample_weight=None):
         """The loss of the batch (X, y) and every layer's gradients, without an update
@@ -617,374 +543,23 @@ class _Network:
             self._submodels[id(layer)] = sub
         return sub
 
-    def _divergence_advice(self):
-        return (f"Lower the learning rate (optimizer={self.optimizer!r}), clip the gradients "
-                "(clip_norm=...) or scale the inputs (e.g. pixels to [0, 1]).")
-
-    def _snapshot(self):
-        """Host copies of everything a training step changes: weights (with BatchNorm's
-        running statistics), optimizer state and step count."""
-        k = self._kernels
-        with self._guard.step_lock:
-            opt = {name: k.to_host(self._opt_state[name]) for name in self.optimizer.state_names}
-            opt["step"] = self._opt_state["step"]
-            return self.get_weights(), opt
-
-    def _restore(self, snapshot):
-        weights, opt = snapshot
-        with self._guard.step_lock:
-            for (_, arr), host in zip(self._weight_slots(), weights):
-                self._kernels.write(arr, host)
-            for name, value in opt.items():
-                if name == "step":
-                    self._opt_state[name] = value
-                else:
-                    self._kernels.write(self._opt_state[name], value)
-
-    def _finite_parameters(self):
-        return bool(np.isfinite(self._kernels.to_host(self._theta)).all())
-
-    def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
-            on_divergence="raise", distributed=None, shard="auto", log_every=None):
-        """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
-
-        X: an array, or for a model with several inputs a list of arrays (in input order) or
-        a dict {input name: array}.
-        validation_split takes the last fraction of the samples (before shuffling) as
-        validation data, as Keras does; validation_data=(X_val, y_val) gives it directly.
-        sample_weight (n,) and class_weight {class: weight} weight each sample's loss (they
-        multiply); the loss is then sum(w * l) / batch, as in Keras.
-        History keys: loss, accuracy (classification; binary_accuracy for several sigmoid
-        outputs) or mae and r2 (mse), the same with val_ for validation data, and lr.
-        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
-
-        log_every: on CUDA, where the data and the loss stay on the device and each epoch
-        reads its loss once, the batch-level callbacks (``on_batch_end``, the progress bar)
-        get an empty ``logs``; ``log_every=N`` gives them ``{"loss": running mean of the
-        epoch so far}`` after every N-th step (and the epoch's last), at the cost of one
-        device-to-host read, which waits for the queued steps, per N steps (a loss that
-        became NaN or inf is then caught at that step). Accuracy stays an epoch figure
-        there. On the CPU the batch logs carry the loss and metrics after every step anyway.
-
-        Divergence: when the loss becomes NaN or inf (or the weights stop being finite),
-        training stops at once and the weights and optimizer state go back to where they
-        were at the start of that epoch. on_divergence="raise" (default) then raises a
-        fastmlp.DivergenceError (both a FloatingPointError and a ValueError); "warn" issues a RuntimeWarning instead and returns the history,
-        with ``history.diverged = (epoch, step)`` marking where it happened.
-
-        distributed="mpi": data-parallel training, one process of ``mpiexec -n P``;
-        batch_size is per process (the global batch is P * batch_size), every process starts
-        from rank 0's weights and follows rank 0's order. shard="auto": every process passes
-        the same (X, y) and P processes with batch b take exactly the steps of one process
-        with batch P * b; shard="local": each passes its own part. Metrics, validation,
-        divergence and stopping are agreed; the progress bar and ModelCheckpoint run on rank
-        0; every process returns the same History. See fastmlp.distributed.
-        """
-        if distributed is not None and log_every is not None:
-            raise ValueError("log_every is not supported with distributed='mpi' yet (the "
-                             "progress bar there shows the loss per epoch)")
-        if distributed is not None:  # MPI: fastmlp/distributed.py runs this fit on every process
-            from . import distributed as _distributed
-
-            if not isinstance(self, Sequential):
-                raise ValueError("distributed='mpi' trains Sequential and MLP models; graph Models "
-                                 "are not supported over MPI yet")
-            return _distributed.fit(self, distributed, shard, X, y, epochs=epochs, batch_size=batch_size,
-                                    validation_split=validation_split, validation_data=validation_data,
-                                    shuffle=shuffle, callbacks=callbacks, verbose=verbose,
-                                    sample_weight=sample_weight, class_weight=class_weight,
-                                    on_divergence=on_divergence)
-        if shard != "auto":
-            raise ValueError(f"shard={shard!r} needs distributed='mpi'")
-        if log_every is not None:
-            log_every = check_int(log_every, "log_every")
-        epochs, batch_size, validation_split, callbacks, on_divergence = check_fit_options(
-            epochs, batch_size, validation_split, shuffle, verbose, callbacks, on_divergence)
-        Xs, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, class_weight, labels, Xs[0].shape[0])
-        if validation_data is not None:
-            if validation_split:
-                raise ValueError("give validation_data or validation_split, not both")
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise TypeError("validation_data must be a pair (X_val, y_val)")
-            val = self._check_fit_data(*validation_data, name_X="validation_data X",
-                                       name_y="validation_data y")
-        elif validation_split:
-            n_all = Xs[0].shape[0]
-            n_val = int(round(n_all * validation_split))
-            if n_val < 1 or n_val >= n_all:
-                raise ValueError(
-                    f"validation_split={validation_split} of {n_all} samples leaves "
-                    f"{n_val} for validation and {n_all - n_val} for training; both need >= 1"
-                )
-            cut = n_all - n_val
-            val = (tuple(X_j[cut:] for X_j in Xs), T[cut:], None if labels is None else labels[cut:])
-            Xs, T, labels = tuple(X_j[:cut] for X_j in Xs), T[:cut], None if labels is None else labels[:cut]
-            w = None if w is None else w[:cut]
-        else:
-            val = None
-        with self._guard.training("fit"), deferred_sigint() as sigint:
-            return self._train(Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks,
-                               verbose, on_divergence, sigint, log_every)
-
-    def _train(self, Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks, verbose,
-               on_divergence, sigint, log_every=None):
-        """fit's loop over epochs and steps, on checked data; `sigint` holds a Ctrl-C back
-        until the step under way is whole."""
-        dist = getattr(self, "_dist", None)  # MPI hooks (fastmlp.distributed.DataParallel) or None
-        n = Xs[0].shape[0]
-        batch = min(batch_size, n)
-        steps = -(-n // batch)
-        sparse = issparse(Xs[0])
-        if dist is not None:  # MPI: agree on the setup, rank 0's weights, the global step count
-            steps = dist.begin(self, n, batch, T, Xs[0], w)
-        buffers = self._buffers_for(batch, T, w is not None, sparse)
-        k = self._kernels
-        # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
-        # as rows for gather_rows (sparse: CSR rows for gather_csr_rows)
-        Xk = (SparseRows(k, Xs[0], batch),) if sparse else tuple(k.asarray(X_j) for X_j in Xs)
-        T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
-        w2 = None if w is None else k.asarray(w.reshape(-1, 1))
-        # accuracy compares the logits with T itself, except for one-hot/probability targets
-        dense_labels = labels is not None and T.ndim == 2 and self.loss in SOFTMAX_LOSSES
-        labels2 = k.asarray(labels.reshape(-1, 1)) if dense_labels else None
-        metrics = _Metrics(self, T if labels is None else None)
-        loss_total = k.zeros(1, np.float64) if self._resident else None
-        order = np.arange(n)
-
-        history = History()
-        cbs = [history] + callbacks + ([ProgressBar(verbose)] if verbose else [])
-        self._fit_params = {"epochs": epochs, "steps": steps, "batch_size": batch, "samples": n}
-        history.params = dict(self._fit_params)
-        self.history = history  # as Keras: callbacks (GradientMonitor) reach it here
-        if dist is not None:  # MPI: progress bar and checkpoints on rank 0 only
-            cbs = dist.callbacks(self, cbs)
-        self.stop_training = False
-        for cb in cbs:
-            cb.set_model(self)
-            cb.on_train_begin()
-        logs = {}
-        for epoch in range(epochs):
-            snapshot = self._snapshot()
-            for cb in cbs:
-                cb.on_epoch_begin(epoch)
-            if shuffle:  # a fresh order each epoch: fit(2) + fit(2) == fit(4)
-                order = self._rng.permutation(n)
-            if dist is not None:  # MPI: rank 0's order (shard="auto") and learning rate
-                order = dist.order_for_epoch(order)
-            order_k = k.asarray(order)
-            lr = self.optimizer.lr
-            loss_sum = 0.0
-            if loss_total is not None:
-                k.write(loss_total, np.zeros(1))
-            metrics.reset()
-            for step in range(steps):
-                for cb in cbs:
-                    cb.on_batch_begin(step)
-                start = step * batch
-                idx = order_k[start : start + batch]
-                if dist is not None:  # MPI: this process's part of the global batch
-                    lo, hi = dist.part(step)
-                    idx = order_k[lo:hi]
-                v = buffers.views(idx.shape[0])
-                X0 = Xk[0].gather(idx) if sparse else None
-                if not sparse:
-                    for X_k, Xv in zip(Xk, v.X):
-                        k.gather_rows(X_k, idx, Xv)
-                k.gather_rows(T2, idx, v.T2d)
-                if w2 is not None:
-                    k.gather_rows(w2, idx, v.w2d)
-                with self._guard.step_lock:
-                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total, X0)
-                sigint.check()
-                if loss is not None:  # host backends: every step's loss is checked
-                    if not math.isfinite(loss):
-                        return self._diverged(history, snapshot, epoch, step, loss, on_divergence)
-                    loss_sum += loss * v.n if self.reduction == "mean" else loss / self._sum_factor(v.n) * v.n
-                if labels2 is not None:
-                    k.gather_rows(labels2, idx, v.labels2d)
-                metrics.add(v.out, v.T if labels is None else v.labels if dense_labels else v.T0)
-                if not self._resident:
-                    logs = {"loss": loss_sum / max(metrics.seen, 1), **metrics.result()}
-                elif log_every is not None and ((step + 1) % log_every == 0 or step == steps - 1):
-                    running = float(k.to_host(loss_total)[0])  # the one read per log_every steps
-                    if not math.isfinite(running):
-                        return self._diverged(history, snapshot, epoch, step, running, on_divergence)
-                    logs = {"loss": running / max(metrics.seen, 1)}
-                else:
-                    logs = {}
-                for cb in cbs:
-                    cb.on_batch_end(step, logs)
-            if dist is not None:  # MPI: the epoch's loss and metrics summed over the processes
-                loss_sum = dist.agree_epoch(self, loss_sum, loss_total, metrics)
-            if loss_total is not None:  # the one read of the epoch's loss
-                loss_sum = float(k.to_host(loss_total)[0])
-                if not math.isfinite(loss_sum):
-                    return self._diverged(history, snapshot, epoch, steps - 1, loss_sum, on_divergence)
-            if not self._finite_parameters():
-                return self._diverged(history, snapshot, epoch, steps - 1, "non-finite weights", on_divergence)
-            logs = {"loss": loss_sum / metrics.seen, **metrics.result(final=True)}
-            if val is not None:
-                scores = self._evaluate_checked(*val) if dist is None else dist.evaluate(self, *val)
-                for key, value in scores.items():
-                    logs["val_" + key] = value
-            logs["lr"] = lr
-            for cb in cbs:
-                cb.on_epoch_end(epoch, logs)
-            if dist is not None:  # MPI: stop when any process asks; weights checked in debug mode
-                self.stop_training = dist.end_epoch(self, self.stop_training)
-            if self.stop_training:
-                break
-        for cb in cbs:
-            cb.on_train_end(logs)
-        return history
-
-    def _diverged(self, history, snapshot, epoch, step, what, on_divergence):
-        self._restore(snapshot)
-        self.stop_training = True
-        history.diverged = (epoch, step)
-        message = (f"training diverged at epoch {epoch + 1}, step {step + 1}: "
-                   f"{'the loss became ' + str(what) if isinstance(what, float) else what}; the weights "
-                   f"and optimizer state are back to the start of epoch {epoch + 1}. "
-                   + self._divergence_advice())
-        if on_divergence == "raise":
-            raise DivergenceError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=4)  # fit's caller
-        return history
-
-    # ------------------------------------------------------------------------------------
-    # inference
-
-    def _forward_batches(self, Xs, batch_size, use):
-        """Run the inputs Xs through the network in batches of batch_size, calling
-        use(start, stop, Z) with each batch's outputs Z. Each call works in buffers of its
-        own, taken from the model's pool and given back, and on the weights of one whole
-        training step (see _concurrency), so any number of threads may run this at once on
-        one model. The CUDA backend runs one model's inference calls one at a time."""
-        n = Xs[0].shape[0]
-        cap = min(batch_size, n)
-        sparse = issparse(Xs[0])
-        buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity, sparse=sparse), cap,
-                                      sparse and self._sparse_first_layer)
-        serial = self._guard.step_lock if self.device == "cuda" else nullcontext()
-        try:
-            with self._guard.reading(self._copy_parameters) as params, serial:
-                for start in range(0, n, cap):
-                    v = buf.views(min(cap, n - start))
-                    X0 = csr_run(self._kernels, Xs[0], start, start + v.n) if sparse else None
-                    if not sparse:
-                        for Xv, X_j in zip(v.X, Xs):
-                            self._kernels.write(Xv, X_j[start : start + v.n])
-                    self._forward(v, False, X0, params)
-                    use(start, start + v.n, v.out)
-        finally:
-            BufferPool.give(buf)
-
-    def _outputs(self, X, batch_size):
-        Xs = self._check_X(X)
-        batch_size = check_int(batch_size, "batch_size")
-        out = np.empty((Xs[0].shape[0], self.n_outputs), self.dtype)
-
-        def copy_out(start, stop, Z):
-            out[start:stop] = self._kernels.to_host(Z)
-
-        self._forward_batches(Xs, batch_size, copy_out)
-        if not np.isfinite(out).all():
-            row = int(np.argwhere(~np.isfinite(out))[0][0])
-            raise FloatingPointError(
-                f"the network's outputs overflowed (first at sample {row}) in {self.dtype.name}: "
-                "the inputs are far outside the range the model was trained on, or the weights "
-                "are too large"
-            )
-        return out
-
-    def predict(self, X, batch_size=1024, output=None):
-        """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
-        outputs); outputs for regression ((n,) for one output).
-
-        output: a layer's name: that layer's outputs (n, width) instead, after its
-        activation (the features a hidden layer has learnt; for the output layer its raw
-        outputs, the logits where softmax/sigmoid is fused into the loss)."""
-        if output is not None:
-            layer = self.get_layer(output)
-            if layer is self._output_layer:
-                return self._outputs(X, batch_size)
-            return self._submodel(layer)._outputs(X, batch_size)
-        Z = self._outputs(X, batch_size)
-        if self.loss in SOFTMAX_LOSSES:
-            return Z.argmax(axis=1).astype(np.int64)
-        if self.loss == "binary_cross_entropy":
-            pred = (Z > 0).astype(np.int64)
-            return pred[:, 0] if self.n_outputs == 1 else pred
-        if self.loss == "poisson":  # the log link's inverse: the predicted mean
-            with np.errstate(over="ignore"):
-                Z = np.exp(Z, out=Z)
-        return Z[:, 0] if self.n_outputs == 1 else Z
-
-    def predict_proba(self, X, batch_size=1024):
-        """Class probabilities: softmax for cross_entropy, sigmoid for binary_cross_entropy."""
-        if self.loss in ("mse", "poisson"):
-            raise ValueError("predict_proba needs a classification loss; this model uses "
-                             f"loss={self.loss!r} (use predict)")
-        Z = self._outputs(X, batch_size)
-        P = np.empty_like(Z)
-        if self.loss in SOFTMAX_LOSSES:
-            _kernels.backend("cpu").softmax(Z, P)
-        else:
-            _kernels.backend("cpu").activate(Z, activation_code("sigmoid"), P)
-        return P
-
-    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
-        """{"loss": mean loss, "accuracy" (classification; "binary_accuracy" for several
-        sigmoid outputs) or "mae" and "r2" (mse)}."""
-        batch_size = check_int(batch_size, "batch_size")
-        Xs, T, labels = self._check_fit_data(X, y)
-        w = self._sample_weights(sample_weight, None, labels, Xs[0].shape[0])
-        return self._evaluate_checked(Xs, T, labels, batch_size, w)
-
-    def _evaluate_checked(self, Xs, T, labels, batch_size=1024, w=None):
-        loss_sum, metrics = self._evaluate_sums(Xs, T, labels, batch_size, w)
-        return {"loss": loss_sum / Xs[0].shape[0], **metrics.result(final=True)}
-
-    def _evaluate_sums(self, Xs, T, labels, batch_size=1024, w=None):
-        """The loss summed over the samples and the running metrics (fastmlp.distributed
-        adds both up over the processes)."""
-        k = self._kernels
-        dZ = k.empty((min(batch_size, Xs[0].shape[0]), self.n_outputs), self.dtype)
-        metrics = _Metrics(self, T if labels is None else None)
-        loss_sum = [0.0]
-
-        def add_batch(start, stop, Z):
-            wb = None if w is None else k.asarray(w[start:stop])
-            loss_sum[0] += self._loss_kernel(Z, k.asarray(T[start:stop]), dZ[: stop - start], wb) * (stop - start)
-            metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
-
-        self._forward_batches(Xs, batch_size, add_batch)
-        return loss_sum[0], metrics
-
-    # ------------------------------------------------------------------------------------
-
     def save(self, path):
         """Save config, weights and optimizer state to an .npz file, atomically."""
-        from .io import save_model
+        from .saving import save
 
-        save_model(self, path)
+        save(self, path)
 
     def to_onnx(self, path, dtype=None):
         """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.
-        Sequential and MLP models only, for now."""
-        if not isinstance(self, Sequential):
-            raise ValueError("to_onnx exports Sequential and MLP models; graph Models are not supported yet")
+        One graph input per model input, named after it."""
         from .onnx_io import to_onnx
 
         return to_onnx(self, path, dtype)
 
     def to_torch(self):
-        """An equivalent torch.nn.Sequential with the weights copied (fastmlp.interop).
-        Sequential and MLP models only, for now."""
-        if not isinstance(self, Sequential):
-            raise ValueError("to_torch converts Sequential and MLP models; graph Models are not supported yet")
+        """An equivalent torch.nn.Module with the weights copied (fastmlp.interop): an
+        nn.Sequential for Sequential / MLP models, a GraphModule (inputs as positional
+        arguments, in the model's input order) for graph Models."""
         from .interop import to_torch
 
         return to_torch(self)

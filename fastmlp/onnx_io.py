@@ -32,12 +32,20 @@ after it becomes the layer's activation; BatchNormalization is BatchNorm; Dropou
 Dropout; a final Softmax or Sigmoid is the loss's. Decompositions are recognised by
 matching them against the exporter's own emitters (one definition of each formula).
 
-Graph models (``fastmlp.Model``) go through the same ``build_graph``: give it the model's
-nodes in topological order as ``(node, weights, input keys)``, where a key is an input's
-name or the index of the node that produced the tensor, and the model's inputs as
-``[(name, n_features)]``. Nodes are emitted by their class name (``EMITTERS``): Dense,
-BatchNorm, Dropout, Activation, Add (a chain of ONNX Adds) and Concatenate (Concat on the
-features) are all there.
+Graph models (``fastmlp.Model``) go through the same ``build_graph``: ``graph_nodes``
+gives the model's nodes in topological order as ``(node, weights, input keys)``, where a
+key is an input's name or the index of the node that produced the tensor, and the model's
+inputs as ``[(name, n_features)]`` (one graph input per model input, named after it).
+Nodes are emitted by their class name (``EMITTERS``): Dense, BatchNorm, Dropout,
+Activation, Add (a chain of ONNX Adds) and Concatenate (Concat on the features). A shared
+layer's uses get the same weights, which the builder writes once: both Gemms read the
+same initializers. An output activation fused into the loss (softmax) is left to the head.
+
+Graphs that are no chain (several inputs, an Add of two computed tensors, Concat) are
+imported node by node in the graph's (topological) order into a ``fastmlp.Model``: nodes
+reading the same weight initializers become one shared layer, an activation that is the
+only reader of a layer's output is folded into the layer, any other becomes an
+``Activation`` node; Add and Concat(axis=1) become Add and Concatenate.
 
 The ``onnx`` package is optional (``pip install 'fastmlp[onnx]'``); it is imported only
 when these functions run.
@@ -86,6 +94,7 @@ class GraphBuilder:
         self.dtype = np.dtype(dtype)
         self.nodes = []
         self.constants = {}  # name -> array
+        self._named = {}  # id(value) -> (name, value): one initializer per array given
         self._count = 0
 
     def _name(self, hint):
@@ -93,8 +102,13 @@ class GraphBuilder:
         return f"{hint}_{self._count}"
 
     def const(self, hint, value, dtype=None):
+        """The initializer holding `value`; the same array object given twice (a shared
+        layer's weights) gives the same initializer."""
+        if id(value) in self._named:
+            return self._named[id(value)][0]
         name = self._name(hint)
         self.constants[name] = np.ascontiguousarray(value, dtype or self.dtype)
+        self._named[id(value)] = (name, value)  # holding value keeps its id unique
         return name
 
     def scalar(self, value):
@@ -182,6 +196,13 @@ def activation(g, x, name):
     return ACTIVATIONS[name](g, x)
 
 
+def layer_activation(layer):
+    """The activation a layer applies in inference graphs: none for an output activation
+    fused into the loss (softmax, or sigmoid with binary cross-entropy), which the head
+    applies instead."""
+    return "identity" if getattr(layer, "_fused", False) else layer.activation
+
+
 # ----------------------------------------------------------------------------------------
 # layers and graph nodes: (builder, the layer, its weights {name: array}, input names) -> output
 
@@ -190,7 +211,7 @@ def dense(g, layer, w, inputs):
     (x,) = inputs
     bias = [g.const("b", w["b"])] if "b" in w else []  # Dense(use_bias=False): Gemm without C
     z = g.op("Gemm", [x, g.const("W", w["W"])] + bias, transB=1)
-    return activation(g, z, layer.activation)
+    return activation(g, z, layer_activation(layer))
 
 
 def batchnorm(g, layer, w, inputs):
@@ -198,7 +219,7 @@ def batchnorm(g, layer, w, inputs):
     z = g.op("BatchNormalization",
              [x] + [g.const(name, w[name]) for name in ("gamma", "beta", "running_mean", "running_var")],
              epsilon=layer.eps, momentum=1 - layer.momentum)
-    return activation(g, z, layer.activation)
+    return activation(g, z, layer_activation(layer))
 
 
 def dropout(g, layer, w, inputs):
@@ -209,7 +230,7 @@ def dropout(g, layer, w, inputs):
 def activation_node(g, node, w, inputs):
     """A stand-alone activation node (graph models)."""
     (x,) = inputs
-    return activation(g, x, node.activation)
+    return activation(g, x, layer_activation(node))
 
 
 def add(g, node, w, inputs):
@@ -291,6 +312,22 @@ def sequential_nodes(model):
             for l, (layer, w) in enumerate(zip(model.layers, layer_weights(model)))]
 
 
+def graph_nodes(model):
+    """The walk of a graph Model (fastmlp.Model): (nodes, inputs, output key) for
+    build_graph. A shared layer's uses get the same weights dict, so build_graph writes its
+    weights once and both uses read the same initializers."""
+    g = model._graph
+    weights = {id(layer): w for layer, w in zip(model.layers, layer_weights(model))}
+    key, nodes = {}, []  # graph node index -> key of its tensor
+    for i, node in enumerate(g.nodes):
+        if node.is_input:
+            key[i] = node.name
+            continue
+        nodes.append((node.layer, weights[id(node.layer)], [key[j] for j in g.ins[i]]))
+        key[i] = len(nodes) - 1
+    return nodes, [(n.name, n.width) for n in model.inputs], key[g.out]
+
+
 def build_graph(nodes, inputs, output_key, head, dtype, n_outputs, loss, name="fastmlp"):
     """The ModelProto of a model given as a walk.
 
@@ -303,12 +340,14 @@ def build_graph(nodes, inputs, output_key, head, dtype, n_outputs, loss, name="f
 
     g = GraphBuilder(dtype)
     tensors = {name: name for name, _ in inputs}
+    converted = {}  # id(weights) -> weights in the graph's dtype: a shared layer's, once
     for i, (node, w, keys) in enumerate(nodes):
         emit = EMITTERS.get(type(node).__name__)
         if emit is None:
             raise TypeError(f"to_onnx: no ONNX form for the layer {node!r}")
-        w = {k: np.asarray(v, g.dtype) for k, v in w.items()}
-        tensors[i] = emit(g, node, w, [tensors[k] for k in keys])
+        if id(w) not in converted:
+            converted[id(w)] = (w, {k: np.asarray(v, g.dtype) for k, v in w.items()})
+        tensors[i] = emit(g, node, converted[id(w)][1], [tensors[k] for k in keys])
     task = "regression" if loss == "mse" else "classification"
     out = g.rename_output(HEADS[head](g, tensors[output_key]), OUTPUT_NAMES[task])
     elem = onnx.helper.np_dtype_to_tensor_dtype(g.dtype)
@@ -355,22 +394,27 @@ def _check_path(path):
 
 def write(proto, path):
     """Write the ModelProto to `path`, atomically."""
-    from .io import atomic_write
+    from ._atomic import atomic_write
 
     data = proto.SerializeToString()
     atomic_write(path, lambda f: f.write(data))
 
 
 def to_onnx(model, path, dtype=None):
-    """Export a Sequential / MLP `model` to the ONNX file `path` (see the module doc).
+    """Export a Sequential / MLP / graph Model `model` to the ONNX file `path` (see the
+    module doc).
 
     dtype: None (the model's), "float32" or "float64". Returns the onnx.ModelProto.
     """
     path = _check_path(path)
     dtype = _export_dtype(dtype, model.dtype)
     _onnx()
-    proto = build_graph(sequential_nodes(model), [(INPUT_NAME, model.n_features)],
-                        len(model.layers) - 1, model_head(model), dtype, model.n_outputs,
+    if hasattr(model, "_graph"):  # a graph Model: one graph input per model input
+        nodes, inputs, output_key = graph_nodes(model)
+    else:
+        nodes, inputs = sequential_nodes(model), [(INPUT_NAME, model.n_features)]
+        output_key = len(model.layers) - 1
+    proto = build_graph(nodes, inputs, output_key, model_head(model), dtype, model.n_outputs,
                         model.loss, name=type(model).__name__)
     write(proto, path)
     return proto
@@ -694,12 +738,178 @@ def _loss_for(head, loss):
     return loss
 
 
+# ----------------------------------------------------------------------------------------
+# import of graphs (several inputs, Add of tensors, Concat, a tensor read twice)
+
+
+def _layer_key(node):
+    """What identifies a layer's weights: a shared layer is exported as two nodes reading
+    the same initializers."""
+    return (node.op_type, tuple(node.input[1:]),
+            tuple(sorted((k, str(v)) for k, v in _Graph.attrs(node).items())))
+
+
+def _pre_activation(graph, t, output):
+    """The activation fused into the layer whose output is tensor t: (name, its output,
+    its nodes) where everything reading t is that activation, else None."""
+    users = graph.consumers.get(t, [])
+    if t == output or not users:
+        return None
+    for name, emit in _decompositions().items():
+        match = _match(graph, t, emit) if name in ACTIVATIONS else None
+        if match is not None and all(any(u is m for m in match[1]) for u in users):
+            return name, match[0], match[1]
+    node = users[0]
+    if len(users) == 1 and node.op_type in _NATIVE and node.domain in ("", "ai.onnx") \
+            and not (node.op_type == "Sigmoid" and node.output[0] == output):
+        return _native_activation(node, _Graph.attrs(node)), node.output[0], [node]
+    return None
+
+
+def _graph_layers(graph, inputs, output):
+    """Rebuild a graph of fastmlp layers from `graph` (nodes in topological order, as ONNX
+    requires). Returns (input nodes, output node, {id(layer): weights}, head)."""
+    from .graph import Input
+    from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout
+
+    known = {name: Input(width, name=name) for name, width in inputs}  # tensor -> node
+    done, layers, weights, head = set(), {}, {}, None
+
+    def layer_node(node, make):
+        """Call the layer of `node` (made once per set of weights) on its input; fold the
+        activation that follows it into the layer."""
+        key = _layer_key(node)
+        y = node.output[0]
+        if node.op_type == "MatMul":  # MatMul + Add(bias): the Add's output
+            users = graph.consumers.get(y, [])
+            if len(users) == 1 and users[0].op_type == "Add" and y != output:
+                other = [i for i in users[0].input if i != y]
+                if len(other) == 1 and other[0] in graph.constants:
+                    key += (other[0],)
+                    done.add(id(users[0]))
+                    y = users[0].output[0]
+        fused = _pre_activation(graph, y, output)
+        if key not in layers:
+            layer, w = make(fused)
+            layers[key], weights[id(layer)] = layer, w
+        layer = layers[key]
+        if layer.activation != (fused[0] if fused else "identity"):
+            raise ValueError(f"from_onnx: the layer of node {node.name!r} is used twice, with "
+                             "different activations after it; fastmlp layers carry one activation")
+        if fused is not None:
+            done.update(id(m) for m in fused[2])
+            y = fused[1]
+        known[y] = layer(known[node.input[0]])
+
+    for node in graph.nodes:
+        if id(node) in done:
+            continue
+        op, attrs = node.op_type, _Graph.attrs(node)
+        if node.domain not in ("", "ai.onnx"):
+            raise ValueError(f"from_onnx: node {node.name!r} uses the operator {node.domain}.{op}, "
+                             f"which fastmlp cannot express (supported: {', '.join(_SUPPORTED)})")
+        ins = [t for t in node.input if t in known]
+        if not ins:
+            raise ValueError(f"from_onnx: node {node.name!r} ({op}) reads no input or layer output "
+                             "(only constants); fastmlp cannot express it")
+        matched = None
+        for t in ins:  # a decomposed activation or the two-column head, starting at t
+            for name, emit in _decompositions().items():
+                match = _match(graph, t, emit)
+                if match is not None and any(m is node for m in match[1]):
+                    matched = t, name, match
+                    break
+            if matched:
+                break
+        if matched:
+            t, name, (y, used) = matched
+            done.update(id(m) for m in used)
+            if name in ACTIVATIONS:
+                known[y] = Activation(name)(known[t])
+            elif y == output:
+                head, known[y] = name, known[t]
+            else:
+                raise ValueError(f"from_onnx: a {name} head before the graph output, at node {node.name!r}")
+            continue
+        t, y = ins[0], node.output[0]
+        if op in ("Gemm", "MatMul", "BatchNormalization"):
+            if node.input[0] != t:
+                raise ValueError(f"from_onnx: {op} node {node.name!r} must read the activations as "
+                                 "its first input")
+            steps = []
+            _step(graph, node, t, steps, output)
+            if steps[0][0] == "dense":
+                W, b = steps[0][1], steps[0][2]  # for MatMul, _step found the bias Add too
+                layer_node(node, lambda fused, W=W, b=b: (
+                    Dense(W.shape[1], W.shape[0], fused[0] if fused else "identity"),
+                    [np.asarray(W), np.asarray(b)]))
+            else:
+                params, eps, momentum = steps[0][1:]
+                layer_node(node, lambda fused: (
+                    BatchNorm(params["gamma"].size, fused[0] if fused else "identity", momentum, eps),
+                    [params[n].reshape(-1) for n in ("gamma", "beta", "running_mean", "running_var")]))
+        elif op == "Add":
+            if len(ins) != len(node.input):
+                raise ValueError(f"from_onnx: Add node {node.name!r} adds a constant to a tensor "
+                                 "(not after a MatMul); fastmlp cannot express it")
+            known[y] = Add()([known[i] for i in node.input])
+        elif op == "Concat":
+            if attrs.get("axis") not in (1, -1) or len(ins) != len(node.input):
+                raise ValueError(f"from_onnx: Concat node {node.name!r} must join tensors along the "
+                                 f"features (axis 1); got axis {attrs.get('axis')}")
+            known[y] = Concatenate()([known[i] for i in node.input])
+        elif op == "Dropout":
+            steps = []
+            _step(graph, node, t, steps, output)
+            known[y] = Dropout(steps[0][1])(known[t])
+        elif op in ("Softmax", "Sigmoid", "Squeeze") and y == output:
+            steps = []
+            _step(graph, node, t, steps, output)
+            head, known[y] = steps[0][1], known[t]
+        elif op in _NATIVE:
+            known[y] = Activation(_native_activation(node, attrs))(known[t])
+        elif op in ("Identity",) or (op == "Flatten" and attrs.get("axis", 1) == 1):
+            known[y] = known[t]
+        else:
+            raise ValueError(
+                f"from_onnx: node {node.name!r} uses the operator {op!r}, which fastmlp cannot "
+                f"express (supported: {', '.join(_SUPPORTED)}, Add, Concat)")
+    if output not in known:
+        raise ValueError(f"from_onnx: the graph output {output!r} is not computed from its inputs")
+    return [known[name] for name, _ in inputs], known[output], weights, head
+
+
+def _graph_model(graph, inputs, output, loss, optimizer, device, dtype):
+    """A fastmlp.Model from a graph that is no chain (see _graph_layers)."""
+    from .graph import Model
+    from .layers import Activation, BatchNorm, Dense
+
+    xs, out, weights, head = _graph_layers(graph, inputs, output)
+    loss = _loss_for(head, loss)
+    if out.is_input:
+        raise ValueError("from_onnx: the graph output is one of its inputs; no layer between")
+    if head == "sigmoid" and loss == "mse":  # the sigmoid is the model's, not a loss's
+        layer = out.layer
+        if isinstance(layer, (Dense, BatchNorm)) and layer.activation == "identity" \
+                and getattr(layer, "_uses", 1) == 1:
+            layer.activation = "sigmoid"
+        else:
+            out = Activation("sigmoid")(out)
+    model = Model(xs[0] if len(xs) == 1 else xs, out, loss=loss, optimizer=optimizer,
+                  device=device, dtype=dtype)
+    model.set_weights([w for layer in model.layers for w in weights.get(id(layer), [])])
+    return model
+
+
 def from_onnx(path, loss=None, optimizer=None, device="auto", dtype=None):
-    """A fastmlp Sequential model from an ONNX file (or onnx.ModelProto) that fastmlp can
-    express: a chain of Gemm (or MatMul + Add) layers with the activations relu,
+    """A fastmlp model from an ONNX file (or onnx.ModelProto) that fastmlp can express: a
+    Sequential model for a chain of Gemm (or MatMul + Add) layers with the activations relu,
     leaky_relu (0.01), elu (1), sigmoid, tanh, gelu (exact), softplus, BatchNormalization
     and Dropout, optionally ending in Softmax (loss cross_entropy), Sigmoid (binary
-    cross-entropy) or Squeeze. Any other operator raises a ValueError naming it.
+    cross-entropy) or Squeeze. A graph with several inputs, Adds of two tensors or Concat
+    (axis 1) becomes a graph ``fastmlp.Model`` (inputs named as the graph's; nodes reading
+    the same weights become one shared layer). Any other operator raises a ValueError
+    naming it.
 
     loss: None takes the loss recorded by ``to_onnx`` or, failing that, the one the
     output implies (softmax: cross_entropy, sigmoid: binary_cross_entropy, else mse).
@@ -727,35 +937,68 @@ def from_onnx(path, loss=None, optimizer=None, device="auto", dtype=None):
         raise ValueError(f"{label} is not a valid ONNX model: {exc}") from None
     graph = _Graph(proto.graph)
     inputs = [i for i in proto.graph.input if i.name not in graph.constants]
-    if len(inputs) != 1 or len(graph.outputs) != 1:
+    if not inputs or len(graph.outputs) != 1:
         raise ValueError(f"from_onnx: the graph has {len(inputs)} inputs and {len(graph.outputs)} "
-                         "outputs; a Sequential model has one of each")
-    x = inputs[0]
-    elem = x.type.tensor_type.elem_type
-    graph_dtype = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64"}.get(elem)
-    if graph_dtype is None:
-        raise ValueError(f"from_onnx: the input {x.name!r} has element type "
-                         f"{onnx.TensorProto.DataType.Name(elem)}; expected FLOAT or DOUBLE")
-    dims = x.type.tensor_type.shape.dim
-    if len(dims) != 2:
-        raise ValueError(f"from_onnx: the input {x.name!r} has {len(dims)} dimensions; "
-                         "expected 2 (batch, features)")
-    n_features = dims[1].dim_value or None
-    steps = _walk(graph, x.name)
-    layers, weights, head = _layers_from_steps(steps, n_features)
+                         "outputs; fastmlp models have one output and at least one input")
+    dtypes, widths = set(), []
+    for x in inputs:
+        elem = x.type.tensor_type.elem_type
+        graph_dtype = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.DOUBLE: "float64"}.get(elem)
+        if graph_dtype is None:
+            raise ValueError(f"from_onnx: the input {x.name!r} has element type "
+                             f"{onnx.TensorProto.DataType.Name(elem)}; expected FLOAT or DOUBLE")
+        dims = x.type.tensor_type.shape.dim
+        if len(dims) != 2:
+            raise ValueError(f"from_onnx: the input {x.name!r} has {len(dims)} dimensions; "
+                             "expected 2 (batch, features)")
+        dtypes.add(graph_dtype)
+        widths.append(dims[1].dim_value or None)
+    if len(dtypes) > 1:
+        raise ValueError(f"from_onnx: the inputs mix element types {sorted(dtypes)}")
+    graph_dtype = dtypes.pop()
+    dtype = graph_dtype if dtype is None else check_dtype(dtype).name
     meta = {p.key: p.value for p in proto.metadata_props}
     if loss is None and meta.get(LOSS_KEY):
         loss = meta[LOSS_KEY]
+    steps = None
+    if len(inputs) == 1:
+        try:
+            steps = _walk(graph, inputs[0].name)
+        except ValueError as chain_error:
+            if not _is_graph(graph):
+                raise chain_error from None
+    if steps is None:  # several inputs, Add of two tensors, Concat: a graph Model
+        if None in widths:
+            raise ValueError("from_onnx: a graph model's inputs need a fixed number of features; "
+                             f"got {[(x.name, w) for x, w in zip(inputs, widths)]}")
+        return _graph_model(graph, [(x.name, w) for x, w in zip(inputs, widths)], graph.outputs[0],
+                            loss, optimizer, device, dtype)
+    layers, weights, head = _layers_from_steps(steps, widths[0])
     loss = _loss_for(head, loss)
     if head == "sigmoid" and loss == "mse":
         if layers[-1].activation != "identity":
             raise ValueError("from_onnx: a Sigmoid after the last layer's activation")
         layers[-1].activation = "sigmoid"
-    dtype = graph_dtype if dtype is None else check_dtype(dtype).name
     model = Sequential(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype)
     model.set_weights(weights)
     return model
 
 
+def _is_graph(graph):
+    """Whether the graph has the operators only graph Models use: Concat, or an Add of two
+    computed tensors outside a decomposed activation (the MatMul + bias Add reads a constant)."""
+    inside = set()
+    for node in graph.nodes:
+        for t in node.input:
+            for name, emit in _decompositions().items():
+                match = _match(graph, t, emit) if t not in graph.constants else None
+                if match is not None:
+                    inside.update(id(m) for m in match[1])
+    return any(n.op_type == "Concat" and id(n) not in inside
+               or (n.op_type == "Add" and id(n) not in inside
+                   and all(i not in graph.constants for i in n.input))
+               for n in graph.nodes)
+
+
 __all__ = ["to_onnx", "estimator_to_onnx", "from_onnx", "build_graph", "GraphBuilder",
-           "EMITTERS", "ACTIVATIONS", "HEADS"]
+           "EMITTERS", "ACTIVATIONS", "HEADS", "graph_nodes"]

@@ -111,9 +111,9 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam``; weight decay is decoupled (AdamW-style) by default.
 
-    With ``decoupled=True`` (the default, as in DESIGN.md) this is ``torch.optim.AdamW``'s
-    update: ``p *= 1 - lr * weight_decay`` before the Adam step. With ``decoupled=False`` the
-    decay is added to the gradient, as ``torch.optim.Adam(weight_decay=...)`` does.
+    With ``decoupled=True`` (the default) this is ``torch.optim.AdamW``'s update:
+    ``p *= 1 - lr * weight_decay`` before the Adam step. With ``decoupled=False`` the decay
+    is added to the gradient, as ``torch.optim.Adam(weight_decay=...)`` does.
     ``amsgrad=True`` uses the running maximum of the second moment (AMSGrad), as PyTorch.
     """
 

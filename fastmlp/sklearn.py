@@ -158,7 +158,7 @@ from sklearn.utils.validation import _check_sample_weight
 from . import distributed as _distributed
 from ._validation import check_targets
 from .errors import DivergenceError
-from .io import from_bytes, to_bytes
+from .saving import from_bytes, to_bytes
 from .kernels.codes import ACTIVATIONS
 from .lbfgs import _minimize as _lbfgs_minimize
 from .model import MLP

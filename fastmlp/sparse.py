@@ -36,14 +36,9 @@ def check_sparse_X(X, n_features=None, name="X", dtype=None):
         raise TypeError(f"{name} must hold real numbers (bool, int, uint or float); got dtype {X.dtype}")
     if X.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has shape {X.shape}, needs at least one sample")
-    if X.shape[1] == 0:
-        raise ValueError(f"{name} has no features: shape {X.shape}")
-    if n_features is not None and X.shape[1] != n_features:
-        raise ValueError(
-            f"{name} must have {n_features} features (the model's input size); "
-            f"got {X.shape[1]} (shape {X.shape})"
-        )
-    from ._validation import check_finite
+    from ._validation import check_features, check_finite
+
+    check_features(X.shape, n_features, name)
 
     X = X.tocsr()
     check_finite(X.data, f"{name} (its stored values)", dtype)

@@ -13,7 +13,7 @@ the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACT
 ``matmul(A, B, C, trans_a, trans_b)``                  C = op(A) @ op(B)
 ``linear_forward(A_in, W, b, act, A_out)``             A_out = f(A_in @ W.T + b)
 ``activate(Z, act, A)``                                A = f(Z)
-``activation_backward(D, act, delta)``                 delta *= f'(D)
+``activation_backward(A, act, delta)``                 delta *= f'(A), A the D above
 ``softmax(Z, P)``                                      P = softmax(Z) by rows
 ``softmax_cross_entropy(Z, T, dZ, w, smoothing)``      T labels (B,) or targets (B, K); -> loss
 ``softmax_kl_divergence(Z, T, dZ, w)``                 targets (B, K): cross-entropy minus the
@@ -22,7 +22,7 @@ the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACT
 ``mse(Z, T, dZ, w)``                                   mean over elements; -> loss
 ``poisson(Z, T, dZ, w)``                               log link: mean of w (exp(Z) - T Z),
                                                        dZ = w (exp(Z) - T) / Z.size; -> loss
-``delta_backward(delta, W, D_prev, act, delta_prev,    delta_prev = f'(D_prev) * (delta @ W
+``delta_backward(delta, W, A_prev, act, delta_prev,    delta_prev = f'(A_prev) * (delta @ W
 accumulate=False)``                                    [+ delta_prev when accumulate: beta=1])
 ``weight_grad(delta, A_prev, dW, db,                   dW = delta.T @ A_prev, db = sum(delta)
 accumulate=False)``                                    (added to dW, db when accumulate)
@@ -41,22 +41,25 @@ out_data, out_indices, out_indptr) -> nnz``            -> its number of entries 
 ``csr_to_dense(data, indices, indptr, out)``           out = the CSR rows, dense
 ``fill_uniform(U, rng)``                               U ~ uniform [0, 1), seeded from rng
 ``dropout_forward(A_in, U, p, A_out)``                 A_out = A_in * (U >= p) / (1 - p)
-``dropout_backward(delta, U, p, D_prev, act, out)``    out = f'(D_prev) * delta * (U >= p) / (1 - p)
-``batchnorm_forward(X, gamma, beta, rmean, rvar,       training batch norm, keeps Xhat, inv_std,
-momentum, eps, act, Xhat, inv_std, A_out)``            updates the running statistics
-``batchnorm_inference(X, gamma, beta, rmean, rvar,     batch norm with the running statistics
-eps, act, A_out)``
+``dropout_backward(delta, U, p, D_prev, act_prev,      delta_prev = f'(D_prev) * delta * (U >= p)
+delta_prev)``                                          / (1 - p)
+``batchnorm_forward(X, gamma, beta, running_mean,      training batch norm, keeps Xhat, inv_std,
+running_var, momentum, eps, act, Xhat, inv_std,        updates the running statistics
+A_out)``
+``batchnorm_inference(X, gamma, beta, running_mean,    batch norm with the running statistics
+running_var, eps, act, A_out)``
 ``batchnorm_backward(delta, Xhat, inv_std, gamma,      dgamma, dbeta and delta_prev
-dgamma, dbeta, D_prev, act, delta_prev)``
-``sgd_update(p, g, buf, lr, momentum, wd, nesterov)``  torch.optim.SGD, in place
-``adam_update(p, g, m, v, step, lr, b1, b2, eps, wd,   torch.optim.Adam / AdamW (AMSGrad with
-decoupled, v_max=None)``                               v_max), in place
-``rmsprop_update(p, g, sq, gavg, buf, lr, alpha, eps,  torch.optim.RMSprop, in place
-wd, momentum, centered)``
-``adagrad_update(p, g, state_sum, lr, wd, eps)``       torch.optim.Adagrad, in place (lr decayed
-                                                       for the step by the caller)
-``lamb_update(p, g, m, v, step, lr, b1, b2, eps, wd,   LAMB, one trust ratio per tensor
-segments)``                                            p[segments[j]:segments[j+1]]; g -> update
+dgamma, dbeta, D_prev, act_prev, delta_prev)``
+``sgd_update(p, g, buf, lr, momentum, weight_decay,    torch.optim.SGD, in place
+nesterov)``
+``adam_update(p, g, m, v, step, lr, beta1, beta2,      torch.optim.Adam / AdamW (AMSGrad with
+eps, weight_decay, decoupled, v_max=None)``            v_max), in place
+``rmsprop_update(p, g, square_avg, grad_avg, buf,      torch.optim.RMSprop, in place
+lr, alpha, eps, weight_decay, momentum, centered)``
+``adagrad_update(p, g, state_sum, lr, weight_decay,    torch.optim.Adagrad, in place (lr decayed
+eps)``                                                 for the step by the caller)
+``lamb_update(p, g, m, v, step, lr, beta1, beta2,      LAMB, one trust ratio per tensor
+eps, weight_decay, segments)``                         p[segments[j]:segments[j+1]]; g -> update
 ``clip_grad_norm(g, max_norm) -> norm``                torch.nn.utils.clip_grad_norm_
 ``scale(x, c)``                                        x *= c (flat; data-parallel shard weights)
 ``gather_rows(X, idx, out)``                           out = X[idx] (cast)
@@ -86,8 +89,10 @@ convention) and ``smoothing`` is PyTorch's label smoothing. The optimizer kernel
 contiguous 1-D arrays (a model keeps all its parameters, gradients and optimizer state in
 such arrays, so one call updates everything).
 
-The CUDA backend's losses and ``count_correct`` also take ``total=``, a device scalar they
-add to without reading anything back (see ``cuda/``), so an epoch reads its loss once.
+The CUDA backend's losses and ``count_correct`` / ``count_binary_correct`` also take
+``total=``, a device scalar they add to without reading anything back (see ``cuda/``), so an
+epoch reads its loss once; its ``clip_grad_norm`` takes ``norm_out=`` for the same reason.
+tests/test_contract.py checks this table against every backend's functions and signatures.
 """
 
 import importlib

@@ -3,8 +3,8 @@
 Numba's own ``np.dot`` needs SciPy, which is not a dependency, so the GEMM part of each
 single-layer kernel is NumPy's ``matmul`` writing into the caller's array (``out=``, no
 allocation, the machine's sgemm/dgemm), and everything around it -- bias, activation, its
-derivative, the losses, the reductions, the optimizer updates -- is one compiled pass over
-the data. ``mlp_forward`` / ``mlp_backward`` run the layer loop of a Dense stack inside one
+derivative, the losses, the reductions, the optimizer updates (``cpu_optim.py``) -- is one
+compiled pass over the data. ``mlp_forward`` / ``mlp_backward`` run the layer loop of a Dense stack inside one
 compiled function that calls the same BLAS directly (``blas.py``), so no Python runs
 between the layers. Activations are compiled per code (one loop each, with ``vecmath``'s
 vectorisable float32 exp / expm1 / log1p / tanh).
@@ -25,6 +25,8 @@ from numba import njit
 
 from . import blas, scalar, stack, vecmath
 from .codes import ACTIVATIONS, CACHE, GELU, IDENTITY, NEEDS_PREACTIVATION, SIGMOID
+from .cpu_optim import (adagrad_update, adam_update, clip_grad_norm, lamb_update,  # noqa: F401
+                        rmsprop_update, scale, sgd_update)  # the optimizer kernels
 
 name = "cpu"
 
@@ -32,6 +34,12 @@ name = "cpu"
 
 def _jit(fn):
     return njit(cache=CACHE, nogil=True, error_model="numpy")(fn)
+
+
+def _jit_named(name, act):
+    """_jit for a kernel made per activation code: named ``<name>_<activation>``, one name
+    per compiled function (see scalar.unique_name)."""
+    return lambda fn: _jit(scalar.unique_name(fn, f"{name}_{ACTIVATION_NAMES[act]}"))
 
 
 # ---------------------------------------------------------------------------------------
@@ -49,6 +57,9 @@ _f, _df = _ANY.f, _ANY.df
 _FAST = scalar.compile_with(njit(error_model="numpy", inline="always"), vecmath)
 
 
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()}
+
+
 def _per_activation(make):
     """One generic kernel, compiled per activation code: `make(act)` closes over the code,
     which Numba then treats as a compile-time constant, so the branch on it is folded away
@@ -59,7 +70,7 @@ def _per_activation(make):
 def _make_bias_activate(act):
     f = _FAST.f_of[act]
 
-    @_jit
+    @_jit_named("bias_activate", act)
     def bias_activate(Z, b):
         """Z = f(Z + b) in place: the epilogue of the linear layer."""
         n, m = Z.shape
@@ -73,7 +84,7 @@ def _make_bias_activate(act):
 def _make_activation_backward(act):
     df = _FAST.df_of[act]
 
-    @_jit
+    @_jit_named("times_df", act)
     def times_df(A, delta):
         """delta *= f'(A) in place."""
         n, m = delta.shape
@@ -87,7 +98,7 @@ def _make_activation_backward(act):
 def _make_activate(act):
     f = _FAST.f_of[act]
 
-    @_jit
+    @_jit_named("activate", act)
     def activate(Z, A):
         """A = f(Z), elementwise."""
         n, m = Z.shape
@@ -115,8 +126,8 @@ assert NEEDS_PREACTIVATION == {GELU}, "mlp_forward calls _activate_gelu for thes
 #: delta *= f'(D) by ``_times_df(D, delta, act)``: one branch per call (generated from the
 #: activation table) picks the loop compiled for `act` (Numba calls no function chosen at
 #: run time)
-_bias_activate = scalar.switch(_jit, _BIAS_ACTIVATE, nargs=2)
-_times_df = scalar.switch(_jit, (_unchanged,) + _TIMES_DF[1:], nargs=2)
+_bias_activate = scalar.switch(_jit, _BIAS_ACTIVATE, nargs=2, name="bias_activate")
+_times_df = scalar.switch(_jit, (_unchanged,) + _TIMES_DF[1:], nargs=2, name="times_df")
 
 
 def activation_backward(A, act, delta):
@@ -589,176 +600,6 @@ def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_p
         for i in range(n):
             dx = c * (n * delta[i, j] - sb - Xhat[i, j] * sg)
             delta_prev[i, j] = _df(D_prev[i, j], act_prev) * dx
-
-
-# ---------------------------------------------------------------------------------------
-# optimizer updates: one pass over a (flat) parameter array, in place
-
-
-def _check_flat(*arrays):
-    for a in arrays:
-        if a.ndim != 1 or not a.flags.c_contiguous:
-            raise ValueError(
-                f"optimizer kernels take flat contiguous 1-D arrays; got shape {a.shape}"
-            )
-
-
-def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
-    """torch.optim.SGD (dampening 0) in place; buf is the momentum buffer, zero at the start.
-
-    p, g, buf: flat contiguous 1-D arrays of the same length. The hyper-parameters are cast
-    to p's dtype, so a float32 model's update is float32 arithmetic throughout (as PyTorch's
-    and NumPy's), which also lets the loop run twice as many lanes per instruction.
-    """
-    _check_flat(p, g, buf)
-    t = p.dtype.type
-    _sgd_update(p, g, buf, t(lr), t(momentum), t(weight_decay), nesterov)
-
-
-@_jit
-def _sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
-    for i in range(p.size):
-        d = g[i] + weight_decay * p[i]
-        if momentum != 0:
-            buf[i] = momentum * buf[i] + d
-            d = d + momentum * buf[i] if nesterov else buf[i]
-        p[i] -= lr * d
-
-
-def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, v_max=None):
-    """torch.optim.Adam / AdamW in place; m, v zero at the start, step counts from 1.
-
-    With v_max (zero at the start) this is AMSGrad: the denominator uses the running
-    maximum of v. All arrays flat, contiguous and 1-D of the same length.
-    """
-    _check_flat(p, g, m, v)
-    amsgrad = v_max is not None
-    if amsgrad:
-        _check_flat(v_max)
-    t = p.dtype.type
-    # decoupled (AdamW): p *= 1 - lr * wd; coupled (Adam): g += wd * p. Both are always
-    # applied, one of them as the identity, so the loop has no branch but AMSGrad's.
-    decay = 1 - lr * weight_decay if decoupled else 1.0
-    coupled = 0.0 if decoupled else weight_decay
-    _adam_update(p, g, m, v, v_max if amsgrad else v, t(lr / (1 - beta1**step)),
-                 t(math.sqrt(1 - beta2**step)), t(beta1), t(beta2), t(eps), t(decay), t(coupled),
-                 amsgrad)
-
-
-@_jit
-def _adam_update(p, g, m, v, v_max, step_size, bias_correction2_sqrt, beta1, beta2, eps, decay,
-                 coupled_decay, amsgrad):
-    one = p.dtype.type(1)
-    for i in range(p.size):
-        gi = g[i] + coupled_decay * p[i]
-        mi = m[i] + (one - beta1) * (gi - m[i])
-        vi = beta2 * v[i] + (one - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        if amsgrad:
-            vi = max(v_max[i], vi)
-            v_max[i] = vi
-        p[i] = p[i] * decay - step_size * mi / (math.sqrt(vi) / bias_correction2_sqrt + eps)
-
-
-def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
-    """torch.optim.RMSprop in place; state arrays zero at the start, all flat 1-D."""
-    _check_flat(p, g, square_avg, grad_avg, buf)
-    t = p.dtype.type
-    _rmsprop_update(p, g, square_avg, grad_avg, buf, t(lr), t(alpha), t(eps), t(weight_decay),
-                    t(momentum), centered)
-
-
-@_jit
-def _rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
-    one = p.dtype.type(1)
-    for i in range(p.size):
-        gi = g[i] + weight_decay * p[i]
-        square_avg[i] = alpha * square_avg[i] + (one - alpha) * gi * gi
-        if centered:
-            grad_avg[i] += (one - alpha) * (gi - grad_avg[i])
-            avg = math.sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + eps
-        else:
-            avg = math.sqrt(square_avg[i]) + eps
-        if momentum > 0:
-            buf[i] = momentum * buf[i] + gi / avg
-            p[i] -= lr * buf[i]
-        else:
-            p[i] -= lr * gi / avg
-
-
-@_jit
-def _sum_squares(g):
-    total = 0.0
-    for i in range(g.size):
-        total += g[i] * g[i]
-    return total
-
-
-@_jit
-def _scale(g, c):
-    for i in range(g.size):
-        g[i] *= c
-
-
-def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
-    """torch.optim.Adagrad in place (``lr`` already decayed for this step); flat 1-D arrays."""
-    _check_flat(p, g, state_sum)
-    t = p.dtype.type
-    _adagrad_update(p, g, state_sum, t(lr), t(weight_decay), t(eps))
-
-
-@_jit
-def _adagrad_update(p, g, state_sum, lr, weight_decay, eps):
-    for i in range(p.size):
-        gi = g[i] + weight_decay * p[i]
-        state_sum[i] += gi * gi
-        p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
-
-
-def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments):
-    """LAMB in place, one trust ratio per tensor p[segments[j]:segments[j+1]] (see the
-    reference); g is overwritten with the update direction u. Flat 1-D arrays."""
-    _check_flat(p, g, m, v)
-    t = p.dtype.type
-    _lamb_update(p, g, m, v, np.asarray(segments, np.int64), t(lr), t(beta1), t(beta2),
-                 t(1 - beta1**step), t(math.sqrt(1 - beta2**step)), t(eps), t(weight_decay))
-
-
-@_jit
-def _lamb_update(p, g, m, v, segments, lr, beta1, beta2, bias_correction1, bias_correction2_sqrt,
-                 eps, weight_decay):
-    one = p.dtype.type(1)
-    for j in range(segments.size - 1):
-        p_sq, u_sq = 0.0, 0.0  # float64 sums, as the reference
-        for i in range(segments[j], segments[j + 1]):
-            m[i] = beta1 * m[i] + (one - beta1) * g[i]
-            v[i] = beta2 * v[i] + (one - beta2) * g[i] * g[i]
-            u = (m[i] / bias_correction1) / (math.sqrt(v[i]) / bias_correction2_sqrt + eps) \
-                + weight_decay * p[i]
-            g[i] = u
-            p_sq += float(p[i]) * float(p[i])
-            u_sq += float(u) * float(u)
-        ratio = math.sqrt(p_sq) / math.sqrt(u_sq) if p_sq > 0 and u_sq > 0 else 1.0
-        step = p.dtype.type(lr * ratio)
-        for i in range(segments[j], segments[j + 1]):
-            p[i] -= step * g[i]
-
-def scale(x, c):
-    """x *= c in place (a flat, contiguous array)."""
-    _check_flat(x)
-    _scale(x, x.dtype.type(c))
-
-
-def clip_grad_norm(g, max_norm):
-    """Scale g in place so that its L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_:
-    factor max_norm / (norm + 1e-6) when below 1). Returns the norm before clipping."""
-    _check_flat(g)
-    norm = math.sqrt(_sum_squares(g))
-    coef = max_norm / (norm + 1e-6)
-    if coef < 1:
-        _scale(g, coef)
-    return norm
 
 
 # ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The NumPy reference backend: the oracle every other backend is tested against.
 
-Written for clarity, not speed: each function is the formula from the lecture notes.
+Written for clarity, not speed: each function is its formula, written out in NumPy.
 It follows the same contract as ``cpu.py`` and ``cuda/``: same names, same arguments,
 outputs written into the arrays the caller passes. (Unlike the compiled backends it may
 allocate temporaries.)

@@ -119,11 +119,22 @@ F = tuple(globals()[_NAMES[code]] for code in CODES)
 DF = tuple(globals()[_NAMES[code] + "_df"] for code in CODES)
 
 
-def switch(jit, by_code, default=None, nargs=1):
+def unique_name(fn, name):
+    """`fn` renamed `name` (its __qualname__): every compiled function needs a name of its
+    own. Numba names the machine code of a function after its __qualname__ and a counter of
+    the process; functions generated from one definition (closures, rebound copies) share
+    the __qualname__, so code loaded from the disk cache, named in another process, can take
+    the name of a different function compiled here, and calls then go to the wrong one."""
+    fn.__qualname__ = name
+    return fn
+
+
+def switch(jit, by_code, default=None, nargs=1, name="switch"):
     """A compiled ``run(x, act)`` (``run(x, y, act)`` with nargs=2) that returns
     ``by_code[act](x)``, the functions compiled already, ``default(x)`` past the last code
     (``by_code[0]`` if None): a chain of ``if act == code`` branches built from the table,
-    each link a small compiled function calling the next (Numba inlines them)."""
+    each link a small compiled function calling the next (Numba inlines them). `name`
+    (unique per switch) names the links, ``<name>_level<code>``."""
     default = by_code[0] if default is None else default
 
     def level(code):
@@ -141,7 +152,7 @@ def switch(jit, by_code, default=None, nargs=1):
         else:
             def run(x, y, act):
                 return here(x, y) if act == code else rest(x, y, act)
-        return jit(run)
+        return jit(unique_name(run, f"{name}_level{code}"))
 
     return level(0)
 
@@ -153,13 +164,17 @@ def compile_with(jit, math_module=math, dtype=None):
     ``df_of[act]`` (one activation each)."""
     constants = {name: (globals()[name] if dtype is None else dtype(globals()[name]))
                  for name in _CONSTANTS}
+    # the variant's names: e.g. relu_vecmath_py (the CPU's fast loops), relu_math_float32
+    tag = f"{getattr(math_module, '__name__', 'math').rsplit('.', 1)[-1]}_" \
+          f"{'py' if dtype is None else getattr(dtype, '__name__', str(dtype))}"
 
     def rebind(fn):
-        return jit(types.FunctionType(fn.__code__, dict(fn.__globals__, math=math_module,
-                                                        **constants),
-                                      fn.__name__, fn.__defaults__, fn.__closure__))
+        copy = types.FunctionType(fn.__code__, dict(fn.__globals__, math=math_module, **constants),
+                                  fn.__name__, fn.__defaults__, fn.__closure__)
+        return jit(unique_name(copy, f"{fn.__name__}_{tag}"))
 
     f_of = tuple(rebind(fn) for fn in F)
     df_of = tuple(rebind(fn) for fn in DF)
-    return types.SimpleNamespace(f=switch(jit, f_of, f_of[0]), df=switch(jit, df_of, df_of[0]),
+    return types.SimpleNamespace(f=switch(jit, f_of, f_of[0], name=f"f_{tag}"),
+                                 df=switch(jit, df_of, df_of[0], name=f"df_{tag}"),
                                  f_of=f_of, df_of=df_of)

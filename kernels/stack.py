@@ -1,6 +1,8 @@
-"""The two layer loops of a stack of Dense layers, over one backend's single-layer kernels.
+"""A Dense layer over one backend's single-layer kernels, and the two layer loops of a stack
+of them: the one definition that fastmlp.layers.Dense (the per-layer path of any model) and
+the stack loops both call.
 
-This is the definition of the contract's ``mlp_forward`` / ``mlp_backward``: the reference
+The loops are the definition of the contract's ``mlp_forward`` / ``mlp_backward``: the reference
 backend runs it as it is; the CPU backend runs the same loop compiled (calling BLAS from
 Numba) and falls back to this one without a BLAS it can reach; the CUDA backend fuses the
 layers of narrow networks and falls back to this one for wide networks. ``k`` is the
@@ -10,20 +12,39 @@ backend module whose kernels are called.
 from .codes import IDENTITY, NEEDS_PREACTIVATION
 
 
+def dense_forward(k, A_in, W, b, act, A_out, Z=None):
+    """One Dense layer: A_out = f(A_in @ W.T + b). With Z given (the activations in
+    NEEDS_PREACTIVATION), Z keeps the pre-activation A_in @ W.T + b for f'."""
+    if Z is None:
+        k.linear_forward(A_in, W, b, act, A_out)
+    else:
+        k.linear_forward(A_in, W, b, IDENTITY, Z)
+        k.activate(Z, act, A_out)
+
+
+def dense_backward(k, delta, A_in, W, dW, db, D_prev, act_prev, delta_prev,
+                   acc_grads=False, acc_delta=False):
+    """One Dense layer backward: dW = delta.T @ A_in, db = sum(delta) and, unless
+    delta_prev is None (the first layer), delta_prev = f'_prev(D_prev) * (delta @ W).
+    acc_grads adds to dW, db (a shared layer's later use); acc_delta adds to delta_prev (a
+    producer feeding several consumers): both GEMMs with beta = 1."""
+    k.weight_grad(delta, A_in, dW, db, acc_grads)
+    if delta_prev is not None:
+        k.delta_backward(delta, W, D_prev, act_prev, delta_prev, acc_delta)
+
+
 def forward(k, A, D, W, b, acts):
     """for l in 0..L-1: A[l+1] = f_l(A[l] @ W[l].T + b[l]); D[l+1] gets Z where f' needs it."""
     for l in range(len(W)):
-        if acts[l] in NEEDS_PREACTIVATION:
-            k.linear_forward(A[l], W[l], b[l], IDENTITY, D[l + 1])
-            k.activate(D[l + 1], acts[l], A[l + 1])
-        else:
-            k.linear_forward(A[l], W[l], b[l], acts[l], A[l + 1])
+        Z = D[l + 1] if acts[l] in NEEDS_PREACTIVATION else None
+        dense_forward(k, A[l], W[l], b[l], acts[l], A[l + 1], Z)
 
 
 def backward(k, delta, A, D, W, dW, db, acts):
     """for l = L-1..0: dW[l], db[l] = weight_grad(delta[l], A[l]) and, for l > 0,
     delta[l-1] = f'_{l-1}(D[l]) * (delta[l] @ W[l])."""
     for l in reversed(range(len(W))):
-        k.weight_grad(delta[l], A[l], dW[l], db[l])
         if l > 0:
-            k.delta_backward(delta[l], W[l], D[l], acts[l - 1], delta[l - 1])
+            dense_backward(k, delta[l], A[l], W[l], dW[l], db[l], D[l], acts[l - 1], delta[l - 1])
+        else:
+            dense_backward(k, delta[l], A[l], W[l], dW[l], db[l], None, IDENTITY, None)

@@ -28,6 +28,68 @@ def model(optimizer, dtype, seed, device="cpu", sizes=(FEATURES, 16, CLASSES)):
     return fm.MLP(list(sizes), optimizer=opt, dtype=dtype, seed=seed, device=device)
 
 
+def graph_model(kind, seed, dtype="float64", device="cpu"):
+    """The functional models: "residual" (h + Dense(h), Adam) on X; "concat" (two inputs,
+    columns [0, 4) and [4, 10) of X, each through its own Dense, concatenated; SGD with
+    momentum)."""
+    if kind == "residual":
+        x = fm.Input(FEATURES, name="x")
+        h = fm.Dense(16, activation="relu")(x)
+        h = fm.Add()([h, fm.Dense(16, activation="tanh")(h)])
+        return fm.Model(x, fm.Dense(CLASSES)(h), loss="cross_entropy", optimizer=fm.Adam(lr=0.01),
+                        dtype=dtype, seed=seed, device=device)
+    a, b = fm.Input(4, name="a"), fm.Input(FEATURES - 4, name="b")
+    h = fm.Concatenate()([fm.Dense(8, activation="relu")(a), fm.Dense(8, activation="tanh")(b)])
+    return fm.Model([a, b], fm.Dense(CLASSES)(h), loss="cross_entropy",
+                    optimizer=fm.SGD(lr=0.1, momentum=0.9), dtype=dtype, seed=seed, device=device)
+
+
+def two_inputs(X):
+    return [X[:, :4], X[:, 4:]]
+
+
+def graph_auto(outdir, kind):
+    """Every process passes the same data (the two-input model as a dict by input name);
+    overlap=True falls back to one Allreduce after the graph's backward."""
+    X, y = data("float64")
+    m = graph_model(kind, seed=distributed.rank())
+    inputs = X if kind == "residual" else dict(zip(("a", "b"), two_inputs(X)))
+    h = m.fit(inputs, y, epochs=EPOCHS, batch_size=BATCH, validation_split=0.1,
+              callbacks=[fm.ExponentialDecay(0.9)], verbose=0,
+              distributed=distributed.MPI(overlap=kind == "concat", check_sync=True))
+    save(outdir, f"graph-{kind}", m, h)
+
+
+def graph_local(outdir):
+    """shard="local" for the two-input model: each process its own rows of both inputs."""
+    X, y = data("float64")
+    r = distributed.rank()
+    part = slice(0, LOCAL_SPLIT) if r == 0 else slice(LOCAL_SPLIT, N)
+    m = graph_model("concat", seed=10 + r)
+    h = m.fit(two_inputs(X[part]), y[part], epochs=EPOCHS, batch_size=BATCH, verbose=0,
+              distributed=distributed.MPI(check_sync=True), shard="local")
+    save(outdir, "graph-local", m, h)
+
+
+def graph_batchnorm(outdir):
+    """A residual block with BatchNorm, shard="local": each process normalises its own
+    batches; the running statistics are averaged at each epoch's end, so the weights and
+    statistics stay identical on both processes."""
+    X, y = data("float64")
+    r = distributed.rank()
+    part = slice(0, LOCAL_SPLIT) if r == 0 else slice(LOCAL_SPLIT, N)
+    x = fm.Input(FEATURES, name="x")
+    h = fm.Dense(16, activation="relu")(x)
+    h = fm.Add()([h, fm.BatchNorm(activation="relu", name="bn")(fm.Dense(16)(h))])
+    m = fm.Model(x, fm.Dense(CLASSES)(h), loss="cross_entropy", optimizer=fm.Adam(lr=0.01),
+                 dtype="float64", seed=r, device="cpu")
+    h = m.fit(X[part] + r, y[part], epochs=2, batch_size=BATCH, verbose=0, distributed="mpi",
+              shard="local")
+    running = {name: w.tolist() for (name, _), w in zip(m._weight_slots(), m.get_weights())
+               if "running" in name}
+    save(outdir, "graph-batchnorm", m, h, running=running)
+
+
 def flat(m):
     return np.concatenate([w.ravel().astype(np.float64) for w in m.get_weights()])
 
@@ -221,14 +283,19 @@ def sklearn_diverge(outdir):
 
 def mismatch(outdir):
     """Rank 1 passes other data of the same size: with shard='auto' both raise the same
-    ValueError (model.fit and an estimator)."""
+    ValueError (model.fit, an estimator, and a two-input graph Model whose inputs differ in
+    the second array only)."""
     X, y = data("float64")
+    X2 = X.copy()
     if distributed.rank() == 1:
         X[5, 2] += 1.0
+        X2[5, 7] += 1.0  # column 7: the second input ("b") of the two-input model
     messages = []
     for fit in (lambda: model("sgd", "float64", seed=0).fit(X, y, batch_size=BATCH, verbose=0,
                                                             distributed="mpi"),
-                lambda: fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y)):
+                lambda: fit_quietly(estimator("sgd", BATCH, distributed="mpi"), X, y),
+                lambda: graph_model("concat", seed=0).fit(two_inputs(X2), y, batch_size=BATCH,
+                                                          verbose=0, distributed="mpi")):
         try:
             fit()
             messages.append(None)
@@ -263,6 +330,12 @@ def cuda(outdir):
         h = m.fit(X, y, epochs=2, batch_size=4, verbose=0,
                   distributed=distributed.MPI(cuda_aware=aware, check_sync=True))
         save(outdir, f"cuda-aware{int(aware)}", m, h)
+    # a two-input graph Model on the device (its gradient through the host)
+    Xg = rng.normal(size=(n, FEATURES))
+    g = graph_model("concat", seed=distributed.rank(), device="cuda")
+    h = g.fit(two_inputs(Xg), y, epochs=2, batch_size=4, verbose=0,
+              distributed=distributed.MPI(check_sync=True))
+    save(outdir, "cuda-graph", g, h)
     # the estimators' loop on the device: the epoch's loss summed on the device, read once
     clf = estimator("sgd", 4, hidden_layer_sizes=(8,), max_iter=2, device="cuda",
                     distributed=distributed.MPI(check_sync=True))
@@ -271,6 +344,9 @@ def cuda(outdir):
         ref = model("sgd", "float64", seed=0, device="cuda", sizes=sizes)
         h = ref.fit(X, y, epochs=2, batch_size=8, verbose=0)
         save(outdir, "cuda-single", ref, h)
+        ref = graph_model("concat", seed=0, device="cuda")
+        h = ref.fit(two_inputs(Xg), y, epochs=2, batch_size=8, verbose=0)
+        save(outdir, "cuda-graph-single", ref, h)
         ref = fit_quietly(estimator("sgd", 8, hidden_layer_sizes=(8,), max_iter=2, device="cuda"), X, y)
         save_estimator(outdir, "cuda-sklearn-single", ref)
 
@@ -284,6 +360,9 @@ SCENARIOS = {
     "sklearn-adam": sklearn_adam, "sklearn-weighted": sklearn_weighted, "sklearn-diverge": sklearn_diverge,
     "sklearn-lbfgs": sklearn_lbfgs, "mismatch": mismatch,
     "cuda": cuda,
+    "graph-residual": lambda out: graph_auto(out, "residual"),
+    "graph-concat": lambda out: graph_auto(out, "concat"),
+    "graph-local": graph_local, "graph-batchnorm": graph_batchnorm,
 }
 
 if __name__ == "__main__":

@@ -94,7 +94,9 @@ def test_report_without_torch_columns(smoke_json):
     text = report.report(doc)
     rows = _epoch_rows(text)
     assert len(rows) == 3
-    assert all(row.count("|") == 7 for row in rows)  # batch, fastmlp, numpy, vs NumPy, GFLOP/s, %
+    # batch, fastmlp, numpy, vs NumPy, GFLOP/s, % (and JAX's time and ratio where installed)
+    has_jax = any(b["extra_info"].get("contender") == "jax" for b in doc["benchmarks"])
+    assert all(row.count("|") == 7 + 2 * has_jax for row in rows)
     header = next(line for line in text.splitlines() if line.startswith("| batch |"))
     assert "PyTorch" not in header and "fastmlp vs PyTorch" not in text
     assert "PyTorch not installed" in text
@@ -133,3 +135,14 @@ def test_torch_benchmarks_skip_cleanly_without_torch(tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     assert "PyTorch is not installed" in run.stdout
     assert " passed" not in run.stdout and "failed" not in run.stdout
+
+
+def test_small_and_wide_networks_are_measured(smoke_json):
+    kinds = {(b["extra_info"].get("kind"), b["extra_info"].get("contender")) for b in smoke_json["benchmarks"]}
+    for kind in ("small network", "wide network"):
+        assert (kind, "fastmlp") in kinds
+        assert ((kind, "torch") in kinds) == _has_torch()
+        assert ((kind, "jax") in kinds) == (importlib.util.find_spec("jax") is not None)
+    text = _report_module().report(smoke_json)
+    assert "### Small and wide networks" in text and "% of limit" in text
+    assert "small network: >= 2.0x faster per step than JAX jit" in text

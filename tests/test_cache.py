@@ -175,3 +175,71 @@ def test_a_change_in_any_kernel_source_makes_every_cached_kernel_stale(tmp_path)
     assert old in text
     scalar.write_text(text.replace(old, "return z if z > ZERO else ZERO"))  # elu -> relu
     assert run() == [0.0] * 4
+
+
+def test_a_stale_index_never_points_at_old_data(tmp_path, monkeypatch):
+    """Numba's own order (index first, then data; numbering restarted after a stale index)
+    lets an interrupted or concurrent save leave an index entry pointing at another
+    version's data file. fastmlp's cache files: the stale data goes first, the data is
+    written before the index that points to it."""
+    from numba.core.caching import IndexDataCacheFile
+
+    from fastmlp.kernels import diskcache
+
+    monkeypatch.setattr(diskcache, "_CACHE_PATHS", {str(tmp_path)})
+    old = IndexDataCacheFile(str(tmp_path), "f", "version 1")
+    old.save("key 1", "code of version 1")
+    assert old.load("key 1") == "code of version 1"
+    new = IndexDataCacheFile(str(tmp_path), "f", "version 2")
+    assert new.load("key 1") is None  # stale
+
+    writes = []
+
+    def second_write_killed(real):
+        def write(self, *args):
+            writes.append(real.__name__)
+            if len(writes) == 2:
+                raise KeyboardInterrupt("killed between the two writes of a save")
+            return real(self, *args)
+        return write
+
+    for name in ("_save_index", "_save_data"):
+        monkeypatch.setattr(IndexDataCacheFile, name, second_write_killed(getattr(IndexDataCacheFile, name)))
+    with pytest.raises(KeyboardInterrupt):
+        new.save("key 2", "code of version 2")
+    monkeypatch.undo()
+    monkeypatch.setattr(diskcache, "_CACHE_PATHS", {str(tmp_path)})
+    assert new.load("key 2") is None  # nothing half-saved is found
+    new.save("key 2", "code of version 2")
+    assert new.load("key 2") == "code of version 2"
+    assert sorted(f for f in os.listdir(tmp_path) if f.endswith(".nbc")) == ["f.1.nbc"]
+
+
+SIGNATURES = (
+    "import sys, numpy as np\n"
+    "from fastmlp.kernels import cpu, reference as ref\n"
+    "i = int(sys.argv[1]); rng = np.random.default_rng(i)\n"
+    "dtype = (np.float32, np.float64)[i % 2]; depth = 1 + i // 2\n"
+    "sizes = [5] + [7 - l for l in range(depth)] + [3]\n"
+    "acts = tuple(int(a) for a in rng.integers(0, 6, len(sizes) - 1))\n"
+    "A = [rng.normal(size=(6, sizes[0])).astype(dtype)] + [np.empty((6, s), dtype) for s in sizes[1:]]\n"
+    "W = tuple(rng.normal(size=(o, k)).astype(dtype) for k, o in zip(sizes, sizes[1:]))\n"
+    "b = tuple(rng.normal(size=o).astype(dtype) for o in sizes[1:])\n"
+    "cpu.mlp_forward(tuple(A), tuple(A), W, b, acts)\n"
+    "R = [A[0]] + [np.empty_like(a) for a in A[1:]]\n"
+    "ref.mlp_forward(R, R, W, b, acts)\n"
+    "print(max(float(np.abs(a - r).max() / (1 + np.abs(r).max())) for a, r in zip(A, R)))\n"
+)
+
+
+def test_processes_compiling_different_signatures_at_once_leave_a_correct_cache(tmp_path):
+    """Four processes add different signatures (dtypes, depths) of the same kernels to one
+    empty cache at once; then four more load them: every answer equals the reference."""
+    for _ in range(2):
+        procs = [subprocess.Popen([sys.executable, "-c", SIGNATURES, str(i)], env=_env(tmp_path),
+                                  text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 for i in range(4)]
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            assert p.returncode == 0, err
+            assert float(out) < 1e-5

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from helpers import blobs
 
 D, K = 6, 3
 
@@ -25,11 +26,8 @@ def run(*args, cwd=None, timeout=300):
                           text=True, timeout=timeout, cwd=cwd, env=env)
 
 
-def _blobs(n, seed=0, d=D, k=K):
-    rng = np.random.default_rng(seed)
-    centers = np.random.default_rng(42).standard_normal((k, d)) * 3
-    y = rng.permutation(np.arange(n) % k)
-    return (centers[y] + rng.standard_normal((n, d))).astype(np.float32), y.astype(np.int64)
+def _blobs(n, seed=0):
+    return blobs(n, D, K, seed, centers_seed=42)  # the same centres for every seed
 
 
 @pytest.fixture(scope="module")
@@ -274,3 +272,14 @@ def test_bad_arguments_and_files_give_one_line_and_status_2(data, tmp_path):
     for args, words in cases:
         line = _one_error_line(run(*args))
         assert words in line, (args, line)
+
+
+def test_bench_profile_prints_the_kernel_table():
+    result = run("bench", "--profile", "--samples", 512, "--features", 64, "--hidden", "32",
+                 "--steps", 3, "--gemm-gflops", 100, "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for name in ("gather X rows", "forward 1: Z = A W^T", "loss: cross_entropy", "backward 2: dW",
+                 "backward 2: delta = delta W", "update: SGD", "step as fit runs it"):
+        assert name in out, out
+    assert "of the machine's limit" in out and "at 100 GFLOP/s" in out

@@ -30,7 +30,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ import pytest
 
 from fastmlp.kernels import codes
 from fastmlp.kernels import reference as ref
+from helpers import DTYPE_IDS, DTYPES, assert_close, randn, rng_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = os.environ.get("FASTMLP_CUDA_GPU_TESTS_SMALL", "") == "1"
@@ -58,9 +58,6 @@ _REASON = _gpu_unavailable_reason()
 gpu = pytest.mark.gpu
 needs_gpu = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
 
-DTYPES = (np.float32, np.float64)
-DTYPE_IDS = ("f32", "f64")
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 UNIT = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
 
 MNIST = (16, 12, 8, 4) if SMALL else (784, 256, 128, 10)
@@ -73,14 +70,6 @@ def kcuda():
     from fastmlp.kernels import cuda as kc
 
     return kc
-
-
-def rng_for(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-def randn(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
 
 
 def gamma(k, dtype):
@@ -98,16 +87,6 @@ def assert_within(actual, expected, bound, what=""):
     excess = err - bound
     assert excess.max(initial=-1.0) <= 0, (
         f"{what}: max error {err.max():.3g}, worst excess over the bound {excess.max():.3g}")
-
-
-def assert_close(actual, expected, dtype, scale=None, what=""):
-    rtol = RTOL[np.dtype(dtype)]
-    expected = np.asarray(expected, dtype=np.float64)
-    if scale is None:
-        scale = float(np.abs(expected).max(initial=0.0))
-    atol = rtol * max(float(scale), float(np.finfo(np.dtype(dtype)).tiny))
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, rtol=rtol, atol=atol,
-                               err_msg=what)
 
 
 def f64(a):

@@ -59,7 +59,8 @@ def run_job(outdir, scenarios, env=None, timeout=240):
 
 SCENARIOS = ["auto-sgd64", "auto-adam32", "local-sgd64", "local-adam32", "overlap", "sparse", "diverge",
              "resume", "stop", "sklearn", "sklearn-adam", "sklearn-weighted", "sklearn-diverge",
-             "sklearn-lbfgs", "mismatch"]  # sklearn-lbfgs writes fit-lbfgs too
+             "sklearn-lbfgs", "mismatch", "graph-residual", "graph-concat", "graph-local", "graph-batchnorm"]
+# sklearn-lbfgs writes fit-lbfgs too
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,56 @@ def test_local_shards_equal_the_matching_single_process_steps(job, optimizer, dt
     assert_rel(w0, W.flat(local_reference(optimizer, dtype)), TOL[dtype], f"{name} weights")
     assert m0["history"] == m1["history"]
     assert m0["params"]["samples"] == W.N and m0["params"]["steps"] == 3
+
+
+@pytest.mark.parametrize("kind", ["residual", "concat"])
+def test_graph_model_two_processes_batch_64_equal_one_process_batch_128(job, kind):
+    """Functional models: a residual block with Adam on X; two inputs (given as a dict by
+    input name) concatenated, SGD with momentum. Shuffled, a partial last global batch of
+    15, an lr schedule, validation; rank 1 has another seed."""
+    X, y = W.data("float64")
+    ref = W.graph_model(kind, seed=0)
+    inputs = X if kind == "residual" else W.two_inputs(X)
+    h = ref.fit(inputs, y, epochs=W.EPOCHS, batch_size=2 * W.BATCH, validation_split=0.1,
+                callbacks=[fm.ExponentialDecay(0.9)], verbose=0)
+    (w0, m0), (w1, m1) = result(job, f"graph-{kind}", 0), result(job, f"graph-{kind}", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert_rel(w0, W.flat(ref), TOL["float64"], f"graph-{kind} weights vs one process")
+    assert m0["history"] == m1["history"] and m0["epoch"] == m1["epoch"] == [0, 1, 2]
+    assert set(m0["history"]) == set(h.history)
+    for key, values in h.history.items():
+        np.testing.assert_allclose(m0["history"][key], values, rtol=1e-9, err_msg=key)
+    assert m0["params"]["samples"] == 271 and m0["params"]["steps"] == 3
+
+
+def test_graph_model_local_shards_equal_the_matching_single_process_steps(job):
+    """shard='local' with two inputs: each process passes its own rows of both arrays."""
+    X, y = W.data("float64")
+    parts = [np.arange(0, W.LOCAL_SPLIT), np.arange(W.LOCAL_SPLIT, W.N)]
+    rngs = [W.graph_model("concat", seed=10 + r)._rng for r in range(2)]
+    ref = W.graph_model("concat", seed=10)  # rank 0's initial weights
+    for _ in range(W.EPOCHS):
+        orders = [p[g.permutation(p.size)] for p, g in zip(parts, rngs)]
+        for k in range(max(-(-o.size // W.BATCH) for o in orders)):
+            idx = np.concatenate([o[k * W.BATCH : (k + 1) * W.BATCH] for o in orders])
+            ref.train_step(W.two_inputs(X[idx]), y[idx])
+    (w0, m0), (w1, m1) = result(job, "graph-local", 0), result(job, "graph-local", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert_rel(w0, W.flat(ref), TOL["float64"], "graph-local weights")
+    assert m0["history"] == m1["history"]
+    assert m0["params"]["samples"] == W.N and m0["params"]["steps"] == 3
+
+
+def test_graph_model_batchnorm_statistics_agree_across_processes(job):
+    """Each process normalises its own batches (rank 1's data shifted by 1): the running
+    statistics, averaged at each epoch's end, end identical on both, as do the weights."""
+    (w0, m0), (w1, m1) = result(job, "graph-batchnorm", 0), result(job, "graph-batchnorm", 1)
+    np.testing.assert_array_equal(w0, w1)
+    assert m0["history"] == m1["history"] and len(m0["history"]["loss"]) == 2
+    assert m0["running"] == m1["running"] and np.isfinite(w0).all()
+    mean, var = m0["running"]["bn.running_mean"], m0["running"]["bn.running_var"]
+    assert len(mean) == 16 and np.abs(mean).max() > 0.1  # moved away from the initial 0 and 1
+    assert np.abs(np.array(var) - 1).max() > 0.1
 
 
 def test_overlapped_all_reduce_gives_the_same_weights(job):
@@ -237,7 +288,7 @@ def test_fit_lbfgs_over_mpi_equals_one_process(job):
 
 def test_other_data_on_one_process_is_a_clear_error_on_both(job):
     (_, m0), (_, m1) = result(job, "mismatch", 0), result(job, "mismatch", 1)
-    assert m0 == m1 and len(m0["messages"]) == 2
+    assert m0 == m1 and len(m0["messages"]) == 3
     for message in m0["messages"]:
         assert message is not None and "disagree on the data" in message and "shard='local'" in message
 
@@ -263,8 +314,8 @@ def test_a_failing_process_aborts_the_job_with_a_message(tmp_path):
 
 def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
     """device="cuda" under the simulator: the gradient through the host and as a device
-    array (CUDA-aware MPI), both equal to one process with the global batch; and
-    MLPClassifier(distributed="mpi") on the device (the epoch loss summed on the device)."""
+    array (CUDA-aware MPI), both equal to one process with the global batch; a two-input
+    graph Model the same way; and MLPClassifier(distributed="mpi") on the device (the epoch loss summed on the device)."""
     if importlib.util.find_spec("numba_cuda") is None:
         pytest.skip("numba-cuda is not installed (pip install numba-cuda)")
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "").strip() == "1":
@@ -279,6 +330,12 @@ def test_device_gradient_path_under_the_cuda_simulator(tmp_path):
         assert_rel(w0, ref, 1e-10, f"cuda_aware={bool(aware)}")
         assert m0["history"] == m1["history"]
         np.testing.assert_allclose(m0["history"]["loss"], mref["history"]["loss"], rtol=1e-10)
+    (w0, m0), (w1, m1) = result(tmp_path, "cuda-graph", 0), result(tmp_path, "cuda-graph", 1)
+    ref, mref = result(tmp_path, "cuda-graph-single", 0)
+    np.testing.assert_array_equal(w0, w1)
+    assert_rel(w0, ref, 1e-10, "two-input graph Model on the device")
+    assert m0["history"] == m1["history"]
+    np.testing.assert_allclose(m0["history"]["loss"], mref["history"]["loss"], rtol=1e-10)
     if importlib.util.find_spec("sklearn") is not None:
         (w0, m0), (w1, m1) = result(tmp_path, "cuda-sklearn", 0), result(tmp_path, "cuda-sklearn", 1)
         ref, mref = result(tmp_path, "cuda-sklearn-single", 0)
@@ -329,6 +386,14 @@ def test_bad_distributed_arguments():
         m.fit(X, y, distributed="mpi", shard="rows")
     with pytest.raises(ValueError, match="needs distributed='mpi'"):
         m.fit(X, y, shard="local")
+    g = W.graph_model("concat", seed=0)  # a functional model checks the same arguments
+    Xg = W.two_inputs(np.zeros((4, W.FEATURES)))
+    with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
+        g.fit(Xg, y, distributed="nccl")
+    with pytest.raises(ValueError, match="shard must be one of"):
+        g.fit(Xg, y, distributed="mpi", shard="rows")
+    with pytest.raises(ValueError, match="needs distributed='mpi'"):
+        g.fit(Xg, y, shard="local")
     if importlib.util.find_spec("sklearn") is not None:
         for est in (fm.MLPClassifier(distributed="nccl"), fm.MLPRegressor(distributed=4)):
             assert "distributed" in est.get_params()

@@ -521,3 +521,31 @@ def test_graph_inference_from_threads_while_training():
     assert not errors
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+_AFTER_A_GRAPH = """
+import numpy as np, fastmlp as fm
+x = fm.Input(6)
+h = fm.Dense(8, activation="relu")(x)
+h = fm.Add()([h, fm.Dense(8, activation="tanh")(h)])
+h = fm.Add()([h, fm.Dense(8, activation="gelu")(h), fm.Dense(8, activation="elu")(h)])
+fm.Model(x, fm.Dense(4)(h), loss="cross_entropy", seed=0).predict_proba(np.ones((3, 6), np.float32))
+model = fm.MLP([4, 6, 3], output="softmax", loss="cross_entropy", seed=0, device="cpu")
+X = (np.random.default_rng(0).normal(size=(9, 4)) * 2).astype(np.float32)
+W1, b1, W2, b2 = model.get_weights()
+z = np.maximum(X @ W1.T + b1, 0) @ W2.T + b2
+p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+err = np.abs(model.predict_proba(X) - p).max()
+assert err < 1e-5, err
+"""
+
+
+def test_a_sequential_predicts_right_after_a_graph():
+    """Seen wrong (off by ~0.2) in a worktree whose kernel cache had been written by
+    processes racing each other and by older sources; the cache is now locked and stamped
+    with all kernel sources (kernels/diskcache.py), and this stays right."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _AFTER_A_GRAPH], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]

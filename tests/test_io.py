@@ -13,15 +13,14 @@ import pytest
 
 import fastmlp
 from fastmlp import io as fio
+from fastmlp import _atomic, saving
+from helpers import assert_same_weights, blobs
 
 D, K = 5, 3
 
 
-def _blobs(n=64, d=D, k=K, seed=0, dtype=np.float32):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((k, d)) * 3
-    y = rng.permutation(np.arange(n) % k)
-    return (centers[y] + rng.standard_normal((n, d))).astype(dtype), y.astype(np.int64)
+def _blobs(n=64):
+    return blobs(n, D, K)
 
 
 def _model(optimizer=None, device="cpu", dtype="float32", seed=0, **kw):
@@ -31,11 +30,7 @@ def _model(optimizer=None, device="cpu", dtype="float32", seed=0, **kw):
 
 
 def _same_weights(a, b):
-    wa, wb = a.get_weights(), b.get_weights()
-    assert len(wa) == len(wb)
-    for x, y in zip(wa, wb):
-        assert x.shape == y.shape and x.dtype == y.dtype
-        np.testing.assert_array_equal(x, y)
+    assert_same_weights(a.get_weights(), b.get_weights())
 
 
 @pytest.fixture
@@ -120,18 +115,18 @@ def test_file_layout(saved):
     with np.load(path, allow_pickle=False) as npz:  # a plain .npz, no pickle needed
         names = set(npz.files)
         config = json.loads(str(npz["config"]))
-        W0 = npz["W0"]
+        W1 = npz["W1"]
     assert config["format"] == "fastmlp-model" and config["format_version"] == 3
     assert config["fastmlp_version"] == fastmlp.__version__
     assert config["dtype"] == "float32" and config["loss"] == "cross_entropy"
     assert [l["type"] for l in config["layers"]] == ["Dense"] * 3
     assert config["layers"][0] == {"type": "Dense", "in_features": D, "out_features": 8,
                                             "activation": "tanh"}
-    assert config["weights"] == ["W0", "b0", "W1", "b1", "W2", "b2"]
+    assert config["weights"] == ["W1", "b1", "W2", "b2", "W3", "b3"]
     assert config["optimizer_state"] == ["optimizer_exp_avg", "optimizer_exp_avg_sq"]
     assert config["optimizer_step"] == model._opt_state["step"]
     assert names == {"config", *config["weights"], *config["optimizer_state"]}
-    np.testing.assert_array_equal(W0, model.get_weights()[0])
+    np.testing.assert_array_equal(W1, model.get_weights()[0])
     # every member stored uncompressed, so sizes can be checked against the file
     with zipfile.ZipFile(path) as zf:
         assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
@@ -141,8 +136,8 @@ def test_arrays_follow_the_parameter_list_order(tmp_path):
     model = fastmlp.MLP([D, 8, K], batch_norm=True, device="cpu", seed=0)
     model.save(tmp_path / "bn.npz")
     config = _config((tmp_path / "bn.npz").read_bytes())
-    assert config["weights"] == ["W0", "b0", "gamma1", "beta1", "running_mean1",
-                                 "running_var1", "W2", "b2"]
+    assert config["weights"] == ["W1", "b1", "layers[1].gamma", "layers[1].beta",
+                                 "layers[1].running_mean", "layers[1].running_var", "W2", "b2"]
     with np.load(tmp_path / "bn.npz") as npz:
         for name, ref in zip(config["weights"], model.get_weights()):
             np.testing.assert_array_equal(npz[name], ref)
@@ -150,11 +145,11 @@ def test_arrays_follow_the_parameter_list_order(tmp_path):
 
 def test_to_bytes_and_from_bytes(saved):
     model, _, _ = saved
-    data = fio.to_bytes(model)
-    copy = fio.from_bytes(data, device="cpu")
+    data = saving.to_bytes(model)
+    copy = saving.from_bytes(data, device="cpu")
     _same_weights(copy, model)
     with pytest.raises(TypeError):
-        fio.from_bytes("not bytes")
+        saving.from_bytes("not bytes")
 
 
 def test_loads_version_1_files(tmp_path):
@@ -177,6 +172,34 @@ def test_loads_version_1_files(tmp_path):
     _same_weights(loaded, model)
     np.testing.assert_array_equal(loaded._opt_state["momentum_buffer"],
                                   model._opt_state["momentum_buffer"])
+    a = model.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"]
+    b = loaded.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"]
+    assert a == b
+
+
+@pytest.mark.parametrize("version", [2, 3])
+def test_loads_files_with_the_older_member_names(tmp_path, version):
+    """Files of format 2 and 3 written before the members took get_weights' labels
+    (W0, b0, gamma1, running_mean1...: '<name><layer index>') still load, weights, state,
+    optimizer state and all."""
+    X, y = _blobs()
+    model = fastmlp.MLP([D, 8, K], batch_norm=True, optimizer=fastmlp.Adam(lr=0.01), device="cpu",
+                        seed=0)
+    model.fit(X, y, epochs=1, batch_size=16, verbose=0)
+    model.save(tmp_path / "new.npz")
+    members = _members((tmp_path / "new.npz").read_bytes())
+    config = _config((tmp_path / "new.npz").read_bytes())
+    old = ["W0", "b0", "gamma1", "beta1", "running_mean1", "running_var1", "W2", "b2"]
+    renamed = {"config.npy": _npy(np.array(json.dumps(dict(config, weights=old,
+                                                             format_version=version))))}
+    for new_name, old_name in zip(config["weights"], old):
+        renamed[f"{old_name}.npy"] = members[f"{new_name}.npy"]
+    for name in config["optimizer_state"]:
+        renamed[f"{name}.npy"] = members[f"{name}.npy"]
+    loaded = _load_bytes(tmp_path, _zip(renamed))
+    _same_weights(loaded, model)
+    for name in model.optimizer.state_names:
+        np.testing.assert_array_equal(loaded._opt_state[name], model._opt_state[name])
     a = model.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"]
     b = loaded.fit(X, y, epochs=1, batch_size=16, verbose=0).history["loss"]
     assert a == b
@@ -284,7 +307,7 @@ def test_failed_rename_leaves_the_old_file_whole(saved, monkeypatch):
     def fail(src, dst):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(fio.os, "replace", fail)
+    monkeypatch.setattr(_atomic.os, "replace", fail)
     with pytest.raises(OSError, match="disk on fire"):
         _model(seed=3).save(path)
     monkeypatch.undo()
@@ -300,7 +323,7 @@ def test_save_fsyncs_the_file_and_the_folder(tmp_path, monkeypatch):
         synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
         real_fsync(fd)
 
-    monkeypatch.setattr(fio.os, "fsync", fsync)
+    monkeypatch.setattr(_atomic.os, "fsync", fsync)
     _model().save(tmp_path / "m.npz")
     assert False in synced  # the temporary file, before the rename
     if os.name == "posix":
@@ -369,8 +392,8 @@ def test_zip_with_other_members(saved, tmp_path):
     with pytest.raises(ValueError, match="extra"):
         _load_bytes(tmp_path, _zip({**members, "extra.npy": _npy(np.zeros(3))}))
     missing = dict(members)
-    del missing["b1.npy"]
-    with pytest.raises(ValueError, match="b1"):
+    del missing["b2.npy"]
+    with pytest.raises(ValueError, match="b2"):
         _load_bytes(tmp_path, _zip(missing))
     with pytest.raises(ValueError, match="config"):
         _load_bytes(tmp_path, _zip({k: v for k, v in members.items() if k != "config.npy"}))
@@ -391,7 +414,7 @@ def test_object_arrays_are_refused_without_unpickling(saved, tmp_path):
     flag = tmp_path / "pwned"
     trap = np.array([_Trap(str(flag))], dtype=object)
     members = _members(data)
-    for target in ("config.npy", "W0.npy", "optimizer_exp_avg.npy"):
+    for target in ("config.npy", "W1.npy", "optimizer_exp_avg.npy"):
         forged = dict(members)
         forged[target] = _npy(trap)
         with pytest.raises(ValueError, match="objects"):
@@ -455,8 +478,8 @@ def _config_cases():
         "optimizer-extra-key": (put(1, "optimizer", "config", "foo"), "foo"),
         "missing-weights": (drop("weights"), "weights"),
         "weights-not-names": (put([1, 2], "weights"), "weights"),
-        "weights-too-few": (put(["W0", "b0"], "weights"), "weights"),
-        "weights-swapped": (put(["b0", "W0", "W1", "b1", "W2", "b2"], "weights"), "shape"),
+        "weights-too-few": (put(["W1", "b1"], "weights"), "weights"),
+        "weights-swapped": (put(["b1", "W1", "W2", "b2", "W3", "b3"], "weights"), "shape"),
         "optimizer-state-names": (put(["optimizer_exp_avg"], "optimizer_state"), "optimizer_exp_avg_sq"),
         "step-negative": (put(-3, "optimizer_step"), "optimizer_step"),
         "step-float": (put(1.5, "optimizer_step"), "optimizer_step"),
@@ -491,14 +514,14 @@ def test_config_not_json_or_not_text(saved, tmp_path):
 def test_wrong_shapes_dtypes_and_values(saved, tmp_path):
     _, _, data = saved
     members = _members(data)
-    W0 = np.load(io.BytesIO(members["W0.npy"]))
+    W0 = np.load(io.BytesIO(members["W1.npy"]))
     cases = {
-        "transposed": ("W0.npy", W0.T.copy(), "shape"),
-        "nan": ("W0.npy", np.where(np.arange(W0.size).reshape(W0.shape) == 3, np.nan, W0), "finite"),
-        "inf-bias": ("b1.npy", np.full(6, np.inf, np.float32), "finite"),
-        "ints": ("W0.npy", W0.astype(np.int32), "dtype"),
-        "text": ("W0.npy", np.array(["x"] * W0.size).reshape(W0.shape), "dtype"),
-        "structured": ("W0.npy", np.zeros(W0.shape, [("a", "f4")]), "dtype"),
+        "transposed": ("W1.npy", W0.T.copy(), "shape"),
+        "nan": ("W1.npy", np.where(np.arange(W0.size).reshape(W0.shape) == 3, np.nan, W0), "finite"),
+        "inf-bias": ("b2.npy", np.full(6, np.inf, np.float32), "finite"),
+        "ints": ("W1.npy", W0.astype(np.int32), "dtype"),
+        "text": ("W1.npy", np.array(["x"] * W0.size).reshape(W0.shape), "dtype"),
+        "structured": ("W1.npy", np.zeros(W0.shape, [("a", "f4")]), "dtype"),
         "state-shape": ("optimizer_exp_avg.npy", np.zeros(3, np.float32), "shape"),
         "state-nan": ("optimizer_exp_avg_sq.npy", None, "NaN"),
     }
@@ -526,7 +549,7 @@ def test_huge_declared_shapes_are_refused_before_allocating(saved, tmp_path):
     # an array header declaring 4 TB, with a few bytes behind it
     for shape in [(10**12,), (2**40, 2**40), (8, 10**15)]:
         forged = dict(members)
-        forged["W0.npy"] = _npy_with_header(shape, payload=b"\0" * 64)
+        forged["W1.npy"] = _npy_with_header(shape, payload=b"\0" * 64)
         with pytest.raises(ValueError, match="declares shape"):
             _load_bytes(tmp_path, _zip(forged))
     # a config declaring a layer of 10^10 weights, with small arrays behind it

@@ -18,8 +18,9 @@ from collections import OrderedDict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/test_bad_input.py", "tests/test_reliability.py", "tests/test_features.py",
-         "tests/test_io.py", "tests/test_datasets.py", "tests/test_sklearn.py", "tests/test_api.py"]
+TESTS = ["tests/test_validation.py", "tests/test_reliability.py", "tests/test_layers.py",
+         "tests/test_losses_and_optimizers.py", "tests/test_callbacks.py", "tests/test_io.py",
+         "tests/test_datasets.py", "tests/test_sklearn.py", "tests/test_model.py"]
 
 
 def _cell(text, limit=160):

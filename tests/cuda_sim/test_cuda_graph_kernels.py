@@ -6,8 +6,9 @@ import pytest
 
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
-from test_cuda_kernels import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, activation_of, assert_close,
-                               dot_scale, randn, rng_for, run_both)
+from helpers import (ACT_CODES, DTYPE_IDS, DTYPES, activation_of, assert_close, dot_scale, randn,
+                     rng_for)
+from sim_helpers import run_both
 
 SHAPES = ((1, 1, 1), (7, 3, 17), (17, 9, 3), (33, 17, 7))
 

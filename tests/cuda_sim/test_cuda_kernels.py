@@ -7,92 +7,18 @@ k-step of 4, 16-thread blocks, at most 4 blocks for the grid-stride loops): size
 forgets to write fails the comparison; inputs are checked unchanged afterwards.
 
 Tolerance: rtol 1e-5 (float32) / 1e-12 (float64) relative to the scale of the terms that
-make up each output (atol = rtol * scale), as in tests/test_kernels.py.
+make up each output (atol = rtol * scale), as in tests/test_kernels_cpu.py.
 """
-
-import inspect
-import zlib
 
 import numpy as np
 import pytest
 
-from fastmlp.kernels import codes, cpu
+from fastmlp.kernels import codes
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
-
-DTYPES = (np.float32, np.float64)
-DTYPE_IDS = ("f32", "f64")
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
-ACTS = sorted(codes.ACTIVATIONS.items(), key=lambda kv: kv[1])
-ACT_CODES = [code for _, code in ACTS]
-ACT_IDS = [name for name, _ in ACTS]
-BIG = 1e4
-
-
-def rng_for(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-def randn(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def assert_close(actual, expected, dtype, scale=None, what=""):
-    dtype = np.dtype(dtype)
-    rtol = RTOL[dtype]
-    expected = np.asarray(expected, dtype=np.float64)
-    if scale is None:
-        scale = float(np.abs(expected).max(initial=0.0))
-    atol = rtol * max(float(scale), float(np.finfo(dtype).tiny))
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), expected, rtol=rtol,
-                               atol=atol, err_msg=what)
-
-
-def dot_scale(A, B):
-    return float((np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64))).max(initial=0.0))
-
-
-def nan_device(shape, dtype):
-    return kc.to_device(np.full(shape, np.nan, dtype))
-
-
-def run_both(fname, args, out=(), inout=(), cuda_kwargs=None):
-    """Run reference.fname on host copies and cuda.fname on device copies of `args`.
-
-    Positions in `out` are NaN-filled outputs, positions in `inout` are updated in place;
-    every other array must come back unchanged from the CUDA kernel. Returns
-    (ref_result, ref_args, cuda_result, cuda_args_on_host).
-    """
-    ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    dev_args = []
-    for i, a in enumerate(args):
-        if isinstance(a, np.ndarray):
-            if i in out:
-                ref_args[i].fill(np.nan)
-                dev_args.append(nan_device(a.shape, a.dtype))
-            else:
-                dev_args.append(kc.to_device(a))
-        else:
-            dev_args.append(a)
-    r = getattr(ref, fname)(*ref_args)
-    c = getattr(kc, fname)(*dev_args, **(cuda_kwargs or {}))
-    back = []
-    for i, (a, d) in enumerate(zip(args, dev_args)):
-        if isinstance(a, np.ndarray):
-            h = kc.to_host(d)
-            assert h.dtype == a.dtype and h.shape == a.shape
-            if i not in out and i not in inout:
-                np.testing.assert_array_equal(h, a, err_msg=f"cuda.{fname} modified argument {i}")
-            back.append(h)
-        else:
-            back.append(a)
-    return r, ref_args, c, back
-
-
-def activation_of(Z, act):
-    A = np.empty_like(Z)
-    ref.activate(Z, act, A)
-    return A
+from helpers import (ACT_CODES, ACT_IDS, BIG, DTYPE_IDS, DTYPES, activation_of, assert_close,
+                     dot_scale, randn, rng_for)
+from sim_helpers import nan_device, run_both
 
 
 # ---------------------------------------------------------------------------------------
@@ -116,30 +42,6 @@ def test_both_gemm_tile_configurations_are_exercised():
     assert kc.gemm._gemm_config(33, 17) == kc.device.GEMM_LARGE
     assert kc.gemm._gemm_config(33, 7) == kc.device.GEMM_LARGE
     assert kc.gemm._gemm_config(3, 9) == kc.device.GEMM_SMALL
-
-
-def public_functions(module):
-    return {n: f for n, f in vars(module).items()
-            if callable(f) and not n.startswith("_") and getattr(f, "__module__", "") == module.__name__}
-
-
-def test_same_contract_as_the_cpu_backend():
-    """Every public function of cpu.py exists here with the same leading parameters; any
-    extra parameter is optional and trailing (total=, norm_out=)."""
-    cpu_funcs = public_functions(cpu)
-    assert cpu_funcs, "no functions found in cpu.py"
-    for fname, f in cpu_funcs.items():
-        assert hasattr(kc, fname), f"kernels.cuda lacks {fname}"
-        try:
-            cpu_params = list(inspect.signature(f).parameters.values())
-        except (TypeError, ValueError):  # a compiled dispatcher without a signature
-            cpu_params = list(inspect.signature(f.py_func).parameters.values())
-        cuda_params = list(inspect.signature(getattr(kc, fname)).parameters.values())
-        assert [p.name for p in cuda_params[:len(cpu_params)]] == [p.name for p in cpu_params], fname
-        for p_cpu, p_cuda in zip(cpu_params, cuda_params):
-            assert p_cpu.default == p_cuda.default, (fname, p_cpu.name)
-        for extra in cuda_params[len(cpu_params):]:
-            assert extra.default is None, (fname, extra.name)
 
 
 def test_memory_functions():

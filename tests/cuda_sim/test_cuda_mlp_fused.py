@@ -28,9 +28,8 @@ import pytest
 from fastmlp.kernels import codes
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
-
-from test_cuda_kernels import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, assert_close, dot_scale,
-                               nan_device, randn, rng_for)
+from helpers import ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, assert_close, dot_scale, randn, rng_for
+from sim_helpers import nan_device
 
 #: (batch, sizes): fused (widths <= 32 after the input, which may be up to 64), then loop;
 #: 1 to 4 layers, batches giving 1, 2 and 4 rows per block, none a multiple of the block

@@ -2,29 +2,15 @@
 the simulator (tiny odd shapes: 1, 3, 7, 13), and a model trained on sparse input and with
 loss="poisson" on the simulated device against the same model on the CPU."""
 
-import zlib
-
 import numpy as np
 import pytest
 
 from fastmlp.kernels import codes
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
+from helpers import DTYPES, assert_close, rng_for
 
 sp = pytest.importorskip("scipy.sparse")
-
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
-DTYPES = (np.float32, np.float64)
-
-
-def rng_for(*key):
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-def close(actual, expected, dtype, scale):
-    rtol = RTOL[np.dtype(dtype)]
-    np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64),
-                               rtol=rtol, atol=rtol * max(scale, 1e-30))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -41,11 +27,11 @@ def test_poisson(dtype, shape, weighted):
     args = (kc.to_device(Z), kc.to_device(T), dZ_d, None if w is None else kc.to_device(w))
     got = kc.poisson(*args)
     scale = float(np.exp(Z.astype(float)).max() + T.max() * np.abs(Z).max())
-    close(got, loss, dtype, scale)
-    close(kc.to_host(dZ_d), dZ, dtype, float(np.abs(dZ).max()))
+    assert_close(got, loss, dtype, scale)
+    assert_close(kc.to_host(dZ_d), dZ, dtype, float(np.abs(dZ).max()))
     total = kc.zeros(1, np.float64)
     kc.poisson(*args, total=total)
-    close(kc.to_host(total)[0], loss * shape[0], dtype, scale * shape[0])
+    assert_close(kc.to_host(total)[0], loss * shape[0], dtype, scale * shape[0])
 
 
 def _csr(rng, B, n_in, dtype):
@@ -69,14 +55,14 @@ def test_sparse_linear_forward_and_weight_grad(dtype, B, n_in, n_out, act):
     out_d = kc.to_device(np.full((B, n_out), np.nan, dtype))
     kc.sparse_linear_forward(*csr, kc.to_device(W), kc.to_device(b), act, out_d)
     scale = float((abs(X) @ np.abs(W.T)).max(initial=0) + np.abs(b).max())
-    close(kc.to_host(out_d), out_ref, dtype, scale)
+    assert_close(kc.to_host(out_d), out_ref, dtype, scale)
     dW_ref, db_ref = np.empty((n_out, n_in), dtype), np.empty(n_out, dtype)
     ref.sparse_weight_grad(delta, X.data, X.indices, X.indptr, dW_ref, db_ref)
     dW_d = kc.to_device(np.full((n_out, n_in), np.nan, dtype))
     db_d = kc.to_device(np.full(n_out, np.nan, dtype))
     kc.sparse_weight_grad(kc.to_device(delta), *csr, dW_d, db_d)
-    close(kc.to_host(dW_d), dW_ref, dtype, float(np.abs(delta).sum() * np.abs(X.data).max(initial=1)))
-    close(kc.to_host(db_d), db_ref, dtype, float(np.abs(delta).sum()))
+    assert_close(kc.to_host(dW_d), dW_ref, dtype, float(np.abs(delta).sum() * np.abs(X.data).max(initial=1)))
+    assert_close(kc.to_host(db_d), db_ref, dtype, float(np.abs(delta).sum()))
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from helpers import assert_same_weights, blobs, mlp
 
 N, D, K = 40, 4, 3
 
@@ -20,13 +21,6 @@ def _data(n=N, d=D, k=K, seed=0):
     X = rng.standard_normal((n, d)).astype(np.float32)
     y = (np.arange(n) % k).astype(np.int64)
     return X, y
-
-
-def _model(sizes=(D, 8, K), loss="cross_entropy", optimizer=None, dtype="float32", seed=0):
-    if optimizer is None:
-        optimizer = fastmlp.SGD(lr=0.1, momentum=0.9)
-    return fastmlp.MLP(list(sizes), loss=loss, optimizer=optimizer, device="cpu",
-                       dtype=dtype, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------
@@ -52,7 +46,7 @@ _ENTRY_POINTS = {
 @pytest.mark.parametrize("entry", list(_ENTRY_POINTS))
 def test_non_finite_X_rejected(entry, value):
     X, y = _data()
-    model = _model()
+    model = mlp()
     before = model.get_weights()
     with pytest.raises(ValueError, match=r"\bX\b.*finite"):
         _ENTRY_POINTS[entry](model, _with(X, value), y)
@@ -67,7 +61,7 @@ def test_X_overflowing_float32_model_rejected(entry):
     X, y = _data()
     X = X.astype(np.float64)
     X[2, 0] = 1e39
-    model = _model()
+    model = mlp()
     before = model.get_weights()
     with pytest.raises(ValueError, match=r"\bX\b"):
         _ENTRY_POINTS[entry](model, X, y)
@@ -81,13 +75,13 @@ def test_y_overflowing_float32_model_rejected(entry):
     t = np.zeros(N)
     t[0] = 1e39
     with pytest.raises(ValueError, match=r"\by\b"):
-        _ENTRY_POINTS[entry](_model(sizes=(D, 8, 1), loss="mse"), X, t)
+        _ENTRY_POINTS[entry](mlp(sizes=(D, 8, 1), loss="mse"), X, t)
 
 
 def test_non_finite_validation_X_rejected():
     X, y = _data()
     with pytest.raises(ValueError, match=r"validation_data X.*finite"):
-        _model().fit(X, y, validation_data=(_with(X, np.nan), y), verbose=0)
+        mlp().fit(X, y, validation_data=(_with(X, np.nan), y), verbose=0)
 
 
 @pytest.mark.parametrize("loss,k", [("cross_entropy", K), ("mse", 1), ("binary_cross_entropy", 1)])
@@ -96,7 +90,7 @@ def test_nan_in_y_rejected(entry, loss, k):
     X, y = _data()
     y = (y % 2).astype(np.float64) if k == 1 else y.astype(np.float64)
     y[5] = np.nan
-    model = _model(sizes=(D, 8, k), loss=loss)
+    model = mlp(sizes=(D, 8, k), loss=loss)
     with pytest.raises(ValueError, match=r"\by\b.*finite"):
         _ENTRY_POINTS[entry](model, X, y)
 
@@ -106,7 +100,7 @@ def test_inf_in_y_rejected_for_mse():
     y = np.zeros(N)
     y[0] = np.inf
     with pytest.raises(ValueError, match=r"\by\b.*finite"):
-        _model(sizes=(D, 8, 1), loss="mse").fit(X, y, verbose=0)
+        mlp(sizes=(D, 8, 1), loss="mse").fit(X, y, verbose=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -118,7 +112,7 @@ def test_inf_in_y_rejected_for_mse():
 def test_wrong_feature_count(entry, n_features):
     X, y = _data(d=n_features)
     with pytest.raises(ValueError, match=rf"\bX\b must have {D} features"):
-        _ENTRY_POINTS[entry](_model(), X, y)
+        _ENTRY_POINTS[entry](mlp(), X, y)
 
 
 @pytest.mark.parametrize("entry", ["fit", "train_step", "evaluate"])
@@ -127,7 +121,7 @@ def test_X_y_length_mismatch(entry, n_y):
     X, _ = _data()
     y = np.arange(n_y) % K
     with pytest.raises(ValueError, match=r"same number of samples.*\by\b"):
-        _ENTRY_POINTS[entry](_model(), X, y)
+        _ENTRY_POINTS[entry](mlp(), X, y)
 
 
 @pytest.mark.parametrize("entry", list(_ENTRY_POINTS))
@@ -135,43 +129,43 @@ def test_empty_X(entry):
     X = np.empty((0, D), np.float32)
     y = np.empty(0, np.int64)
     with pytest.raises(ValueError, match=r"\bX\b is empty"):
-        _ENTRY_POINTS[entry](_model(), X, y)
+        _ENTRY_POINTS[entry](mlp(), X, y)
 
 
 @pytest.mark.parametrize("entry", list(_ENTRY_POINTS))
 def test_1d_X(entry):
     X, y = _data()
     with pytest.raises(ValueError, match=r"\bX\b must be 2-D"):
-        _ENTRY_POINTS[entry](_model(), X[:, 0], y)
+        _ENTRY_POINTS[entry](mlp(), X[:, 0], y)
 
 
 def test_scalar_X():
     with pytest.raises(ValueError, match=r"\bX\b must be 2-D"):
-        _model().predict(3.0)
+        mlp().predict(3.0)
 
 
 def test_ragged_X():
     with pytest.raises(ValueError, match=r"\bX\b"):
-        _model().predict([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]])
+        mlp().predict([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0]])
 
 
 @pytest.mark.parametrize("shape", [(N, 2, 2), (N, K, 1)], ids=["3d", "3d-col"])
 def test_y_with_too_many_dims(shape):
     X, _ = _data()
     with pytest.raises(ValueError, match=r"\by\b must be 1-D or 2-D"):
-        _model().fit(X, np.zeros(shape), verbose=0)
+        mlp().fit(X, np.zeros(shape), verbose=0)
 
 
 def test_one_hot_with_wrong_column_count():
     X, y = _data()
     with pytest.raises(ValueError, match=r"\by\b.*columns"):
-        _model().fit(X, np.eye(K + 1)[y], verbose=0)
+        mlp().fit(X, np.eye(K + 1)[y], verbose=0)
 
 
 def test_regression_y_with_wrong_column_count():
     X, _ = _data()
     with pytest.raises(ValueError, match=r"\by\b.*shape"):
-        _model(sizes=(D, 8, 2), loss="mse").fit(X, np.zeros(N), verbose=0)
+        mlp(sizes=(D, 8, 2), loss="mse").fit(X, np.zeros(N), verbose=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -185,7 +179,7 @@ def test_labels_out_of_range(entry, bad):
     y = y.copy()
     y[7] = bad
     with pytest.raises(ValueError, match=r"\by\b must hold class labels in 0\.\.2"):
-        _ENTRY_POINTS[entry](_model(), X, y)
+        _ENTRY_POINTS[entry](mlp(), X, y)
 
 
 @pytest.mark.parametrize("entry", ["fit", "train_step", "evaluate"])
@@ -194,13 +188,13 @@ def test_non_integer_labels(entry):
     y = y.astype(np.float64)
     y[3] = 1.5
     with pytest.raises(ValueError, match=r"\by\b must hold integer class labels.*1\.5"):
-        _ENTRY_POINTS[entry](_model(), X, y)
+        _ENTRY_POINTS[entry](mlp(), X, y)
 
 
 def test_boolean_labels_for_cross_entropy():
     X, y = _data()
     with pytest.raises(TypeError, match=r"\by\b.*boolean"):
-        _model().fit(X, y > 0, verbose=0)
+        mlp().fit(X, y > 0, verbose=0)
 
 
 @pytest.mark.parametrize("bad", [-0.5, 2.0])
@@ -209,7 +203,7 @@ def test_binary_labels_outside_0_1(bad):
     y = (y % 2).astype(np.float64)
     y[0] = bad
     with pytest.raises(ValueError, match=r"\by\b must hold 0/1 labels"):
-        _model(sizes=(D, 8, 1), loss="binary_cross_entropy").fit(X, y, verbose=0)
+        mlp(sizes=(D, 8, 1), loss="binary_cross_entropy").fit(X, y, verbose=0)
 
 
 def test_negative_probability_targets():
@@ -217,7 +211,7 @@ def test_negative_probability_targets():
     T = np.eye(K)[y]
     T[0] = [-0.5, 1.0, 0.5]
     with pytest.raises(ValueError, match=r"\by\b.*>= 0"):
-        _model().fit(X, T, verbose=0)
+        mlp().fit(X, T, verbose=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -246,12 +240,12 @@ def _bad_kind(kind, shape):
 def test_non_numeric_X(entry, kind):
     _, y = _data()
     with pytest.raises(TypeError, match=r"\bX\b must"):
-        _ENTRY_POINTS[entry](_model(), _bad_kind(kind, (N, D)), y)
+        _ENTRY_POINTS[entry](mlp(), _bad_kind(kind, (N, D)), y)
 
 
 def test_string_as_X():
     with pytest.raises(TypeError, match=r"\bX\b must be a numeric array"):
-        _model().predict("1,2,3,4")
+        mlp().predict("1,2,3,4")
 
 
 @pytest.mark.parametrize("kind", ["str", "bytes", "object", "complex", "none"])
@@ -259,13 +253,13 @@ def test_string_as_X():
 def test_non_numeric_y(entry, kind):
     X, _ = _data()
     with pytest.raises(TypeError, match=r"\by\b must"):
-        _ENTRY_POINTS[entry](_model(), X, _bad_kind(kind, (N,)))
+        _ENTRY_POINTS[entry](mlp(), X, _bad_kind(kind, (N,)))
 
 
 def test_string_labels_list():
     X, _ = _data()
     with pytest.raises(TypeError, match=r"\by\b must"):
-        _model().fit(X, ["cat", "dog"] * (N // 2), verbose=0)
+        mlp().fit(X, ["cat", "dog"] * (N // 2), verbose=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,7 +277,7 @@ _BAD_IDS = ["0", "-1", "2.5", "True", "False", "str", "None", "np.float64"]
 @pytest.mark.parametrize("arg", ["epochs", "batch_size"])
 def test_fit_bad_epochs_and_batch_size(arg, value, exc):
     X, y = _data()
-    model = _model()
+    model = mlp()
     before = model.get_weights()
     with pytest.raises(exc, match=rf"\b{arg}\b"):
         model.fit(X, y, verbose=0, **{arg: value})
@@ -295,7 +289,7 @@ def test_fit_bad_epochs_and_batch_size(arg, value, exc):
 @pytest.mark.parametrize("entry", ["predict", "predict_proba", "evaluate"])
 def test_inference_bad_batch_size(entry, value, exc):
     X, y = _data()
-    model = _model()
+    model = mlp()
     with pytest.raises(exc, match=r"\bbatch_size\b"):
         if entry == "evaluate":
             model.evaluate(X, y, batch_size=value)
@@ -307,67 +301,67 @@ def test_inference_bad_batch_size(entry, value, exc):
 def test_bad_verbose(verbose):
     X, y = _data()
     with pytest.raises((ValueError, TypeError), match=r"\bverbose\b"):
-        _model().fit(X, y, verbose=verbose)
+        mlp().fit(X, y, verbose=verbose)
 
 
 @pytest.mark.parametrize("split", [-0.1, 1.0, 1.5, np.nan])
 def test_validation_split_out_of_range(split):
     X, y = _data()
     with pytest.raises(ValueError, match=r"\bvalidation_split\b"):
-        _model().fit(X, y, validation_split=split, verbose=0)
+        mlp().fit(X, y, validation_split=split, verbose=0)
 
 
 def test_validation_split_leaving_no_validation_sample():
     X, y = _data()
     with pytest.raises(ValueError, match=r"\bvalidation_split\b"):
-        _model().fit(X, y, validation_split=0.001, verbose=0)
+        mlp().fit(X, y, validation_split=0.001, verbose=0)
 
 
 @pytest.mark.parametrize("split", ["0.1", True])
 def test_validation_split_wrong_type(split):
     X, y = _data()
     with pytest.raises(TypeError, match=r"\bvalidation_split\b"):
-        _model().fit(X, y, validation_split=split, verbose=0)
+        mlp().fit(X, y, validation_split=split, verbose=0)
 
 
 def test_validation_split_and_validation_data_together():
     X, y = _data()
     with pytest.raises(ValueError, match=r"validation_data.*validation_split|validation_split.*validation_data"):
-        _model().fit(X, y, validation_split=0.2, validation_data=(X, y), verbose=0)
+        mlp().fit(X, y, validation_split=0.2, validation_data=(X, y), verbose=0)
 
 
 @pytest.mark.parametrize("val", [(np.zeros((4, D)),), "xy", (1, 2, 3)], ids=["1-tuple", "str", "3-tuple"])
 def test_validation_data_not_a_pair(val):
     X, y = _data()
     with pytest.raises(TypeError, match=r"\bvalidation_data\b"):
-        _model().fit(X, y, validation_data=val, verbose=0)
+        mlp().fit(X, y, validation_data=val, verbose=0)
 
 
 def test_validation_data_wrong_features():
     X, y = _data()
     Xv, yv = _data(d=D + 2)
     with pytest.raises(ValueError, match=r"validation_data X must have 4 features"):
-        _model().fit(X, y, validation_data=(Xv, yv), verbose=0)
+        mlp().fit(X, y, validation_data=(Xv, yv), verbose=0)
 
 
 def test_validation_data_bad_labels():
     X, y = _data()
     with pytest.raises(ValueError, match=r"validation_data y must hold class labels"):
-        _model().fit(X, y, validation_data=(X, y + 5), verbose=0)
+        mlp().fit(X, y, validation_data=(X, y + 5), verbose=0)
 
 
 @pytest.mark.parametrize("shuffle", ["yes", 1, None])
 def test_bad_shuffle(shuffle):
     X, y = _data()
     with pytest.raises(TypeError, match=r"\bshuffle\b"):
-        _model().fit(X, y, shuffle=shuffle, verbose=0)
+        mlp().fit(X, y, shuffle=shuffle, verbose=0)
 
 
 @pytest.mark.parametrize("callbacks", [[lambda *a: None], ["history"]], ids=["lambda", "str"])
 def test_bad_callbacks(callbacks):
     X, y = _data()
     with pytest.raises(TypeError, match=r"callbacks\[0\]"):
-        _model().fit(X, y, callbacks=callbacks, verbose=0)
+        mlp().fit(X, y, callbacks=callbacks, verbose=0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -437,7 +431,7 @@ def test_cuda_backend_not_available_from_kernels():
 
 def test_load_on_cuda_not_available(tmp_path):
     path = tmp_path / "m.npz"
-    _model().save(path)
+    mlp().save(path)
     with pytest.raises(RuntimeError, match=r"cuda"):
         fastmlp.load(path, device="cuda")
 
@@ -581,7 +575,7 @@ def _good_weights(model):
     "W1-transposed", "W2-transposed", "b1-too-long", "b2-2d", "W1-1d", "extra-layer-shape",
 ])
 def test_set_weights_wrong_shape(case):
-    model = _model()
+    model = mlp()
     w = _good_weights(model)
     if case == "W1-transposed":
         w[0] = w[0].T
@@ -610,7 +604,7 @@ def test_set_weights_wrong_shape(case):
 
 @pytest.mark.parametrize("count", [0, 2, 3, 5, 6])
 def test_set_weights_wrong_count(count):
-    model = _model()
+    model = mlp()
     w = _good_weights(model)
     w = (w * 2)[:count]
     with pytest.raises(ValueError, match=r"\bweights\b must hold 4 arrays"):
@@ -620,7 +614,7 @@ def test_set_weights_wrong_count(count):
 @pytest.mark.parametrize("value", [np.nan, np.inf])
 @pytest.mark.parametrize("index", [0, 1, 2, 3])
 def test_set_weights_non_finite(index, value):
-    model = _model()
+    model = mlp()
     w = _good_weights(model)
     w[index] = w[index].copy()
     w[index].reshape(-1)[0] = value
@@ -632,7 +626,7 @@ def test_set_weights_non_finite(index, value):
 
 
 def test_set_weights_overflowing_float32_rejected():
-    model = _model()
+    model = mlp()
     w = [a.astype(np.float64) for a in _good_weights(model)]
     w[2][0, 0] = 1e39  # finite in float64, inf in the float32 model
     before = model.get_weights()
@@ -645,11 +639,11 @@ def test_set_weights_overflowing_float32_rejected():
 @pytest.mark.parametrize("weights", [None, "W", {"W1": 1}, np.zeros(4)], ids=["None", "str", "dict", "array"])
 def test_set_weights_not_a_list(weights):
     with pytest.raises(TypeError, match=r"\bweights\b"):
-        _model().set_weights(weights)
+        mlp().set_weights(weights)
 
 
 def test_set_weights_non_numeric():
-    model = _model()
+    model = mlp()
     w = _good_weights(model)
     w[1] = np.array(["0"] * 8)
     with pytest.raises(TypeError, match=r"weights\[1\]"):
@@ -682,7 +676,7 @@ def test_load_empty_file(tmp_path):
 @pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
 def test_load_truncated_npz(tmp_path, fraction):
     path = tmp_path / "model.npz"
-    _model().save(path)
+    mlp().save(path)
     raw = path.read_bytes()
     path.write_bytes(raw[: int(len(raw) * fraction)])
     with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
@@ -732,15 +726,15 @@ def _rewrite(path, **changes):
     {"config": {"format_version": 99}},
     {"config": {"loss": "hinge"}},
     {"config": {"dtype": "int8"}},
-    {"W1": None},
-    {"W0": np.zeros((D, 8), np.float32)},
-    {"b0": np.full(8, np.nan, np.float32)},
+    {"W2": None},
+    {"W1": np.zeros((D, 8), np.float32)},
+    {"b1": np.full(8, np.nan, np.float32)},
     {"optimizer_momentum_buffer": np.zeros(5, np.float32)},
     {"config": np.array("{not json")},
-], ids=["format", "version", "loss", "dtype", "missing-W1", "W0-shape", "nan-bias", "opt-state", "json"])
+], ids=["format", "version", "loss", "dtype", "missing-W2", "W1-shape", "nan-bias", "opt-state", "json"])
 def test_load_corrupt_model_file(tmp_path, change):
     path = tmp_path / "model.npz"
-    _model().save(path)
+    mlp().save(path)
     if "config" in change and isinstance(change["config"], np.ndarray):
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -755,7 +749,7 @@ def test_load_corrupt_model_file(tmp_path, change):
 @pytest.mark.parametrize("config", ["[1, 2]", "null", '"text"', "3"])
 def test_load_config_that_is_not_a_json_object(tmp_path, config):
     path = tmp_path / "model.npz"
-    _model().save(path)
+    mlp().save(path)
     with np.load(path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     arrays["config"] = np.array(config)
@@ -766,7 +760,7 @@ def test_load_config_that_is_not_a_json_object(tmp_path, config):
 
 def test_save_path_without_npz_suffix(tmp_path):
     with pytest.raises(ValueError, match=r"\bpath\b.*\.npz"):
-        _model().save(tmp_path / "model.bin")
+        mlp().save(tmp_path / "model.bin")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -774,33 +768,22 @@ def test_save_path_without_npz_suffix(tmp_path):
 # odd but valid input just works (and gives the plain-array result)
 
 
-def _blobs(n=48, d=D, k=K, seed=1):
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((k, d)) * 3
-    y = np.arange(n) % k
-    X = (centers[y] + rng.standard_normal((n, d))).astype(np.float32)
-    return X, y.astype(np.int64)
+def _blobs(n=48, d=D):
+    return blobs(n, d, K, seed=1, shuffle=False)
 
 
 def _fit_weights(X, y, sizes=(D, 8, K), loss="cross_entropy", optimizer=None, dtype="float32", **fit_kw):
-    model = _model(sizes=sizes, loss=loss, optimizer=optimizer, dtype=dtype)
+    model = mlp(sizes=sizes, loss=loss, optimizer=optimizer, dtype=dtype)
     fit_kw.setdefault("epochs", 2)
     fit_kw.setdefault("batch_size", 8)
     history = model.fit(X, y, verbose=0, **fit_kw)
     return model, model.get_weights(), history.history
 
 
-def _assert_same_weights(a, b):
-    assert len(a) == len(b)
-    for wa, wb in zip(a, b):
-        assert wa.dtype == wb.dtype
-        np.testing.assert_array_equal(wa, wb)
-
-
 def _assert_same_training(X_odd, y_odd, X_ref, y_ref, **kw):
     m1, w1, h1 = _fit_weights(X_ref, y_ref, **kw)
     m2, w2, h2 = _fit_weights(X_odd, y_odd, **kw)
-    _assert_same_weights(w1, w2)
+    assert_same_weights(w1, w2)
     assert h1 == h2
     return m1, m2
 
@@ -834,9 +817,9 @@ def test_uint8_train_step_same_as_float32():
     rng = np.random.default_rng(4)
     X8 = rng.integers(0, 256, (16, D), dtype=np.uint8)
     y = np.arange(16) % K
-    a, b = _model(optimizer=fastmlp.Adam(lr=1e-3)), _model(optimizer=fastmlp.Adam(lr=1e-3))
+    a, b = mlp(optimizer=fastmlp.Adam(lr=1e-3)), mlp(optimizer=fastmlp.Adam(lr=1e-3))
     assert a.train_step(X8, y) == b.train_step(X8.astype(np.float32), y)
-    _assert_same_weights(a.get_weights(), b.get_weights())
+    assert_same_weights(a.get_weights(), b.get_weights())
 
 
 @pytest.mark.parametrize("dtype", [np.int16, np.int64, np.uint64, np.float16, np.float64, np.longdouble, np.bool_])
@@ -888,14 +871,14 @@ def test_3d_images_are_flattened():
 def test_4d_images_with_channels_are_flattened():
     rng = np.random.default_rng(6)
     X4 = rng.random((12, 4, 4, 3), dtype=np.float32)
-    model = _model(sizes=(48, 8, K))
+    model = mlp(sizes=(48, 8, K))
     np.testing.assert_array_equal(model.predict_proba(X4), model.predict_proba(X4.reshape(12, 48)))
 
 
 def test_3d_images_with_wrong_pixel_count():
     X3 = np.zeros((5, 7, 7), np.float32)
     with pytest.raises(ValueError, match=r"\bX\b must have 64 features"):
-        _model(sizes=(64, 8, K)).predict(X3)
+        mlp(sizes=(64, 8, K)).predict(X3)
 
 
 @pytest.mark.parametrize("batch_size", [48, 49, 1000, 10**9])
@@ -903,7 +886,7 @@ def test_batch_size_larger_than_data(batch_size):
     X, y = _blobs()
     m1, w1, h1 = _fit_weights(X, y, batch_size=48)
     m2, w2, h2 = _fit_weights(X, y, batch_size=batch_size)
-    _assert_same_weights(w1, w2)
+    assert_same_weights(w1, w2)
     assert h1 == h2
     np.testing.assert_array_equal(m2.predict(X, batch_size=batch_size), m1.predict(X))
 
@@ -932,7 +915,7 @@ def test_one_hot_integer_or_bool_dtype(one_hot_dtype):
     X, y = _blobs()
     _, w1, h1 = _fit_weights(X, np.eye(K)[y])
     _, w2, h2 = _fit_weights(X, np.eye(K, dtype=one_hot_dtype)[y])
-    _assert_same_weights(w1, w2)
+    assert_same_weights(w1, w2)
     assert h1 == h2
 
 
@@ -940,7 +923,7 @@ def test_column_labels_for_cross_entropy():
     X, y = _blobs()
     m1, m2 = _assert_same_training(X, y.reshape(-1, 1), X, y)
     assert m2.evaluate(X, y.reshape(-1, 1)) == m1.evaluate(X, y)
-    a, b = _model(), _model()
+    a, b = mlp(), mlp()
     assert a.train_step(X[:8], y[:8].reshape(-1, 1)) == b.train_step(X[:8], y[:8])
 
 
@@ -961,7 +944,7 @@ def test_regression_1d_and_column_targets():
     kw = dict(sizes=(D, 8, 1), loss="mse", optimizer=fastmlp.SGD(lr=0.01))
     m1, w1, h1 = _fit_weights(X, t, **kw)
     m2, w2, h2 = _fit_weights(X, t.reshape(-1, 1), **kw)
-    _assert_same_weights(w1, w2)
+    assert_same_weights(w1, w2)
     assert h1 == h2
 
 
@@ -972,7 +955,7 @@ def test_binary_labels_as_int_bool_and_column():
     _, w1, h1 = _fit_weights(X, yb.astype(np.float32), **kw)
     for odd in (yb.astype(np.int64), yb, yb.reshape(-1, 1), yb.astype(np.float64).tolist()):
         _, w2, h2 = _fit_weights(X, odd, **kw)
-        _assert_same_weights(w1, w2)
+        assert_same_weights(w1, w2)
         assert h1 == h2
 
 
@@ -994,7 +977,7 @@ def test_read_only_X():
 def test_inputs_not_modified():
     X, y = _blobs()
     X0, y0 = X.copy(), y.copy()
-    model = _model()
+    model = mlp()
     model.fit(X, y, epochs=2, batch_size=8, validation_split=0.25, verbose=0)
     model.train_step(X[:8], y[:8])
     model.evaluate(X, y)
@@ -1005,7 +988,7 @@ def test_inputs_not_modified():
 
 def test_single_sample():
     X, y = _blobs()
-    model = _model()
+    model = mlp()
     assert model.predict(X[:1]).shape == (1,)
     loss = model.train_step(X[:1], y[:1])
     assert isinstance(loss, float) and np.isfinite(loss)
@@ -1014,9 +997,9 @@ def test_single_sample():
 
 
 def test_set_weights_accepts_lists_and_other_dtypes():
-    model = _model()
+    model = mlp()
     w = model.get_weights()
     model.set_weights([a.astype(np.float64).tolist() for a in w])
-    _assert_same_weights(model.get_weights(), w)
+    assert_same_weights(model.get_weights(), w)
     model.set_weights(tuple(a.astype(np.float64) for a in w))
-    _assert_same_weights(model.get_weights(), w)
+    assert_same_weights(model.get_weights(), w)

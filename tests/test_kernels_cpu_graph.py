@@ -7,9 +7,8 @@ import pytest
 
 from fastmlp.kernels import cpu
 from fastmlp.kernels import reference as ref
-from test_kernels import (ACT_CODES, ACT_IDS, BATCHES, DTYPE_IDS, DTYPES, FEATURE_PAIRS,
-                          activation_of, assert_close, call_both, check_no_return, dot_scale,
-                          randn, rng_for)
+from helpers import (ACT_CODES, ACT_IDS, BATCHES, DTYPE_IDS, DTYPES, FEATURE_PAIRS, activation_of,
+                     assert_close, call_both, check_no_return, dot_scale, randn, rng_for)
 
 
 @pytest.mark.parametrize("batch", BATCHES)

@@ -1,4 +1,4 @@
-"""The public API behaves as DESIGN.md promises: building, weights, seeds, fit/History,
+"""The public API behaves as README.md and docs/ARCHITECTURE.md describe it: building, weights, seeds, fit/History,
 train_step against the NumPy reference, predict/evaluate, verbosity, callbacks, save/load,
 optimizers, devices, dtypes, divergence, the demo and the bundled data set.
 """
@@ -13,32 +13,9 @@ import pytest
 
 import fastmlp
 from fastmlp.kernels import reference as ref_kernels
+from helpers import assert_same_weights, blobs, mlp
 
 D, K = 4, 3
-
-
-def _blobs(n=60, d=D, k=K, seed=0, dtype=np.float32):
-    """k well separated Gaussian blobs: learnable in a few epochs."""
-    rng = np.random.default_rng(seed)
-    centers = rng.standard_normal((k, d)) * 3
-    y = rng.permutation(np.arange(n) % k)
-    X = (centers[y] + rng.standard_normal((n, d))).astype(dtype)
-    return X, y.astype(np.int64)
-
-
-def _model(sizes=(D, 8, K), activation="relu", loss="cross_entropy", optimizer=None,
-           dtype="float32", seed=0, device="cpu"):
-    if optimizer is None:
-        optimizer = fastmlp.SGD(lr=0.1, momentum=0.9)
-    return fastmlp.MLP(list(sizes), activation=activation, loss=loss, optimizer=optimizer,
-                       device=device, dtype=dtype, seed=seed)
-
-
-def _assert_same_weights(a, b):
-    assert len(a) == len(b)
-    for wa, wb in zip(a, b):
-        assert wa.shape == wb.shape and wa.dtype == wb.dtype
-        np.testing.assert_array_equal(wa, wb)
 
 
 def _softmax(Z):
@@ -70,7 +47,7 @@ def test_public_names():
 
 
 def test_mlp_and_sequential_build_the_same_network():
-    X, y = _blobs()
+    X, y = blobs()
     mlp = fastmlp.MLP([D, 8, 6, K], activation=["tanh", "relu"], optimizer=fastmlp.SGD(lr=0.05),
                       device="cpu", seed=3)
     seq = fastmlp.Sequential(
@@ -81,12 +58,12 @@ def test_mlp_and_sequential_build_the_same_network():
     assert [l.activation for l in mlp.layers] == [l.activation for l in seq.layers] == ["tanh", "relu", "identity"]
     assert mlp.n_parameters == seq.n_parameters == 8 * D + 8 + 6 * 8 + 6 + K * 6 + K
     assert mlp.get_config() == seq.get_config()
-    _assert_same_weights(mlp.get_weights(), seq.get_weights())
+    assert_same_weights(mlp.get_weights(), seq.get_weights())
     np.testing.assert_array_equal(mlp.predict_proba(X), seq.predict_proba(X))
     h1 = mlp.fit(X, y, epochs=2, batch_size=16, verbose=0)
     h2 = seq.fit(X, y, epochs=2, batch_size=16, verbose=0)
     assert h1.history == h2.history
-    _assert_same_weights(mlp.get_weights(), seq.get_weights())
+    assert_same_weights(mlp.get_weights(), seq.get_weights())
 
 
 def test_mlp_default_activation_and_output():
@@ -101,7 +78,7 @@ def test_mlp_default_activation_and_output():
 
 def test_mlp_without_hidden_layers():
     model = fastmlp.MLP([D, K], optimizer=fastmlp.SGD(lr=0.1), device="cpu", seed=0)
-    X, y = _blobs()
+    X, y = blobs()
     assert [W.shape for W in model.get_weights()] == [(K, D), (K,)]
     model.fit(X, y, epochs=5, batch_size=8, verbose=0)
     assert model.evaluate(X, y)["accuracy"] > 0.8
@@ -126,18 +103,18 @@ def test_initialisation_scales():
 
 
 def test_get_weights_layout_and_round_trip():
-    model = _model(sizes=(D, 8, 5, K))
+    model = mlp(sizes=(D, 8, 5, K))
     weights = model.get_weights()
     assert [w.shape for w in weights] == [(8, D), (8,), (5, 8), (5,), (K, 5), (K,)]
     assert all(w.dtype == np.float32 for w in weights)
     rng = np.random.default_rng(1)
     new = [rng.standard_normal(w.shape).astype(np.float32) for w in weights]
     model.set_weights(new)
-    _assert_same_weights(model.get_weights(), new)
+    assert_same_weights(model.get_weights(), new)
     # get_weights returns copies: editing them leaves the model alone
     got = model.get_weights()
     got[0][...] = 0
-    _assert_same_weights(model.get_weights(), new)
+    assert_same_weights(model.get_weights(), new)
     # set_weights copies too: editing the list passed in leaves the model alone
     new[0][...] = 0
     assert model.get_weights()[0].any()
@@ -145,8 +122,8 @@ def test_get_weights_layout_and_round_trip():
 
 def test_weights_are_out_by_in_as_in_the_forward_pass():
     """predict computes f(X @ W.T + b) with the W from get_weights."""
-    X, _ = _blobs(n=10)
-    model = _model(sizes=(D, 7, 5, K), activation=["tanh", "sigmoid"], dtype="float64")
+    X, _ = blobs(n=10)
+    model = mlp(sizes=(D, 7, 5, K), activation=["tanh", "sigmoid"], dtype="float64")
     rng = np.random.default_rng(2)
     model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
     Z = _numpy_forward(model.get_weights(), ["tanh", "sigmoid", "identity"], X)
@@ -155,7 +132,7 @@ def test_weights_are_out_by_in_as_in_the_forward_pass():
 
 
 def test_set_weights_casts_to_model_dtype():
-    model = _model()
+    model = mlp()
     new = [np.full(w.shape, 0.1, np.float64) for w in model.get_weights()]
     model.set_weights(new)
     for w in model.get_weights():
@@ -168,8 +145,8 @@ def test_set_weights_casts_to_model_dtype():
 
 
 def _trained(seed, **fit_kw):
-    X, y = _blobs()
-    model = _model(seed=seed)
+    X, y = blobs()
+    model = mlp(seed=seed)
     history = model.fit(X, y, epochs=3, batch_size=8, verbose=0, **fit_kw)
     return model, history
 
@@ -177,13 +154,13 @@ def _trained(seed, **fit_kw):
 def test_same_seed_gives_bit_identical_training():
     a, ha = _trained(seed=7)
     b, hb = _trained(seed=7)
-    _assert_same_weights(a.get_weights(), b.get_weights())
+    assert_same_weights(a.get_weights(), b.get_weights())
     assert ha.history == hb.history
 
 
 def test_different_seeds_differ():
-    m0 = _model(seed=0)
-    m1 = _model(seed=1)
+    m0 = mlp(seed=0)
+    m1 = mlp(seed=1)
     assert not np.array_equal(m0.get_weights()[0], m1.get_weights()[0])
     a, _ = _trained(seed=0)
     b, _ = _trained(seed=1)
@@ -193,8 +170,8 @@ def test_different_seeds_differ():
 
 def test_seed_changes_shuffling_even_from_the_same_start():
     """Same initial weights, different seeds: only the batch order differs, and it matters."""
-    X, y = _blobs()
-    a, b = _model(seed=0), _model(seed=1)
+    X, y = blobs()
+    a, b = mlp(seed=0), mlp(seed=1)
     b.set_weights(a.get_weights())
     a.fit(X, y, epochs=2, batch_size=8, verbose=0)
     b.fit(X, y, epochs=2, batch_size=8, verbose=0)
@@ -202,18 +179,18 @@ def test_seed_changes_shuffling_even_from_the_same_start():
 
 
 def test_shuffle_false_is_deterministic_and_ignores_the_seed():
-    X, y = _blobs()
-    a, b = _model(seed=0), _model(seed=1)
+    X, y = blobs()
+    a, b = mlp(seed=0), mlp(seed=1)
     b.set_weights(a.get_weights())
     ha = a.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     hb = b.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    _assert_same_weights(a.get_weights(), b.get_weights())
+    assert_same_weights(a.get_weights(), b.get_weights())
     assert ha.history == hb.history
 
 
 def test_shuffle_false_is_train_step_over_consecutive_batches():
-    X, y = _blobs(n=44)  # 44 = 5 batches of 8 and one of 4
-    a, b = _model(), _model()
+    X, y = blobs(n=44)  # 44 = 5 batches of 8 and one of 4
+    a, b = mlp(), mlp()
     a.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     for _ in range(2):
         for start in range(0, len(X), 8):
@@ -223,8 +200,8 @@ def test_shuffle_false_is_train_step_over_consecutive_batches():
 
 
 def test_shuffle_true_changes_the_batch_order():
-    X, y = _blobs()
-    a, b = _model(seed=0), _model(seed=0)
+    X, y = blobs()
+    a, b = mlp(seed=0), mlp(seed=0)
     a.fit(X, y, epochs=1, batch_size=8, shuffle=True, verbose=0)
     b.fit(X, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     assert not np.array_equal(a.get_weights()[0], b.get_weights()[0])
@@ -235,8 +212,8 @@ def test_shuffle_true_changes_the_batch_order():
 
 
 def test_fit_returns_history_with_all_keys():
-    X, y = _blobs()
-    model = _model()
+    X, y = blobs()
+    model = mlp()
     history = model.fit(X, y, epochs=4, batch_size=8, validation_split=0.25, verbose=0)
     assert isinstance(history, fastmlp.History)
     for key in ["loss", "accuracy", "val_loss", "val_accuracy"]:
@@ -251,15 +228,15 @@ def test_fit_returns_history_with_all_keys():
 
 
 def test_fit_without_validation_has_no_val_keys():
-    X, y = _blobs()
-    history = _model().fit(X, y, epochs=2, verbose=0)
+    X, y = blobs()
+    history = mlp().fit(X, y, epochs=2, verbose=0)
     assert set(history.history) >= {"loss", "accuracy"}
     assert not any(k.startswith("val_") for k in history.history)
 
 
 def test_fit_learns():
-    X, y = _blobs(n=120)
-    model = _model()
+    X, y = blobs(n=120)
+    model = mlp()
     history = model.fit(X, y, epochs=15, batch_size=16, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]
     assert history.history["accuracy"][-1] > 0.9
@@ -267,11 +244,11 @@ def test_fit_learns():
 
 
 def test_validation_split_takes_the_last_samples():
-    X, y = _blobs()
-    a, b = _model(), _model()
+    X, y = blobs()
+    a, b = mlp(), mlp()
     ha = a.fit(X, y, epochs=2, batch_size=8, validation_split=0.25, shuffle=False, verbose=0)
     hb = b.fit(X[:45], y[:45], epochs=2, batch_size=8, shuffle=False, verbose=0)
-    _assert_same_weights(a.get_weights(), b.get_weights())
+    assert_same_weights(a.get_weights(), b.get_weights())
     assert ha.history["loss"] == hb.history["loss"]
     final = a.evaluate(X[45:], y[45:])
     assert ha.history["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-6)
@@ -279,9 +256,9 @@ def test_validation_split_takes_the_last_samples():
 
 
 def test_validation_data():
-    X, y = _blobs()
-    Xv, yv = _blobs(n=21, seed=0)
-    model = _model()
+    X, y = blobs()
+    Xv, yv = blobs(n=21, seed=0)
+    model = mlp()
     history = model.fit(X, y, epochs=3, batch_size=8, validation_data=(Xv, yv), verbose=0)
     assert len(history.history["val_loss"]) == 3
     final = model.evaluate(Xv, yv)
@@ -291,19 +268,19 @@ def test_validation_data():
 
 
 def test_validation_data_as_list_and_one_hot():
-    X, y = _blobs()
-    model = _model()
+    X, y = blobs()
+    model = mlp()
     history = model.fit(X, y, epochs=2, validation_data=[X[:10], np.eye(K)[y[:10]]], verbose=0)
     assert len(history.history["val_accuracy"]) == 2
 
 
 def test_fit_twice_continues_training():
-    X, y = _blobs()
-    a, b = _model(), _model()
+    X, y = blobs()
+    a, b = mlp(), mlp()
     a.fit(X, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     a.fit(X, y, epochs=1, batch_size=8, shuffle=False, verbose=0)
     b.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    _assert_same_weights(a.get_weights(), b.get_weights())
+    assert_same_weights(a.get_weights(), b.get_weights())
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,8 +332,8 @@ def test_train_step_matches_reference(loss, k, activation, make_opt, dtype, rtol
 
 
 def test_train_step_returns_the_loss_before_the_update():
-    X, y = _blobs(n=16)
-    model = _model(dtype="float64")
+    X, y = blobs(n=16)
+    model = mlp(dtype="float64")
     before = model.evaluate(X, y)["loss"]
     loss = model.train_step(X, y)
     assert loss == pytest.approx(before, rel=1e-12)
@@ -364,8 +341,8 @@ def test_train_step_returns_the_loss_before_the_update():
 
 
 def test_train_step_cross_entropy_loss_by_hand():
-    X, y = _blobs(n=12)
-    model = _model(dtype="float64", optimizer=fastmlp.SGD(lr=1e-3))
+    X, y = blobs(n=12)
+    model = mlp(dtype="float64", optimizer=fastmlp.SGD(lr=1e-3))
     P = _softmax(_numpy_forward(model.get_weights(), ["relu", "identity"], X))
     expected = -np.mean(np.log(P[np.arange(12), y]))
     assert model.train_step(X, y) == pytest.approx(expected, rel=1e-12)
@@ -376,8 +353,8 @@ def test_train_step_cross_entropy_loss_by_hand():
 
 
 def test_predict_and_predict_proba_cross_entropy():
-    X, y = _blobs()
-    model = _model()
+    X, y = blobs()
+    model = mlp()
     model.fit(X, y, epochs=5, batch_size=8, verbose=0)
     pred = model.predict(X)
     assert pred.shape == (len(X),)
@@ -394,19 +371,19 @@ def test_predict_and_predict_proba_cross_entropy():
 
 
 def test_predict_proba_is_stable_for_huge_logits():
-    model = _model(dtype="float64")
+    model = mlp(dtype="float64")
     w = model.get_weights()
     model.set_weights([x * 1e3 for x in w])
-    X, _ = _blobs(n=10)
+    X, _ = blobs(n=10)
     P = model.predict_proba(X * 100)
     assert np.isfinite(P).all()
     np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-12)
 
 
 def test_binary_cross_entropy_model():
-    X, y = _blobs()
+    X, y = blobs()
     yb = (y == 0).astype(np.int64)
-    model = _model(sizes=(D, 8, 1), loss="binary_cross_entropy")
+    model = mlp(sizes=(D, 8, 1), loss="binary_cross_entropy")
     history = model.fit(X, yb, epochs=10, batch_size=8, verbose=0)
     assert "accuracy" in history.history
     pred = model.predict(X)
@@ -426,7 +403,7 @@ def test_mse_regression_one_output():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((80, D)).astype(np.float32)
     t = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.3
-    model = _model(sizes=(D, 16, 1), loss="mse", optimizer=fastmlp.Adam(lr=0.01))
+    model = mlp(sizes=(D, 16, 1), loss="mse", optimizer=fastmlp.Adam(lr=0.01))
     history = model.fit(X, t, epochs=20, batch_size=16, verbose=0)
     assert set(history.history) == {"loss", "mae", "r2", "lr"}
     pred = model.predict(X)
@@ -445,7 +422,7 @@ def test_mse_regression_k_outputs():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((40, D)).astype(np.float32)
     T = np.stack([X[:, 0], X[:, 1] - X[:, 2], X.sum(axis=1)], axis=1)
-    model = _model(sizes=(D, 8, 3), loss="mse")
+    model = mlp(sizes=(D, 8, 3), loss="mse")
     model.fit(X, T, epochs=2, batch_size=8, verbose=0)
     pred = model.predict(X)
     assert pred.shape == (40, 3)
@@ -471,8 +448,8 @@ def test_mse_with_non_identity_output_matches_reference():
 
 
 def test_evaluate_cross_entropy():
-    X, y = _blobs()
-    model = _model(dtype="float64")
+    X, y = blobs()
+    model = mlp(dtype="float64")
     model.fit(X, y, epochs=3, batch_size=8, verbose=0)
     result = model.evaluate(X, y)
     assert set(result) == {"loss", "accuracy"}
@@ -486,13 +463,13 @@ def test_evaluate_cross_entropy():
 
 
 def test_evaluate_does_not_train():
-    X, y = _blobs()
-    model = _model()
+    X, y = blobs()
+    model = mlp()
     before = model.get_weights()
     model.evaluate(X, y)
     model.predict(X)
     model.predict_proba(X)
-    _assert_same_weights(before, model.get_weights())
+    assert_same_weights(before, model.get_weights())
 
 
 # ---------------------------------------------------------------------------------------
@@ -500,15 +477,15 @@ def test_evaluate_does_not_train():
 
 
 def test_verbose_0_prints_nothing(capsys):
-    X, y = _blobs()
-    _model().fit(X, y, epochs=3, batch_size=8, validation_split=0.2, verbose=0)
+    X, y = blobs()
+    mlp().fit(X, y, epochs=3, batch_size=8, validation_split=0.2, verbose=0)
     out, err = capsys.readouterr()
     assert out == "" and err == ""
 
 
 def test_verbose_2_prints_one_line_per_epoch(capsys):
-    X, y = _blobs()
-    _model().fit(X, y, epochs=3, batch_size=8, validation_split=0.2, verbose=2)
+    X, y = blobs()
+    mlp().fit(X, y, epochs=3, batch_size=8, validation_split=0.2, verbose=2)
     out, err = capsys.readouterr()
     lines = out.strip().splitlines()
     assert len(lines) == 3
@@ -520,8 +497,8 @@ def test_verbose_2_prints_one_line_per_epoch(capsys):
 
 
 def test_verbose_1_prints_a_bar(capsys):
-    X, y = _blobs()
-    _model().fit(X, y, epochs=2, batch_size=8, verbose=1)
+    X, y = blobs()
+    mlp().fit(X, y, epochs=2, batch_size=8, verbose=1)
     out, err = capsys.readouterr()
     assert "Epoch 1/2" in out and "Epoch 2/2" in out
     bars = [line for line in out.splitlines() if "[" in line]
@@ -568,9 +545,9 @@ class _Recorder(fastmlp.Callback):
 
 
 def test_callback_hooks_are_called_in_order():
-    X, y = _blobs(n=40)
+    X, y = blobs(n=40)
     rec = _Recorder()
-    model = _model()
+    model = mlp()
     model.fit(X, y, epochs=3, batch_size=16, validation_split=0.2, callbacks=[rec], verbose=0)
     assert rec.model is model
     steps = 2  # 32 training samples in batches of 16
@@ -592,18 +569,18 @@ def test_callback_hooks_are_called_in_order():
 
 def test_callback_on_batch_begin_is_called():
     """Callback defines on_batch_begin, so fit must call it once per step (as Keras does)."""
-    X, y = _blobs(n=40)
+    X, y = blobs(n=40)
     rec = _Recorder()
-    _model().fit(X, y, epochs=2, batch_size=16, callbacks=[rec], verbose=0)
+    mlp().fit(X, y, epochs=2, batch_size=16, callbacks=[rec], verbose=0)
     assert rec.count("batch_begin") == 2 * 3
     begins = [c for c in rec.calls if c[0] in ("batch_begin", "batch_end")]
     assert begins[:2] == [("batch_begin", 0), ("batch_end", 0)]
 
 
 def test_callback_can_stop_training():
-    X, y = _blobs(n=40)
+    X, y = blobs(n=40)
     rec = _Recorder(stop_at_epoch=1)
-    model = _model()
+    model = mlp()
     history = model.fit(X, y, epochs=10, batch_size=16, callbacks=[rec], verbose=0)
     assert len(history.history["loss"]) == 2
     assert history.epoch == [0, 1]
@@ -615,8 +592,8 @@ def test_callback_can_stop_training():
 
 
 def test_callback_base_class_hooks_are_no_ops():
-    X, y = _blobs(n=40)
-    history = _model().fit(X, y, epochs=2, callbacks=[fastmlp.Callback()], verbose=0)
+    X, y = blobs(n=40)
+    history = mlp().fit(X, y, epochs=2, callbacks=[fastmlp.Callback()], verbose=0)
     assert len(history.history["loss"]) == 2
 
 
@@ -626,8 +603,8 @@ def test_callback_base_class_hooks_are_no_ops():
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_save_load_round_trip(tmp_path, dtype):
-    X, y = _blobs()
-    model = _model(sizes=(D, 8, 6, K), activation=["tanh", "elu"], dtype=dtype,
+    X, y = blobs()
+    model = mlp(sizes=(D, 8, 6, K), activation=["tanh", "elu"], dtype=dtype,
                    optimizer=fastmlp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4))
     model.fit(X, y, epochs=2, batch_size=8, verbose=0)
     path = tmp_path / "model.npz"
@@ -642,7 +619,7 @@ def test_save_load_round_trip(tmp_path, dtype):
     assert type(loaded.optimizer) is fastmlp.SGD
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
     assert loaded.get_config() == model.get_config()
-    _assert_same_weights(loaded.get_weights(), model.get_weights())
+    assert_same_weights(loaded.get_weights(), model.get_weights())
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     assert loaded.evaluate(X, y) == model.evaluate(X, y)
@@ -655,36 +632,36 @@ def test_save_load_round_trip(tmp_path, dtype):
     lambda: fastmlp.Adam(lr=0.01, weight_decay=0.01, decoupled=False),
 ], ids=["sgd-momentum", "adam", "adamw", "adam-coupled"])
 def test_save_load_restores_optimizer_state(tmp_path, make_opt):
-    X, y = _blobs()
-    model = _model(optimizer=make_opt())
+    X, y = blobs()
+    model = mlp(optimizer=make_opt())
     model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     path = tmp_path / "model.npz"
     model.save(path)
     loaded = fastmlp.load(path)
     assert loaded.optimizer.get_config() == model.optimizer.get_config()
     # a copy with the same weights but a fresh optimizer state, for contrast
-    fresh = _model(optimizer=make_opt())
+    fresh = mlp(optimizer=make_opt())
     fresh.set_weights(model.get_weights())
 
     model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     loaded.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
     fresh.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    _assert_same_weights(loaded.get_weights(), model.get_weights())
+    assert_same_weights(loaded.get_weights(), model.get_weights())
     assert not np.array_equal(fresh.get_weights()[0], model.get_weights()[0])
 
 
 def test_save_load_then_train_step(tmp_path):
-    X, y = _blobs(n=16)
-    model = _model(optimizer=fastmlp.Adam(lr=0.01))
+    X, y = blobs(n=16)
+    model = mlp(optimizer=fastmlp.Adam(lr=0.01))
     model.train_step(X, y)
     model.save(tmp_path / "m.npz")
     loaded = fastmlp.load(tmp_path / "m.npz")
     assert loaded.train_step(X, y) == model.train_step(X, y)
-    _assert_same_weights(loaded.get_weights(), model.get_weights())
+    assert_same_weights(loaded.get_weights(), model.get_weights())
 
 
 def test_save_leaves_no_temporary_files(tmp_path):
-    model = _model()
+    model = mlp()
     path = tmp_path / "model.npz"
     model.save(path)
     model.save(path)  # overwriting is fine too
@@ -693,16 +670,16 @@ def test_save_leaves_no_temporary_files(tmp_path):
 
 
 def test_save_overwrites_atomically(tmp_path):
-    X, _ = _blobs(n=5)
+    X, _ = blobs(n=5)
     path = tmp_path / "model.npz"
-    _model(seed=0).save(path)
-    second = _model(seed=1)
+    mlp(seed=0).save(path)
+    second = mlp(seed=1)
     second.save(path)
     np.testing.assert_array_equal(fastmlp.load(path).predict_proba(X), second.predict_proba(X))
 
 
 def test_failed_save_leaves_no_temporary_files(tmp_path):
-    model = _model()
+    model = mlp()
     target = tmp_path / "model.npz"
     target.mkdir()  # renaming a file over a directory fails
     with pytest.raises(OSError):
@@ -713,16 +690,16 @@ def test_failed_save_leaves_no_temporary_files(tmp_path):
 
 def test_saved_file_loads_without_pickle(tmp_path):
     path = tmp_path / "model.npz"
-    _model().save(path)
+    mlp().save(path)
     with np.load(path, allow_pickle=False) as data:
         assert "config" in data.files
-        assert {"W0", "b0", "W1", "b1"} <= set(data.files)
-        np.testing.assert_array_equal(data["W0"], _model().get_weights()[0])
+        assert {"W1", "b1", "W2", "b2"} <= set(data.files)  # get_weights' labels
+        np.testing.assert_array_equal(data["W1"], mlp().get_weights()[0])
 
 
 def test_load_on_reference_device(tmp_path):
-    X, _ = _blobs(n=10)
-    model = _model(dtype="float64")
+    X, _ = blobs(n=10)
+    model = mlp(dtype="float64")
     path = tmp_path / "model.npz"
     model.save(path)
     ref = fastmlp.load(path, device="reference")
@@ -759,18 +736,18 @@ def test_optimizer_by_name(name, cls):
 
 
 def test_adamw_is_adam_with_decoupled_decay():
-    X, y = _blobs()
-    a = _model(optimizer=fastmlp.AdamW(lr=0.01, weight_decay=0.05))
-    b = _model(optimizer=fastmlp.Adam(lr=0.01, weight_decay=0.05))
+    X, y = blobs()
+    a = mlp(optimizer=fastmlp.AdamW(lr=0.01, weight_decay=0.05))
+    b = mlp(optimizer=fastmlp.Adam(lr=0.01, weight_decay=0.05))
     a.fit(X, y, epochs=2, batch_size=8, verbose=0)
     b.fit(X, y, epochs=2, batch_size=8, verbose=0)
-    _assert_same_weights(a.get_weights(), b.get_weights())
+    assert_same_weights(a.get_weights(), b.get_weights())
 
 
 def test_weight_decay_shrinks_weights():
-    X, y = _blobs()
-    plain = _model(optimizer=fastmlp.SGD(lr=0.05))
-    decay = _model(optimizer=fastmlp.SGD(lr=0.05, weight_decay=0.5))
+    X, y = blobs()
+    plain = mlp(optimizer=fastmlp.SGD(lr=0.05))
+    decay = mlp(optimizer=fastmlp.SGD(lr=0.05, weight_decay=0.5))
     plain.fit(X, y, epochs=3, batch_size=8, verbose=0)
     decay.fit(X, y, epochs=3, batch_size=8, verbose=0)
     norm = lambda m: sum(float(np.sum(w.astype(np.float64) ** 2)) for w in m.get_weights()[0::2])
@@ -779,10 +756,10 @@ def test_weight_decay_shrinks_weights():
 
 def test_sgd_step_by_hand():
     """SGD without momentum: W_new = W - lr * dW, with dW from the reference backend."""
-    X, y = _blobs(n=8)
-    model = _model(dtype="float64", optimizer=fastmlp.SGD(lr=0.5))
+    X, y = blobs(n=8)
+    model = mlp(dtype="float64", optimizer=fastmlp.SGD(lr=0.5))
     w0 = model.get_weights()
-    probe = _model(dtype="float64", optimizer=fastmlp.SGD(lr=1.0), device="reference")
+    probe = mlp(dtype="float64", optimizer=fastmlp.SGD(lr=1.0), device="reference")
     probe.set_weights(w0)
     probe.train_step(X, y)  # W - 1.0 * grad
     grads = [a - b for a, b in zip(w0, probe.get_weights())]
@@ -806,10 +783,10 @@ def test_default_device_is_auto_cpu():
 
 
 def test_reference_device_trains_like_cpu():
-    X, y = _blobs(n=24)
-    cpu = _model(dtype="float64", device="cpu")
-    ref = _model(dtype="float64", device="reference")
-    _assert_same_weights(cpu.get_weights(), ref.get_weights())  # same seed, same init
+    X, y = blobs(n=24)
+    cpu = mlp(dtype="float64", device="cpu")
+    ref = mlp(dtype="float64", device="reference")
+    assert_same_weights(cpu.get_weights(), ref.get_weights())  # same seed, same init
     h1 = cpu.fit(X, y, epochs=2, batch_size=8, verbose=0)
     h2 = ref.fit(X, y, epochs=2, batch_size=8, verbose=0)
     np.testing.assert_allclose(h1.history["loss"], h2.history["loss"], rtol=1e-10)
@@ -819,21 +796,21 @@ def test_reference_device_trains_like_cpu():
 
 @pytest.mark.parametrize("dtype", ["float64", np.float64, np.dtype("float64")])
 def test_float64_model_keeps_float64(dtype):
-    X, y = _blobs()
-    model = _model(dtype=dtype)
+    X, y = blobs()
+    model = mlp(dtype=dtype)
     assert model.dtype == np.float64
     assert all(w.dtype == np.float64 for w in model.get_weights())
     model.fit(X, y, epochs=2, batch_size=8, verbose=0)
     model.train_step(X[:8], y[:8])
     assert all(w.dtype == np.float64 for w in model.get_weights())
     assert model.predict_proba(X).dtype == np.float64
-    reg = _model(sizes=(D, 4, 2), loss="mse", dtype=dtype)
+    reg = mlp(sizes=(D, 4, 2), loss="mse", dtype=dtype)
     assert reg.predict(X).dtype == np.float64
 
 
 def test_float32_model_keeps_float32_with_float64_data():
-    X, y = _blobs(dtype=np.float64)
-    model = _model(dtype="float32")
+    X, y = blobs(dtype=np.float64)
+    model = mlp(dtype="float32")
     model.fit(X, y, epochs=1, verbose=0)
     assert all(w.dtype == np.float32 for w in model.get_weights())
     assert model.predict_proba(X).dtype == np.float32
@@ -847,14 +824,14 @@ def test_diverging_fit_raises_floating_point_error():
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((40, D)) * 100).astype(np.float32)
     t = X.sum(axis=1) * 100
-    model = _model(sizes=(D, 16, 1), loss="mse", optimizer=fastmlp.SGD(lr=10.0))
+    model = mlp(sizes=(D, 16, 1), loss="mse", optimizer=fastmlp.SGD(lr=10.0))
     with pytest.raises(FloatingPointError, match=r"diverged.*learning rate"):
         model.fit(X, t, epochs=50, batch_size=8, verbose=0)
 
 
 def test_diverging_train_step_raises_floating_point_error():
-    X, y = _blobs(n=16)
-    model = _model(optimizer=fastmlp.SGD(lr=1e30))
+    X, y = blobs(n=16)
+    model = mlp(optimizer=fastmlp.SGD(lr=1e30))
     with pytest.raises(FloatingPointError, match="diverged"):
         for _ in range(50):
             model.train_step(X * 1e3, y)
@@ -899,8 +876,8 @@ def test_load_digits():
 
 
 def test_gradcheck_float64():
-    X, y = _blobs(n=10)
-    model = _model(sizes=(D, 5, K), activation="tanh", dtype="float64")
+    X, y = blobs(n=10)
+    model = mlp(sizes=(D, 5, K), activation="tanh", dtype="float64")
     before = model.get_weights()
     assert fastmlp.gradcheck(model, X, y) < 1e-6
-    _assert_same_weights(before, model.get_weights())
+    assert_same_weights(before, model.get_weights())

@@ -78,7 +78,7 @@ def test_poisson_fit_evaluate_and_errors():
         model.predict_proba(X)
     with pytest.raises(ValueError, match="identity"):
         fm.MLP([4, 1], loss="poisson", output="relu")
-    saved = fm.io.from_bytes(fm.io.to_bytes(model))
+    saved = fm.saving.from_bytes(fm.saving.to_bytes(model))
     np.testing.assert_array_equal(saved.predict(X), model.predict(X))
 
 

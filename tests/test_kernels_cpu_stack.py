@@ -1,7 +1,7 @@
 """A stack of Dense layers in one kernel call each way (cpu.mlp_forward / cpu.mlp_backward)
 against the NumPy reference, and the BLAS that compiled code calls (kernels/blas.py).
 
-Like tests/test_kernels.py: private copies of the same inputs for both backends, outputs
+Like tests/test_kernels_cpu.py: private copies of the same inputs for both backends, outputs
 NaN-filled first (an element a kernel forgets stays NaN), inputs checked unchanged, shapes
 with sizes of 1 and odd sizes. Both paths of the CPU backend are tested: the compiled layer
 loop calling BLAS, and the Python loop over the single-layer kernels it falls back to when
@@ -18,8 +18,7 @@ from numba import njit
 
 from fastmlp.kernels import blas, codes, cpu
 from fastmlp.kernels import reference as ref
-
-from test_kernels import ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, assert_close, dot_scale, randn, rng_for
+from helpers import ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, assert_close, dot_scale, randn, rng_for
 
 STACKS = (  # (batch, sizes)
     (1, (1, 1)),
@@ -178,8 +177,15 @@ def test_gemm_rejects_mixed_dtypes_and_strided_arrays():
     a32, a64 = np.ones((2, 2), np.float32), np.ones((2, 2))
     with pytest.raises(Exception, match="one dtype"):
         _gemm(a32, a64, a32, False, False, 0.0)
-    with pytest.raises(Exception, match="C-contiguous"):
-        _gemm(a64[:, :1], a64[:1], a64[:, :1].copy(), False, False, 0.0)
+    wide = np.arange(8.0).reshape(2, 4)
+    with pytest.raises(Exception, match="rows are contiguous"):  # every other column
+        _gemm(wide[:, ::2], a64, np.empty((2, 2)), False, False, 0.0)
+    # a column slice of a wider buffer (rows contiguous, leading dimension = row stride) is
+    # taken as it is: a Concatenate's producers write straight into their columns
+    out = np.zeros((2, 4))
+    _gemm(wide[:, 1:3], a64 + np.eye(2), out[:, 2:4], False, False, 0.0)
+    np.testing.assert_allclose(out[:, 2:4], wide[:, 1:3] @ (a64 + np.eye(2)))
+    assert not out[:, :2].any()
 
 
 def test_blas_can_be_switched_off():

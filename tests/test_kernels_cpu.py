@@ -10,8 +10,6 @@ Shapes are deliberately awkward: sizes of 1 and odd/prime sizes that are multipl
 tile (batch in BATCHES, features in FEATURES), plus hypothesis-drawn small shapes.
 """
 
-import zlib
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -19,105 +17,8 @@ from hypothesis import strategies as st
 
 from fastmlp.kernels import codes, cpu
 from fastmlp.kernels import reference as ref
-
-DTYPES = (np.float32, np.float64)
-DTYPE_IDS = ("f32", "f64")
-RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
-
-BATCHES = (1, 7, 33, 130)
-FEATURES = (1, 3, 17, 64, 129)
-# (in_features, out_features) pairs built from FEATURES; every size appears on both sides
-FEATURE_PAIRS = ((1, 1), (1, 129), (3, 17), (17, 3), (64, 129), (129, 64), (129, 1), (17, 17))
-
-ACTS = sorted(codes.ACTIVATIONS.items(), key=lambda kv: kv[1])
-ACT_CODES = [code for _, code in ACTS]
-ACT_IDS = [name for name, _ in ACTS]
-
-BIG = 1e4  # "huge" logits for the stability tests; exactly representable in float32
-
-
-def rng_for(*key):
-    """A generator seeded by the test's parameters, so every case is reproducible
-    (crc32, not hash(): str hashes change from one interpreter run to the next)."""
-    return np.random.default_rng(zlib.crc32(repr(key).encode()))
-
-
-def randn(rng, shape, dtype, scale=1.0):
-    return (scale * rng.standard_normal(shape)).astype(dtype)
-
-
-def assert_close(actual, expected, dtype, scale=None, what=""):
-    """assert_allclose(actual, expected) with rtol = RTOL[dtype] and atol = rtol * scale.
-
-    Why atol = rtol * scale rather than a pure relative check: a kernel output that is a sum
-    (a dot product, a column sum, p - t, p - lr * d) can cancel to nearly zero, and its
-    rounding error is then bounded by the magnitude of the *terms*, not by the (tiny)
-    result, so a purely relative check would reject correct kernels. `scale` is therefore
-    the magnitude of the terms: by default the largest |expected| of the array (the array's
-    own scale), and for matrix products the largest entry of |A| @ |B| (the standard
-    forward-error bound of a dot product), passed explicitly by the caller. We deliberately
-    do not use max(1, |expected|.max()): several outputs live far below 1 (dZ = (p - t)/B is
-    O(1/B), Adam's v is O(g^2)), and a floor of 1 would accept 100 % errors there. Where the
-    scale is zero the output must match to within the smallest normal number, i.e. exactly.
-    """
-    dtype = np.dtype(dtype)
-    rtol = RTOL[dtype]
-    expected = np.asarray(expected, dtype=np.float64)
-    if scale is None:
-        scale = float(np.abs(expected).max(initial=0.0))
-    atol = rtol * max(float(scale), float(np.finfo(dtype).tiny))
-    np.testing.assert_allclose(
-        np.asarray(actual, dtype=np.float64), expected, rtol=rtol, atol=atol, err_msg=what
-    )
-
-
-def dot_scale(A, B):
-    """Largest entry of |A| @ |B|: the scale of the rounding error of A @ B."""
-    return float((np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64))).max(initial=0.0))
-
-
-def call_both(fname, args, out=(), inout=()):
-    """Run ``reference.fname`` and ``cpu.fname`` on private copies of `args`.
-
-    Positions in `out` are pure outputs and are filled with NaN in both copies first.
-    Positions in `inout` are updated in place (e.g. optimizer state). Every other ndarray
-    argument must be left unchanged by the CPU kernel. Returns
-    ``(ref_result, ref_args, cpu_result, cpu_args)``; the outputs are read from the argument
-    lists, i.e. from the very arrays that were passed to the kernels.
-    """
-
-    def copies():
-        c = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
-        for i in out:
-            c[i].fill(np.nan)
-        return c
-
-    ref_args, cpu_args = copies(), copies()
-    passed = list(cpu_args)
-    ref_res = getattr(ref, fname)(*ref_args)
-    cpu_res = getattr(cpu, fname)(*cpu_args)
-    for i, a in enumerate(args):
-        if not isinstance(a, np.ndarray):
-            continue
-        assert cpu_args[i] is passed[i]
-        if i not in out and i not in inout:
-            assert cpu_args[i].dtype == a.dtype
-            np.testing.assert_array_equal(
-                cpu_args[i], a, err_msg=f"cpu.{fname} modified its input argument {i}"
-            )
-    return ref_res, ref_args, cpu_res, cpu_args
-
-
-def check_no_return(fname, ref_res, cpu_res):
-    # the contract's in-place kernels return nothing; the result is in the arrays passed
-    assert ref_res is None and cpu_res is None, f"{fname} should return None"
-
-
-def activation_of(Z, act):
-    """A = f(Z) from the reference's forward pass (f' is computed from the stored A)."""
-    A = np.empty_like(Z)
-    ref.activate(Z, act, A)
-    return A
+from helpers import (ACT_CODES, ACT_IDS, BATCHES, BIG, DTYPE_IDS, DTYPES, FEATURE_PAIRS, FEATURES,
+                     RTOL, activation_of, assert_close, call_both, check_no_return, dot_scale, randn, rng_for)
 
 
 # ---------------------------------------------------------------------------------------

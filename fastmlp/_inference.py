@@ -1,0 +1,129 @@
+"""Inference every model shares (a part of model._Network): predict, predict_proba,
+evaluate, in buffers of their own so that many threads may call them at once."""
+
+from contextlib import nullcontext
+
+import numpy as np
+
+from . import kernels as _kernels
+from ._buffers import _Buffers
+from ._concurrency import BufferPool
+from ._metrics import _Metrics
+from ._validation import check_int
+from .kernels.codes import activation_code
+from .layers import SOFTMAX_LOSSES
+from .sparse import csr_run, issparse
+
+
+class _Inference:
+    """predict / predict_proba / evaluate (model._Network's)."""
+
+    # ------------------------------------------------------------------------------------
+    # inference
+
+    def _forward_batches(self, Xs, batch_size, use):
+        """Run the inputs Xs through the network in batches of batch_size, calling
+        use(start, stop, Z) with each batch's outputs Z. Each call works in buffers of its
+        own, taken from the model's pool and given back, and on the weights of one whole
+        training step (see _concurrency), so any number of threads may run this at once on
+        one model. The CUDA backend runs one model's inference calls one at a time."""
+        n = Xs[0].shape[0]
+        cap = min(batch_size, n)
+        sparse = issparse(Xs[0])
+        buf = self._predict_pool.take(lambda capacity: _Buffers(self, capacity, sparse=sparse), cap,
+                                      sparse and self._sparse_first_layer)
+        serial = self._guard.step_lock if self.device == "cuda" else nullcontext()
+        try:
+            with self._guard.reading(self._copy_parameters) as params, serial:
+                for start in range(0, n, cap):
+                    v = buf.views(min(cap, n - start))
+                    X0 = csr_run(self._kernels, Xs[0], start, start + v.n) if sparse else None
+                    if not sparse:
+                        for Xv, X_j in zip(v.X, Xs):
+                            self._kernels.write(Xv, X_j[start : start + v.n])
+                    self._forward(v, False, X0, params)
+                    use(start, start + v.n, v.out)
+        finally:
+            BufferPool.give(buf)
+
+    def _outputs(self, X, batch_size):
+        Xs = self._check_X(X)
+        batch_size = check_int(batch_size, "batch_size")
+        out = np.empty((Xs[0].shape[0], self.n_outputs), self.dtype)
+
+        def copy_out(start, stop, Z):
+            out[start:stop] = self._kernels.to_host(Z)
+
+        self._forward_batches(Xs, batch_size, copy_out)
+        if not np.isfinite(out).all():
+            row = int(np.argwhere(~np.isfinite(out))[0][0])
+            raise FloatingPointError(
+                f"the network's outputs overflowed (first at sample {row}) in {self.dtype.name}: "
+                "the inputs are far outside the range the model was trained on, or the weights "
+                "are too large"
+            )
+        return out
+
+    def predict(self, X, batch_size=1024, output=None):
+        """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
+        outputs); outputs for regression ((n,) for one output).
+
+        output: a layer's name: that layer's outputs (n, width) instead, after its
+        activation (the features a hidden layer has learnt; for the output layer its raw
+        outputs, the logits where softmax/sigmoid is fused into the loss)."""
+        if output is not None:
+            layer = self.get_layer(output)
+            if layer is self._output_layer:
+                return self._outputs(X, batch_size)
+            return self._submodel(layer)._outputs(X, batch_size)
+        Z = self._outputs(X, batch_size)
+        if self.loss in SOFTMAX_LOSSES:
+            return Z.argmax(axis=1).astype(np.int64)
+        if self.loss == "binary_cross_entropy":
+            pred = (Z > 0).astype(np.int64)
+            return pred[:, 0] if self.n_outputs == 1 else pred
+        if self.loss == "poisson":  # the log link's inverse: the predicted mean
+            with np.errstate(over="ignore"):
+                Z = np.exp(Z, out=Z)
+        return Z[:, 0] if self.n_outputs == 1 else Z
+
+    def predict_proba(self, X, batch_size=1024):
+        """Class probabilities: softmax for cross_entropy, sigmoid for binary_cross_entropy."""
+        if self.loss in ("mse", "poisson"):
+            raise ValueError("predict_proba needs a classification loss; this model uses "
+                             f"loss={self.loss!r} (use predict)")
+        Z = self._outputs(X, batch_size)
+        P = np.empty_like(Z)
+        if self.loss in SOFTMAX_LOSSES:
+            _kernels.backend("cpu").softmax(Z, P)
+        else:
+            _kernels.backend("cpu").activate(Z, activation_code("sigmoid"), P)
+        return P
+
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
+        """{"loss": mean loss, "accuracy" (classification; "binary_accuracy" for several
+        sigmoid outputs) or "mae" and "r2" (mse)}."""
+        batch_size = check_int(batch_size, "batch_size")
+        Xs, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, None, labels, Xs[0].shape[0])
+        return self._evaluate_checked(Xs, T, labels, batch_size, w)
+
+    def _evaluate_checked(self, Xs, T, labels, batch_size=1024, w=None):
+        loss_sum, metrics = self._evaluate_sums(Xs, T, labels, batch_size, w)
+        return {"loss": loss_sum / Xs[0].shape[0], **metrics.result(final=True)}
+
+    def _evaluate_sums(self, Xs, T, labels, batch_size=1024, w=None):
+        """The loss summed over the samples and the running metrics (fastmlp.distributed
+        adds both up over the processes)."""
+        k = self._kernels
+        dZ = k.empty((min(batch_size, Xs[0].shape[0]), self.n_outputs), self.dtype)
+        metrics = _Metrics(self, T if labels is None else None)
+        loss_sum = [0.0]
+
+        def add_batch(start, stop, Z):
+            wb = None if w is None else k.asarray(w[start:stop])
+            loss_sum[0] += self._loss_kernel(Z, k.asarray(T[start:stop]), dZ[: stop - start], wb) * (stop - start)
+            metrics.add(Z, k.asarray(T[start:stop] if labels is None else labels[start:stop]))
+
+        self._forward_batches(Xs, batch_size, add_batch)
+        return loss_sum[0], metrics
