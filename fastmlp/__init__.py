@@ -12,7 +12,8 @@ The kernels live in ``fastmlp.kernels`` (``kernels.backend("auto" | "cpu" | "cud
 __version__ = "0.1.0"
 
 from . import datasets, distributed, kernels, metrics
-from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, History,
+from .callbacks import (Callback, CosineDecay, EarlyStopping, ExponentialDecay, GradientMonitor,
+                        History,
                         LambdaCallback, LearningRateSchedule, ModelCheckpoint, ReduceLROnPlateau,
                         StepDecay)
 from .errors import DivergenceError
@@ -34,7 +35,7 @@ __all__ = [
     "Concatenate", "Layer", "Ensemble", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "LAMB",
     "Optimizer", "Callback", "History", "EarlyStopping", "ModelCheckpoint",
     "LambdaCallback", "LearningRateSchedule", "StepDecay", "ExponentialDecay", "CosineDecay",
-    "ReduceLROnPlateau",
+    "ReduceLROnPlateau", "GradientMonitor",
     "gradcheck", "fit_lbfgs", "DivergenceError", "load", "datasets", "distributed", "kernels", "metrics", "ACTIVATIONS", "LOSSES", "__version__",
     "from_onnx", "from_torch", "from_sklearn",
 ]

@@ -11,6 +11,7 @@ from ._concurrency import BufferPool
 from ._metrics import _Metrics
 from ._validation import check_int
 from .kernels.codes import activation_code
+from .layers import SOFTMAX_LOSSES
 from .sparse import csr_run, issparse
 
 
@@ -63,11 +64,20 @@ class _Inference:
             )
         return out
 
-    def predict(self, X, batch_size=1024):
+    def predict(self, X, batch_size=1024, output=None):
         """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
-        outputs); outputs for regression ((n,) for one output)."""
+        outputs); outputs for regression ((n,) for one output).
+
+        output: a layer's name: that layer's outputs (n, width) instead, after its
+        activation (the features a hidden layer has learnt; for the output layer its raw
+        outputs, the logits where softmax/sigmoid is fused into the loss)."""
+        if output is not None:
+            layer = self.get_layer(output)
+            if layer is self._output_layer:
+                return self._outputs(X, batch_size)
+            return self._submodel(layer)._outputs(X, batch_size)
         Z = self._outputs(X, batch_size)
-        if self.loss == "cross_entropy":
+        if self.loss in SOFTMAX_LOSSES:
             return Z.argmax(axis=1).astype(np.int64)
         if self.loss == "binary_cross_entropy":
             pred = (Z > 0).astype(np.int64)
@@ -84,7 +94,7 @@ class _Inference:
                              f"loss={self.loss!r} (use predict)")
         Z = self._outputs(X, batch_size)
         P = np.empty_like(Z)
-        if self.loss == "cross_entropy":
+        if self.loss in SOFTMAX_LOSSES:
             _kernels.backend("cpu").softmax(Z, P)
         else:
             _kernels.backend("cpu").activate(Z, activation_code("sigmoid"), P)

@@ -17,7 +17,7 @@ class _Metrics:
     def __init__(self, model, T=None):
         self.k = model._kernels
         self.resident = model._resident
-        self.classification = model.loss in ("cross_entropy", "binary_cross_entropy")
+        self.classification = model.loss in ("cross_entropy", "kl_divergence", "binary_cross_entropy")
         self.poisson = model.loss == "poisson"  # its loss is the metric (outputs are logs)
         self.multilabel = model.loss == "binary_cross_entropy" and model.n_outputs > 1
         self.key = "binary_accuracy" if self.multilabel else "accuracy"

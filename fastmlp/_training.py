@@ -8,7 +8,8 @@ import numpy as np
 
 from ._concurrency import deferred_sigint
 from ._metrics import _Metrics
-from ._validation import check_fit_options, check_inputs, check_sample_weights, check_targets
+from ._validation import check_fit_options, check_inputs, check_int, check_sample_weights, check_targets
+from .layers import SOFTMAX_LOSSES
 from .callbacks import History, ProgressBar
 from .errors import DivergenceError
 from .sparse import SparseRows, csr_run, issparse
@@ -84,7 +85,7 @@ class _Training:
 
     def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
             shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
-            on_divergence="raise", distributed=None, shard="auto"):
+            on_divergence="raise", distributed=None, shard="auto", log_every=None):
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
         X: an array, or for a model with several inputs a list of arrays (in input order) or
@@ -96,6 +97,14 @@ class _Training:
         History keys: loss, accuracy (classification; binary_accuracy for several sigmoid
         outputs) or mae and r2 (mse), the same with val_ for validation data, and lr.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+
+        log_every: on CUDA, where the data and the loss stay on the device and each epoch
+        reads its loss once, the batch-level callbacks (``on_batch_end``, the progress bar)
+        get an empty ``logs``; ``log_every=N`` gives them ``{"loss": running mean of the
+        epoch so far}`` after every N-th step (and the epoch's last), at the cost of one
+        device-to-host read, which waits for the queued steps, per N steps (a loss that
+        became NaN or inf is then caught at that step). Accuracy stays an epoch figure
+        there. On the CPU the batch logs carry the loss and metrics after every step anyway.
 
         Divergence: when the loss becomes NaN or inf (or the weights stop being finite),
         training stops at once and the weights and optimizer state go back to where they
@@ -111,6 +120,9 @@ class _Training:
         divergence and stopping are agreed; the progress bar and ModelCheckpoint run on rank
         0; every process returns the same History. See fastmlp.distributed.
         """
+        if distributed is not None and log_every is not None:
+            raise ValueError("log_every is not supported with distributed='mpi' yet (the "
+                             "progress bar there shows the loss per epoch)")
         if distributed is not None:  # MPI: fastmlp/distributed.py runs this fit on every process
             from . import distributed as _distributed
 
@@ -121,6 +133,8 @@ class _Training:
                                     on_divergence=on_divergence)
         if shard != "auto":
             raise ValueError(f"shard={shard!r} needs distributed='mpi'")
+        if log_every is not None:
+            log_every = check_int(log_every, "log_every")
         epochs, batch_size, validation_split, callbacks, on_divergence = check_fit_options(
             epochs, batch_size, validation_split, shuffle, verbose, callbacks, on_divergence)
         Xs, T, labels = self._check_fit_data(X, y)
@@ -148,10 +162,10 @@ class _Training:
             val = None
         with self._guard.training("fit"), deferred_sigint() as sigint:
             return self._train(Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks,
-                               verbose, on_divergence, sigint)
+                               verbose, on_divergence, sigint, log_every)
 
     def _train(self, Xs, T, labels, w, val, epochs, batch_size, shuffle, callbacks, verbose,
-               on_divergence, sigint):
+               on_divergence, sigint, log_every=None):
         """fit's loop over epochs and steps, on checked data; `sigint` holds a Ctrl-C back
         until the step under way is whole."""
         dist = getattr(self, "_dist", None)  # MPI hooks (fastmlp.distributed.DataParallel) or None
@@ -169,7 +183,7 @@ class _Training:
         T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
         w2 = None if w is None else k.asarray(w.reshape(-1, 1))
         # accuracy compares the logits with T itself, except for one-hot/probability targets
-        dense_labels = labels is not None and T.ndim == 2 and self.loss == "cross_entropy"
+        dense_labels = labels is not None and T.ndim == 2 and self.loss in SOFTMAX_LOSSES
         labels2 = k.asarray(labels.reshape(-1, 1)) if dense_labels else None
         metrics = _Metrics(self, T if labels is None else None)
         loss_total = k.zeros(1, np.float64) if self._resident else None
@@ -179,6 +193,7 @@ class _Training:
         cbs = [history] + callbacks + ([ProgressBar(verbose)] if verbose else [])
         self._fit_params = {"epochs": epochs, "steps": steps, "batch_size": batch, "samples": n}
         history.params = dict(self._fit_params)
+        self.history = history  # as Keras: callbacks (GradientMonitor) reach it here
         if dist is not None:  # MPI: progress bar and checkpoints on rank 0 only
             cbs = dist.callbacks(self, cbs)
         self.stop_training = False
@@ -222,11 +237,19 @@ class _Training:
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):
                         return self._diverged(history, snapshot, epoch, step, loss, on_divergence)
-                    loss_sum += loss * v.n
+                    loss_sum += loss * v.n if self.reduction == "mean" else loss / self._sum_factor(v.n) * v.n
                 if labels2 is not None:
                     k.gather_rows(labels2, idx, v.labels2d)
                 metrics.add(v.out, v.T if labels is None else v.labels if dense_labels else v.T0)
-                logs = {} if self._resident else {"loss": loss_sum / max(metrics.seen, 1), **metrics.result()}
+                if not self._resident:
+                    logs = {"loss": loss_sum / max(metrics.seen, 1), **metrics.result()}
+                elif log_every is not None and ((step + 1) % log_every == 0 or step == steps - 1):
+                    running = float(k.to_host(loss_total)[0])  # the one read per log_every steps
+                    if not math.isfinite(running):
+                        return self._diverged(history, snapshot, epoch, step, running, on_divergence)
+                    logs = {"loss": running / max(metrics.seen, 1)}
+                else:
+                    logs = {}
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
             if dist is not None:  # MPI: the epoch's loss and metrics summed over the processes

@@ -184,6 +184,22 @@ def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
         )
     check_finite(arr, name, dtype)
 
+    if loss == "kl_divergence":
+        if arr.ndim != 2 or arr.shape[1] != n_outputs:
+            raise ValueError(
+                f"{name} must hold probability targets of shape ({n_samples}, {n_outputs}) for "
+                f"loss='kl_divergence'; got shape {arr.shape} (for class labels use "
+                "loss='cross_entropy')")
+        if arr.min() < 0:
+            raise ValueError(f"{name} as probability targets must be >= 0; got {arr.min():g}")
+        sums = arr.sum(axis=1, dtype=np.float64)
+        if np.abs(sums - 1).max() > 1e-3:
+            row = int(np.argmax(np.abs(sums - 1)))
+            raise ValueError(f"{name} rows must be probability distributions summing to 1 for "
+                             f"loss='kl_divergence'; row {row} sums to {sums[row]:g}")
+        T = np.ascontiguousarray(arr, dtype=dtype)
+        return T, T.argmax(axis=1).astype(np.int64)
+
     if loss == "cross_entropy":
         if arr.ndim == 2 and arr.shape[1] == 1:
             arr = arr[:, 0]

@@ -38,6 +38,10 @@ class Callback:
         pass
 
 
+#: the history keys GradientMonitor writes: grad_norm/<layer name>
+GRAD_NORM = "grad_norm/"
+
+
 class History(Callback):
     """What `fit` returns: ``history.history["loss"]``, ``["accuracy"]``, ``["val_loss"]``...
 
@@ -68,7 +72,9 @@ class History(Callback):
         """Draw the loss and metric curves, training and validation, one panel per quantity.
 
         keys: the quantities to draw (default: every one in the history except val_* and lr;
-        their val_ twins are drawn alongside). Saves a PNG (or any format matplotlib knows from
+        their val_ twins are drawn alongside). "grad_norm" draws GradientMonitor's
+        ``grad_norm/<layer>`` curves together, one line per layer, on a log scale (the default
+        does when the history has them). Saves a PNG (or any format matplotlib knows from
         the suffix) when `path` is given. Returns the matplotlib Figure. Needs matplotlib
         (``pip install fastmlp[plot]``); pyplot is not used, so no window opens.
         """
@@ -78,14 +84,34 @@ class History(Callback):
             raise ImportError("History.plot needs matplotlib: pip install 'fastmlp[plot]'") from None
         if not self.history:
             raise ValueError("the history is empty: nothing to plot (train with fit first)")
-        names = [k for k in self.history if not k.startswith("val_") and k != "lr"] if keys is None else list(keys)
+        grad_keys = [k for k in self.history if k.startswith(GRAD_NORM)]
+        if keys is None:
+            names = [k for k in self.history if not k.startswith("val_") and k != "lr"
+                     and not k.startswith(GRAD_NORM)] + (["grad_norm"] if grad_keys else [])
+        else:
+            names = list(keys)
         for name in names:
-            if name not in self.history:
+            if name not in self.history and not (name == "grad_norm" and grad_keys):
                 raise ValueError(f"keys: {name!r} is not in the history; it has {sorted(self.history)}")
         epochs = [e + 1 for e in self.epoch]
         fig = Figure(figsize=(4.5 * len(names), 3.6), layout="constrained")
         for i, name in enumerate(names):
             ax = fig.add_subplot(1, len(names), i + 1)
+            if name == "grad_norm" and name not in self.history:  # GradientMonitor's: one line per layer
+                from matplotlib import colormaps
+
+                colors = colormaps["viridis"]
+                for j, key in enumerate(grad_keys):  # coloured from the first layer to the last
+                    labelled = len(grad_keys) <= 8 or j in (0, len(grad_keys) - 1)
+                    ax.plot(epochs, self.history[key], marker="o", markersize=3,
+                            color=colors(j / max(len(grad_keys) - 1, 1)),
+                            label=key[len(GRAD_NORM):] if labelled else "_nolegend_")
+                ax.set_yscale("log")
+                ax.set_title("gradient norm per layer")
+                ax.set_xlabel("epoch")
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize="small")
+                continue
             ax.plot(epochs, self.history[name], marker="o", markersize=3, label="training")
             if "val_" + name in self.history:
                 ax.plot(epochs, self.history["val_" + name], marker="o", markersize=3, label="validation")
@@ -108,6 +134,44 @@ def _format_seconds(seconds):
 
 def format_logs(logs):
     return " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
+
+
+class GradientMonitor(Callback):
+    """Records each layer's gradient norm per epoch into the history, under
+    ``grad_norm/<layer name>`` (the L2 norm of all its parameters' gradients, e.g. dW and db
+    together), so that ``history.plot()`` shows whether gradients vanish or explode.
+
+    data: None (default) takes the gradients of each epoch's last training step (no extra
+    work; after clip_norm, where set); a pair (X, y) computes them on that fixed batch at
+    the end of each epoch with ``model.compute_gradients`` (comparable from epoch to epoch;
+    costs one forward and backward pass of that batch).
+    """
+
+    def __init__(self, data=None):
+        if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):
+            raise TypeError(f"data must be None or a pair (X, y); got {type(data).__name__}")
+        self.data = data
+
+    def norms(self):
+        """{layer name: gradient norm} now (see the class docstring for which gradients)."""
+        model = self.model
+        if self.data is not None:
+            _, grads = model.compute_gradients(*self.data)
+            return {name: math.sqrt(sum(float((g.astype("float64") ** 2).sum()) for g in d.values()))
+                    for name, d in grads.items()}
+        k, out = model._kernels, {}
+        for layer, slot in zip(model.layers, model._slots):
+            names = layer.param_shapes()
+            if names:
+                out[layer.name] = math.sqrt(sum(float((k.to_host(getattr(slot, "d" + n)).astype("float64") ** 2).sum())
+                                                for n in names))
+        return out
+
+    def on_epoch_end(self, epoch, logs=None):
+        history = getattr(self.model, "history", None)
+        for name, value in self.norms().items():
+            if history is not None:  # into the history, not the logs: the progress bar stays short
+                history.history.setdefault(GRAD_NORM + name, []).append(value)
 
 
 class ProgressBar(Callback):

@@ -15,6 +15,8 @@ decides, once, how the training step moves deltas between nodes:
 """
 
 import math
+
+import numpy as np
 from types import SimpleNamespace
 
 from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION
@@ -82,7 +84,9 @@ def connect(layer, inputs):
     width = layer.connect([n.width for n in nodes])
     uses = getattr(layer, "_uses", 0)
     layer._uses = uses + 1
-    return Node(layer, nodes, width, layer.name if uses == 0 else f"{layer.name}[{uses}]")
+    node = Node(layer, nodes, width, layer.name if uses == 0 else f"{layer.name}[{uses}]")
+    layer._output_node = node if uses == 0 else "shared"
+    return node
 
 
 class Graph:
@@ -264,7 +268,7 @@ class Model(_import_network()):
     """
 
     def __init__(self, inputs, outputs, loss=None, optimizer=None, device="auto", dtype="float32",
-                 seed=None, label_smoothing=0.0):
+                 seed=None, label_smoothing=0.0, reduction="mean"):
         g = self._graph = Graph(inputs, outputs)
         self.inputs = [g.nodes[i] for i in g.inputs]
         self.output = g.output
@@ -276,12 +280,24 @@ class Model(_import_network()):
         self._input_widths = tuple(n.width for n in self.inputs)
         self._input_names = tuple(n.name for n in self.inputs)
         self._output_layer, self._output_width = g.output.layer, g.output.width
+        owner = _common_owner(self.layers)
+        if owner is not None and not _same_place(owner, device, dtype):
+            owner = None  # another device or dtype: the new model starts from copies
+        if owner is not None and {id(l) for l in owner.layers} <= {id(l) for l in self.layers}:
+            owner = None  # all of owner's layers again: a new model, fresh weights from its seed
+            for layer in self.layers:
+                layer._owner = None
+        if owner is not None:  # a sub-model: it works on owner's weights
+            device, dtype = owner.device, owner.dtype.name
+            if loss is None and self._output_layer is not owner._output_layer:
+                loss = "mse"  # predict gives the (hidden) layer's outputs
+        self._shared_owner = owner
         if loss is None:
             act = self._output_layer.activation
             loss = FUSED_OUTPUTS.get(act, "cross_entropy" if self._output_width > 1 else "mse")
         self._order = [i for i in range(len(g.nodes)) if not g.is_input(i)]
         self._sparse_first_layer = False  # graph models take dense input
-        self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
+        self._setup(loss, optimizer, device, dtype, seed, label_smoothing, reduction)
         where = {id(layer): l for l, layer in enumerate(self.layers)}
         self._node_slot = [None if n.is_input else self._slots[where[id(n.layer)]] for n in g.nodes]
 
@@ -454,9 +470,41 @@ class Model(_import_network()):
                 f"nodes={len(self._graph.nodes)}, loss={self.loss!r}, device={self.device!r})")
 
 
+def _common_owner(layers):
+    """The model whose weights all of `layers` live in, when every layer with weights is
+    in one existing model; else None.
+
+    What a new Model does with layers that already have weights in a model M:
+
+    - part of M's layers only (``Model(M.inputs, M.get_layer("hidden2").output)``): a
+      sub-model that SHARES M's weights (views into M's parameters; training either changes
+      both; one training guard for both);
+    - all of M's layers again (the same graph built into a second model): a new model with
+      fresh weights from its own seed, as before;
+    - M's layers with new ones (a new head on a trained base), or M's layers on another
+      device or dtype: the new model starts from copies of M's current weights and owns
+      them from then on (``layer.get_weights()`` then reads the new model's).
+    """
+    owners = [None if layer._owner is None else layer._owner[0]
+              for layer in layers if layer.param_shapes() or layer.state_shapes()]
+    if not owners or owners[0] is None or any(o is not owners[0] for o in owners):
+        return None
+    return owners[0]
+
+
+def _same_place(owner, device, dtype):
+    """Whether a model asked for on `device` in `dtype` can share `owner`'s weights
+    ("auto" and the default float32 follow the owner)."""
+    from .kernels import backend
+
+    if device != "auto" and backend(device).name != owner.device:
+        return False
+    return np.dtype(dtype) in (owner.dtype, np.dtype(np.float32))
+
+
 def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entropy", optimizer=None,
                  device="auto", dtype="float32", seed=None, dropout=0.0, batch_norm=False,
-                 label_smoothing=0.0):
+                 label_smoothing=0.0, reduction="mean"):
     """``MLP(sizes, residual=True)``: MLP's layers, with h = h + block(h) around every hidden
     block (Dense [+ BatchNorm] [+ Dropout]) whose width equals the one before it."""
     from .model import mlp_layers
@@ -483,7 +531,7 @@ def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entrop
                          f"got sizes {list(sizes)}")
     out = blocks[-1][0](h)
     return Model(x, out, loss=loss, optimizer=optimizer, device=device, dtype=dtype, seed=seed,
-                 label_smoothing=label_smoothing)
+                 label_smoothing=label_smoothing, reduction=reduction)
 
 
 __all__ = ["Input", "Node", "Graph", "Model", "Layer", "Add", "Concatenate", "Activation"]

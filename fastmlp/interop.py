@@ -71,9 +71,10 @@ def _torch_layer(nn, torch, layer, w, dtype):
     if isinstance(layer, (Add, Concatenate)):
         return []  # steps of the GraphModule's forward, no modules
     if isinstance(layer, Dense):
-        module = nn.Linear(layer.in_features, layer.out_features, dtype=dtype)
+        module = nn.Linear(layer.in_features, layer.out_features, bias="b" in w, dtype=dtype)
         module.weight.copy_(torch.from_numpy(w["W"]))
-        module.bias.copy_(torch.from_numpy(w["b"]))
+        if "b" in w:  # Dense(use_bias=False): nn.Linear(bias=False)
+            module.bias.copy_(torch.from_numpy(w["b"]))
         modules = [module]
     elif isinstance(layer, BatchNorm):
         module = nn.BatchNorm1d(layer.features, eps=layer.eps, momentum=layer.momentum, dtype=dtype)

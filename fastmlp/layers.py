@@ -21,8 +21,13 @@ from .kernels.stack import dense_backward, dense_forward
 #: output activations a model fuses into its loss (the model computes logits; predict_proba
 #: applies them): softmax with cross_entropy, sigmoid with binary_cross_entropy
 FUSED_OUTPUTS = {"softmax": "cross_entropy", "sigmoid": "binary_cross_entropy"}
+#: losses over a softmax of the outputs (fused): classification, predict_proba is the softmax
+SOFTMAX_LOSSES = ("cross_entropy", "kl_divergence")
 
 _names_lock = threading.Lock()
+#: counts the changes of any layer's ``trainable`` (models keep their trainable ranges until
+#: it moves, so a step allocates nothing to check them)
+_trainable_changes = 0
 _name_counts = {}
 
 
@@ -76,6 +81,37 @@ class Layer:
         return connect(self, inputs)
 
     @property
+    def trainable(self):
+        """False freezes the layer: fit and train_step leave its parameters (and their
+        optimizer state) as they are, while gradients still flow through it to the layers
+        before. Settable between fits (transfer learning: freeze a trained base, train a
+        new head)."""
+        return getattr(self, "_trainable", True)
+
+    @trainable.setter
+    def trainable(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"trainable of layer {self.name!r} must be True or False; got {value!r}")
+        self._trainable = bool(value)
+        global _trainable_changes
+        _trainable_changes += 1  # models recompute which parameters they train
+
+    @property
+    def output(self):
+        """The node this layer's call returned (Keras' ``layer.output``): for a sub-model
+        ``fastmlp.Model(model.inputs, model.get_layer("hidden2").output)``, which shares the
+        weights with `model`."""
+        node = getattr(self, "_output_node", None)
+        if node is None:
+            raise ValueError(f"layer {self.name!r} has no output node yet: call it on a node "
+                             "(fastmlp.Input, another layer's output) or take it from a model's "
+                             "model.get_layer(name).output")
+        if node == "shared":
+            raise ValueError(f"layer {self.name!r} is called on several nodes (shared weights), so "
+                             "it has several outputs: use the node each call returned")
+        return node
+
+    @property
     def name(self):
         if getattr(self, "_name", None) is None:
             self._name = _unique_name(_snake(type(self).__name__))
@@ -110,6 +146,12 @@ class Layer:
 
     def initialize(self, params, state, rng):
         pass
+
+    def fixed_zeros(self):
+        """{name: shape} of parameters the layer does without, which its kernels still take
+        as constant zeros (a bias-free Dense: b = 0; its db is computed into a scratch array
+        and never used). Not trained, not in get_weights, not saved."""
+        return {}
 
     @property
     def act(self):
@@ -166,6 +208,9 @@ class Layer:
 class Dense(Layer):
     """A fully-connected layer: ``A_out = activation(A_in @ W.T + b)``, W of shape (out, in).
 
+    use_bias=False: ``A_out = activation(A_in @ W.T)``, no b parameter (get_weights gives
+    [W] for the layer; as ``torch.nn.Linear(bias=False)``). trainable=False freezes it.
+
     Initialisation: He normal N(0, 2 / fan_in) before relu, leaky_relu, elu, gelu and
     softplus; Glorot uniform U(-a, a), a = sqrt(6 / (fan_in + fan_out)) before the others
     (tanh, sigmoid, identity). Biases start at zero.
@@ -174,7 +219,7 @@ class Dense(Layer):
     _HE = ("relu", "leaky_relu", "elu", "gelu", "softplus")
 
     def __init__(self, in_features=None, out_features=None, activation="identity", *, units=None,
-                 name=None):
+                 name=None, use_bias=True, trainable=True):
         if isinstance(out_features, str):  # Dense(10, "softmax"): Keras' (units, activation)
             out_features, activation = None, out_features
         if units is not None:
@@ -189,6 +234,10 @@ class Dense(Layer):
         self.out_features = check_int(out_features, "out_features")
         self.activation = check_activation(activation)
         self.name = name
+        self.trainable = trainable
+        if not isinstance(use_bias, (bool, np.bool_)):
+            raise TypeError(f"use_bias must be True or False; got {use_bias!r}")
+        self.use_bias = bool(use_bias)
 
     def connect(self, widths):
         if self.in_features is None:
@@ -207,17 +256,23 @@ class Dense(Layer):
         if self.in_features is None:
             raise ValueError(f"layer {self.name!r} does not know its input size yet: call it on a "
                              "node or give Dense(in_features, out_features)")
+        if not self.use_bias:
+            return {"W": (self.out_features, self.in_features)}
         return {"W": (self.out_features, self.in_features), "b": (self.out_features,)}
 
+    def fixed_zeros(self):
+        return {} if self.use_bias else {"b": (self.out_features,)}
+
     def initialize(self, params, state, rng):
-        W, b = params["W"], params["b"]
+        W = params["W"]
         fan_in, fan_out = self.in_features, self.out_features
         if self.activation in self._HE:
             W[...] = rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
         else:
             limit = np.sqrt(6.0 / (fan_in + fan_out))
             W[...] = rng.uniform(-limit, limit, W.shape)
-        b[...] = 0
+        if "b" in params:
+            params["b"][...] = 0
 
     def forward(self, k, A_in, A_out, Z, s, training):
         """A_out = f(A_in @ W.T + b); Z, where given, keeps the pre-activation for f'."""
@@ -230,8 +285,13 @@ class Dense(Layer):
                        acc_grads, acc_delta)
 
     def get_config(self):
-        return {"in_features": self.in_features, "out_features": self.out_features,
-                "activation": self.activation}
+        config = {"in_features": self.in_features, "out_features": self.out_features,
+                  "activation": self.activation}
+        if not self.use_bias:
+            config["use_bias"] = False
+        if not self.trainable:
+            config["trainable"] = False
+        return config
 
     def __repr__(self):
         if self.in_features is None:
@@ -292,12 +352,14 @@ class BatchNorm(Layer):
     ``Dense(784, 256), BatchNorm(256, activation="relu")``.
     """
 
-    def __init__(self, features=None, activation="identity", momentum=0.1, eps=1e-5, *, name=None):
+    def __init__(self, features=None, activation="identity", momentum=0.1, eps=1e-5, *, name=None,
+                 trainable=True):
         self.features = None if features is None else check_int(features, "features")
         self.activation = check_activation(activation, allow_softmax=False)
         self.momentum = check_float(momentum, "momentum", low=0, high=1)
         self.eps = check_float(eps, "eps", low=0, low_open=True)
         self.name = name
+        self.trainable = trainable
 
     def build(self, in_features):
         if self.features is not None and self.features != in_features:
@@ -364,8 +426,11 @@ class BatchNorm(Layer):
             k.add(s.dbeta.reshape(1, -1), dbeta.reshape(1, -1), s.dbeta.reshape(1, -1))
 
     def get_config(self):
-        return {"features": self.features, "activation": self.activation,
-                "momentum": self.momentum, "eps": self.eps}
+        config = {"features": self.features, "activation": self.activation,
+                  "momentum": self.momentum, "eps": self.eps}
+        if not self.trainable:
+            config["trainable"] = False
+        return config
 
 
 class Activation(Layer):

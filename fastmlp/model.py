@@ -29,18 +29,23 @@ from types import SimpleNamespace
 import numpy as np
 
 from . import kernels as _kernels
+from . import layers as _layers
 from ._buffers import _Buffers
 from ._concurrency import BufferPool, TrainingGuard
 from ._inference import _Inference
 from ._training import _Training
 from ._validation import check_choice, check_dtype, check_finite, check_float, check_int
 from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code  # noqa: F401
-from .layers import FUSED_OUTPUTS, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer  # noqa: F401
+from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer  # noqa: F401
 from .optim import Optimizer, get_optimizer  # noqa: F401
+from ._validation import check_inputs, check_sample_weights, check_targets  # noqa: F401
+from .errors import DivergenceError
+from .sparse import csr_run, issparse
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
 LOSSES = {
     "cross_entropy": "softmax_cross_entropy",
+    "kl_divergence": "softmax_kl_divergence",  # probability targets; softmax fused
     "binary_cross_entropy": "sigmoid_binary_cross_entropy",
     "mse": "mse",
     "poisson": "poisson",  # log link: the output is log(mean), predict gives exp of it
@@ -51,7 +56,11 @@ LOSS_ALIASES = {
     "sparse_categorical_crossentropy": "cross_entropy",  # integer labels
     "binary_crossentropy": "binary_cross_entropy",
     "mean_squared_error": "mse",
+    "kld": "kl_divergence",
+    "kullback_leibler_divergence": "kl_divergence",
 }
+#: the reductions of the batch's loss: its mean (the default) or its sum
+REDUCTIONS = ("mean", "sum")
 
 
 def _input_size(layers):
@@ -75,13 +84,14 @@ def check_loss(loss, output_layer):
         loss = LOSS_ALIASES[loss.strip().lower()]
     loss = check_choice(loss, "loss", tuple(LOSSES) + tuple(LOSS_ALIASES))
     act = output_layer.activation
-    if act == "softmax" and loss != "cross_entropy":
+    if act == "softmax" and loss not in SOFTMAX_LOSSES:
         raise ValueError(f"the output layer {output_layer.name!r} has activation 'softmax', which needs "
-                         f"loss='cross_entropy' (or 'categorical_crossentropy'); got loss={loss!r}")
+                         f"loss='cross_entropy' (or 'categorical_crossentropy') or 'kl_divergence'; "
+                         f"got loss={loss!r}")
     if loss == "poisson" and act != "identity":
         raise ValueError(f"the last layer must have activation 'identity' with loss='poisson' (the "
                          f"exp (log link) is fused into the loss); got {act!r} on layer {output_layer.name!r}")
-    fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss)
+    fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss, "softmax" if loss == "kl_divergence" else None)
     if fused is not None and act not in ("identity", fused):
         raise ValueError(
             f"the last layer must have activation 'identity' (logits) or {fused!r} with loss={loss!r} "
@@ -101,7 +111,7 @@ class _Network(_Training, _Inference):
     ``_input_widths`` / ``_input_names`` (one per input), ``_output_layer``.
     """
 
-    def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing):
+    def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing, reduction="mean"):
         self._kernels = _kernels.backend(device)
         self.device = self._kernels.name
         self.dtype = check_dtype(dtype)
@@ -110,6 +120,7 @@ class _Network(_Training, _Inference):
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self.optimizer = get_optimizer(optimizer)
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
         self._set_loss(loss, label_smoothing)
         #: the data lives on the device and losses are summed there, read once per epoch
         self._resident = self.device == "cuda"
@@ -120,9 +131,9 @@ class _Network(_Training, _Inference):
 
     def _set_loss(self, loss, label_smoothing=0.0):
         self.loss = check_loss(loss, self._output_layer)
-        if self.loss == "cross_entropy" and self.n_outputs < 2:
+        if self.loss in SOFTMAX_LOSSES and self.n_outputs < 2:
             raise ValueError(
-                "loss='cross_entropy' needs at least 2 outputs; for one output unit use "
+                f"loss={self.loss!r} needs at least 2 outputs; for one output unit use "
                 "loss='binary_cross_entropy'"
             )
         self.label_smoothing = check_float(label_smoothing, "label_smoothing", 0, 1, high_open=True)
@@ -130,7 +141,8 @@ class _Network(_Training, _Inference):
             raise ValueError("label_smoothing applies to loss='cross_entropy' only")
         for layer in self.layers:  # the model computes logits; predict_proba applies them
             layer._fused = layer is self._output_layer and layer.activation in FUSED_OUTPUTS \
-                and FUSED_OUTPUTS[layer.activation] == self.loss
+                and (FUSED_OUTPUTS[layer.activation] == self.loss
+                     or layer.activation == "softmax" and self.loss in SOFTMAX_LOSSES)
         loss_kernel = getattr(self._kernels, LOSSES[self.loss])
         extra = (self.label_smoothing,) if self.loss == "cross_entropy" else ()
 
@@ -142,13 +154,18 @@ class _Network(_Training, _Inference):
         self._loss_kernel = loss_and_dZ
         self._out_act = self._output_layer.act
 
-    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None):
+    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None, reduction=None):
         """Keras' compile: set the optimizer (an Optimizer or a name: 'sgd', 'adam',
         'adamw', 'rmsprop'; its state starts afresh) and the loss (fastmlp's or Keras'
         names); the weights are kept. metrics: names among those the loss reports
         ('accuracy' for classification, 'binary_accuracy' for multi-label, 'mae', 'r2' for
-        regression); fit and evaluate always report them."""
+        regression); fit and evaluate always report them. reduction: "mean" or "sum" (see
+        Sequential)."""
+        if reduction is not None:
+            reduction = check_choice(reduction, "reduction", REDUCTIONS)
         with self._guard.training("compile"), self._guard.step_lock:
+            if reduction is not None:
+                self.reduction = reduction
             if loss is not None or label_smoothing is not None:
                 self._set_loss(self.loss if loss is None else loss,
                                self.label_smoothing if label_smoothing is None else label_smoothing)
@@ -179,7 +196,7 @@ class _Network(_Training, _Inference):
 
     @property
     def n_parameters(self):
-        return int(self._theta.size)
+        return int(sum(math.prod(shape) for _, _, shape in self._param_shapes))
 
     @property
     def n_features(self):
@@ -188,54 +205,112 @@ class _Network(_Training, _Inference):
 
     def _allocate_parameters(self):
         k = self._kernels
+        owner = getattr(self, "_shared_owner", None)
+        if owner is not None:  # a sub-model of `owner`: its weights are owner's (views)
+            return self._share_parameters(owner)
         shapes = [(l, name, shape) for l, layer in enumerate(self.layers)
                   for name, shape in layer.param_shapes().items()]
-        total = sum(math.prod(shape) for _, _, shape in shapes)
+        offsets = np.cumsum([0] + [math.prod(shape) for _, _, shape in shapes]).tolist()
+        total = offsets.pop()
         # initialise on the host, then move to the backend
         host = np.zeros(total, self.dtype)
         host_params = [{} for _ in self.layers]
-        offset = 0
-        for l, name, shape in shapes:
-            size = math.prod(shape)
-            host_params[l][name] = host[offset : offset + size].reshape(shape)
-            offset += size
+        for (l, name, shape), offset in zip(shapes, offsets):
+            host_params[l][name] = host[offset : offset + math.prod(shape)].reshape(shape)
         host_state = [{name: np.zeros(shape, self.dtype) for name, shape in layer.state_shapes().items()}
                       for layer in self.layers]
+        from .graph import _common_owner
+
+        again = _common_owner(self.layers)  # all of one model's layers again: fresh weights
+        fresh = again is not None and {id(l) for l in again.layers} <= {id(l) for l in self.layers}
         for layer, params, state in zip(self.layers, host_params, host_state):
             layer.initialize(params, state, self._rng)
-        self._param_shapes = shapes
+            if layer._owner is not None and not fresh:  # a layer of another model: start from its weights
+                other, slot = layer._owner
+                for name, arr in list(params.items()) + list(state.items()):
+                    arr[...] = other._kernels.to_host(getattr(slot, name))
+        self._param_shapes, self._param_offsets = shapes, offsets
         self._theta = k.to_device(host)
         self._grad = k.zeros(total, self.dtype)
-        #: per layer: its parameters W, b... (views into theta), gradients dW, db... (views
-        #: into grad), state (BatchNorm's running statistics) and its random generator
-        self._slots = self._parameter_slots(self._theta, self._grad,
-                                            [{n: k.to_device(a) for n, a in st.items()} for st in host_state])
-        self.params = [getattr(self._slots[l], name) for l, name, _ in shapes]
-        self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in shapes]
+        states = [{n: k.to_device(a) for n, a in st.items()} for st in host_state]
+        self._finish_parameters(states)
         for layer, slot in zip(self.layers, self._slots):
             layer._owner = (self, slot)
+
+    def _share_parameters(self, owner):
+        """A sub-model's parameters: views into `owner`'s theta (and its layers' state), so
+        training either model changes both; gradients and optimizer state of its own."""
+        where = {id(layer): l for l, layer in enumerate(owner.layers)}
+        at = {(l, name): offset for (l, name, _), offset in zip(owner._param_shapes, owner._param_offsets)}
+        shapes, offsets = [], []
+        for l, layer in enumerate(self.layers):
+            for name, shape in layer.param_shapes().items():
+                shapes.append((l, name, shape))
+                offsets.append(at[(where[id(layer)], name)])
+        self._param_shapes, self._param_offsets = shapes, offsets
+        self._theta = owner._theta
+        self._grad = self._kernels.zeros(owner._theta.size, self.dtype)
+        self._guard = owner._guard  # one guard over the one set of weights
+        states = [{name: getattr(owner._slots[where[id(layer)]], name) for name in layer.state_shapes()}
+                  for layer in self.layers]
+        self._finish_parameters(states)
+
+    def _finish_parameters(self, states):
+        self._slots = self._parameter_slots(self._theta, self._grad, states)
+        self.params = [getattr(self._slots[l], name) for l, name, _ in self._param_shapes]
+        self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in self._param_shapes]
         self._init_optimizer_state()
         self._train_buffers = None
         self._predict_pool.clear()
+        self._submodels = {}
 
     def _init_optimizer_state(self):
         """The optimizer's state, fresh (zero moments, step 0), over the flat theta."""
-        segments = np.cumsum([0] + [math.prod(shape) for _, _, shape in self._param_shapes])
-        self._opt_state = self.optimizer.init_state(self.n_parameters, self.dtype, self._kernels.zeros,
-                                                    segments, self._kernels.write)
+        size = int(self._theta.size)
+        bounds = {0, size}
+        for (_, _, shape), offset in zip(self._param_shapes, self._param_offsets):
+            bounds |= {offset, offset + math.prod(shape)}
+        self._opt_state = self.optimizer.init_state(size, self.dtype, self._kernels.zeros,
+                                                    np.array(sorted(bounds)), self._kernels.write)
 
     def _parameter_slots(self, theta, grad, states):
         """Per layer a namespace of its parameters as views into `theta` (and gradients as
         views into `grad`, unless None), with its state arrays `states[l]`."""
         slots = [SimpleNamespace(rng=self._rng, freeze_masks=False, **state) for state in states]
-        offset = 0
-        for l, name, shape in self._param_shapes:
+        for layer, slot in zip(self.layers, slots):  # e.g. a bias-free Dense's b = 0
+            for name, shape in layer.fixed_zeros().items():
+                setattr(slot, name, self._kernels.zeros(shape, self.dtype))
+                if grad is not None:
+                    setattr(slot, "d" + name, self._kernels.zeros(shape, self.dtype))
+        for (l, name, shape), offset in zip(self._param_shapes, self._param_offsets):
             size = math.prod(shape)
             setattr(slots[l], name, theta[offset : offset + size].reshape(shape))
             if grad is not None:
                 setattr(slots[l], "d" + name, grad[offset : offset + size].reshape(shape))
-            offset += size
         return slots
+
+    def _trainable_runs(self):
+        """None when every parameter of theta is trained, else the (lo, hi) ranges of the
+        trainable layers' parameters, adjacent ones merged (the optimizer runs over each)."""
+        cached = getattr(self, "_runs_cache", None)
+        if cached is not None and cached[0] == _layers._trainable_changes:
+            return cached[1]
+        key = _layers._trainable_changes
+        runs = []
+        for (l, _, shape), offset in sorted(zip(self._param_shapes, self._param_offsets), key=lambda x: x[1]):
+            if not self.layers[l].trainable:
+                continue
+            hi = offset + math.prod(shape)
+            if runs and runs[-1][1] == offset:
+                runs[-1] = (runs[-1][0], hi)
+            else:
+                runs.append((offset, hi))
+        if runs == [(0, int(self._theta.size))]:
+            runs = None
+        frozen = [(o, o + math.prod(sh)) for (l, _, sh), o in zip(self._param_shapes, self._param_offsets)
+                  if not self.layers[l].trainable]
+        self._runs_cache = (key, runs, frozen)
+        return runs
 
     def _copy_parameters(self):
         """A private copy of the parameters and layer state, for inference while another
@@ -292,22 +367,37 @@ class _Network(_Training, _Inference):
     # ------------------------------------------------------------------------------------
     # the training step, as a sequence of kernel calls
 
+    def _sum_factor(self, n):
+        """reduction='sum': the batch's loss and d loss / d outputs are the mean's times the
+        count the mean is over (rows for the softmax losses, all elements for the others;
+        PyTorch's reduction='sum')."""
+        return n if self.loss in SOFTMAX_LOSSES else n * self.n_outputs
+
     def _loss_and_grad(self, v, total=None):
+        """The batch's loss (reduced as self.reduction says; None when it goes into the
+        device scalar `total`, which always gets the per-sample sum) and d loss / d outputs."""
         loss = self._loss_kernel(v.out, v.T, v.dout, v.w, total)
+        if self.reduction == "sum":
+            factor = self._sum_factor(v.n)
+            self._kernels.scale(v.dout.reshape(-1), factor)
+            loss = None if loss is None else loss * factor
         if self._out_act != IDENTITY:  # mse after a non-identity output: chain through f'
             self._kernels.activation_backward(v.D_out, self._out_act, v.dout)
         return loss
 
     def _update(self):
         opt = self.optimizer
+        runs = self._trainable_runs()
         if opt.clip_norm is not None:
+            for lo, hi in self._runs_cache[2]:  # frozen layers' gradients count for nothing
+                self._kernels.write(self._grad[lo:hi], np.zeros(hi - lo, self.dtype))
             if self._resident:  # decided on the device: the norm goes to a device scalar
                 if getattr(self, "_grad_norm", None) is None:
                     self._grad_norm = self._kernels.zeros(1, np.float64)
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm, self._grad_norm)
             else:
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
-        opt.update(self._kernels, self._theta, self._grad, self._opt_state)
+        opt.update(self._kernels, self._theta, self._grad, self._opt_state, runs)
 
     def _step(self, v, total=None, X0=None):
         """One step on the batch already in the buffers `v` (X0: its CSR rows, for sparse
@@ -359,6 +449,99 @@ class _Network(_Training, _Inference):
 
         return profile_step(self, X, y, steps, batch_size, gemm_gflops, verbose)
 
+    def compute_gradients(self, X, y, sample_weight=None):
+        """The loss of the batch (X, y) and every layer's gradients, without an update
+        (PyTorch's ``loss.backward()`` without ``optimizer.step()``).
+
+        Returns ``(loss, grads)``: the batch-mean loss (as train_step's) and a dict
+        {layer name: {"dW": ..., "db": ...}} (BatchNorm: "dgamma", "dbeta"), host arrays of
+        the parameters' shapes, in the order of ``model.layers``. The weights, BatchNorm's
+        running statistics, the optimizer state and the random generator (dropout masks) are
+        as they were before the call; frozen layers (``trainable=False``) get their
+        gradients too."""
+        Xs, T, labels = self._check_fit_data(X, y)
+        n = Xs[0].shape[0]
+        w = self._sample_weights(sample_weight, None, labels, n)
+        sparse = issparse(Xs[0])
+        k = self._kernels
+        with self._guard.training("compute_gradients"), self._guard.step_lock:
+            v = self._buffers_for(n, T, w is not None, sparse).views(n)
+            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
+            if not sparse:
+                for Xv, X_j in zip(v.X, Xs):
+                    k.write(Xv, X_j)
+            k.write(v.T, T)
+            if w is not None:
+                k.write(v.w, w)
+            rng_state = self._rng.bit_generator.state
+            states = [(getattr(slot, name), k.to_host(getattr(slot, name)))
+                      for layer, slot in zip(self.layers, self._slots) for name in layer.state_shapes()]
+            try:
+                self._forward(v, True, X0)
+                loss = self._loss_and_grad(v)
+                if math.isfinite(loss):
+                    self._backward(v, X0)
+            finally:  # a forward pass in training mode moves BatchNorm's running statistics
+                for arr, host in states:
+                    k.write(arr, host)
+                self._rng.bit_generator.state = rng_state
+            if not math.isfinite(loss):
+                raise DivergenceError(f"the loss is {loss} on this batch: no gradients. "
+                                      + self._divergence_advice())
+            grads = {}
+            for layer, slot in zip(self.layers, self._slots):
+                names = layer.param_shapes()
+                if names:
+                    grads[layer.name] = {"d" + name: k.to_host(getattr(slot, "d" + name)) for name in names}
+        return float(loss), grads
+
+    # ------------------------------------------------------------------------------------
+    # looking inside: layers by name, sub-models that share the weights
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name` (or at position `index` of ``model.layers``), as Keras."""
+        if (name is None) == (index is None):
+            raise TypeError("get_layer takes a name or an index: model.get_layer('hidden2')")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"index must be an int; got {index!r}")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"index must be in [{-len(self.layers)}, {len(self.layers)}) "
+                                 f"(the model has {len(self.layers)} layers); got {index}")
+            return self.layers[index]
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a layer's name (a string); got {name!r}")
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in this model; its layers are "
+                         f"{[layer.name for layer in self.layers]}")
+
+    def freeze(self, *names):
+        """Set ``trainable = False`` on the named layers (all layers when no name is given);
+        ``unfreeze`` undoes it. Returns the model."""
+        return self._set_trainable(names, False)
+
+    def unfreeze(self, *names):
+        """Set ``trainable = True`` on the named layers (all layers when no name is given)."""
+        return self._set_trainable(names, True)
+
+    def _set_trainable(self, names, value):
+        layers = [self.get_layer(name) for name in names] if names else self.layers
+        for layer in layers:
+            layer.trainable = value
+        return self
+
+    def _submodel(self, layer):
+        """The graph Model from the inputs to `layer`'s output, sharing the weights (made
+        once per layer, kept)."""
+        sub = self._submodels.get(id(layer))
+        if sub is None:
+            from .graph import Model
+
+            sub = Model(self.inputs, layer.output, loss="mse")
+            self._submodels[id(layer)] = sub
+        return sub
 
     def save(self, path):
         """Save config, weights and optimizer state to an .npz file, atomically."""
@@ -411,6 +594,7 @@ class _Network(_Training, _Inference):
         return {
             "loss": self.loss,
             "label_smoothing": self.label_smoothing,
+            **({"reduction": self.reduction} if self.reduction != "mean" else {}),
             "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
             "dtype": self.dtype.name,
             "seed": self.seed,
@@ -426,6 +610,9 @@ class Sequential(_Network):
     layers : list of layers; each Dense layer's in_features must equal the size before it
         (``Dense(units)`` after the first layer takes it from there).
     loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
+        "kl_divergence" (softmax fused; probability targets, rows summing to 1: the
+        cross-entropy minus the targets' entropy, ``KLDivLoss(reduction="batchmean")`` of
+        PyTorch on log_softmax outputs; Keras' "kld" is an alias),
         "binary_cross_entropy" (sigmoid fused; 0/1 labels), "mse" or "poisson" (counts or
         rates >= 0; log link: the outputs are log-means, ``predict`` returns their exp; the
         loss is the half Poisson deviance up to its constant, PyTorch's
@@ -442,10 +629,14 @@ class Sequential(_Network):
     seed : int or None. The same seed gives the same initial weights, the same shuffling and
         the same dropout masks.
     label_smoothing : for cross_entropy, PyTorch's label smoothing in [0, 1).
+    reduction : "mean" (default) or "sum": the batch's loss the optimizer minimises is the mean
+        over the samples (over all elements for binary_cross_entropy, mse, poisson) or the
+        sum, PyTorch's ``reduction=``; with "sum" the gradients and train_step's loss are the
+        mean's times that count. fit's history and evaluate report the mean per sample either way.
     """
 
     def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
-                 dtype="float32", seed=None, label_smoothing=0.0):
+                 dtype="float32", seed=None, label_smoothing=0.0, reduction="mean"):
         if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
             raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
         for i, layer in enumerate(layers):
@@ -477,7 +668,7 @@ class Sequential(_Network):
         self.sizes = sizes
         self._input_widths, self._input_names = (sizes[0],), ("input",)
         self._output_layer, self._output_width = self.layers[-1], sizes[-1]
-        self._setup(loss, optimizer, device, dtype, seed, label_smoothing)
+        self._setup(loss, optimizer, device, dtype, seed, label_smoothing, reduction)
         self._act = tuple(layer.act for layer in self.layers)
         self.W, self.b = self._dense_parameters(self._slots)
         dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
@@ -492,6 +683,31 @@ class Sequential(_Network):
     def _set_loss(self, loss, label_smoothing=0.0):
         super()._set_loss(loss, label_smoothing)
         self._act = tuple(layer.act for layer in self.layers)
+
+    @property
+    def inputs(self):
+        """[the input node] of the stack seen as a graph (Keras' ``model.inputs``): with
+        ``model.get_layer(name).output``, ``fastmlp.Model(model.inputs, ...)`` builds a
+        sub-model that shares this model's weights."""
+        if getattr(self, "_chain_inputs", None) is None:
+            from .graph import Node
+
+            x = node = Node(None, (), self.sizes[0], "input")
+            for layer, width in zip(self.layers, self.sizes[1:]):
+                node = Node(layer, (node,), width, layer.name)
+                layer._output_node = node
+            self._chain_inputs = [x]
+        return list(self._chain_inputs)
+
+    @property
+    def output(self):
+        """The output node of the stack seen as a graph (see ``inputs``)."""
+        self.inputs
+        return self.layers[-1]._output_node
+
+    def get_layer(self, name=None, index=None):
+        self.inputs  # the layers' output nodes
+        return super().get_layer(name, index)
 
     def _weight_slots(self):
         """Names W1, b1, ... for Dense layers (1-based, as in the lecture), layers[l].name
@@ -637,10 +853,10 @@ class MLP(Sequential):
 
     def __init__(self, sizes, activation="relu", output="identity", loss="cross_entropy",
                  optimizer=None, device="auto", dtype="float32", seed=None, dropout=0.0,
-                 batch_norm=False, label_smoothing=0.0, residual=False):
+                 batch_norm=False, label_smoothing=0.0, residual=False, reduction="mean"):
         layers = mlp_layers(sizes, activation, output, dropout, batch_norm)
         super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype,
-                         seed=seed, label_smoothing=label_smoothing)
+                         seed=seed, label_smoothing=label_smoothing, reduction=reduction)
 
 
 class _ChainView:
@@ -682,15 +898,16 @@ def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_n
     dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
     if not isinstance(batch_norm, (bool, np.bool_)):
         raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")
-    layers = []
+    layers = []  # named as in the lecture: hidden1, hidden2, ..., output
     for i, a in enumerate(acts):
         if batch_norm:
-            layers += [Dense(sizes[i], sizes[i + 1]), BatchNorm(sizes[i + 1], activation=a)]
+            layers += [Dense(sizes[i], sizes[i + 1], name=f"hidden{i + 1}"),
+                       BatchNorm(sizes[i + 1], activation=a, name=f"batch_norm{i + 1}")]
         else:
-            layers.append(Dense(sizes[i], sizes[i + 1], a))
+            layers.append(Dense(sizes[i], sizes[i + 1], a, name=f"hidden{i + 1}"))
         if dropout:
-            layers.append(Dropout(dropout))
-    layers.append(Dense(sizes[-2], sizes[-1], output))
+            layers.append(Dropout(dropout, name=f"dropout{i + 1}"))
+    layers.append(Dense(sizes[-2], sizes[-1], output, name="output"))
     return layers
 
 

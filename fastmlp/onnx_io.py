@@ -209,7 +209,8 @@ def layer_activation(layer):
 
 def dense(g, layer, w, inputs):
     (x,) = inputs
-    z = g.op("Gemm", [x, g.const("W", w["W"]), g.const("b", w["b"])], transB=1)
+    bias = [g.const("b", w["b"])] if "b" in w else []  # Dense(use_bias=False): Gemm without C
+    z = g.op("Gemm", [x, g.const("W", w["W"])] + bias, transB=1)
     return activation(g, z, layer_activation(layer))
 
 
@@ -279,7 +280,7 @@ HEADS = {"softmax": _head_softmax, "sigmoid": _head_sigmoid, "two_columns": _hea
 
 def model_head(model):
     """The head that turns `model`'s outputs into predict_proba's (or predict's)."""
-    if model.loss == "cross_entropy":
+    if model.loss in ("cross_entropy", "kl_divergence"):
         return "softmax"
     if model.loss == "binary_cross_entropy":
         return "sigmoid"

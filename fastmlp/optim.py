@@ -40,7 +40,26 @@ class Optimizer:
         state["step"] = 0
         return state
 
-    def update(self, kernels, p, g, state):  # pragma: no cover - abstract
+    def update(self, kernels, p, g, state, runs=None):
+        """One step: the update kernel over the flat parameters `p` with gradients `g`.
+
+        runs: None (every parameter), or the (lo, hi) ranges of the trainable parameters;
+        the kernel then runs over each range on its own, so the parameters outside them
+        (frozen layers, ``trainable=False``) and their optimizer state do not move."""
+        state["step"] += 1
+        if runs is None:
+            self._apply(kernels, p, g, state)
+            return
+        for lo, hi in runs:
+            self._apply(kernels, p[lo:hi], g[lo:hi], self._state_range(state, lo, hi))
+
+    def _state_range(self, state, lo, hi):
+        """The optimizer state of the parameters lo:hi (views; the step count is shared)."""
+        part = {name: state[name][lo:hi] for name in self.state_names}
+        part["step"] = state["step"]
+        return part
+
+    def _apply(self, kernels, p, g, state):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def get_config(self):
@@ -79,8 +98,7 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0; got momentum=0")
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
 
-    def update(self, kernels, p, g, state):
-        state["step"] += 1
+    def _apply(self, kernels, p, g, state):
         kernels.sgd_update(
             p, g, state["momentum_buffer"], self.lr, self.momentum, self.weight_decay, self.nesterov
         )
@@ -113,8 +131,7 @@ class Adam(Optimizer):
         if self.amsgrad:
             self.state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
 
-    def update(self, kernels, p, g, state):
-        state["step"] += 1
+    def _apply(self, kernels, p, g, state):
         kernels.adam_update(
             p, g, state["exp_avg"], state["exp_avg_sq"], state["step"], self.lr, self.beta1,
             self.beta2, self.eps, self.weight_decay, self.decoupled, state.get("max_exp_avg_sq"),
@@ -159,8 +176,7 @@ class RMSprop(Optimizer):
         self.momentum = check_float(momentum, "momentum", low=0, high=1, high_open=True)
         self.centered = _check_bool(centered, "centered")
 
-    def update(self, kernels, p, g, state):
-        state["step"] += 1
+    def _apply(self, kernels, p, g, state):
         kernels.rmsprop_update(
             p, g, state["square_avg"], state["grad_avg"], state["momentum_buffer"], self.lr,
             self.alpha, self.eps, self.weight_decay, self.momentum, self.centered,
@@ -201,8 +217,7 @@ class Adagrad(Optimizer):
                 write(state["sum"], host)
         return state
 
-    def update(self, kernels, p, g, state):
-        state["step"] += 1
+    def _apply(self, kernels, p, g, state):
         clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
         kernels.adagrad_update(p, g, state["sum"], clr, self.weight_decay, self.eps)
 
@@ -236,10 +251,16 @@ class LAMB(Optimizer):
         state["segments"] = segments  # host array: the boundaries of the parameter tensors
         return state
 
-    def update(self, kernels, p, g, state):
-        state["step"] += 1
+    def _apply(self, kernels, p, g, state):
         kernels.lamb_update(p, g, state["exp_avg"], state["exp_avg_sq"], state["step"], self.lr,
                             self.beta1, self.beta2, self.eps, self.weight_decay, state["segments"])
+
+    def _state_range(self, state, lo, hi):
+        part = super()._state_range(state, lo, hi)
+        seg = state["segments"]
+        inner = seg[(seg > lo) & (seg < hi)] - lo
+        part["segments"] = np.concatenate([[0], inner, [hi - lo]]).astype(np.int64)
+        return part
 
     def _config(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,

@@ -44,6 +44,7 @@ def to_config(model):
         if "graph" not in config:
             config["layers"] = [dict(layer.get_config(), type=type(layer).__name__)
                                 for layer in model.layers]
+            config["layer_names"] = [layer.name for layer in model.layers]  # get_layer after load
         config.pop("device", None)
         weights = model.get_weights()
         config["optimizer_step"] = int(model._opt_state["step"])
@@ -96,7 +97,7 @@ def _declared_parameters(layer_configs):
     for cfg in layer_configs:
         n_in, n_out = cfg.get("in_features"), cfg.get("out_features")
         if _is_int(n_in, 1) and _is_int(n_out, 1):
-            total += n_in * n_out + n_out
+            total += n_in * n_out + (0 if cfg.get("use_bias") is False else n_out)
         features = cfg.get("features")
         if _is_int(features, 1):
             total += 4 * features
@@ -160,7 +161,14 @@ def from_config(config, arrays, device):
         _expect(name in arrays, f"the array {name!r} is missing")
     layers = _layers(model_cfg.get("layers"), sum(math.prod(arrays[n].shape) for n in names))
     optimizer = _optimizer(model_cfg.get("optimizer"))
-
+    model_cfg = dict(model_cfg)
+    layer_names = model_cfg.pop("layer_names", None)
+    if layer_names is not None:
+        _expect(isinstance(layer_names, list) and len(layer_names) == len(layers)
+                and all(isinstance(n, str) and n.strip() for n in layer_names),
+                "config 'layer_names' must list one non-empty name per layer")
+        for layer, name in zip(layers, layer_names):
+            layer.name = name
     kwargs = {k: v for k, v in model_cfg.items() if k not in ("layers", "optimizer", "device", "graph")}
     _check_json_scalars(kwargs, "config model")
     try:

@@ -16,6 +16,8 @@ the activation A = f(Z), or Z itself for the activations in ``codes.NEEDS_PREACT
 ``activation_backward(A, act, delta)``                 delta *= f'(A), A the D above
 ``softmax(Z, P)``                                      P = softmax(Z) by rows
 ``softmax_cross_entropy(Z, T, dZ, w, smoothing)``      T labels (B,) or targets (B, K); -> loss
+``softmax_kl_divergence(Z, T, dZ, w)``                 targets (B, K): cross-entropy minus the
+                                                       targets' entropy; dZ as cross-entropy's
 ``sigmoid_binary_cross_entropy(Z, T, dZ, w)``          mean over elements; -> loss
 ``mse(Z, T, dZ, w)``                                   mean over elements; -> loss
 ``poisson(Z, T, dZ, w)``                               log link: mean of w (exp(Z) - T Z),

@@ -422,6 +422,28 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0):
 
 
 @_jit
+def _targets_plogp(T, w):
+    """sum_i w_i sum_j T_ij log T_ij / B (0 log 0 = 0): minus the targets' mean entropy."""
+    n, m = T.shape
+    total = 0.0
+    for i in range(n):
+        wi = 1.0 if w is None else w[i]
+        row = 0.0
+        for j in range(m):
+            t = np.float64(T[i, j])
+            if t > 0:
+                row += t * math.log(t)
+        total += wi * row
+    return total / n
+
+
+def softmax_kl_divergence(Z, T, dZ, w=None):
+    """Mean over the batch of w_i * KL(T_i || softmax(Z_i)): cross-entropy minus the
+    targets' entropy; T targets (B, K); dZ as cross-entropy's."""
+    return _softmax_ce_targets(Z, T, dZ, w, 0.0) + _targets_plogp(T, w)
+
+
+@_jit
 def _bce(Z, T, dZ, w):
     n, m = Z.shape
     inv = 1.0 / (n * m)

@@ -120,6 +120,18 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0):
     return float(loss)
 
 
+def softmax_kl_divergence(Z, T, dZ, w=None):
+    """Mean over the batch of w_i * KL(T_i || softmax(Z_i)) = sum_j T_ij (log T_ij - log
+    softmax(Z)_ij) (0 log 0 = 0): cross-entropy minus the targets' entropy. T: targets
+    (B, K), rows of probabilities. dZ = w_i (softmax(Z_i) sum(T_i) - T_i) / B, as
+    cross-entropy's."""
+    B = Z.shape[0]
+    T64 = T.astype(np.float64)
+    ce = softmax_cross_entropy(Z, T, dZ, w)
+    plogp = np.where(T64 > 0, T64 * np.log(np.where(T64 > 0, T64, 1.0)), 0.0).sum(axis=1, keepdims=True)
+    return float(ce + (_weights(w, B) * plogp).sum() / B)
+
+
 def sigmoid_binary_cross_entropy(Z, T, dZ, w=None):
     """Mean over all elements of w_i * BCE(sigmoid(Z), T); dZ = w_i (sigmoid(Z) - T) / Z.size."""
     Z64 = Z.astype(np.float64)

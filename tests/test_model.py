@@ -42,7 +42,7 @@ def test_public_names():
                  "History", "gradcheck", "load", "datasets", "kernels", "ACTIVATIONS", "LOSSES"]:
         assert hasattr(fastmlp, name), name
     assert set(fastmlp.ACTIVATIONS) >= {"identity", "relu", "leaky_relu", "elu", "sigmoid", "tanh"}
-    assert set(fastmlp.LOSSES) == {"cross_entropy", "binary_cross_entropy", "mse", "poisson"}
+    assert set(fastmlp.LOSSES) == {"cross_entropy", "kl_divergence", "binary_cross_entropy", "mse", "poisson"}
     assert isinstance(fastmlp.__version__, str)
 
 

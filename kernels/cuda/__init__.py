@@ -111,6 +111,7 @@ from .graph import add, count_binary_correct  # noqa: F401
 from .layers import (activate, activation_backward, batchnorm_backward,  # noqa: F401
                      batchnorm_forward, batchnorm_inference, dropout_backward,
                      dropout_forward, fill_uniform, gather_rows)
+from .losses import softmax_kl_divergence  # noqa: F401
 from .losses import (count_correct, mse, poisson, regression_sums,  # noqa: F401
                      sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy)
 from .memory import asarray, empty, synchronize, to_device, to_host, write, zeros  # noqa: F401

@@ -175,6 +175,30 @@ def _poisson_kernel(dt):
     return cuda.jit(poisson)
 
 
+@functools.lru_cache(maxsize=None)
+def _plogp_kernel(dt):
+    """sum_i w_i sum_j T_ij log T_ij (0 log 0 = 0), per block."""
+    ZERO, ONE = dt(0), dt(1)
+
+    def plogp(T, w, has_w, partials):
+        red = cuda.shared.array(THREADS, dt)
+        t = cuda.threadIdx.x
+        n, m = T.shape
+        acc = ZERO
+        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
+            wi = w[i] if has_w else ONE
+            row = ZERO
+            for j in range(m):
+                tij = T[i, j]
+                if tij > ZERO:
+                    row += tij * math.log(tij)
+            acc += wi * row
+        red[t] = acc
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(plogp)
+
+
 def _loss(kernel, Z, total, args):
     """Launch a loss kernel and add its blocks' sums (B * loss) into `total[0]`, or into a
     scratch scalar that is read back (then the batch-mean loss is returned as a float)."""
@@ -201,6 +225,17 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0, total=None):
     ww, has_w = _weights_arg(w, dt)
     kernel = _ce_kernel(dt, T.ndim == 1)
     return _loss(kernel, Z, total, (Z, T, dZ, ww, has_w, dt(smoothing), dt(1.0 / Z.shape[0])))
+
+
+def softmax_kl_divergence(Z, T, dZ, w=None, total=None):
+    """Mean over the batch of w_i * KL(T_i || softmax(Z_i)): cross-entropy (targets, no
+    smoothing) minus the targets' entropy; T targets (B, K); dZ as cross-entropy's. Two
+    launches (the entropy term has its own reduction); ``total`` as the other losses."""
+    dt = _dt(Z)
+    ww, has_w = _weights_arg(w, dt)
+    ce = softmax_cross_entropy(Z, T, dZ, w, 0.0, total)
+    plogp = _loss(_plogp_kernel(dt), T, total, (T, ww, has_w))
+    return None if total is not None else ce + plogp
 
 
 def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
