@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from . import _fast_fit
 from ._concurrency import deferred_sigint
 from ._metrics import _Metrics
 from ._validation import check_fit_options, check_inputs, check_int, check_sample_weights, check_targets
@@ -188,6 +189,9 @@ class _Training:
         metrics = _Metrics(self, T if labels is None else None)
         loss_total = k.zeros(1, np.float64) if self._resident else None
         order = np.arange(n)
+        fast = _fast_fit.plan(self, T, labels, dense_labels, callbacks, sparse, dist)
+        if fast is not None:
+            data = (Xk[0], T2, w2, None)
 
         history = History()
         cbs = [history] + callbacks + ([ProgressBar(verbose)] if verbose else [])
@@ -210,12 +214,29 @@ class _Training:
             if dist is not None:  # MPI: rank 0's order (shard="auto") and learning rate
                 order = dist.order_for_epoch(order)
             order_k = k.asarray(order)
+            if fast is not None:
+                data = data[:3] + (order_k,)
             lr = self.optimizer.lr
             loss_sum = 0.0
             if loss_total is not None:
                 k.write(loss_total, np.zeros(1))
             metrics.reset()
-            for step in range(steps):
+            step = 0
+            if fast is not None:  # the full batches in runs of compiled steps (_fast_fit.py)
+                full, v = n // batch, buffers.views(batch)
+                while step < full:
+                    done, losses, bad = fast.steps(data, v, step * batch, full - step, metrics)
+                    for loss in losses[:done]:
+                        loss_sum += float(loss) * batch
+                    if bad is not None:
+                        return self._diverged(history, snapshot, epoch, step + bad, float(losses[bad]),
+                                              on_divergence)
+                    step += done
+                    sigint.check()
+                    logs = {"loss": loss_sum / metrics.seen, **metrics.result()}
+                    for cb in cbs:
+                        cb.on_batch_end(step - 1, logs)
+            for step in range(step, steps):  # step by step: the rest (a last, partial batch)
                 for cb in cbs:
                     cb.on_batch_begin(step)
                 start = step * batch
