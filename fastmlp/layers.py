@@ -299,15 +299,9 @@ class Dense(Layer):
         return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
 
 
-class Dropout(Layer):
-    """Inverted dropout: in training each unit is zeroed with probability p and the others
-    scaled by 1 / (1 - p); in predict/evaluate it passes its input through. The masks come
-    from the model's seeded generator, so a seed makes them reproducible."""
-
-    def __init__(self, p=0.5, *, name=None):
-        self.p = check_float(p, "p", low=0, high=1, high_open=True)
-        self.features = None
-        self.name = name
+class _SameWidth(Layer):
+    """A layer whose output is as wide as its input (Dropout, Activation): its width is the
+    input's; called again (shared), it must see the same width."""
 
     def build(self, in_features):
         self.features = in_features
@@ -316,6 +310,17 @@ class Dropout(Layer):
     def connect(self, widths):
         _same_width(self, widths[0])
         return self.build(widths[0])
+
+
+class Dropout(_SameWidth):
+    """Inverted dropout: in training each unit is zeroed with probability p and the others
+    scaled by 1 / (1 - p); in predict/evaluate it passes its input through. The masks come
+    from the model's seeded generator, so a seed makes them reproducible."""
+
+    def __init__(self, p=0.5, *, name=None):
+        self.p = check_float(p, "p", low=0, high=1, high_open=True)
+        self.features = None
+        self.name = name
 
     def scratch_shapes(self, first):
         return {"U": (True, (self.features,))}
@@ -433,7 +438,7 @@ class BatchNorm(Layer):
         return config
 
 
-class Activation(Layer):
+class Activation(_SameWidth):
     """An activation on its own, ``A_out = f(A_in)`` (Keras' ``Activation("relu")``):
     identity, relu, leaky_relu, elu, sigmoid, tanh, gelu, softplus, or softmax as a model's
     output (fused into cross_entropy)."""
@@ -442,14 +447,6 @@ class Activation(Layer):
         self.activation = check_activation(activation)
         self.features = None
         self.name = name
-
-    def build(self, in_features):
-        self.features = in_features
-        return in_features
-
-    def connect(self, widths):
-        _same_width(self, widths[0])
-        return self.build(widths[0])
 
     def forward(self, k, A_in, A_out, Z, s, training):
         k.activate(A_in, self.act, A_out)
