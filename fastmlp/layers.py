@@ -467,20 +467,33 @@ class Activation(_SameWidth):
         return {"activation": self.activation}
 
 
-class Add(Layer):
-    """The elementwise sum of two or more nodes of one width (a residual connection:
-    ``Add()([h, Dense(width)(h)])``). Backward, each input receives the same delta (passed
-    on without a copy where the input has no other consumer)."""
+class _Merge(Layer):
+    """A layer on two or more nodes (Add, Concatenate): no parameters, nothing to configure."""
 
     n_inputs = None
 
     def __init__(self, *, name=None):
         self.name = name
-        self.features = None
+
+    def _check_inputs(self, widths):
+        if len(widths) < 2:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs two or more "
+                             f"inputs; got {len(widths)}")
+
+    def get_config(self):
+        return {}
+
+
+class Add(_Merge):
+    """The elementwise sum of two or more nodes of one width (a residual connection:
+    ``Add()([h, Dense(width)(h)])``). Backward, each input receives the same delta (passed
+    on without a copy where the input has no other consumer)."""
+
+    #: the inputs' width, once connected
+    features = None
 
     def connect(self, widths):
-        if len(widths) < 2:
-            raise ValueError(f"layer {self.name!r} (Add) needs two or more inputs; got {len(widths)}")
+        self._check_inputs(widths)
         if len(set(widths)) != 1:
             raise ValueError(f"layer {self.name!r} (Add) needs inputs of one width; got widths {list(widths)}")
         self.features = widths[0]
@@ -491,29 +504,19 @@ class Add(Layer):
         for A in A_ins[2:]:
             k.add(A_out, A, A_out)
 
-    def get_config(self):
-        return {}
 
-
-class Concatenate(Layer):
+class Concatenate(_Merge):
     """Two or more nodes side by side along the features: widths w1 + w2 + ... Producers
     with no other consumer write straight into their columns of its output, and receive the
     matching columns of its delta (views, no copies)."""
 
-    n_inputs = None
-
-    def __init__(self, *, name=None):
-        self.name = name
-        self.widths = None
+    #: the inputs' widths, once connected
+    widths = None
 
     def connect(self, widths):
-        if len(widths) < 2:
-            raise ValueError(f"layer {self.name!r} (Concatenate) needs two or more inputs; got {len(widths)}")
+        self._check_inputs(widths)
         self.widths = list(widths)
         return sum(widths)
-
-    def get_config(self):
-        return {}
 
 
 LAYERS = {"Dense": Dense, "Dropout": Dropout, "BatchNorm": BatchNorm, "Activation": Activation,
