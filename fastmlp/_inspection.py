@@ -126,7 +126,6 @@ class _Inspection:
             self._submodels[id(layer)] = sub
         return sub
 
-
     def _summary_rows(self):
         """(name, kind, output width, parameters, connected to) per node."""
         raise NotImplementedError

@@ -41,7 +41,6 @@ def _walk(graph, start):
     return steps
 
 
-
 def _layers_from_steps(steps, n_features):
     """Fold the steps into fastmlp layers (each activation into the Dense / BatchNorm before
     it); returns (layers, weights in get_weights order, head)."""

@@ -211,7 +211,6 @@ def _step(graph, node, t, steps, output):
         f"here (supported: {', '.join(_SUPPORTED)})")
 
 
-
 def _loss_for(head, loss):
     """The loss from the argument, else from the head; a sigmoid head of an mse model
     becomes the last layer's activation."""

@@ -54,7 +54,6 @@ class _BaseMLP(_Solvers, BaseEstimator):
         self.dtype = dtype
         self.distributed = distributed
 
-
     # ------------------------------------------------------------------------------------
     # parameters
 
@@ -203,7 +202,6 @@ class _BaseMLP(_Solvers, BaseEstimator):
 
     def _constant_per_sample(self, T):
         return None
-
 
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X (dense or SciPy sparse) and targets y; returns self.
