@@ -299,15 +299,9 @@ class Dense(Layer):
         return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
 
 
-class Dropout(Layer):
-    """Inverted dropout: in training each unit is zeroed with probability p and the others
-    scaled by 1 / (1 - p); in predict/evaluate it passes its input through. The masks come
-    from the model's seeded generator, so a seed makes them reproducible."""
-
-    def __init__(self, p=0.5, *, name=None):
-        self.p = check_float(p, "p", low=0, high=1, high_open=True)
-        self.features = None
-        self.name = name
+class _SameWidth(Layer):
+    """A layer whose output is as wide as its input (Dropout, Activation): its width is the
+    input's; called again (shared), it must see the same width."""
 
     def build(self, in_features):
         self.features = in_features
@@ -316,6 +310,17 @@ class Dropout(Layer):
     def connect(self, widths):
         _same_width(self, widths[0])
         return self.build(widths[0])
+
+
+class Dropout(_SameWidth):
+    """Inverted dropout: in training each unit is zeroed with probability p and the others
+    scaled by 1 / (1 - p); in predict/evaluate it passes its input through. The masks come
+    from the model's seeded generator, so a seed makes them reproducible."""
+
+    def __init__(self, p=0.5, *, name=None):
+        self.p = check_float(p, "p", low=0, high=1, high_open=True)
+        self.features = None
+        self.name = name
 
     def scratch_shapes(self, first):
         return {"U": (True, (self.features,))}
@@ -433,7 +438,7 @@ class BatchNorm(Layer):
         return config
 
 
-class Activation(Layer):
+class Activation(_SameWidth):
     """An activation on its own, ``A_out = f(A_in)`` (Keras' ``Activation("relu")``):
     identity, relu, leaky_relu, elu, sigmoid, tanh, gelu, softplus, or softmax as a model's
     output (fused into cross_entropy)."""
@@ -442,14 +447,6 @@ class Activation(Layer):
         self.activation = check_activation(activation)
         self.features = None
         self.name = name
-
-    def build(self, in_features):
-        self.features = in_features
-        return in_features
-
-    def connect(self, widths):
-        _same_width(self, widths[0])
-        return self.build(widths[0])
 
     def forward(self, k, A_in, A_out, Z, s, training):
         k.activate(A_in, self.act, A_out)
@@ -470,20 +467,33 @@ class Activation(Layer):
         return {"activation": self.activation}
 
 
-class Add(Layer):
-    """The elementwise sum of two or more nodes of one width (a residual connection:
-    ``Add()([h, Dense(width)(h)])``). Backward, each input receives the same delta (passed
-    on without a copy where the input has no other consumer)."""
+class _Merge(Layer):
+    """A layer on two or more nodes (Add, Concatenate): no parameters, nothing to configure."""
 
     n_inputs = None
 
     def __init__(self, *, name=None):
         self.name = name
-        self.features = None
+
+    def _check_inputs(self, widths):
+        if len(widths) < 2:
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs two or more "
+                             f"inputs; got {len(widths)}")
+
+    def get_config(self):
+        return {}
+
+
+class Add(_Merge):
+    """The elementwise sum of two or more nodes of one width (a residual connection:
+    ``Add()([h, Dense(width)(h)])``). Backward, each input receives the same delta (passed
+    on without a copy where the input has no other consumer)."""
+
+    #: the inputs' width, once connected
+    features = None
 
     def connect(self, widths):
-        if len(widths) < 2:
-            raise ValueError(f"layer {self.name!r} (Add) needs two or more inputs; got {len(widths)}")
+        self._check_inputs(widths)
         if len(set(widths)) != 1:
             raise ValueError(f"layer {self.name!r} (Add) needs inputs of one width; got widths {list(widths)}")
         self.features = widths[0]
@@ -494,29 +504,19 @@ class Add(Layer):
         for A in A_ins[2:]:
             k.add(A_out, A, A_out)
 
-    def get_config(self):
-        return {}
 
-
-class Concatenate(Layer):
+class Concatenate(_Merge):
     """Two or more nodes side by side along the features: widths w1 + w2 + ... Producers
     with no other consumer write straight into their columns of its output, and receive the
     matching columns of its delta (views, no copies)."""
 
-    n_inputs = None
-
-    def __init__(self, *, name=None):
-        self.name = name
-        self.widths = None
+    #: the inputs' widths, once connected
+    widths = None
 
     def connect(self, widths):
-        if len(widths) < 2:
-            raise ValueError(f"layer {self.name!r} (Concatenate) needs two or more inputs; got {len(widths)}")
+        self._check_inputs(widths)
         self.widths = list(widths)
         return sum(widths)
-
-    def get_config(self):
-        return {}
 
 
 LAYERS = {"Dense": Dense, "Dropout": Dropout, "BatchNorm": BatchNorm, "Activation": Activation,

@@ -1,0 +1,166 @@
+"""Looking inside a model (a base of every model, fastmlp._network._Network): where a
+step's time goes (profile), the gradients of a batch without an update
+(compute_gradients), layers by name and sub-models sharing the weights (get_layer, freeze,
+unfreeze), the summary table and the plot."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from .errors import DivergenceError
+from .sparse import csr_run, issparse
+
+
+class _Inspection:
+    """profile, compute_gradients, get_layer, freeze / unfreeze, summary and plot of a
+    model (they read what _Network and its subclasses set: layers, _slots, _forward...)."""
+
+    def profile(self, X, y, steps=50, batch_size=32, gemm_gflops=None, verbose=1):
+        """Where one training step's time goes, kernel call by kernel call.
+
+        Runs `steps` training steps on mini-batches of (X, y), each kernel call timed on its
+        own (gather, per layer the product and its epilogue, loss, weight and input
+        gradients, update), and the step as `fit` runs it. Prints the table (verbose) and
+        returns it as a list of dicts: per kernel ``kernel``, ``time_s`` (median),
+        ``flop``, ``gflops`` and ``share`` of the kernels' sum (kind "kernel"), then the sum
+        (kind "sum") and the fused step (kind "step") with ``fraction_of_limit``: the step's
+        FLOP at the machine's sgemm rate (`gemm_gflops`, measured with a NumPy float32
+        matmul when None) over its time. The weights and optimizer state are put back.
+        """
+        from .profile import profile_step
+
+        return profile_step(self, X, y, steps, batch_size, gemm_gflops, verbose)
+
+    def compute_gradients(self, X, y, sample_weight=None):
+        """The loss of the batch (X, y) and every layer's gradients, without an update
+        (PyTorch's ``loss.backward()`` without ``optimizer.step()``).
+
+        Returns ``(loss, grads)``: the batch-mean loss (as train_step's) and a dict
+        {layer name: {"dW": ..., "db": ...}} (BatchNorm: "dgamma", "dbeta"), host arrays of
+        the parameters' shapes, in the order of ``model.layers``. The weights, BatchNorm's
+        running statistics, the optimizer state and the random generator (dropout masks) are
+        as they were before the call; frozen layers (``trainable=False``) get their
+        gradients too."""
+        Xs, T, labels = self._check_fit_data(X, y)
+        n = Xs[0].shape[0]
+        w = self._sample_weights(sample_weight, None, labels, n)
+        sparse = issparse(Xs[0])
+        k = self._kernels
+        with self._guard.training("compute_gradients"), self._guard.step_lock:
+            v = self._buffers_for(n, T, w is not None, sparse).views(n)
+            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
+            if not sparse:
+                for Xv, X_j in zip(v.X, Xs):
+                    k.write(Xv, X_j)
+            k.write(v.T, T)
+            if w is not None:
+                k.write(v.w, w)
+            rng_state = self._rng.bit_generator.state
+            states = [(getattr(slot, name), k.to_host(getattr(slot, name)))
+                      for layer, slot in zip(self.layers, self._slots) for name in layer.state_shapes()]
+            try:
+                self._forward(v, True, X0)
+                loss = self._loss_and_grad(v)
+                if math.isfinite(loss):
+                    self._backward(v, X0)
+            finally:  # a forward pass in training mode moves BatchNorm's running statistics
+                for arr, host in states:
+                    k.write(arr, host)
+                self._rng.bit_generator.state = rng_state
+            if not math.isfinite(loss):
+                raise DivergenceError(f"the loss is {loss} on this batch: no gradients. "
+                                      + self._divergence_advice())
+            grads = {}
+            for layer, slot in zip(self.layers, self._slots):
+                names = layer.param_shapes()
+                if names:
+                    grads[layer.name] = {"d" + name: k.to_host(getattr(slot, "d" + name)) for name in names}
+        return float(loss), grads
+
+    # ------------------------------------------------------------------------------------
+    # looking inside: layers by name, sub-models that share the weights
+
+    def get_layer(self, name=None, index=None):
+        """The layer called `name` (or at position `index` of ``model.layers``), as Keras."""
+        if (name is None) == (index is None):
+            raise TypeError("get_layer takes a name or an index: model.get_layer('hidden2')")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+                raise TypeError(f"index must be an int; got {index!r}")
+            if not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"index must be in [{-len(self.layers)}, {len(self.layers)}) "
+                                 f"(the model has {len(self.layers)} layers); got {index}")
+            return self.layers[index]
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a layer's name (a string); got {name!r}")
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer named {name!r} in this model; its layers are "
+                         f"{[layer.name for layer in self.layers]}")
+
+    def freeze(self, *names):
+        """Set ``trainable = False`` on the named layers (all layers when no name is given);
+        ``unfreeze`` undoes it. Returns the model."""
+        return self._set_trainable(names, False)
+
+    def unfreeze(self, *names):
+        """Set ``trainable = True`` on the named layers (all layers when no name is given)."""
+        return self._set_trainable(names, True)
+
+    def _set_trainable(self, names, value):
+        layers = [self.get_layer(name) for name in names] if names else self.layers
+        for layer in layers:
+            layer.trainable = value
+        return self
+
+    def _submodel(self, layer):
+        """The graph Model from the inputs to `layer`'s output, sharing the weights (made
+        once per layer, kept)."""
+        sub = self._submodels.get(id(layer))
+        if sub is None:
+            from .graph import Model
+
+            sub = Model(self.inputs, layer.output, loss="mse")
+            self._submodels[id(layer)] = sub
+        return sub
+
+    def _summary_rows(self):
+        """(name, kind, output width, parameters, connected to) per node."""
+        raise NotImplementedError
+
+    def summary(self):
+        """A table of the layers: name (type), output width, parameters and, as in Keras,
+        what each is connected to."""
+        rows = [("Layer (type)", "Output", "Params", "Connected to")]
+        for name, kind, width, n, conn in self._summary_rows():
+            rows.append((f"{name} ({kind})", str(width), str(n), ", ".join(conn)))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        line = lambda r: "  ".join(x.ljust(w_) for x, w_ in zip(r, widths)).rstrip()  # noqa: E731
+        out = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}",
+               line(rows[0]), "-" * len(line(rows[0]))]
+        out += [line(r) for r in rows[1:]]
+        out.append(f"total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
+        return "\n".join(out)
+
+    def plot(self, path=None, ax=None):
+        """Draw the model's layers as a graph (matplotlib, the ``plot`` extra); saves to
+        `path` when given; returns the figure."""
+        from .graph import Model
+        from .plot import plot_graph
+
+        return plot_graph(self if isinstance(self, Model) else _ChainView(self), path, ax)
+
+
+class _ChainView:
+    """A Sequential seen as a graph (for plot): input, then one node per layer."""
+
+    def __init__(self, model):
+        from .graph import Node
+
+        nodes = [Node(None, (), model.sizes[0], "input")]
+        for layer, width in zip(model.layers, model.sizes[1:]):
+            nodes.append(Node(layer, (nodes[-1],), width, layer.name))
+        self._graph = SimpleNamespace(nodes=nodes, ins=[[]] + [[i] for i in range(len(model.layers))],
+                                      out=len(nodes) - 1)

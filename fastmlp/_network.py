@@ -1,0 +1,453 @@
+"""The model: layers, parameters, buffers, and the training step as a sequence of kernel calls.
+
+Notation (docs/ARCHITECTURE.md): Layer l (0-based) maps ``A[l]`` to ``A[l+1]``; for a Dense
+layer ``A[l+1] = f_l(A[l] @ W[l].T + b[l])``. ``delta[l]`` is d loss / d (pre-activation of
+layer l), and ``D[l+1]`` is what f_l' is computed from: the activation A[l+1] itself (or the
+pre-activation Z for gelu). One step::
+
+    forward:   for l in 0..L-1:  layer[l].forward(A[l])                        -> A[l+1]
+    loss:      loss_and_grad(A[L], T)                                          -> loss, delta[L-1]
+    backward:  for l in L-1..0:  layer[l].backward(delta[l], A[l], D[l], f[l-1])
+                                     -> its gradients (dW, db), and delta[l-1] if l > 0
+    update:    optimizer kernel over all parameters at once
+
+For a Dense layer, backward is ``weight_grad(delta[l], A[l]) -> dW[l], db[l]`` and
+``delta_backward(delta[l], W[l], D[l], f[l-1]) -> delta[l-1]``. The trainable parameters of
+all layers are views into one flat array ``theta`` and their gradients views into one flat
+array ``grad`` (as llm.c does), so the update is one kernel call. Buffers (A, delta, targets,
+the layers' scratch) are allocated once per batch size and reused.
+
+``_Network`` (this module) holds what every model shares: the loss, the flat parameters,
+the step ``_step``, weights, saving; fit and train_step come from ``_training.py``, predict
+and evaluate from ``_inference.py``, summary / plot / profile / compute_gradients / get_layer
+from ``_inspection.py``, the buffers from ``_buffers.py``. ``Sequential`` (fastmlp/model.py)
+is the chain above (with the fused Dense-stack path) and the graph ``Model``
+(fastmlp/graph.py) runs the same step over the nodes of a graph.
+"""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import kernels as _kernels
+from . import layers as _layers
+from ._buffers import _Buffers
+from ._concurrency import BufferPool, TrainingGuard
+from ._inference import _Inference
+from ._inspection import _Inspection
+from ._training import _Training
+from ._validation import check_choice, check_dtype, check_finite, check_float, check_int
+from .kernels.codes import IDENTITY
+from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES
+from .optim import get_optimizer
+
+#: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
+LOSSES = {
+    "cross_entropy": "softmax_cross_entropy",
+    "kl_divergence": "softmax_kl_divergence",  # probability targets; softmax fused
+    "binary_cross_entropy": "sigmoid_binary_cross_entropy",
+    "mse": "mse",
+    "poisson": "poisson",  # log link: the output is log(mean), predict gives exp of it
+}
+#: Keras' loss names, accepted as aliases
+LOSS_ALIASES = {
+    "categorical_crossentropy": "cross_entropy",        # one-hot (or probability) targets
+    "sparse_categorical_crossentropy": "cross_entropy",  # integer labels
+    "binary_crossentropy": "binary_cross_entropy",
+    "mean_squared_error": "mse",
+    "kld": "kl_divergence",
+    "kullback_leibler_divergence": "kl_divergence",
+}
+#: the reductions of the batch's loss: its mean (the default) or its sum
+REDUCTIONS = ("mean", "sum")
+
+
+def check_loss(loss, output_layer):
+    """The loss's canonical name (Keras' names are aliases), checked against the output
+    layer's activation: a softmax output needs cross_entropy, a sigmoid one with
+    binary_cross_entropy is fused; other activations before a classification loss fail."""
+    if isinstance(loss, str) and loss.strip().lower() in LOSS_ALIASES:
+        loss = LOSS_ALIASES[loss.strip().lower()]
+    loss = check_choice(loss, "loss", tuple(LOSSES) + tuple(LOSS_ALIASES))
+    act = output_layer.activation
+    if act == "softmax" and loss not in SOFTMAX_LOSSES:
+        raise ValueError(f"the output layer {output_layer.name!r} has activation 'softmax', which needs "
+                         f"loss='cross_entropy' (or 'categorical_crossentropy') or 'kl_divergence'; "
+                         f"got loss={loss!r}")
+    if loss == "poisson" and act != "identity":
+        raise ValueError(f"the last layer must have activation 'identity' with loss='poisson' (the "
+                         f"exp (log link) is fused into the loss); got {act!r} on layer {output_layer.name!r}")
+    fused = {v: k for k, v in FUSED_OUTPUTS.items()}.get(loss, "softmax" if loss == "kl_divergence" else None)
+    if fused is not None and act not in ("identity", fused):
+        raise ValueError(
+            f"the last layer must have activation 'identity' (logits) or {fused!r} with loss={loss!r} "
+            f"(the {fused} is fused into the loss); got {act!r} on layer {output_layer.name!r}"
+        )
+    return loss
+
+
+class _Network(_Training, _Inference, _Inspection):
+    """What every model shares: the loss, the optimizer, the flat parameter vector, the
+    training step and the loop around it (fit, evaluate, predict, train_step, weights,
+    saving). ``Sequential`` (a chain of layers, with its fused Dense-stack path) and the
+    graph ``Model`` add how their layers are wired: ``_allocate_activations`` /
+    ``_activation_views`` (the buffers), ``_forward`` and ``_backward``.
+
+    Attributes every model sets before ``_setup``: ``layers`` (each layer once),
+    ``_input_widths`` / ``_input_names`` (one per input), ``_output_layer``.
+    """
+
+    def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing, reduction="mean"):
+        self._kernels = _kernels.backend(device)
+        self.device = self._kernels.name
+        self.dtype = check_dtype(dtype)
+        if seed is not None:
+            seed = check_int(seed, "seed", minimum=0)
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        self.optimizer = get_optimizer(optimizer)
+        self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
+        self._set_loss(loss, label_smoothing)
+        #: the data lives on the device and losses are summed there, read once per epoch
+        self._resident = self.device == "cuda"
+        self.stop_training = False
+        self._guard = TrainingGuard()  # see _concurrency: who may train, whole-step reads
+        self._predict_pool = BufferPool()  # inference buffers, one set per call in flight
+        self._allocate_parameters()
+
+    def _set_loss(self, loss, label_smoothing=0.0):
+        self.loss = check_loss(loss, self._output_layer)
+        if self.loss in SOFTMAX_LOSSES and self.n_outputs < 2:
+            raise ValueError(
+                f"loss={self.loss!r} needs at least 2 outputs; for one output unit use "
+                "loss='binary_cross_entropy'"
+            )
+        self.label_smoothing = check_float(label_smoothing, "label_smoothing", 0, 1, high_open=True)
+        if self.label_smoothing and self.loss != "cross_entropy":
+            raise ValueError("label_smoothing applies to loss='cross_entropy' only")
+        for layer in self.layers:  # the model computes logits; predict_proba applies them
+            layer._fused = layer is self._output_layer and layer.activation in FUSED_OUTPUTS \
+                and (FUSED_OUTPUTS[layer.activation] == self.loss
+                     or layer.activation == "softmax" and self.loss in SOFTMAX_LOSSES)
+        loss_kernel = getattr(self._kernels, LOSSES[self.loss])
+        extra = (self.label_smoothing,) if self.loss == "cross_entropy" else ()
+
+        def loss_and_dZ(Z, T, dZ, w=None, total=None):
+            if total is None:  # returns the batch-mean loss
+                return loss_kernel(Z, T, dZ, w, *extra)
+            return loss_kernel(Z, T, dZ, w, *extra, total=total)  # adds to a device scalar
+
+        self._loss_kernel = loss_and_dZ
+        self._out_act = self._output_layer.act
+
+    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None, reduction=None):
+        """Keras' compile: set the optimizer (an Optimizer or a name: 'sgd', 'adam',
+        'adamw', 'rmsprop'; its state starts afresh) and the loss (fastmlp's or Keras'
+        names); the weights are kept. metrics: names among those the loss reports
+        ('accuracy' for classification, 'binary_accuracy' for multi-label, 'mae', 'r2' for
+        regression); fit and evaluate always report them. reduction: "mean" or "sum" (see
+        Sequential)."""
+        if reduction is not None:
+            reduction = check_choice(reduction, "reduction", REDUCTIONS)
+        with self._guard.training("compile"), self._guard.step_lock:
+            if reduction is not None:
+                self.reduction = reduction
+            if loss is not None or label_smoothing is not None:
+                self._set_loss(self.loss if loss is None else loss,
+                               self.label_smoothing if label_smoothing is None else label_smoothing)
+                self._train_buffers = None
+                self._predict_pool.clear()
+            if optimizer is not None:
+                self.optimizer = get_optimizer(optimizer)
+                self._init_optimizer_state()
+        if metrics is not None:
+            if isinstance(metrics, str) or not isinstance(metrics, (list, tuple)):
+                raise TypeError(f"metrics must be a list of names such as ['accuracy']; got {metrics!r}")
+            multilabel = self.loss == "binary_cross_entropy" and self.n_outputs > 1
+            known = {"mse": ("mae", "r2", "mse", "loss")}.get(
+                self.loss, ("accuracy", "acc", "binary_accuracy", "loss") if multilabel
+                else ("accuracy", "acc", "loss", "categorical_accuracy", "sparse_categorical_accuracy"))
+            for m in metrics:
+                if m not in known:
+                    raise ValueError(f"metrics: {m!r} is not reported for loss={self.loss!r}; "
+                                     f"choose from {list(known)}")
+        return self
+
+    # ------------------------------------------------------------------------------------
+    # parameters: each layer's parameters are views into theta, its gradients into grad
+
+    @property
+    def n_outputs(self):
+        return self._output_width
+
+    @property
+    def n_parameters(self):
+        return int(sum(math.prod(shape) for _, _, shape in self._param_shapes))
+
+    @property
+    def n_features(self):
+        """The input width (a tuple of widths for a model with several inputs)."""
+        return self._input_widths[0] if len(self._input_widths) == 1 else tuple(self._input_widths)
+
+    def _allocate_parameters(self):
+        k = self._kernels
+        owner = getattr(self, "_shared_owner", None)
+        if owner is not None:  # a sub-model of `owner`: its weights are owner's (views)
+            return self._share_parameters(owner)
+        shapes = [(l, name, shape) for l, layer in enumerate(self.layers)
+                  for name, shape in layer.param_shapes().items()]
+        offsets = np.cumsum([0] + [math.prod(shape) for _, _, shape in shapes]).tolist()
+        total = offsets.pop()
+        # initialise on the host, then move to the backend
+        host = np.zeros(total, self.dtype)
+        host_params = [{} for _ in self.layers]
+        for (l, name, shape), offset in zip(shapes, offsets):
+            host_params[l][name] = host[offset : offset + math.prod(shape)].reshape(shape)
+        host_state = [{name: np.zeros(shape, self.dtype) for name, shape in layer.state_shapes().items()}
+                      for layer in self.layers]
+        from .graph import _common_owner
+
+        again = _common_owner(self.layers)  # all of one model's layers again: fresh weights
+        fresh = again is not None and {id(l) for l in again.layers} <= {id(l) for l in self.layers}
+        for layer, params, state in zip(self.layers, host_params, host_state):
+            layer.initialize(params, state, self._rng)
+            if layer._owner is not None and not fresh:  # a layer of another model: start from its weights
+                other, slot = layer._owner
+                for name, arr in list(params.items()) + list(state.items()):
+                    arr[...] = other._kernels.to_host(getattr(slot, name))
+        self._param_shapes, self._param_offsets = shapes, offsets
+        self._theta = k.to_device(host)
+        self._grad = k.zeros(total, self.dtype)
+        states = [{n: k.to_device(a) for n, a in st.items()} for st in host_state]
+        self._finish_parameters(states)
+        for layer, slot in zip(self.layers, self._slots):
+            layer._owner = (self, slot)
+
+    def _share_parameters(self, owner):
+        """A sub-model's parameters: views into `owner`'s theta (and its layers' state), so
+        training either model changes both; gradients and optimizer state of its own."""
+        where = {id(layer): l for l, layer in enumerate(owner.layers)}
+        at = {(l, name): offset for (l, name, _), offset in zip(owner._param_shapes, owner._param_offsets)}
+        shapes, offsets = [], []
+        for l, layer in enumerate(self.layers):
+            for name, shape in layer.param_shapes().items():
+                shapes.append((l, name, shape))
+                offsets.append(at[(where[id(layer)], name)])
+        self._param_shapes, self._param_offsets = shapes, offsets
+        self._theta = owner._theta
+        self._grad = self._kernels.zeros(owner._theta.size, self.dtype)
+        self._guard = owner._guard  # one guard over the one set of weights
+        states = [{name: getattr(owner._slots[where[id(layer)]], name) for name in layer.state_shapes()}
+                  for layer in self.layers]
+        self._finish_parameters(states)
+
+    def _finish_parameters(self, states):
+        self._slots = self._parameter_slots(self._theta, self._grad, states)
+        self.params = [getattr(self._slots[l], name) for l, name, _ in self._param_shapes]
+        self.grads = [getattr(self._slots[l], "d" + name) for l, name, _ in self._param_shapes]
+        self._init_optimizer_state()
+        self._train_buffers = None
+        self._predict_pool.clear()
+        self._submodels = {}
+
+    def _init_optimizer_state(self):
+        """The optimizer's state, fresh (zero moments, step 0), over the flat theta."""
+        size = int(self._theta.size)
+        bounds = {0, size}
+        for (_, _, shape), offset in zip(self._param_shapes, self._param_offsets):
+            bounds |= {offset, offset + math.prod(shape)}
+        self._opt_state = self.optimizer.init_state(size, self.dtype, self._kernels.zeros,
+                                                    np.array(sorted(bounds)), self._kernels.write)
+
+    def _parameter_slots(self, theta, grad, states):
+        """Per layer a namespace of its parameters as views into `theta` (and gradients as
+        views into `grad`, unless None), with its state arrays `states[l]`."""
+        slots = [SimpleNamespace(rng=self._rng, freeze_masks=False, **state) for state in states]
+        for layer, slot in zip(self.layers, slots):  # e.g. a bias-free Dense's b = 0
+            for name, shape in layer.fixed_zeros().items():
+                setattr(slot, name, self._kernels.zeros(shape, self.dtype))
+                if grad is not None:
+                    setattr(slot, "d" + name, self._kernels.zeros(shape, self.dtype))
+        for (l, name, shape), offset in zip(self._param_shapes, self._param_offsets):
+            size = math.prod(shape)
+            setattr(slots[l], name, theta[offset : offset + size].reshape(shape))
+            if grad is not None:
+                setattr(slots[l], "d" + name, grad[offset : offset + size].reshape(shape))
+        return slots
+
+    def _trainable_runs(self):
+        """None when every parameter of theta is trained, else the (lo, hi) ranges of the
+        trainable layers' parameters, adjacent ones merged (the optimizer runs over each)."""
+        cached = getattr(self, "_runs_cache", None)
+        if cached is not None and cached[0] == _layers._trainable_changes:
+            return cached[1]
+        key = _layers._trainable_changes
+        runs = []
+        for (l, _, shape), offset in sorted(zip(self._param_shapes, self._param_offsets), key=lambda x: x[1]):
+            if not self.layers[l].trainable:
+                continue
+            hi = offset + math.prod(shape)
+            if runs and runs[-1][1] == offset:
+                runs[-1] = (runs[-1][0], hi)
+            else:
+                runs.append((offset, hi))
+        if runs == [(0, int(self._theta.size))]:
+            runs = None
+        frozen = [(o, o + math.prod(sh)) for (l, _, sh), o in zip(self._param_shapes, self._param_offsets)
+                  if not self.layers[l].trainable]
+        self._runs_cache = (key, runs, frozen)
+        return runs
+
+    def _copy_parameters(self):
+        """A private copy of the parameters and layer state, for inference while another
+        thread trains (called under the guard's step_lock): the model's own form of them
+        (``_inference_parameters``) over copied slots."""
+        k = self._kernels
+        theta = k.to_device(k.to_host(self._theta))
+        states = [{name: k.to_device(k.to_host(getattr(slot, name))) for name in layer.state_shapes()}
+                  for layer, slot in zip(self.layers, self._slots)]
+        return self._inference_parameters(self._parameter_slots(theta, None, states))
+
+    def _weight_slots(self):
+        """(name, array) of every weight get_weights returns, in order: each layer's
+        trainable parameters, then its state (e.g. BatchNorm's running statistics)."""
+        return [(f"{layer.name}.{name}", getattr(slot, name))
+                for layer, slot in zip(self.layers, self._slots) for name in layer._weight_names()]
+
+    def get_weights(self):
+        """[W1, b1, W2, b2, ...] as host copies, W of shape (out, in); BatchNorm layers add
+        [gamma, beta, running_mean, running_var]. Those of one whole training step, also
+        while another thread trains the model."""
+        with self._guard.step_lock:
+            return [self._kernels.to_host(arr) for _, arr in self._weight_slots()]
+
+    def set_weights(self, weights):
+        """Set all weights from a list in get_weights' layout; shapes and values checked."""
+        if not isinstance(weights, (list, tuple)):
+            raise TypeError(f"weights must be a list [W1, b1, W2, b2, ...]; got {type(weights).__name__}")
+        slots = self._weight_slots()
+        if len(weights) != len(slots):
+            raise ValueError(
+                f"weights must hold {len(slots)} arrays ({', '.join(n for n, _ in slots)}); "
+                f"got {len(weights)}"
+            )
+        self._write_weights(slots, weights, "weights")
+
+    def _write_weights(self, slots, weights, what="weights"):
+        checked = []
+        for i, (new, (where, old)) in enumerate(zip(weights, slots)):
+            name = f"{what}[{i}] ({where})"
+            if isinstance(new, (str, bytes)):
+                raise TypeError(f"{name} must be a real array; got a string")
+            arr = np.asarray(new)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must be a real array; got dtype {arr.dtype}")
+            if arr.shape != old.shape:
+                raise ValueError(f"{name} must have shape {old.shape}; got {arr.shape}")
+            check_finite(arr, name, self.dtype)
+            checked.append(np.ascontiguousarray(arr, self.dtype))
+        with self._guard.training("set_weights"), self._guard.step_lock:
+            for arr, (_, old) in zip(checked, slots):
+                self._kernels.write(old, arr)
+
+    # ------------------------------------------------------------------------------------
+    # the training step, as a sequence of kernel calls
+
+    def _sum_factor(self, n):
+        """reduction='sum': the batch's loss and d loss / d outputs are the mean's times the
+        count the mean is over (rows for the softmax losses, all elements for the others;
+        PyTorch's reduction='sum')."""
+        return n if self.loss in SOFTMAX_LOSSES else n * self.n_outputs
+
+    def _loss_and_grad(self, v, total=None):
+        """The batch's loss (reduced as self.reduction says; None when it goes into the
+        device scalar `total`, which always gets the per-sample sum) and d loss / d outputs."""
+        loss = self._loss_kernel(v.out, v.T, v.dout, v.w, total)
+        if self.reduction == "sum":
+            factor = self._sum_factor(v.n)
+            self._kernels.scale(v.dout.reshape(-1), factor)
+            loss = None if loss is None else loss * factor
+        if self._out_act != IDENTITY:  # mse after a non-identity output: chain through f'
+            self._kernels.activation_backward(v.D_out, self._out_act, v.dout)
+        return loss
+
+    def _update(self):
+        opt = self.optimizer
+        runs = self._trainable_runs()
+        if opt.clip_norm is not None:
+            for lo, hi in self._runs_cache[2]:  # frozen layers' gradients count for nothing
+                self._kernels.write(self._grad[lo:hi], np.zeros(hi - lo, self.dtype))
+            if self._resident:  # decided on the device: the norm goes to a device scalar
+                if getattr(self, "_grad_norm", None) is None:
+                    self._grad_norm = self._kernels.zeros(1, np.float64)
+                self._kernels.clip_grad_norm(self._grad, opt.clip_norm, self._grad_norm)
+            else:
+                self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
+        opt.update(self._kernels, self._theta, self._grad, self._opt_state, runs)
+
+    def _step(self, v, total=None, X0=None):
+        """One step on the batch already in the buffers `v` (X0: its CSR rows, for sparse
+        input); returns the batch-mean loss (or, given a device scalar `total`, adds the
+        batch's loss sum to it and returns None).
+
+        A loss that is not finite ends the step before it touches the weights."""
+        self._forward(v, True, X0)
+        loss = self._loss_and_grad(v, total)
+        if loss is not None and not math.isfinite(loss):
+            return loss
+        self._backward(v, X0)
+        self._update()
+        return loss
+
+    def _freeze_masks(self, v, frozen):
+        """Keep the dropout masks drawn (gradcheck's finite differences) or draw anew."""
+        for s in list(self._slots) + list(v.s):
+            if s is not None:
+                s.freeze_masks = frozen
+
+    # ------------------------------------------------------------------------------------
+    # buffers
+
+    def _buffers_for(self, n, T, weighted=False, sparse=False):
+        """Training buffers for batches of up to n rows with targets like T (made once)."""
+        width, dtype = (1, np.dtype(np.int64)) if T.ndim == 1 else (T.shape[1], self.dtype)
+        buf = self._train_buffers
+        if buf is None or not buf.fits(n, width, dtype, weighted, sparse):
+            buf = self._train_buffers = _Buffers(self, n, width, dtype, weighted, sparse)
+        return buf
+
+    # ------------------------------------------------------------------------------------
+    # the training loop: _training.py; inference: _inference.py; looking inside:
+    # _inspection.py. Files and exchange:
+
+    def save(self, path):
+        """Save config, weights and optimizer state to an .npz file, atomically."""
+        from .saving import save
+
+        save(self, path)
+
+    def to_onnx(self, path, dtype=None):
+        """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.
+        One graph input per model input, named after it."""
+        from .onnx_io import to_onnx
+
+        return to_onnx(self, path, dtype)
+
+    def to_torch(self):
+        """An equivalent torch.nn.Module with the weights copied (fastmlp.interop): an
+        nn.Sequential for Sequential / MLP models, a GraphModule (inputs as positional
+        arguments, in the model's input order) for graph Models."""
+        from .interop import to_torch
+
+        return to_torch(self)
+
+    def _config_common(self):
+        return {
+            "loss": self.loss,
+            "label_smoothing": self.label_smoothing,
+            **({"reduction": self.reduction} if self.reduction != "mean" else {}),
+            "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+        }

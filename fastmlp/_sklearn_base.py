@@ -1,0 +1,283 @@
+"""What MLPClassifier and MLPRegressor share: their parameters, the model they train, the
+fit driver (which calls the solvers of ``_sklearn_solvers``), the fitted attributes, and
+pickling."""
+
+import numpy as np
+
+from . import distributed as _distributed
+from ._sklearn_compat import (BaseEstimator, _check_sample_weight, _validate_data,
+                              check_is_fitted, check_random_state)
+from ._sklearn_params import _fastmlp_activation, check_params
+from ._sklearn_solvers import _Solvers
+from ._validation import check_targets
+from .errors import DivergenceError
+from .model import MLP
+from .optim import SGD, Adam
+from .saving import from_bytes, to_bytes
+from .sparse import check_sparse_X, issparse
+
+
+class _BaseMLP(_Solvers, BaseEstimator):
+    """What MLPClassifier and MLPRegressor share: parameters, the model, fit, pickling."""
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 device="auto", dtype="auto", distributed=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.device = device
+        self.dtype = dtype
+        self.distributed = distributed
+
+    # ------------------------------------------------------------------------------------
+    # parameters
+
+    def _check_params(self):
+        """Check every parameter (fastmlp._sklearn_params); returns the hidden sizes."""
+        return check_params(self)
+
+    # ------------------------------------------------------------------------------------
+    # the model
+
+    def _grad_scale(self):
+        """fastmlp's loss gradient divided by scikit-learn's (constant for a given problem)."""
+        return 1.0
+
+    def _model_dtype(self, X):
+        if isinstance(self.dtype, str) and self.dtype == "auto":
+            return "float32" if X.dtype == np.float32 else "float64"
+        return np.dtype(self.dtype).name
+
+    def _new_model(self, n_features, hidden, dtype, seed):
+        c = self._grad_scale()
+        if self.solver == "sgd":
+            optimizer = SGD(lr=self.learning_rate_init / c, momentum=float(self.momentum),
+                            nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+        else:
+            optimizer = Adam(lr=self.learning_rate_init, beta1=float(self.beta_1),
+                             beta2=float(self.beta_2), eps=float(self.epsilon) * c,
+                             decoupled=False)
+        return MLP([n_features, *hidden, self.n_outputs_],
+                   activation=_fastmlp_activation(self.activation), output="identity",
+                   loss=self._loss_name(), optimizer=optimizer, device=self.device,
+                   dtype=dtype, seed=seed)
+
+    def _initialize(self, X, hidden):
+        """First fit: fresh model and training records (as scikit-learn's _initialize),
+        initialised as scikit-learn does, from the same draws of random_state: per layer,
+        W and b uniform in +-sqrt(6 / (fan_in + fan_out)) (2 instead of 6 for logistic)."""
+        self.n_layers_ = len(hidden) + 2
+        self.out_activation_ = self._out_activation()
+        # the model's own seed serves nothing here (the estimator shuffles, and initialises
+        # from random_state below), so it takes no draw from random_state
+        self.model_ = self._new_model(X.shape[1], hidden, self._model_dtype(X), 0)
+        sizes = self.model_.sizes
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        weights = []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            W = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            b = self._random_state.uniform(-bound, bound, fan_out)
+            weights += [W.T, b]
+        self.model_.set_weights(weights)
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        self._best_weights = self.model_.get_weights()
+
+    def _check_architecture(self, hidden):
+        """warm_start / partial_fit continue the model: its shape must not have changed."""
+        sizes = self.model_.sizes
+        dense = [layer for layer in self.model_.layers if hasattr(layer, "out_features")]
+        current = [layer.out_features for layer in dense[:-1]]
+        if current != hidden or sizes[-1] != self.n_outputs_:
+            raise ValueError(
+                f"warm_start / partial_fit continue the fitted network ({sizes}); "
+                f"hidden_layer_sizes is now {hidden} and the targets need {self.n_outputs_} "
+                "outputs: fit a new estimator (warm_start=False) to change the architecture"
+            )
+        act = _fastmlp_activation(self.activation)
+        if dense[:-1] and dense[0].activation != act:
+            raise ValueError(f"warm_start / partial_fit: activation changed from "
+                             f"{dense[0].activation!r} to {act!r}; fit a new estimator")
+
+    def _restart_optimizer(self, hidden):
+        """A non-incremental fit starts a fresh optimizer (as scikit-learn): same weights."""
+        weights = self.model_.get_weights()
+        self.model_ = self._new_model(self.model_.n_features, hidden, self.model_.dtype.name, 0)
+        self.model_.set_weights(weights)
+
+    # ------------------------------------------------------------------------------------
+    # fitting
+
+    def _fit(self, X, y, sample_weight, incremental):
+        hidden = self._check_params()
+        if self.early_stopping and incremental and self.solver != "lbfgs":
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        X, T = self._validate_input(X, y, incremental, reset=first_pass)
+        w = self._check_sample_weight(sample_weight, X)
+        # MPI: this fit is one process of a data-parallel job (fastmlp.distributed)
+        dist = None if self.distributed is None else _distributed.connect(self.distributed)
+        self._random_state = check_random_state(self.random_state)
+        if dist is not None:  # every process draws what rank 0 draws
+            self._random_state = dist.agreed_random_state(self.random_state, self._random_state)
+        if first_pass:
+            self._initialize(X, hidden)
+            self._learning_rate = float(self.learning_rate_init)
+        else:
+            self._check_architecture(hidden)
+            if not incremental:
+                self._restart_optimizer(hidden)
+                self._learning_rate = float(self.learning_rate_init)
+        model = self.model_
+        X = check_sparse_X(X, dtype=model.dtype) if issparse(X) else np.ascontiguousarray(X, dtype=model.dtype)
+        # the targets as the loss kernel takes them (int64 labels, or (n, outputs) floats)
+        T, _ = check_targets(T, model.loss, model.n_outputs, X.shape[0], model.dtype)
+        self._loss_constant = self._constant_of_loss(T, w)
+        try:
+            if self.solver == "lbfgs":
+                self._fit_lbfgs(X, T, w, dist)
+            else:
+                self._fit_stochastic(X, T, w, incremental, dist)
+        except FloatingPointError as exc:  # fastmlp's DivergenceError, or NumPy's
+            raise DivergenceError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                f"values and need to be preprocessed. ({exc})") from None
+        if not model._finite_parameters():  # as scikit-learn: checked once, at the end
+            raise DivergenceError(
+                "Solver produced non-finite parameter weights. The input data may contain large "
+                "values and need to be preprocessed.")
+        return self
+
+    def _check_sample_weight(self, sample_weight, X):
+        """scikit-learn's check (shape, numbers), plus: finite and >= 0."""
+        if sample_weight is None:
+            return None
+        w = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("sample_weight must hold finite numbers >= 0; got values from "
+                             f"{np.nanmin(w):g} to {np.nanmax(w):g}")
+        return w
+
+    def _constant_of_loss(self, T, w):
+        """What scikit-learn's reported loss adds to fastmlp's, over the whole set (0 but
+        for poisson)."""
+        per_sample = self._constant_per_sample(T)
+        return 0.0 if per_sample is None else float(np.average(per_sample, weights=w))
+
+    def _constant_per_sample(self, T):
+        return None
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X (dense or SciPy sparse) and targets y; returns self.
+
+        sample_weight (n_samples,) weights each sample's loss as in scikit-learn: every
+        batch's loss is the weighted mean, and the L2 term is divided by the batch's weight
+        sum. Trains for up to ``max_iter`` iterations (epochs; L-BFGS iterations for
+        solver='lbfgs'), stopping early as scikit-learn's MLP does; warns with a
+        ConvergenceWarning when ``max_iter`` is reached first.
+        """
+        return self._fit(X, y, sample_weight, incremental=False)
+
+    def _partial_fit_available(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError("partial_fit is only available for stochastic optimizers. "
+                                 f"{self.solver} is not stochastic.")
+        return True
+
+    # ------------------------------------------------------------------------------------
+    # prediction helpers
+
+    def _check_X(self, X):
+        check_is_fitted(self)
+        return _validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                              accept_sparse=["csr", "csc"])
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "model_")
+
+    @property
+    def coefs_(self):
+        """The weight matrices, a list of (n_in, n_out) arrays (scikit-learn's layout: W.T)."""
+        check_is_fitted(self)
+        return [np.ascontiguousarray(W.T) for W in self.model_.get_weights()[0::2]]
+
+    @coefs_.setter
+    def coefs_(self, coefs):
+        check_is_fitted(self)
+        weights = self.model_.get_weights()
+        weights[0::2] = [np.asarray(W).T for W in coefs]
+        self.model_.set_weights(weights)
+
+    @property
+    def intercepts_(self):
+        """The bias vectors, one per layer."""
+        check_is_fitted(self)
+        return self.model_.get_weights()[1::2]
+
+    @intercepts_.setter
+    def intercepts_(self, intercepts):
+        check_is_fitted(self)
+        weights = self.model_.get_weights()
+        weights[1::2] = [np.asarray(b) for b in intercepts]
+        self.model_.set_weights(weights)
+
+    # ------------------------------------------------------------------------------------
+    # pickling: the model travels as the bytes of a model file
+
+    def to_onnx(self, path, dtype=None):
+        """Export the fitted estimator to an ONNX file whose output is predict_proba's
+        (classifier) or predict's (regressor); returns the ModelProto (fastmlp.onnx_io)."""
+        from .onnx_io import estimator_to_onnx
+
+        return estimator_to_onnx(self, path, dtype)
+
+    def __getstate__(self):
+        state = dict(super().__getstate__())
+        model = state.pop("model_", None)
+        if model is not None:
+            state["_model_file"] = to_bytes(model)
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        data = state.pop("_model_file", None)
+        super().__setstate__(state)
+        if data is not None:
+            self.model_ = from_bytes(data, device=self.device)
+
