@@ -9,16 +9,11 @@ arithmetic throughout (as PyTorch's and NumPy's).
 import math
 
 import numpy as np
-from numba import njit
 
-from .codes import CACHE
+from .cpu_jit import _jit
 
 __all__ = ["sgd_update", "adam_update", "rmsprop_update", "adagrad_update", "lamb_update", "scale",
            "clip_grad_norm"]
-
-
-def _jit(fn):
-    return njit(cache=CACHE, nogil=True, error_model="numpy")(fn)
 
 
 def _check_flat(*arrays):
