@@ -17,7 +17,8 @@ the code at run time calls ``compiled.f(z, act)``, a chain of branches generated
 table (:func:`switch`).
 
 The element-wise losses are written here the same way, one function per loss
-(:data:`LOSSES`), compiled by :func:`compile_losses`.
+(:data:`LOSSES`), compiled by :func:`compile_losses`; so are the optimizer updates of one
+parameter that both backends share (``sgd_step``, ``adagrad_step``).
 """
 
 import math
@@ -139,6 +140,28 @@ def poisson(z, t, w):  # half Poisson deviance with a log link, up to its consta
 
 #: the element-wise losses by name
 LOSSES = {"bce": bce, "mse": mse, "poisson": poisson}
+
+
+# ---------------------------------------------------------------------------------------
+# optimizer updates of one parameter p[i] in place (torch.optim's formulas), in p's dtype:
+# the CPU backend's loops (cpu_optim.py) and the CUDA backend's kernels (cuda/optim.py)
+# call these, compiled as they are. Adam, RMSprop and LAMB are written in each backend: the
+# CPU's Adam is branch-free over both weight decays, its RMSprop loop stops vectorising
+# (11x slower) around an inlined update, and LAMB's reductions differ in order.
+
+
+def sgd_step(i, p, g, buf, lr, momentum, weight_decay, nesterov):  # dampening 0
+    d = g[i] + weight_decay * p[i]
+    if momentum != p.dtype.type(0):
+        buf[i] = momentum * buf[i] + d
+        d = d + momentum * buf[i] if nesterov else buf[i]
+    p[i] -= lr * d
+
+
+def adagrad_step(i, p, g, state_sum, lr, weight_decay, eps):
+    gi = g[i] + weight_decay * p[i]
+    state_sum[i] += gi * gi
+    p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
 
 
 # ---------------------------------------------------------------------------------------
