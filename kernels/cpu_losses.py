@@ -46,6 +46,8 @@ def softmax(Z, P):
 # losses: each returns the batch-mean loss and writes dZ = d loss / d Z in the same pass
 
 
+# the labels and the targets variants stay two loops: compiled code calls both by name, and
+# each keeps its own order of operations (their numbers are fixed bit for bit)
 @_jit
 def _softmax_ce_labels(Z, y, dZ, w, smoothing):
     n, m = Z.shape
