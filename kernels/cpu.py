@@ -3,8 +3,8 @@
 Numba's own ``np.dot`` needs SciPy, which is not a dependency, so the GEMM part of each
 single-layer kernel is NumPy's ``matmul`` writing into the caller's array (``out=``, no
 allocation, the machine's sgemm/dgemm), and everything around it -- bias, activation, its
-derivative, the losses, the reductions, the optimizer updates (``cpu_optim.py``) -- is one
-compiled pass over the data. ``mlp_forward`` / ``mlp_backward`` run the layer loop of a Dense stack inside one
+derivative, the losses (``cpu_losses.py``), the reductions, the optimizer updates
+(``cpu_optim.py``) -- is one compiled pass over the data. ``mlp_forward`` / ``mlp_backward`` run the layer loop of a Dense stack inside one
 compiled function that calls the same BLAS directly (``blas.py``), so no Python runs
 between the layers. Activations are compiled per code (one loop each, with ``vecmath``'s
 vectorisable float32 exp / expm1 / log1p / tanh).
@@ -13,7 +13,7 @@ Same contract as ``reference.py``: same names, same arguments, outputs in caller
 arrays. Nothing here allocates an array.
 
 Kernels are compiled on first use, once per dtype (float32, float64), and cached on disk
-(``cache=True``). Set ``FASTMLP_NO_CACHE=1`` before importing fastmlp to switch the disk
+(``cache=True``, the settings in ``cpu_jit.py``). Set ``FASTMLP_NO_CACHE=1`` before importing fastmlp to switch the disk
 cache off (read-only installs fall back to Numba's per-user cache directory by themselves).
 """
 
@@ -21,50 +21,24 @@ import math
 import sys
 
 import numpy as np
-from numba import njit
 
-from . import blas, scalar, stack, vecmath
-from .codes import ACTIVATIONS, CACHE, GELU, IDENTITY, NEEDS_PREACTIVATION, SIGMOID
-from .cpu_optim import (adagrad_update, adam_update, clip_grad_norm, lamb_update,  # noqa: F401
-                        rmsprop_update, scale, sgd_update)  # the optimizer kernels
+from . import blas, scalar, stack
+from .codes import ACTIVATIONS, GELU, IDENTITY, NEEDS_PREACTIVATION
+from .cpu_jit import _ANY, _FAST, _jit, _jit_named, _per_activation
+from .cpu_losses import (_bce, _mse, _poisson, _softmax_ce_labels,  # noqa: F401 (the losses)
+                         _softmax_ce_targets, _targets_plogp, mse, poisson,
+                         sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy,
+                         softmax_kl_divergence)
+from .cpu_optim import (adagrad_update, adam_update, clip_grad_norm,  # noqa: F401 (optimizers)
+                        lamb_update, rmsprop_update, scale, sgd_update)
 
 name = "cpu"
 
-
-
-def _jit(fn):
-    return njit(cache=CACHE, nogil=True, error_model="numpy")(fn)
-
-
-def _jit_named(name, act):
-    """_jit for a kernel made per activation code: named ``<name>_<activation>``, one name
-    per compiled function (see scalar.unique_name)."""
-    return lambda fn: _jit(scalar.unique_name(fn, f"{name}_{ACTIVATION_NAMES[act]}"))
-
-
 # ---------------------------------------------------------------------------------------
 # activation f and its derivative f' written through the output A = f(Z)
-# (one generic scalar function each; the kernels below are specialised per code)
+# (one generic scalar function each, scalar.py; the kernels below are specialised per code)
 
-
-# f and f' by activation code at run time (the C library's math: these serve the kernels
-# that take the code as an argument, dropout and batch norm)
-_ANY = scalar.compile_with(njit(error_model="numpy"))
-_f, _df = _ANY.f, _ANY.df
-# one function per activation, with vecmath's float32 exp / expm1 / log1p / tanh, inlined by
-# Numba itself into each loop specialised for that activation (not left to LLVM's size
-# heuristics), so the loop vectorises
-_FAST = scalar.compile_with(njit(error_model="numpy", inline="always"), vecmath)
-
-
-ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()}
-
-
-def _per_activation(make):
-    """One generic kernel, compiled per activation code: `make(act)` closes over the code,
-    which Numba then treats as a compile-time constant, so the branch on it is folded away
-    and the loop vectorises (each specialisation is compiled on first use and cached)."""
-    return tuple(make(act) for act in range(len(ACTIVATIONS)))
+_f, _df = _ANY.f, _ANY.df  # the code chosen at run time: for dropout and batch norm
 
 
 def _make_bias_activate(act):
@@ -119,7 +93,6 @@ _TIMES_DF = _per_activation(_make_activation_backward)
 _ACTIVATE = _per_activation(_make_activate)
 _bias_identity = _BIAS_ACTIVATE[IDENTITY]
 _activate_gelu = _ACTIVATE[GELU]
-_sigmoid = _FAST.f_of[SIGMOID]
 assert NEEDS_PREACTIVATION == {GELU}, "mlp_forward calls _activate_gelu for these"
 
 #: from compiled code, Z = f(Z + b) in place by ``_bias_activate(Z, b, act)`` and
@@ -338,170 +311,6 @@ def activate(Z, act, A):
     """A = f(Z), elementwise."""
     _ACTIVATE[act](Z, A)
 
-
-@_jit
-def _row_exp(Z, i, E):
-    """Write exp(Z[i] - max) into E[i] (stable for any logits); return (max, their sum)."""
-    m = Z.shape[1]
-    zmax = Z[i, 0]
-    for j in range(1, m):
-        zmax = max(zmax, Z[i, j])
-    s = 0.0
-    for j in range(m):
-        e = math.exp(Z[i, j] - zmax)
-        E[i, j] = e
-        s += e
-    return zmax, s
-
-
-@_jit
-def softmax(Z, P):
-    """P = softmax(Z) along the features, stable for any logits."""
-    n, m = Z.shape
-    for i in range(n):
-        _, s = _row_exp(Z, i, P)
-        for j in range(m):
-            P[i, j] /= s
-
-
-# ---------------------------------------------------------------------------------------
-# losses: each returns the batch-mean loss and writes dZ = d loss / d Z in the same pass
-
-
-@_jit
-def _softmax_ce_labels(Z, y, dZ, w, smoothing):
-    n, m = Z.shape
-    inv_n = 1.0 / n
-    off = smoothing / m  # the smoothed target of every class but the label's
-    total = 0.0
-    for i in range(n):
-        wi = 1.0 if w is None else w[i]
-        zmax, s = _row_exp(Z, i, dZ)
-        log_s = math.log(s)
-        z_sum = 0.0
-        for j in range(m):
-            z_sum += Z[i, j] - zmax
-        total += wi * (log_s - (1 - smoothing) * (Z[i, y[i]] - zmax) - off * z_sum)
-        scale = wi * inv_n / s
-        for j in range(m):
-            dZ[i, j] = dZ[i, j] * scale - wi * off * inv_n
-        dZ[i, y[i]] -= wi * (1 - smoothing) * inv_n
-    return total * inv_n
-
-
-@_jit
-def _softmax_ce_targets(Z, T, dZ, w, smoothing):
-    n, m = Z.shape
-    inv_n = 1.0 / n
-    off = smoothing / m
-    total = 0.0
-    for i in range(n):
-        wi = 1.0 if w is None else w[i]
-        zmax, s = _row_exp(Z, i, dZ)
-        log_s = math.log(s)
-        q_sum = 0.0
-        for j in range(m):
-            q = (1 - smoothing) * T[i, j] + off
-            q_sum += q
-            total -= wi * q * (Z[i, j] - zmax - log_s)
-        scale = wi * q_sum * inv_n / s
-        for j in range(m):
-            dZ[i, j] = dZ[i, j] * scale - wi * ((1 - smoothing) * T[i, j] + off) * inv_n
-    return total * inv_n
-
-
-def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0):
-    """Mean over the batch of w_i * -sum_j(Q_ij * log softmax(Z)_ij); dZ = d loss / d Z.
-
-    T is integer labels of shape (B,) or targets of shape (B, K) (one-hot or probabilities);
-    Q = (1 - smoothing) * T + smoothing / K. w: per-sample weights (B,) or None.
-    """
-    if T.ndim == 1:
-        return _softmax_ce_labels(Z, T, dZ, w, smoothing)
-    return _softmax_ce_targets(Z, T, dZ, w, smoothing)
-
-
-@_jit
-def _targets_plogp(T, w):
-    """sum_i w_i sum_j T_ij log T_ij / B (0 log 0 = 0): minus the targets' mean entropy."""
-    n, m = T.shape
-    total = 0.0
-    for i in range(n):
-        wi = 1.0 if w is None else w[i]
-        row = 0.0
-        for j in range(m):
-            t = np.float64(T[i, j])
-            if t > 0:
-                row += t * math.log(t)
-        total += wi * row
-    return total / n
-
-
-def softmax_kl_divergence(Z, T, dZ, w=None):
-    """Mean over the batch of w_i * KL(T_i || softmax(Z_i)): cross-entropy minus the
-    targets' entropy; T targets (B, K); dZ as cross-entropy's."""
-    return _softmax_ce_targets(Z, T, dZ, w, 0.0) + _targets_plogp(T, w)
-
-
-@_jit
-def _bce(Z, T, dZ, w):
-    n, m = Z.shape
-    inv = 1.0 / (n * m)
-    total = 0.0
-    for i in range(n):
-        wi = 1.0 if w is None else w[i]
-        for j in range(m):
-            z = Z[i, j]
-            t = T[i, j]
-            total += wi * (max(z, 0) - z * t + math.log1p(math.exp(-abs(z))))
-            dZ[i, j] = wi * (_sigmoid(z) - t) * inv
-    return total * inv
-
-
-def sigmoid_binary_cross_entropy(Z, T, dZ, w=None):
-    """Mean over all elements of w_i * BCE(sigmoid(Z), T); dZ = w_i (sigmoid(Z) - T) / Z.size."""
-    return _bce(Z, T.reshape(Z.shape), dZ, w)
-
-
-@_jit
-def _mse(Z, T, dZ, w):
-    n, m = Z.shape
-    inv = 1.0 / (n * m)
-    total = 0.0
-    for i in range(n):
-        wi = 1.0 if w is None else w[i]
-        for j in range(m):
-            d = Z[i, j] - T[i, j]
-            total += wi * d * d
-            dZ[i, j] = 2 * wi * d * inv
-    return total * inv
-
-
-def mse(Z, T, dZ, w=None):
-    """Mean over all elements of w_i (Z - T)^2; dZ = 2 w_i (Z - T) / Z.size."""
-    return _mse(Z, T.reshape(Z.shape), dZ, w)
-
-
-@_jit
-def _poisson(Z, T, dZ, w):
-    n, m = Z.shape
-    inv = 1.0 / (n * m)
-    total = 0.0
-    for i in range(n):
-        wi = 1.0 if w is None else w[i]
-        for j in range(m):
-            z = np.float64(Z[i, j])
-            t = np.float64(T[i, j])
-            mu = math.exp(z)  # once, in float64: the output and the gradient share it
-            total += wi * (mu - t * z)
-            dZ[i, j] = wi * (mu - t) * inv
-    return total * inv
-
-
-def poisson(Z, T, dZ, w=None):
-    """Half Poisson deviance (log link) up to its constant: mean of w_i (exp(Z) - T Z);
-    dZ = w_i (exp(Z) - T) / Z.size."""
-    return _poisson(Z, T.reshape(Z.shape), dZ, w)
 
 
 @_jit

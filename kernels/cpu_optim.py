@@ -11,14 +11,17 @@ import math
 import numpy as np
 from numba import njit
 
-from .codes import CACHE
+from . import scalar
+from .cpu_jit import _jit
+
+# the updates of one parameter, written once for both backends (scalar.py), inlined into
+# the loops below
+_inline = njit(error_model="numpy", inline="always")
+_sgd_step = _inline(scalar.sgd_step)
+_adagrad_step = _inline(scalar.adagrad_step)
 
 __all__ = ["sgd_update", "adam_update", "rmsprop_update", "adagrad_update", "lamb_update", "scale",
            "clip_grad_norm"]
-
-
-def _jit(fn):
-    return njit(cache=CACHE, nogil=True, error_model="numpy")(fn)
 
 
 def _check_flat(*arrays):
@@ -44,11 +47,7 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
 @_jit
 def _sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
     for i in range(p.size):
-        d = g[i] + weight_decay * p[i]
-        if momentum != 0:
-            buf[i] = momentum * buf[i] + d
-            d = d + momentum * buf[i] if nesterov else buf[i]
-        p[i] -= lr * d
+        _sgd_step(i, p, g, buf, lr, momentum, weight_decay, nesterov)
 
 
 def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled, v_max=None):
@@ -95,6 +94,8 @@ def rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay
                     t(momentum), centered)
 
 
+# written out here and in cuda/optim.py: around an inlined scalar.py update this loop stops
+# vectorising (11x slower)
 @_jit
 def _rmsprop_update(p, g, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum, centered):
     one = p.dtype.type(1)
@@ -137,9 +138,7 @@ def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
 @_jit
 def _adagrad_update(p, g, state_sum, lr, weight_decay, eps):
     for i in range(p.size):
-        gi = g[i] + weight_decay * p[i]
-        state_sum[i] += gi * gi
-        p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
+        _adagrad_step(i, p, g, state_sum, lr, weight_decay, eps)
 
 
 def lamb_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, segments):

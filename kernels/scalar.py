@@ -15,6 +15,10 @@ A kernel specialised for one activation calls that activation's function directl
 (``compiled.f_of[act]``), so it compiles and inlines only that formula; a kernel that takes
 the code at run time calls ``compiled.f(z, act)``, a chain of branches generated from the
 table (:func:`switch`).
+
+The element-wise losses are written here the same way, one function per loss
+(:data:`LOSSES`), compiled by :func:`compile_losses`; so are the optimizer updates of one
+parameter that both backends share (``sgd_step``, ``adagrad_step``).
 """
 
 import math
@@ -25,12 +29,13 @@ from .codes import ACTIVATIONS, ELU_ALPHA as _ELU_ALPHA, LEAKY_SLOPE as _LEAKY_S
 # the constants of the formulas (rebound to the data's dtype by compile_with)
 ZERO = 0.0
 ONE = 1.0
+TWO = 2.0
 HALF = 0.5
 LEAKY_SLOPE = _LEAKY_SLOPE
 ELU_ALPHA = _ELU_ALPHA
 SQRT1_2 = 1 / math.sqrt(2)
 INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
-_CONSTANTS = ("ZERO", "ONE", "HALF", "LEAKY_SLOPE", "ELU_ALPHA", "SQRT1_2", "INV_SQRT_2PI")
+_CONSTANTS = ("ZERO", "ONE", "TWO", "HALF", "LEAKY_SLOPE", "ELU_ALPHA", "SQRT1_2", "INV_SQRT_2PI")
 
 # ---------------------------------------------------------------------------------------
 # f(z) per activation; written so that nothing overflows for any z
@@ -109,6 +114,57 @@ def softplus_df(a):
 
 
 # ---------------------------------------------------------------------------------------
+# the element-wise losses, for one logit z, its target t and the sample's weight w: each
+# returns (w * loss, w * d loss / d z); a kernel sums the first and scales the second by
+# 1 / Z.size. compile_losses binds `sigmoid` (the compiled activation) and PRECISE:
+
+PRECISE = float  # the type Poisson computes in: float64 on the CPU, the data's on the GPU
+
+
+def bce(z, t, w):  # sigmoid + binary cross-entropy from the logit, stable for any z
+    return (w * (max(z, ZERO) - z * t + math.log1p(math.exp(-abs(z)))),
+            w * (sigmoid(z) - t))
+
+
+def mse(z, t, w):
+    d = z - t
+    return w * d * d, TWO * w * d
+
+
+def poisson(z, t, w):  # half Poisson deviance with a log link, up to its constant
+    z = PRECISE(z)
+    t = PRECISE(t)
+    mu = math.exp(z)  # once: the loss and the gradient share it
+    return w * (mu - t * z), w * (mu - t)
+
+
+#: the element-wise losses by name
+LOSSES = {"bce": bce, "mse": mse, "poisson": poisson}
+
+
+# ---------------------------------------------------------------------------------------
+# optimizer updates of one parameter p[i] in place (torch.optim's formulas), in p's dtype:
+# the CPU backend's loops (cpu_optim.py) and the CUDA backend's kernels (cuda/optim.py)
+# call these, compiled as they are. Adam, RMSprop and LAMB are written in each backend: the
+# CPU's Adam is branch-free over both weight decays, its RMSprop loop stops vectorising
+# (11x slower) around an inlined update, and LAMB's reductions differ in order.
+
+
+def sgd_step(i, p, g, buf, lr, momentum, weight_decay, nesterov):  # dampening 0
+    d = g[i] + weight_decay * p[i]
+    if momentum != p.dtype.type(0):
+        buf[i] = momentum * buf[i] + d
+        d = d + momentum * buf[i] if nesterov else buf[i]
+    p[i] -= lr * d
+
+
+def adagrad_step(i, p, g, state_sum, lr, weight_decay, eps):
+    gi = g[i] + weight_decay * p[i]
+    state_sum[i] += gi * gi
+    p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
+
+
+# ---------------------------------------------------------------------------------------
 # the table: activation code -> its f and f' (from codes.ACTIVATIONS, by name)
 
 CODES = tuple(sorted(ACTIVATIONS.values()))
@@ -157,24 +213,39 @@ def switch(jit, by_code, default=None, nargs=1, name="switch"):
     return level(0)
 
 
+def _tag(math_module, dtype):
+    """The variant's name: e.g. vecmath_py (the CPU's fast loops), math_float32."""
+    return (f"{getattr(math_module, '__name__', 'math').rsplit('.', 1)[-1]}_"
+            f"{'py' if dtype is None else getattr(dtype, '__name__', str(dtype))}")
+
+
+def _rebind(fn, jit, math_module, dtype, **names):
+    """`fn` compiled with `jit`, its ``math`` bound to `math_module`, its constants to
+    `dtype` (None: Python floats) and the global `names` to the values given."""
+    constants = {name: (globals()[name] if dtype is None else dtype(globals()[name]))
+                 for name in _CONSTANTS}
+    copy = types.FunctionType(fn.__code__,
+                              dict(fn.__globals__, math=math_module, **constants, **names),
+                              fn.__name__, fn.__defaults__, fn.__closure__)
+    return jit(unique_name(copy, f"{fn.__name__}_{_tag(math_module, dtype)}"))
+
+
 def compile_with(jit, math_module=math, dtype=None):
-    """Compile every function here with `jit` (a decorator), their ``math`` bound to
+    """Compile every activation here with `jit` (a decorator), their ``math`` bound to
     `math_module` and their constants to `dtype` (None: Python floats). Returns a namespace:
     ``f(z, act)``, ``df(a, act)`` (code chosen at run time) and ``f_of[act]``,
     ``df_of[act]`` (one activation each)."""
-    constants = {name: (globals()[name] if dtype is None else dtype(globals()[name]))
-                 for name in _CONSTANTS}
-    # the variant's names: e.g. relu_vecmath_py (the CPU's fast loops), relu_math_float32
-    tag = f"{getattr(math_module, '__name__', 'math').rsplit('.', 1)[-1]}_" \
-          f"{'py' if dtype is None else getattr(dtype, '__name__', str(dtype))}"
-
-    def rebind(fn):
-        copy = types.FunctionType(fn.__code__, dict(fn.__globals__, math=math_module, **constants),
-                                  fn.__name__, fn.__defaults__, fn.__closure__)
-        return jit(unique_name(copy, f"{fn.__name__}_{tag}"))
-
-    f_of = tuple(rebind(fn) for fn in F)
-    df_of = tuple(rebind(fn) for fn in DF)
+    tag = _tag(math_module, dtype)
+    f_of = tuple(_rebind(fn, jit, math_module, dtype) for fn in F)
+    df_of = tuple(_rebind(fn, jit, math_module, dtype) for fn in DF)
     return types.SimpleNamespace(f=switch(jit, f_of, f_of[0], name=f"f_{tag}"),
                                  df=switch(jit, df_of, df_of[0], name=f"df_{tag}"),
                                  f_of=f_of, df_of=df_of)
+
+
+def compile_losses(jit, sigmoid, precise, math_module=math, dtype=None):
+    """Compile the losses of LOSSES with `jit`, as compile_with; `sigmoid` is the compiled
+    activation BCE calls and `precise` the type Poisson computes exp(z) in. Returns
+    {name: compiled function}."""
+    return {name: _rebind(fn, jit, math_module, dtype, sigmoid=sigmoid, PRECISE=precise)
+            for name, fn in LOSSES.items()}

@@ -10,6 +10,7 @@ import threading
 import numpy as np
 
 from .. import scalar
+from ..codes import SIGMOID
 
 _IMPORT_ERROR = None
 cuda = None
@@ -141,6 +142,14 @@ def _device(fn):
     return cuda.jit(device=True)(fn) if cuda is not None else fn
 
 
+def _inlined(fn):
+    """A device function that NVVM always inlines into its callers, so that local arrays it
+    is handed stay in registers (the simulator has no such option and needs none)."""
+    if cuda is None:
+        return fn
+    return cuda.jit(device=True)(fn) if SIM else cuda.jit(device=True, forceinline=True)(fn)
+
+
 def _launch(kernel, grid, block, *args):
     """Launch `kernel` over `grid` blocks of `block` threads on the default stream (no
     wait)."""
@@ -252,7 +261,7 @@ def _reshape(a, shape):
 
 
 # ---------------------------------------------------------------------------------------
-# the activations (kernels/scalar.py), and block reductions
+# the activations and the element-wise losses (kernels/scalar.py), and block reductions
 
 
 @functools.lru_cache(maxsize=None)
@@ -261,6 +270,13 @@ def activations(dt):
     data is computed in float32: ``.f(z, act)``, ``.df(a, act)``, ``.f_of[act]``,
     ``.df_of[act]`` (see scalar.compile_with)."""
     return scalar.compile_with(_device, math, dtype=dt)
+
+
+@functools.lru_cache(maxsize=None)
+def loss_terms(dt):
+    """The element-wise losses of scalar.LOSSES as device functions of the dtype `dt`
+    (Poisson's exp in that dtype too): {name: loss(z, t, w)}."""
+    return scalar.compile_losses(_device, activations(dt).f_of[SIGMOID], dt, math, dtype=dt)
 
 
 @_device

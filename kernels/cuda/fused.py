@@ -9,7 +9,8 @@ import numpy as np
 
 from .. import stack
 from ..codes import NEEDS_PREACTIVATION
-from .device import _SMALL, _launch, _multiprocessors, _reshape, activations, cuda, numba
+from .device import (_SMALL, _inlined, _launch, _multiprocessors, _reshape, activations,
+                     cuda, numba)
 from .gemm import weight_grad
 
 
@@ -103,6 +104,37 @@ def _stage_rows(dt, n, R, NT):
 
 
 @functools.lru_cache(maxsize=None)
+def _rows_times_weights(dt, n_sum, n_units, transposed, src, R, RT, C):
+    """Device function: this thread's RT x UT tile of buf[src] @ W.T (or of buf[src] @ W
+    when `transposed`): acc[j, m] = sum_k buf[src, j * G + g, k] * W[u, k] (W[k, u]) for
+    the rows j * G + g and the units u = u0 + m * C, k over n_sum. Each weight loaded into
+    w feeds RT multiply-adds, each activation UT. A unit past n_units reads the last
+    unit's weights (never stored), so the inner loop has no branch. Inlined, so that acc
+    and w stay in registers."""
+    G = R // RT
+    UT = FUSED_UNITS_PER_THREAD
+    ZERO = dt(0)
+
+    def product(W, buf, acc, w, u0, g):
+        for j in range(RT):
+            for m in range(UT):
+                acc[j, m] = ZERO
+        for k in range(n_sum):
+            for m in range(UT):
+                u = min(u0 + m * C, n_units - 1)
+                if transposed:  # consecutive column threads: consecutive weights W[k, u]
+                    w[m] = W[_u(k), _u(u)]
+                else:
+                    w[m] = W[_u(u), _u(k)]
+            for j in range(RT):
+                a = buf[src, _u(j * G + g), _u(k)]
+                for m in range(UT):
+                    acc[j, m] += a * w[m]
+
+    return _inlined(product)
+
+
+@functools.lru_cache(maxsize=None)
 def _dense_rows(dt, n_in, n_out, act, src, keep_z, store, last, R, RT, C):
     """Device function: one Dense layer on the block's R rows, read from buf[src]:
     Z = rows @ W.T + b, A = f(Z), written to buf[1 - src] (unless `last`), to the global
@@ -110,31 +142,20 @@ def _dense_rows(dt, n_in, n_out, act, src, keep_z, store, last, R, RT, C):
 
     Thread t is row group g = t % G and column thread c = t // G; it computes the rows
     g, g + G, ... (RT of them) of the units c, c + C, ... (UT of them), an RT x UT tile of
-    accumulators: each weight it loads feeds RT multiply-adds, each activation UT. Lanes of
-    a warp with consecutive g read rows a pitch (odd) apart: distinct banks. A unit past
-    the layer's width reads the last row of W (never stored), so the inner loop has no
-    branch."""
+    accumulators (_rows_times_weights). Lanes of a warp with consecutive g read rows a
+    pitch (odd) apart: distinct banks."""
     G = R // RT
     UT = FUSED_UNITS_PER_THREAD
     f = activations(dt).f_of[act]
-    ZERO = dt(0)
     dst = 1 - src
+    product = _rows_times_weights(dt, n_in, n_out, False, src, R, RT, C)
 
     def dense(W, b, A, Z, buf, r0, nrows, t):
         acc = cuda.local.array((RT, UT), dt)
         w = cuda.local.array(UT, dt)
         g = t % G
         for o0 in range(t // G, n_out, C * UT):
-            for j in range(RT):
-                for m in range(UT):
-                    acc[j, m] = ZERO
-            for i in range(n_in):
-                for m in range(UT):
-                    w[m] = W[_u(min(o0 + m * C, n_out - 1)), _u(i)]
-                for j in range(RT):
-                    a = buf[src, _u(j * G + g), _u(i)]
-                    for m in range(UT):
-                        acc[j, m] += a * w[m]
+            product(W, buf, acc, w, o0, g)
             for m in range(UT):
                 o = o0 + m * C
                 if o < n_out:
@@ -167,22 +188,14 @@ def _delta_rows(dt, n_in, n_out, act, src, to_buf, R, RT, C):
     df = activations(dt).df_of[act]
     ZERO = dt(0)
     dst = 1 - src
+    product = _rows_times_weights(dt, n_out, n_in, True, src, R, RT, C)
 
     def delta_rows(W, D, out, buf, r0, nrows, t):
         acc = cuda.local.array((RT, UT), dt)
         w = cuda.local.array(UT, dt)
         g = t % G
         for i0 in range(t // G, n_in, C * UT):
-            for j in range(RT):
-                for m in range(UT):
-                    acc[j, m] = ZERO
-            for o in range(n_out):
-                for m in range(UT):
-                    w[m] = W[_u(o), _u(min(i0 + m * C, n_in - 1))]
-                for j in range(RT):
-                    a = buf[src, _u(j * G + g), _u(o)]
-                    for m in range(UT):
-                        acc[j, m] += a * w[m]
+            product(W, buf, acc, w, i0, g)
             for m in range(UT):
                 i = i0 + m * C
                 if i < n_in:

@@ -6,7 +6,8 @@ import functools
 import numpy as np
 
 from ..codes import IDENTITY
-from .device import GEMM_LARGE, GEMM_SMALL, _dummies, _launch, _multiprocessors, activations, cuda
+from .device import (GEMM_LARGE, GEMM_SMALL, _dummies, _inlined, _launch, _multiprocessors,
+                     activations, cuda)
 from .memory import _zero_fill
 
 # ---------------------------------------------------------------------------------------
@@ -14,6 +15,37 @@ from .memory import _zero_fill
 
 # GEMM epilogues
 EPI_NONE, EPI_BIAS_ACT, EPI_DACT, EPI_DB = range(4)
+
+
+@functools.lru_cache(maxsize=None)
+def _tile_loader(dt, rows, BK, NT, k_major):
+    """Device function: the tile X[x0:x0+rows, k0:k0+BK] of an operand X (rows, K), staged
+    k-major into Xs (BK, rows + 1), zeros past X's edges; X is held in memory as (rows, K),
+    or as (K, rows) when `k_major` (transposed). Consecutive threads load consecutive
+    addresses of the array in memory either way; NT threads, each loading rows * BK / NT."""
+    ZERO = dt(0)
+    loads = rows * BK // NT
+
+    def load(X, Xs, tid, x0, k0, n_rows, K):
+        for l in range(loads):
+            e = tid + l * NT
+            if k_major:  # X is (K, rows) in memory: consecutive threads along the rows
+                c = e // rows
+                r = e - c * rows
+            else:  # X is (rows, K): consecutive threads along k
+                r = e // BK
+                c = e - r * BK
+            gr = x0 + r
+            gk = k0 + c
+            if gr < n_rows and gk < K:
+                if k_major:
+                    Xs[c, r] = X[gk, gr]
+                else:
+                    Xs[c, r] = X[gr, gk]
+            else:
+                Xs[c, r] = ZERO
+
+    return _inlined(load)
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,6 +68,9 @@ def _gemm_kernel(dt, trans_a, trans_b, epi, act, config, accumulate=False):
     assert A_LOADS * NT == BM * BK and B_LOADS * NT == BN * BK and TM <= THR_N
     f, df = activations(dt).f_of[act], activations(dt).df_of[act]
     ZERO = dt(0)
+    # op(B) is (K, N): its tiles are op(A)'s with rows n, stored k-major unless trans_b
+    load_a = _tile_loader(dt, BM, BK, NT, k_major=trans_a)
+    load_b = _tile_loader(dt, BN, BK, NT, k_major=not trans_b)
 
     def gemm(A, B, C, bias, D, db):
         As = cuda.shared.array((BK, BMP), dt)
@@ -61,40 +96,8 @@ def _gemm_kernel(dt, trans_a, trans_b, epi, act, config, accumulate=False):
         db_row = ty + tx * THR_M
         colsum = ZERO
         for k0 in range(0, K, BK):
-            for l in range(A_LOADS):
-                e = tid + l * NT
-                if trans_a:  # A is (K, M) in memory: consecutive threads along m
-                    c = e // BM
-                    r = e - c * BM
-                else:  # A is (M, K): consecutive threads along k
-                    r = e // BK
-                    c = e - r * BK
-                gm = m0 + r
-                gk = k0 + c
-                if gm < M and gk < K:
-                    if trans_a:
-                        As[c, r] = A[gk, gm]
-                    else:
-                        As[c, r] = A[gm, gk]
-                else:
-                    As[c, r] = 0
-            for l in range(B_LOADS):
-                e = tid + l * NT
-                if trans_b:  # B is (N, K) in memory: consecutive threads along k
-                    r = e // BK
-                    c = e - r * BK
-                else:  # B is (K, N): consecutive threads along n
-                    c = e // BN
-                    r = e - c * BN
-                gn = n0 + r
-                gk = k0 + c
-                if gn < N and gk < K:
-                    if trans_b:
-                        Bs[c, r] = B[gn, gk]
-                    else:
-                        Bs[c, r] = B[gk, gn]
-                else:
-                    Bs[c, r] = 0
+            load_a(A, As, tid, m0, k0, M, K)
+            load_b(B, Bs, tid, n0, k0, N, K)
             cuda.syncthreads()
             for kk in range(BK):
                 for i in range(TM):

@@ -12,10 +12,9 @@ import math
 
 import numpy as np
 
-from ..codes import SIGMOID
 from .device import (COL_X, COL_Y, MAX_REDUCE_BLOCKS, THREADS, _blocks, _block_sum_to,
                      _col_grid, _col_tree_sum, _dummy, _kernel, _launch, _reshape,
-                     _sum_partials, activations, cuda)
+                     _sum_partials, cuda, loss_terms)
 
 
 @functools.lru_cache(maxsize=None)
@@ -52,151 +51,102 @@ def softmax(Z, P):
 # losses: dZ written and the batch's loss summed in one launch (one thread per row, a
 # shared-memory reduction per block, the blocks' partial sums added in order afterwards)
 #
-# Each kernel takes (Z, T, dZ, w, has_w, <constants in Z's dtype>, partials).
+# One kernel, specialised per loss by a device function for one row i:
+# row(Z, T, dZ, i, w_i, c, inv, acc) writes dZ[i] and returns acc + w_i * (the row's loss);
+# c (the label smoothing) and inv (1 / B or 1 / Z.size) are in Z's dtype.
 
 
 @functools.lru_cache(maxsize=None)
-def _ce_kernel(dt, labels):
-    """Softmax cross-entropy with integer labels (`labels`) or target rows."""
+def _loss_kernel(dt, row):
+    """The loss kernel around `row`: (Z, T, dZ, w, has_w, c, inv, partials)."""
     ZERO, ONE = dt(0), dt(1)
 
-    def ce(Z, T, dZ, w, has_w, smoothing, inv_n, partials):
+    def loss(Z, T, dZ, w, has_w, c, inv, partials):
         red = cuda.shared.array(THREADS, dt)
         t = cuda.threadIdx.x
-        n, m = Z.shape
+        acc = ZERO
+        for i in range(cuda.grid(1), Z.shape[0], cuda.gridsize(1)):
+            acc = row(Z, T, dZ, i, w[i] if has_w else ONE, c, inv, acc)
+        red[t] = acc
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(loss)
+
+
+@functools.lru_cache(maxsize=None)
+def _ce_row(dt, labels):
+    """Softmax cross-entropy of row i, with integer labels (`labels`) or target rows;
+    c = the label smoothing, inv = 1 / B."""
+    ZERO, ONE = dt(0), dt(1)
+
+    def ce(Z, T, dZ, i, wi, smoothing, inv_n, acc):
+        m = Z.shape[1]
         off = smoothing / dt(m)
         keep = ONE - smoothing
-        acc = ZERO
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            wi = w[i] if has_w else ONE
-            zmax = Z[i, 0]
-            for j in range(1, m):
-                zmax = max(zmax, Z[i, j])
-            s = ZERO
+        zmax = Z[i, 0]
+        for j in range(1, m):
+            zmax = max(zmax, Z[i, j])
+        s = ZERO
+        for j in range(m):
+            s += math.exp(Z[i, j] - zmax)
+        log_s = math.log(s)
+        if labels:
+            z_sum = ZERO
             for j in range(m):
-                s += math.exp(Z[i, j] - zmax)
-            log_s = math.log(s)
-            if labels:
-                z_sum = ZERO
-                for j in range(m):
-                    z_sum += Z[i, j] - zmax
-                yi = int(T[i])
-                acc += wi * (log_s - keep * (Z[i, yi] - zmax) - off * z_sum)
-                scale = wi * inv_n / s
-                for j in range(m):
-                    dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * off * inv_n
-                dZ[i, yi] -= wi * keep * inv_n
-            else:
-                q_sum = ZERO
-                for j in range(m):
-                    q = keep * T[i, j] + off
-                    q_sum += q
-                    acc -= wi * q * (Z[i, j] - zmax - log_s)
-                scale = wi * q_sum * inv_n / s
-                for j in range(m):
-                    q = keep * T[i, j] + off
-                    dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * q * inv_n
-        red[t] = acc
-        _block_sum_to(red, t, partials)
+                z_sum += Z[i, j] - zmax
+            yi = int(T[i])
+            scale = wi * inv_n / s
+            for j in range(m):
+                dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * off * inv_n
+            dZ[i, yi] -= wi * keep * inv_n
+            return acc + wi * (log_s - keep * (Z[i, yi] - zmax) - off * z_sum)
+        q_sum = ZERO
+        for j in range(m):
+            q = keep * T[i, j] + off
+            q_sum += q
+            acc -= wi * q * (Z[i, j] - zmax - log_s)
+        scale = wi * q_sum * inv_n / s
+        for j in range(m):
+            q = keep * T[i, j] + off
+            dZ[i, j] = math.exp(Z[i, j] - zmax) * scale - wi * q * inv_n
+        return acc
 
-    return cuda.jit(ce)
+    return cuda.jit(device=True)(ce)
 
 
 @functools.lru_cache(maxsize=None)
-def _bce_kernel(dt):
+def _elementwise_row(dt, name):
+    """An element-wise loss of row i (kernels/scalar.py's LOSSES[name]): dZ = w_i loss' *
+    inv and the row's mean loss times w_i; inv = 1 / Z.size."""
     ZERO, ONE = dt(0), dt(1)
-    sigmoid = activations(dt).f_of[SIGMOID]
+    term = loss_terms(dt)[name]
 
-    def bce(Z, T, dZ, w, has_w, inv, partials):
-        red = cuda.shared.array(THREADS, dt)
-        t = cuda.threadIdx.x
-        n, m = Z.shape
-        acc = ZERO
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            wi = w[i] if has_w else ONE
-            row = ZERO
-            for j in range(m):
-                z = Z[i, j]
-                tij = dt(T[i, j])
-                row += max(z, ZERO) - z * tij + math.log1p(math.exp(-abs(z)))
-                dZ[i, j] = wi * (sigmoid(z) - tij) * inv
-            acc += wi * row / dt(m)
-        red[t] = acc
-        _block_sum_to(red, t, partials)
+    def elementwise(Z, T, dZ, i, wi, c, inv, acc):
+        m = Z.shape[1]
+        row = ZERO
+        for j in range(m):
+            loss, grad = term(Z[i, j], dt(T[i, j]), ONE)
+            row += loss
+            dZ[i, j] = wi * grad * inv
+        return acc + wi * row / dt(m)
 
-    return cuda.jit(bce)
+    return cuda.jit(device=True)(elementwise)
 
 
 @functools.lru_cache(maxsize=None)
-def _mse_kernel(dt):
-    ZERO, ONE, TWO = dt(0), dt(1), dt(2)
+def _plogp_row(dt):
+    """w_i sum_j T_ij log T_ij of the targets T (passed as Z; 0 log 0 = 0)."""
+    ZERO = dt(0)
 
-    def mse(Z, T, dZ, w, has_w, inv, partials):
-        red = cuda.shared.array(THREADS, dt)
-        t = cuda.threadIdx.x
-        n, m = Z.shape
-        acc = ZERO
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            wi = w[i] if has_w else ONE
-            row = ZERO
-            for j in range(m):
-                d = Z[i, j] - T[i, j]
-                row += d * d
-                dZ[i, j] = TWO * wi * d * inv
-            acc += wi * row / dt(m)
-        red[t] = acc
-        _block_sum_to(red, t, partials)
+    def plogp(T, T_, dZ, i, wi, c, inv, acc):
+        row = ZERO
+        for j in range(T.shape[1]):
+            tij = T[i, j]
+            if tij > ZERO:
+                row += tij * math.log(tij)
+        return acc + wi * row
 
-    return cuda.jit(mse)
-
-
-@functools.lru_cache(maxsize=None)
-def _poisson_kernel(dt):
-    ZERO, ONE = dt(0), dt(1)
-
-    def poisson(Z, T, dZ, w, has_w, inv, partials):
-        red = cuda.shared.array(THREADS, dt)
-        t = cuda.threadIdx.x
-        n, m = Z.shape
-        acc = ZERO
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            wi = w[i] if has_w else ONE
-            row = ZERO
-            for j in range(m):
-                z = Z[i, j]
-                tij = dt(T[i, j])
-                mu = math.exp(z)  # once: the output and the gradient share it
-                row += mu - tij * z
-                dZ[i, j] = wi * (mu - tij) * inv
-            acc += wi * row / dt(m)
-        red[t] = acc
-        _block_sum_to(red, t, partials)
-
-    return cuda.jit(poisson)
-
-
-@functools.lru_cache(maxsize=None)
-def _plogp_kernel(dt):
-    """sum_i w_i sum_j T_ij log T_ij (0 log 0 = 0), per block."""
-    ZERO, ONE = dt(0), dt(1)
-
-    def plogp(T, w, has_w, partials):
-        red = cuda.shared.array(THREADS, dt)
-        t = cuda.threadIdx.x
-        n, m = T.shape
-        acc = ZERO
-        for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-            wi = w[i] if has_w else ONE
-            row = ZERO
-            for j in range(m):
-                tij = T[i, j]
-                if tij > ZERO:
-                    row += tij * math.log(tij)
-            acc += wi * row
-        red[t] = acc
-        _block_sum_to(red, t, partials)
-
-    return cuda.jit(plogp)
+    return cuda.jit(device=True)(plogp)
 
 
 def _loss(kernel, Z, total, args):
@@ -208,8 +158,9 @@ def _loss(kernel, Z, total, args):
     return None if total is not None else float(got) / n
 
 
-def _weights_arg(w, dtype):
-    return (_dummy(dtype, 1), False) if w is None else (w, True)
+def _weighted(w, dt):
+    """(w, has_w) for the loss kernel: a stand-in array when w is None."""
+    return (_dummy(dt, 1), False) if w is None else (w, True)
 
 
 def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0, total=None):
@@ -222,9 +173,9 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0, total=None):
     ``total[0]`` and returns None without waiting.
     """
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, dt)
-    kernel = _ce_kernel(dt, T.ndim == 1)
-    return _loss(kernel, Z, total, (Z, T, dZ, ww, has_w, dt(smoothing), dt(1.0 / Z.shape[0])))
+    kernel = _loss_kernel(dt, _ce_row(dt, T.ndim == 1))
+    return _loss(kernel, Z, total,
+                 (Z, T, dZ, *_weighted(w, dt), dt(smoothing), dt(1.0 / Z.shape[0])))
 
 
 def softmax_kl_divergence(Z, T, dZ, w=None, total=None):
@@ -232,10 +183,17 @@ def softmax_kl_divergence(Z, T, dZ, w=None, total=None):
     smoothing) minus the targets' entropy; T targets (B, K); dZ as cross-entropy's. Two
     launches (the entropy term has its own reduction); ``total`` as the other losses."""
     dt = _dt(Z)
-    ww, has_w = _weights_arg(w, dt)
     ce = softmax_cross_entropy(Z, T, dZ, w, 0.0, total)
-    plogp = _loss(_plogp_kernel(dt), T, total, (T, ww, has_w))
+    plogp = _loss(_loss_kernel(dt, _plogp_row(dt)), T, total,
+                  (T, T, _dummy(dt, 2), *_weighted(w, dt), dt(0), dt(0)))
     return None if total is not None else ce + plogp
+
+
+def _elementwise_loss(name, Z, T, dZ, w, total):
+    dt = _dt(Z)
+    return _loss(_loss_kernel(dt, _elementwise_row(dt, name)), Z, total,
+                 (Z, _reshape(T, Z.shape), dZ, *_weighted(w, dt), dt(0),
+                  dt(1.0 / max(Z.size, 1))))
 
 
 def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
@@ -244,10 +202,7 @@ def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
     T: (B, K), or (B,) when K == 1. With ``total``: adds B * loss (= sum_ij w_i l_ij / K) to
     ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
-    dt = _dt(Z)
-    ww, has_w = _weights_arg(w, dt)
-    return _loss(_bce_kernel(dt), Z, total,
-                 (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
+    return _elementwise_loss("bce", Z, T, dZ, w, total)
 
 
 def mse(Z, T, dZ, w=None, total=None):
@@ -256,10 +211,7 @@ def mse(Z, T, dZ, w=None, total=None):
     T: (B, K), or (B,) when K == 1. With ``total``: adds B * loss (= sum_ij w_i d_ij^2 / K)
     to ``total[0]`` and returns None without waiting; else returns the loss (synchronises).
     """
-    dt = _dt(Z)
-    ww, has_w = _weights_arg(w, dt)
-    return _loss(_mse_kernel(dt), Z, total,
-                 (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
+    return _elementwise_loss("mse", Z, T, dZ, w, total)
 
 
 def poisson(Z, T, dZ, w=None, total=None):
@@ -268,10 +220,7 @@ def poisson(Z, T, dZ, w=None, total=None):
     the data's dtype (float32 overflows above Z = 88, where the CPU backend, which computes
     in float64, still has a finite loss). With ``total``: adds B * loss to ``total[0]`` and
     returns None without waiting; else returns the loss (synchronises)."""
-    dt = _dt(Z)
-    ww, has_w = _weights_arg(w, Z.dtype)
-    return _loss(_poisson_kernel(dt), Z, total,
-                 (Z, _reshape(T, Z.shape), dZ, ww, has_w, dt(1.0 / max(Z.size, 1))))
+    return _elementwise_loss("poisson", Z, T, dZ, w, total)
 
 
 # ---------------------------------------------------------------------------------------

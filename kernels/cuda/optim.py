@@ -10,8 +10,13 @@ import math
 
 import numpy as np
 
-from .device import (MAX_REDUCE_BLOCKS, THREADS, _block_sum_to, _blocks, _is_device,
+from .. import scalar
+from .device import (MAX_REDUCE_BLOCKS, THREADS, _block_sum_to, _blocks, _inlined, _is_device,
                      _kernel, _launch, _scratch, _sum_partials, _tree_sum, cuda)
+
+# the updates of one parameter, written once for both backends (kernels/scalar.py)
+_sgd_step = _inlined(scalar.sgd_step)
+_adagrad_step = _inlined(scalar.adagrad_step)
 
 
 def _dt(a):
@@ -34,22 +39,10 @@ def _check_flat(*arrays):
             )
 
 
-@functools.lru_cache(maxsize=None)
-def _sgd_kernel(dt):
-    ZERO = dt(0)
-
-    def sgd(p, g, buf, lr, momentum, weight_decay, nesterov):
-        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-            d = g[i] + weight_decay * p[i]
-            if momentum != ZERO:
-                buf[i] = momentum * buf[i] + d
-                if nesterov:
-                    d = d + momentum * buf[i]
-                else:
-                    d = buf[i]
-            p[i] -= lr * d
-
-    return cuda.jit(sgd)
+@_kernel
+def _k_sgd(p, g, buf, lr, momentum, weight_decay, nesterov):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        _sgd_step(i, p, g, buf, lr, momentum, weight_decay, nesterov)
 
 
 def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
@@ -57,7 +50,7 @@ def sgd_update(p, g, buf, lr, momentum, weight_decay, nesterov):
     at the start. p, g, buf: flat contiguous 1-D device arrays of the same length."""
     _check_flat(p, g, buf)
     dt = _dt(p)
-    _launch(_sgd_kernel(dt), _blocks(p.size), THREADS, p, g, buf, dt(lr), dt(momentum),
+    _launch(_k_sgd, _blocks(p.size), THREADS, p, g, buf, dt(lr), dt(momentum),
             dt(weight_decay), bool(nesterov))
 
 
@@ -101,6 +94,7 @@ def adam_update(p, g, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled
             dt(1 - lr * weight_decay))
 
 
+# the CPU twin is kernels/cpu_optim.py's (not shared: see kernels/scalar.py)
 @functools.lru_cache(maxsize=None)
 def _rmsprop_kernel(dt):
     ZERO, ONE = dt(0), dt(1)
@@ -215,15 +209,10 @@ def clip_grad_norm(g, max_norm, norm_out=None):
     return None if norm_out is not None else float(out.copy_to_host()[0])
 
 
-@functools.lru_cache(maxsize=None)
-def _adagrad_kernel(dt):
-    def adagrad(p, g, state_sum, lr, weight_decay, eps):
-        for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-            gi = g[i] + weight_decay * p[i]
-            state_sum[i] += gi * gi
-            p[i] -= lr * gi / (math.sqrt(state_sum[i]) + eps)
-
-    return cuda.jit(adagrad)
+@_kernel
+def _k_adagrad(p, g, state_sum, lr, weight_decay, eps):
+    for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
+        _adagrad_step(i, p, g, state_sum, lr, weight_decay, eps)
 
 
 def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
@@ -231,7 +220,7 @@ def adagrad_update(p, g, state_sum, lr, weight_decay, eps):
     flat 1-D device arrays."""
     _check_flat(p, g, state_sum)
     dt = _dt(p)
-    _launch(_adagrad_kernel(dt), _blocks(p.size), THREADS, p, g, state_sum, dt(lr),
+    _launch(_k_adagrad, _blocks(p.size), THREADS, p, g, state_sum, dt(lr),
             dt(weight_decay), dt(eps))
 
 
