@@ -29,7 +29,7 @@ RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 # edge of its small configuration (GEMM tiles of 8 x 8 with a k-step of 4, 16-thread blocks,
 # at most 4 blocks for the grid-stride loops).
 if SIMULATED:
-    BATCHES = (1, 7, 33)
+    BATCHES = (1, 33)
     FEATURES = (1, 17, 33)
     FEATURE_PAIRS = ((1, 3), (17, 9))
     PARAM_SIZES = (1, 37, 300)  # 300 > 4 blocks x 16 threads: the grid-stride loop runs
