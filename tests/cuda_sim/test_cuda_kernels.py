@@ -306,7 +306,7 @@ def test_batchnorm(dtype, act):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_clip_grad_norm_into_a_device_scalar(dtype):
     """norm_out=: the norm into a device scalar, the decision on the device (the host
-    variant, on every backend, is in tests/conformance/test_optimizers.py)."""
+    variant, on every backend, is in tests/conformance/test_backend_optimizers.py)."""
     rng = rng_for("clip", np.dtype(dtype).str)
     for size, max_norm in ((1, 0.1), (37, 1.0), (300, 100.0), (300, 2.0)):
         g = randn(rng, (size,), dtype)

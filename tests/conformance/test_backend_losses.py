@@ -1,7 +1,7 @@
 """Softmax and the loss kernels of every backend against the NumPy reference: softmax
 cross-entropy (labels, one-hot, soft and unnormalised targets; per-sample weights; label
 smoothing), KL divergence, binary cross-entropy, MSE and Poisson, on awkward shapes and on
-huge logits. How the comparison works: tests/conformance/test_dense.py."""
+huge logits. How the comparison works: tests/conformance/test_backend_dense.py."""
 
 import numpy as np
 import pytest
