@@ -172,6 +172,43 @@ def activation_of(Z, act):
     return A
 
 
+def activation_inputs(rng, batch, features, dtype, scale=3.0):
+    """Random pre-activations plus the edge cases 0, +-30 and +-BIG in the first row."""
+    Z = randn(rng, (batch, features), dtype, scale=scale)
+    edge = np.array([0.0, -0.0, 30.0, -30.0, BIG, -BIG, 1e-3, -1e-3], dtype)
+    n = min(features, edge.size)
+    Z[0, :n] = edge[:n]
+    return Z
+
+
+def targets(rng, kind, batch, k, dtype):
+    """Targets of softmax cross-entropy: labels (B,) or a (B, K) target matrix."""
+    if kind in ("labels", "labels_int32"):
+        return rng.integers(0, k, size=batch).astype(np.int32 if kind == "labels_int32"
+                                                     else np.int64)
+    if kind == "onehot":
+        return np.eye(k, dtype=dtype)[rng.integers(0, k, size=batch)]
+    if kind == "probs":  # rows on the simplex, not one-hot (k == 1 is necessarily one-hot)
+        return rng.dirichlet(np.ones(k), size=batch).astype(dtype)
+    if kind == "unnormalized":  # rows summing to anything in [0.5, 2]: dZ uses sum(T)
+        T = rng.dirichlet(np.ones(k), size=batch) * rng.uniform(0.5, 2.0, size=(batch, 1))
+        return T.astype(dtype)
+    raise AssertionError(kind)
+
+
+def bce_targets(rng, kind, batch, k, dtype):
+    """Targets of binary cross-entropy."""
+    if kind == "labels_1d":  # K == 1 only: labels of shape (B,)
+        return rng.integers(0, 2, size=batch).astype(dtype)
+    if kind == "labels_int":  # K == 1 only: integer labels of shape (B,)
+        return rng.integers(0, 2, size=batch)
+    if kind == "binary":
+        return rng.integers(0, 2, size=(batch, k)).astype(dtype)
+    if kind == "soft":
+        return rng.uniform(0, 1, size=(batch, k)).astype(dtype)
+    raise AssertionError(kind)
+
+
 def blobs(n=60, d=4, k=3, seed=0, dtype=np.float32, shuffle=True, centers_seed=None):
     """k well separated Gaussian blobs (labels int64): learnable in a few epochs.
 

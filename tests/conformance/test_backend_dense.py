@@ -18,18 +18,9 @@ from hypothesis import strategies as st
 
 from fastmlp.kernels import codes
 from fastmlp.kernels import reference as ref
-from helpers import (ACT_CODES, ACT_IDS, BATCHES, BIG, DTYPE_IDS, DTYPES, FEATURE_PAIRS, FEATURES,
-                     SIMULATED, activation_of, assert_close, check_no_return, dot_scale, randn,
-                     rng_for)
-
-
-def activation_inputs(rng, batch, features, dtype, scale=3.0):
-    """Random pre-activations plus the edge cases 0, +-30 and +-BIG in the first row."""
-    Z = randn(rng, (batch, features), dtype, scale=scale)
-    edge = np.array([0.0, -0.0, 30.0, -30.0, BIG, -BIG, 1e-3, -1e-3], dtype)
-    n = min(features, edge.size)
-    Z[0, :n] = edge[:n]
-    return Z
+from helpers import (ACT_CODES, ACT_IDS, BATCHES, DTYPE_IDS, DTYPES, FEATURE_PAIRS, FEATURES,
+                     SIMULATED, activation_inputs, activation_of, assert_close, check_no_return,
+                     dot_scale, randn, rng_for)
 
 
 def derivative_input(rng, batch, features, dtype, act, scale=3.0):

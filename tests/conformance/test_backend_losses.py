@@ -10,22 +10,7 @@ from hypothesis import strategies as st
 
 from fastmlp.kernels import reference as ref
 from helpers import (BATCHES, BIG, DTYPE_IDS, DTYPES, FEATURES, RTOL, SIMULATED, assert_close,
-                     check_no_return, randn, rng_for)
-
-
-def targets(rng, kind, batch, k, dtype):
-    """Targets of softmax cross-entropy: labels (B,) or a (B, K) target matrix."""
-    if kind in ("labels", "labels_int32"):
-        return rng.integers(0, k, size=batch).astype(np.int32 if kind == "labels_int32"
-                                                     else np.int64)
-    if kind == "onehot":
-        return np.eye(k, dtype=dtype)[rng.integers(0, k, size=batch)]
-    if kind == "probs":  # rows on the simplex, not one-hot (k == 1 is necessarily one-hot)
-        return rng.dirichlet(np.ones(k), size=batch).astype(dtype)
-    if kind == "unnormalized":  # rows summing to anything in [0.5, 2]: dZ uses sum(T)
-        T = rng.dirichlet(np.ones(k), size=batch) * rng.uniform(0.5, 2.0, size=(batch, 1))
-        return T.astype(dtype)
-    raise AssertionError(kind)
+                     bce_targets, check_no_return, randn, rng_for, targets)
 
 
 def sample_weights(rng, batch, dtype, weighted):
@@ -57,18 +42,6 @@ def check_loss(backend, fname, Z, T, dtype, w, extra, dz_scale, what):
 def check_softmax_ce(backend, Z, T, dtype, what, w=None, smoothing=0.0):
     return check_loss(backend, "softmax_cross_entropy", Z, T, dtype, w, [smoothing],
                       ce_scale(T, Z.shape[0], w, smoothing), what)
-
-
-def bce_targets(rng, kind, batch, k, dtype):
-    if kind == "labels_1d":  # K == 1 only: labels of shape (B,)
-        return rng.integers(0, 2, size=batch).astype(dtype)
-    if kind == "labels_int":  # K == 1 only: integer labels of shape (B,)
-        return rng.integers(0, 2, size=batch)
-    if kind == "binary":
-        return rng.integers(0, 2, size=(batch, k)).astype(dtype)
-    if kind == "soft":
-        return rng.uniform(0, 1, size=(batch, k)).astype(dtype)
-    raise AssertionError(kind)
 
 
 def check_bce(backend, Z, T, dtype, what, w=None):

@@ -15,8 +15,8 @@ import pytest
 from fastmlp.kernels import codes
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
-from helpers import (ACT_CODES, ACT_IDS, BIG, DTYPE_IDS, DTYPES, Backend, activation_of,
-                     assert_close, nan_array, randn, rng_for)
+from helpers import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, Backend, activation_inputs,
+                     activation_of, assert_close, bce_targets, nan_array, randn, rng_for, targets)
 
 CUDA = Backend("cuda")
 
@@ -78,44 +78,6 @@ def test_memory_functions():
 
 
 # ---------------------------------------------------------------------------------------
-# helpers of the tests below
-
-
-def activation_inputs(rng, batch, features, dtype, scale=3.0):
-    Z = randn(rng, (batch, features), dtype, scale=scale)
-    edge = np.array([0.0, -0.0, 30.0, -30.0, BIG, -BIG, 1e-3, -1e-3], dtype)
-    n = min(features, edge.size)
-    Z[0, :n] = edge[:n]
-    return Z
-
-
-def ce_targets(rng, kind, batch, k, dtype):
-    if kind in ("labels", "labels_int32"):
-        return rng.integers(0, k, size=batch).astype(np.int32 if kind == "labels_int32"
-                                                     else np.int64)
-    if kind == "onehot":
-        return np.eye(k, dtype=dtype)[rng.integers(0, k, size=batch)]
-    if kind == "probs":
-        return rng.dirichlet(np.ones(k), size=batch).astype(dtype)
-    if kind == "unnormalized":
-        T = rng.dirichlet(np.ones(k), size=batch) * rng.uniform(0.5, 2.0, size=(batch, 1))
-        return T.astype(dtype)
-    raise AssertionError(kind)
-
-
-def bce_targets(rng, kind, batch, k, dtype):
-    if kind == "labels_1d":
-        return rng.integers(0, 2, size=batch).astype(dtype)
-    if kind == "labels_int":
-        return rng.integers(0, 2, size=batch)
-    if kind == "binary":
-        return rng.integers(0, 2, size=(batch, k)).astype(dtype)
-    if kind == "soft":
-        return rng.uniform(0, 1, size=(batch, k)).astype(dtype)
-    raise AssertionError(kind)
-
-
-# ---------------------------------------------------------------------------------------
 # total=: the loss summed on the device, no readback
 
 
@@ -127,7 +89,7 @@ def test_losses_accumulate_into_a_device_total(dtype):
     k = 5
     cases = {
         "ce_labels": lambda B: ("softmax_cross_entropy", rng.integers(0, k, size=B), [0.1]),
-        "ce_probs": lambda B: ("softmax_cross_entropy", ce_targets(rng, "probs", B, k, dtype), [0.0]),
+        "ce_probs": lambda B: ("softmax_cross_entropy", targets(rng, "probs", B, k, dtype), [0.0]),
         "bce": lambda B: ("sigmoid_binary_cross_entropy", bce_targets(rng, "soft", B, k, dtype), []),
         "mse": lambda B: ("mse", randn(rng, (B, k), dtype), []),
     }
