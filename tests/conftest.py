@@ -6,12 +6,29 @@ is marked ``auto_device`` or FASTMLP_TEST_DEVICE=auto is set.
 With FASTMLP_RELIABILITY_TABLE=PATH set, every ``pytest.raises`` block that catches an
 error records the test, the error type and its message, and the session writes them to PATH
 as JSON: ``tools/reliability_table.py`` turns that into the README's Reliability table.
+
+In a process with NUMBA_ENABLE_CUDASIM=1 (tests/test_cuda_simulator.py starts one for
+tests/conformance and tests/cuda_sim) the CUDA backend runs under numba-cuda's simulator.
+The simulator runs one Python thread per CUDA thread and its block scheduler polls the
+threads while holding the GIL, so a short GIL switch interval makes it several times
+faster; this process runs nothing else.
+
+The simulator allocates a block's shared array when the first thread reaches the
+``cuda.shared.array`` line, by a check-then-insert on a dict that is not locked: when the
+interpreter switches threads in between, two threads of one block get different "shared"
+arrays and a block reduction silently loses terms (rare with the default switch interval,
+frequent with a short one). ``_locked_shared_array`` below is the same function with a lock.
 """
 
 import json
 import os
+import sys
+import threading
 
 import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # test modules import helpers.py from here
+from helpers import SIMULATED  # noqa: E402
 
 #: the suite runs on the CPU: "auto" means "cpu" in every test, so that a GPU machine runs
 #: the same tests as CI (a test that means the real "auto" is marked ``auto_device``).
@@ -21,6 +38,37 @@ _PIN_CPU = os.environ.get("FASTMLP_TEST_DEVICE", "cpu").strip().lower() == "cpu"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "auto_device: device='auto' is not pinned to the CPU")
+    if SIMULATED:
+        # splitmix64 wraps around 2**64 by design; under the simulator that is NumPy
+        # uint64 scalar arithmetic, which warns about it
+        config.addinivalue_line("filterwarnings",
+                                "ignore:overflow encountered in scalar:RuntimeWarning")
+
+
+if SIMULATED:
+    import numpy as np
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    _original_shared_array = kernelapi.FakeCUDAShared.array
+    _shared_lock = threading.Lock()
+
+    def _locked_shared_array(self, shape, dtype, alignment=None):
+        if alignment is not None or shape == 0:
+            return _original_shared_array(self, shape, dtype, alignment)
+        if isinstance(dtype, types.Type):
+            dtype = numpy_support.as_dtype(dtype)
+        frame = sys._getframe(1)  # the kernel line that asks, as the simulator keys it
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with _shared_lock:
+            res = self._allocations.get(caller)
+            if res is None:
+                res = self._allocations[caller] = np.empty(shape, dtype)
+        return res
+
+    kernelapi.FakeCUDAShared.array = _locked_shared_array
+    sys.setswitchinterval(5e-5)
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,9 @@ Test modules import from here (``from helpers import ...``; tests/conftest.py pu
 folder on sys.path), never from each other.
 """
 
+import importlib
+import importlib.util
+import os
 import zlib
 
 import numpy as np
@@ -12,14 +15,30 @@ import numpy as np
 import fastmlp
 from fastmlp.kernels import codes
 
+#: this process runs under numba-cuda's CUDA simulator (tests/test_cuda_simulator.py starts
+#: one such process for tests/conformance and tests/cuda_sim)
+SIMULATED = (os.environ.get("NUMBA_ENABLE_CUDASIM", "").strip() == "1"
+             and importlib.util.find_spec("numba_cuda") is not None)
+
 DTYPES = (np.float32, np.float64)
 DTYPE_IDS = ("f32", "f64")
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
-BATCHES = (1, 7, 33, 130)
-FEATURES = (1, 3, 17, 64, 129)
-# (in_features, out_features) pairs built from FEATURES; every size appears on both sides
-FEATURE_PAIRS = ((1, 1), (1, 129), (3, 17), (17, 3), (64, 129), (129, 64), (129, 1), (17, 17))
+# Awkward sizes: 1, and sizes that are multiples of no tile. The simulator runs one Python
+# thread per CUDA thread, so there they stay tiny (at most 33 rows) but still cross every tile
+# edge of its small configuration (GEMM tiles of 8 x 8 with a k-step of 4, 16-thread blocks,
+# at most 4 blocks for the grid-stride loops).
+if SIMULATED:
+    BATCHES = (1, 33)
+    FEATURES = (1, 17, 33)
+    FEATURE_PAIRS = ((1, 3), (17, 9))
+    PARAM_SIZES = (1, 37, 300)  # 300 > 4 blocks x 16 threads: the grid-stride loop runs
+else:
+    BATCHES = (1, 7, 33, 130)
+    FEATURES = (1, 3, 17, 64, 129)
+    # (in_features, out_features) pairs built from FEATURES; every size appears on both sides
+    FEATURE_PAIRS = ((1, 1), (1, 129), (3, 17), (17, 3), (64, 129), (129, 64), (129, 1), (17, 17))
+    PARAM_SIZES = (1, 7, 130, 1031)
 
 ACTS = sorted(codes.ACTIVATIONS.items(), key=lambda kv: kv[1])
 ACT_CODES = [code for _, code in ACTS]
@@ -69,44 +88,79 @@ def dot_scale(A, B):
     return float((np.abs(A.astype(np.float64)) @ np.abs(B.astype(np.float64))).max(initial=0.0))
 
 
-def call_both(fname, args, out=(), inout=()):
-    """Run ``reference.fname`` and ``cpu.fname`` on private copies of `args`.
+#: the backends this process compares with the reference: the CUDA simulator's process
+#: runs the CUDA backend only, the ordinary run the others
+BACKENDS = ("cuda",) if SIMULATED else ("reference", "cpu")
 
-    Positions in `out` are pure outputs and are filled with NaN in both copies first.
-    Positions in `inout` are updated in place (e.g. optimizer state). Every other ndarray
-    argument must be left unchanged by the CPU kernel. Returns
-    ``(ref_result, ref_args, cpu_result, cpu_args)``; the outputs are read from the argument
-    lists, i.e. from the very arrays that were passed to the kernels.
-    """
 
-    def copies():
-        c = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+class Backend:
+    """One kernel module under test (``.k``) and how to move arrays to it and back."""
+
+    def __init__(self, name):
+        self.name = name
+        self.k = importlib.import_module(f"fastmlp.kernels.{name}")
+        self.on_device = name == "cuda"
+
+    def __repr__(self):
+        return self.name
+
+    def __getattr__(self, fname):  # backend.matmul(...) is the module's kernel
+        return getattr(self.k, fname)
+
+    def device(self, a):
+        """A private copy of host array `a` where this backend's kernels take their arrays."""
+        return self.k.to_device(a) if self.on_device else a.copy()
+
+    def host(self, a):
+        return self.k.to_host(a) if self.on_device else a
+
+    def run(self, fname, args, out=(), inout=(), **kwargs):
+        """Run ``reference.fname`` and this backend's ``fname`` on private copies of `args`.
+
+        Positions in `out` are pure outputs and are filled with NaN in both copies first, so
+        an element a kernel forgets to write fails the comparison. Positions in `inout` are
+        updated in place (e.g. optimizer state). Every other array argument must come back
+        bit for bit unchanged. Returns ``(ref_result, ref_args, result, args)``, the outputs
+        read back from the very arrays that were passed to the kernels; `kwargs` go to the
+        backend's kernel only (CUDA's ``total=``).
+        """
+        from fastmlp.kernels import reference as ref
+
+        ref_args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
         for i in out:
-            c[i].fill(np.nan)
-        return c
+            ref_args[i].fill(np.nan)
+        ours = []
+        for i, a in enumerate(args):
+            if not isinstance(a, np.ndarray):
+                ours.append(a)
+            elif i in out:
+                ours.append(nan_array(self, a.shape, a.dtype))
+            else:
+                ours.append(self.device(a))
+        ref_res = getattr(ref, fname)(*ref_args)
+        res = getattr(self.k, fname)(*ours, **kwargs)
+        back = []
+        for i, (a, d) in enumerate(zip(args, ours)):
+            if not isinstance(a, np.ndarray):
+                back.append(a)
+                continue
+            h = self.host(d)
+            assert h.dtype == a.dtype and h.shape == a.shape
+            if i not in out and i not in inout:
+                np.testing.assert_array_equal(
+                    h, a, err_msg=f"{self.name}.{fname} modified its input argument {i}")
+            back.append(h)
+        return ref_res, ref_args, res, back
 
-    ref_args, cpu_args = copies(), copies()
-    passed = list(cpu_args)
-    from fastmlp.kernels import cpu
-    from fastmlp.kernels import reference as ref
 
-    ref_res = getattr(ref, fname)(*ref_args)
-    cpu_res = getattr(cpu, fname)(*cpu_args)
-    for i, a in enumerate(args):
-        if not isinstance(a, np.ndarray):
-            continue
-        assert cpu_args[i] is passed[i]
-        if i not in out and i not in inout:
-            assert cpu_args[i].dtype == a.dtype
-            np.testing.assert_array_equal(
-                cpu_args[i], a, err_msg=f"cpu.{fname} modified its input argument {i}"
-            )
-    return ref_res, ref_args, cpu_res, cpu_args
+def nan_array(backend, shape, dtype):
+    """An array of `backend` filled with NaN: an element a kernel forgets to write stays NaN."""
+    return backend.device(np.full(shape, np.nan, dtype))
 
 
-def check_no_return(fname, ref_res, cpu_res):
+def check_no_return(fname, ref_res, res):
     # the contract's in-place kernels return nothing; the result is in the arrays passed
-    assert ref_res is None and cpu_res is None, f"{fname} should return None"
+    assert ref_res is None and res is None, f"{fname} should return None"
 
 
 def activation_of(Z, act):
@@ -116,6 +170,43 @@ def activation_of(Z, act):
     A = np.empty_like(Z)
     ref.activate(Z, act, A)
     return A
+
+
+def activation_inputs(rng, batch, features, dtype, scale=3.0):
+    """Random pre-activations plus the edge cases 0, +-30 and +-BIG in the first row."""
+    Z = randn(rng, (batch, features), dtype, scale=scale)
+    edge = np.array([0.0, -0.0, 30.0, -30.0, BIG, -BIG, 1e-3, -1e-3], dtype)
+    n = min(features, edge.size)
+    Z[0, :n] = edge[:n]
+    return Z
+
+
+def targets(rng, kind, batch, k, dtype):
+    """Targets of softmax cross-entropy: labels (B,) or a (B, K) target matrix."""
+    if kind in ("labels", "labels_int32"):
+        return rng.integers(0, k, size=batch).astype(np.int32 if kind == "labels_int32"
+                                                     else np.int64)
+    if kind == "onehot":
+        return np.eye(k, dtype=dtype)[rng.integers(0, k, size=batch)]
+    if kind == "probs":  # rows on the simplex, not one-hot (k == 1 is necessarily one-hot)
+        return rng.dirichlet(np.ones(k), size=batch).astype(dtype)
+    if kind == "unnormalized":  # rows summing to anything in [0.5, 2]: dZ uses sum(T)
+        T = rng.dirichlet(np.ones(k), size=batch) * rng.uniform(0.5, 2.0, size=(batch, 1))
+        return T.astype(dtype)
+    raise AssertionError(kind)
+
+
+def bce_targets(rng, kind, batch, k, dtype):
+    """Targets of binary cross-entropy."""
+    if kind == "labels_1d":  # K == 1 only: labels of shape (B,)
+        return rng.integers(0, 2, size=batch).astype(dtype)
+    if kind == "labels_int":  # K == 1 only: integer labels of shape (B,)
+        return rng.integers(0, 2, size=batch)
+    if kind == "binary":
+        return rng.integers(0, 2, size=(batch, k)).astype(dtype)
+    if kind == "soft":
+        return rng.uniform(0, 1, size=(batch, k)).astype(dtype)
+    raise AssertionError(kind)
 
 
 def blobs(n=60, d=4, k=3, seed=0, dtype=np.float32, shuffle=True, centers_seed=None):

@@ -6,8 +6,8 @@ with exactly the table's parameters, in order, with the table's defaults (the re
 where the table gives none), and nothing
 public beyond it. The only extras allowed are CUDA's trailing, optional ``total=`` /
 ``norm_out=`` (device scalars written without a read-back), which the table's text names.
-What the functions compute is compared with the reference in tests/test_kernels_cpu*.py and,
-under the CUDA simulator, tests/cuda_sim/.
+What the functions compute is compared with the reference in tests/conformance/, once per
+backend (the CUDA backend under the simulator).
 """
 
 import importlib

@@ -378,22 +378,16 @@ def test_importing_fastmlp_does_not_import_mpi():
 
 
 def test_bad_distributed_arguments():
-    m = fm.MLP([3, 2], device="cpu")
-    X, y = np.zeros((4, 3)), np.array([0, 1, 0, 1])
-    with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
-        m.fit(X, y, distributed="nccl")
-    with pytest.raises(ValueError, match="shard must be one of"):
-        m.fit(X, y, distributed="mpi", shard="rows")
-    with pytest.raises(ValueError, match="needs distributed='mpi'"):
-        m.fit(X, y, shard="local")
-    g = W.graph_model("concat", seed=0)  # a functional model checks the same arguments
-    Xg = W.two_inputs(np.zeros((4, W.FEATURES)))
-    with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
-        g.fit(Xg, y, distributed="nccl")
-    with pytest.raises(ValueError, match="shard must be one of"):
-        g.fit(Xg, y, distributed="mpi", shard="rows")
-    with pytest.raises(ValueError, match="needs distributed='mpi'"):
-        g.fit(Xg, y, shard="local")
+    y = np.array([0, 1, 0, 1])
+    # a Sequential and a functional model check the same arguments
+    for model, X in ((fm.MLP([3, 2], device="cpu"), np.zeros((4, 3))),
+                     (W.graph_model("concat", seed=0), W.two_inputs(np.zeros((4, W.FEATURES))))):
+        with pytest.raises(ValueError, match="distributed must be None, 'mpi'"):
+            model.fit(X, y, distributed="nccl")
+        with pytest.raises(ValueError, match="shard must be one of"):
+            model.fit(X, y, distributed="mpi", shard="rows")
+        with pytest.raises(ValueError, match="needs distributed='mpi'"):
+            model.fit(X, y, shard="local")
     if importlib.util.find_spec("sklearn") is not None:
         for est in (fm.MLPClassifier(distributed="nccl"), fm.MLPRegressor(distributed=4)):
             assert "distributed" in est.get_params()

@@ -1,7 +1,7 @@
 """A stack of Dense layers in one kernel call each way (cpu.mlp_forward / cpu.mlp_backward)
 against the NumPy reference, and the BLAS that compiled code calls (kernels/blas.py).
 
-Like tests/test_kernels_cpu.py: private copies of the same inputs for both backends, outputs
+Like tests/conformance/: private copies of the same inputs for both backends, outputs
 NaN-filled first (an element a kernel forgets stays NaN), inputs checked unchanged, shapes
 with sizes of 1 and odd sizes. Both paths of the CPU backend are tested: the compiled layer
 loop calling BLAS, and the Python loop over the single-layer kernels it falls back to when

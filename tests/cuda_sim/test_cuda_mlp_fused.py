@@ -28,8 +28,10 @@ import pytest
 from fastmlp.kernels import codes
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
-from helpers import ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, assert_close, dot_scale, randn, rng_for
-from sim_helpers import nan_device
+from helpers import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, Backend, assert_close, dot_scale,
+                     nan_array, randn, rng_for)
+
+CUDA = Backend("cuda")
 
 #: (batch, sizes): fused (widths <= 32 after the input, which may be up to 64), then loop;
 #: 1 to 4 layers, batches giving 1, 2 and 4 rows per block, none a multiple of the block
@@ -109,12 +111,12 @@ def cuda_run(X, flat, top, sizes, acts, launches, make=None):
     """mlp_forward then mlp_backward on device copies; returns host copies of everything
     and the kernels each call launched."""
     dtype = X.dtype
-    make = make or (lambda shape: nan_device(shape, dtype))
+    make = make or (lambda shape: nan_array(CUDA, shape, dtype))
     A, D, delta = buffers(make, X.shape[0], sizes, acts, dtype)
     A[0] = D[0] = kc.to_device(X)
     kc.write(delta[-1], top)
     dflat = kc.to_device(flat)
-    dgrad = nan_device(flat.size, dtype)
+    dgrad = nan_array(CUDA, flat.size, dtype)
     W, b = kc.fused._layer_views(dflat, sizes)
     dW, db = kc.fused._layer_views(dgrad, sizes)
     launches.take()
@@ -189,7 +191,7 @@ def test_row_views_of_larger_buffers(dtype, monkeypatch):
     batch, sizes, acts = 9, (7, 17, 3, 5), (codes.GELU, codes.TANH, codes.IDENTITY)
     X, flat, top = make_stack(rng_for("rows", np.dtype(dtype).str), dtype, batch, sizes, acts)
     ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches,
-                                       make=lambda shape: nan_device((13, shape[1]), dtype)[:batch])
+                                       make=lambda shape: nan_array(CUDA, (13, shape[1]), dtype)[:batch])
     expect_fused(forward, backward, dtype, sizes, acts, batch)
     compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, "row views")
 
@@ -206,8 +208,8 @@ def test_arrays_of_mixed_layouts_are_fused(monkeypatch):
     def make(shape):  # the first array made, A[1], is a column slice of a wider one
         made.append(shape)
         if len(made) == 1:
-            return nan_device((shape[0], shape[1] + 2), dtype)[:, 1:shape[1] + 1]
-        return nan_device(shape, dtype)
+            return nan_array(CUDA, (shape[0], shape[1] + 2), dtype)[:, 1:shape[1] + 1]
+        return nan_array(CUDA, shape, dtype)
 
     ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches, make=make)
     expect_fused(forward, backward, dtype, sizes, acts, batch)
