@@ -347,7 +347,11 @@ def test_pickle_and_deepcopy(Est, tmp_path):
     est.set_params(device="reference")
     moved = pickle.loads(pickle.dumps(est))
     assert moved.model_.device == "reference"
-    np.testing.assert_allclose(getattr(moved, "predict")(X), est.predict(X), rtol=1e-5)
+    # float32 on two backends: relative to the outputs' scale (a value near zero differs
+    # by rounding at the scale of the others, not of itself)
+    expected = est.predict(X)
+    np.testing.assert_allclose(getattr(moved, "predict")(X), expected, rtol=1e-5,
+                               atol=1e-5 * float(np.max(np.abs(expected))))
 
 
 # ---------------------------------------------------------------------------------------
