@@ -51,8 +51,9 @@ def _metric_name(model):
     return "regression"
 
 
-def plan(model, T, labels, dense_labels, callbacks, sparse, dist):
-    """A _Plan for this fit, or None when it must run step by step."""
+def plan(model, T, labels, dense_labels, callbacks, sparse, dist, metric=None):
+    """A _Plan for this fit, or None when it must run step by step. metric: "none" when
+    the caller keeps no metrics (the scikit-learn estimators), else the model's."""
     k = model._kernels
     opt = model.optimizer
     if (k.name != "cpu" or not _blas_available() or not getattr(model, "_dense_only", False)
@@ -60,7 +61,7 @@ def plan(model, T, labels, dense_labels, callbacks, sparse, dist):
             or type(opt) not in (SGD, Adam, AdamW) or opt.clip_norm is not None
             or model._trainable_runs() is not None or any(_wants_batches(cb) for cb in callbacks)):
         return None
-    metric = _metric_name(model)
+    metric = metric or _metric_name(model)
     if dense_labels or (metric == "accuracy" and labels is None):
         return None  # accuracy read from one-hot rows: the per-step path's own gather
     return _Plan(model, _loss_name(model, T), metric, labels is not None)

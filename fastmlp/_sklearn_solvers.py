@@ -9,9 +9,11 @@ import math
 import warnings
 
 import numpy as np
+from types import SimpleNamespace
 
 from ._sklearn_compat import (ConvergenceWarning, _check_optimize_result, sk_shuffle,
                               train_test_split)
+from . import _fast_fit
 from .errors import DivergenceError
 from .lbfgs import _minimize as _lbfgs_minimize
 from .sparse import SparseRows, issparse
@@ -69,6 +71,8 @@ class _Epochs:
         step_batch = batch if dist is None else dist.global_batch  # the samples of one step
         self.starts = np.arange(0, self.n, step_batch)
         self.sizes = np.minimum(step_batch, self.n - self.starts)
+        # the full batches in runs of compiled steps where the model qualifies (_fast_fit.py)
+        self.fast = _fast_fit.plan(model, T, None, False, [], self.sparse, dist, metric="none")
 
     def _part(self, step):
         """The positions in the epoch's order this process computes at `step`."""
@@ -96,7 +100,27 @@ class _Epochs:
         if self.total is not None:
             k.write(self.total, np.zeros(1))
         loss_sum = 0.0
-        for step in range(len(self.starts)):
+        step = 0
+        if self.fast is not None:  # the same steps, bit for bit, many per compiled call
+            if self.w is None:
+                w_rows = None
+            else:  # each sample's scaled weight at its row: gathered by idx as X is
+                w_rows = np.empty_like(w_epoch)
+                w_rows[idx_all] = w_epoch
+            data, v = (self.X, self.T, w_rows, idx_all), self.buffers.views(self.batch)
+            tally = SimpleNamespace(seen=0, correct=0)
+            full = self.n // self.batch
+            while step < full:
+                done, losses, bad = self.fast.steps(data, v, step * self.batch, full - step, tally,
+                                                    decays[step:])
+                for loss in losses[:done]:
+                    loss_sum += float(loss) * v.n
+                if bad is not None:
+                    raise DivergenceError(f"the loss became {float(losses[bad])} at step {step + bad + 1}")
+                step += done
+            if step:
+                opt.weight_decay = float(decays[step - 1])
+        for step in range(step, len(self.starts)):
             if opt.weight_decay != decays[step]:
                 opt.weight_decay = float(decays[step])
             lo, hi = self._part(step)

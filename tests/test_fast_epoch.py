@@ -162,3 +162,31 @@ def test_runs_are_sized_by_time(monkeypatch, planned):
     slow = _fit("cross_entropy", 3, fm.Adam(3e-3), False)
     assert planned == [True]
     _assert_same(fast, slow)
+
+
+@pytest.mark.parametrize("estimator, solver, weighted", [
+    ("MLPClassifier", "adam", False), ("MLPClassifier", "sgd", True), ("MLPRegressor", "adam", True)])
+def test_sklearn_estimators_take_the_fast_path(planned, estimator, solver, weighted):
+    """The estimators' epochs (per-step weight decay, per-batch scaled sample weights) give
+    the step-by-step fit's coefficients and loss curve bit for bit."""
+    pytest.importorskip("sklearn")
+    import fastmlp.sklearn as fsk
+
+    X, y = _data("cross_entropy" if estimator == "MLPClassifier" else "mse", 3)
+    y = y if estimator == "MLPClassifier" else y[:, 0]
+    w = np.random.default_rng(2).random(N) + 0.5 if weighted else None
+
+    def fit(fast):
+        est = getattr(fsk, estimator)(hidden_layer_sizes=(11,), solver=solver, batch_size=32,
+                                      max_iter=3, alpha=1e-3, random_state=0, device="cpu",
+                                      n_iter_no_change=np.inf)
+        with pytest.MonkeyPatch.context() as mp, pytest.warns(Warning):
+            if not fast:
+                mp.setattr(_fast_fit, "plan", lambda *a, **k: None)
+            return est.fit(X, y, sample_weight=w)
+
+    a, b = fit(True), fit(False)
+    assert planned == [True]
+    assert a.loss_curve_ == b.loss_curve_
+    for ca, cb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
+        np.testing.assert_array_equal(ca, cb)
