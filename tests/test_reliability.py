@@ -240,6 +240,9 @@ def test_training_on_a_memmap_reads_it_batch_by_batch(tmp_path):
     X = np.load(path, mmap_mode="r")
     y = np.arange(n) % 10
     model = fastmlp.MLP([d, 32, 10], seed=0)
+    # compile for these types first (Numba's compiler allocates megabytes of Python objects
+    # on a cold cache): the peak below is about copies of the data
+    fastmlp.MLP([d, 32, 10], seed=0).fit(X[:600], y[:600], epochs=1, batch_size=256, verbose=0)
     tracemalloc.start()
     try:
         history = model.fit(X, y, epochs=1, batch_size=256, validation_split=0.1, verbose=0)
