@@ -96,6 +96,23 @@ class _Plan:
         m, v = state["exp_avg"], state["exp_avg_sq"]
         return (m, v, state.get("max_exp_avg_sq", v))
 
+    def epoch(self, data, v, full, metrics, decays=None):
+        """The epoch's first `full` batches (all full) in runs of steps; yields after each run
+        (the steps done so far, the sum of their losses times the batch size, None) -- or,
+        last, (steps, sum, (step, loss)) for the first step whose loss is not finite, whose
+        update was not made. `decays`: each step's weight decay (None: the optimizer's)."""
+        step, loss_sum = 0, 0.0
+        while step < full:
+            done, losses, bad = self.steps(data, v, step * v.n, full - step, metrics,
+                                           None if decays is None else decays[step:])
+            for loss in losses[:done]:
+                loss_sum += float(loss) * v.n
+            if bad is not None:
+                yield step + done, loss_sum, (step + bad, float(losses[bad]))
+                return
+            step += done
+            yield step, loss_sum, None
+
     def steps(self, data, v, start, steps, metrics, decays=None):
         """Up to `steps` full batches from position `start` of the epoch's order, as long
         as one run takes (at most RUN_SECONDS once measured). Returns (steps done, losses

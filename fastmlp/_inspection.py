@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import numpy as np
 
 from .errors import DivergenceError
-from .sparse import csr_run, issparse
 
 
 class _Inspection:
@@ -42,20 +41,10 @@ class _Inspection:
         running statistics, the optimizer state and the random generator (dropout masks) are
         as they were before the call; frozen layers (``trainable=False``) get their
         gradients too."""
-        Xs, T, labels = self._check_fit_data(X, y)
-        n = Xs[0].shape[0]
-        w = self._sample_weights(sample_weight, None, labels, n)
-        sparse = issparse(Xs[0])
+        batch = self._check_batch(X, y, sample_weight)
         k = self._kernels
         with self._guard.training("compute_gradients"), self._guard.step_lock:
-            v = self._buffers_for(n, T, w is not None, sparse).views(n)
-            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
-            if not sparse:
-                for Xv, X_j in zip(v.X, Xs):
-                    k.write(Xv, X_j)
-            k.write(v.T, T)
-            if w is not None:
-                k.write(v.w, w)
+            v, X0 = self._load_batch(batch)
             rng_state = self._rng.bit_generator.state
             states = [(getattr(slot, name), k.to_host(getattr(slot, name)))
                       for layer, slot in zip(self.layers, self._slots) for name in layer.state_shapes()]

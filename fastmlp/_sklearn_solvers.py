@@ -109,15 +109,9 @@ class _Epochs:
                 w_rows[idx_all] = w_epoch
             data, v = (self.X, self.T, w_rows, idx_all), self.buffers.views(self.batch)
             tally = SimpleNamespace(seen=0, correct=0)
-            full = self.n // self.batch
-            while step < full:
-                done, losses, bad = self.fast.steps(data, v, step * self.batch, full - step, tally,
-                                                    decays[step:])
-                for loss in losses[:done]:
-                    loss_sum += float(loss) * v.n
+            for step, loss_sum, bad in self.fast.epoch(data, v, self.n // self.batch, tally, decays):
                 if bad is not None:
-                    raise DivergenceError(f"the loss became {float(losses[bad])} at step {step + bad + 1}")
-                step += done
+                    raise DivergenceError(f"the loss became {bad[1]} at step {bad[0] + 1}")
             if step:
                 opt.weight_decay = float(decays[step - 1])
         for step in range(step, len(self.starts)):

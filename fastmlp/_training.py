@@ -30,25 +30,36 @@ class _Training:
     def _sample_weights(self, sample_weight, class_weight, labels, n):
         return check_sample_weights(sample_weight, class_weight, labels, n, self.n_outputs, self.dtype)
 
+    def _check_batch(self, X, y, sample_weight):
+        """One batch for train_step / compute_gradients, checked: (inputs, targets, sample
+        weights or None, sparse or not)."""
+        Xs, T, labels = self._check_fit_data(X, y)
+        w = self._sample_weights(sample_weight, None, labels, Xs[0].shape[0])
+        return Xs, T, w, issparse(Xs[0])
+
+    def _load_batch(self, batch):
+        """The checked batch written into the buffers of its size (under the step lock):
+        returns the buffers' views and, for sparse input, the CSR rows of the first layer."""
+        Xs, T, w, sparse = batch
+        n = Xs[0].shape[0]
+        k = self._kernels
+        v = self._buffers_for(n, T, w is not None, sparse).views(n)
+        if not sparse:
+            for Xv, X_j in zip(v.X, Xs):
+                k.write(Xv, X_j)
+        k.write(v.T, T)
+        if w is not None:
+            k.write(v.w, w)
+        return v, (csr_run(k, Xs[0], 0, n) if sparse else None)
+
     def train_step(self, X, y, sample_weight=None):
         """One explicit step (forward, loss, backward, update) on the batch (X, y).
 
         Returns the mean loss of the batch as a float.
         """
-        Xs, T, labels = self._check_fit_data(X, y)
-        n = Xs[0].shape[0]
-        w = self._sample_weights(sample_weight, None, labels, n)
-        sparse = issparse(Xs[0])
+        batch = self._check_batch(X, y, sample_weight)
         with self._guard.training("train_step"), self._guard.step_lock:
-            v = self._buffers_for(n, T, w is not None, sparse).views(n)
-            k = self._kernels
-            X0 = csr_run(k, Xs[0], 0, n) if sparse else None
-            if not sparse:
-                for Xv, X_j in zip(v.X, Xs):
-                    k.write(Xv, X_j)
-            k.write(v.T, T)
-            if w is not None:
-                k.write(v.w, w)
+            v, X0 = self._load_batch(batch)
             loss = self._step(v, None, X0)
         if not math.isfinite(loss):
             raise DivergenceError(
@@ -223,15 +234,9 @@ class _Training:
             metrics.reset()
             step = 0
             if fast is not None:  # the full batches in runs of compiled steps (_fast_fit.py)
-                full, v = n // batch, buffers.views(batch)
-                while step < full:
-                    done, losses, bad = fast.steps(data, v, step * batch, full - step, metrics)
-                    for loss in losses[:done]:
-                        loss_sum += float(loss) * batch
+                for step, loss_sum, bad in fast.epoch(data, buffers.views(batch), n // batch, metrics):
                     if bad is not None:
-                        return self._diverged(history, snapshot, epoch, step + bad, float(losses[bad]),
-                                              on_divergence)
-                    step += done
+                        return self._diverged(history, snapshot, epoch, *bad, on_divergence)
                     sigint.check()
                     logs = {"loss": loss_sum / metrics.seen, **metrics.result()}
                     for cb in cbs:
