@@ -18,8 +18,9 @@ times on mini-batches of X, y, and times every call (the median over the steps).
 the forward and backward layer loops as one compiled call each (`mlp_forward` /
 `mlp_backward`), so the forward epilogue is not a call of its own there: its time here is
 that of `linear_forward` (product and epilogue) minus that of the product alone. The step
-as `fit` runs it is timed too, and its FLOP at the machine's sgemm rate (a NumPy float32
-matmul, or the rate passed in) give the step's fraction of the physical limit.
+as `fit` runs it is timed too, and its FLOP at the machine's GEMM rate in the model's dtype
+(a NumPy float32 or float64 matmul, or the rate passed in) give the step's fraction of the
+physical limit.
 
 Models that are not a plain Dense stack (Dropout, BatchNorm, graphs) are profiled by phase:
 gather, forward, loss, backward, update. The model's weights and optimizer state are put
@@ -41,9 +42,10 @@ _NAME = {code: name for name, code in ACTIVATIONS.items()}
 GEMM_SIZE = 1024
 
 
-def sgemm_gflops(n=GEMM_SIZE, repeat=3):
-    """The machine's float32 matrix-product rate in GFLOP/s: best of `repeat` n x n matmuls."""
-    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+def sgemm_gflops(n=GEMM_SIZE, repeat=3, dtype=np.float32):
+    """The machine's matrix-product rate in GFLOP/s, float32 (sgemm) unless `dtype` says
+    float64 (dgemm): best of `repeat` n x n NumPy matmuls."""
+    a = np.random.default_rng(0).random((n, n)).astype(dtype)
     c = np.empty_like(a)
     np.matmul(a, a, out=c)  # wake the BLAS threads
     best = float("inf")
@@ -128,7 +130,7 @@ def profile_step(model, X, y, steps=50, batch_size=32, gemm_gflops=None, verbose
     orders = [k.asarray(rng.choice(n, B, replace=False)) for _ in range(4)]
     dense_stack = getattr(model, "_dense_only", False)
     if gemm_gflops is None and dense_stack:
-        gemm_gflops = sgemm_gflops()
+        gemm_gflops = sgemm_gflops(dtype=model.dtype)  # dgemm's rate for a float64 model
 
     with model._guard.training("profile"), model._guard.step_lock:
         snapshot = model._snapshot()
@@ -187,6 +189,7 @@ def profile_step(model, X, y, steps=50, batch_size=32, gemm_gflops=None, verbose
                  "gflops": flop / step_t / 1e9 if flop and step_t > 0 else None,
                  "share": None,
                  "limit_s": limit_t, "gemm_gflops": gemm_gflops,
+                 "dtype": np.dtype(model.dtype).name,
                  "fraction_of_limit": limit_t / step_t if limit_t and step_t > 0 else None})
     if verbose:
         print(format_profile(rows, B, steps))
@@ -211,6 +214,6 @@ def format_profile(rows, batch, steps):
     step = rows[-1]
     if step.get("fraction_of_limit"):
         lines.append(f"the step's {step['flop'] / 1e6:.2f} MFLOP at {step['gemm_gflops']:.0f} GFLOP/s "
-                     f"(sgemm) take {_fmt_t(step['limit_s']).strip()}: the step runs at "
+                     f"({'dgemm' if step.get('dtype') == 'float64' else 'sgemm'}) take {_fmt_t(step['limit_s']).strip()}: the step runs at "
                      f"{step['fraction_of_limit']:.0%} of the machine's limit")
     return "\n".join(lines)

@@ -102,6 +102,29 @@ def test_the_sgemm_rate_is_measured_when_not_given():
     assert step["gemm_gflops"] > 0 and 0 < step["fraction_of_limit"]
 
 
+def test_a_float64_model_is_measured_against_dgemm(monkeypatch, capsys):
+    from fastmlp import profile as prof
+
+    asked = []
+    monkeypatch.setattr(prof, "sgemm_gflops", lambda **kw: asked.append(kw) or 50.0)
+    X, y = _data()
+    for dtype, name in (("float64", "dgemm"), ("float32", "sgemm")):
+        model = fm.MLP([12, 6, 3], device="cpu", seed=0, dtype=dtype)
+        step = model.profile(X, y, steps=1, batch_size=8)[-1]
+        assert asked.pop() == {"dtype": model.dtype} and step["gemm_gflops"] == 50.0
+        assert f"at 50 GFLOP/s ({name})" in capsys.readouterr().out
+
+
+def test_the_gemm_rate_measures_the_dtype_asked_for(monkeypatch):
+    from fastmlp import profile as prof
+
+    seen, matmul = [], np.matmul
+    monkeypatch.setattr(prof.np, "matmul", lambda a, b, out: seen.append(a.dtype) or matmul(a, b, out=out))
+    assert prof.sgemm_gflops(64, 1, np.float64) > 0 and set(seen) == {np.dtype(np.float64)}
+    seen.clear()
+    assert prof.sgemm_gflops(64, 1) > 0 and set(seen) == {np.dtype(np.float32)}
+
+
 @pytest.mark.parametrize("kwargs, error, words", [
     ({"steps": 0}, ValueError, "steps must be an integer >= 1; got 0"),
     ({"steps": 2.5}, TypeError, "steps must be an integer"),
