@@ -56,6 +56,16 @@ def sgemm_gflops(n=GEMM_SIZE, repeat=3, dtype=np.float32):
     return 2 * n**3 / best / 1e9
 
 
+def _blas_info(model):
+    """What BLAS the CPU backend's products run on: OpenBLAS's kernel set, and a sentence
+    when an environment variable holds it to slower kernels than the CPU can run."""
+    if model.device != "cpu":
+        return {}
+    from .kernels import blas
+
+    return {"blas_core": blas.openblas_core(), "blas_advice": blas.slow_core_advice()}
+
+
 def step_flop(sizes, batch):
     """FLOP of one step of a Dense stack: forward and weight gradient of every layer, input
     gradient of every layer but the first (element-wise work is not counted)."""
@@ -189,7 +199,7 @@ def profile_step(model, X, y, steps=50, batch_size=32, gemm_gflops=None, verbose
                  "gflops": flop / step_t / 1e9 if flop and step_t > 0 else None,
                  "share": None,
                  "limit_s": limit_t, "gemm_gflops": gemm_gflops,
-                 "dtype": np.dtype(model.dtype).name,
+                 "dtype": np.dtype(model.dtype).name, **_blas_info(model),
                  "fraction_of_limit": limit_t / step_t if limit_t and step_t > 0 else None})
     if verbose:
         print(format_profile(rows, B, steps))
@@ -216,4 +226,8 @@ def format_profile(rows, batch, steps):
         lines.append(f"the step's {step['flop'] / 1e6:.2f} MFLOP at {step['gemm_gflops']:.0f} GFLOP/s "
                      f"({'dgemm' if step.get('dtype') == 'float64' else 'sgemm'}) take {_fmt_t(step['limit_s']).strip()}: the step runs at "
                      f"{step['fraction_of_limit']:.0%} of the machine's limit")
+    if step.get("blas_core"):
+        lines.append(f"BLAS: OpenBLAS, {step['blas_core']} kernels")
+    if step.get("blas_advice"):
+        lines.append(f"note: {step['blas_advice']}")
     return "\n".join(lines)

@@ -120,6 +120,47 @@ AVAILABLE = _FOUND is not None
 LIBRARY = _FOUND[3] if AVAILABLE else None
 
 
+#: OpenBLAS's names for its core-type query, as the builds NumPy ships export it
+_CORENAME = ("scipy_openblas_get_corename64_", "scipy_openblas_get_corename",
+             "openblas_get_corename64_", "openblas_get_corename")
+#: OpenBLAS's AVX2 kernel sets, and the AVX-512 instructions its SkylakeX set needs
+_AVX2_CORES = ("haswell", "zen", "sandybridge")
+_AVX512 = ("avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl")
+
+
+def openblas_core():
+    """The kernel set NumPy's OpenBLAS runs ('Haswell', 'SkylakeX', ...), or None when the
+    BLAS is not OpenBLAS (or not found)."""
+    if LIBRARY is None:
+        return None
+    try:
+        lib = ctypes.CDLL(LIBRARY)
+        fn = next(getattr(lib, name) for name in _CORENAME if hasattr(lib, name))
+    except (OSError, StopIteration):
+        return None
+    fn.restype = ctypes.c_char_p
+    name = fn()
+    return name.decode(errors="replace") if name else None
+
+
+def slow_core_advice():
+    """A sentence when OpenBLAS runs its AVX2 kernels on a CPU that has AVX-512 because
+    OPENBLAS_CORETYPE says so (OpenBLAS's AVX-512 kernels run products up to twice as fast;
+    old OpenBLAS builds needed that pin on some processors, a current NumPy does not), else
+    None."""
+    core, pinned = openblas_core(), os.environ.get("OPENBLAS_CORETYPE")
+    if core is None or pinned is None or core.lower() not in _AVX2_CORES:
+        return None
+    import llvmlite.binding as llvm
+
+    features = llvm.get_host_cpu_features()
+    if not all(features.get(f, False) for f in _AVX512):
+        return None
+    return (f"OpenBLAS runs its {core} (AVX2) kernels because OPENBLAS_CORETYPE={pinned} is "
+            "set, on a CPU with AVX-512: without that variable a current NumPy's OpenBLAS "
+            "picks its AVX-512 kernels, up to twice the product rate")
+
+
 def gemm(A, B, C, trans_a, trans_b, beta):
     """C = op(A) @ op(B) + beta * C, from compiled code only (see the module docstring)."""
     raise NotImplementedError("blas.gemm is called from @njit code")

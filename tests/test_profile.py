@@ -151,3 +151,43 @@ def test_bad_data_raise_clear_errors():
     sparse = pytest.importorskip("scipy.sparse")
     with pytest.raises(TypeError, match="dense X"):
         model.profile(sparse.csr_matrix(X), y, verbose=0)
+
+
+def test_the_blas_kernels_are_named_and_a_slowing_pin_is_explained(monkeypatch):
+    import llvmlite.binding as llvm
+
+    from fastmlp.kernels import blas
+
+    core = blas.openblas_core()
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    openblas = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "openblas"
+                and i["filepath"] and blas.LIBRARY and i["filepath"].endswith(blas.LIBRARY.rsplit("/", 1)[-1])]
+    if openblas:
+        assert core.lower() == openblas[0]["architecture"].lower()
+    avx512 = {f: True for f in blas._AVX512}
+    monkeypatch.setattr(llvm, "get_host_cpu_features", lambda: avx512)
+    monkeypatch.setattr(blas, "openblas_core", lambda: "Haswell")
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    assert "OPENBLAS_CORETYPE=Haswell" in blas.slow_core_advice()
+    monkeypatch.setattr(llvm, "get_host_cpu_features", lambda: dict(avx512, avx512bw=False))
+    assert blas.slow_core_advice() is None  # a CPU without AVX-512 BW: Haswell is its best
+    monkeypatch.setattr(llvm, "get_host_cpu_features", lambda: avx512)
+    monkeypatch.delenv("OPENBLAS_CORETYPE")
+    assert blas.slow_core_advice() is None  # OpenBLAS's own choice
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "SkylakeX")
+    monkeypatch.setattr(blas, "openblas_core", lambda: "SkylakeX")
+    assert blas.slow_core_advice() is None
+    monkeypatch.setattr(blas, "openblas_core", lambda: None)
+    assert blas.slow_core_advice() is None  # not OpenBLAS
+
+
+def test_profile_names_the_blas_kernels(capsys):
+    from fastmlp.kernels import blas
+
+    X, y = _data()
+    step = fm.MLP([12, 6, 3], device="cpu", seed=0).profile(X, y, steps=1, batch_size=8,
+                                                             gemm_gflops=RATE)[-1]
+    assert step["blas_core"] == blas.openblas_core()
+    assert step["blas_advice"] == blas.slow_core_advice()
+    if step["blas_core"]:
+        assert f"BLAS: OpenBLAS, {step['blas_core']} kernels" in capsys.readouterr().out
