@@ -56,9 +56,15 @@ def blas_name():
     try:
         config = np.show_config(mode="dicts")
         blas = config["Build Dependencies"]["blas"]
-        return f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
+        name = f"{blas.get('name', '?')} {blas.get('version', '')}".strip()
     except Exception:  # noqa: BLE001 - informative only
-        return "?"
+        name = "?"
+    from fastmlp.kernels.blas import openblas_core
+
+    core, pinned = openblas_core(), os.environ.get("OPENBLAS_CORETYPE")
+    if core:  # the kernel set decides the product rate (AVX2 vs AVX-512: up to 2x)
+        name += f", {core} kernels" + (f" (OPENBLAS_CORETYPE={pinned})" if pinned else "")
+    return name
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
