@@ -4,7 +4,6 @@ backend, multi-input data, shared layers, Keras' CIFAR-10 example, fused softmax
 outputs, multi-label metrics, ensembles, saving and loading, bad input."""
 
 import json
-import threading
 import zipfile
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastmlp as fm
+from _shared_threads import run_threads
 
 RNG = np.random.default_rng(0)
 XA = RNG.normal(size=(30, 6))
@@ -505,20 +505,9 @@ def test_graph_inference_from_threads_while_training():
     inputs, out = concat_two_inputs()
     model = fm.Model(inputs, out, seed=0, dtype="float64")
     expected = model.predict_proba([XA, XB])
-    results, errors = [], []
-
-    def predict():
-        try:
-            results.append(model.predict_proba([XA, XB]))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=predict) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = []
+    run_threads(lambda i: results.append(model.predict_proba([XA, XB])), 4)
+    assert len(results) == 4
     for r in results:
         np.testing.assert_array_equal(r, expected)
 
