@@ -87,6 +87,16 @@ def _load_bytes(tmp_path, data, name="forged.npz"):
     return fastmlp.load(path)
 
 
+def _rewrite_graph_config(path, edit):
+    """Change the JSON config of a saved model file."""
+    with np.load(path) as f:
+        members = {k: f[k] for k in f.files}
+    config = json.loads(str(members["config"][()]))
+    edit(config)
+    members["config"] = np.array(json.dumps(config))
+    np.savez(path, **members)
+
+
 # ---------------------------------------------------------------------------------------
 # round trips
 
@@ -845,16 +855,6 @@ def test_save_path_without_npz_suffix(tmp_path):
     with pytest.raises(ValueError, match=r"\bpath\b.*\.npz"):
         mlp().save(tmp_path / "model.bin")
     assert list(tmp_path.iterdir()) == []
-
-
-def _rewrite_graph_config(path, edit):
-    """Change the JSON config of a saved model file."""
-    with np.load(path) as f:
-        members = {k: f[k] for k in f.files}
-    config = json.loads(str(members["config"][()]))
-    edit(config)
-    members["config"] = np.array(json.dumps(config))
-    np.savez(path, **members)
 
 
 @pytest.mark.parametrize("edit,match", [
