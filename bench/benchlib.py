@@ -8,6 +8,7 @@
 Nothing here imports torch at module level: PyTorch is optional (``torch_or_none``).
 """
 
+import importlib
 import os
 
 import numpy as np
@@ -77,26 +78,25 @@ def gemm_gflops(n=2048, repeat=5):
     return sgemm_gflops(n, repeat)
 
 
-def jax_or_none():
-    """The jax module, or None when it is not installed (or hidden with FASTMLP_BENCH_NO_JAX=1)."""
-    if os.environ.get("FASTMLP_BENCH_NO_JAX", "").strip() not in ("", "0"):
+def optional_module(name):
+    """The module `name` (a peer: "torch", "jax"), or None when it is not installed or is
+    hidden with FASTMLP_BENCH_NO_<NAME>=1."""
+    if os.environ.get(f"FASTMLP_BENCH_NO_{name.upper()}", "").strip() not in ("", "0"):
         return None
     try:
-        import jax
+        return importlib.import_module(name)
     except ImportError:
         return None
-    return jax
+
+
+def jax_or_none():
+    """The jax module, or None when it is not installed (or hidden with FASTMLP_BENCH_NO_JAX=1)."""
+    return optional_module("jax")
 
 
 def torch_or_none():
     """The torch module, or None when it is not installed (or hidden with FASTMLP_BENCH_NO_TORCH=1)."""
-    if os.environ.get("FASTMLP_BENCH_NO_TORCH", "").strip() not in ("", "0"):
-        return None
-    try:
-        import torch
-    except ImportError:
-        return None
-    return torch
+    return optional_module("torch")
 
 
 # ---------------------------------------------------------------------------------------

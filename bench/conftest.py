@@ -114,20 +114,20 @@ def ceiling():
     return c
 
 
+def _installed_or_skip(module, name):
+    """The peer's module, or a clean skip of the benchmark when it is not installed."""
+    if module is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[bench]')")
+    return module
+
+
 @pytest.fixture
 def torch():
     """PyTorch, or a clean skip when it is not installed."""
-    module = benchlib.torch_or_none()
-    if module is None:
-        pytest.skip("PyTorch is not installed (pip install -e '.[bench]')")
-    return module
-
+    return _installed_or_skip(benchlib.torch_or_none(), "PyTorch")
 
 
 @pytest.fixture
 def jax():
     """JAX, or a clean skip when it is not installed."""
-    module = benchlib.jax_or_none()
-    if module is None:
-        pytest.skip("JAX is not installed (pip install -e '.[bench]')")
-    return module
+    return _installed_or_skip(benchlib.jax_or_none(), "JAX")

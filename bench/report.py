@@ -86,45 +86,35 @@ class Results:
                 out[info.get("round", -1 - i)] = self.t(b)
         return out
 
-    def epoch_time(self, batch, contender):
-        """The fastest epoch of a contender, or None."""
-        rounds = self.epoch_rounds(batch, contender)
-        return min(rounds.values()) if rounds else None
-
-    def ratio(self, batch, contender):
-        """contender's best time / fastmlp's best time, or None."""
-        other, fm = self.epoch_time(batch, contender), self.epoch_time(batch, "fastmlp")
-        return other / fm if other and fm else None
-
-    def paired_ratio(self, batch, contender):
-        """Median over interleaved rounds of contender's time / fastmlp's time in that round."""
-        other, fm = self.epoch_rounds(batch, contender), self.epoch_rounds(batch, "fastmlp")
-        ratios = sorted(other[r] / fm[r] for r in other if r in fm and r >= 0)
-        if not ratios:
-            return None
-        mid = len(ratios) // 2
-        return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-
     def scale_rounds(self, kind, contender):
         """{round: time} of one contender in a scale group ('small network', 'wide network')."""
         return {b["extra_info"].get("round", -1 - i): self.t(b)
                 for i, b in enumerate(self.of_kind(kind)) if b["extra_info"]["contender"] == contender}
 
-    def scale_time(self, kind, contender):
-        rounds = self.scale_rounds(kind, contender)
+    @staticmethod
+    def fastest(rounds):
+        """The best time of {round: time}, or None."""
         return min(rounds.values()) if rounds else None
 
-    def scale_ratio(self, kind, contender):
-        other, fm = self.scale_time(kind, contender), self.scale_time(kind, "fastmlp")
-        return other / fm if other and fm else None
+    def epoch_time(self, batch, contender):
+        """The fastest epoch of a contender, or None."""
+        return self.fastest(self.epoch_rounds(batch, contender))
 
-    def scale_paired_ratio(self, kind, contender):
-        other, fm = self.scale_rounds(kind, contender), self.scale_rounds(kind, "fastmlp")
-        ratios = sorted(other[r] / fm[r] for r in other if r in fm and r >= 0)
-        if not ratios:
-            return None
-        mid = len(ratios) // 2
-        return ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    def scale_time(self, kind, contender):
+        return self.fastest(self.scale_rounds(kind, contender))
+
+    def ratios(self, rounds_of, key, contender):
+        """(contender's best time / fastmlp's best time, the median over interleaved rounds of
+        contender's time / fastmlp's time in that round), each None when not measured.
+        rounds_of: epoch_rounds (key: the batch size) or scale_rounds (key: the group)."""
+        other, fm = rounds_of(key, contender), rounds_of(key, "fastmlp")
+        best_other, best_fm = self.fastest(other), self.fastest(fm)
+        ratio = best_other / best_fm if best_other and best_fm else None
+        paired = sorted(other[r] / fm[r] for r in other if r in fm and r >= 0)
+        if not paired:
+            return ratio, None
+        mid = len(paired) // 2
+        return ratio, paired[mid] if len(paired) % 2 else (paired[mid - 1] + paired[mid]) / 2
 
     def scale_fraction(self, kind, contender="fastmlp"):
         """The fraction of the sgemm limit a contender reached in a scale group."""
@@ -202,7 +192,7 @@ def epoch_section(res):
             t, g = res.epoch_time(batch, c), res.epoch_gflops(batch, c)
             row.append(f"{fmt_time(t)} ({g:.0f} GFLOP/s)" if t else "-")
         for c in others:
-            r, p = res.ratio(batch, c), res.paired_ratio(batch, c)
+            r, p = res.ratios(res.epoch_rounds, batch, c)
             row.append(f"{fmt_ratio(r)} ({fmt_ratio(p)})" if r and p else fmt_ratio(r))
         g, f = res.epoch_gflops(batch, "fastmlp"), res.fraction_of_ceiling(batch, "fastmlp")
         row.append(f"{g:.0f}" if g else "-")
@@ -236,7 +226,7 @@ def scale_section(res):
             t = res.scale_time(kind, c)
             row.append(fmt_time(t / steps) if t else "-")
         for c in peers:
-            r, p = res.scale_ratio(kind, c), res.scale_paired_ratio(kind, c)
+            r, p = res.ratios(res.scale_rounds, kind, c)
             row.append(f"{fmt_ratio(r)} ({fmt_ratio(p)})" if r and p else fmt_ratio(r))
         c = res.ceiling()
         row.append(fmt_time(i["flop"] / steps / 1e9 / c) if c else "-")
@@ -387,7 +377,7 @@ def targets_section(res):
     for batch, speedups, fraction in EPOCH_TARGETS:
         for peer, speedup in speedups.items():
             goal = f"epoch at batch {batch}: >= {speedup}x faster than {NAMES[peer]}"
-            r, p = res.ratio(batch, peer), res.paired_ratio(batch, peer)
+            r, p = res.ratios(res.epoch_rounds, batch, peer)
             if r:
                 rows.append([goal, f"{fmt_ratio(r)} (per round: {fmt_ratio(p)})", met(r >= speedup)])
             else:
@@ -396,7 +386,7 @@ def targets_section(res):
         f = res.fraction_of_ceiling(batch, "fastmlp")
         rows.append([goal, f"{f:.0%}" if f else "not measured", met(f >= fraction) if f else "-"])
     goal = f"small network: >= {SMALL_TARGET_VS_JAX}x faster per step than JAX jit"
-    r, p = res.scale_ratio("small network", "jax"), res.scale_paired_ratio("small network", "jax")
+    r, p = res.ratios(res.scale_rounds, "small network", "jax")
     rows.append([goal, f"{fmt_ratio(r)} (per round: {fmt_ratio(p)})" if r else "not measured",
                  met(r >= SMALL_TARGET_VS_JAX) if r else "-"])
     goal = f"wide network: >= {WIDE_TARGET_FRACTION:.0%} of the sgemm limit"

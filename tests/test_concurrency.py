@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import fastmlp
+from _shared_threads import run_threads
 
 THREADS = 8
 ROUNDS = 25
@@ -27,27 +28,6 @@ def digits():
 
 def _inputs(X):
     return [np.ascontiguousarray(np.resize(X, (n, X.shape[1])), np.float32) for n in SIZES]
-
-
-def _run_threads(work, n=THREADS):
-    """Run work(i) in n threads started together; re-raise the first error."""
-    barrier = threading.Barrier(n)
-    errors = []
-
-    def target(i):
-        try:
-            barrier.wait()
-            work(i)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            errors.append(exc)
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
 
 
 def _check_many_threads(calls, inputs):
@@ -69,7 +49,7 @@ def _check_many_threads(calls, inputs):
                 if not same:
                     mismatches.append((name, SIZES[i]))
 
-    _run_threads(work)
+    run_threads(work, THREADS)
     assert mismatches == []
 
 
@@ -151,7 +131,7 @@ def test_inference_while_training_sees_whole_steps(digits):
             while not done.is_set():
                 answers.append(model.predict_proba(probe).tobytes())
 
-    _run_threads(work, n=3)
+    run_threads(work, 3)
     assert len(answers) > 10
     assert len(seen) > 100  # the weights did move
     assert all(a in seen for a in answers)
@@ -201,7 +181,7 @@ def test_two_models_in_two_threads_equal_one_after_the_other(digits, make):
     def work(i):
         results[i] = _train(models[i], X, y)
 
-    _run_threads(work, n=2)
+    run_threads(work, 2)
     for got, want in zip(results, one_after_other):
         assert all(np.array_equal(a, b) for a, b in zip(got, want))
 

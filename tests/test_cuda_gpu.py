@@ -37,6 +37,7 @@ import pytest
 
 from fastmlp.kernels import codes
 from fastmlp.kernels import reference as ref
+from _shared_threads import run_threads
 from helpers import DTYPE_IDS, DTYPES, assert_close, randn, rng_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,8 +56,15 @@ def _gpu_unavailable_reason():
 
 
 _REASON = _gpu_unavailable_reason()
-gpu = pytest.mark.gpu
-needs_gpu = pytest.mark.skipif(_REASON is not None, reason=_REASON or "")
+
+
+def on_gpu(test):
+    """Marks a test ``gpu`` and skips it unless a real GPU (or the small simulator mode)
+    answers."""
+    return pytest.mark.gpu(pytest.mark.skipif(_REASON is not None, reason=_REASON or "")(test))
+
+
+per_dtype = pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 
 UNIT = {np.dtype(np.float32): 2.0**-24, np.dtype(np.float64): 2.0**-53}
 
@@ -70,6 +78,17 @@ def kcuda():
     from fastmlp.kernels import cuda as kc
 
     return kc
+
+
+@pytest.fixture
+def kc():
+    """The CUDA backend module."""
+    return kcuda()
+
+
+def dtype_rng(dtype, *key):
+    """The test's generator: its key, then the dtype's name."""
+    return rng_for(*key, np.dtype(dtype).str)
 
 
 def gamma(k, dtype):
@@ -227,13 +246,12 @@ def test_kernels_compile_for_a_real_gpu():
 
 
 @pytest.mark.auto_device
-def test_auto_picks_the_gpu_exactly_when_there_is_one():
+def test_auto_picks_the_gpu_exactly_when_there_is_one(kc):
     """device="auto": CUDA on a machine with a usable GPU (never the simulator), else the
     CPU; a model built with it says which."""
     import fastmlp
     from fastmlp import kernels
 
-    kc = kcuda()
     expected = "cuda" if kc.why_unavailable() is None and not kc.SIM else "cpu"
     assert kernels.backend("auto").name == expected
     assert fastmlp.MLP([3, 2], device="auto", seed=0).device == expected
@@ -245,14 +263,13 @@ def test_the_suite_pins_auto_to_the_cpu():
     assert kernels.backend("auto").name == "cpu"
 
 
-def test_gemm_grid_takes_millions_of_rows():
+def test_gemm_grid_takes_millions_of_rows(kc):
     """The row tiles go on grid.x (limit 2^31 - 1), the column tiles on grid.y (65,535): a
     predict on five million rows launches (checked without running it)."""
-    kc = kcuda()
     for config in (kc.device.GEMM_LARGE, kc.device.GEMM_SMALL):
         BM, BN = config[:2]
         grid = kc.gemm._gemm_grid(5_000_000, 10, config)
-        assert grid == (-(-5_000_000 // BM), 1) and grid[0] < 2**31 - 1
+        assert grid == (-(-5_000_000 // BM), -(-10 // BN)) and grid[0] < 2**31 - 1
     with pytest.raises(ValueError, match="grid.y"):
         kc.gemm._gemm_grid(4, 65_536 * 64 + 1, (64, 64, 16, 4, 4))
 
@@ -261,19 +278,15 @@ def test_gemm_grid_takes_millions_of_rows():
 # real GPU
 
 
-@gpu
-@needs_gpu
-def test_backend_reports_a_device():
-    kc = kcuda()
+@on_gpu
+def test_backend_reports_a_device(kc):
     assert kc.is_available() and kc.why_unavailable() is None
 
 
-@gpu
-@needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_matmul_4096(dtype):
-    kc = kcuda()
-    rng = rng_for("matmul4096", np.dtype(dtype).str)
+@on_gpu
+@per_dtype
+def test_matmul_4096(kc, dtype):
+    rng = dtype_rng(dtype, "matmul4096")
     n = BIG_N
     A = randn(rng, (n, n), dtype)
     B = randn(rng, (n, n), dtype)
@@ -284,14 +297,12 @@ def test_matmul_4096(dtype):
                   f"matmul {n}")
 
 
-@gpu
-@needs_gpu
+@on_gpu
 @pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
 @pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_matmul_transposes_odd_sizes(dtype, trans_a, trans_b):
-    kc = kcuda()
-    rng = rng_for("matmul_t", trans_a, trans_b, np.dtype(dtype).str)
+@per_dtype
+def test_matmul_transposes_odd_sizes(kc, dtype, trans_a, trans_b):
+    rng = dtype_rng(dtype, "matmul_t", trans_a, trans_b)
     m, k, n = (13, 7, 21) if SMALL else (1001, 515, 263)
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
     B = randn(rng, (n, k) if trans_b else (k, n), dtype)
@@ -308,15 +319,13 @@ def mlp_params(rng, dtype):
             for s in shapes]
 
 
-@gpu
-@needs_gpu
+@on_gpu
 @pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_mnist_layers(dtype, batch):
+@per_dtype
+def test_mnist_layers(kc, dtype, batch):
     """784-256-128-10: forward (every activation on the first layer), delta propagation and
     weight gradients of every layer against float64 NumPy."""
-    kc = kcuda()
-    rng = rng_for("mnist_layers", batch, np.dtype(dtype).str)
+    rng = dtype_rng(dtype, "mnist_layers", batch)
     u = UNIT[np.dtype(dtype)]
     params = mlp_params(rng, dtype)
     X = rng.random((batch, MNIST[0])).astype(dtype)
@@ -353,12 +362,10 @@ def test_mnist_layers(dtype, batch):
                           gamma(W.shape[0], dtype) * abs_prod(delta, W) + 1e-300, f"delta {li}")
 
 
-@gpu
-@needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_losses_and_metrics_large(dtype):
-    kc = kcuda()
-    rng = rng_for("losses_large", np.dtype(dtype).str)
+@on_gpu
+@per_dtype
+def test_losses_and_metrics_large(kc, dtype):
+    rng = dtype_rng(dtype, "losses_large")
     for batch, k in ((BATCHES[-1], 10), (BATCHES[0], 1000 if not SMALL else 7), (100_000 if not SMALL else 50, 10)):
         Z = randn(rng, (batch, k), dtype, scale=3.0)
         y = rng.integers(0, k, size=batch)
@@ -393,12 +400,10 @@ def test_losses_and_metrics_large(dtype):
         assert kc.to_host(total)[0] == ref.count_correct(Z, y)
 
 
-@gpu
-@needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_optimizers_on_a_million_parameters(dtype):
-    kc = kcuda()
-    rng = rng_for("optim_large", np.dtype(dtype).str)
+@on_gpu
+@per_dtype
+def test_optimizers_on_a_million_parameters(kc, dtype):
+    rng = dtype_rng(dtype, "optim_large")
     n = N_PARAMS
     p0 = randn(rng, (n,), dtype)
     cases = {
@@ -427,10 +432,8 @@ def test_optimizers_on_a_million_parameters(dtype):
     assert_close(kc.to_host(dg), g_ref, dtype)
 
 
-@gpu
-@needs_gpu
-def test_fill_uniform_million():
-    kc = kcuda()
+@on_gpu
+def test_fill_uniform_million(kc):
     for dtype in DTYPES:
         U = kc.empty((1000, 1000) if not SMALL else (50, 50), dtype)
         kc.fill_uniform(U, np.random.default_rng(0))
@@ -445,12 +448,10 @@ def test_fill_uniform_million():
         np.testing.assert_array_equal(kc.to_host(U2), u)
 
 
-@gpu
-@needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_batchnorm_dropout_gather_large(dtype):
-    kc = kcuda()
-    rng = rng_for("bn_large", np.dtype(dtype).str)
+@on_gpu
+@per_dtype
+def test_batchnorm_dropout_gather_large(kc, dtype):
+    rng = dtype_rng(dtype, "bn_large")
     batch, f = (BATCHES[-1], MNIST[1])
     X = randn(rng, (batch, f), dtype, 2.0) + 1
     gamma_, beta = randn(rng, (f,), dtype) + 1, randn(rng, (f,), dtype)
@@ -473,12 +474,10 @@ def test_batchnorm_dropout_gather_large(dtype):
     np.testing.assert_array_equal(kc.to_host(out), Xs[idx].astype(np.float32))
 
 
-@gpu
-@needs_gpu
-def test_training_steps_mnist_shapes_match_the_reference():
+@on_gpu
+def test_training_steps_mnist_shapes_match_the_reference(kc):
     """Ten SGD steps of 784-256-128-10 (relu, cross-entropy) in float64 on the GPU and in
     NumPy: the parameters agree to 1e-9."""
-    kc = kcuda()
     dtype = np.float64
     rng = rng_for("train_mnist")
     batch = BATCHES[0]
@@ -525,8 +524,7 @@ def test_training_steps_mnist_shapes_match_the_reference():
     ((11, 8), (12, 6), None),  # no extra for CUDA 11: update the driver
     ((13, 0), (14, 0), "cuda13"),
 ])
-def test_a_toolkit_newer_than_the_driver_is_refused_naming_the_extra(driver, toolkit, extra):
-    kc = kcuda()
+def test_a_toolkit_newer_than_the_driver_is_refused_naming_the_extra(kc, driver, toolkit, extra):
     reason = kc.device._toolkit_mismatch(driver, toolkit)
     assert reason is not None
     assert f"CUDA {toolkit[0]}.{toolkit[1]}" in reason and f"CUDA {driver[0]}.{driver[1]}" in reason
@@ -545,10 +543,9 @@ def test_a_toolkit_of_the_drivers_major_version_or_older_is_accepted(driver, too
     assert kcuda().device._toolkit_mismatch(driver, toolkit) is None
 
 
-def test_the_start_up_check_reports_the_mismatch(monkeypatch):
+def test_the_start_up_check_reports_the_mismatch(kc, monkeypatch):
     """why_unavailable() asks the driver and NVRTC for their versions and reports a
     mismatch as the reason the backend is unavailable (and device='cuda' raises it)."""
-    kc = kcuda()
     if kc.cuda is None or kc.SIM:
         pytest.skip("needs numba-cuda outside the simulator")
     from numba.cuda.cudadrv import driver as _driver
@@ -614,10 +611,9 @@ def assert_same_fit(models, histories, data, dtype):
     np.testing.assert_allclose(gpu.predict_proba(data[0]), cpu.predict_proba(data[0]), **tol)
 
 
-@gpu
-@needs_gpu
+@on_gpu
 @pytest.mark.parametrize("sizes", [MNIST, NARROW], ids=["mnist", "narrow-fused"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@per_dtype
 def test_fit_on_cuda_equals_fit_on_the_cpu(dtype, sizes):
     """fit on CUDA (data uploaded once, batches gathered on the device, the loss and the
     right answers summed on the device and read once per epoch) gives the CPU's history and
@@ -646,8 +642,7 @@ def count_host_reads(monkeypatch):
     return reads
 
 
-@gpu
-@needs_gpu
+@on_gpu
 @pytest.mark.parametrize("clip", [None, 0.5], ids=["no-clip", "clip_norm"])
 def test_fit_reads_the_gpu_once_per_epoch_not_per_step(clip, monkeypatch):
     """The host reads nothing per step, clip_norm included (the norm and the clipping stay
@@ -666,9 +661,8 @@ def test_fit_reads_the_gpu_once_per_epoch_not_per_step(clip, monkeypatch):
     assert counts[0] == counts[1], f"host reads grow with the steps: {counts}"
 
 
-@gpu
-@needs_gpu
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@on_gpu
+@per_dtype
 def test_clip_norm_on_cuda_equals_the_cpu(dtype):
     """Gradient clipping decided on the device (no host synchronisation) clips as the CPU
     does: a small max_norm, so that most steps clip."""
@@ -682,15 +676,12 @@ def test_clip_norm_on_cuda_equals_the_cpu(dtype):
     assert_same_fit(models, histories, data, dtype)
 
 
-@gpu
-@needs_gpu
+@on_gpu
 def test_two_models_in_two_threads_equal_one_after_the_other():
     """Two models trained at once from two threads on the GPU end exactly where each ends
     trained alone (no scratch or read-back buffer shared between them)."""
     if kcuda().SIM:
         pytest.skip("the simulator's fake cuda module is not safe for host threads")
-    import threading
-
     import fastmlp
 
     X, y = fit_problem(MNIST)
@@ -703,58 +694,38 @@ def test_two_models_in_two_threads_equal_one_after_the_other():
 
     alone = [train(seed) for seed in (1, 2)]
     together = [None, None]
-    errors = []
 
     def run(i):
-        try:
-            together[i] = train(i + 1)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        together[i] = train(i + 1)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_threads(run, 2)
     for (h1, w1), (h2, w2) in zip(alone, together):
         assert h1 == h2
         for a, b in zip(w1, w2):
             np.testing.assert_array_equal(a, b)
 
 
-@gpu
-@needs_gpu
+@on_gpu
 @pytest.mark.parametrize("sizes", [MNIST, NARROW], ids=["mnist", "narrow-fused"])
 def test_inference_from_many_threads_equals_one_thread(sizes):
     """predict_proba, predict and evaluate from several threads at once on one CUDA model
     give exactly the single-threaded answers."""
     if kcuda().SIM:
         pytest.skip("the simulator's fake cuda module is not safe for host threads")
-    import threading
-
     import fastmlp
 
     X, y = fit_problem(sizes)
     model = fastmlp.MLP(list(sizes), device="cuda", seed=0)
     model.fit(X, y, epochs=1, batch_size=FIT_BATCH, verbose=0)
     expected = (model.predict_proba(X, batch_size=97), model.predict(X), model.evaluate(X, y))
-    results, errors = [], []
+    results = []
 
-    def run():
-        try:
-            for _ in range(3):
-                results.append((model.predict_proba(X, batch_size=97), model.predict(X),
-                                model.evaluate(X, y)))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def run(_):
+        for _ in range(3):
+            results.append((model.predict_proba(X, batch_size=97), model.predict(X),
+                            model.evaluate(X, y)))
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_threads(run, 4)
     assert len(results) == 12
     for proba, labels, scores in results:
         np.testing.assert_array_equal(proba, expected[0])
@@ -762,8 +733,7 @@ def test_inference_from_many_threads_equals_one_thread(sizes):
         assert scores == expected[2]
 
 
-@gpu
-@needs_gpu
+@on_gpu
 def test_no_performance_warning_under_w_error():
     """A fresh process with every warning an error builds, fits (narrow and MNIST-shaped,
     small batches: grids far under 128 blocks), predicts and evaluates on the GPU; and a
@@ -821,17 +791,15 @@ FUSED_CONFIGS = {  # (dtype, batch) -> (rows per block, rows per thread, column 
 }
 
 
-@gpu
-@needs_gpu
+@on_gpu
 @pytest.mark.parametrize("batch", (1, 9, 37) if SMALL else (1, 128, 1000, (1 << 14) + 3),
                          ids=lambda b: f"B{b}")
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_fused_kernels_at_their_real_launch_configuration(dtype, batch, monkeypatch):
+@per_dtype
+def test_fused_kernels_at_their_real_launch_configuration(kc, dtype, batch, monkeypatch):
     """mlp_forward / mlp_backward of a 100-256-129-10 network (tanh, gelu, identity) through
     the fused kernels at the GPU's own launch sizes (16 rows per block, 4 per thread, 256
     threads, pitch 257; 8 rows in float64; 1 row per block at batch 128) against float64
     NumPy; the fused kernels ran (one launch forward, L + 1 backward)."""
-    kc = kcuda()
     sizes = (20, 24, 17, 5) if SMALL else FUSED_REAL
     acts = (codes.TANH, codes.GELU, codes.IDENTITY)
     dt = np.dtype(dtype).type
@@ -843,7 +811,7 @@ def test_fused_kernels_at_their_real_launch_configuration(dtype, batch, monkeypa
             assert (R // RT) * C == 256
         # enough blocks for every multiprocessor (batch 128: one row per block)
         assert -(-batch // R) >= kc.device._multiprocessors() or R == 1
-    rng = rng_for("fused real", batch, np.dtype(dtype).str)
+    rng = dtype_rng(dtype, "fused real", batch)
     L = len(acts)
     Ws = [randn(rng, (sizes[l + 1], sizes[l]), dtype, 1 / np.sqrt(sizes[l])) for l in range(L)]
     bs = [randn(rng, (sizes[l + 1],), dtype, 0.1) for l in range(L)]

@@ -1,11 +1,8 @@
-"""Graph models (issue 15): Keras' functional API on fastmlp's kernels. Gradients against
-finite differences, the graph executor against the fused Sequential path and the reference
-backend, multi-input data, shared layers, Keras' CIFAR-10 example, fused softmax/sigmoid
-outputs, multi-label metrics, ensembles, saving and loading, bad input."""
-
-import json
-import threading
-import zipfile
+"""Graph models (issue 15): Keras' functional API on fastmlp's kernels. The graph executor
+against the fused Sequential path and the reference backend, multi-input data, shared
+layers, Keras' CIFAR-10 example, fused softmax/sigmoid outputs, multi-label metrics,
+ensembles, bad input. (The graphs and data are in _shared_graphs.py; their gradients are
+checked in test_gradcheck.py, their files in test_save_load.py.)"""
 
 import numpy as np
 import pytest
@@ -13,85 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastmlp as fm
-
-RNG = np.random.default_rng(0)
-XA = RNG.normal(size=(30, 6))
-XB = RNG.normal(size=(30, 5))
-Y3 = np.arange(30) % 3
-
-
-# ---------------------------------------------------------------------------------------
-# graphs used throughout: each returns (inputs, output)
-
-
-def residual():
-    x = fm.Input(6)
-    h = fm.Dense(8, activation="relu")(x)
-    h = fm.Add()([h, fm.Dense(8, activation="tanh")(h)])
-    return x, fm.Dense(3)(h)
-
-
-def concat_two_inputs():
-    xa, xb = fm.Input(6, name="a"), fm.Input(5, name="b")
-    z = fm.Concatenate()([fm.Dense(4, activation="tanh")(xa), fm.Dense(3, activation="gelu")(xb)])
-    return [xa, xb], fm.Dense(3)(z)
-
-
-def shared_siamese():
-    xa, xb = fm.Input(6, name="left"), fm.Input(6, name="right")
-    encoder = fm.Dense(5, activation="tanh")
-    return [xa, xb], fm.Dense(3)(fm.Concatenate()([encoder(xa), encoder(xb)]))
-
-
-def fan_out():
-    x = fm.Input(6)
-    h = fm.Dense(7, activation="elu")(x)
-    a, b = fm.Dense(4, activation="tanh")(h), fm.Dense(4, activation="sigmoid")(h)
-    return x, fm.Dense(3)(fm.Concatenate()([h, a, b, x]))
-
-
-def dropout_batchnorm():
-    x = fm.Input(6)
-    bn = fm.BatchNorm(activation="relu")(fm.Dense(7)(x))
-    d = fm.Dropout(0.3)(bn)
-    return x, fm.Dense(3)(fm.Add()([d, fm.Dense(7, activation="tanh")(d), bn]))
-
-
-def activations_and_shared_batchnorm():
-    x = fm.Input(6)
-    h = fm.Dense(6)(x)
-    shared_bn = fm.BatchNorm(activation="tanh")
-    z = fm.Add()([shared_bn(h), shared_bn(fm.Dense(6)(h)), fm.Activation("gelu")(h)])
-    return x, fm.Dense(3)(fm.Concatenate()([z, fm.Activation("softplus")(z)]))
-
-
-GRAPHS = [residual, concat_two_inputs, shared_siamese, fan_out, dropout_batchnorm,
-          activations_and_shared_batchnorm]
-GRAPH_IDS = ["residual", "concat-two-inputs", "shared", "fan-out", "dropout-batchnorm",
-             "activation-shared-bn"]
-
-
-def data_for(inputs):
-    return XA if not isinstance(inputs, list) else [XA, XB if inputs[1].width == 5 else XA]
-
-
-@pytest.mark.parametrize("device", ["cpu", "reference"])
-@pytest.mark.parametrize("make", GRAPHS, ids=GRAPH_IDS)
-def test_gradcheck(make, device):
-    inputs, out = make()
-    model = fm.Model(inputs, out, dtype="float64", seed=0, device=device)
-    assert fm.gradcheck(model, data_for(inputs), Y3) <= 1e-6
-
-
-def test_gradcheck_softmax_output_and_residual_mlp():
-    x = fm.Input(6)
-    model = fm.Model(x, fm.Dense(3, activation="softmax")(fm.Dense(5, activation="relu")(x)),
-                     dtype="float64", seed=0)
-    assert model.loss == "cross_entropy"
-    assert fm.gradcheck(model, XA, Y3) <= 1e-6
-    res = fm.MLP([6, 5, 5, 5, 3], residual=True, dtype="float64", seed=0)
-    assert isinstance(res, fm.Model) and sum(n.kind == "Add" for n in res._graph.nodes) == 2
-    assert fm.gradcheck(res, XA, Y3) <= 1e-6
+from _shared_graphs import (GRAPH_IDS, GRAPHS, XA, XB, Y3, concat_two_inputs, data_for, residual,
+                            shared_siamese)
+from _shared_threads import run_threads
 
 
 # ---------------------------------------------------------------------------------------
@@ -399,63 +320,6 @@ def test_plot(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------
-# saving and loading
-
-
-@pytest.mark.parametrize("make", GRAPHS, ids=GRAPH_IDS)
-def test_save_load_round_trip(make, tmp_path):
-    inputs, out = make()
-    model = fm.Model(inputs, out, seed=0, optimizer="adam")
-    X = data_for(inputs)
-    model.fit(X, Y3, epochs=1, verbose=0)
-    model.save(tmp_path / "m.npz")
-    loaded = fm.load(tmp_path / "m.npz")
-    assert isinstance(loaded, fm.Model) and loaded._input_names == model._input_names
-    for a, b in zip(loaded.get_weights(), model.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
-    assert loaded.train_step(X, Y3) == model.train_step(X, Y3)
-
-
-def _rewrite(path, edit):
-    """Change the JSON config of a saved model file."""
-    with np.load(path) as f:
-        members = {k: f[k] for k in f.files}
-    config = json.loads(str(members["config"][()]))
-    edit(config)
-    members["config"] = np.array(json.dumps(config))
-    np.savez(path, **members)
-
-
-@pytest.mark.parametrize("edit,match", [
-    (lambda c: c["graph"]["nodes"][2].update(inputs=["nowhere"]), "dangling or cyclic"),
-    (lambda c: c["graph"]["nodes"][2].update(inputs=[c["graph"]["nodes"][3]["name"]]), "dangling or cyclic"),
-    (lambda c: c["layers"][0].update(type="Lambda"), "unknown type 'Lambda'"),
-    (lambda c: c["graph"]["nodes"][-1].update(width=99), "width"),
-    (lambda c: c["graph"]["nodes"][2].update(layer=77), "names the layer 77"),
-    (lambda c: c["graph"]["nodes"][0].update(width=10**9), "declare|width|in_features"),
-    (lambda c: c["graph"].update(output="ghost"), "'ghost'"),
-    (lambda c: c["graph"]["nodes"].append({"name": "z", "layer": 0, "inputs": [], "width": 3, "code": 1}),
-     "must be an object with keys"),
-])
-def test_loading_validates_the_graph(tmp_path, edit, match):
-    inputs, out = concat_two_inputs()
-    fm.Model(inputs, out, seed=0).save(tmp_path / "m.npz")
-    _rewrite(tmp_path / "m.npz", edit)
-    with pytest.raises(ValueError, match=match):
-        fm.load(tmp_path / "m.npz")
-
-
-def test_format_2_files_still_load(tmp_path):
-    model = fm.MLP([6, 5, 3], seed=0)
-    model.save(tmp_path / "m.npz")
-    _rewrite(tmp_path / "m.npz", lambda c: c.update(format_version=2))
-    np.testing.assert_array_equal(fm.load(tmp_path / "m.npz").predict(XA), model.predict(XA))
-    with zipfile.ZipFile(tmp_path / "m.npz") as z:
-        assert "config.npy" in z.namelist()
-
-
-# ---------------------------------------------------------------------------------------
 # ensembles
 
 
@@ -505,20 +369,9 @@ def test_graph_inference_from_threads_while_training():
     inputs, out = concat_two_inputs()
     model = fm.Model(inputs, out, seed=0, dtype="float64")
     expected = model.predict_proba([XA, XB])
-    results, errors = [], []
-
-    def predict():
-        try:
-            results.append(model.predict_proba([XA, XB]))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=predict) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    results = []
+    run_threads(lambda i: results.append(model.predict_proba([XA, XB])), 4)
+    assert len(results) == 4
     for r in results:
         np.testing.assert_array_equal(r, expected)
 

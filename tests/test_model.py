@@ -1,6 +1,7 @@
 """The public API behaves as README.md and docs/ARCHITECTURE.md describe it: building, weights, seeds, fit/History,
-train_step against the NumPy reference, predict/evaluate, verbosity, callbacks, save/load,
-optimizers, devices, dtypes, divergence, the demo and the bundled data set.
+train_step against the NumPy reference, predict/evaluate, verbosity, callbacks,
+optimizers, devices, dtypes, the demo and the bundled data set. (Saving and loading:
+test_save_load.py; divergence: test_divergence.py; gradients: test_gradcheck.py.)
 """
 
 import math
@@ -21,8 +22,6 @@ D, K = 4, 3
 def _softmax(Z):
     E = np.exp(Z - Z.max(axis=1, keepdims=True))
     return E / E.sum(axis=1, keepdims=True)
-
-
 
 
 def _numpy_forward(weights, activations, X):
@@ -598,116 +597,6 @@ def test_callback_base_class_hooks_are_no_ops():
 
 
 # ---------------------------------------------------------------------------------------
-# save / load
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_save_load_round_trip(tmp_path, dtype):
-    X, y = blobs()
-    model = mlp(sizes=(D, 8, 6, K), activation=["tanh", "elu"], dtype=dtype,
-                   optimizer=fastmlp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4))
-    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
-    path = tmp_path / "model.npz"
-    model.save(path)
-    loaded = fastmlp.load(path)
-    assert type(loaded).__name__ in ("Sequential", "MLP")
-    assert loaded.device == "cpu"
-    assert loaded.dtype == np.dtype(dtype)
-    assert loaded.sizes == model.sizes
-    assert [l.activation for l in loaded.layers] == ["tanh", "elu", "identity"]
-    assert loaded.loss == model.loss
-    assert type(loaded.optimizer) is fastmlp.SGD
-    assert loaded.optimizer.get_config() == model.optimizer.get_config()
-    assert loaded.get_config() == model.get_config()
-    assert_same_weights(loaded.get_weights(), model.get_weights())
-    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
-    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
-    assert loaded.evaluate(X, y) == model.evaluate(X, y)
-
-
-@pytest.mark.parametrize("make_opt", [
-    lambda: fastmlp.SGD(lr=0.05, momentum=0.9),
-    lambda: fastmlp.Adam(lr=0.01),
-    lambda: fastmlp.AdamW(lr=0.01, weight_decay=0.1),
-    lambda: fastmlp.Adam(lr=0.01, weight_decay=0.01, decoupled=False),
-], ids=["sgd-momentum", "adam", "adamw", "adam-coupled"])
-def test_save_load_restores_optimizer_state(tmp_path, make_opt):
-    X, y = blobs()
-    model = mlp(optimizer=make_opt())
-    model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    path = tmp_path / "model.npz"
-    model.save(path)
-    loaded = fastmlp.load(path)
-    assert loaded.optimizer.get_config() == model.optimizer.get_config()
-    # a copy with the same weights but a fresh optimizer state, for contrast
-    fresh = mlp(optimizer=make_opt())
-    fresh.set_weights(model.get_weights())
-
-    model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    loaded.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    fresh.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
-    assert_same_weights(loaded.get_weights(), model.get_weights())
-    assert not np.array_equal(fresh.get_weights()[0], model.get_weights()[0])
-
-
-def test_save_load_then_train_step(tmp_path):
-    X, y = blobs(n=16)
-    model = mlp(optimizer=fastmlp.Adam(lr=0.01))
-    model.train_step(X, y)
-    model.save(tmp_path / "m.npz")
-    loaded = fastmlp.load(tmp_path / "m.npz")
-    assert loaded.train_step(X, y) == model.train_step(X, y)
-    assert_same_weights(loaded.get_weights(), model.get_weights())
-
-
-def test_save_leaves_no_temporary_files(tmp_path):
-    model = mlp()
-    path = tmp_path / "model.npz"
-    model.save(path)
-    model.save(path)  # overwriting is fine too
-    model.save(str(tmp_path / "other.npz"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "other.npz"]
-
-
-def test_save_overwrites_atomically(tmp_path):
-    X, _ = blobs(n=5)
-    path = tmp_path / "model.npz"
-    mlp(seed=0).save(path)
-    second = mlp(seed=1)
-    second.save(path)
-    np.testing.assert_array_equal(fastmlp.load(path).predict_proba(X), second.predict_proba(X))
-
-
-def test_failed_save_leaves_no_temporary_files(tmp_path):
-    model = mlp()
-    target = tmp_path / "model.npz"
-    target.mkdir()  # renaming a file over a directory fails
-    with pytest.raises(OSError):
-        model.save(target)
-    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
-    assert list(target.iterdir()) == []
-
-
-def test_saved_file_loads_without_pickle(tmp_path):
-    path = tmp_path / "model.npz"
-    mlp().save(path)
-    with np.load(path, allow_pickle=False) as data:
-        assert "config" in data.files
-        assert {"W1", "b1", "W2", "b2"} <= set(data.files)  # get_weights' labels
-        np.testing.assert_array_equal(data["W1"], mlp().get_weights()[0])
-
-
-def test_load_on_reference_device(tmp_path):
-    X, _ = blobs(n=10)
-    model = mlp(dtype="float64")
-    path = tmp_path / "model.npz"
-    model.save(path)
-    ref = fastmlp.load(path, device="reference")
-    assert ref.device == "reference"
-    np.testing.assert_allclose(ref.predict_proba(X), model.predict_proba(X), rtol=1e-12)
-
-
-# ---------------------------------------------------------------------------------------
 # optimizers
 
 
@@ -817,27 +706,6 @@ def test_float32_model_keeps_float32_with_float64_data():
 
 
 # ---------------------------------------------------------------------------------------
-# divergence
-
-
-def test_diverging_fit_raises_floating_point_error():
-    rng = np.random.default_rng(0)
-    X = (rng.standard_normal((40, D)) * 100).astype(np.float32)
-    t = X.sum(axis=1) * 100
-    model = mlp(sizes=(D, 16, 1), loss="mse", optimizer=fastmlp.SGD(lr=10.0))
-    with pytest.raises(FloatingPointError, match=r"diverged.*learning rate"):
-        model.fit(X, t, epochs=50, batch_size=8, verbose=0)
-
-
-def test_diverging_train_step_raises_floating_point_error():
-    X, y = blobs(n=16)
-    model = mlp(optimizer=fastmlp.SGD(lr=1e30))
-    with pytest.raises(FloatingPointError, match="diverged"):
-        for _ in range(50):
-            model.train_step(X * 1e3, y)
-
-
-# ---------------------------------------------------------------------------------------
 # demo and data set
 
 
@@ -873,11 +741,3 @@ def test_load_digits():
     assert raw.max() == 16
     np.testing.assert_array_equal(raw / np.float32(16), X)
     np.testing.assert_array_equal(y_raw, y)
-
-
-def test_gradcheck_float64():
-    X, y = blobs(n=10)
-    model = mlp(sizes=(D, 5, K), activation="tanh", dtype="float64")
-    before = model.get_weights()
-    assert fastmlp.gradcheck(model, X, y) < 1e-6
-    assert_same_weights(before, model.get_weights())

@@ -1,12 +1,10 @@
-"""Reliability: divergence, overflow, fuzzing against the reference, determinism, memory,
-atomic saves."""
+"""Reliability: overflow, fuzzing against the reference, determinism, memory. (Divergence
+is in test_divergence.py, atomic saves in test_save_load.py.)"""
 
 import gc
 import os
-import signal
 import subprocess
 import sys
-import time
 import tracemalloc
 import warnings
 import weakref
@@ -23,46 +21,7 @@ from fastmlp.kernels import reference as ref
 ACTIVATIONS = sorted(fastmlp.ACTIVATIONS)
 
 
-# ------------------------------------------------------------------------------ divergence
-
-def _diverging():
-    """Regression with a learning rate far too large: the weights explode within an epoch."""
-    X, _ = fastmlp.datasets.load_digits()
-    y = X[:256].sum(axis=1)
-    model = fastmlp.MLP([64, 32, 1], activation="identity", loss="mse",
-                        optimizer=fastmlp.SGD(lr=1.0), seed=0)
-    return model, X[:256], y
-
-
-def test_divergence_stops_fit_and_restores_the_epoch_start():
-    model, X, y = _diverging()
-    start = model.get_weights()
-    with pytest.raises(FloatingPointError, match=r"diverged at epoch 1, step \d+.*back to the start of epoch 1"):
-        model.fit(X, y, epochs=5, batch_size=32, verbose=0)
-    for a, b in zip(start, model.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    assert np.isfinite(model.predict(X)).all()
-
-
-def test_divergence_can_warn_and_mark_the_history():
-    model, X, y = _diverging()
-    with pytest.warns(RuntimeWarning, match="diverged"):
-        history = model.fit(X, y, epochs=5, batch_size=32, verbose=0, on_divergence="warn")
-    assert history.diverged is not None and history.diverged[0] == 0
-    assert all(np.isfinite(w).all() for w in model.get_weights())
-    with pytest.raises(ValueError, match="on_divergence"):
-        model.fit(X, y, on_divergence="ignore")
-
-
-def test_a_non_finite_loss_never_updates_the_weights():
-    model = fastmlp.MLP([2, 3, 2], seed=0, dtype="float32")
-    model.set_weights([np.full((3, 2), 1e30), np.zeros(3), np.full((2, 3), 1e30), np.zeros(2)])
-    before = model.get_weights()
-    with pytest.raises(FloatingPointError, match="weights were not updated"):
-        model.train_step(np.ones((4, 2)) * 1e10, [0, 1, 0, 1])
-    for a, b in zip(before, model.get_weights()):
-        np.testing.assert_array_equal(a, b)
-
+# ------------------------------------------------------------------------------ overflow
 
 def test_predictions_that_overflow_raise():
     model = fastmlp.MLP([2, 3, 2], seed=0)
@@ -252,32 +211,3 @@ def test_training_on_a_memmap_reads_it_batch_by_batch(tmp_path):
     assert np.isfinite(history.history["loss"][0]) and "val_loss" in history.history
     # a float32 copy would be 125 MB, a uint8 copy 31 MB: the peak stays far below both
     assert peak < 8 * 1024 * 1024, peak
-
-
-# ------------------------------------------------------------------------------ atomic saves
-
-_SAVER = """
-import sys, numpy as np, fastmlp
-path = sys.argv[1]
-models = [fastmlp.MLP([1000, 1000, 10], seed=s, dtype="float64") for s in (1, 2)]
-i = 0
-print("ready", flush=True)
-while True:
-    models[i % 2].save(path)
-    i += 1
-"""
-
-
-def test_a_save_killed_midway_leaves_the_old_file_whole(tmp_path):
-    path = tmp_path / "model.npz"
-    expected = [fastmlp.MLP([1000, 1000, 10], seed=s, dtype="float64").get_weights()[0] for s in (1, 2)]
-    fastmlp.MLP([1000, 1000, 10], seed=1, dtype="float64").save(path)
-    rng = np.random.default_rng(0)
-    for _ in range(5):
-        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 0.5))  # somewhere in the middle of a save (each takes ~0.1 s)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        W = fastmlp.load(path).get_weights()[0]
-        assert any(np.array_equal(W, e) for e in expected)

@@ -1,8 +1,8 @@
 """Bad input fails early with a clear error naming the argument; odd but valid input works.
 
-Every bad value must raise a ``ValueError`` or ``TypeError`` (``FileNotFoundError`` for a
-missing file, ``RuntimeError`` for the absent CUDA backend) whose message names the
-offending argument, before any kernel runs. Odd but valid input (lists, uint8 pixels,
+Every bad value must raise a ``ValueError`` or ``TypeError`` (``RuntimeError`` for the absent
+CUDA backend) whose message names the offending argument, before any kernel runs (bad model
+files: test_save_load.py). Odd but valid input (lists, uint8 pixels,
 Fortran-ordered or strided arrays, images, float labels, one-hot targets...) must give the
 same result as the plain C-contiguous float32 / int64 equivalent.
 """
@@ -297,71 +297,41 @@ def test_inference_bad_batch_size(entry, value, exc):
             getattr(model, entry)(X, batch_size=value)
 
 
-@pytest.mark.parametrize("verbose", [3, -1, True, "1", None, 0.5])
-def test_bad_verbose(verbose):
-    X, y = _data()
-    with pytest.raises((ValueError, TypeError), match=r"\bverbose\b"):
-        mlp().fit(X, y, verbose=verbose)
+def _bad_fit(arg, values, exc, match=None, ids=None):
+    """Cases of test_fit_rejects_a_bad_argument: fit(X, y, arg=value) raises exc whose message
+    matches match (by default: names arg)."""
+    ids = ids or [repr(v) for v in values]
+    return [pytest.param({arg: v}, exc, match or rf"\b{arg}\b", id=f"{arg}={i}")
+            for v, i in zip(values, ids)]
 
 
-@pytest.mark.parametrize("split", [-0.1, 1.0, 1.5, np.nan])
-def test_validation_split_out_of_range(split):
-    X, y = _data()
-    with pytest.raises(ValueError, match=r"\bvalidation_split\b"):
-        mlp().fit(X, y, validation_split=split, verbose=0)
+_X, _Y = _data()
+_BAD_FIT_ARGUMENTS = [
+    *_bad_fit("verbose", [3, -1, True, "1", None, 0.5], (ValueError, TypeError)),
+    *_bad_fit("validation_split", [-0.1, 1.0, 1.5, np.nan], ValueError),
+    *_bad_fit("validation_split", [0.001], ValueError, ids=["0.001-leaves-no-sample"]),
+    *_bad_fit("validation_split", ["0.1", True], TypeError),
+    pytest.param({"validation_split": 0.2, "validation_data": (_X, _Y)}, ValueError,
+                 r"validation_data.*validation_split|validation_split.*validation_data",
+                 id="validation_split-and-validation_data"),
+    *_bad_fit("validation_data", [(np.zeros((4, D)),), "xy", (1, 2, 3)], TypeError,
+              ids=["1-tuple", "str", "3-tuple"]),
+    *_bad_fit("validation_data", [_data(d=D + 2)], ValueError,
+              r"validation_data X must have 4 features", ids=["wrong-features"]),
+    *_bad_fit("validation_data", [(_X, _Y + 5)], ValueError,
+              r"validation_data y must hold class labels", ids=["bad-labels"]),
+    *_bad_fit("shuffle", ["yes", 1, None], TypeError),
+    *_bad_fit("callbacks", [[lambda *a: None], ["history"]], TypeError, r"callbacks\[0\]",
+              ids=["lambda", "str"]),
+]
 
 
-def test_validation_split_leaving_no_validation_sample():
-    X, y = _data()
-    with pytest.raises(ValueError, match=r"\bvalidation_split\b"):
-        mlp().fit(X, y, validation_split=0.001, verbose=0)
-
-
-@pytest.mark.parametrize("split", ["0.1", True])
-def test_validation_split_wrong_type(split):
-    X, y = _data()
-    with pytest.raises(TypeError, match=r"\bvalidation_split\b"):
-        mlp().fit(X, y, validation_split=split, verbose=0)
-
-
-def test_validation_split_and_validation_data_together():
-    X, y = _data()
-    with pytest.raises(ValueError, match=r"validation_data.*validation_split|validation_split.*validation_data"):
-        mlp().fit(X, y, validation_split=0.2, validation_data=(X, y), verbose=0)
-
-
-@pytest.mark.parametrize("val", [(np.zeros((4, D)),), "xy", (1, 2, 3)], ids=["1-tuple", "str", "3-tuple"])
-def test_validation_data_not_a_pair(val):
-    X, y = _data()
-    with pytest.raises(TypeError, match=r"\bvalidation_data\b"):
-        mlp().fit(X, y, validation_data=val, verbose=0)
-
-
-def test_validation_data_wrong_features():
-    X, y = _data()
-    Xv, yv = _data(d=D + 2)
-    with pytest.raises(ValueError, match=r"validation_data X must have 4 features"):
-        mlp().fit(X, y, validation_data=(Xv, yv), verbose=0)
-
-
-def test_validation_data_bad_labels():
-    X, y = _data()
-    with pytest.raises(ValueError, match=r"validation_data y must hold class labels"):
-        mlp().fit(X, y, validation_data=(X, y + 5), verbose=0)
-
-
-@pytest.mark.parametrize("shuffle", ["yes", 1, None])
-def test_bad_shuffle(shuffle):
-    X, y = _data()
-    with pytest.raises(TypeError, match=r"\bshuffle\b"):
-        mlp().fit(X, y, shuffle=shuffle, verbose=0)
-
-
-@pytest.mark.parametrize("callbacks", [[lambda *a: None], ["history"]], ids=["lambda", "str"])
-def test_bad_callbacks(callbacks):
-    X, y = _data()
-    with pytest.raises(TypeError, match=r"callbacks\[0\]"):
-        mlp().fit(X, y, callbacks=callbacks, verbose=0)
+@pytest.mark.parametrize("kwargs,exc,match", _BAD_FIT_ARGUMENTS)
+def test_fit_rejects_a_bad_argument(kwargs, exc, match):
+    """verbose, validation_split, validation_data, shuffle, callbacks: each bad value raises
+    an error naming the argument."""
+    with pytest.raises(exc, match=match):
+        mlp().fit(_X, _Y, **{"verbose": 0, **kwargs})
 
 
 # ---------------------------------------------------------------------------------------
@@ -648,120 +618,6 @@ def test_set_weights_non_numeric():
     w[1] = np.array(["0"] * 8)
     with pytest.raises(TypeError, match=r"weights\[1\]"):
         model.set_weights(w)
-
-
-# ---------------------------------------------------------------------------------------
-# save / load
-
-
-def test_load_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        fastmlp.load(tmp_path / "nope.npz")
-
-
-def test_load_text_file(tmp_path):
-    path = tmp_path / "model.npz"
-    path.write_text("this is not a model\n" * 10)
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-def test_load_empty_file(tmp_path):
-    path = tmp_path / "model.npz"
-    path.write_bytes(b"")
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
-def test_load_truncated_npz(tmp_path, fraction):
-    path = tmp_path / "model.npz"
-    mlp().save(path)
-    raw = path.read_bytes()
-    path.write_bytes(raw[: int(len(raw) * fraction)])
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-def test_load_npz_without_config(tmp_path):
-    path = tmp_path / "model.npz"
-    np.savez(path, W0=np.zeros((8, D)), b0=np.zeros(8))
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-def test_load_npy_file(tmp_path):
-    path = tmp_path / "model.npy"
-    np.save(path, np.zeros(3))
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-def test_load_pickled_npz_refused(tmp_path):
-    path = tmp_path / "model.npz"
-    np.savez(path, config=np.array([{"format": "fastmlp-model"}], dtype=object))
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-def _rewrite(path, **changes):
-    import json
-
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    for key, value in changes.items():
-        if key == "config":
-            config = json.loads(str(arrays["config"]))
-            config.update(value)
-            arrays["config"] = np.array(json.dumps(config))
-        elif value is None:
-            del arrays[key]
-        else:
-            arrays[key] = value
-    np.savez(path, **arrays)
-
-
-@pytest.mark.parametrize("change", [
-    {"config": {"format": "something-else"}},
-    {"config": {"format_version": 99}},
-    {"config": {"loss": "hinge"}},
-    {"config": {"dtype": "int8"}},
-    {"W2": None},
-    {"W1": np.zeros((D, 8), np.float32)},
-    {"b1": np.full(8, np.nan, np.float32)},
-    {"optimizer_momentum_buffer": np.zeros(5, np.float32)},
-    {"config": np.array("{not json")},
-], ids=["format", "version", "loss", "dtype", "missing-W2", "W1-shape", "nan-bias", "opt-state", "json"])
-def test_load_corrupt_model_file(tmp_path, change):
-    path = tmp_path / "model.npz"
-    mlp().save(path)
-    if "config" in change and isinstance(change["config"], np.ndarray):
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        arrays["config"] = change["config"]
-        np.savez(path, **arrays)
-    else:
-        _rewrite(path, **change)
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-@pytest.mark.parametrize("config", ["[1, 2]", "null", '"text"', "3"])
-def test_load_config_that_is_not_a_json_object(tmp_path, config):
-    path = tmp_path / "model.npz"
-    mlp().save(path)
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    arrays["config"] = np.array(config)
-    np.savez(path, **arrays)
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-def test_save_path_without_npz_suffix(tmp_path):
-    with pytest.raises(ValueError, match=r"\bpath\b.*\.npz"):
-        mlp().save(tmp_path / "model.bin")
-    assert list(tmp_path.iterdir()) == []
 
 
 # =======================================================================================

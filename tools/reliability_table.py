@@ -19,8 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ["tests/test_validation.py", "tests/test_reliability.py", "tests/test_layers.py",
-         "tests/test_losses_and_optimizers.py", "tests/test_callbacks.py", "tests/test_io.py",
-         "tests/test_datasets.py", "tests/test_sklearn.py", "tests/test_model.py"]
+         "tests/test_losses_and_optimizers.py", "tests/test_callbacks.py", "tests/test_save_load.py",
+         "tests/test_divergence.py", "tests/test_datasets.py", "tests/test_sklearn.py",
+         "tests/test_model.py"]
 
 
 def _cell(text, limit=160):

@@ -1,11 +1,17 @@
-"""Model files (fastmlp/io.py): round trips, resuming training, devices, atomic writes, and
-files that are truncated, forged or foreign (always a clear ValueError, never code run)."""
+"""Saving and loading models (model.save, fastmlp.load; fastmlp/saving.py, io.py, _atomic.py):
+round trips of MLPs and graph models, resuming training, devices, atomic writes (a save
+killed midway included), and files that are truncated, forged or foreign (always a clear
+ValueError, never code run)."""
 
 import io
 import json
 import os
 import pickle
+import signal
 import stat
+import subprocess
+import sys
+import time
 import zipfile
 
 import numpy as np
@@ -14,7 +20,8 @@ import pytest
 import fastmlp
 from fastmlp import io as fio
 from fastmlp import _atomic, saving
-from helpers import assert_same_weights, blobs
+from _shared_graphs import GRAPH_IDS, GRAPHS, XA, Y3, concat_two_inputs, data_for
+from helpers import assert_same_weights, blobs, mlp
 
 D, K = 5, 3
 
@@ -78,6 +85,16 @@ def _load_bytes(tmp_path, data, name="forged.npz"):
     path = tmp_path / name
     path.write_bytes(data)
     return fastmlp.load(path)
+
+
+def _rewrite_graph_config(path, edit):
+    """Change the JSON config of a saved model file."""
+    with np.load(path) as f:
+        members = {k: f[k] for k in f.files}
+    config = json.loads(str(members["config"][()]))
+    edit(config)
+    members["config"] = np.array(json.dumps(config))
+    np.savez(path, **members)
 
 
 # ---------------------------------------------------------------------------------------
@@ -212,6 +229,63 @@ def test_compressed_npz_loads(saved, tmp_path):
     _same_weights(loaded, model)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_save_load_round_trip(tmp_path, dtype):
+    X, y = blobs()
+    model = mlp(sizes=(4, 8, 6, 3), activation=["tanh", "elu"], dtype=dtype,
+                   optimizer=fastmlp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4))
+    model.fit(X, y, epochs=2, batch_size=8, verbose=0)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = fastmlp.load(path)
+    assert type(loaded).__name__ in ("Sequential", "MLP")
+    assert loaded.device == "cpu"
+    assert loaded.dtype == np.dtype(dtype)
+    assert loaded.sizes == model.sizes
+    assert [l.activation for l in loaded.layers] == ["tanh", "elu", "identity"]
+    assert loaded.loss == model.loss
+    assert type(loaded.optimizer) is fastmlp.SGD
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.get_config() == model.get_config()
+    assert_same_weights(loaded.get_weights(), model.get_weights())
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    assert loaded.evaluate(X, y) == model.evaluate(X, y)
+
+
+def test_saved_file_loads_without_pickle(tmp_path):
+    path = tmp_path / "model.npz"
+    mlp().save(path)
+    with np.load(path, allow_pickle=False) as data:
+        assert "config" in data.files
+        assert {"W1", "b1", "W2", "b2"} <= set(data.files)  # get_weights' labels
+        np.testing.assert_array_equal(data["W1"], mlp().get_weights()[0])
+
+
+@pytest.mark.parametrize("make", GRAPHS, ids=GRAPH_IDS)
+def test_graph_save_load_round_trip(make, tmp_path):
+    inputs, out = make()
+    model = fastmlp.Model(inputs, out, seed=0, optimizer="adam")
+    X = data_for(inputs)
+    model.fit(X, Y3, epochs=1, verbose=0)
+    model.save(tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    assert isinstance(loaded, fastmlp.Model) and loaded._input_names == model._input_names
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.train_step(X, Y3) == model.train_step(X, Y3)
+
+
+def test_format_2_files_still_load(tmp_path):
+    model = fastmlp.MLP([6, 5, 3], seed=0)
+    model.save(tmp_path / "m.npz")
+    _rewrite_graph_config(tmp_path / "m.npz", lambda c: c.update(format_version=2))
+    np.testing.assert_array_equal(fastmlp.load(tmp_path / "m.npz").predict(XA), model.predict(XA))
+    with zipfile.ZipFile(tmp_path / "m.npz") as z:
+        assert "config.npy" in z.namelist()
+
+
 # ---------------------------------------------------------------------------------------
 # resuming training and devices
 
@@ -278,6 +352,51 @@ def test_bad_device_is_about_the_device(saved):
     _, path, _ = saved
     with pytest.raises(ValueError, match="device"):
         fastmlp.load(path, device="tpu")
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda: fastmlp.SGD(lr=0.05, momentum=0.9),
+    lambda: fastmlp.Adam(lr=0.01),
+    lambda: fastmlp.AdamW(lr=0.01, weight_decay=0.1),
+    lambda: fastmlp.Adam(lr=0.01, weight_decay=0.01, decoupled=False),
+], ids=["sgd-momentum", "adam", "adamw", "adam-coupled"])
+def test_save_load_restores_optimizer_state(tmp_path, make_opt):
+    X, y = blobs()
+    model = mlp(optimizer=make_opt())
+    model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    loaded = fastmlp.load(path)
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    # a copy with the same weights but a fresh optimizer state, for contrast
+    fresh = mlp(optimizer=make_opt())
+    fresh.set_weights(model.get_weights())
+
+    model.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    loaded.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    fresh.fit(X, y, epochs=2, batch_size=8, shuffle=False, verbose=0)
+    assert_same_weights(loaded.get_weights(), model.get_weights())
+    assert not np.array_equal(fresh.get_weights()[0], model.get_weights()[0])
+
+
+def test_save_load_then_train_step(tmp_path):
+    X, y = blobs(n=16)
+    model = mlp(optimizer=fastmlp.Adam(lr=0.01))
+    model.train_step(X, y)
+    model.save(tmp_path / "m.npz")
+    loaded = fastmlp.load(tmp_path / "m.npz")
+    assert loaded.train_step(X, y) == model.train_step(X, y)
+    assert_same_weights(loaded.get_weights(), model.get_weights())
+
+
+def test_load_on_reference_device(tmp_path):
+    X, _ = blobs(n=10)
+    model = mlp(dtype="float64")
+    path = tmp_path / "model.npz"
+    model.save(path)
+    ref = fastmlp.load(path, device="reference")
+    assert ref.device == "reference"
+    np.testing.assert_allclose(ref.predict_proba(X), model.predict_proba(X), rtol=1e-12)
 
 
 # ---------------------------------------------------------------------------------------
@@ -348,6 +467,61 @@ def test_save_needs_npz_suffix(tmp_path):
     with pytest.raises(ValueError, match=".npz"):
         _model().save(tmp_path / "model.bin")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_save_leaves_no_temporary_files(tmp_path):
+    model = mlp()
+    path = tmp_path / "model.npz"
+    model.save(path)
+    model.save(path)  # overwriting is fine too
+    model.save(str(tmp_path / "other.npz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz", "other.npz"]
+
+
+def test_save_overwrites_atomically(tmp_path):
+    X, _ = blobs(n=5)
+    path = tmp_path / "model.npz"
+    mlp(seed=0).save(path)
+    second = mlp(seed=1)
+    second.save(path)
+    np.testing.assert_array_equal(fastmlp.load(path).predict_proba(X), second.predict_proba(X))
+
+
+def test_failed_save_leaves_no_temporary_files(tmp_path):
+    model = mlp()
+    target = tmp_path / "model.npz"
+    target.mkdir()  # renaming a file over a directory fails
+    with pytest.raises(OSError):
+        model.save(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]
+    assert list(target.iterdir()) == []
+
+
+_SAVER = """
+import sys, numpy as np, fastmlp
+path = sys.argv[1]
+models = [fastmlp.MLP([1000, 1000, 10], seed=s, dtype="float64") for s in (1, 2)]
+i = 0
+print("ready", flush=True)
+while True:
+    models[i % 2].save(path)
+    i += 1
+"""
+
+
+def test_a_save_killed_midway_leaves_the_old_file_whole(tmp_path):
+    path = tmp_path / "model.npz"
+    expected = [fastmlp.MLP([1000, 1000, 10], seed=s, dtype="float64").get_weights()[0] for s in (1, 2)]
+    fastmlp.MLP([1000, 1000, 10], seed=1, dtype="float64").save(path)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, "-c", _SAVER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.05, 0.5))  # somewhere in the middle of a save (each takes ~0.1 s)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        W = fastmlp.load(path).get_weights()[0]
+        assert any(np.array_equal(W, e) for e in expected)
 
 
 # ---------------------------------------------------------------------------------------
@@ -573,3 +747,130 @@ def test_member_sizes_that_lie(saved, tmp_path):
     forged[first + 24:first + 28] = (2**31).to_bytes(4, "little")
     with pytest.raises(ValueError, match="not a valid fastmlp model file"):
         _load_bytes(tmp_path, bytes(forged))
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fastmlp.load(tmp_path / "nope.npz")
+
+
+def test_load_text_file(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_text("this is not a model\n" * 10)
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+def test_load_empty_file(tmp_path):
+    path = tmp_path / "model.npz"
+    path.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
+def test_load_truncated_npz(tmp_path, fraction):
+    path = tmp_path / "model.npz"
+    mlp().save(path)
+    raw = path.read_bytes()
+    path.write_bytes(raw[: int(len(raw) * fraction)])
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+def test_load_npz_without_config(tmp_path):
+    path = tmp_path / "model.npz"
+    np.savez(path, W0=np.zeros((8, 4)), b0=np.zeros(8))
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+def test_load_npy_file(tmp_path):
+    path = tmp_path / "model.npy"
+    np.save(path, np.zeros(3))
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+def test_load_pickled_npz_refused(tmp_path):
+    path = tmp_path / "model.npz"
+    np.savez(path, config=np.array([{"format": "fastmlp-model"}], dtype=object))
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+def _rewrite_members(path, **changes):
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    for key, value in changes.items():
+        if key == "config":
+            config = json.loads(str(arrays["config"]))
+            config.update(value)
+            arrays["config"] = np.array(json.dumps(config))
+        elif value is None:
+            del arrays[key]
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("change", [
+    {"config": {"format": "something-else"}},
+    {"config": {"format_version": 99}},
+    {"config": {"loss": "hinge"}},
+    {"config": {"dtype": "int8"}},
+    {"W2": None},
+    {"W1": np.zeros((4, 8), np.float32)},
+    {"b1": np.full(8, np.nan, np.float32)},
+    {"optimizer_momentum_buffer": np.zeros(5, np.float32)},
+    {"config": np.array("{not json")},
+], ids=["format", "version", "loss", "dtype", "missing-W2", "W1-shape", "nan-bias", "opt-state", "json"])
+def test_load_corrupt_model_file(tmp_path, change):
+    path = tmp_path / "model.npz"
+    mlp().save(path)
+    if "config" in change and isinstance(change["config"], np.ndarray):
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        arrays["config"] = change["config"]
+        np.savez(path, **arrays)
+    else:
+        _rewrite_members(path, **change)
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+@pytest.mark.parametrize("config", ["[1, 2]", "null", '"text"', "3"])
+def test_load_config_that_is_not_a_json_object(tmp_path, config):
+    path = tmp_path / "model.npz"
+    mlp().save(path)
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["config"] = np.array(config)
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
+        fastmlp.load(path)
+
+
+def test_save_path_without_npz_suffix(tmp_path):
+    with pytest.raises(ValueError, match=r"\bpath\b.*\.npz"):
+        mlp().save(tmp_path / "model.bin")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda c: c["graph"]["nodes"][2].update(inputs=["nowhere"]), "dangling or cyclic"),
+    (lambda c: c["graph"]["nodes"][2].update(inputs=[c["graph"]["nodes"][3]["name"]]), "dangling or cyclic"),
+    (lambda c: c["layers"][0].update(type="Lambda"), "unknown type 'Lambda'"),
+    (lambda c: c["graph"]["nodes"][-1].update(width=99), "width"),
+    (lambda c: c["graph"]["nodes"][2].update(layer=77), "names the layer 77"),
+    (lambda c: c["graph"]["nodes"][0].update(width=10**9), "declare|width|in_features"),
+    (lambda c: c["graph"].update(output="ghost"), "'ghost'"),
+    (lambda c: c["graph"]["nodes"].append({"name": "z", "layer": 0, "inputs": [], "width": 3, "code": 1}),
+     "must be an object with keys"),
+])
+def test_loading_validates_the_graph(tmp_path, edit, match):
+    inputs, out = concat_two_inputs()
+    fastmlp.Model(inputs, out, seed=0).save(tmp_path / "m.npz")
+    _rewrite_graph_config(tmp_path / "m.npz", edit)
+    with pytest.raises(ValueError, match=match):
+        fastmlp.load(tmp_path / "m.npz")
