@@ -463,12 +463,6 @@ def test_saved_file_permissions(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_save_needs_npz_suffix(tmp_path):
-    with pytest.raises(ValueError, match=".npz"):
-        _model().save(tmp_path / "model.bin")
-    assert list(tmp_path.iterdir()) == []
-
-
 def test_save_leaves_no_temporary_files(tmp_path):
     model = mlp()
     path = tmp_path / "model.npz"
@@ -526,11 +520,6 @@ def test_a_save_killed_midway_leaves_the_old_file_whole(tmp_path):
 
 # ---------------------------------------------------------------------------------------
 # bad files: always a ValueError, never code executed
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        fastmlp.load(tmp_path / "nope.npz")
 
 
 def test_truncated_at_every_offset(saved, tmp_path):
@@ -764,16 +753,6 @@ def test_load_text_file(tmp_path):
 def test_load_empty_file(tmp_path):
     path = tmp_path / "model.npz"
     path.write_bytes(b"")
-    with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
-        fastmlp.load(path)
-
-
-@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9])
-def test_load_truncated_npz(tmp_path, fraction):
-    path = tmp_path / "model.npz"
-    mlp().save(path)
-    raw = path.read_bytes()
-    path.write_bytes(raw[: int(len(raw) * fraction)])
     with pytest.raises(ValueError, match=r"not a (readable|valid) fastmlp model file"):
         fastmlp.load(path)
 
