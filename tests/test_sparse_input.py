@@ -1,0 +1,60 @@
+"""Sparse input (scipy.sparse CSR/CSC/COO) in the core API: fit, train_step, predict*,
+evaluate (the sparse kernels themselves: tests/conformance/test_backend_sparse.py)."""
+
+import numpy as np
+import pytest
+
+import fastmlp as fm
+
+
+def _sparse(n=150, d=40, seed=0):
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, d, density=0.1, format="csr", random_state=seed)
+    y = (X @ rng.normal(size=d) > 0).astype(np.int64)
+    return X, y
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_sparse_fit_equals_dense_fit(activation, device):
+    X, y = _sparse()
+    models = [fm.MLP([40, 8, 5, 2], activation=activation, optimizer="adam", dtype="float64",
+                     device=device, seed=0) for _ in range(2)]
+    h_sparse = models[0].fit(X, y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+    h_dense = models[1].fit(X.toarray(), y, epochs=3, batch_size=16, validation_split=0.2, verbose=0)
+    for key in h_dense.history:
+        np.testing.assert_allclose(h_sparse.history[key], h_dense.history[key], rtol=1e-10)
+    for a, b in zip(models[0].get_weights(), models[1].get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    # predict, predict_proba, evaluate and train_step, in every SciPy format
+    sp = pytest.importorskip("scipy.sparse")
+    for Xs in (X, X.tocsc(), X.tocoo(), sp.csr_array(X)):
+        np.testing.assert_allclose(models[0].predict_proba(Xs, batch_size=7),
+                                   models[1].predict_proba(X.toarray()), rtol=1e-10)
+        assert models[0].evaluate(Xs, y) == pytest.approx(models[1].evaluate(X.toarray(), y))
+    assert models[0].train_step(X[:9], y[:9]) == pytest.approx(models[1].train_step(X[:9].toarray(), y[:9]))
+
+
+def test_sparse_input_through_dropout_and_batchnorm_is_densified_per_batch():
+    X, y = _sparse()
+    layers = lambda: [fm.Dense(40, 8, "relu"), fm.BatchNorm(8), fm.Dropout(0.2), fm.Dense(8, 2)]  # noqa: E731
+    a = fm.Sequential(layers(), dtype="float64", device="cpu", seed=0)
+    b = fm.Sequential(layers(), dtype="float64", device="cpu", seed=0)
+    ha = a.fit(X, y, epochs=2, batch_size=16, verbose=0)
+    hb = b.fit(X.toarray(), y, epochs=2, batch_size=16, verbose=0)
+    np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], rtol=1e-10)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X.toarray()), rtol=1e-10)
+
+
+def test_sparse_bad_input():
+    X, y = _sparse()
+    model = fm.MLP([40, 4, 2], device="cpu")
+    with pytest.raises(ValueError, match="40 features"):
+        model.fit(X[:, :30], y, verbose=0)
+    bad = X.copy()
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        model.predict(bad)
+    with pytest.raises(ValueError, match="empty"):
+        model.predict(X[:0])
