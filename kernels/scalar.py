@@ -24,7 +24,8 @@ parameter that both backends share (``sgd_step``, ``adagrad_step``).
 import math
 import types
 
-from .codes import ACTIVATIONS, ELU_ALPHA as _ELU_ALPHA, LEAKY_SLOPE as _LEAKY_SLOPE
+from .codes import ACTIVATION_NAMES, ACTIVATIONS
+from .codes import ELU_ALPHA as _ELU_ALPHA, LEAKY_SLOPE as _LEAKY_SLOPE
 
 # the constants of the formulas (rebound to the data's dtype by compile_with)
 ZERO = 0.0
@@ -169,10 +170,9 @@ def adagrad_step(i, p, g, state_sum, lr, weight_decay, eps):
 
 CODES = tuple(sorted(ACTIVATIONS.values()))
 assert CODES == tuple(range(len(CODES))), "activation codes must be 0, 1, 2, ..."
-_NAMES = {code: name for name, code in ACTIVATIONS.items()}
 #: f and f' by activation code
-F = tuple(globals()[_NAMES[code]] for code in CODES)
-DF = tuple(globals()[_NAMES[code] + "_df"] for code in CODES)
+F = tuple(globals()[ACTIVATION_NAMES[code]] for code in CODES)
+DF = tuple(globals()[ACTIVATION_NAMES[code] + "_df"] for code in CODES)
 
 
 def unique_name(fn, name):

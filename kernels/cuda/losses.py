@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from .device import (COL_X, COL_Y, MAX_REDUCE_BLOCKS, THREADS, _blocks, _block_sum_to,
-                     _col_grid, _col_tree_sum, _dummy, _kernel, _launch, _reshape,
-                     _sum_partials, cuda, loss_terms)
+                     _col_grid, _col_sum, _col_thread, _dummy, _launch, _reshape,
+                     _sum_partials, count_kernel, cuda, loss_terms)
 
 
 @functools.lru_cache(maxsize=None)
@@ -227,25 +227,15 @@ def poisson(Z, T, dZ, w=None, total=None):
 # metrics
 
 
-@_kernel
-def _k_count_correct(Z, y, partials):
-    red = cuda.shared.array(THREADS, np.int64)
-    t = cuda.threadIdx.x
-    n, m = Z.shape
-    c = 0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        if m == 1:
-            if (Z[i, 0] > 0) == (y[i] > 0.5):
-                c += 1
-        else:
-            best = 0
-            for j in range(1, m):
-                if Z[i, j] > Z[i, best]:
-                    best = j
-            if best == y[i]:
-                c += 1
-    red[t] = c
-    _block_sum_to(red, t, partials)
+def _row_is_right(Z, y, i):  # argmax(Z[i]) == y[i], or (Z[i] > 0) == (y[i] > 0.5)
+    m = Z.shape[1]
+    if m == 1:
+        return (Z[i, 0] > 0) == (y[i] > 0.5)
+    best = 0
+    for j in range(1, m):
+        if Z[i, j] > Z[i, best]:
+            best = j
+    return best == y[i]
 
 
 def count_correct(Z, y, total=None):
@@ -254,7 +244,8 @@ def count_correct(Z, y, total=None):
     (an int64 or float64 device array of shape (1,)), adds the count to ``total[0]`` and
     returns None without waiting."""
     grid = _blocks(Z.shape[0], cap=MAX_REDUCE_BLOCKS)
-    got = _sum_partials(_k_count_correct, grid, (Z, y), np.int64, total)
+    got = _sum_partials(count_kernel(_row_is_right, "count_correct"), grid,
+                        (Z, y, Z.shape[0]), np.int64, total)
     return None if total is not None else int(got)
 
 
@@ -263,27 +254,19 @@ def _regression_sums_kernel(dt):
     ZERO = dt(0)
 
     def regression_sums(Z, T, abs_err, sq_err):
-        ra = cuda.shared.array((COL_Y, COL_X), dt)
-        rs = cuda.shared.array((COL_Y, COL_X), dt)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        n, m = Z.shape
-        j = cuda.blockIdx.x * COL_X + tx
-        sa = ZERO
-        ss = ZERO
+        red = cuda.shared.array((COL_Y, COL_X), dt)
+        n, m, j, ty, tx = _col_thread(Z)
+        sa = ss = ZERO
         if j < m:
             for i in range(ty, n, COL_Y):
                 d = Z[i, j] - T[i, j]
                 sa += abs(d)
                 ss += d * d
-        ra[ty, tx] = sa
-        rs[ty, tx] = ss
-        cuda.syncthreads()
-        _col_tree_sum(ra, ty, tx)
-        _col_tree_sum(rs, ty, tx)
+        sa = _col_sum(red, sa, ty, tx)
+        ss = _col_sum(red, ss, ty, tx)
         if ty == 0 and j < m:
-            abs_err[j] += ra[0, tx]
-            sq_err[j] += rs[0, tx]
+            abs_err[j] += sa
+            sq_err[j] += ss
 
     return cuda.jit(regression_sums)
 
