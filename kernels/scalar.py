@@ -119,7 +119,10 @@ def softplus_df(a):
 # returns (w * loss, w * d loss / d z); a kernel sums the first and scales the second by
 # 1 / Z.size. compile_losses binds `sigmoid` (the compiled activation) and PRECISE:
 
-PRECISE = float  # the type Poisson computes in: float64 on the CPU, the data's on the GPU
+PRECISE = float  # the type Poisson computes in: float64 on both backends
+#: the losses computed in PRECISE (float64) whatever the data's dtype, and summed in it: a
+#: term exp(z) passes float32's range above z = 88, where the loss in float64 is finite
+PRECISE_LOSSES = frozenset({"poisson"})
 
 
 def bce(z, t, w):  # sigmoid + binary cross-entropy from the logit, stable for any z

@@ -275,9 +275,11 @@ def activations(dt):
 
 @functools.lru_cache(maxsize=None)
 def loss_terms(dt):
-    """The element-wise losses of scalar.LOSSES as device functions of the dtype `dt`
-    (Poisson's exp in that dtype too): {name: loss(z, t, w)}."""
-    return scalar.compile_losses(_device, activations(dt).f_of[SIGMOID], dt, math, dtype=dt)
+    """The element-wise losses of scalar.LOSSES as device functions of the dtype `dt`, but
+    those of scalar.PRECISE_LOSSES (Poisson) in float64, as on the CPU: {name: loss(z, t,
+    w)}."""
+    return scalar.compile_losses(_device, activations(dt).f_of[SIGMOID], np.float64, math,
+                                 dtype=dt)
 
 
 @_device
