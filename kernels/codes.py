@@ -19,6 +19,8 @@ ACTIVATIONS = {
     "gelu": GELU,
     "softplus": SOFTPLUS,
 }
+#: activation code -> its name
+ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()}
 
 #: activations whose derivative cannot be recovered from their output: for these the
 #: derivative kernels take the pre-activation Z instead of the activation A (GELU is not

@@ -21,10 +21,12 @@ import math
 import sys
 
 import numpy as np
+from numba import njit
 
 from . import blas, scalar, stack
-from .codes import ACTIVATIONS, GELU, IDENTITY, NEEDS_PREACTIVATION
+from .codes import ACTIVATION_NAMES, ACTIVATIONS, GELU, IDENTITY, NEEDS_PREACTIVATION
 from .cpu_jit import _ANY, _FAST, _jit, _jit_named, _per_activation
+from .scalar import unique_name
 from .cpu_losses import (_bce, _mse, _poisson, _softmax_ce_labels,  # noqa: F401 (the losses)
                          _softmax_ce_targets, _targets_plogp, mse, poisson,
                          sigmoid_binary_cross_entropy, softmax, softmax_cross_entropy,
@@ -41,46 +43,37 @@ name = "cpu"
 _f, _df = _ANY.f, _ANY.df  # the code chosen at run time: for dropout and batch norm
 
 
-def _make_bias_activate(act):
-    f = _FAST.f_of[act]
+def _elementwise(name, element):
+    """The kernel ``name(X, Y)`` compiled per activation code: Y[i, j] = element(X, Y, i, j)
+    for every (i, j) of Y, where ``element = element(f, f')`` is the formula of one element
+    for that activation, inlined into the loop (which then vectorises)."""
+    def make(act):
+        one = njit(error_model="numpy", inline="always")(
+            unique_name(element(_FAST.f_of[act], _FAST.df_of[act]),
+                        f"{name}_{ACTIVATION_NAMES[act]}_element"))
 
-    @_jit_named("bias_activate", act)
-    def bias_activate(Z, b):
-        """Z = f(Z + b) in place: the epilogue of the linear layer."""
-        n, m = Z.shape
-        for i in range(n):
-            for j in range(m):
-                Z[i, j] = f(Z[i, j] + b[j])
+        @_jit_named(name, act)
+        def kernel(X, Y):
+            n, m = Y.shape
+            for i in range(n):
+                for j in range(m):
+                    Y[i, j] = one(X, Y, i, j)
 
-    return bias_activate
+        return kernel
 
-
-def _make_activation_backward(act):
-    df = _FAST.df_of[act]
-
-    @_jit_named("times_df", act)
-    def times_df(A, delta):
-        """delta *= f'(A) in place."""
-        n, m = delta.shape
-        for i in range(n):
-            for j in range(m):
-                delta[i, j] *= df(A[i, j])
-
-    return times_df
+    return _per_activation(make)
 
 
-def _make_activate(act):
-    f = _FAST.f_of[act]
+def _bias_activate_element(f, df):  # Z = f(Z + b) in place: the linear layer's epilogue
+    return lambda b, Z, i, j: f(Z[i, j] + b[j])
 
-    @_jit_named("activate", act)
-    def activate(Z, A):
-        """A = f(Z), elementwise."""
-        n, m = Z.shape
-        for i in range(n):
-            for j in range(m):
-                A[i, j] = f(Z[i, j])
 
-    return activate
+def _times_df_element(f, df):  # delta *= f'(A) in place
+    return lambda A, delta, i, j: delta[i, j] * df(A[i, j])
+
+
+def _activate_element(f, df):  # A = f(Z)
+    return lambda Z, A, i, j: f(Z[i, j])
 
 
 @_jit
@@ -88,14 +81,14 @@ def _unchanged(D, delta):
     """f' = 1 (identity): delta stays as it is."""
 
 
-_BIAS_ACTIVATE = _per_activation(_make_bias_activate)
-_TIMES_DF = _per_activation(_make_activation_backward)
-_ACTIVATE = _per_activation(_make_activate)
+_BIAS_ACTIVATE = _elementwise("bias_activate", _bias_activate_element)  # (b, Z)
+_TIMES_DF = _elementwise("times_df", _times_df_element)                 # (A, delta)
+_ACTIVATE = _elementwise("activate", _activate_element)                 # (Z, A)
 _bias_identity = _BIAS_ACTIVATE[IDENTITY]
 _activate_gelu = _ACTIVATE[GELU]
 assert NEEDS_PREACTIVATION == {GELU}, "mlp_forward calls _activate_gelu for these"
 
-#: from compiled code, Z = f(Z + b) in place by ``_bias_activate(Z, b, act)`` and
+#: from compiled code, Z = f(Z + b) in place by ``_bias_activate(b, Z, act)`` and
 #: delta *= f'(D) by ``_times_df(D, delta, act)``: one branch per call (generated from the
 #: activation table) picks the loop compiled for `act` (Numba calls no function chosen at
 #: run time)
@@ -131,7 +124,7 @@ def matmul(A, B, C, trans_a=False, trans_b=False):
 def linear_forward(A_in, W, b, act, A_out):
     """A_out = f(A_in @ W.T + b): sgemm into A_out, then bias + activation in one pass."""
     np.matmul(A_in, W.T, out=A_out)
-    _BIAS_ACTIVATE[act](A_out, b)
+    _BIAS_ACTIVATE[act](b, A_out)
 
 
 def weight_grad(delta, A_prev, dW, db, accumulate=False):
@@ -210,7 +203,7 @@ def _sparse_matmul_wt(data, indices, indptr, W, out):
 def sparse_linear_forward(data, indices, indptr, W, b, act, A_out):
     """A_out = f(X @ W.T + b) for the CSR rows X."""
     _sparse_matmul_wt(data, indices, indptr, W, A_out)
-    _BIAS_ACTIVATE[act](A_out, b)
+    _BIAS_ACTIVATE[act](b, A_out)
 
 
 @_jit
@@ -290,11 +283,11 @@ def _mlp_forward(A, D, W, b, acts):
     for l in range(len(W)):
         if _PREACTIVATION[acts[l]]:
             blas.gemm(A[l], W[l], D[l + 1], False, True, 0.0)  # Z = A_prev @ W.T
-            _bias_identity(D[l + 1], b[l])                      #     + b, kept for f'
+            _bias_identity(b[l], D[l + 1])                      #     + b, kept for f'
             _activate_gelu(D[l + 1], A[l + 1])                   # A = f(Z)
         else:
             blas.gemm(A[l], W[l], A[l + 1], False, True, 0.0)  # A = A_prev @ W.T
-            _bias_activate(A[l + 1], b[l], acts[l])             #   then f(A + b) in place
+            _bias_activate(b[l], A[l + 1], acts[l])             #   then f(A + b) in place
 
 
 @_jit

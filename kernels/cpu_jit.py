@@ -9,10 +9,7 @@ Kernels are compiled on first use, once per dtype (float32, float64), and cached
 from numba import njit
 
 from . import scalar, vecmath
-from .codes import ACTIVATIONS, CACHE
-
-#: activation code -> its name
-ACTIVATION_NAMES = {code: name for name, code in ACTIVATIONS.items()}
+from .codes import ACTIVATION_NAMES, ACTIVATIONS, CACHE
 
 
 def _jit(fn):

@@ -24,7 +24,8 @@ parameter that both backends share (``sgd_step``, ``adagrad_step``).
 import math
 import types
 
-from .codes import ACTIVATIONS, ELU_ALPHA as _ELU_ALPHA, LEAKY_SLOPE as _LEAKY_SLOPE
+from .codes import ACTIVATION_NAMES, ACTIVATIONS
+from .codes import ELU_ALPHA as _ELU_ALPHA, LEAKY_SLOPE as _LEAKY_SLOPE
 
 # the constants of the formulas (rebound to the data's dtype by compile_with)
 ZERO = 0.0
@@ -118,7 +119,10 @@ def softplus_df(a):
 # returns (w * loss, w * d loss / d z); a kernel sums the first and scales the second by
 # 1 / Z.size. compile_losses binds `sigmoid` (the compiled activation) and PRECISE:
 
-PRECISE = float  # the type Poisson computes in: float64 on the CPU, the data's on the GPU
+PRECISE = float  # the type Poisson computes in: float64 on both backends
+#: the losses computed in PRECISE (float64) whatever the data's dtype, and summed in it: a
+#: term exp(z) passes float32's range above z = 88, where the loss in float64 is finite
+PRECISE_LOSSES = frozenset({"poisson"})
 
 
 def bce(z, t, w):  # sigmoid + binary cross-entropy from the logit, stable for any z
@@ -169,10 +173,9 @@ def adagrad_step(i, p, g, state_sum, lr, weight_decay, eps):
 
 CODES = tuple(sorted(ACTIVATIONS.values()))
 assert CODES == tuple(range(len(CODES))), "activation codes must be 0, 1, 2, ..."
-_NAMES = {code: name for name, code in ACTIVATIONS.items()}
 #: f and f' by activation code
-F = tuple(globals()[_NAMES[code]] for code in CODES)
-DF = tuple(globals()[_NAMES[code] + "_df"] for code in CODES)
+F = tuple(globals()[ACTIVATION_NAMES[code]] for code in CODES)
+DF = tuple(globals()[ACTIVATION_NAMES[code] + "_df"] for code in CODES)
 
 
 def unique_name(fn, name):

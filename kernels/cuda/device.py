@@ -1,5 +1,6 @@
-"""Availability, tile and block sizes, the launch helper and the small device functions
-every other module of the CUDA backend shares (block reductions, the activations)."""
+"""Availability, tile and block sizes, the launch helper, the small device functions every
+other module of the CUDA backend shares (block and column reductions, the activations) and
+the kernels made from the formula of one item (element-wise maps, counts)."""
 
 import functools
 import importlib.util
@@ -274,9 +275,11 @@ def activations(dt):
 
 @functools.lru_cache(maxsize=None)
 def loss_terms(dt):
-    """The element-wise losses of scalar.LOSSES as device functions of the dtype `dt`
-    (Poisson's exp in that dtype too): {name: loss(z, t, w)}."""
-    return scalar.compile_losses(_device, activations(dt).f_of[SIGMOID], dt, math, dtype=dt)
+    """The element-wise losses of scalar.LOSSES as device functions of the dtype `dt`, but
+    those of scalar.PRECISE_LOSSES (Poisson) in float64, as on the CPU: {name: loss(z, t,
+    w)}."""
+    return scalar.compile_losses(_device, activations(dt).f_of[SIGMOID], np.float64, math,
+                                 dtype=dt)
 
 
 @_device
@@ -292,14 +295,32 @@ def _tree_sum(red, t, n):
 
 
 @_device
-def _col_tree_sum(red, ty, tx):
-    """Sum red[0:COL_Y, tx] into red[0, tx], likewise."""
-    s = COL_Y // 2
-    while s > 0:
-        if ty < s:
-            red[ty, tx] += red[ty + s, tx]
+def _col_thread(X):
+    """This thread's place in a column reduction over the rows of X (a launch of
+    _col_grid): ``n, m, j, ty, tx``: X's shape, the column j it sums, the first of the rows
+    ty, ty + COL_Y, ... it takes, and its lane tx (j = blockIdx.x * COL_X + tx)."""
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    n, m = X.shape
+    return n, m, cuda.blockIdx.x * COL_X + tx, ty, tx
+
+
+@_device
+def _col_sum(red, s, ty, tx):
+    """The sum of the values s of the COL_Y threads (ty) of column tx, returned to each of
+    them: written to red (a (COL_Y, COL_X) shared array), summed in a fixed tree order,
+    read back; red is free for the next sum on return."""
+    red[ty, tx] = s
+    cuda.syncthreads()
+    h = COL_Y // 2
+    while h > 0:
+        if ty < h:
+            red[ty, tx] += red[ty + h, tx]
         cuda.syncthreads()
-        s //= 2
+        h //= 2
+    total = red[0, tx]
+    cuda.syncthreads()  # everyone has read red[0, tx] before red is written again
+    return total
 
 
 @_device
@@ -336,6 +357,48 @@ def _sum_partials(kernel, grid, args, dtype, total, add=True):
     out = _scratch(np.float64 if np.dtype(dtype).kind == "f" else np.int64, 1, "result")
     _launch(_k_add_partials, 1, 1, partials, grid, out, False)
     return out.copy_to_host()[0]
+
+
+# ---------------------------------------------------------------------------------------
+# kernels made from the formula of one item: element-wise maps and counts
+
+
+@functools.lru_cache(maxsize=None)
+def elementwise(element, name):
+    """The kernel `name` ``(X, Y, out)``: out[i, j] = element(X, Y, i, j) for every (i, j)
+    of the 2-D out, one grid-stride loop over the flattened index (`element` a Python
+    function, compiled here as a device function)."""
+    element = _device(element)
+
+    def run(X, Y, out):
+        n, m = out.shape
+        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
+            i = idx // m
+            j = idx - i * m
+            out[i, j] = element(X, Y, i, j)
+
+    return cuda.jit(scalar.unique_name(run, name))
+
+
+@functools.lru_cache(maxsize=None)
+def count_kernel(is_right, name):
+    """The kernel `name` ``(Z, Y, n, partials)`` for _sum_partials: each block's count of
+    the items k < n (rows, or elements) for which ``is_right(Z, Y, k)`` holds (a Python
+    function, compiled here as a device function), summed in the block and written to
+    partials[blockIdx.x]."""
+    is_right = _device(is_right)
+
+    def count(Z, Y, n, partials):
+        red = cuda.shared.array(THREADS, np.int64)
+        t = cuda.threadIdx.x
+        c = 0
+        for k in range(cuda.grid(1), n, cuda.gridsize(1)):
+            if is_right(Z, Y, k):
+                c += 1
+        red[t] = c
+        _block_sum_to(red, t, partials)
+
+    return cuda.jit(scalar.unique_name(count, name))
 
 
 _sm_count = []

@@ -135,80 +135,88 @@ def _rows_times_weights(dt, n_sum, n_units, transposed, src, R, RT, C):
 
 
 @functools.lru_cache(maxsize=None)
-def _dense_rows(dt, n_in, n_out, act, src, keep_z, store, last, R, RT, C):
-    """Device function: one Dense layer on the block's R rows, read from buf[src]:
-    Z = rows @ W.T + b, A = f(Z), written to buf[1 - src] (unless `last`), to the global
-    A (if `store` or `last`) and Z to the global Z (if `keep_z`).
-
-    Thread t is row group g = t % G and column thread c = t // G; it computes the rows
-    g, g + G, ... (RT of them) of the units c, c + C, ... (UT of them), an RT x UT tile of
-    accumulators (_rows_times_weights). Lanes of a warp with consecutive g read rows a
-    pitch (odd) apart: distinct banks."""
+def _units_of_thread(dt, n_sum, n_units, transposed, src, R, RT, C, epilogue):
+    """Device function ``units(W, outs, buf, r0, nrows, t)``: thread t's share of one layer
+    on the block's R rows, read from buf[src] (the loop the forward layer and the delta step
+    share). Thread t is row group g = t % G and column thread c = t // G; for each group
+    of its units u0, u0 + C, ... (UT of them) it computes the RT x UT tile of products acc
+    of the rows g, g + G, ... (_rows_times_weights) and hands every unit u < n_units on to
+    ``epilogue(acc, m, u, g, outs, buf, r0, nrows)`` (m: the unit's column of acc; outs:
+    the global arrays the epilogue reads and writes). Lanes of a warp with consecutive g
+    read rows a pitch (odd) apart: distinct banks."""
     G = R // RT
     UT = FUSED_UNITS_PER_THREAD
-    f = activations(dt).f_of[act]
-    dst = 1 - src
-    product = _rows_times_weights(dt, n_in, n_out, False, src, R, RT, C)
+    product = _rows_times_weights(dt, n_sum, n_units, transposed, src, R, RT, C)
 
-    def dense(W, b, A, Z, buf, r0, nrows, t):
+    def units(W, outs, buf, r0, nrows, t):
         acc = cuda.local.array((RT, UT), dt)
         w = cuda.local.array(UT, dt)
         g = t % G
-        for o0 in range(t // G, n_out, C * UT):
-            product(W, buf, acc, w, o0, g)
+        for u0 in range(t // G, n_units, C * UT):
+            product(W, buf, acc, w, u0, g)
             for m in range(UT):
-                o = o0 + m * C
-                if o < n_out:
-                    bo = b[_u(o)]
-                    for j in range(RT):
-                        r = j * G + g
-                        z = acc[j, m] + bo
-                        a = f(z)
-                        if not last:
-                            buf[dst, _u(r), _u(o)] = a
-                        if r < nrows:
-                            if store or last:
-                                A[_u(r0 + r), _u(o)] = a
-                            if keep_z:
-                                Z[_u(r0 + r), _u(o)] = z
+                u = u0 + m * C
+                if u < n_units:
+                    epilogue(acc, m, u, g, outs, buf, r0, nrows)
 
-    return cuda.jit(device=True)(dense)
+    return cuda.jit(device=True)(units)
+
+
+@functools.lru_cache(maxsize=None)
+def _dense_rows(dt, n_in, n_out, act, src, keep_z, store, last, R, RT, C):
+    """Device function ``dense(W, (b, A, Z), buf, r0, nrows, t)``: one Dense layer on the
+    block's R rows, read from buf[src]: Z = rows @ W.T + b, A = f(Z), written to
+    buf[1 - src] (unless `last`), to the global A (if `store` or `last`) and Z to the
+    global Z (if `keep_z`). The thread's units as in _units_of_thread."""
+    G = R // RT
+    f = activations(dt).f_of[act]
+    dst = 1 - src
+
+    def epilogue(acc, m, o, g, outs, buf, r0, nrows):  # unit o of the thread's RT rows
+        b, A, Z = outs
+        bo = b[_u(o)]
+        for j in range(RT):
+            r = j * G + g
+            z = acc[j, m] + bo
+            a = f(z)
+            if not last:
+                buf[dst, _u(r), _u(o)] = a
+            if r < nrows:
+                if store or last:
+                    A[_u(r0 + r), _u(o)] = a
+                if keep_z:
+                    Z[_u(r0 + r), _u(o)] = z
+
+    return _units_of_thread(dt, n_in, n_out, False, src, R, RT, C, _inlined(epilogue))
 
 
 @functools.lru_cache(maxsize=None)
 def _delta_rows(dt, n_in, n_out, act, src, to_buf, R, RT, C):
-    """Device function: one step of the delta chain on the block's R rows: delta[l] read
-    from buf[src] (n_out wide), delta[l-1] = f'(D) * (delta[l] @ W[l]) (n_in wide) written
-    to the global `out` and, if `to_buf`, to buf[1 - src] (zeros for rows past the batch).
+    """Device function ``delta_rows(W, (D, out), buf, r0, nrows, t)``: one step of the
+    delta chain on the block's R rows: delta[l] read from buf[src] (n_out wide),
+    delta[l-1] = f'(D) * (delta[l] @ W[l]) (n_in wide) written to the global `out` and, if
+    `to_buf`, to buf[1 - src] (zeros for rows past the batch).
 
-    The same RT x UT tiles as the forward layer, over the units i of the layer's input:
-    consecutive column threads read consecutive weights W[o, i] (coalesced)."""
+    The same RT x UT tiles as the forward layer (_units_of_thread), over the units i of
+    the layer's input: consecutive column threads read consecutive weights W[o, i]
+    (coalesced)."""
     G = R // RT
-    UT = FUSED_UNITS_PER_THREAD
     df = activations(dt).df_of[act]
     ZERO = dt(0)
     dst = 1 - src
-    product = _rows_times_weights(dt, n_out, n_in, True, src, R, RT, C)
 
-    def delta_rows(W, D, out, buf, r0, nrows, t):
-        acc = cuda.local.array((RT, UT), dt)
-        w = cuda.local.array(UT, dt)
-        g = t % G
-        for i0 in range(t // G, n_in, C * UT):
-            product(W, buf, acc, w, i0, g)
-            for m in range(UT):
-                i = i0 + m * C
-                if i < n_in:
-                    for j in range(RT):
-                        r = j * G + g
-                        d = ZERO
-                        if r < nrows:
-                            d = acc[j, m] * df(D[_u(r0 + r), _u(i)])
-                            out[_u(r0 + r), _u(i)] = d
-                        if to_buf:
-                            buf[dst, _u(r), _u(i)] = d
+    def epilogue(acc, m, i, g, outs, buf, r0, nrows):  # unit i of the thread's RT rows
+        D, out = outs
+        for j in range(RT):
+            r = j * G + g
+            d = ZERO
+            if r < nrows:
+                d = acc[j, m] * df(D[_u(r0 + r), _u(i)])
+                out[_u(r0 + r), _u(i)] = d
+            if to_buf:
+                buf[dst, _u(r), _u(i)] = d
 
-    return cuda.jit(device=True)(delta_rows)
+    return _units_of_thread(dt, n_out, n_in, True, src, R, RT, C, _inlined(epilogue))
 
 
 def _no_layers(W, b, A_out, D_out, buf, r0, nrows, t):
@@ -235,7 +243,7 @@ def _forward_layers(dt, sizes, acts, store, l, R, RT, C):
     rest = _forward_layers(dt, sizes, acts, store, l + 1, R, RT, C)
 
     def layers(W, b, A_out, D_out, buf, r0, nrows, t):
-        dense(W[0], b[0], A_out[0], D_out[0], buf, r0, nrows, t)
+        dense(W[0], (b[0], A_out[0], D_out[0]), buf, r0, nrows, t)
         cuda.syncthreads()
         rest(W[1:], b[1:], A_out[1:], D_out[1:], buf, r0, nrows, t)
 
@@ -256,7 +264,7 @@ def _delta_layers(dt, sizes, acts, s, R, RT, C):
 
     def layers(delta, W, D_out, buf, r0, nrows, t):
         # delta = delta[0..l], W = W[0..l], D_out = D_out[0..l-1] of the whole network
-        step(W[-1], D_out[-1], delta[-2], buf, r0, nrows, t)
+        step(W[-1], (D_out[-1], delta[-2]), buf, r0, nrows, t)
         cuda.syncthreads()
         rest(delta[:-1], W[:-1], D_out[:-1], buf, r0, nrows, t)
 

@@ -11,9 +11,9 @@ import math
 
 import numpy as np
 
-from ..codes import IDENTITY
-from .device import (COL_X, COL_Y, THREADS, _blocks, _col_grid, _col_tree_sum, _kernel,
-                     _launch, _nb_uint64, _reshape, activations, cuda)
+from ..codes import ACTIVATION_NAMES, IDENTITY
+from .device import (COL_X, COL_Y, THREADS, _blocks, _col_grid, _col_sum, _col_thread,
+                     _launch, _nb_uint64, _reshape, activations, cuda, elementwise)
 
 
 def _dt(a):
@@ -28,41 +28,33 @@ def _dt(a):
 def _activate_kernel(dt, act):
     f = activations(dt).f_of[act]
 
-    def activate(Z, A):
-        n, m = Z.shape
-        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-            i = idx // m
-            j = idx - i * m
-            A[i, j] = f(Z[i, j])
+    def activate(Z, _, i, j):  # A = f(Z)
+        return f(Z[i, j])
 
-    return cuda.jit(activate)
+    return elementwise(activate, f"activate_{ACTIVATION_NAMES[act]}_{dt.__name__}")
 
 
 @functools.lru_cache(maxsize=None)
-def _activation_backward_kernel(dt, act):
+def _times_df_kernel(dt, act):
     df = activations(dt).df_of[act]
 
-    def times_df(A, delta):
-        n, m = delta.shape
-        for idx in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-            i = idx // m
-            j = idx - i * m
-            delta[i, j] *= df(A[i, j])
+    def times_df(A, delta, i, j):  # delta *= f'(A)
+        return delta[i, j] * df(A[i, j])
 
-    return cuda.jit(times_df)
+    return elementwise(times_df, f"times_df_{ACTIVATION_NAMES[act]}_{dt.__name__}")
 
 
 def activate(Z, act, A):
     """A = f(Z), elementwise (one kernel per dtype and activation)."""
-    _launch(_activate_kernel(_dt(A), int(act)), _blocks(Z.size), THREADS, Z, A)
+    _launch(_activate_kernel(_dt(A), int(act)), _blocks(Z.size), THREADS, Z, Z, A)
 
 
 def activation_backward(A, act, delta):
     """delta *= f'(A) in place, f' taken from the stored activation A."""
     if act == IDENTITY:
         return
-    _launch(_activation_backward_kernel(_dt(delta), int(act)), _blocks(delta.size), THREADS,
-            A, delta)
+    _launch(_times_df_kernel(_dt(delta), int(act)), _blocks(delta.size), THREADS, A, delta,
+            delta)
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,28 +154,18 @@ def _batchnorm_forward_kernel(dt):
     def batchnorm_forward(X, gamma, beta, running_mean, running_var, momentum, eps, act,
                           Xhat, inv_std, A_out):
         red = cuda.shared.array((COL_Y, COL_X), dt)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        n, m = X.shape
-        j = cuda.blockIdx.x * COL_X + tx
+        n, m, j, ty, tx = _col_thread(X)
         s = ZERO
         if j < m:
             for i in range(ty, n, COL_Y):
                 s += X[i, j]
-        red[ty, tx] = s
-        cuda.syncthreads()
-        _col_tree_sum(red, ty, tx)
-        mean = red[0, tx] / dt(n)
-        cuda.syncthreads()  # everyone has read red[0] before it is reused
+        mean = _col_sum(red, s, ty, tx) / dt(n)
         s = ZERO
         if j < m:
             for i in range(ty, n, COL_Y):
                 d = X[i, j] - mean
                 s += d * d
-        red[ty, tx] = s
-        cuda.syncthreads()
-        _col_tree_sum(red, ty, tx)
-        var = red[0, tx] / dt(n)
+        var = _col_sum(red, s, ty, tx) / dt(n)
         if j < m:
             r = ONE / math.sqrt(var + eps)
             for i in range(ty, n, COL_Y):
@@ -240,26 +222,16 @@ def _batchnorm_backward_kernel(dt):
 
     def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_prev,
                            delta_prev):
-        rg = cuda.shared.array((COL_Y, COL_X), dt)
-        rb = cuda.shared.array((COL_Y, COL_X), dt)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        n, m = delta.shape
-        j = cuda.blockIdx.x * COL_X + tx
-        sg = ZERO
-        sb = ZERO
+        red = cuda.shared.array((COL_Y, COL_X), dt)
+        n, m, j, ty, tx = _col_thread(delta)
+        sg = sb = ZERO
         if j < m:
             for i in range(ty, n, COL_Y):
                 sg += delta[i, j] * Xhat[i, j]
                 sb += delta[i, j]
-        rg[ty, tx] = sg
-        rb[ty, tx] = sb
-        cuda.syncthreads()
-        _col_tree_sum(rg, ty, tx)
-        _col_tree_sum(rb, ty, tx)
+        sg = _col_sum(red, sg, ty, tx)
+        sb = _col_sum(red, sb, ty, tx)
         if j < m:
-            sg = rg[0, tx]
-            sb = rb[0, tx]
             c = gamma[j] * inv_std[j] / dt(n)
             for i in range(ty, n, COL_Y):
                 dx = c * (dt(n) * delta[i, j] - sb - Xhat[i, j] * sg)
@@ -284,16 +256,11 @@ def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_p
 # data movement
 
 
-@_kernel
-def _k_gather_rows(X, idx, out):
-    n, m = out.shape
-    for k in range(cuda.grid(1), n * m, cuda.gridsize(1)):
-        i = k // m
-        j = k - i * m
-        out[i, j] = X[idx[i], j]
+def _gather_row(X, idx, i, j):  # out[i] = X[idx[i]]
+    return X[idx[i], j]
 
 
 def gather_rows(X, idx, out):
     """out[i] = X[idx[i]], cast to out's dtype (e.g. a uint8 data set on the device to a
     float32 batch), on the device; X, idx and out are device arrays."""
-    _launch(_k_gather_rows, _blocks(out.size), THREADS, X, idx, out)
+    _launch(elementwise(_gather_row, "gather_rows"), _blocks(out.size), THREADS, X, idx, out)

@@ -1,7 +1,8 @@
 """Softmax, the losses (dZ and the batch's loss in one launch) and the metrics.
 
 Every kernel computes in the dtype of its data (float32 data: float32 arithmetic; the
-constants are made in that dtype per specialisation). The batch's loss and the count of
+constants are made in that dtype per specialisation), but Poisson, whose exp(z) passes
+float32's range above z = 88, in float64 (scalar.PRECISE_LOSSES). The batch's loss and the count of
 right rows are reduced per block in shared memory, each block writes its partial sum, and
 one small pass adds the partials in block order into a float64 scalar: the same sum, bit
 for bit, on every run (no atomics).
@@ -12,9 +13,10 @@ import math
 
 import numpy as np
 
+from ..scalar import PRECISE_LOSSES
 from .device import (COL_X, COL_Y, MAX_REDUCE_BLOCKS, THREADS, _blocks, _block_sum_to,
-                     _col_grid, _col_tree_sum, _dummy, _kernel, _launch, _reshape,
-                     _sum_partials, cuda, loss_terms)
+                     _col_grid, _col_sum, _col_thread, _dummy, _launch, _reshape,
+                     _sum_partials, count_kernel, cuda, loss_terms)
 
 
 @functools.lru_cache(maxsize=None)
@@ -53,16 +55,23 @@ def softmax(Z, P):
 #
 # One kernel, specialised per loss by a device function for one row i:
 # row(Z, T, dZ, i, w_i, c, inv, acc) writes dZ[i] and returns acc + w_i * (the row's loss);
-# c (the label smoothing) and inv (1 / B or 1 / Z.size) are in Z's dtype.
+# c (the label smoothing) and inv (1 / B or 1 / Z.size) are in Z's dtype. The loss is summed
+# in Z's dtype, or in float64 for the losses of scalar.PRECISE_LOSSES (_sum_dtype).
+
+
+def _sum_dtype(dt, name):
+    """The dtype the loss `name` is computed and summed in for data of the dtype `dt`."""
+    return np.float64 if name in PRECISE_LOSSES else dt
 
 
 @functools.lru_cache(maxsize=None)
-def _loss_kernel(dt, row):
-    """The loss kernel around `row`: (Z, T, dZ, w, has_w, c, inv, partials)."""
-    ZERO, ONE = dt(0), dt(1)
+def _loss_kernel(dt, row, sum_dt):
+    """The loss kernel around `row`: (Z, T, dZ, w, has_w, c, inv, partials); the rows'
+    losses summed in `sum_dt` (the partials' dtype)."""
+    ZERO, ONE = sum_dt(0), dt(1)
 
     def loss(Z, T, dZ, w, has_w, c, inv, partials):
-        red = cuda.shared.array(THREADS, dt)
+        red = cuda.shared.array(THREADS, sum_dt)
         t = cuda.threadIdx.x
         acc = ZERO
         for i in range(cuda.grid(1), Z.shape[0], cuda.gridsize(1)):
@@ -117,8 +126,8 @@ def _ce_row(dt, labels):
 @functools.lru_cache(maxsize=None)
 def _elementwise_row(dt, name):
     """An element-wise loss of row i (kernels/scalar.py's LOSSES[name]): dZ = w_i loss' *
-    inv and the row's mean loss times w_i; inv = 1 / Z.size."""
-    ZERO, ONE = dt(0), dt(1)
+    inv and the row's mean loss times w_i, summed in _sum_dtype; inv = 1 / Z.size."""
+    ZERO, ONE = _sum_dtype(dt, name)(0), dt(1)
     term = loss_terms(dt)[name]
 
     def elementwise(Z, T, dZ, i, wi, c, inv, acc):
@@ -149,12 +158,13 @@ def _plogp_row(dt):
     return cuda.jit(device=True)(plogp)
 
 
-def _loss(kernel, Z, total, args):
-    """Launch a loss kernel and add its blocks' sums (B * loss) into `total[0]`, or into a
-    scratch scalar that is read back (then the batch-mean loss is returned as a float)."""
+def _loss(kernel, Z, total, args, sum_dt=None):
+    """Launch a loss kernel (its losses summed in `sum_dt`, None: Z's dtype) and add its
+    blocks' sums (B * loss) into `total[0]`, or into a scratch scalar that is read back
+    (then the batch-mean loss is returned as a float)."""
     n = Z.shape[0]
     grid = _blocks(n, cap=MAX_REDUCE_BLOCKS)
-    got = _sum_partials(kernel, grid, args, _dt(Z), total)
+    got = _sum_partials(kernel, grid, args, _dt(Z) if sum_dt is None else sum_dt, total)
     return None if total is not None else float(got) / n
 
 
@@ -173,7 +183,7 @@ def softmax_cross_entropy(Z, T, dZ, w=None, smoothing=0.0, total=None):
     ``total[0]`` and returns None without waiting.
     """
     dt = _dt(Z)
-    kernel = _loss_kernel(dt, _ce_row(dt, T.ndim == 1))
+    kernel = _loss_kernel(dt, _ce_row(dt, T.ndim == 1), dt)
     return _loss(kernel, Z, total,
                  (Z, T, dZ, *_weighted(w, dt), dt(smoothing), dt(1.0 / Z.shape[0])))
 
@@ -184,16 +194,17 @@ def softmax_kl_divergence(Z, T, dZ, w=None, total=None):
     launches (the entropy term has its own reduction); ``total`` as the other losses."""
     dt = _dt(Z)
     ce = softmax_cross_entropy(Z, T, dZ, w, 0.0, total)
-    plogp = _loss(_loss_kernel(dt, _plogp_row(dt)), T, total,
+    plogp = _loss(_loss_kernel(dt, _plogp_row(dt), dt), T, total,
                   (T, T, _dummy(dt, 2), *_weighted(w, dt), dt(0), dt(0)))
     return None if total is not None else ce + plogp
 
 
 def _elementwise_loss(name, Z, T, dZ, w, total):
     dt = _dt(Z)
-    return _loss(_loss_kernel(dt, _elementwise_row(dt, name)), Z, total,
+    sum_dt = _sum_dtype(dt, name)
+    return _loss(_loss_kernel(dt, _elementwise_row(dt, name), sum_dt), Z, total,
                  (Z, _reshape(T, Z.shape), dZ, *_weighted(w, dt), dt(0),
-                  dt(1.0 / max(Z.size, 1))))
+                  dt(1.0 / max(Z.size, 1))), sum_dt)
 
 
 def sigmoid_binary_cross_entropy(Z, T, dZ, w=None, total=None):
@@ -216,10 +227,12 @@ def mse(Z, T, dZ, w=None, total=None):
 
 def poisson(Z, T, dZ, w=None, total=None):
     """Half Poisson deviance with a log link, up to its constant: mean over all elements of
-    w_i (exp(Z) - T Z); dZ = w_i (exp(Z) - T) / Z.size. exp is taken once per element, in
-    the data's dtype (float32 overflows above Z = 88, where the CPU backend, which computes
-    in float64, still has a finite loss). With ``total``: adds B * loss to ``total[0]`` and
-    returns None without waiting; else returns the loss (synchronises)."""
+    w_i (exp(Z) - T Z); dZ = w_i (exp(Z) - T) / Z.size. exp is taken once per element, and
+    the loss summed, in float64 whatever the data's dtype, as on the CPU backend
+    (scalar.PRECISE_LOSSES): for float32 data the loss stays finite above Z = 88, where
+    exp(Z) passes float32's range (dZ, rounded to float32 there, is inf, as on the CPU).
+    With ``total``: adds B * loss to ``total[0]`` and returns None without waiting; else
+    returns the loss (synchronises)."""
     return _elementwise_loss("poisson", Z, T, dZ, w, total)
 
 
@@ -227,25 +240,15 @@ def poisson(Z, T, dZ, w=None, total=None):
 # metrics
 
 
-@_kernel
-def _k_count_correct(Z, y, partials):
-    red = cuda.shared.array(THREADS, np.int64)
-    t = cuda.threadIdx.x
-    n, m = Z.shape
-    c = 0
-    for i in range(cuda.grid(1), n, cuda.gridsize(1)):
-        if m == 1:
-            if (Z[i, 0] > 0) == (y[i] > 0.5):
-                c += 1
-        else:
-            best = 0
-            for j in range(1, m):
-                if Z[i, j] > Z[i, best]:
-                    best = j
-            if best == y[i]:
-                c += 1
-    red[t] = c
-    _block_sum_to(red, t, partials)
+def _row_is_right(Z, y, i):  # argmax(Z[i]) == y[i], or (Z[i] > 0) == (y[i] > 0.5)
+    m = Z.shape[1]
+    if m == 1:
+        return (Z[i, 0] > 0) == (y[i] > 0.5)
+    best = 0
+    for j in range(1, m):
+        if Z[i, j] > Z[i, best]:
+            best = j
+    return best == y[i]
 
 
 def count_correct(Z, y, total=None):
@@ -254,7 +257,8 @@ def count_correct(Z, y, total=None):
     (an int64 or float64 device array of shape (1,)), adds the count to ``total[0]`` and
     returns None without waiting."""
     grid = _blocks(Z.shape[0], cap=MAX_REDUCE_BLOCKS)
-    got = _sum_partials(_k_count_correct, grid, (Z, y), np.int64, total)
+    got = _sum_partials(count_kernel(_row_is_right, "count_correct"), grid,
+                        (Z, y, Z.shape[0]), np.int64, total)
     return None if total is not None else int(got)
 
 
@@ -263,27 +267,19 @@ def _regression_sums_kernel(dt):
     ZERO = dt(0)
 
     def regression_sums(Z, T, abs_err, sq_err):
-        ra = cuda.shared.array((COL_Y, COL_X), dt)
-        rs = cuda.shared.array((COL_Y, COL_X), dt)
-        tx = cuda.threadIdx.x
-        ty = cuda.threadIdx.y
-        n, m = Z.shape
-        j = cuda.blockIdx.x * COL_X + tx
-        sa = ZERO
-        ss = ZERO
+        red = cuda.shared.array((COL_Y, COL_X), dt)
+        n, m, j, ty, tx = _col_thread(Z)
+        sa = ss = ZERO
         if j < m:
             for i in range(ty, n, COL_Y):
                 d = Z[i, j] - T[i, j]
                 sa += abs(d)
                 ss += d * d
-        ra[ty, tx] = sa
-        rs[ty, tx] = ss
-        cuda.syncthreads()
-        _col_tree_sum(ra, ty, tx)
-        _col_tree_sum(rs, ty, tx)
+        sa = _col_sum(red, sa, ty, tx)
+        ss = _col_sum(red, ss, ty, tx)
         if ty == 0 and j < m:
-            abs_err[j] += ra[0, tx]
-            sq_err[j] += rs[0, tx]
+            abs_err[j] += sa
+            sq_err[j] += ss
 
     return cuda.jit(regression_sums)
 
