@@ -145,9 +145,11 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
     ptx = {}
     def compile_launch(kernel, grid, block, args):
         sig = tuple(numba.typeof(a) for a in args)
-        key = (kernel.py_func.__qualname__, str(sig))
+        # keyed by the kernel itself: factories make several kernels of one qualname
+        key = (id(kernel), str(sig))
         if key not in ptx:
-            ptx[key] = (cuda.compile_ptx(kernel.py_func, sig, cc=CC)[0], sig)
+            ptx[key] = (cuda.compile_ptx(kernel.py_func, sig, cc=CC)[0], sig,
+                        kernel.py_func.__qualname__)
     kc.device._run = compile_launch
     H = lambda a: np.asarray(a).view(HostArray)
     rng = np.random.default_rng(0)
@@ -172,6 +174,10 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
         kc.sigmoid_binary_cross_entropy(A, A, A, w, total=tot)
         kc.sigmoid_binary_cross_entropy(A[:, :1], y, A[:, :1], total=tot)
         kc.mse(A, A, A, total=tot); kc.mse(A, A, A, w, total=tot)
+        kc.poisson(A, A, A, total=tot); kc.poisson(A, A, A, w, total=tot)
+        kc.softmax_kl_divergence(A, A, A, total=tot); kc.softmax_kl_divergence(A, A, A, w, total=tot)
+        kc.add(A, A, A)
+        kc.count_binary_correct(A, A, total=H(np.zeros(1, np.int64))); kc.count_binary_correct(A[:, :1], Z(5, 1))
         kc.count_correct(A, y, total=H(np.zeros(1, np.int64)))
         kc.count_correct(A, H(y.astype(np.float64)), total=tot)
         kc.count_correct(A, H(y.astype(np.int32)), total=tot)
@@ -215,7 +221,7 @@ _COMPILE_SCRIPT = textwrap.dedent(r"""
     # whose floating-point arguments are all float32
     f64 = re.compile(r"\.f64\b")
     offenders = {}
-    for (name, sig_text), (code, sig) in ptx.items():
+    for (_, sig_text), (code, sig, name) in ptx.items():
         floats = {str(getattr(t, "dtype", t)) for t in sig} & {"float32", "float64"}
         if floats == {"float32"}:
             lines = [l.strip() for l in code.splitlines() if f64.search(l)]
