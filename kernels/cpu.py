@@ -331,9 +331,10 @@ def dropout_forward(A_in, U, p, A_out):
     """A_out = A_in * (U >= p) / (1 - p): inverted dropout, each unit dropped with probability p."""
     n, m = A_in.shape
     scale = 1 / (1 - p)
+    keep = U.dtype.type(p)  # U >= p compared in U's dtype, as NumPy compares (NEP 50)
     for i in range(n):
         for j in range(m):
-            A_out[i, j] = A_in[i, j] * scale if U[i, j] >= p else 0
+            A_out[i, j] = A_in[i, j] * scale if U[i, j] >= keep else 0
 
 
 @_jit
@@ -341,9 +342,10 @@ def dropout_backward(delta, U, p, D_prev, act_prev, delta_prev):
     """delta_prev = f'_prev(D_prev) * delta * (U >= p) / (1 - p)."""
     n, m = delta.shape
     scale = 1 / (1 - p)
+    keep = U.dtype.type(p)
     for i in range(n):
         for j in range(m):
-            if U[i, j] >= p:
+            if U[i, j] >= keep:
                 delta_prev[i, j] = _df(D_prev[i, j], act_prev) * delta[i, j] * scale
             else:
                 delta_prev[i, j] = 0
