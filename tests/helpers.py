@@ -11,6 +11,7 @@ import os
 import zlib
 
 import numpy as np
+import pytest
 
 import fastmlp
 from fastmlp.kernels import codes
@@ -43,6 +44,11 @@ else:
 ACTS = sorted(codes.ACTIVATIONS.items(), key=lambda kv: kv[1])
 ACT_CODES = [code for _, code in ACTS]
 ACT_IDS = [name for name, _ in ACTS]
+
+#: the parametrisations the kernel tests share: every dtype, every activation, every batch size
+EVERY_DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+EVERY_ACT = pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
+EVERY_BATCH = pytest.mark.parametrize("batch", BATCHES)
 
 BIG = 1e4  # "huge" logits for the stability tests; exactly representable in float32
 
