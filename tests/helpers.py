@@ -253,3 +253,83 @@ def digits_split():
     """The digits data set (fastmlp.datasets.load_digits): 1200 training, 597 test rows."""
     X, y = fastmlp.datasets.load_digits()
     return X[:1200], y[:1200], X[1200:], y[1200:]
+
+
+# ---------------------------------------------------------------------------------------
+# a stack of Dense layers (mlp_forward / mlp_backward)
+
+
+#: (batch, sizes) of the stacks: 1 to 4 layers, widths of 1 and of no tile's multiple
+if SIMULATED:
+    STACKS = ((1, (1, 1)), (7, (3, 17, 1)), (5, (9, 33, 3)))
+else:
+    STACKS = (
+        (1, (1, 1)),
+        (7, (3, 17, 1)),
+        (33, (17, 1, 64, 5)),
+        (130, (129, 64, 33, 10)),
+        (5, (64, 129, 7, 3, 2)),
+    )
+
+
+def stack_acts(act, n_layers):
+    """The layers' activations: the hidden ones cycle through the codes from `act`, the
+    last is identity (a single layer takes `act`)."""
+    if n_layers == 1:
+        return (act,)
+    return tuple((act + l) % len(ACT_CODES) for l in range(n_layers - 1)) + (codes.IDENTITY,)
+
+
+def make_stack(rng, dtype, batch, sizes, acts):
+    """Host inputs of a stack, as lists: A[0], W, b, the delta from the loss, and NaN-filled
+    outputs; D[l+1] is A[l+1] itself unless layer l's activation needs its pre-activation."""
+    L = len(sizes) - 1
+    A = [randn(rng, (batch, sizes[0]), dtype)]
+    A += [np.full((batch, s), np.nan, dtype) for s in sizes[1:]]
+    D = [A[0]] + [np.full((batch, sizes[l + 1]), np.nan, dtype)
+                  if acts[l] in codes.NEEDS_PREACTIVATION else A[l + 1] for l in range(L)]
+    W = [randn(rng, (sizes[l + 1], sizes[l]), dtype, 1 / np.sqrt(sizes[l])) for l in range(L)]
+    b = [randn(rng, (sizes[l + 1],), dtype) for l in range(L)]
+    delta = [np.full((batch, s), np.nan, dtype) for s in sizes[1:]]
+    delta[-1][...] = randn(rng, delta[-1].shape, dtype)
+    dW = [np.full_like(w, np.nan) for w in W]
+    db = [np.full_like(x, np.nan) for x in b]
+    return A, D, W, b, delta, dW, db
+
+
+def run_stack(kernels, stack, acts, rows=None, device=lambda a: a.copy(), host=lambda a: a):
+    """mlp_forward then mlp_backward of `kernels` on private copies of `stack` (made by
+    `device`, D[l] staying the very array A[l] where it is); with `rows`, on the first `rows`
+    rows of those copies (the model passes views of buffers made for a larger batch).
+    Returns the seven lists read back by `host`."""
+    A, D, W, b, delta, dW, db = stack
+    batch = slice(None) if rows is None else slice(0, rows)
+    A2 = [device(a)[batch] for a in A]
+    D2 = [A2[l] if d is A[l] else device(d)[batch] for l, d in enumerate(D)]
+    delta2 = [device(d)[batch] for d in delta]
+    dev = [A2, D2] + [[device(x) for x in part] for part in (W, b)] + [delta2] + [
+        [device(x) for x in part] for part in (dW, db)]
+    A2, D2, W2, b2, delta2, dW2, db2 = (tuple(x) for x in dev)
+    kernels.mlp_forward(A2, D2, W2, b2, acts)
+    kernels.mlp_backward(delta2, A2, D2, W2, dW2, db2, acts)
+    return tuple([host(x) for x in part] for part in dev)
+
+
+def compare_stacks(ours, theirs, acts, dtype):
+    """Every output of a stack run against the reference's, each to rtol times the scale of
+    its terms; the inputs W, b and A[0] unchanged."""
+    A, D, W, b, delta, dW, db = ours
+    rA, rD, rW, rb, rdelta, rdW, rdb = theirs
+    for l in range(len(W)):
+        np.testing.assert_array_equal(W[l], rW[l], err_msg="mlp_backward changed W")
+        np.testing.assert_array_equal(b[l], rb[l], err_msg="mlp_forward changed b")
+        scale = dot_scale(rA[l], np.abs(rW[l]).T) + float(np.abs(rb[l]).max())
+        assert_close(A[l + 1], rA[l + 1], dtype, max(scale, np.abs(rA[l + 1]).max()), f"A[{l + 1}]")
+        if acts[l] in codes.NEEDS_PREACTIVATION:
+            assert_close(D[l + 1], rD[l + 1], dtype, scale, f"Z[{l + 1}]")
+        assert_close(dW[l], rdW[l], dtype, dot_scale(np.abs(rdelta[l]).T, rA[l]), f"dW[{l}]")
+        assert_close(db[l], rdb[l], dtype, float(np.abs(rdelta[l]).sum(axis=0).max()), f"db[{l}]")
+        if l > 0:
+            sc = dot_scale(rdelta[l], np.abs(rW[l])) * 2  # f' is at most ~1.13 (gelu)
+            assert_close(delta[l - 1], rdelta[l - 1], dtype, sc, f"delta[{l - 1}]")
+    np.testing.assert_array_equal(A[0], rA[0], err_msg="mlp_forward changed A[0]")

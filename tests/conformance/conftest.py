@@ -10,3 +10,6 @@ from helpers import BACKENDS, Backend
 @pytest.fixture(params=BACKENDS, scope="session")
 def backend(request):
     return Backend(request.param)
+
+#: the CPU backend's own paths (its BLAS, its Python fallback) are tested where it is under test
+collect_ignore = [] if "cpu" in BACKENDS else ["test_cpu_paths.py"]
