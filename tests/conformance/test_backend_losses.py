@@ -150,7 +150,7 @@ def kl_targets(rng, batch, k):
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize("batch, k", [(1, 2), (19, 3), (40, 5)])
+@pytest.mark.parametrize("batch, k", [(1, 2), (17, 3)] if SIMULATED else [(1, 2), (19, 3), (40, 5)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_softmax_kl_divergence(backend, dtype, batch, k, weighted):
     rng = rng_for("kl", batch, k, weighted, np.dtype(dtype).itemsize)
@@ -250,8 +250,8 @@ def huge_logits(rng, batch, k, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_losses_stable_for_huge_logits(backend, dtype):
     rng = rng_for("stability", np.dtype(dtype).itemsize)
-    for batch in (1, 7, 33):
-        for k in (1, 3, 17):
+    for batch in BATCHES if SIMULATED else (1, 7, 33):
+        for k in FEATURES if SIMULATED else (1, 3, 17):
             Z = huge_logits(rng, batch, k, dtype)
             # targets on the wrong class give losses of order BIG: finite, not inf/nan
             for kind in ("labels", "onehot", "probs"):

@@ -1,8 +1,8 @@
 """The CPU backend's own paths, which no other backend has: BLAS called from compiled code
-(kernels/blas.py, behind the CPU's mlp_forward / mlp_backward) and the Python loop over the
-single-layer kernels that the CPU falls back to when no BLAS is reachable from Numba (or
-FASTMLP_NUMBA_BLAS=0). The conformance of mlp_forward / mlp_backward on every backend is in
-test_backend_stack.py; this file runs in the ordinary process only (see conftest.py: the
+(kernels/blas.py, behind the CPU's mlp_forward / mlp_backward), the switch that turns it off
+(FASTMLP_NUMBA_BLAS=0), and a model trained through both the BLAS loop and the Python loop
+it falls back to. (mlp_forward / mlp_backward on both paths against the reference:
+test_backend_stack.py.) This file runs in the ordinary process only (see conftest.py: the
 CUDA simulator's process has no CPU backend under test).
 """
 
@@ -14,37 +14,11 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastmlp.kernels import blas, codes, cpu
-from fastmlp.kernels import reference as ref
-from helpers import (EVERY_ACT, EVERY_DTYPE, STACKS, assert_close, compare_stacks, dot_scale,
-                     make_stack, randn, rng_for, run_stack, stack_acts)
+from fastmlp.kernels import blas, cpu
+from helpers import EVERY_DTYPE, assert_close, dot_scale, randn, rng_for
 
 needs_blas = pytest.mark.skipif(not blas.AVAILABLE,
                                 reason=f"no BLAS reachable from Numba here: {blas.WHY_NOT}")
-
-
-@pytest.fixture
-def python_fallback(monkeypatch):
-    """The CPU backend as it runs without BLAS: its Python loop over the layer kernels."""
-    monkeypatch.setattr(cpu.blas, "AVAILABLE", False)
-
-
-@pytest.mark.parametrize("stack", STACKS, ids=lambda s: f"{s[0]}x{'-'.join(map(str, s[1]))}")
-@EVERY_ACT
-@EVERY_DTYPE
-def test_mlp_forward_backward_python_fallback(dtype, act, stack, python_fallback):
-    batch, sizes = stack
-    acts = stack_acts(act, len(sizes) - 1)
-    inputs = make_stack(rng_for("mlp", dtype, act, stack), dtype, batch, sizes, acts)
-    compare_stacks(run_stack(cpu, inputs, acts), run_stack(ref, inputs, acts), acts, dtype)
-
-
-@EVERY_DTYPE
-def test_mlp_python_fallback_on_row_views_of_larger_buffers(dtype, python_fallback):
-    """The model passes the first n rows of buffers made for a larger batch."""
-    sizes, acts = (17, 9, 4), (codes.GELU, codes.IDENTITY)
-    full = make_stack(rng_for("views", dtype), dtype, 40, sizes, acts)
-    compare_stacks(run_stack(cpu, full, acts, 13), run_stack(ref, full, acts, 13), acts, dtype)
 
 
 @needs_blas
