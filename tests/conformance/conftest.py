@@ -11,5 +11,7 @@ from helpers import BACKENDS, Backend
 def backend(request):
     return Backend(request.param)
 
-#: the CPU backend's own paths (its BLAS, its Python fallback) are tested where it is under test
+
+#: test_cpu_paths.py (BLAS called from the CPU's compiled code, and the switch that turns it
+#: off) runs where the CPU backend is under test: not in the CUDA simulator's process
 collect_ignore = [] if "cpu" in BACKENDS else ["test_cpu_paths.py"]

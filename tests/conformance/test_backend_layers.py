@@ -190,9 +190,8 @@ def test_batchnorm(backend, dtype, act):
         assert_close(ca3[4], ra3[4], dtype, what="dgamma " + what)
         assert_close(ca3[5], ra3[5], dtype, what="dbeta " + what)
         # dX = gamma inv_std / n (n delta - sum(delta) - Xhat sum(delta Xhat)) cancels: judge
-        # it against the size of its terms (|f'| <= 1.13, GELU's maximum)
+        # it against the size of its terms (then times f'(D_prev), |f'| <= 1.13)
         n = batch
         terms = np.abs(gamma * inv_std / n) * (n * np.abs(delta) + np.abs(delta).sum(0)
                                                + np.abs(Xhat) * np.abs(delta * Xhat).sum(0))
-        assert_close(ca3[8], ra3[8], dtype, scale=1.13 * float(terms.max()),
-                     what="delta_prev " + what)
+        assert_close(ca3[8], ra3[8], dtype, scale=float(terms.max()), what="delta_prev " + what)
