@@ -30,14 +30,21 @@ def derivative_input(rng, batch, features, dtype, act):
 
 
 @EVERY_ACT
-def test_activation_backward_is_the_derivative(backend, act):
-    """activation_backward(D, act, ones) = f'(z) against (f(z + h) - f(z - h)) / 2h of the
-    reference's f, in float64 (z from N(0, 16): no kink of relu within h)."""
-    rng = rng_for("f-prime", act)
+@EVERY_DTYPE
+def test_activation_backward_is_the_derivative(backend, dtype, act):
+    """activation_backward(D, act, G) on z from N(0, 16) (no kink of relu near any z): G f'(z)
+    against the reference to rtol relative to its largest entry, and in float64 f'(z) itself
+    against (f(z + h) - f(z - h)) / 2h of the reference's f."""
+    rng = rng_for("f-prime", act, np.dtype(dtype).str)
     h = 1e-6
     for shape in SHAPES:
-        Z = rng.normal(size=shape) * 4
+        Z = (rng.normal(size=shape) * 4).astype(dtype)
         D = Z if act in codes.NEEDS_PREACTIVATION else activation_of(Z, act)
+        G = rng.normal(size=shape).astype(dtype)
+        r, ra, c, ca = backend.run("activation_backward", [D, act, G], inout=(2,))
+        assert_close(ca[2], ra[2], dtype, what=f"G f' act={act} {shape}")
+        if dtype != np.float64:
+            continue
         Ap, Am = np.empty_like(Z), np.empty_like(Z)
         ref.activate(Z + h, act, Ap)
         ref.activate(Z - h, act, Am)
