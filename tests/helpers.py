@@ -11,6 +11,7 @@ import os
 import zlib
 
 import numpy as np
+import pytest
 
 import fastmlp
 from fastmlp.kernels import codes
@@ -25,14 +26,15 @@ DTYPE_IDS = ("f32", "f64")
 RTOL = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 
 # Awkward sizes: 1, and sizes that are multiples of no tile. The simulator runs one Python
-# thread per CUDA thread, so there they stay tiny (at most 33 rows) but still cross every tile
-# edge of its small configuration (GEMM tiles of 8 x 8 with a k-step of 4, 16-thread blocks,
-# at most 4 blocks for the grid-stride loops).
+# thread per CUDA thread, so there they stay tiny but still cross every tile edge of its small
+# configuration: GEMM tiles of 8 x 8 (with a k-step of 4) for outputs of 4 tiles or more, of
+# 4 x 4 below (17 x 9 takes the large tiles, 17 x 3 the small ones), 16-thread blocks, at most
+# 4 blocks (64 threads) for the grid-stride loops (17 x 9 = 153 elements run them).
 if SIMULATED:
-    BATCHES = (1, 33)
-    FEATURES = (1, 17, 33)
+    BATCHES = (1, 17)
+    FEATURES = (1, 17)
     FEATURE_PAIRS = ((1, 3), (17, 9))
-    PARAM_SIZES = (1, 37, 300)  # 300 > 4 blocks x 16 threads: the grid-stride loop runs
+    PARAM_SIZES = (1, 37, 67)  # 67 > 4 blocks x 16 threads: the grid-stride loop runs
 else:
     BATCHES = (1, 7, 33, 130)
     FEATURES = (1, 3, 17, 64, 129)
@@ -43,6 +45,11 @@ else:
 ACTS = sorted(codes.ACTIVATIONS.items(), key=lambda kv: kv[1])
 ACT_CODES = [code for _, code in ACTS]
 ACT_IDS = [name for name, _ in ACTS]
+
+#: the parametrisations the kernel tests share: every dtype, every activation, every batch size
+EVERY_DTYPE = pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+EVERY_ACT = pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
+EVERY_BATCH = pytest.mark.parametrize("batch", BATCHES)
 
 BIG = 1e4  # "huge" logits for the stability tests; exactly representable in float32
 
@@ -247,3 +254,116 @@ def digits_split():
     """The digits data set (fastmlp.datasets.load_digits): 1200 training, 597 test rows."""
     X, y = fastmlp.datasets.load_digits()
     return X[:1200], y[:1200], X[1200:], y[1200:]
+
+
+# ---------------------------------------------------------------------------------------
+# a stack of Dense layers (mlp_forward / mlp_backward)
+
+
+#: (batch, sizes) of the stacks: 1 to 4 layers, widths of 1 and of no tile's multiple
+if SIMULATED:
+    # CUDA's two paths: its fused kernels (every width after the input at most 32 under the
+    # simulator, the input at most 64), with batches that give 1, 2 and 4 rows per block and
+    # are no multiple of it; then its per-layer loop (a width of 33)
+    FUSED_STACKS = ((1, (3, 1)), (7, (40, 17, 3)), (13, (5, 32, 1, 9, 2)), (19, (6, 11, 3, 5)))
+    LOOP_STACKS = ((5, (3, 33, 7)),)
+    STACKS = FUSED_STACKS + LOOP_STACKS
+else:
+    STACKS = (
+        (1, (1, 1)),
+        (7, (3, 17, 1)),
+        (33, (17, 1, 64, 5)),
+        (130, (129, 64, 33, 10)),
+        (5, (64, 129, 7, 3, 2)),
+    )
+
+
+EVERY_STACK = pytest.mark.parametrize("stack", STACKS,
+                                      ids=lambda s: f"{s[0]}x{'-'.join(map(str, s[1]))}")
+
+
+def stack_acts(act, n_layers):
+    """The layers' activations: cycling through all codes from `act`, the output layer too
+    (so that, over all `act`, every activation meets every depth, GELU's separate
+    pre-activation array included, and one of them ends in identity)."""
+    return tuple((act + l) % len(ACT_CODES) for l in range(n_layers))
+
+
+def make_stack(rng, dtype, batch, sizes, acts):
+    """Host inputs of a stack, as lists: A[0], W, b, the delta from the loss, and NaN-filled
+    outputs; D[l+1] is A[l+1] itself unless layer l's activation needs its pre-activation."""
+    L = len(sizes) - 1
+    A = [randn(rng, (batch, sizes[0]), dtype)]
+    A += [np.full((batch, s), np.nan, dtype) for s in sizes[1:]]
+    D = [A[0]] + [np.full((batch, sizes[l + 1]), np.nan, dtype)
+                  if acts[l] in codes.NEEDS_PREACTIVATION else A[l + 1] for l in range(L)]
+    W = [randn(rng, (sizes[l + 1], sizes[l]), dtype, 1 / np.sqrt(sizes[l])) for l in range(L)]
+    b = [randn(rng, (sizes[l + 1],), dtype) for l in range(L)]
+    delta = [np.full((batch, s), np.nan, dtype) for s in sizes[1:]]
+    delta[-1][...] = randn(rng, delta[-1].shape, dtype)
+    dW = [np.full_like(w, np.nan) for w in W]
+    db = [np.full_like(x, np.nan) for x in b]
+    return A, D, W, b, delta, dW, db
+
+
+def run_stack(kernels, stack, acts, rows=None, device=lambda a: a.copy(), host=lambda a: a):
+    """mlp_forward then mlp_backward of `kernels` on private copies of `stack` (made by
+    `device`, D[l] staying the very array A[l] where it is); with `rows`, on the first `rows`
+    rows of those copies (the model passes views of buffers made for a larger batch).
+    Returns the seven lists read back by `host`."""
+    A, D, W, b, delta, dW, db = stack
+    batch = slice(None) if rows is None else slice(0, rows)
+    A2 = [device(a)[batch] for a in A]
+    D2 = [A2[l] if d is A[l] else device(d)[batch] for l, d in enumerate(D)]
+    delta2 = [device(d)[batch] for d in delta]
+    dev = [A2, D2] + [[device(x) for x in part] for part in (W, b)] + [delta2] + [
+        [device(x) for x in part] for part in (dW, db)]
+    A2, D2, W2, b2, delta2, dW2, db2 = (tuple(x) for x in dev)
+    kernels.mlp_forward(A2, D2, W2, b2, acts)
+    kernels.mlp_backward(delta2, A2, D2, W2, dW2, db2, acts)
+    return tuple([host(x) for x in part] for part in dev)
+
+
+def compare_stacks(ours, theirs, acts, dtype, what=""):
+    """Every output of a stack run against the reference's, each to rtol times the scale of
+    its terms; the inputs W, b and A[0] unchanged. `ours`, `theirs`: (A, D, W, b, delta, dW, db)."""
+    A, D, W, b, delta, dW, db = ours
+    rA, rD, rW, rb, rdelta, rdW, rdb = theirs
+    for l in range(len(W)):
+        np.testing.assert_array_equal(W[l], rW[l], err_msg="mlp_backward changed W " + what)
+        np.testing.assert_array_equal(b[l], rb[l], err_msg="mlp_forward changed b " + what)
+        scale = dot_scale(rA[l], np.abs(rW[l]).T) + float(np.abs(rb[l]).max())
+        assert_close(A[l + 1], rA[l + 1], dtype, max(scale, np.abs(rA[l + 1]).max()),
+                     f"A[{l + 1}] {what}")
+        if acts[l] in codes.NEEDS_PREACTIVATION:
+            assert_close(D[l + 1], rD[l + 1], dtype, scale, f"Z[{l + 1}] {what}")
+        assert_close(dW[l], rdW[l], dtype, dot_scale(np.abs(rdelta[l]).T, rA[l]), f"dW[{l}] {what}")
+        assert_close(db[l], rdb[l], dtype, float(np.abs(rdelta[l]).sum(axis=0).max(initial=0.0)),
+                     f"db[{l}] {what}")
+        if l > 0:
+            sc = dot_scale(rdelta[l], np.abs(rW[l])) * 2  # f' is at most ~1.13 (gelu)
+            assert_close(delta[l - 1], rdelta[l - 1], dtype, sc, f"delta[{l - 1}] {what}")
+    np.testing.assert_array_equal(A[0], rA[0], err_msg="mlp_forward changed A[0] " + what)
+
+
+def check_stack(backend, dtype, act, stack):
+    """mlp_forward and mlp_backward of `backend` (a Backend) on a random (batch, sizes)
+    `stack`, the activations cycling from `act`, against the reference's."""
+    from fastmlp.kernels import reference as ref
+
+    batch, sizes = stack
+    acts = stack_acts(act, len(sizes) - 1)
+    inputs = make_stack(rng_for("mlp", dtype, act, stack), dtype, batch, sizes, acts)
+    ours = run_stack(backend, inputs, acts, device=backend.device, host=backend.host)
+    compare_stacks(ours, run_stack(ref, inputs, acts), acts, dtype)
+
+
+def check_stack_on_row_views(backend, dtype, rows):
+    """check_stack on the first `rows` rows of buffers made for a batch of 40 (as a model
+    passes them), a GELU layer (its own Z array) then an identity one."""
+    from fastmlp.kernels import reference as ref
+
+    sizes, acts = (17, 9, 4), (codes.GELU, codes.IDENTITY)
+    full = make_stack(rng_for("views", dtype), dtype, 40, sizes, acts)
+    ours = run_stack(backend, full, acts, rows, device=backend.device, host=backend.host)
+    compare_stacks(ours, run_stack(ref, full, acts, rows), acts, dtype)

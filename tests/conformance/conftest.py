@@ -10,3 +10,8 @@ from helpers import BACKENDS, Backend
 @pytest.fixture(params=BACKENDS, scope="session")
 def backend(request):
     return Backend(request.param)
+
+
+#: test_cpu_paths.py (BLAS called from the CPU's compiled code, and the switch that turns it
+#: off) runs where the CPU backend is under test: not in the CUDA simulator's process
+collect_ignore = [] if "cpu" in BACKENDS else ["test_cpu_paths.py"]

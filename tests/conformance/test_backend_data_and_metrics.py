@@ -4,8 +4,8 @@ gather_rows, count_correct, count_binary_correct and regression_sums."""
 import numpy as np
 import pytest
 
-from helpers import (BATCHES, DTYPE_IDS, DTYPES, FEATURES, assert_close, check_no_return, randn,
-                     rng_for)
+from helpers import (BATCHES, EVERY_BATCH, EVERY_DTYPE, FEATURES, assert_close, check_no_return,
+                     randn, rng_for)
 
 
 @pytest.mark.parametrize("idx_dtype", [np.int64, np.int32], ids=["i64", "i32"])
@@ -40,12 +40,24 @@ def test_gather_rows(backend, src_dtype, out_dtype, idx_dtype):
             np.testing.assert_array_equal(ca[2], X[idx].astype(out_dtype))
 
 
-@pytest.mark.parametrize("label_dtype", [np.int64, np.int32, np.float64],
-                         ids=["i64", "i32", "f64"])
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_count_correct_multiclass(backend, dtype, batch, label_dtype):
-    rng = rng_for("count_correct", batch, np.dtype(dtype).itemsize, np.dtype(label_dtype).str)
+@pytest.mark.parametrize("outputs, label_dtype", [
+    ("multiclass", np.int64), ("multiclass", np.int32), ("multiclass", np.float64),
+    ("one_output", np.int64), ("one_output", np.float32), ("one_output", np.float64),
+], ids=["i64", "i32", "f64", "1-i64", "1-f32", "1-f64"])
+@EVERY_BATCH
+@EVERY_DTYPE
+def test_count_correct(backend, dtype, batch, outputs, label_dtype):
+    """Multi-class logits (K >= 2: the first maximum wins), and one output (z > 0 is class 1)."""
+    seed_name = "count_correct" if outputs == "multiclass" else "count_correct1"
+    rng = rng_for(seed_name, batch, np.dtype(dtype).itemsize, np.dtype(label_dtype).str)
+    if outputs == "one_output":
+        Z = randn(rng, (batch, 1), dtype)
+        Z[::3] = 0.0  # z == 0 predicts class 0
+        y = rng.integers(0, 2, size=batch).astype(label_dtype)
+        r, _, c, _ = backend.run("count_correct", [Z, y])
+        assert isinstance(c, (int, np.integer))
+        assert c == r == int(((Z[:, 0] > 0) == (y == 1)).sum())
+        return
     for k in FEATURES[1:] + (2,):
         # small integer logits: ties are common and must go to the first maximum
         Z = rng.integers(-2, 3, size=(batch, k)).astype(dtype)
@@ -57,20 +69,6 @@ def test_count_correct_multiclass(backend, dtype, batch, label_dtype):
         assert c == r, f"count_correct B={batch} K={k}"
 
 
-@pytest.mark.parametrize("label_dtype", [np.int64, np.float32, np.float64],
-                         ids=["i64", "f32", "f64"])
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_count_correct_one_output(backend, dtype, batch, label_dtype):
-    rng = rng_for("count_correct1", batch, np.dtype(dtype).itemsize, np.dtype(label_dtype).str)
-    Z = randn(rng, (batch, 1), dtype)
-    Z[::3] = 0.0  # z == 0 predicts class 0
-    y = rng.integers(0, 2, size=batch).astype(label_dtype)
-    r, _, c, _ = backend.run("count_correct", [Z, y])
-    assert isinstance(c, (int, np.integer))
-    assert c == r == int(((Z[:, 0] > 0) == (y == 1)).sum())
-
-
 def test_count_correct_known_values(backend):
     Z = np.array([[0.0, 1.0], [2.0, 1.0], [1.0, 1.0], [-1.0, 3.0]])
     y = np.array([1, 0, 1, 0])  # right, right, tie -> class 0 (wrong), wrong
@@ -80,8 +78,8 @@ def test_count_correct_known_values(backend):
     assert backend.run("count_correct", [Z1, y1])[2] == 2
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@EVERY_BATCH
+@EVERY_DTYPE
 def test_count_binary_correct(backend, dtype, batch):
     rng = rng_for("binary_correct", batch, np.dtype(dtype).itemsize)
     for k in (1, 5, 17):
@@ -99,8 +97,8 @@ def test_count_binary_correct_known_values(backend):
 
 
 @pytest.mark.parametrize("target_shape", ["2d", "1d"])
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@EVERY_BATCH
+@EVERY_DTYPE
 def test_regression_sums(backend, dtype, batch, target_shape):
     """abs_err, sq_err += per-output sums of |Z - T|, (Z - T)^2, over two calls."""
     if target_shape == "1d" and backend.name == "cpu":

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from fastmlp.kernels import codes
 from fastmlp.kernels import reference as ref
-from helpers import (ACT_CODES, ACT_IDS, BATCHES, DTYPE_IDS, DTYPES, FEATURE_PAIRS, FEATURES,
-                     SIMULATED, activation_inputs, activation_of, assert_close, check_no_return,
-                     dot_scale, randn, rng_for)
+from helpers import (ACT_CODES, DTYPES, EVERY_ACT, EVERY_BATCH, EVERY_DTYPE,
+                     FEATURE_PAIRS, FEATURES, SIMULATED, activation_inputs, activation_of,
+                     assert_close, check_no_return, dot_scale, randn, rng_for)
 
 
 def derivative_input(rng, batch, features, dtype, act, scale=3.0):
@@ -33,10 +33,10 @@ def derivative_input(rng, batch, features, dtype, act, scale=3.0):
 # matmul
 
 
-@pytest.mark.parametrize("batch", BATCHES)
+@EVERY_BATCH
 @pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
 @pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@EVERY_DTYPE
 def test_matmul(backend, dtype, trans_a, trans_b, batch):
     rng = rng_for("matmul", batch, trans_a, trans_b, np.dtype(dtype).itemsize)
     for k, n in FEATURE_PAIRS:
@@ -66,62 +66,69 @@ def test_matmul_empty_inner_dimension(backend):
 # linear layer: forward, delta propagation, weight gradient
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def every_layer_case(test):
+    """Parametrise `test` over every dtype, activation and batch size."""
+    return EVERY_BATCH(EVERY_ACT(EVERY_DTYPE(test)))
+
+
+def case_shapes(kernel, dtype, key, batch, shapes=FEATURE_PAIRS):
+    """(rng, shape) for each of `shapes`, from one generator seeded by the test's case."""
+    rng = rng_for(kernel, batch, key, np.dtype(dtype).itemsize)
+    for shape in shapes:
+        yield rng, shape
+
+
+def check_output(backend, fname, args, i, dtype, scale, what, written=True):
+    """Run `fname` on the reference and `backend`; argument `i` must agree to rtol * scale.
+
+    `written`: the kernel writes argument i from scratch (it is NaN-filled first); else it
+    updates it in place. Returns the reference's and the backend's arguments after the call.
+    """
+    r, ra, c, ca = backend.run(fname, args, **{"out" if written else "inout": (i,)})
+    check_no_return(fname, r, c)
+    assert_close(ca[i], ra[i], dtype, scale=scale, what=f"{fname} {what}")
+    return ra, ca
+
+
+@every_layer_case
 def test_linear_forward(backend, dtype, act, batch):
-    rng = rng_for("linear_forward", batch, act, np.dtype(dtype).itemsize)
-    for fin, fout in FEATURE_PAIRS:
+    for rng, (fin, fout) in case_shapes("linear_forward", dtype, act, batch):
         A_in = randn(rng, (batch, fin), dtype)
         W = randn(rng, (fout, fin), dtype, scale=2.0 / np.sqrt(fin))
         b = randn(rng, (fout,), dtype)
-        A_out = np.empty((batch, fout), dtype)
-        r, ra, c, ca = backend.run("linear_forward", [A_in, W, b, act, A_out], out=(4,))
-        check_no_return("linear_forward", r, c)
         # every activation has |f'| <= 1.13 (GELU's maximum): the error of f(z) is bounded by z's
-        scale = dot_scale(A_in, W.T) + float(np.abs(b).max())
-        assert_close(ca[4], ra[4], dtype, scale=scale,
-                     what=f"linear_forward act={act} B={batch} in={fin} out={fout}")
+        check_output(backend, "linear_forward", [A_in, W, b, act, np.empty((batch, fout), dtype)],
+                     4, dtype, dot_scale(A_in, W.T) + float(np.abs(b).max()),
+                     f"act={act} B={batch} in={fin} out={fout}")
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@every_layer_case
 def test_delta_backward(backend, dtype, act, batch):
-    rng = rng_for("delta_backward", batch, act, np.dtype(dtype).itemsize)
-    for fin, fout in FEATURE_PAIRS:
+    for rng, (fin, fout) in case_shapes("delta_backward", dtype, act, batch):
         delta = randn(rng, (batch, fout), dtype)
         W = randn(rng, (fout, fin), dtype)
         D_prev = derivative_input(rng, batch, fin, dtype, act, scale=2.0)
-        out = np.empty((batch, fin), dtype)
-        r, ra, c, ca = backend.run("delta_backward", [delta, W, D_prev, act, out], out=(4,))
-        check_no_return("delta_backward", r, c)
-        assert_close(ca[4], ra[4], dtype, scale=dot_scale(delta, W),
-                     what=f"delta_backward act={act} B={batch} in={fin} out={fout}")
+        check_output(backend, "delta_backward", [delta, W, D_prev, act, np.empty((batch, fin), dtype)],
+                     4, dtype, dot_scale(delta, W), f"act={act} B={batch} in={fin} out={fout}")
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@every_layer_case
 def test_delta_backward_accumulate(backend, dtype, act, batch):
     """delta_prev = f'(D) * (delta_prev + delta @ W): GEMM with beta = 1, then f'."""
-    rng = rng_for("delta_backward_acc", batch, act, np.dtype(dtype).itemsize)
-    for fin, fout in FEATURE_PAIRS:
+    for rng, (fin, fout) in case_shapes("delta_backward_acc", dtype, act, batch):
         delta = randn(rng, (batch, fout), dtype)
         W = randn(rng, (fout, fin), dtype)
         D_prev = activation_of(randn(rng, (batch, fin), dtype, scale=2.0), act)
         before = randn(rng, (batch, fin), dtype)
-        r, ra, c, ca = backend.run("delta_backward", [delta, W, D_prev, act, before, True],
-                                   inout=(4,))
-        check_no_return("delta_backward", r, c)
         scale = dot_scale(delta, W) + float(np.abs(before).max())
+        ra, _ = check_output(backend, "delta_backward", [delta, W, D_prev, act, before, True], 4,
+                             dtype, scale, f"accumulate act={act} B={batch} in={fin} out={fout}",
+                             written=False)
         d = np.empty_like(before)
         ref.delta_backward(delta, W, D_prev, act, d)  # without the accumulated part
         ref.activation_backward(D_prev, act, before_times := before.copy())
         assert_close(ra[4], d.astype(np.float64) + before_times, dtype, scale=scale,
                      what="reference accumulate = write + f' * what was there")
-        assert_close(ca[4], ra[4], dtype, scale=scale,
-                     what=f"delta_backward accumulate act={act} B={batch} in={fin} out={fout}")
 
 
 def check_weight_grad(backend, dtype, delta, A_prev, dW, db, accumulate, what):
@@ -139,11 +146,10 @@ def check_weight_grad(backend, dtype, delta, A_prev, dW, db, accumulate, what):
 
 
 @pytest.mark.parametrize("accumulate", [False, True], ids=["write", "accumulate"])
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@EVERY_BATCH
+@EVERY_DTYPE
 def test_weight_grad(backend, dtype, batch, accumulate):
-    rng = rng_for("weight_grad", batch, accumulate, np.dtype(dtype).itemsize)
-    for fin, fout in FEATURE_PAIRS:
+    for rng, (fin, fout) in case_shapes("weight_grad", dtype, accumulate, batch):
         delta = randn(rng, (batch, fout), dtype)
         A_prev = randn(rng, (batch, fin), dtype)
         dW, db = randn(rng, (fout, fin), dtype), randn(rng, (fout,), dtype)
@@ -155,37 +161,28 @@ def test_weight_grad(backend, dtype, batch, accumulate):
 # activations
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@every_layer_case
 def test_activate(backend, dtype, act, batch):
-    rng = rng_for("activate", batch, act, np.dtype(dtype).itemsize)
-    for features in FEATURES:
+    for rng, features in case_shapes("activate", dtype, act, batch, FEATURES):
         Z = activation_inputs(rng, batch, features, dtype)
-        r, ra, c, ca = backend.run("activate", [Z, act, np.empty_like(Z)], out=(2,))
-        check_no_return("activate", r, c)
-        assert np.isfinite(ca[2]).all()
         # elementwise: each entry must be right to rtol relative to itself (scale 0 -> the
         # atol is the smallest normal number), except that entries that are exactly zero
         # in the reference must come out zero
-        assert_close(ca[2], ra[2], dtype, scale=0.0,
-                     what=f"activate act={act} B={batch} F={features}")
+        _, ca = check_output(backend, "activate", [Z, act, np.empty_like(Z)], 2, dtype, 0.0,
+                             f"act={act} B={batch} F={features}")
+        assert np.isfinite(ca[2]).all()
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@every_layer_case
 def test_activation_backward(backend, dtype, act, batch):
-    rng = rng_for("activation_backward", batch, act, np.dtype(dtype).itemsize)
-    for features in FEATURES:
+    for rng, features in case_shapes("activation_backward", dtype, act, batch, FEATURES):
         D = derivative_input(rng, batch, features, dtype, act)
         delta = randn(rng, (batch, features), dtype)
-        r, ra, c, ca = backend.run("activation_backward", [D, act, delta], inout=(2,))
-        check_no_return("activation_backward", r, c)
         # f'(D) is computed from a rounded D, so it is known to absolute (not relative)
         # accuracy: the error scale of delta * f'(D) is max |delta|
-        assert_close(ca[2], ra[2], dtype, scale=float(np.abs(delta).max()),
-                     what=f"activation_backward act={act} B={batch} F={features}")
+        ra, ca = check_output(backend, "activation_backward", [D, act, delta], 2, dtype,
+                              float(np.abs(delta).max()), f"act={act} B={batch} F={features}",
+                              written=False)
         if act != codes.IDENTITY and not np.array_equal(ra[2], delta):
             # the kernel really updated the array it was given
             assert not np.array_equal(ca[2], delta)
@@ -195,8 +192,8 @@ def test_activation_backward(backend, dtype, act, batch):
 # add (a graph model's Add, and deltas summed at a fan-out)
 
 
-@pytest.mark.parametrize("batch", BATCHES)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@EVERY_BATCH
+@EVERY_DTYPE
 def test_add(backend, dtype, batch):
     rng = rng_for("add", batch, np.dtype(dtype).itemsize)
     for _, n in FEATURE_PAIRS:
@@ -207,7 +204,7 @@ def test_add(backend, dtype, batch):
         np.testing.assert_array_equal(ca[2], ra[2])
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@EVERY_DTYPE
 def test_add_in_place(backend, dtype):
     """out may be one of the inputs (deltas summed into a fan-out buffer)."""
     rng = rng_for("add-in-place", np.dtype(dtype).itemsize)
@@ -221,13 +218,17 @@ def test_add_in_place(backend, dtype):
 # one layer's forward, backward and gradient on random shapes
 
 
+#: the largest random size: past two 8 x 8 tiles and a 16-thread block under the simulator
+RANDOM_MAX = 20 if SIMULATED else 40
+
+
 @settings(max_examples=5 if SIMULATED else 30, deadline=None)
 @given(
     dtype=st.sampled_from(DTYPES),
     act=st.sampled_from(ACT_CODES),
-    batch=st.integers(1, 40),
-    fin=st.integers(1, 40),
-    fout=st.integers(1, 40),
+    batch=st.integers(1, RANDOM_MAX),
+    fin=st.integers(1, RANDOM_MAX),
+    fout=st.integers(1, RANDOM_MAX),
     w_scale=st.sampled_from([0.1, 1.0, 10.0]),
     seed=st.integers(0, 2**32 - 1),
 )
@@ -291,9 +292,9 @@ def columns(rng, batch, width, dtype, left=3, right=2):
 SLICE_ACTS = ["relu"] if SIMULATED else ["identity", "relu", "tanh", "gelu"]
 
 
-@pytest.mark.parametrize("batch", BATCHES)
+@EVERY_BATCH
 @pytest.mark.parametrize("act", [codes.ACTIVATIONS[a] for a in SLICE_ACTS], ids=SLICE_ACTS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@EVERY_DTYPE
 def test_layer_kernels_on_column_slices(backend, dtype, act, batch):
     """linear_forward into a slice, reading a slice; delta_backward (write and accumulate)
     and weight_grad (write and accumulate) from slices: the same numbers as on whole arrays,

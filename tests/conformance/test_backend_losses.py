@@ -150,19 +150,25 @@ def kl_targets(rng, batch, k):
 
 
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-@pytest.mark.parametrize("batch, k", [(1, 2), (19, 3), (40, 5)])
+@pytest.mark.parametrize("batch, k", [(1, 2), (17, 3)] if SIMULATED else [(1, 2), (19, 3), (40, 5)])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_softmax_kl_divergence(backend, dtype, batch, k, weighted):
     rng = rng_for("kl", batch, k, weighted, np.dtype(dtype).itemsize)
     Z = randn(rng, (batch, k), dtype, scale=2.0)
     T = kl_targets(rng, batch, k).astype(dtype)
     w = sample_weights(rng, batch, dtype, weighted)
-    # the loss is cross-entropy minus the targets' entropy: its terms are those of both
-    entropy = float(-(T * np.log(np.where(T > 0, T, 1.0))).sum(axis=1).max())
     args = [Z, T, np.empty_like(Z), w]
     r, ra, c, ca = backend.run("softmax_kl_divergence", args, out=(2,))
     assert np.isfinite(c) and np.isfinite(ca[2]).all()
-    assert_close(c, r, dtype, scale=wmax(w) * (abs(r) + entropy + float(np.abs(Z).max())))
+    # KL = CE - H: the weighted means of the cross-entropy sum_j T_ij (m_i + lse_i - z_ij)
+    # and of the targets' entropy -sum_j T_ij log T_ij. Every term of both is >= 0 (m_i - z_ij
+    # and lse_i = log sum_j exp(z_ij - m_i) too), so each is known to rtol relative to itself,
+    # as the cross-entropy tests check it (scale = the loss), and their difference, which
+    # cancels where softmax(Z) is near T, to rtol * (CE + H) = rtol * (KL + 2 H)
+    T64 = T.astype(np.float64)
+    H = -(T64 * np.log(np.where(T64 > 0, T64, 1.0))).sum(axis=1)
+    H_mean = float((H if w is None else w.astype(np.float64) * H).mean())
+    assert_close(c, r, dtype, scale=abs(r) + 2 * H_mean)
     assert_close(ca[2], ra[2], dtype, scale=ce_scale(T, batch, w))
     assert r >= -RTOL[np.dtype(dtype)]
 
@@ -250,8 +256,8 @@ def huge_logits(rng, batch, k, dtype):
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_losses_stable_for_huge_logits(backend, dtype):
     rng = rng_for("stability", np.dtype(dtype).itemsize)
-    for batch in (1, 7, 33):
-        for k in (1, 3, 17):
+    for batch in BATCHES if SIMULATED else (1, 7, 33):
+        for k in FEATURES if SIMULATED else (1, 3, 17):
             Z = huge_logits(rng, batch, k, dtype)
             # targets on the wrong class give losses of order BIG: finite, not inf/nan
             for kind in ("labels", "onehot", "probs"):

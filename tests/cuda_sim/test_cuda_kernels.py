@@ -1,7 +1,6 @@
 """What only the CUDA backend has, under the CUDA simulator: the module and its memory
-functions, ``total=`` / ``norm_out=`` (sums kept on the device), random numbers, dropout
-and batch norm on the device, and whole training steps on the device against the
-reference. What every backend computes alike (the contract kernels) is compared in
+functions, ``total=`` / ``norm_out=`` (sums kept on the device), dropout on device random
+numbers, and whole training steps on the device against the reference. What every backend computes alike (the contract kernels) is compared in
 tests/conformance/, which runs here with backend "cuda".
 
 The simulator runs each CUDA thread as a Python thread, so the shapes are tiny but cross
@@ -15,8 +14,8 @@ import pytest
 from fastmlp.kernels import codes
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
-from helpers import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, Backend, activation_inputs,
-                     activation_of, assert_close, bce_targets, nan_array, randn, rng_for, targets)
+from helpers import (DTYPE_IDS, DTYPES, Backend, assert_close, bce_targets, nan_array, randn,
+                     rng_for, targets)
 
 CUDA = Backend("cuda")
 
@@ -143,65 +142,7 @@ def test_count_correct_accumulates_into_a_device_total():
 
 
 # ---------------------------------------------------------------------------------------
-# metrics and data movement
-
-
-# ---------------------------------------------------------------------------------------
-# random numbers, dropout, batch norm
-
-
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_fill_uniform(dtype):
-    U1, U2, U3 = kc.empty((64, 64), dtype), kc.empty((64, 64), dtype), kc.empty((64, 64), dtype)
-    kc.fill_uniform(U1, np.random.default_rng(5))
-    kc.fill_uniform(U2, np.random.default_rng(5))
-    kc.fill_uniform(U3, np.random.default_rng(6))
-    u1, u2, u3 = kc.to_host(U1), kc.to_host(U2), kc.to_host(U3)
-    assert u1.dtype == np.dtype(dtype)
-    np.testing.assert_array_equal(u1, u2)  # deterministic given the generator's state
-    assert (u1 != u3).mean() > 0.99  # another seed, other numbers
-    for u in (u1, u3):
-        assert u.min() >= 0 and u.max() < 1
-        assert abs(u.mean() - 0.5) < 0.02  # 4096 values: std of the mean 0.0045
-        assert abs(u.var() - 1 / 12) < 0.01
-        assert len(np.unique(u)) > 4000
-        # no structure along rows or columns: the row and column means are all plausible
-        assert abs(u.mean(axis=0) - 0.5).max() < 0.2 and abs(u.mean(axis=1) - 0.5).max() < 0.2
-        # neighbours are uncorrelated
-        assert abs(np.corrcoef(u.ravel()[:-1], u.ravel()[1:])[0, 1]) < 0.06
-    # the same generator advances: two draws in a row differ
-    rng = np.random.default_rng(7)
-    kc.fill_uniform(U1, rng)
-    kc.fill_uniform(U2, rng)
-    assert (kc.to_host(U1) != kc.to_host(U2)).mean() > 0.99
-    # 1-D arrays, and odd sizes
-    v = kc.empty(33, dtype)
-    kc.fill_uniform(v, np.random.default_rng(1))
-    vh = kc.to_host(v)
-    assert vh.shape == (33,) and (vh >= 0).all() and (vh < 1).all() and len(np.unique(vh)) == 33
-
-
-@pytest.mark.parametrize("act", [codes.IDENTITY, codes.RELU, codes.SIGMOID, codes.GELU],
-                         ids=["identity", "relu", "sigmoid", "gelu"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_dropout(dtype, act):
-    rng = rng_for("dropout", act, np.dtype(dtype).str)
-    for batch, features, p in ((1, 1, 0.5), (33, 7, 0.3), (7, 17, 0.9)):
-        A_in = randn(rng, (batch, features), dtype)
-        U = rng.random((batch, features)).astype(dtype)
-        U[0, 0] = p  # the boundary U == p keeps the unit
-        r, ra, c, ca = CUDA.run("dropout_forward", [A_in, U, p, np.empty_like(A_in)], out=(3,))
-        assert c is None
-        assert_close(ca[3], ra[3], dtype, what=f"dropout_forward {(batch, features, p)}")
-        delta = randn(rng, (batch, features), dtype)
-        D_prev = activation_inputs(rng, batch, features, dtype)
-        if act not in codes.NEEDS_PREACTIVATION:
-            D_prev = activation_of(D_prev, act)
-        r, ra, c, ca = CUDA.run("dropout_backward",
-                                [delta, U, p, D_prev, act, np.empty_like(delta)], out=(5,))
-        assert c is None
-        assert_close(ca[5], ra[5], dtype, scale=1.2 * float(np.abs(delta).max()) / (1 - p),
-                     what=f"dropout_backward {(batch, features, p)}")
+# random numbers and dropout on the device (each kernel against the reference: conformance)
 
 
 def test_dropout_with_device_random_numbers():
@@ -216,54 +157,8 @@ def test_dropout_with_device_random_numbers():
     assert abs((o == 0).mean() - 0.25) < 0.03
 
 
-@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_batchnorm(dtype, act):
-    rng = rng_for("batchnorm", act, np.dtype(dtype).str)
-    for batch, features in ((3, 1), (33, 7), (7, 17)):
-        X = randn(rng, (batch, features), dtype, scale=2.0) + 1.5
-        gamma = (1 + 0.5 * rng.standard_normal(features)).astype(dtype)
-        beta = randn(rng, (features,), dtype)
-        rmean = randn(rng, (features,), dtype)
-        rvar = rng.uniform(0.5, 2, size=features).astype(dtype)
-        args = [X, gamma, beta, rmean, rvar, 0.1, 1e-5, act, np.empty_like(X),
-                np.empty(features, dtype), np.empty_like(X)]
-        r, ra, c, ca = CUDA.run("batchnorm_forward", args, out=(8, 9, 10), inout=(3, 4))
-        assert c is None
-        what = f"batchnorm_forward act={act} {(batch, features)}"
-        assert_close(ca[8], ra[8], dtype, what="Xhat " + what)
-        assert_close(ca[9], ra[9], dtype, what="inv_std " + what)
-        scale = float(np.abs(gamma).max() * np.abs(ra[8]).max() + np.abs(beta).max())
-        assert_close(ca[10], ra[10], dtype, scale=scale, what="A_out " + what)
-        assert_close(ca[3], ra[3], dtype, what="running_mean " + what)
-        assert_close(ca[4], ra[4], dtype, what="running_var " + what)
-
-        r, ra2, c, ca2 = CUDA.run("batchnorm_inference",
-                                  [X, gamma, beta, ra[3], ra[4], 1e-5, act, np.empty_like(X)],
-                                  out=(7,))
-        assert c is None
-        assert_close(ca2[7], ra2[7], dtype, what="batchnorm_inference " + what)
-
-        delta = randn(rng, (batch, features), dtype)
-        D_prev = activation_inputs(rng, batch, features, dtype)
-        if act not in codes.NEEDS_PREACTIVATION:
-            D_prev = activation_of(D_prev, act)
-        Xhat = ra[8]
-        inv_std = ra[9]
-        args = [delta, Xhat, inv_std, gamma, np.empty(features, dtype), np.empty(features, dtype),
-                D_prev, act, np.empty_like(delta)]
-        r, ra3, c, ca3 = CUDA.run("batchnorm_backward", args, out=(4, 5, 8))
-        assert c is None
-        what = f"batchnorm_backward act={act} {(batch, features)}"
-        dscale = float(np.abs(delta).sum(axis=0).max() * max(1.0, np.abs(Xhat).max()))
-        assert_close(ca3[4], ra3[4], dtype, scale=dscale, what="dgamma " + what)
-        assert_close(ca3[5], ra3[5], dtype, scale=dscale, what="dbeta " + what)
-        scale = 1.2 * float(np.abs(gamma * inv_std).max() / batch * 3 * dscale)
-        assert_close(ca3[8], ra3[8], dtype, scale=scale, what="delta_prev " + what)
-
-
 # ---------------------------------------------------------------------------------------
-# optimizers: several steps, the whole state compared after each
+# norm_out=: the gradient norm kept on the device
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_clip_grad_norm_into_a_device_scalar(dtype):

@@ -1,16 +1,17 @@
 """A stack of Dense layers in one call each way on the CUDA backend (cuda.mlp_forward /
-cuda.mlp_backward) against the NumPy reference, under the CUDA simulator.
+cuda.mlp_backward), under the CUDA simulator: which path it takes, and the numbers of the
+layouts and launch configurations only CUDA has, against the NumPy reference.
 
 Narrow networks (every width after the input at most FUSED_MAX_WIDTH, 32 under the
-simulator, and the input at most FUSED_MAX_INPUT, 64) take the fused kernels: the whole forward pass in one launch, the whole delta
-chain in one launch followed by one weight-gradient GEMM per layer. Wider ones take the
-per-layer loop of tiled GEMMs. Both paths are run here and told apart by their launches.
+simulator, and the input at most FUSED_MAX_INPUT, 64) take the fused kernels: the whole
+forward pass in one launch, the whole delta chain in one launch followed by one
+weight-gradient GEMM per layer. Wider ones take the per-layer loop of tiled GEMMs. The
+paths are told apart by their launches; the numbers of every stack of helpers.STACKS with
+every activation are compared with the reference in tests/conformance/test_backend_stack.py.
 
-As in test_cuda_kernels.py: tiny shapes (sizes 1, 3, 7, 17, 33; batches that are not
-multiples of the rows a fused block takes), W and b as views of one flat device array
-(the model's layout), outputs NaN-filled on the device first so that an element a kernel
-forgets fails, inputs checked unchanged. Tolerance rtol 1e-5 (float32) / 1e-12 (float64)
-relative to the scale of each output's terms.
+Here W and b are views of one flat device array (the model's layout), outputs NaN-filled on
+the device first so that an element a kernel forgets fails, inputs checked unchanged.
+Tolerance rtol 1e-5 (float32) / 1e-12 (float64) relative to the scale of each output's terms.
 
 Under the simulator the fused kernels take at most 4 rows per block, 2 rows and 2 units per
 thread, 8 threads per block, and the simulator reports 4 multiprocessors: a batch of 16 or
@@ -28,15 +29,15 @@ import pytest
 from fastmlp.kernels import codes
 from fastmlp.kernels import cuda as kc
 from fastmlp.kernels import reference as ref
-from helpers import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, Backend, assert_close, dot_scale,
-                     nan_array, randn, rng_for)
+from helpers import (ACT_CODES, ACT_IDS, DTYPE_IDS, DTYPES, FUSED_STACKS, LOOP_STACKS, Backend,
+                     compare_stacks, nan_array, randn, rng_for, stack_acts)
 
 CUDA = Backend("cuda")
 
-#: (batch, sizes): fused (widths <= 32 after the input, which may be up to 64), then loop;
-#: 1 to 4 layers, batches giving 1, 2 and 4 rows per block, none a multiple of the block
-FUSED_STACKS = ((1, (3, 1)), (7, (40, 17, 3)), (13, (5, 32, 1, 9, 2)), (19, (6, 11, 3, 5)))
-LOOP_STACKS = ((5, (3, 33, 7)),)
+#: helpers.STACKS under the simulator, the stacks that tests/conformance/test_backend_stack.py
+#: compares with the reference: these fused (widths <= 32 after the input, which may be up to
+#: 64), then loop; 1 to 4 layers, batches giving 1, 2 and 4 rows per block, none a multiple
+#: of the block
 
 
 def test_the_simulator_uses_the_small_fused_configuration():
@@ -45,12 +46,6 @@ def test_the_simulator_uses_the_small_fused_configuration():
     assert rows == {1, 2, 4}
     assert all(max(s[1:]) <= kc.FUSED_MAX_WIDTH and s[0] <= kc.FUSED_MAX_INPUT for _, s in FUSED_STACKS)
     assert all(max(s[1:]) > kc.FUSED_MAX_WIDTH for _, s in LOOP_STACKS)
-
-
-def acts_for(act, n_layers):
-    """The layers' activations: cycling through all codes from `act` (the output layer
-    too, so that GELU's separate pre-activation array is met at every depth)."""
-    return tuple((act + l) % len(ACT_CODES) for l in range(n_layers))
 
 
 def make_stack(rng, dtype, batch, sizes, acts):
@@ -90,17 +85,17 @@ def reference_run(X, flat, top, sizes, acts):
 
 
 class Launches:
-    """Records the kernels launched (and still runs them)."""
+    """Records the kernels launched (and still runs them, unless `run` is False)."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, run=True):
         self.kernels = []
         original = kc.device._run
 
-        def run(kernel, grid, block, args):
+        def record(kernel, grid, block, args):
             self.kernels.append(kernel)
-            return original(kernel, grid, block, args)
+            return original(kernel, grid, block, args) if run else None
 
-        monkeypatch.setattr(kc.device, "_run", run)
+        monkeypatch.setattr(kc.device, "_run", record)
 
     def take(self):
         out, self.kernels = self.kernels, []
@@ -132,20 +127,11 @@ def cuda_run(X, flat, top, sizes, acts, launches, make=None):
 
 
 def compare(ours, theirs, acts, dtype, what):
-    A, D, delta, W, b, dW, db = ours
-    rA, rD, rdelta, rW, rb, rdW, rdb = theirs
-    for l in range(len(acts)):
-        scale = dot_scale(rA[l], np.abs(rW[l]).T) + float(np.abs(rb[l]).max())
-        assert_close(A[l + 1], rA[l + 1], dtype, max(scale, np.abs(rA[l + 1]).max()),
-                     f"A[{l + 1}] {what}")
-        if acts[l] in codes.NEEDS_PREACTIVATION:
-            assert_close(D[l + 1], rD[l + 1], dtype, scale, f"Z[{l + 1}] {what}")
-        assert_close(dW[l], rdW[l], dtype, dot_scale(np.abs(rdelta[l]).T, rA[l]), f"dW[{l}] {what}")
-        assert_close(db[l], rdb[l], dtype, float(np.abs(rdelta[l]).sum(axis=0).max(initial=0.0)),
-                     f"db[{l}] {what}")
-        if l > 0:
-            sc = dot_scale(rdelta[l], np.abs(rW[l])) * 2  # f' is at most ~1.13 (gelu)
-            assert_close(delta[l - 1], rdelta[l - 1], dtype, sc, f"delta[{l - 1}] {what}")
+    """helpers.compare_stacks on cuda_run's and reference_run's (A, D, delta, W, b, dW, db)."""
+    def order(run):
+        A, D, delta, W, b, dW, db = run
+        return A, D, W, b, delta, dW, db
+    compare_stacks(order(ours), order(theirs), acts, dtype, what)
 
 
 def expect_fused(forward, backward, dtype, sizes, acts, batch):
@@ -168,32 +154,33 @@ def expect_loop(forward, backward, acts):
 
 @pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_mlp_forward_backward(dtype, act, monkeypatch):
-    launches = Launches(monkeypatch)
+def test_each_stack_takes_its_path(dtype, act, monkeypatch):
+    """The fused kernels for the narrow stacks, the per-layer loop for the wide one (the
+    launches are recorded, not run: the numbers are compared with the reference, on these
+    very stacks and activations, in tests/conformance/test_backend_stack.py)."""
+    launches = Launches(monkeypatch, run=False)
     stacks = [(True, s) for s in FUSED_STACKS] + [(False, s) for s in LOOP_STACKS]
     for fused, (batch, sizes) in stacks:
-        acts = acts_for(act, len(sizes) - 1)
-        what = f"B={batch} sizes={sizes} acts={acts}"
+        acts = stack_acts(act, len(sizes) - 1)
         X, flat, top = make_stack(rng_for("mlp", np.dtype(dtype).str, act, sizes), dtype,
                                   batch, sizes, acts)
-        ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches)
+        _, forward, backward = cuda_run(X, flat, top, sizes, acts, launches)
         if fused:
             expect_fused(forward, backward, dtype, sizes, acts, batch)
         else:
             expect_loop(forward, backward, acts)
-        compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, what)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_row_views_of_larger_buffers(dtype, monkeypatch):
-    """The model passes the first n rows of buffers made for a larger batch: still fused."""
-    launches = Launches(monkeypatch)
+def test_row_views_of_larger_buffers_are_fused(dtype, monkeypatch):
+    """The model passes the first n rows of buffers made for a larger batch: still fused
+    (the numbers on row views: tests/conformance/test_backend_stack.py)."""
+    launches = Launches(monkeypatch, run=False)
     batch, sizes, acts = 9, (7, 17, 3, 5), (codes.GELU, codes.TANH, codes.IDENTITY)
     X, flat, top = make_stack(rng_for("rows", np.dtype(dtype).str), dtype, batch, sizes, acts)
-    ours, forward, backward = cuda_run(X, flat, top, sizes, acts, launches,
-                                       make=lambda shape: nan_array(CUDA, (13, shape[1]), dtype)[:batch])
+    _, forward, backward = cuda_run(X, flat, top, sizes, acts, launches,
+                                    make=lambda shape: nan_array(CUDA, (13, shape[1]), dtype)[:batch])
     expect_fused(forward, backward, dtype, sizes, acts, batch)
-    compare(ours, reference_run(X, flat, top, sizes, acts), acts, dtype, "row views")
 
 
 def test_arrays_of_mixed_layouts_are_fused(monkeypatch):
