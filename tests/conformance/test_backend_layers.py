@@ -129,13 +129,10 @@ def test_dropout(backend, dtype, p):
 
 
 @EVERY_DTYPE
-def test_dropout_keeps_the_unit_where_u_equals_p_in_its_dtype(backend, dtype, request):
+def test_dropout_keeps_the_unit_where_u_equals_p_in_its_dtype(backend, dtype):
     """U >= p in U's dtype (as NumPy compares a float32 array with a Python float): U ==
-    float32(0.9), which is below 0.9, keeps the unit in float32."""
-    if backend.name == "cpu" and dtype == np.float32:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "found by this suite: kernels/cpu.py compares U with p in float64, so U == "
-            "float32(0.9) < 0.9 drops the unit that the reference and CUDA keep")))
+    float32(0.9), which is below 0.9, keeps the unit in float32 (this suite found the CPU
+    comparing in float64 and dropping it)."""
     p = 0.9
     A_in, U, delta = np.ones((1, 3), dtype), np.full((1, 3), p, dtype), np.ones((1, 3), dtype)
     r, ra, c, ca = backend.run("dropout_forward", [A_in, U, p, np.empty_like(A_in)], out=(3,))
