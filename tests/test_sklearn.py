@@ -488,3 +488,19 @@ def test_import_fastmlp_without_sklearn():
     assert "False" in result.stdout
     assert "MLPClassifier" not in fastmlp.__all__ or hasattr(fastmlp, "MLPClassifier")
     assert fastmlp.MLPClassifier is MLPClassifier and fastmlp.MLPRegressor is MLPRegressor
+
+
+def test_small_steps_run_on_one_blas_thread_larger_ones_keep_the_blas_threads():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import contextlib
+
+    from fastmlp._sklearn_solvers import _blas_threads
+
+    small = fastmlp.MLP([20, 64, 64, 3], device="cpu")   # 1.1 M multiply-adds at batch 200
+    mnist = fastmlp.MLP([784, 256, 128, 10], device="cpu")  # 47 M
+    assert isinstance(_blas_threads(mnist, 200), contextlib.nullcontext)
+    limits = _blas_threads(small, 200)
+    assert isinstance(limits, threadpoolctl.threadpool_limits)
+    with limits:
+        blas = [i for i in threadpoolctl.threadpool_info() if i["user_api"] == "blas"]
+        assert blas and all(i["num_threads"] == 1 for i in blas)
