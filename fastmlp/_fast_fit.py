@@ -6,7 +6,8 @@ before): a Sequential of Dense layers on the CPU with a BLAS Numba can call, den
 reduction "mean", an output the loss fuses (or the identity), SGD or Adam/AdamW without
 gradient clipping, every layer trainable, and no callback that wants each batch (the
 progress bar is drawn between runs). The weights, losses and metrics are the per-step
-path's bit for bit; only the progress bar moves in coarser steps.
+path's bit for bit -- plain SGD (no momentum, no weight decay) to rounding, its update fused
+into the weight-gradient products -- and only the progress bar moves in coarser steps.
 
 A run is sized to take about ``RUN_SECONDS`` (measured on the first run of a fit), so
 Ctrl-C, the progress bar and other threads' whole-step reads wait no longer than that.
@@ -84,7 +85,11 @@ class _Plan:
 
     def _hyper(self, opt):
         if isinstance(opt, SGD):
-            return self.kernels.SGD, np.array([opt.lr, opt.momentum, float(opt.nesterov)])
+            # no momentum, and a b in every layer (Dense(use_bias=False) keeps a fixed zero b
+            # that the fused update would move): the update can be fused into backward
+            plain = opt.momentum == 0 and all(getattr(l, "use_bias", True) for l in self.model.layers)
+            return (self.kernels.PLAIN_SGD if plain else self.kernels.SGD,
+                    np.array([opt.lr, opt.momentum, float(opt.nesterov)]))
         return self.kernels.ADAM, np.array([opt.lr, opt.beta1, opt.beta2, opt.eps,
                                                  float(opt.decoupled), float(opt.amsgrad)])
 

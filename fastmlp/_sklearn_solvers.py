@@ -103,7 +103,7 @@ class _Epochs:
             k.write(self.total, np.zeros(1))
         loss_sum = 0.0
         step = 0
-        if self.fast is not None:  # the same steps, bit for bit, many per compiled call
+        if self.fast is not None:  # the same steps, many per compiled call (_fast_fit.py)
             if self.w is None:
                 w_rows = None
             else:  # each sample's scaled weight at its row: gathered by idx as X is

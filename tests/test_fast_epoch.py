@@ -1,6 +1,7 @@
 """fit's compiled runs of steps on the CPU (fastmlp/_fast_fit.py, kernels/cpu_epoch.py)
 against the step-by-step path: the same weights, optimizer state, history and divergence,
-bit for bit, for every loss, metric and optimizer the fast path takes; and the fits it must
+bit for bit, for every loss, metric and optimizer the fast path takes (plain SGD, whose update
+the fast path fuses into the weight-gradient products, to rounding); and the fits it must
 leave to the step-by-step path."""
 
 import numpy as np
@@ -58,15 +59,26 @@ def _fit(loss, outputs, optimizer, fast, monkeypatch=None, dtype="float32", hidd
     return model, history
 
 
-def _assert_same(a, b):
+def _assert_same(a, b, rtol=None):
+    """Bit for bit; or, with rtol (plain SGD, whose update the fast path fuses into the
+    weight-gradient products), weights and history to rounding: rtol relative to each
+    array's scale."""
     (ma, ha), (mb, hb) = a, b
     for wa, wb in zip(ma.get_weights(), mb.get_weights()):
-        np.testing.assert_array_equal(wa, wb)
+        if rtol is None:
+            np.testing.assert_array_equal(wa, wb)
+        else:
+            np.testing.assert_allclose(wa, wb, rtol=rtol, atol=rtol * np.abs(wb).max())
     for name in ma._opt_state:
         if name != "step":
             np.testing.assert_array_equal(ma._opt_state[name], mb._opt_state[name])
     assert ma._opt_state["step"] == mb._opt_state["step"] == 3 * -(-ha.params["samples"] // 32)
-    assert ha.history == hb.history
+    if rtol is None:
+        assert ha.history == hb.history
+    else:
+        assert ha.history.keys() == hb.history.keys()
+        for key in ha.history:
+            np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=rtol)
 
 
 OPTIMIZERS = {
@@ -87,7 +99,7 @@ def test_fast_path_is_the_step_by_step_path(planned, loss, outputs, output, opti
     fast = _fit(loss, outputs, OPTIMIZERS[optimizer](), True, output=output)
     slow = _fit(loss, outputs, OPTIMIZERS[optimizer](), False, output=output)
     assert planned == [True]
-    _assert_same(fast, slow)
+    _assert_same(fast, slow, rtol=1e-5 if optimizer == "sgd" else None)
 
 
 @pytest.mark.parametrize("case", ["float64", "tanh", "gelu", "label_smoothing", "sample_weight",
@@ -190,3 +202,84 @@ def test_sklearn_estimators_take_the_fast_path(planned, estimator, solver, weigh
     assert a.loss_curve_ == b.loss_curve_
     for ca, cb in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_):
         np.testing.assert_array_equal(ca, cb)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("batch, sizes, acts", [
+    (1, (5, 3, 2), ("relu", "identity")),
+    (17, (7, 13, 9, 4), ("gelu", "tanh", "identity")),
+    (33, (3, 1, 6), ("leaky_relu", "identity")),
+])
+def test_fused_sgd_backward_is_backward_then_sgd(dtype, batch, sizes, acts):
+    """kernels/cpu_epoch._mlp_backward_sgd (plain SGD's fused update) against
+    _mlp_backward then W -= lr dW, b -= lr db: the same deltas (made from the old W), and
+    weights to rounding."""
+    from numba.typed import List
+
+    from fastmlp.kernels import blas, codes, cpu, cpu_epoch
+
+    if not blas.AVAILABLE:
+        pytest.skip(f"no BLAS reachable from Numba here: {blas.WHY_NOT}")
+    rng = np.random.default_rng(batch)
+    codes_ = np.array([codes.ACTIVATIONS[a] for a in acts], np.int64)
+    W = [rng.standard_normal((o, i)).astype(dtype) for i, o in zip(sizes, sizes[1:])]
+    b = [rng.standard_normal(o).astype(dtype) for o in sizes[1:]]
+    A = [rng.standard_normal((batch, s)).astype(dtype) for s in sizes]
+    D = [a.copy() for a in A]
+    lr = dtype(0.05)
+    out = {}
+    for fused in (False, True):
+        Wk, bk = List(w.copy() for w in W), List(x.copy() for x in b)
+        delta = List(np.zeros((batch, s), dtype) for s in sizes[1:])
+        delta[-1][:] = rng.standard_normal((batch, sizes[-1]))
+        if not fused:
+            dW = List(np.zeros_like(w) for w in W)
+            db = List(np.zeros_like(x) for x in b)
+            last = delta[-1].copy()
+            cpu._mlp_backward(delta, List(A), List(D), Wk, dW, db, codes_)
+            for l in range(len(W)):
+                Wk[l] -= lr * dW[l]
+                bk[l] -= lr * db[l]
+            out[False] = (Wk, bk, [*delta[:-1], last])
+        else:
+            delta[-1][:] = out[False][2][-1]
+            cpu_epoch._mlp_backward_sgd(delta, List(A), List(D), Wk, bk, codes_, lr)
+            out[True] = (Wk, bk, list(delta))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for fused_delta, delta in zip(out[True][2], out[False][2]):
+        # every delta made from the old W, bit for bit, then scaled by -lr in place
+        np.testing.assert_array_equal(fused_delta, delta * -lr)
+    for w_fused, w_plain, w0 in zip(out[True][0], out[False][0], W):
+        scale = np.abs(w0).max() + np.abs(w_plain - w0).max()
+        np.testing.assert_allclose(w_fused, w_plain, rtol=0, atol=rtol * scale)
+        assert not np.array_equal(w_plain, w0)  # the step moved the weights
+    for b_fused, b_plain, b0 in zip(out[True][1], out[False][1], b):
+        np.testing.assert_allclose(b_fused, b_plain, rtol=0, atol=rtol * (np.abs(b0).max() + 1))
+
+
+def test_plain_sgd_in_float64_is_the_step_by_step_path_to_rounding(planned):
+    fast = _fit("cross_entropy", 3, fm.SGD(0.05), True, dtype="float64")
+    slow = _fit("cross_entropy", 3, fm.SGD(0.05), False, dtype="float64")
+    assert planned == [True]
+    _assert_same(fast, slow, rtol=1e-12)
+
+
+def test_plain_sgd_with_a_layer_without_bias_is_not_fused_and_keeps_its_zero_b(planned):
+    """Dense(use_bias=False) keeps a fixed zero b that a fused update would move: such a
+    model takes the unfused update, bit for bit the step-by-step path's."""
+    X, y = _data("cross_entropy", 3)
+
+    def fit(fast):
+        model = fm.Sequential([fm.Dense(F, 8, "tanh", use_bias=False), fm.Dense(8, 3)],
+                              device="cpu", dtype="float32", seed=0, optimizer=fm.SGD(0.1))
+        with pytest.MonkeyPatch.context() as mp:
+            if not fast:
+                mp.setattr(_fast_fit, "plan", lambda *a, **k: None)
+            model.fit(X, y, epochs=2, batch_size=32, verbose=0)
+        return model
+
+    fast, slow = fit(True), fit(False)
+    assert planned == [True]
+    for wa, wb in zip(fast.get_weights(), slow.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    np.testing.assert_array_equal(fast.b[0], 0)
