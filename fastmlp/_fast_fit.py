@@ -65,11 +65,13 @@ def plan(model, T, labels, dense_labels, callbacks, sparse, dist, metric=None):
     metric = metric or _metric_name(model)
     if dense_labels or (metric == "accuracy" and labels is None):
         return None  # accuracy read from one-hot rows: the per-step path's own gather
-    return _Plan(model, _loss_name(model, T), metric, labels is not None)
+    # plain SGD's update fused into backward writes no gradients: not when a callback reads them
+    fuse = not any(getattr(cb, "reads_gradients", False) for cb in callbacks)
+    return _Plan(model, _loss_name(model, T), metric, labels is not None, fuse)
 
 
 class _Plan:
-    def __init__(self, model, loss, metric, has_labels):
+    def __init__(self, model, loss, metric, has_labels, fuse=True):
         from .kernels import cpu_epoch
 
         self.model = model
@@ -77,6 +79,7 @@ class _Plan:
         self.metric = metric
         self.train_steps = cpu_epoch.train_steps_for(loss, metric)
         self.has_labels = has_labels
+        self.fuse = fuse
         self.smoothing = float(model.label_smoothing) if loss.startswith("cross_entropy") else 0.0
         self.run = FIRST_RUN
         self.losses = np.empty(0)
@@ -87,7 +90,8 @@ class _Plan:
         if isinstance(opt, SGD):
             # no momentum, and a b in every layer (Dense(use_bias=False) keeps a fixed zero b
             # that the fused update would move): the update can be fused into backward
-            plain = opt.momentum == 0 and all(getattr(l, "use_bias", True) for l in self.model.layers)
+            plain = (self.fuse and opt.momentum == 0
+                     and all(getattr(l, "use_bias", True) for l in self.model.layers))
             return (self.kernels.PLAIN_SGD if plain else self.kernels.SGD,
                     np.array([opt.lr, opt.momentum, float(opt.nesterov)]))
         return self.kernels.ADAM, np.array([opt.lr, opt.beta1, opt.beta2, opt.eps,

@@ -152,6 +152,12 @@ class GradientMonitor(Callback):
             raise TypeError(f"data must be None or a pair (X, y); got {type(data).__name__}")
         self.data = data
 
+    @property
+    def reads_gradients(self):
+        """Reads the last step's gradient buffers (fit then writes them at every step: plain
+        SGD's fused update in fastmlp/_fast_fit.py would leave them unwritten)."""
+        return self.data is None
+
     def norms(self):
         """{layer name: gradient norm} now (see the class docstring for which gradients)."""
         model = self.model
