@@ -64,6 +64,7 @@ Importing this module never imports MPI; ``mpi4py`` is loaded on first use
 import math
 import os
 import sys
+import time
 import traceback
 import zlib
 from contextlib import contextmanager
@@ -283,6 +284,10 @@ class DataParallel:
             f"fastmlp: process {self.r} of {self.P} failed during fit "
             f"({type(exc).__name__}: {exc}); ending the MPI job (MPI_Abort)\n")
         sys.stderr.flush()
+        # mpiexec forwards a process's stderr asynchronously and Abort tears the job's pipes
+        # down: without a moment's wait the message above is lost now and then (seen with
+        # MPICH's hydra, about 1 run in 4)
+        time.sleep(0.5)
         self.comm.Abort(1)
 
     def agreed_random_state(self, random_state, state):
