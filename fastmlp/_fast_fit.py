@@ -65,8 +65,10 @@ def plan(model, T, labels, dense_labels, callbacks, sparse, dist, metric=None):
     metric = metric or _metric_name(model)
     if dense_labels or (metric == "accuracy" and labels is None):
         return None  # accuracy read from one-hot rows: the per-step path's own gather
-    # plain SGD's update fused into backward writes no gradients: not when a callback reads them
-    fuse = not any(getattr(cb, "reads_gradients", False) for cb in callbacks)
+    # plain SGD's update fused into backward writes no gradients (not when a callback reads
+    # them) and moves every b (not with a Dense(use_bias=False), whose b is a fixed zero)
+    fuse = (not any(getattr(cb, "reads_gradients", False) for cb in callbacks)
+            and all(getattr(layer, "use_bias", True) for layer in model.layers))
     return _Plan(model, _loss_name(model, T), metric, labels is not None, fuse)
 
 
@@ -88,10 +90,7 @@ class _Plan:
 
     def _hyper(self, opt):
         if isinstance(opt, SGD):
-            # no momentum, and a b in every layer (Dense(use_bias=False) keeps a fixed zero b
-            # that the fused update would move): the update can be fused into backward
-            plain = (self.fuse and opt.momentum == 0
-                     and all(getattr(l, "use_bias", True) for l in self.model.layers))
+            plain = self.fuse and opt.momentum == 0  # the update can be fused into backward
             return (self.kernels.PLAIN_SGD if plain else self.kernels.SGD,
                     np.array([opt.lr, opt.momentum, float(opt.nesterov)]))
         return self.kernels.ADAM, np.array([opt.lr, opt.beta1, opt.beta2, opt.eps,

@@ -25,7 +25,8 @@ class _Inspection:
         ``flop``, ``gflops`` and ``share`` of the kernels' sum (kind "kernel"), then the sum
         (kind "sum") and the fused step (kind "step") with ``fraction_of_limit``: the step's
         FLOP at the machine's GEMM rate in the model's dtype (`gemm_gflops`, measured with
-        a NumPy float32 -- float64 for a float64 model -- matmul when None) over its time. The weights and optimizer state are put back.
+        a NumPy float32 -- float64 for a float64 model -- matmul when None) over its time.
+        The weights and optimizer state are put back.
         """
         from .profile import profile_step
 
