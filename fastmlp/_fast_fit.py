@@ -13,7 +13,11 @@ A run is sized to take about ``RUN_SECONDS`` (measured on the first run of a fit
 Ctrl-C, the progress bar and other threads' whole-step reads wait no longer than that.
 """
 
+import contextlib
+import os
+import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -23,11 +27,44 @@ from .optim import SGD, Adam, AdamW
 RUN_SECONDS = 0.1
 FIRST_RUN = 8  # steps in a fit's first run, which measures the time per step
 
+#: a batch is split across two cores (kernels/cpu_split.py) when its network has at most
+#: SPLIT_PARAMS parameters -- both cores read all the weights, which must stay in each
+#: core's cache: MNIST's 784-256-128-10 (235 K) gains nothing -- its step fewer than
+#: SPLIT_MACS multiply-adds (larger products the BLAS splits itself), and each half at
+#: least SPLIT_ROWS rows: 20-64-64-3 at batch 200 (halves of 100) trains 1.5x faster on two
+#: threads, while 32-64-64-64-2 at batch 64 (halves of 32) is slower on two threads and
+#: 1.4x slower as halves on one thread than as one batch
+SPLIT_PARAMS = 65536
+SPLIT_MACS = 4_000_000
+SPLIT_ROWS = 64
+#: with two ways to run a step, the faster (by its last run's time per step) runs, and
+#: every PROBE_EVERY runs the other is timed again on PROBE_STEPS steps: two threads
+#: that meet twice a step slow down badly when another process takes a core (20-64-64-3:
+#: 1.5 ms a step against 0.2 ms on one thread), and win by 1.5x on a quiet machine
+PROBE_EVERY = 8
+PROBE_STEPS = 32
+
 
 def _blas_available():
     from .kernels import blas  # the CPU backend is loaded already when its model exists
 
     return blas.AVAILABLE
+
+
+def _cores():
+    """The cores a step may use: this process's CPUs, at most the BLAS's thread count (which
+    OPENBLAS_NUM_THREADS, threadpoolctl and joblib's workers limit); 1 when the BLAS's threads
+    cannot be read or set, or two threads cannot meet (kernels/cpu_split.py)."""
+    from .kernels import blas, cpu_split
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cpus = os.cpu_count() or 1
+    threads = blas.max_threads()
+    if threads is None or not blas.one_thread().works or not cpu_split.AVAILABLE:
+        return 1
+    return min(cpus, threads)
 
 
 def _wants_batches(cb):
@@ -83,10 +120,13 @@ class _Plan:
         self.has_labels = has_labels
         self.fuse = fuse
         self.smoothing = float(model.label_smoothing) if loss.startswith("cross_entropy") else 0.0
-        self.run = FIRST_RUN
+        self.run = {}  # by way (split or not): steps of a run of about RUN_SECONDS
         self.losses = np.empty(0)
         self.correct = np.zeros(1, np.int64)
         self.no_sums = np.zeros(0, np.float64)
+        self.loss, self.cores, self._halves = loss, _cores(), {}
+        self.per_step, self.since_probe = {}, 0  # by way (split or not): seconds a step
+        self.warm = False  # whether a run has split a batch yet (its time is not counted)
 
     def _hyper(self, opt):
         if isinstance(opt, SGD):
@@ -127,7 +167,10 @@ class _Plan:
         of those steps, the first non-finite loss's step or None)."""
         model, opt = self.model, self.model.optimizer
         X, T, w, order = data
-        steps = min(steps, self.run)
+        halves = self._split(v, w)  # None: each step on the whole batch at once
+        split, probe = self._use_split(halves)
+        first = FIRST_RUN if halves is None else PROBE_STEPS
+        steps = min(steps, self.run.get(split, first), PROBE_STEPS if probe else steps)
         if self.losses.shape[0] < steps:
             self.losses = np.empty(steps)
         code, hyper = self._hyper(opt)
@@ -138,16 +181,125 @@ class _Plan:
         sums = (metrics.abs_err, metrics.sq_err) if self.metric == "regression" else (self.no_sums,) * 2
         clock = time.perf_counter()
         with model._guard.step_lock:  # readers in other threads see whole runs
-            done = self.train_steps(
-                X, T, w, order, start, steps, v.A[0], v.T2d, v.w2d, v.T, T_metric, v.A, v.D,
-                v.delta, model.W, model.b, model.dW, model.db, model._act, self.smoothing,
-                model._theta, model._grad, code, hyper, self._state(opt), model._opt_state["step"],
-                decays, self.losses, self.correct, *sums)
+            if halves is not None:
+                done = self._split_steps(halves, split, X, T, order, start, steps, code, hyper,
+                                         decays, sums)
+            else:
+                with self._blas_threads(v):
+                    done = self.train_steps(
+                        X, T, w, order, start, steps, v.A[0], v.T2d, v.w2d, v.T, T_metric, v.A, v.D,
+                        v.delta, model.W, model.b, model.dW, model.db, model._act, self.smoothing,
+                        model._theta, model._grad, code, hyper, self._state(opt), model._opt_state["step"],
+                        decays, self.losses, self.correct, *sums)
             model._opt_state["step"] += done
         per_step = (time.perf_counter() - clock) / max(done, 1)
-        self.run = max(1, int(RUN_SECONDS / max(per_step, 1e-7)))
+        if split and not self.warm:  # the first run on two threads wakes the second core
+            self.warm = True
+        else:
+            self.per_step[split] = per_step
+        self.run[split] = max(1, int(RUN_SECONDS / max(per_step, 1e-7)))
         metrics.seen += done * v.n
         metrics.correct += int(self.correct[0])
         diverged = done if done < steps else None
         return done, self.losses[:done + (diverged is not None)], diverged
 
+    def _use_split(self, halves):
+        """(whether the next run puts each batch's halves on two threads rather than both on
+        this one, whether it is a probe of the slower way). `halves` is None when steps do
+        not run as halves. Each way is timed on its first run, then the faster runs, and
+        every PROBE_EVERY runs the other is timed again (see PROBE_EVERY). Both ways compute
+        the same numbers: the choice changes the time, never the fit."""
+        if halves is None:
+            return False, False
+        timed = self.per_step
+        if True not in timed or False not in timed:
+            return True not in timed, False
+        faster = timed[True] < timed[False]
+        self.since_probe += 1
+        if self.since_probe >= PROBE_EVERY:
+            self.since_probe = 0
+            return not faster, True
+        return faster, False
+
+    def _blas_threads(self, v):
+        """One BLAS thread for a step of fewer than SPLIT_MACS multiply-adds (its products
+        are too small to split, and OpenBLAS's threads, left spinning, slow down the next
+        run on two threads); the BLAS's own count for larger ones."""
+        from .kernels import blas
+
+        small = v.n * sum(W.size for W in self.model.W) < SPLIT_MACS
+        return blas.one_thread() if small else contextlib.nullcontext()
+
+    def _split(self, v, w):
+        """The two halves of the B-row batch buffers and part 1's own gradient, when this
+        fit's steps run as two halves (see SPLIT_PARAMS), else None."""
+        B, model = v.n, self.model
+        if (self.cores < 2 or w is not None or B % 2 or B // 2 < SPLIT_ROWS
+                or model._theta.size > SPLIT_PARAMS
+                or B * sum(W.size for W in model.W) >= SPLIT_MACS):
+            return None
+        key = (B, v.A[0].ctypes.data)  # the buffers of this fit's batches
+        if key not in self._halves:
+            from .kernels import cpu_split
+
+            h = B // 2
+            grad1 = np.zeros_like(model._grad)
+            at = lambda g: (g.ctypes.data - model._grad.ctypes.data) // g.itemsize  # noqa: E731
+            view = lambda gs: tuple(grad1[at(g):at(g) + g.size].reshape(g.shape) for g in gs)  # noqa: E731
+            T_metric = v.T0 if self.has_labels else v.T
+            rows = (slice(0, h), slice(h, B))
+            pair = lambda arrays: tuple(tuple(a[r] for a in arrays) for r in rows)  # noqa: E731
+            A = pair(v.A)
+            self._halves[key] = SimpleNamespace(
+                A=A, Xb=tuple(a[0] for a in A), D=pair(v.D), delta=pair(v.delta),
+                Tb=tuple(v.T2d[r] for r in rows), T_loss=tuple(v.T[r] for r in rows),
+                T_metric=tuple(T_metric[r] for r in rows), grad=(model._grad, grad1),
+                dW=(model.dW, view(model.dW)), db=(model.db, view(model.db)),
+                correct=(self.correct, np.zeros(1, np.int64)),
+                cut=(model._theta.size // 2) // 16 * 16,  # each thread updates half of theta
+                flags=np.zeros(cpu_split.FLAGS, np.int64), shared_loss=np.zeros(2),
+                fn=cpu_split.split_steps_for(self.loss, self.metric))
+        return self._halves[key]
+
+    def _split_steps(self, halves, two_threads, X, T, order, start, steps, code, hyper, decays,
+                     sums):
+        """`steps` steps, each batch as two halves (kernels/cpu_split.py): on two threads,
+        or on this one, both halves in turn (the same numbers)."""
+        from .kernels import blas, cpu_split
+
+        model = self.model
+        code = self.kernels.SGD if code == self.kernels.PLAIN_SGD else code  # no fused update
+        state = self._state(model.optimizer)
+        step, size = model._opt_state["step"], model._theta.size
+        halves.flags[:] = 0
+        sums1 = tuple(np.zeros_like(x) for x in sums)
+        halves.correct[1][0] = 0
+        done, errors = [None, None], []
+
+        def run(p, lo, hi):
+            try:
+                done[p] = halves.fn(
+                    p, not two_threads, halves.flags, halves.shared_loss, X, T, order, start,
+                    steps, halves.Xb, halves.Tb, halves.T_loss, halves.T_metric, halves.A,
+                    halves.D, halves.delta, model.W, model.b, halves.dW, halves.db, model._act,
+                    self.smoothing, model._theta, halves.grad, lo, hi, code, hyper, state, step,
+                    decays, self.losses, halves.correct, *zip(sums, sums1))
+            except BaseException as e:  # the other thread must not wait for this one
+                errors.append(e)
+                halves.flags[cpu_split.ABORT] = 1
+
+        with blas.one_thread():  # each thread's products on its own core
+            if two_threads:
+                worker = threading.Thread(target=run, args=(1, halves.cut, size),
+                                          name="fastmlp-half-batch", daemon=True)
+                worker.start()
+                run(0, 0, halves.cut)
+                worker.join()
+            else:
+                run(0, 0, size)
+        if errors:
+            raise errors[0]
+        for x, x1 in zip(sums, sums1):
+            x += x1
+        self.correct[0] += halves.correct[1][0]
+        return done[0]

@@ -21,6 +21,7 @@ import ctypes
 import glob
 import os
 import sys
+import threading
 
 import numpy as np
 from numba import types
@@ -210,3 +211,75 @@ if AVAILABLE:
                    C.ctypes.data, _blas_int(max(C.strides[0] // size, C.shape[1], 1)))
 
         return impl_strided
+
+
+#: OpenBLAS's thread-count calls, as the builds NumPy ships export them: (get, set) pairs
+_THREADS = (("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+            ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+            ("openblas_get_num_threads", "openblas_set_num_threads"))
+
+
+def _thread_calls():
+    """(get, set) ctypes functions of NumPy's OpenBLAS's thread count, or None when the BLAS
+    is not an OpenBLAS whose threads can be set. (Its ``openblas_set_num_threads_local``
+    is not used: in the pthreads builds NumPy ships it sets the process's count too.)"""
+    if LIBRARY is None:
+        return None
+    try:
+        lib = ctypes.CDLL(LIBRARY)
+    except OSError:  # pragma: no cover - it was loaded to find gemm
+        return None
+    for get_name, set_name in _THREADS:
+        if hasattr(lib, get_name) and hasattr(lib, set_name):
+            get, set_ = getattr(lib, get_name), getattr(lib, set_name)
+            get.restype, get.argtypes = ctypes.c_int, []
+            set_.restype, set_.argtypes = None, [ctypes.c_int]
+            return get, set_
+    return None
+
+
+_THREAD_CALLS = _thread_calls()
+
+
+def max_threads():
+    """How many threads the BLAS may use (OpenBLAS's count, which OPENBLAS_NUM_THREADS,
+    threadpoolctl and joblib's workers set; while a `one_thread` context holds it at 1, the
+    count before), or None when that cannot be read."""
+    if _THREAD_CALLS is None:
+        return None
+    with one_thread._lock:
+        if one_thread._inside:
+            return int(one_thread._previous)
+        return int(_THREAD_CALLS[0]())
+
+
+class one_thread:
+    """A context in which the BLAS runs each product on one thread, so that two threads
+    can each run their own products side by side. The count is the process's, as
+    threadpoolctl sets it; contexts entered by several threads at once share one setting,
+    and the last to leave puts the count back. Without a BLAS whose threads can be set,
+    nothing changes (``works`` is False)."""
+
+    _lock = threading.Lock()
+    _inside = 0        # contexts entered and not left, in all threads
+    _previous = None   # the count before the first of them
+
+    def __init__(self):
+        self.works = _THREAD_CALLS is not None
+
+    def __enter__(self):
+        if self.works:
+            get, set_ = _THREAD_CALLS
+            with one_thread._lock:
+                if one_thread._inside == 0:
+                    one_thread._previous = get()
+                    set_(1)
+                one_thread._inside += 1
+        return self
+
+    def __exit__(self, *exc):
+        if self.works:
+            with one_thread._lock:
+                one_thread._inside -= 1
+                if one_thread._inside == 0:
+                    _THREAD_CALLS[1](one_thread._previous)

@@ -14,6 +14,13 @@ from fastmlp.callbacks import Callback
 N, F = 203, 7  # 203 = 6 full batches of 32 and a partial one of 11
 
 
+@pytest.fixture(autouse=True)
+def one_core(monkeypatch):
+    """One thread per step: these tests compare runs bit for bit; a batch split across two
+    threads agrees to rounding (tests/test_fast_split.py)."""
+    monkeypatch.setattr(_fast_fit, "_cores", lambda: 1)
+
+
 @pytest.fixture
 def planned(monkeypatch):
     """Records whether each fit took the fast path."""

@@ -1,0 +1,281 @@
+"""fit's compiled runs with each batch split across two threads (kernels/cpu_split.py,
+fastmlp/_fast_fit.py) against the same runs on one thread: the same fit to rounding for every
+loss, metric and optimizer, the same in every run, the same divergence; a failing thread
+stops the other; the BLAS's thread count comes back; the faster way is chosen by time; and
+the fits that are never split."""
+
+import contextlib
+import threading
+
+import numpy as np
+import pytest
+
+import fastmlp as fm
+from fastmlp import _fast_fit
+from fastmlp.kernels import blas, cpu_split
+
+N, F = 203, 7  # 6 full batches of 32 (two halves of 16) and a partial one of 11
+
+pytestmark = pytest.mark.skipif(not (blas.AVAILABLE and blas.one_thread().works
+                                     and cpu_split.AVAILABLE),
+                                reason="needs a BLAS whose threads can be set")
+
+
+@pytest.fixture
+def split(monkeypatch):
+    """Two cores, each run's halves on two threads (not chosen by time); records for each
+    run whether its steps ran as halves."""
+    ways = []
+    monkeypatch.setattr(_fast_fit, "_cores", lambda: 2)
+    monkeypatch.setattr(_fast_fit, "SPLIT_ROWS", 16)  # halves of these tests' batches of 32
+    choose = _fast_fit._Plan._use_split
+
+    def always(self, halves):
+        ways.append(halves is not None)
+        choose(self, halves)  # the policy still runs (and is tested below)
+        return halves is not None, False
+
+    monkeypatch.setattr(_fast_fit._Plan, "_use_split", always)
+    return ways
+
+
+@contextlib.contextmanager
+def _way(way):
+    """'alone': halves on one thread, in turn; 'whole': each step on the whole batch (one
+    core); 'two' (the `split` fixture's): halves on two threads."""
+    with pytest.MonkeyPatch.context() as mp:
+        if way == "alone":
+            mp.setattr(_fast_fit._Plan, "_use_split", lambda self, halves: (False, False))
+        elif way == "whole":
+            mp.setattr(_fast_fit, "_cores", lambda: 1)
+        yield
+
+
+def _data(loss, outputs, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, F))
+    if loss == "cross_entropy":
+        y = rng.integers(0, outputs, N)
+    elif loss == "binary_cross_entropy":
+        y = (rng.random((N, outputs)) > 0.5).astype(np.float64)
+    elif loss == "poisson":
+        y = rng.poisson(2.0, (N, outputs)).astype(np.float64)
+    else:
+        y = rng.standard_normal((N, outputs))
+    return X, y
+
+
+def _fit(loss, outputs, optimizer, dtype="float32", batch_size=32, **kwargs):
+    X, y = _data(loss, outputs)
+    model = fm.MLP([F, 13, 9, outputs], loss=loss, optimizer=optimizer, device="cpu",
+                   dtype=dtype, seed=3)
+    history = model.fit(X, y, epochs=3, batch_size=batch_size, verbose=0, **kwargs)
+    return model, history
+
+
+def _assert_same(a, b, rtol=None):
+    """Bit for bit, or with rtol to rounding (relative to each array's scale)."""
+    (ma, ha), (mb, hb) = a, b
+    for wa, wb in zip(ma.get_weights(), mb.get_weights()):
+        if rtol is None:
+            np.testing.assert_array_equal(wa, wb)
+        else:
+            np.testing.assert_allclose(wa, wb, rtol=rtol, atol=rtol * np.abs(wb).max())
+    for name in ma._opt_state:
+        if name != "step" and rtol is None:
+            np.testing.assert_array_equal(ma._opt_state[name], mb._opt_state[name])
+    assert ma._opt_state["step"] == mb._opt_state["step"]
+    assert ha.history.keys() == hb.history.keys()
+    for key in ha.history:
+        if rtol is None:
+            assert ha.history[key] == hb.history[key]
+        else:
+            np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=rtol)
+
+
+OPTIMIZERS = {
+    "sgd": lambda: fm.SGD(0.05),
+    "sgd-nesterov-decay": lambda: fm.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
+    "adam-coupled": lambda: fm.Adam(3e-3, weight_decay=1e-2, decoupled=False),
+    "adamw-amsgrad": lambda: fm.AdamW(3e-3, amsgrad=True),
+}
+
+
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("loss, outputs", [("cross_entropy", 4), ("binary_cross_entropy", 3),
+                                           ("mse", 2), ("poisson", 2)])
+def test_halves_on_two_threads_are_halves_on_one_and_the_whole_batch_to_rounding(
+        split, loss, outputs, optimizer):
+    two = _fit(loss, outputs, OPTIMIZERS[optimizer]())
+    assert split and all(split)  # every run split its batches
+    with _way("alone"):
+        alone = _fit(loss, outputs, OPTIMIZERS[optimizer]())
+    with _way("whole"):
+        whole = _fit(loss, outputs, OPTIMIZERS[optimizer]())
+    assert two[0]._opt_state["step"] == 3 * (N // 32 + 1)
+    _assert_same(two, alone)               # the way chosen never changes the fit
+    _assert_same(two, whole, rtol=1e-5)    # the halves' sum: another rounding
+
+
+@pytest.mark.parametrize("kwargs", [dict(dtype="float64"), dict(label_smoothing=0.1),
+                                    dict(validation_split=0.2), dict(batch_size=64)])
+def test_split_options(split, kwargs):
+    kwargs = dict(kwargs)
+    dtype = kwargs.pop("dtype", "float32")
+    smoothing = kwargs.pop("label_smoothing", 0.0)
+
+    def fit(way):
+        X, y = _data("cross_entropy", 3)
+        model = fm.MLP([F, 13, 9, 3], optimizer=fm.Adam(3e-3), device="cpu", dtype=dtype,
+                       seed=3, label_smoothing=smoothing)
+        with _way(way):
+            history = model.fit(X, y, epochs=3, verbose=0, **{"batch_size": 32, **kwargs})
+        return model, history
+
+    two = fit("two")
+    assert any(split)
+    _assert_same(two, fit("alone"))
+    _assert_same(two, fit("whole"), rtol=1e-12 if dtype == "float64" else 1e-5)
+
+
+def test_split_fits_are_the_same_in_every_run(split):
+    a = _fit("cross_entropy", 3, fm.Adam(3e-3))
+    b = _fit("cross_entropy", 3, fm.Adam(3e-3))
+    for wa, wb in zip(a[0].get_weights(), b[0].get_weights()):
+        np.testing.assert_array_equal(wa, wb)
+    assert a[1].history == b[1].history
+
+
+def test_divergence_is_caught_at_the_same_step(split):
+    X, y = _data("mse", 1)
+    y = y * 1e30  # the loss overflows float32 at once
+
+    def fit(way):
+        model = fm.MLP([F, 8, 1], loss="mse", optimizer=fm.SGD(1.0), device="cpu", seed=0)
+        with _way(way):
+            with pytest.warns(RuntimeWarning, match="diverged") as record:
+                history = model.fit(X, y, epochs=2, batch_size=32, verbose=0, on_divergence="warn")
+        return model, history, str(record[0].message)
+
+    (ma, ha, msg_a), (mb, hb, msg_b) = fit("two"), fit("whole")
+    assert split[0] is True
+    assert ha.diverged == hb.diverged
+    assert msg_a == msg_b
+    for wa, wb in zip(ma.get_weights(), mb.get_weights()):
+        np.testing.assert_array_equal(wa, wb)  # the weights before the first step: untouched
+
+
+@pytest.mark.parametrize("part", [0, 1])
+def test_a_failing_thread_stops_the_other(split, monkeypatch, part):
+    """Either thread failing ends the run with its error (the other must not wait for it
+    forever), and the BLAS's thread count is put back."""
+    made = cpu_split.split_steps_for
+
+    def failing(loss, metric):
+        fn = made(loss, metric)
+
+        def steps(p, *args):
+            if p == part:
+                raise RuntimeError(f"part {p} failed")
+            return fn(p, *args)
+
+        return steps
+
+    monkeypatch.setattr(cpu_split, "split_steps_for", failing)
+    before = blas.max_threads()
+    errors = []
+
+    def fit():
+        try:
+            _fit("cross_entropy", 3, fm.Adam(3e-3))
+        except RuntimeError as e:
+            errors.append(str(e))
+
+    runner = threading.Thread(target=fit, daemon=True)
+    runner.start()
+    runner.join(timeout=120)
+    assert not runner.is_alive(), "the other thread waited forever"
+    assert errors == [f"part {part} failed"]
+    assert blas.max_threads() == before
+
+
+def test_the_blas_thread_count_comes_back_after_fits_in_several_threads(split):
+    before = blas.max_threads()
+    threads = [threading.Thread(target=_fit, args=("cross_entropy", 3, fm.Adam(3e-3)))
+               for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert blas.max_threads() == before
+    count = blas._THREAD_CALLS[0]  # OpenBLAS's own count, now
+    with blas.one_thread():
+        assert count() == 1
+        assert blas.max_threads() == before  # what fits may use, read inside the context
+        with blas.one_thread():
+            assert count() == 1
+        assert count() == 1
+    assert count() == blas.max_threads() == before
+
+
+@pytest.mark.parametrize("case", ["odd batch", "small halves", "sample_weight", "large network",
+                                  "one core", "large step"])
+def test_fits_that_are_not_split(monkeypatch, case):
+    ways = []
+    monkeypatch.setattr(_fast_fit, "_cores", lambda: 1 if case == "one core" else 2)
+    monkeypatch.setattr(_fast_fit, "SPLIT_ROWS", 16)
+    choose = _fast_fit._Plan._use_split
+    monkeypatch.setattr(_fast_fit._Plan, "_use_split",
+                        lambda self, halves: ways.append(halves is not None) or choose(self, halves))
+    X, y = _data("cross_entropy", 3)
+    sizes, kwargs = [F, 13, 9, 3], dict(batch_size=32)
+    if case == "odd batch":
+        kwargs["batch_size"] = 33
+    elif case == "small halves":
+        kwargs["batch_size"] = 2 * _fast_fit.SPLIT_ROWS - 2
+    elif case == "sample_weight":
+        kwargs["sample_weight"] = np.random.default_rng(0).random(N) + 0.5
+    elif case == "large network":
+        sizes = [F, 256, 256, 3]  # more than SPLIT_PARAMS parameters
+    elif case == "large step":
+        monkeypatch.setattr(_fast_fit, "SPLIT_MACS", 32 * (F * 13 + 13 * 9 + 9 * 3))
+    fm.MLP(sizes, device="cpu", seed=0).fit(X, y, epochs=1, verbose=0, **kwargs)
+    assert ways and not any(ways)
+
+
+def test_the_faster_way_runs_and_the_other_is_timed_again():
+    plan = _fast_fit._Plan.__new__(_fast_fit._Plan)
+    plan.per_step, plan.since_probe = {}, 0
+    halves = object()
+    assert plan._use_split(None) == (False, False)       # cannot split: one thread
+    assert plan._use_split(halves) == (True, False)      # each way timed first
+    plan.per_step[True] = 2e-5
+    assert plan._use_split(halves) == (False, False)
+    plan.per_step[False] = 3e-5                          # two threads faster
+    ways = [plan._use_split(halves) for _ in range(2 * _fast_fit.PROBE_EVERY)]
+    assert ways.count((False, True)) == 2                # one thread timed again, now and then
+    assert ways.count((True, False)) == 2 * _fast_fit.PROBE_EVERY - 2
+    plan.per_step[True] = 1e-3                           # a busy machine: one thread wins
+    ways = [plan._use_split(halves) for _ in range(_fast_fit.PROBE_EVERY)]
+    assert ways.count((True, True)) == 1 and ways.count((False, False)) == _fast_fit.PROBE_EVERY - 1
+
+
+def test_sklearn_estimator_split_to_rounding(split):
+    pytest.importorskip("sklearn")
+    import fastmlp.sklearn as fsk
+
+    X, y = _data("cross_entropy", 3)
+
+    def fit(way):
+        est = fsk.MLPClassifier(hidden_layer_sizes=(11,), batch_size=32, max_iter=3,
+                                random_state=0, device="cpu")
+        with _way(way), pytest.warns(Warning):
+            return est.fit(X, y)
+
+    two, alone, whole = fit("two"), fit("alone"), fit("whole")
+    assert any(split)
+    assert two.loss_curve_ == alone.loss_curve_
+    np.testing.assert_allclose(two.loss_curve_, whole.loss_curve_, rtol=1e-12)
+    for c2, c1, cw in zip(two.coefs_, alone.coefs_, whole.coefs_):
+        np.testing.assert_array_equal(c2, c1)
+        np.testing.assert_allclose(c2, cw, rtol=1e-10, atol=1e-12)
