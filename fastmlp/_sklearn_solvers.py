@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 from types import SimpleNamespace
 
-from ._sklearn_compat import (ConvergenceWarning, _check_optimize_result, sk_shuffle,
+from ._sklearn_compat import (ConvergenceWarning, _check_optimize_result,
                               train_test_split)
 from . import _fast_fit
 from .errors import DivergenceError
@@ -29,16 +29,30 @@ _SMALL_STEP = 4_000_000
 
 
 def _blas_threads(model, batch):
-    """A context that runs small steps on one BLAS thread (threadpoolctl, which comes with
+    """A context that runs small steps on one BLAS thread (fastmlp's own setter of NumPy's
+    OpenBLAS, which fit's runs on two threads share; else threadpoolctl, which comes with
     scikit-learn); larger ones keep the BLAS's own setting."""
     macs = batch * sum(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
     if model.device != "cpu" or macs >= _SMALL_STEP:
         return contextlib.nullcontext()
+    from .kernels import blas
+
+    if blas.one_thread().works:
+        return blas.one_thread()
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - a dependency of scikit-learn
         return contextlib.nullcontext()
     return threadpool_limits(limits=1, user_api="blas")
+
+
+def _shuffled(order, random_state):
+    """scikit-learn's ``shuffle(order, random_state=random_state)``, the same draws from the
+    same RandomState (its ``resample``: a RandomState.shuffle of arange(n), then indexing)
+    without its argument checks, which cost 0.3 ms an iteration (10 % of a small fit)."""
+    idx = np.arange(order.shape[0])
+    random_state.shuffle(idx)
+    return order[idx]
 
 
 class _Epochs:
@@ -231,7 +245,7 @@ class _Solvers:
         say = print if dist is None or dist.r == 0 else (lambda *args: None)
         for _ in range(self.max_iter):
             if self.shuffle:  # scikit-learn's draws: the previous order, shuffled
-                order = sk_shuffle(order, random_state=self._random_state)
+                order = _shuffled(order, self._random_state)
             data_loss, l2_factor, constant = epochs.run(order)
             loss = self._sklearn_loss(data_loss) + constant
             if self.alpha:

@@ -304,3 +304,19 @@ def test_sparse_training_never_densifies_the_matrix():
         tracemalloc.stop()
     assert clf.n_iter_ == 2
     assert peak < 150e6, f"peak {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("n", [1, 2, 17, 20000])
+def test_the_epochs_order_is_scikit_learns_shuffle(n):
+    """Each iteration's order: scikit-learn's shuffle(order, random_state) draw for draw,
+    from the same RandomState, over successive iterations."""
+    from sklearn.utils import check_random_state, shuffle
+
+    from fastmlp._sklearn_solvers import _shuffled
+
+    ours, theirs = check_random_state(7), check_random_state(7)
+    a = b = np.arange(n)
+    for _ in range(3):
+        a, b = _shuffled(a, ours), shuffle(b, random_state=theirs)
+        np.testing.assert_array_equal(a, b)
+    assert ours.randint(1 << 30) == theirs.randint(1 << 30)  # the generators are in step
