@@ -31,7 +31,7 @@ from .cpu import (_bce, _column_sum_acc, _mlp_backward, _mlp_forward, _mse, _poi
                   _softmax_ce_labels, _softmax_ce_targets, _targets_plogp, _times_df,
                   count_binary_correct, count_correct, gather_rows, regression_sums)
 from .cpu_optim import _adam_update, _sgd_update
-from .scalar import unique_name
+from .scalar import specialise
 
 
 def _jit(fn):
@@ -170,36 +170,38 @@ def train_steps_for(loss, metric):
     returns s (the weights are those before step s), as the per-step path does."""
     key = (loss, metric)
     if key not in _MADE:
-        _MADE[key] = _make_train_steps(LOSSES[loss], METRICS[metric], f"train_steps_{loss}_{metric}")
+        _MADE[key] = _jit(specialise(_train_steps, f"train_steps_{loss}_{metric}",
+                                     loss_fn=LOSSES[loss], metric_fn=METRICS[metric]))
     return _MADE[key]
 
 
-def _make_train_steps(loss_fn, metric_fn, name):
-    def train_steps(X, T, w, order, start, steps, Xb, Tb, wb, T_loss, T_metric, A, D, delta,
-                    W, b, dW, db, acts, smoothing, theta, grad, opt, hyper, state, step, decays,
-                    losses, correct, abs_err, sq_err):
-        B = Xb.shape[0]
-        L = len(W)
-        for s in range(steps):
-            idx = order[start + s * B: start + (s + 1) * B]
-            gather_rows(X, idx, Xb)
-            gather_rows(T, idx, Tb)
-            if w is None:
-                wv = None
-            else:
-                gather_rows(w, idx, wb)
-                wv = wb[:, 0]
-            _mlp_forward(A, D, W, b, acts)
-            loss = loss_fn(A[L], T_loss, delta[L - 1], wv, smoothing)
-            losses[s] = loss
-            if not math.isfinite(loss):
-                return s
-            if opt == PLAIN_SGD and decays[s] == 0.0:  # the update fused into backward
-                _mlp_backward_sgd(delta, A, D, W, b, acts, theta.dtype.type(hyper[0]))
-            else:
-                _mlp_backward(delta, A, D, W, dW, db, acts)
-                _update(opt, theta, grad, state, hyper, step + s + 1, decays[s])
-            metric_fn(A[L], T_metric, correct, abs_err, sq_err)
-        return steps
+loss_fn = metric_fn = None  # the globals _train_steps calls; each specialised copy has its own
 
-    return _jit(unique_name(train_steps, name))
+
+def _train_steps(X, T, w, order, start, steps, Xb, Tb, wb, T_loss, T_metric, A, D, delta, W, b,
+                 dW, db, acts, smoothing, theta, grad, opt, hyper, state, step, decays, losses,
+                 correct, abs_err, sq_err):
+    B = Xb.shape[0]
+    L = len(W)
+    for s in range(steps):
+        idx = order[start + s * B: start + (s + 1) * B]
+        gather_rows(X, idx, Xb)
+        gather_rows(T, idx, Tb)
+        if w is None:
+            wv = None
+        else:
+            gather_rows(w, idx, wb)
+            wv = wb[:, 0]
+        _mlp_forward(A, D, W, b, acts)
+        loss = loss_fn(A[L], T_loss, delta[L - 1], wv, smoothing)
+        losses[s] = loss
+        if not math.isfinite(loss):
+            return s
+        if opt == PLAIN_SGD and decays[s] == 0.0:  # the update fused into backward
+            _mlp_backward_sgd(delta, A, D, W, b, acts, theta.dtype.type(hyper[0]))
+        else:
+            _mlp_backward(delta, A, D, W, dW, db, acts)
+            _update(opt, theta, grad, state, hyper, step + s + 1, decays[s])
+        metric_fn(A[L], T_metric, correct, abs_err, sq_err)
+    return steps
+

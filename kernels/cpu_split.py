@@ -33,7 +33,7 @@ from numba.extending import intrinsic
 from .codes import CACHE
 from .cpu_epoch import LOSSES, METRICS, _update
 from .cpu import _mlp_backward, _mlp_forward, gather_rows
-from .scalar import unique_name
+from .scalar import specialise
 
 #: where each thread's counter sits in the shared int64 array (a cache line apart), and
 #: the slot a failing thread sets to stop the other
@@ -132,61 +132,64 @@ def split_steps_for(loss, metric):
     (flags[ABORT] set)."""
     key = (loss, metric)
     if key not in _MADE:
-        _MADE[key] = _make_split_steps(LOSSES[loss], METRICS[metric], f"split_steps_{loss}_{metric}")
+        if loss not in _MADE:  # one half step per loss (each compiled function its own name)
+            _MADE[loss] = _jit(specialise(_half_step, f"half_step_{loss}", loss_fn=LOSSES[loss]))
+        _MADE[key] = _jit(specialise(_split_steps, f"split_steps_{loss}_{metric}",
+                                     half_step=_MADE[loss], metric_fn=METRICS[metric]))
     return _MADE[key]
 
 
-def _make_split_steps(loss_fn, metric_fn, name):
-    def half_step(X, T, idx, Xb, Tb, T_loss, A, D, delta, W, b, dW, db, acts, smoothing):
-        """One half of a batch: its rows gathered, forward, the loss (returned) and its
-        gradient scaled by 1/2 (the batch mean is the halves' mean), backward into dW, db."""
-        L = len(W)
-        gather_rows(X, idx, Xb)
-        gather_rows(T, idx, Tb)
-        _mlp_forward(A, D, W, b, acts)
-        loss = loss_fn(A[L], T_loss, delta[L - 1], None, smoothing)
-        d = delta[L - 1]
-        half = d.dtype.type(0.5)
-        for i in range(d.shape[0]):
-            for j in range(d.shape[1]):
-                d[i, j] *= half
-        _mlp_backward(delta, A, D, W, dW, db, acts)
-        return loss
+loss_fn = metric_fn = half_step = None  # the globals the loops below call; each
+                                       # specialised copy has its own (scalar.specialise)
 
-    half_step = _jit(unique_name(half_step, f"half_step_{name}"))
 
-    def split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb, Tb, T_loss,
-                    T_metric, A, D, delta, W, b, dW, db, acts, smoothing, theta, grad, lo, hi,
-                    opt, hyper, state, step, decays, losses, correct, abs_err, sq_err):
-        h = Xb[0].shape[0]
-        L = len(W)
-        count = 0
-        mine = (state[0][lo:hi], state[1][lo:hi], state[2][lo:hi])
-        total, other = grad[0], grad[1]   # part 0's gradient takes the sum
-        for s in range(steps):
-            for p in range(2):
-                if alone or p == part:
-                    first = start + (2 * s + p) * h
-                    shared_loss[p] = half_step(
-                        X, T, order[first:first + h], Xb[p], Tb[p], T_loss[p], A[p], D[p],
-                        delta[p], W, b, dW[p], db[p], acts, smoothing)
-            count += 1
-            if not alone and not _meet(flags, part, count):
-                return -1
-            loss = 0.5 * (shared_loss[0] + shared_loss[1])
-            if part == 0:
-                losses[s] = loss
-            if not math.isfinite(loss):
-                return s
-            for i in range(lo, hi):
-                total[i] += other[i]
-            _update(opt, theta[lo:hi], total[lo:hi], mine, hyper, step + s + 1, decays[s])
-            for p in range(2):
-                if alone or p == part:
-                    metric_fn(A[p][L], T_metric[p], correct[p], abs_err[p], sq_err[p])
-            count += 1
-            if not alone and not _meet(flags, part, count):
-                return -1
-        return steps
+def _half_step(X, T, idx, Xb, Tb, T_loss, A, D, delta, W, b, dW, db, acts, smoothing):
+    """One half of a batch: its rows gathered, forward, the loss (returned) and its
+    gradient scaled by 1/2 (the batch mean is the halves' mean), backward into dW, db."""
+    L = len(W)
+    gather_rows(X, idx, Xb)
+    gather_rows(T, idx, Tb)
+    _mlp_forward(A, D, W, b, acts)
+    loss = loss_fn(A[L], T_loss, delta[L - 1], None, smoothing)
+    d = delta[L - 1]
+    half = d.dtype.type(0.5)
+    for i in range(d.shape[0]):
+        for j in range(d.shape[1]):
+            d[i, j] *= half
+    _mlp_backward(delta, A, D, W, dW, db, acts)
+    return loss
 
-    return _jit(unique_name(split_steps, name))
+
+def _split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb, Tb, T_loss,
+                 T_metric, A, D, delta, W, b, dW, db, acts, smoothing, theta, grad, lo, hi,
+                 opt, hyper, state, step, decays, losses, correct, abs_err, sq_err):
+    h = Xb[0].shape[0]
+    L = len(W)
+    count = 0
+    mine = (state[0][lo:hi], state[1][lo:hi], state[2][lo:hi])
+    total, other = grad[0], grad[1]   # part 0's gradient takes the sum
+    for s in range(steps):
+        for p in range(2):
+            if alone or p == part:
+                first = start + (2 * s + p) * h
+                shared_loss[p] = half_step(
+                    X, T, order[first:first + h], Xb[p], Tb[p], T_loss[p], A[p], D[p],
+                    delta[p], W, b, dW[p], db[p], acts, smoothing)
+        count += 1
+        if not alone and not _meet(flags, part, count):
+            return -1
+        loss = 0.5 * (shared_loss[0] + shared_loss[1])
+        if part == 0:
+            losses[s] = loss
+        if not math.isfinite(loss):
+            return s
+        for i in range(lo, hi):
+            total[i] += other[i]
+        _update(opt, theta[lo:hi], total[lo:hi], mine, hyper, step + s + 1, decays[s])
+        for p in range(2):
+            if alone or p == part:
+                metric_fn(A[p][L], T_metric[p], correct[p], abs_err[p], sq_err[p])
+        count += 1
+        if not alone and not _meet(flags, part, count):
+            return -1
+    return steps

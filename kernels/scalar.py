@@ -188,6 +188,21 @@ def unique_name(fn, name):
     return fn
 
 
+def specialise(template, name, **names):
+    """A copy of the function `template`, named `name` (see unique_name), whose global
+    `names` are the given values (compiled functions: a loss, a metric). Numba's disk cache
+    keys a closure by the values it captures, and a compiled function pickles differently
+    in every process (its dispatcher's uuid): a closure over compiled functions never hits
+    the cache in a later process and is compiled again (a second each). Globals are not in
+    the key, so a copy with globals of its own is compiled once per machine."""
+    scope = dict(template.__globals__, **names)
+    fn = types.FunctionType(template.__code__, scope, name, template.__defaults__)
+    fn.__qualname__ = name
+    fn.__module__ = template.__module__
+    fn.__doc__ = template.__doc__
+    return fn
+
+
 def switch(jit, by_code, default=None, nargs=1, name="switch"):
     """A compiled ``run(x, act)`` (``run(x, y, act)`` with nargs=2) that returns
     ``by_code[act](x)``, the functions compiled already, ``default(x)`` past the last code

@@ -36,6 +36,32 @@ def test_cache_is_written_then_reused_with_the_same_result(tmp_path):
     assert _cache_files(tmp_path) == files  # nothing recompiled into new entries
 
 
+FIT = (
+    "import numpy as np, fastmlp\n"
+    "X, y = fastmlp.datasets.load_digits()\n"
+    "m = fastmlp.MLP([64, 16, 10], optimizer='adam', seed=0)\n"
+    "h = m.fit(X, y, epochs=2, batch_size=128, verbose=0)\n"
+    "print(repr(h.history['loss']))\n"
+)
+
+
+def test_fits_compiled_runs_are_reused_from_the_cache(tmp_path):
+    """fit's compiled runs (kernels/cpu_epoch.py, cpu_split.py: loops specialised per loss
+    and metric) load from the cache in a later process instead of compiling again: they
+    were closures over compiled functions, which Numba keys differently in every process."""
+    env = _env(tmp_path)
+    first = subprocess.run([sys.executable, "-c", FIT], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr
+    files = _cache_files(tmp_path)
+    assert any("steps_cross_entropy_labels" in f for f in files)  # train_steps or split_steps
+    again = subprocess.run([sys.executable, "-c", FIT], env=env, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    assert _cache_files(tmp_path) == files  # nothing compiled into new entries
+
+
 def test_cache_can_be_switched_off(tmp_path):
     result = _run(tmp_path, FASTMLP_NO_CACHE="1")
     assert _cache_files(tmp_path) == []
