@@ -16,7 +16,8 @@ scikit-learn more than they give, and fastmlp runs small steps on one thread its
 the second ratio is the one that measures the kernels and the loop, not the threading.
 
 Rounds are interleaved (sklearn twice, fastmlp, fastmlp float32, then again) so that the ratios
-come from the same minutes of a noisy machine; the fastest round of each counts. Kernels
+come from the same minutes of a noisy machine, with a pause of PAUSE seconds before each
+fit; the fastest round of each counts. Kernels
 are compiled before the clock starts. ``extra_info`` holds the training accuracy (the fits
 must be the same fits, not a faster worse one) and the BLAS thread count.
 """
@@ -41,6 +42,9 @@ from fastmlp.datasets import load_idx  # noqa: E402
 
 MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
 ROUNDS = {"tabular": 1 if SMOKE else 3, "mnist": 1 if SMOKE else 2}
+#: seconds between two fits: OpenBLAS's idle threads spin for ~0.1 s after a product on
+#: several threads (scikit-learn's), and would run on into the next fit's time
+PAUSE = 0 if SMOKE else 0.3
 
 
 def _tabular():
@@ -108,6 +112,7 @@ def test_sklearn_estimators(benchmark, problem):
     def one_round():
         for name, make in FITTERS.items():
             est = make(params)
+            time.sleep(PAUSE)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 start = time.perf_counter()

@@ -38,7 +38,8 @@ SPLIT_PARAMS = 65536
 SPLIT_MACS = 4_000_000
 SPLIT_ROWS = 64
 #: with two ways to run a step, the faster (by its last run's time per step) runs, and
-#: every PROBE_EVERY runs the other is timed again on PROBE_STEPS steps: two threads
+#: the other is timed again on PROBE_STEPS steps after 1, 2, 4, then every PROBE_EVERY
+#: runs: two threads
 #: that meet twice a step slow down badly when another process takes a core (20-64-64-3:
 #: 1.5 ms a step against 0.2 ms on one thread), and win by 1.5x on a quiet machine
 PROBE_EVERY = 8
@@ -49,6 +50,24 @@ def _blas_available():
     from .kernels import blas  # the CPU backend is loaded already when its model exists
 
     return blas.AVAILABLE
+
+
+_HELPER = None
+_HELPER_FREE = threading.Lock()  # held while a run uses the helper thread
+
+
+def _helper():
+    """The thread that runs the second halves, kept from run to run (a new thread would
+    make OpenBLAS set up its buffers for it again: 2x slower runs of 32 steps), or None
+    while another fit's run is using it (that run then takes both halves on its thread)."""
+    global _HELPER
+    if not _HELPER_FREE.acquire(blocking=False):
+        return None
+    if _HELPER is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _HELPER = ThreadPoolExecutor(1, thread_name_prefix="fastmlp-half-batch")
+    return _HELPER
 
 
 def _cores():
@@ -126,6 +145,8 @@ class _Plan:
         self.no_sums = np.zeros(0, np.float64)
         self.loss, self.cores, self._halves = loss, _cores(), {}
         self.per_step, self.since_probe = {}, 0  # by way (split or not): seconds a step
+        self.probe_gap = 1  # runs between probes: soon at first (the first timings may be
+        # of a machine still busy, e.g. OpenBLAS's threads spinning after a large product)
         self.warm = False  # whether a run has split a batch yet (its time is not counted)
 
     def _hyper(self, opt):
@@ -216,8 +237,8 @@ class _Plan:
             return True not in timed, False
         faster = timed[True] < timed[False]
         self.since_probe += 1
-        if self.since_probe >= PROBE_EVERY:
-            self.since_probe = 0
+        if self.since_probe >= self.probe_gap:  # 1, 2, 4 runs, then every PROBE_EVERY
+            self.since_probe, self.probe_gap = 0, min(2 * self.probe_gap, PROBE_EVERY)
             return not faster, True
         return faster, False
 
@@ -288,13 +309,15 @@ class _Plan:
                 errors.append(e)
                 halves.flags[cpu_split.ABORT] = 1
 
+        helper = _helper() if two_threads else None  # None: busy with another fit's run
         with blas.one_thread():  # each thread's products on its own core
-            if two_threads:
-                worker = threading.Thread(target=run, args=(1, halves.cut, size),
-                                          name="fastmlp-half-batch", daemon=True)
-                worker.start()
-                run(0, 0, halves.cut)
-                worker.join()
+            if helper is not None:
+                try:
+                    second = helper.submit(run, 1, halves.cut, size)
+                    run(0, 0, halves.cut)
+                    second.result()
+                finally:
+                    _HELPER_FREE.release()
             else:
                 run(0, 0, size)
         if errors:
