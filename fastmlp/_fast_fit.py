@@ -70,6 +70,17 @@ def _helper():
     return _HELPER
 
 
+def _forget_helper():
+    """In a child made by fork: the helper thread was not copied, only its executor's state
+    (which could claim an idle thread that does not exist, and a run would wait forever)."""
+    global _HELPER, _HELPER_FREE
+    _HELPER, _HELPER_FREE = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_helper)
+
+
 def _cores():
     """The cores a step may use: this process's CPUs, at most the BLAS's thread count (which
     OPENBLAS_NUM_THREADS, threadpoolctl and joblib's workers limit); 1 when the BLAS's threads

@@ -283,3 +283,16 @@ class one_thread:
                 one_thread._inside -= 1
                 if one_thread._inside == 0:
                     _THREAD_CALLS[1](one_thread._previous)
+
+
+def _after_fork_in_child():
+    """A child made by fork while another thread was inside `one_thread` starts outside it
+    (that thread was not copied): the count it set is put back."""
+    one_thread._lock = threading.Lock()
+    if one_thread._inside:
+        one_thread._inside = 0
+        _THREAD_CALLS[1](one_thread._previous)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -279,3 +279,25 @@ def test_sklearn_estimator_split_to_rounding(split):
     for c2, c1, cw in zip(two.coefs_, alone.coefs_, whole.coefs_):
         np.testing.assert_array_equal(c2, c1)
         np.testing.assert_allclose(c2, cw, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_splits_batches_without_waiting_forever(split):
+    """A fork after a two-thread fit: the child has no helper thread, only a copy of its
+    executor; its own two-thread fit must start a new one (and not wait for the old)."""
+    import multiprocessing as mp
+
+    _fit("cross_entropy", 3, fm.Adam(3e-3))  # the parent's helper thread exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        result = pool.apply_async(_child_fit)
+        weights = result.get(timeout=120)
+    for got, want in zip(weights, _fit("cross_entropy", 3, fm.Adam(3e-3))[0].get_weights()):
+        np.testing.assert_array_equal(got, want)
+
+
+def _child_fit():
+    _fast_fit._cores = lambda: 2
+    _fast_fit.SPLIT_ROWS = 16
+    _fast_fit._Plan._use_split = lambda self, halves: (halves is not None, False)
+    return _fit("cross_entropy", 3, fm.Adam(3e-3))[0].get_weights()
