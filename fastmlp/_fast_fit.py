@@ -214,8 +214,8 @@ class _Plan:
         clock = time.perf_counter()
         with model._guard.step_lock:  # readers in other threads see whole runs
             if halves is not None:
-                done = self._split_steps(halves, split, X, T, order, start, steps, code, hyper,
-                                         decays, sums)
+                done, split = self._split_steps(halves, split, X, T, order, start, steps, code,
+                                                hyper, decays, sums)  # split: as it ran
             else:
                 with self._blas_threads(v):
                     done = self.train_steps(
@@ -296,7 +296,8 @@ class _Plan:
     def _split_steps(self, halves, two_threads, X, T, order, start, steps, code, hyper, decays,
                      sums):
         """`steps` steps, each batch as two halves (kernels/cpu_split.py): on two threads,
-        or on this one, both halves in turn (the same numbers)."""
+        or on this one, both halves in turn (the same numbers) -- also when another fit's run
+        holds the helper thread. Returns (steps done, whether two threads ran them)."""
         from .kernels import blas, cpu_split
 
         model = self.model
@@ -307,11 +308,13 @@ class _Plan:
         sums1 = tuple(np.zeros_like(x) for x in sums)
         halves.correct[1][0] = 0
         done, errors = [None, None], []
+        helper = _helper() if two_threads else None  # None: busy with another fit's run
+        alone = helper is None
 
         def run(p, lo, hi):
             try:
                 done[p] = halves.fn(
-                    p, not two_threads, halves.flags, halves.shared_loss, X, T, order, start,
+                    p, alone, halves.flags, halves.shared_loss, X, T, order, start,
                     steps, halves.Xb, halves.Tb, halves.T_loss, halves.T_metric, halves.A,
                     halves.D, halves.delta, model.W, model.b, halves.dW, halves.db, model._act,
                     self.smoothing, model._theta, halves.grad, lo, hi, code, hyper, state, step,
@@ -320,7 +323,6 @@ class _Plan:
                 errors.append(e)
                 halves.flags[cpu_split.ABORT] = 1
 
-        helper = _helper() if two_threads else None  # None: busy with another fit's run
         with blas.one_thread():  # each thread's products on its own core
             if helper is not None:
                 try:
@@ -336,4 +338,4 @@ class _Plan:
         for x, x1 in zip(sums, sums1):
             x += x1
         self.correct[0] += halves.correct[1][0]
-        return done[0]
+        return done[0], not alone

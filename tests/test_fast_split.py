@@ -199,14 +199,25 @@ def test_a_failing_thread_stops_the_other(split, monkeypatch, part):
     assert blas.max_threads() == before
 
 
-def test_the_blas_thread_count_comes_back_after_fits_in_several_threads(split):
+def test_fits_in_several_threads_at_once(split):
+    """Three fits at once share one helper thread (the others run both halves on their own
+    thread: the same numbers), end, give one fit's weights, and put the BLAS's thread
+    count back."""
     before = blas.max_threads()
-    threads = [threading.Thread(target=_fit, args=("cross_entropy", 3, fm.Adam(3e-3)))
-               for _ in range(3)]
+    alone = _fit("cross_entropy", 3, fm.Adam(3e-3))[0].get_weights()
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        _fit("cross_entropy", 3, fm.Adam(3e-3))[0].get_weights()), daemon=True)
+        for _ in range(3)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a fit waited forever"
+    assert len(results) == 3
+    for weights in results:
+        for got, want in zip(weights, alone):
+            np.testing.assert_array_equal(got, want)
     assert blas.max_threads() == before
     count = blas._THREAD_CALLS[0]  # OpenBLAS's own count, now
     with blas.one_thread():
@@ -245,19 +256,22 @@ def test_fits_that_are_not_split(monkeypatch, case):
 
 def test_the_faster_way_runs_and_the_other_is_timed_again():
     plan = _fast_fit._Plan.__new__(_fast_fit._Plan)
-    plan.per_step, plan.since_probe = {}, 0
+    plan.per_step, plan.since_probe, plan.probe_gap = {}, 0, 1
     halves = object()
-    assert plan._use_split(None) == (False, False)       # cannot split: one thread
+    assert plan._use_split(None) == (False, False)       # no halves: the whole batch
     assert plan._use_split(halves) == (True, False)      # each way timed first
     plan.per_step[True] = 2e-5
     assert plan._use_split(halves) == (False, False)
     plan.per_step[False] = 3e-5                          # two threads faster
-    ways = [plan._use_split(halves) for _ in range(2 * _fast_fit.PROBE_EVERY)]
-    assert ways.count((False, True)) == 2                # one thread timed again, now and then
-    assert ways.count((True, False)) == 2 * _fast_fit.PROBE_EVERY - 2
+    every = _fast_fit.PROBE_EVERY
+    ways = [plan._use_split(halves) for _ in range(7 + 3 * every)]
+    probes = [i for i, way in enumerate(ways) if way[1]]
+    assert probes == [0, 2, 6] + [6 + every * k for k in (1, 2, 3)]  # after 1, 2, 4, 8... runs
+    assert all(ways[i] == (False, True) for i in probes)  # one thread, timed again
+    assert all(way == (True, False) for i, way in enumerate(ways) if i not in probes)
     plan.per_step[True] = 1e-3                           # a busy machine: one thread wins
-    ways = [plan._use_split(halves) for _ in range(_fast_fit.PROBE_EVERY)]
-    assert ways.count((True, True)) == 1 and ways.count((False, False)) == _fast_fit.PROBE_EVERY - 1
+    ways = [plan._use_split(halves) for _ in range(every)]
+    assert ways.count((True, True)) == 1 and ways.count((False, False)) == every - 1
 
 
 def test_sklearn_estimator_split_to_rounding(split):
