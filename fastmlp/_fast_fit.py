@@ -9,6 +9,12 @@ progress bar is drawn between runs). The weights, losses and metrics are the per
 path's bit for bit -- plain SGD (no momentum, no weight decay) to rounding, its update fused
 into the weight-gradient products -- and only the progress bar moves in coarser steps.
 
+A small network's batches (see SPLIT_PARAMS) run as two halves on a machine with two cores
+for the BLAS (kernels/cpu_split.py): on two threads, or both on one when that is faster
+(timed as the fit goes, see PROBE_EVERY). Both ways give the same numbers, so a fit gives the
+same weights in every run on one machine; they agree with the per-step path to rounding
+(the halves' gradients are summed), as a different BLAS thread count would.
+
 A run is sized to take about ``RUN_SECONDS`` (measured on the first run of a fit), so
 Ctrl-C, the progress bar and other threads' whole-step reads wait no longer than that.
 """
