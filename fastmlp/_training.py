@@ -1,6 +1,7 @@
 """The training loop every model shares (a part of model._Network): input checks,
 train_step, fit and its epoch loop, snapshots for divergence."""
 
+import contextlib
 import math
 import warnings
 
@@ -257,7 +258,8 @@ class _Training:
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)
-                with self._guard.step_lock:
+                threads = contextlib.nullcontext() if fast is None else fast.blas_threads(v)
+                with self._guard.step_lock, threads:
                     loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total, X0)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked

@@ -254,6 +254,26 @@ def test_fits_that_are_not_split(monkeypatch, case):
     assert ways and not any(ways)
 
 
+@pytest.mark.parametrize("large", [False, True])
+def test_an_epochs_last_partial_batch_runs_on_the_runs_blas_threads(monkeypatch, large):
+    """The step by step of an epoch's last, partial batch (N % 32 = 11 rows) runs on one BLAS
+    thread when the runs do: on OpenBLAS's threads it left them spinning into the next
+    epoch's two-thread runs. A large step keeps the BLAS's threads."""
+    if blas.max_threads() < 2:
+        pytest.skip("the BLAS runs one thread")
+    get = blas._THREAD_CALLS[0]
+    if large:
+        monkeypatch.setattr(_fast_fit, "SPLIT_MACS", 1)
+    X, y = _data("cross_entropy", 3)
+    model = fm.MLP([F, 13, 9, 3], device="cpu", seed=0)
+    counts, step = [], model._step
+    monkeypatch.setattr(model, "_step", lambda *a: counts.append((a[0].n, get())) or step(*a))
+    model.fit(X, y, epochs=2, batch_size=32, verbose=0)
+    threads = blas.max_threads() if large else 1
+    assert counts == [(N % 32, threads)] * 2
+    assert get() == blas.max_threads()  # and back after the fit
+
+
 def test_the_faster_way_runs_and_the_other_is_timed_again():
     plan = _fast_fit._Plan.__new__(_fast_fit._Plan)
     plan.per_step, plan.since_probe, plan.probe_gap = {}, 0, 1
