@@ -37,12 +37,15 @@ FIRST_RUN = 8  # steps in a fit's first run, which measures the time per step
 #: SPLIT_PARAMS parameters -- both cores read all the weights, which must stay in each
 #: core's cache: MNIST's 784-256-128-10 (235 K) gains nothing -- its step fewer than
 #: SPLIT_MACS multiply-adds (larger products the BLAS splits itself), and each half at
-#: least SPLIT_ROWS rows: 20-64-64-3 at batch 200 (halves of 100) trains 1.5x faster on two
-#: threads, while 32-64-64-64-2 at batch 64 (halves of 32) is slower on two threads and
-#: 1.4x slower as halves on one thread than as one batch
+#: least SPLIT_ROWS rows. On a 2-core Zen 4 VM (`python bench/split.py`), 20-64-64-3 with
+#: adam trains 1.6x faster on two threads at batch 200 (halves of 100: 105 us a step against
+#: 168), 1.4x at batch 100, 1.3x at batch 64 and at fit's default 32; 32-64-64-64-2 with
+#: plain SGD 1.3x at batch 64 (42 us against 54) and 32. Both halves on one thread (when
+#: another process takes a core) cost 1.05x the whole batch at halves of 100, 1.1-1.25x at
+#: halves of 16 to 32. Halves of 8 are slower either way (1.3x on two threads, 1.3-1.6x on one).
 SPLIT_PARAMS = 65536
 SPLIT_MACS = 4_000_000
-SPLIT_ROWS = 64
+SPLIT_ROWS = 16
 #: with two ways to run a step, the faster (by its last run's time per step) runs, and
 #: the other is timed again on PROBE_STEPS steps after 1, 2, 4, then every PROBE_EVERY
 #: runs: two threads
@@ -223,7 +226,7 @@ class _Plan:
                 done, split = self._split_steps(halves, split, X, T, order, start, steps, code,
                                                 hyper, decays, sums)  # split: as it ran
             else:
-                with self._blas_threads(v):
+                with self.blas_threads(v):
                     done = self.train_steps(
                         X, T, w, order, start, steps, v.A[0], v.T2d, v.w2d, v.T, T_metric, v.A, v.D,
                         v.delta, model.W, model.b, model.dW, model.db, model._act, self.smoothing,
@@ -259,10 +262,12 @@ class _Plan:
             return not faster, True
         return faster, False
 
-    def _blas_threads(self, v):
+    def blas_threads(self, v):
         """One BLAS thread for a step of fewer than SPLIT_MACS multiply-adds (its products
-        are too small to split, and OpenBLAS's threads, left spinning, slow down the next
-        run on two threads); the BLAS's own count for larger ones."""
+        are too small to split, and OpenBLAS's threads spin for ~0.1 s after a product on
+        several threads, slowing down the next run on two threads); the BLAS's own count
+        for larger ones. fit runs an epoch's last, partial batch under it too: that step on
+        two BLAS threads made the next epoch's two-thread runs 1.5-2x slower."""
         from .kernels import blas
 
         small = v.n * sum(W.size for W in self.model.W) < SPLIT_MACS
