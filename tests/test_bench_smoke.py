@@ -146,3 +146,22 @@ def test_small_and_wide_networks_are_measured(smoke_json):
     text = _report_module().report(smoke_json)
     assert "### Small and wide networks" in text and "% of limit" in text
     assert "small network: >= 2.0x faster per step than JAX jit" in text
+
+
+def test_split_script_times_the_three_ways():
+    """bench/split.py (the measurement behind _fast_fit.SPLIT_ROWS) runs and prints a time
+    for each way; an odd batch is refused by name."""
+    def run(*args):
+        return subprocess.run([sys.executable, str(BENCH / "split.py"), *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+
+    done = run("--rows", "256", "--batch", "32", "--rounds", "2", "--dtype", "float32")
+    assert done.returncode == 0, done.stderr[-4000:]
+    rounds = [line for line in done.stdout.splitlines() if line.startswith("round")]
+    assert len(rounds) == 2
+    for line in rounds:
+        times = dict(part.rsplit(" ", 1) for part in line.split(": ", 1)[1].split(", "))
+        assert set(times) == {"whole", "two threads", "one thread"}
+        assert all(float(t) > 0 for t in times.values())
+    odd = run("--batch", "7")
+    assert odd.returncode == 2 and "--batch must be even" in odd.stderr
