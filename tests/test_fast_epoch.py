@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
+from _shared_fits import F, N, OPTIMIZERS, assert_same_fits, fit_data
 from fastmlp import _fast_fit
 from fastmlp.callbacks import Callback
 
-N, F = 203, 7  # 203 = 6 full batches of 32 and a partial one of 11
 
 
 @pytest.fixture(autouse=True)
@@ -36,24 +36,9 @@ def planned(monkeypatch):
     return taken
 
 
-def _data(loss, outputs, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((N, F))
-    if loss == "cross_entropy":
-        y = rng.integers(0, outputs, N)
-    elif loss == "binary_cross_entropy":
-        y = (rng.random((N, outputs)) > 0.5).astype(np.float64)
-        y = y[:, 0] if outputs == 1 else y
-    elif loss == "poisson":
-        y = rng.poisson(2.0, (N, outputs)).astype(np.float64)
-    else:
-        y = rng.standard_normal((N, outputs))
-    return X, y
-
-
 def _fit(loss, outputs, optimizer, fast, monkeypatch=None, dtype="float32", hidden="relu",
          output="identity", **fit_kwargs):
-    X, y = _data(loss, outputs)
+    X, y = fit_data(loss, outputs)
     model = fm.MLP([F, 13, 9, outputs], activation=hidden, output=output, loss=loss,
                    optimizer=optimizer, device="cpu", dtype=dtype, seed=3,
                    label_smoothing=fit_kwargs.pop("label_smoothing", 0.0))
@@ -68,32 +53,11 @@ def _fit(loss, outputs, optimizer, fast, monkeypatch=None, dtype="float32", hidd
 
 def _assert_same(a, b, rtol=None):
     """Bit for bit; or, with rtol (plain SGD, whose update the fast path fuses into the
-    weight-gradient products), weights and history to rounding: rtol relative to each
-    array's scale."""
-    (ma, ha), (mb, hb) = a, b
-    for wa, wb in zip(ma.get_weights(), mb.get_weights()):
-        if rtol is None:
-            np.testing.assert_array_equal(wa, wb)
-        else:
-            np.testing.assert_allclose(wa, wb, rtol=rtol, atol=rtol * np.abs(wb).max())
-    for name in ma._opt_state:
-        if name != "step":
-            np.testing.assert_array_equal(ma._opt_state[name], mb._opt_state[name])
-    assert ma._opt_state["step"] == mb._opt_state["step"] == 3 * -(-ha.params["samples"] // 32)
-    if rtol is None:
-        assert ha.history == hb.history
-    else:
-        assert ha.history.keys() == hb.history.keys()
-        for key in ha.history:
-            np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=rtol)
+    weight-gradient products), to rounding; and every step made."""
+    assert_same_fits(a, b, rtol)
+    assert a[0]._opt_state["step"] == 3 * -(-a[1].params["samples"] // 32)
 
 
-OPTIMIZERS = {
-    "sgd": lambda: fm.SGD(0.05),
-    "sgd-nesterov-decay": lambda: fm.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    "adam-coupled": lambda: fm.Adam(3e-3, weight_decay=1e-2, decoupled=False),
-    "adamw-amsgrad": lambda: fm.AdamW(3e-3, amsgrad=True),
-}
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
@@ -125,7 +89,7 @@ def test_fast_path_options(planned, case):
 
 
 def test_divergence_is_caught_at_the_same_step(planned):
-    X, y = _data("mse", 1)
+    X, y = fit_data("mse", 1)
     y = y * 1e30  # the loss overflows float32 at once
 
     def fit(fast):
@@ -154,7 +118,7 @@ class _EveryBatch(Callback):
 
 
 def test_batch_callbacks_and_other_models_run_step_by_step(planned):
-    X, y = _data("cross_entropy", 3)
+    X, y = fit_data("cross_entropy", 3)
     every = _EveryBatch()
     fm.MLP([F, 8, 3], device="cpu", seed=0).fit(X, y, epochs=1, batch_size=32, verbose=0,
                                                  callbacks=[every])
@@ -191,7 +155,7 @@ def test_sklearn_estimators_take_the_fast_path(planned, estimator, solver, weigh
     pytest.importorskip("sklearn")
     import fastmlp.sklearn as fsk
 
-    X, y = _data("cross_entropy" if estimator == "MLPClassifier" else "mse", 3)
+    X, y = fit_data("cross_entropy" if estimator == "MLPClassifier" else "mse", 3)
     y = y if estimator == "MLPClassifier" else y[:, 0]
     w = np.random.default_rng(2).random(N) + 0.5 if weighted else None
 
@@ -274,7 +238,7 @@ def test_plain_sgd_in_float64_is_the_step_by_step_path_to_rounding(planned):
 def test_plain_sgd_with_a_layer_without_bias_is_not_fused_and_keeps_its_zero_b(planned):
     """Dense(use_bias=False) keeps a fixed zero b that a fused update would move: such a
     model takes the unfused update, bit for bit the step-by-step path's."""
-    X, y = _data("cross_entropy", 3)
+    X, y = fit_data("cross_entropy", 3)
 
     def fit(fast):
         model = fm.Sequential([fm.Dense(F, 8, "tanh", use_bias=False), fm.Dense(8, 3)],

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
+from _shared_fits import F, N, OPTIMIZERS, assert_same_fits, fit_data
 from fastmlp import _fast_fit
 from fastmlp.kernels import blas, cpu_split
 
-N, F = 203, 7  # 6 full batches of 32 (two halves of 16) and a partial one of 11
 
 pytestmark = pytest.mark.skipif(not (blas.AVAILABLE and blas.one_thread().works
                                      and cpu_split.AVAILABLE),
@@ -51,54 +51,14 @@ def _way(way):
         yield
 
 
-def _data(loss, outputs, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((N, F))
-    if loss == "cross_entropy":
-        y = rng.integers(0, outputs, N)
-    elif loss == "binary_cross_entropy":
-        y = (rng.random((N, outputs)) > 0.5).astype(np.float64)
-    elif loss == "poisson":
-        y = rng.poisson(2.0, (N, outputs)).astype(np.float64)
-    else:
-        y = rng.standard_normal((N, outputs))
-    return X, y
-
-
 def _fit(loss, outputs, optimizer, dtype="float32", batch_size=32, **kwargs):
-    X, y = _data(loss, outputs)
+    X, y = fit_data(loss, outputs)
     model = fm.MLP([F, 13, 9, outputs], loss=loss, optimizer=optimizer, device="cpu",
                    dtype=dtype, seed=3)
     history = model.fit(X, y, epochs=3, batch_size=batch_size, verbose=0, **kwargs)
     return model, history
 
 
-def _assert_same(a, b, rtol=None):
-    """Bit for bit, or with rtol to rounding (relative to each array's scale)."""
-    (ma, ha), (mb, hb) = a, b
-    for wa, wb in zip(ma.get_weights(), mb.get_weights()):
-        if rtol is None:
-            np.testing.assert_array_equal(wa, wb)
-        else:
-            np.testing.assert_allclose(wa, wb, rtol=rtol, atol=rtol * np.abs(wb).max())
-    for name in ma._opt_state:
-        if name != "step" and rtol is None:
-            np.testing.assert_array_equal(ma._opt_state[name], mb._opt_state[name])
-    assert ma._opt_state["step"] == mb._opt_state["step"]
-    assert ha.history.keys() == hb.history.keys()
-    for key in ha.history:
-        if rtol is None:
-            assert ha.history[key] == hb.history[key]
-        else:
-            np.testing.assert_allclose(ha.history[key], hb.history[key], rtol=rtol)
-
-
-OPTIMIZERS = {
-    "sgd": lambda: fm.SGD(0.05),
-    "sgd-nesterov-decay": lambda: fm.SGD(0.05, momentum=0.9, nesterov=True, weight_decay=1e-3),
-    "adam-coupled": lambda: fm.Adam(3e-3, weight_decay=1e-2, decoupled=False),
-    "adamw-amsgrad": lambda: fm.AdamW(3e-3, amsgrad=True),
-}
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
@@ -113,8 +73,8 @@ def test_halves_on_two_threads_are_halves_on_one_and_the_whole_batch_to_rounding
     with _way("whole"):
         whole = _fit(loss, outputs, OPTIMIZERS[optimizer]())
     assert two[0]._opt_state["step"] == 3 * (N // 32 + 1)
-    _assert_same(two, alone)               # the way chosen never changes the fit
-    _assert_same(two, whole, rtol=1e-5)    # the halves' sum: another rounding
+    assert_same_fits(two, alone)               # the way chosen never changes the fit
+    assert_same_fits(two, whole, rtol=1e-5)    # the halves' sum: another rounding
 
 
 @pytest.mark.parametrize("kwargs", [dict(dtype="float64"), dict(label_smoothing=0.1),
@@ -125,7 +85,7 @@ def test_split_options(split, kwargs):
     smoothing = kwargs.pop("label_smoothing", 0.0)
 
     def fit(way):
-        X, y = _data("cross_entropy", 3)
+        X, y = fit_data("cross_entropy", 3)
         model = fm.MLP([F, 13, 9, 3], optimizer=fm.Adam(3e-3), device="cpu", dtype=dtype,
                        seed=3, label_smoothing=smoothing)
         with _way(way):
@@ -134,8 +94,8 @@ def test_split_options(split, kwargs):
 
     two = fit("two")
     assert any(split)
-    _assert_same(two, fit("alone"))
-    _assert_same(two, fit("whole"), rtol=1e-12 if dtype == "float64" else 1e-5)
+    assert_same_fits(two, fit("alone"))
+    assert_same_fits(two, fit("whole"), rtol=1e-12 if dtype == "float64" else 1e-5)
 
 
 def test_split_fits_are_the_same_in_every_run(split):
@@ -147,7 +107,7 @@ def test_split_fits_are_the_same_in_every_run(split):
 
 
 def test_divergence_is_caught_at_the_same_step(split):
-    X, y = _data("mse", 1)
+    X, y = fit_data("mse", 1)
     y = y * 1e30  # the loss overflows float32 at once
 
     def fit(way):
@@ -238,7 +198,7 @@ def test_fits_that_are_not_split(monkeypatch, case):
     choose = _fast_fit._Plan._use_split
     monkeypatch.setattr(_fast_fit._Plan, "_use_split",
                         lambda self, halves: ways.append(halves is not None) or choose(self, halves))
-    X, y = _data("cross_entropy", 3)
+    X, y = fit_data("cross_entropy", 3)
     sizes, kwargs = [F, 13, 9, 3], dict(batch_size=32)
     if case == "odd batch":
         kwargs["batch_size"] = 33
@@ -264,7 +224,7 @@ def test_an_epochs_last_partial_batch_runs_on_the_runs_blas_threads(monkeypatch,
     get = blas._THREAD_CALLS[0]
     if large:
         monkeypatch.setattr(_fast_fit, "SPLIT_MACS", 1)
-    X, y = _data("cross_entropy", 3)
+    X, y = fit_data("cross_entropy", 3)
     model = fm.MLP([F, 13, 9, 3], device="cpu", seed=0)
     counts, step = [], model._step
     monkeypatch.setattr(model, "_step", lambda *a: counts.append((a[0].n, get())) or step(*a))
@@ -298,7 +258,7 @@ def test_sklearn_estimator_split_to_rounding(split):
     pytest.importorskip("sklearn")
     import fastmlp.sklearn as fsk
 
-    X, y = _data("cross_entropy", 3)
+    X, y = fit_data("cross_entropy", 3)
 
     def fit(way):
         est = fsk.MLPClassifier(hidden_layer_sizes=(11,), batch_size=32, max_iter=3,
