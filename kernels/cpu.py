@@ -279,14 +279,16 @@ def mlp_backward(delta, A, D, W, dW, db, acts):
 
 
 @_jit
-def _mlp_forward(A, D, W, b, acts):
+def _mlp_forward(A, D, W, b, acts, transposed=False):
+    """transposed: each W[l] holds the layer's weights as (inputs, outputs), W.T's layout
+    (fit's compiled runs, see cpu_epoch._mlp_backward_sgd)."""
     for l in range(len(W)):
         if _PREACTIVATION[acts[l]]:
-            blas.gemm(A[l], W[l], D[l + 1], False, True, 0.0)  # Z = A_prev @ W.T
+            blas.gemm(A[l], W[l], D[l + 1], False, not transposed, 0.0)  # Z = A_prev @ W.T
             _bias_identity(b[l], D[l + 1])                      #     + b, kept for f'
             _activate_gelu(D[l + 1], A[l + 1])                   # A = f(Z)
         else:
-            blas.gemm(A[l], W[l], A[l + 1], False, True, 0.0)  # A = A_prev @ W.T
+            blas.gemm(A[l], W[l], A[l + 1], False, not transposed, 0.0)  # A = A_prev @ W.T
             _bias_activate(b[l], A[l + 1], acts[l])             #   then f(A + b) in place
 
 

@@ -131,22 +131,29 @@ def _update(opt, theta, grad, state, hyper, step, weight_decay):
 
 
 @_jit
-def _mlp_backward_sgd(delta, A, D, W, b, acts, lr):
+def _mlp_backward_sgd(delta, A, D, W, b, acts, lr, transposed):
     """The backward pass and plain SGD (no momentum, no weight decay) in one: per layer, from
     the last, the delta of the layer below from this layer's W, then the update as the
     weight-gradient product itself, W += (-lr delta)^T A_prev (the product's beta = 1), and
     b += the column sums of -lr delta. No dW is written and no update pass reads it back:
     1.2x a step of the MNIST network at batch 32. The rounding differs from dW, then
-    W -= lr dW, in the last bits: lr scales delta before the product."""
+    W -= lr dW, in the last bits: lr scales delta before the product.
+
+    transposed: W[l] holds W.T (inputs x outputs), updated as W.T += A_prev^T (-lr delta).
+    OpenBLAS runs these products faster than the ones on W (A @ W.T, delta^T @ A): 1.9x
+    for the MNIST network's first layer at batch 32, 1.1x at 512."""
     for l in range(len(W) - 1, -1, -1):
         if l > 0:
-            blas.gemm(delta[l], W[l], delta[l - 1], False, False, 0.0)  # delta @ W, old W
+            blas.gemm(delta[l], W[l], delta[l - 1], False, transposed, 0.0)  # delta @ W, old W
             _times_df(D[l], delta[l - 1], acts[l - 1])                  # * f'(D_prev)
         d = delta[l]
         for i in range(d.shape[0]):
             for j in range(d.shape[1]):
                 d[i, j] *= -lr
-        blas.gemm(d, A[l], W[l], True, False, 1.0)                     # W += -lr delta.T @ A
+        if transposed:
+            blas.gemm(A[l], d, W[l], True, False, 1.0)                 # W.T += A.T @ -lr delta
+        else:
+            blas.gemm(d, A[l], W[l], True, False, 1.0)                 # W += -lr delta.T @ A
         _column_sum_acc(d, b[l])                                        # b += -lr sum delta
 
 
@@ -180,7 +187,7 @@ loss_fn = metric_fn = None  # the globals _train_steps calls; each specialised c
 
 def _train_steps(X, T, w, order, start, steps, Xb, Tb, wb, T_loss, T_metric, A, D, delta, W, b,
                  dW, db, acts, smoothing, theta, grad, opt, hyper, state, step, decays, losses,
-                 correct, abs_err, sq_err):
+                 correct, abs_err, sq_err, transposed=False):
     B = Xb.shape[0]
     L = len(W)
     for s in range(steps):
@@ -192,13 +199,13 @@ def _train_steps(X, T, w, order, start, steps, Xb, Tb, wb, T_loss, T_metric, A, 
         else:
             gather_rows(w, idx, wb)
             wv = wb[:, 0]
-        _mlp_forward(A, D, W, b, acts)
+        _mlp_forward(A, D, W, b, acts, transposed)
         loss = loss_fn(A[L], T_loss, delta[L - 1], wv, smoothing)
         losses[s] = loss
         if not math.isfinite(loss):
             return s
         if opt == PLAIN_SGD and decays[s] == 0.0:  # the update fused into backward
-            _mlp_backward_sgd(delta, A, D, W, b, acts, theta.dtype.type(hyper[0]))
+            _mlp_backward_sgd(delta, A, D, W, b, acts, theta.dtype.type(hyper[0]), transposed)
         else:
             _mlp_backward(delta, A, D, W, dW, db, acts)
             _update(opt, theta, grad, state, hyper, step + s + 1, decays[s])

@@ -181,10 +181,11 @@ def test_sklearn_estimators_take_the_fast_path(planned, estimator, solver, weigh
     (17, (7, 13, 9, 4), ("gelu", "tanh", "identity")),
     (33, (3, 1, 6), ("leaky_relu", "identity")),
 ])
-def test_fused_sgd_backward_is_backward_then_sgd(dtype, batch, sizes, acts):
+@pytest.mark.parametrize("transposed", [False, True])
+def test_fused_sgd_backward_is_backward_then_sgd(dtype, batch, sizes, acts, transposed):
     """kernels/cpu_epoch._mlp_backward_sgd (plain SGD's fused update) against
-    _mlp_backward then W -= lr dW, b -= lr db: the same deltas (made from the old W), and
-    weights to rounding."""
+    _mlp_backward then W -= lr dW, b -= lr db: the same deltas (made from the old W; bit for
+    bit, or to rounding when the weights are held transposed), and weights to rounding."""
     from numba.typed import List
 
     from fastmlp.kernels import blas, codes, cpu, cpu_epoch
@@ -214,12 +215,20 @@ def test_fused_sgd_backward_is_backward_then_sgd(dtype, batch, sizes, acts):
             out[False] = (Wk, bk, [*delta[:-1], last])
         else:
             delta[-1][:] = out[False][2][-1]
-            cpu_epoch._mlp_backward_sgd(delta, List(A), List(D), Wk, bk, codes_, lr)
+            if transposed:
+                Wk = List(np.ascontiguousarray(w.T) for w in W)
+            cpu_epoch._mlp_backward_sgd(delta, List(A), List(D), Wk, bk, codes_, lr, transposed)
+            if transposed:
+                Wk = [w.T for w in Wk]
             out[True] = (Wk, bk, list(delta))
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     for fused_delta, delta in zip(out[True][2], out[False][2]):
-        # every delta made from the old W, bit for bit, then scaled by -lr in place
-        np.testing.assert_array_equal(fused_delta, delta * -lr)
+        # every delta made from the old W, then scaled by -lr in place
+        if transposed:
+            np.testing.assert_allclose(fused_delta, delta * -lr, rtol=0,
+                                       atol=rtol * np.abs(delta * lr).max())
+        else:
+            np.testing.assert_array_equal(fused_delta, delta * -lr)
     for w_fused, w_plain, w0 in zip(out[True][0], out[False][0], W):
         scale = np.abs(w0).max() + np.abs(w_plain - w0).max()
         np.testing.assert_allclose(w_fused, w_plain, rtol=0, atol=rtol * scale)
@@ -233,6 +242,48 @@ def test_plain_sgd_in_float64_is_the_step_by_step_path_to_rounding(planned):
     slow = _fit("cross_entropy", 3, fm.SGD(0.05), False, dtype="float64")
     assert planned == [True]
     _assert_same(fast, slow, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-3])
+def test_plain_sgd_runs_train_w_transposed_and_give_it_back_after_each_run(monkeypatch,
+                                                                             weight_decay):
+    """Plain SGD's runs train each layer's W.T (_Plan._transposed): the same fit as on W to
+    rounding, with the weights back in W after every run (read after each run of one step);
+    with weight decay (no fused update) the runs train W itself."""
+    monkeypatch.setattr(_fast_fit, "RUN_SECONDS", 1e-9)  # runs of one step
+    X, y = fit_data("cross_entropy", 3)
+    seen, ways = [], []
+    transposed, steps = _fast_fit._Plan._transposed, _fast_fit._Plan.steps
+
+    def spy_transposed(self, *args):
+        Wt = transposed(self, *args)
+        ways.append(Wt is not None)
+        return Wt
+
+    def spy_steps(self, *args, **kwargs):
+        done = steps(self, *args, **kwargs)
+        seen.append(self.model.get_weights()[0].copy())
+        return done
+
+    monkeypatch.setattr(_fast_fit._Plan, "_transposed", spy_transposed)
+    monkeypatch.setattr(_fast_fit._Plan, "steps", spy_steps)
+
+    def fit(limit):
+        monkeypatch.setattr(_fast_fit, "TRANSPOSE_PARAMS", limit)
+        model = fm.MLP([F, 13, 9, 3], optimizer=fm.SGD(0.05, weight_decay=weight_decay),
+                       device="cpu", seed=3)
+        seen.clear()
+        history = model.fit(X, y, epochs=2, batch_size=32, verbose=0)
+        return (model, history), list(seen)
+
+    (on_wt, seen_wt), (on_w, seen_w) = fit(10**6), fit(0)
+    runs = len(seen_wt)
+    assert runs == len(seen_w) >= 6  # after the first run of each epoch, runs of one step
+    assert ways == [weight_decay == 0] * runs + [False] * runs
+    assert_same_fits(on_wt, on_w, rtol=1e-5 if weight_decay == 0 else None)
+    for a, b in zip(seen_wt, seen_w):  # each run's weights, back in W
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * np.abs(b).max())
+    assert not np.array_equal(seen_wt[0], seen_wt[1])
 
 
 def test_plain_sgd_with_a_layer_without_bias_is_not_fused_and_keeps_its_zero_b(planned):
