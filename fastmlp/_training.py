@@ -200,7 +200,7 @@ class _Training:
         labels2 = k.asarray(labels.reshape(-1, 1)) if dense_labels else None
         metrics = _Metrics(self, T if labels is None else None)
         loss_total = k.zeros(1, np.float64) if self._resident else None
-        order = np.arange(n)
+        order, rows = np.arange(n), np.arange(n)  # no new array per epoch
         fast = _fast_fit.plan(self, T, labels, dense_labels, callbacks, sparse, dist)
         if fast is not None:
             data = (Xk[0], T2, w2, None)
@@ -222,7 +222,8 @@ class _Training:
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
             if shuffle:  # a fresh order each epoch: fit(2) + fit(2) == fit(4)
-                order = self._rng.permutation(n)
+                np.copyto(order, rows)  # then shuffled in place: permutation(n)'s draws
+                self._rng.shuffle(order)
             if dist is not None:  # MPI: rank 0's order (shard="auto") and learning rate
                 order = dist.order_for_epoch(order)
             order_k = k.asarray(order)
