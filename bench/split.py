@@ -5,8 +5,9 @@ SPLIT_ROWS and its choice between the two ways.
     python bench/split.py [--sizes 20 64 64 3] [--batch 200] [--dtype float64]
                           [--optimizer adam] [--rounds 3]
 
-Random data (--rows rows, as many classes as the last size); each way is warmed up once, then the rounds run the
-three ways interleaved, one epoch each, and print microseconds a step. The halves run
+Random data (--rows rows, as many classes as the last size); each way is warmed up once,
+then the rounds run the three ways interleaved, one epoch each, and print microseconds a
+step. The halves run
 whatever SPLIT_ROWS says (this script lowers it to the batch's half), "whole" is what a
 one-core machine runs.
 """

@@ -235,18 +235,13 @@ class _Plan:
                 done, split = self._split_steps(halves, split, X, T, order, start, steps, code,
                                                 hyper, decays, sums)  # split: as it ran
             else:
-                Wt = self._transposed(code, decays)
-                with self.blas_threads(v):
-                    try:
-                        done = self.train_steps(
-                            X, T, w, order, start, steps, v.A[0], v.T2d, v.w2d, v.T, T_metric, v.A,
-                            v.D, v.delta, model.W if Wt is None else Wt, model.b, model.dW, model.db,
-                            model._act, self.smoothing, model._theta, model._grad, code, hyper,
-                            self._state(opt), model._opt_state["step"], decays, self.losses,
-                            self.correct, *sums, Wt is not None)
-                    finally:
-                        for W_, Wt_ in zip(model.W, Wt or ()):  # the run's weights, back
-                            np.copyto(W_, Wt_.T)
+                with self._transposed(code, decays) as W, self.blas_threads(v):
+                    done = self.train_steps(
+                        X, T, w, order, start, steps, v.A[0], v.T2d, v.w2d, v.T, T_metric, v.A,
+                        v.D, v.delta, W, model.b, model.dW, model.db, model._act, self.smoothing,
+                        model._theta, model._grad, code, hyper, self._state(opt),
+                        model._opt_state["step"], decays, self.losses, self.correct, *sums,
+                        W is not model.W)
             model._opt_state["step"] += done
         per_step = (time.perf_counter() - clock) / max(done, 1)
         if split and not self.warm:  # the first run on two threads wakes the second core
@@ -259,18 +254,24 @@ class _Plan:
         diverged = done if done < steps else None
         return done, self.losses[:done + (diverged is not None)], diverged
 
+    @contextlib.contextmanager
     def _transposed(self, code, decays):
-        """For a run of plain SGD's fused update (no weight decay) on at most
-        TRANSPOSE_PARAMS parameters: each layer's W.T, copied into buffers of the plan that
-        the run trains instead of W (it copies them back). Else None."""
+        """The weights a run trains: for plain SGD's fused update (no weight decay, so every
+        step takes it) on at most TRANSPOSE_PARAMS parameters, each layer's W.T, copied into
+        buffers of the plan and back into W when the run ends; else W itself."""
         model = self.model
         if code != self.kernels.PLAIN_SGD or decays.any() or model._theta.size > TRANSPOSE_PARAMS:
-            return None
+            yield model.W
+            return
         if self._Wt is None:
             self._Wt = tuple(np.empty(W.shape[::-1], W.dtype) for W in model.W)
         for W, Wt in zip(model.W, self._Wt):
             np.copyto(Wt, W.T)
-        return self._Wt
+        try:
+            yield self._Wt
+        finally:
+            for W, Wt in zip(model.W, self._Wt):
+                np.copyto(W, Wt.T)
 
     def _use_split(self, halves):
         """(whether the next run puts each batch's halves on two threads rather than both on

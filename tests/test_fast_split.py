@@ -15,7 +15,6 @@ from _shared_fits import F, N, OPTIMIZERS, assert_same_fits, fit_data
 from fastmlp import _fast_fit
 from fastmlp.kernels import blas, cpu_split
 
-
 pytestmark = pytest.mark.skipif(not (blas.AVAILABLE and blas.one_thread().works
                                      and cpu_split.AVAILABLE),
                                 reason="needs a BLAS whose threads can be set")
@@ -57,8 +56,6 @@ def _fit(loss, outputs, optimizer, dtype="float32", batch_size=32, **kwargs):
                    dtype=dtype, seed=3)
     history = model.fit(X, y, epochs=3, batch_size=batch_size, verbose=0, **kwargs)
     return model, history
-
-
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
