@@ -78,7 +78,8 @@ def _run_gpu_tests():
     """pytest -m gpu on tests/test_cuda_gpu.py; returns its exit status."""
     print("== the gpu tests: python -m pytest -m gpu tests/test_cuda_gpu.py", flush=True)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-rs",
-                           "-p", "no:cacheprovider", "tests/test_cuda_gpu.py"], cwd=ROOT)
+                           "-p", "no:cacheprovider", "-p", "no:xdist", "tests/test_cuda_gpu.py"],
+                          cwd=ROOT)
     return proc.returncode
 
 

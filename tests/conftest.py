@@ -34,6 +34,42 @@ from helpers import SIMULATED  # noqa: E402
 #: the same tests as CI (a test that means the real "auto" is marked ``auto_device``).
 #: FASTMLP_TEST_DEVICE=auto lets "auto" pick a GPU where there is one.
 _PIN_CPU = os.environ.get("FASTMLP_TEST_DEVICE", "cpu").strip().lower() == "cpu"
+_TABLE = os.environ.get("FASTMLP_RELIABILITY_TABLE")
+
+
+#: the test files that run longest (subprocesses: the CUDA simulator, cold-cache compiles,
+#: mpiexec, the command line, the benchmark smoke run): collected first, so that with the
+#: files spread over the cores (below) none of them starts last and runs on alone
+_LONGEST_FIRST = ("test_cuda_simulator.py", "test_cache.py", "test_distributed.py",
+                  "test_cli.py", "test_bench_smoke.py", "test_sklearn.py",
+                  "test_bench_gpu_smoke.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Spreads the test files over the cores with pytest-xdist (in the ``test`` extra), one
+    file to a worker at a time, when the run names no ``-n`` and no single test: on the
+    2-core CI machine this halves the suite's wall time, most of which is single-threaded
+    (Numba compiles, subprocesses). ``-n 0`` runs everything in this process. Runs the same
+    tests either way; the reliability table (FASTMLP_RELIABILITY_TABLE) is gathered in one
+    process."""
+    if not config.pluginmanager.hasplugin("xdist") or config.option.numprocesses is not None:
+        return
+    if hasattr(config, "workerinput") or os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # a worker, or a pytest a worker started: never workers of workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if (cores or 1) < 2 or _TABLE or config.getoption("usepdb", False) or \
+            config.option.collectonly or any("::" in str(arg) for arg in config.args):
+        return
+    config.option.numprocesses = min(cores, 4)
+    if config.option.dist == "no":
+        config.option.dist = "loadfile"
+        config.option.loadscopereorder = False  # keep _LONGEST_FIRST's order
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest as found
 
 
 def pytest_configure(config):
@@ -86,7 +122,6 @@ def _auto_means_cpu(request, monkeypatch):
         monkeypatch.setattr(kernels, "backend", backend)
     yield
 
-_TABLE = os.environ.get("FASTMLP_RELIABILITY_TABLE")
 _RECORDS = []
 
 

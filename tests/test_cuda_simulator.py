@@ -21,8 +21,8 @@ def test_cuda_kernels_under_the_simulator():
         pytest.skip("this run is under the simulator already: the CUDA tests run in it")
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/conformance",
-         "tests/cuda_sim"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         "tests/conformance", "tests/cuda_sim"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )
     summary = proc.stdout.strip().splitlines()[-1:] or [""]
