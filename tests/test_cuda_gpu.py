@@ -251,6 +251,38 @@ def test_kernels_compile_for_a_real_gpu():
     assert offenders == {}, f"float64 instructions in float32 kernels: {offenders}"
 
 
+_WITHOUT_NUMBA_CUDA = """
+import sys
+sys.modules["numba_cuda"] = None  # as on a machine where it is not installed
+import numpy as np
+import fastmlp as fm
+X = np.random.default_rng(0).random((32, 4), dtype=np.float32)
+y = np.arange(32) % 3
+model = fm.MLP([4, 8, 3], device="auto", seed=0)
+model.fit(X, y, epochs=1, batch_size=8, verbose=0)
+print("auto:", fm.kernels.backend("auto").name, model.predict(X).shape)
+try:
+    fm.MLP([4, 8, 3], device="cuda")
+except RuntimeError as e:
+    print("cuda:", e)
+"""
+
+
+def test_without_numba_cuda_fit_runs_on_the_cpu_and_cuda_says_why():
+    """`pip install fastmlp` brings no numba-cuda: the CUDA backend's modules must still
+    import (device="auto" looks at them), fit runs on the CPU, device="cuda" names the
+    missing package (the README's demo failed on a fresh machine when one module imported a
+    name the CUDA import defines)."""
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_NUMBA_CUDA], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+    assert "auto: cpu (32,)" in lines, proc.stdout  # predict: a class per row
+    assert any(l.startswith("cuda: ") and "numba-cuda package is not installed" in l
+               for l in lines), proc.stdout
+
+
 @pytest.mark.auto_device
 def test_auto_picks_the_gpu_exactly_when_there_is_one(kc):
     """device="auto": CUDA on a machine with a usable GPU (never the simulator), else the

@@ -24,9 +24,6 @@ else:
     try:
         import numba
         from numba import cuda
-        from numba import float64 as _nb_float64
-        from numba import int64 as _nb_int64
-        from numba import uint64 as _nb_uint64
 
         SIM = bool(numba.config.ENABLE_CUDASIM)
     except Exception as exc:  # a broken install must not break `import fastmlp`

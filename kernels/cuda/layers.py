@@ -10,10 +10,11 @@ import functools
 import math
 
 import numpy as np
+from numba import uint64 as _nb_uint64  # numba itself: importable without numba-cuda
 
 from ..codes import ACTIVATION_NAMES, IDENTITY
 from .device import (COL_X, COL_Y, THREADS, _blocks, _col_grid, _col_sum, _col_thread,
-                     _launch, _nb_uint64, _reshape, activations, cuda, elementwise)
+                     _launch, _reshape, activations, cuda, elementwise)
 
 
 def _dt(a):
