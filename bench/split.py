@@ -7,9 +7,8 @@ SPLIT_ROWS and its choice between the two ways.
 
 Random data (--rows rows, as many classes as the last size); each way is warmed up once,
 then the rounds run the three ways interleaved, one epoch each, and print microseconds a
-step. The halves run
-whatever SPLIT_ROWS says (this script lowers it to the batch's half), "whole" is what a
-one-core machine runs.
+step. The halves run whatever SPLIT_ROWS says (this script lowers it to the batch's half),
+"whole" is what a one-core machine runs.
 """
 
 import argparse
