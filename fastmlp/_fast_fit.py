@@ -328,6 +328,9 @@ class _Plan:
                 T_metric=tuple(T_metric[r] for r in rows), grad=(model._grad, grad1),
                 dW=(model.dW, view(model.dW)), db=(model.db, view(model.db)),
                 correct=(self.correct, np.zeros(1, np.int64)),
+                Wt=tuple(np.empty(W.shape[::-1], W.dtype) for W in model.W),
+                w_at=np.array([(W.ctypes.data - model._theta.ctypes.data) // W.itemsize
+                               for W in model.W], np.int64),
                 cut=(model._theta.size // 2) // 16 * 16,  # each thread updates half of theta
                 flags=np.zeros(cpu_split.FLAGS, np.int64), shared_loss=np.zeros(2),
                 fn=cpu_split.split_steps_for(self.loss, self.metric))
@@ -345,6 +348,8 @@ class _Plan:
         state = self._state(model.optimizer)
         step, size = model._opt_state["step"], model._theta.size
         halves.flags[:] = 0
+        for W, Wt in zip(model.W, halves.Wt):  # the forward pass multiplies by W.T
+            np.copyto(Wt, W.T)
         sums1 = tuple(np.zeros_like(x) for x in sums)
         halves.correct[1][0] = 0
         done, errors = [None, None], []
@@ -356,9 +361,10 @@ class _Plan:
                 done[p] = halves.fn(
                     p, alone, halves.flags, halves.shared_loss, X, T, order, start,
                     steps, halves.Xb, halves.Tb, halves.T_loss, halves.T_metric, halves.A,
-                    halves.D, halves.delta, model.W, model.b, halves.dW, halves.db, model._act,
-                    self.smoothing, model._theta, halves.grad, lo, hi, code, hyper, state, step,
-                    decays, self.losses, halves.correct, *zip(sums, sums1))
+                    halves.D, halves.delta, model.W, halves.Wt, halves.w_at, model.b,
+                    halves.dW, halves.db, model._act, self.smoothing, model._theta,
+                    halves.grad, lo, hi, code, hyper, state, step, decays, self.losses,
+                    halves.correct, *zip(sums, sums1))
             except BaseException as e:  # the other thread must not wait for this one
                 errors.append(e)
                 halves.flags[cpu_split.ABORT] = 1

@@ -11,8 +11,16 @@ B = 2h rows, in its own rows of the batch buffers, with one-thread BLAS calls:
     gather its h rows           forward, loss (scaled by 1/2: the batch mean is the
     backward -> its own dW, db  halves' mean), backward
     -- meet --
-    dW = dW_0 + dW_1 and the optimizer's update, each thread over half of theta
+    dW = dW_0 + dW_1 and the optimizer's update, each thread over half of theta,
+    then its part of the copies Wt = W.T
     -- meet --
+
+The forward pass multiplies by the copies W.T, the backward pass by W itself: OpenBLAS's
+small-matrix products run A @ W.T from W's (outputs, inputs) layout 1.5-2.2x slower than
+from W.T stored as (inputs, outputs), and delta @ W the other way round (32 rows, 64 x 64,
+float32: 4.0 us against 1.8). Keeping both costs a transposed copy of the updated weights
+each step (1.3-1.5 us a thread for 32-64-64-64-2); the forward pass gains 5.7 us a half
+(float32, 32 rows) and 7.5 (20-64-64-3, float64, 100 rows).
 
 The two meetings are spin-waits on a shared counter per thread (an atomic store after the
 thread's work, atomic loads of the other's), yielding the core after a short spin so that a
@@ -119,8 +127,11 @@ def split_steps_for(loss, metric):
     """The halves' loop for one loss and one metric, made on first use:
 
     ``split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb, Tb, T_loss,
-    T_metric, A, D, delta, W, b, dW, db, acts, smoothing, theta, grad, lo, hi, opt, hyper,
-    state, step, decays, losses, correct, abs_err, sq_err) -> the steps done``
+    T_metric, A, D, delta, W, Wt, w_at, b, dW, db, acts, smoothing, theta, grad, lo, hi, opt,
+    hyper, state, step, decays, losses, correct, abs_err, sq_err) -> the steps done``
+
+    Wt: a copy of each layer's W.T, equal to it when the call starts (the forward pass
+    multiplies by Wt, the backward pass by W); w_at: where each W starts in theta.
 
     Xb, Tb, T_loss, T_metric, A, D, delta (rows p*h:(p+1)*h of the B-row batch buffers),
     grad (with dW and db views into it; part 0's is the model's), correct, abs_err and
@@ -143,13 +154,14 @@ loss_fn = metric_fn = half_step = None  # the globals the loops below call; each
                                        # specialised copy has its own (scalar.specialise)
 
 
-def _half_step(X, T, idx, Xb, Tb, T_loss, A, D, delta, W, b, dW, db, acts, smoothing):
-    """One half of a batch: its rows gathered, forward, the loss (returned) and its
-    gradient scaled by 1/2 (the batch mean is the halves' mean), backward into dW, db."""
+def _half_step(X, T, idx, Xb, Tb, T_loss, A, D, delta, W, Wt, b, dW, db, acts, smoothing):
+    """One half of a batch: its rows gathered, forward (on Wt, each layer's W.T), the loss
+    (returned) and its gradient scaled by 1/2 (the batch mean is the halves' mean), backward
+    (on W) into dW, db."""
     L = len(W)
     gather_rows(X, idx, Xb)
     gather_rows(T, idx, Tb)
-    _mlp_forward(A, D, W, b, acts)
+    _mlp_forward(A, D, Wt, b, acts, True)
     loss = loss_fn(A[L], T_loss, delta[L - 1], None, smoothing)
     d = delta[L - 1]
     half = d.dtype.type(0.5)
@@ -160,8 +172,36 @@ def _half_step(X, T, idx, Xb, Tb, T_loss, A, D, delta, W, b, dW, db, acts, smoot
     return loss
 
 
+@_jit
+def _transpose_range(W, Wt, at, lo, hi):
+    """Wt[l] = W[l].T for the weights whose positions in theta lie in lo:hi (W[l] starts at
+    theta[at[l]]): after a thread's update of theta[lo:hi], its part of the copies. The
+    whole rows of W in the range are copied column by column of Wt (contiguous writes: 3x
+    faster than row by row at 64 x 64), the partial rows at its ends element by element."""
+    for l in range(len(W)):
+        n_out, n_in = W[l].shape
+        first, last = max(lo - at[l], 0), min(hi - at[l], n_out * n_in)
+        if first >= last:
+            continue
+        Wl, Wtl = W[l], Wt[l]
+        o_a, o_b = (first + n_in - 1) // n_in, last // n_in  # the whole rows: o_a:o_b
+        if o_a > o_b:  # first and last in one row
+            o = o_b
+            for i in range(first - o * n_in, last - o * n_in):
+                Wtl[i, o] = Wl[o, i]
+            continue
+        for i in range(first - (o_a - 1) * n_in if first % n_in else n_in, n_in):
+            Wtl[i, o_a - 1] = Wl[o_a - 1, i]   # the row before o_a, from `first` on
+        rows, cols = Wl[o_a:o_b], Wtl[:, o_a:o_b]  # indices from 0: the loop vectorises
+        for i in range(n_in):
+            for o in range(rows.shape[0]):
+                cols[i, o] = rows[o, i]
+        for i in range(last - o_b * n_in):     # row o_b, up to `last`
+            Wtl[i, o_b] = Wl[o_b, i]
+
+
 def _split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb, Tb, T_loss,
-                 T_metric, A, D, delta, W, b, dW, db, acts, smoothing, theta, grad, lo, hi,
+                 T_metric, A, D, delta, W, Wt, w_at, b, dW, db, acts, smoothing, theta, grad, lo, hi,
                  opt, hyper, state, step, decays, losses, correct, abs_err, sq_err):
     h = Xb[0].shape[0]
     L = len(W)
@@ -174,7 +214,7 @@ def _split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb,
                 first = start + (2 * s + p) * h
                 shared_loss[p] = half_step(
                     X, T, order[first:first + h], Xb[p], Tb[p], T_loss[p], A[p], D[p],
-                    delta[p], W, b, dW[p], db[p], acts, smoothing)
+                    delta[p], W, Wt, b, dW[p], db[p], acts, smoothing)
         count += 1
         if not alone and not _meet(flags, part, count):
             return -1
@@ -186,6 +226,7 @@ def _split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb,
         for i in range(lo, hi):
             total[i] += other[i]
         _update(opt, theta[lo:hi], total[lo:hi], mine, hyper, step + s + 1, decays[s])
+        _transpose_range(W, Wt, w_at, lo, hi)
         for p in range(2):
             if alone or p == part:
                 metric_fn(A[p][L], T_metric[p], correct[p], abs_err[p], sq_err[p])
