@@ -223,8 +223,9 @@ def _split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb,
             losses[s] = loss
         if not math.isfinite(loss):
             return s
-        for i in range(lo, hi):
-            total[i] += other[i]
+        mine_sum, theirs = total[lo:hi], other[lo:hi]  # indices from 0: the loop vectorises
+        for i in range(mine_sum.size):
+            mine_sum[i] += theirs[i]
         _update(opt, theta[lo:hi], total[lo:hi], mine, hyper, step + s + 1, decays[s])
         _transpose_range(W, Wt, w_at, lo, hi)
         for p in range(2):
