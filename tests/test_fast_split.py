@@ -292,3 +292,34 @@ def _child_fit():
     _fast_fit.SPLIT_ROWS = 16
     _fast_fit._Plan._use_split = lambda self, halves: (halves is not None, False)
     return _fit("cross_entropy", 3, fm.Adam(3e-3))[0].get_weights()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_transpose_range_copies_exactly_the_weights_in_the_range(dtype):
+    """After a thread's update of theta[lo:hi], _transpose_range writes W.T's copy of those
+    weights and of no others: random layer sizes (1 and sizes that are no multiple of any
+    tile included), each W followed by its bias in theta, random ranges (empty, inside one
+    row, across rows and layers, the whole of theta)."""
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        sizes = [int(s) for s in rng.integers(1, 40, int(rng.integers(2, 6)))]
+        if trial < 4:
+            sizes = [[1, 1], [1, 37], [37, 1], [64, 64, 3]][trial]
+        n = sum(o * i + o for i, o in zip(sizes, sizes[1:]))
+        theta = rng.standard_normal(n).astype(dtype)
+        W, at, p = [], [], 0
+        for i, o in zip(sizes, sizes[1:]):
+            W.append(theta[p:p + o * i].reshape(o, i))
+            at.append(p)
+            p += o * i + o
+        W = tuple(W)
+        Wt = tuple(np.full(w.shape[::-1], np.nan, dtype) for w in W)
+        lo = int(rng.integers(0, n + 1))
+        hi = int(rng.integers(lo, n + 1)) if trial % 5 else n
+        lo = 0 if trial % 5 == 0 else lo
+        cpu_split._transpose_range(W, Wt, np.array(at, np.int64), lo, hi)
+        for w, wt, start in zip(W, Wt, at):
+            position = start + np.arange(w.size).reshape(w.shape)
+            inside = (position >= lo) & (position < hi)
+            np.testing.assert_array_equal(wt.T[inside], w[inside])
+            assert np.isnan(wt.T[~inside]).all(), (sizes, lo, hi)
