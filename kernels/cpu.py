@@ -79,6 +79,8 @@ def _activate_element(f, df):  # A = f(Z)
 @_jit
 def _unchanged(D, delta):
     """f' = 1 (identity): delta stays as it is."""
+    return  # a statement after the docstring: Numba's debug info (NUMBA_ENABLE_PROFILING)
+    #         fails on a function whose body is only a docstring
 
 
 _BIAS_ACTIVATE = _elementwise("bias_activate", _bias_activate_element)  # (b, Z)

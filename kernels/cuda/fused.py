@@ -221,10 +221,12 @@ def _delta_rows(dt, n_in, n_out, act, src, to_buf, R, RT, C):
 
 def _no_layers(W, b, A_out, D_out, buf, r0, nrows, t):
     """The end of the chain of layers."""
+    return  # not a docstring alone: see kernels/cpu.py's _unchanged
 
 
 def _no_steps(delta, W, D_out, buf, r0, nrows, t):
     """The end of the delta chain."""
+    return  # not a docstring alone: see kernels/cpu.py's _unchanged
 
 
 @functools.lru_cache(maxsize=None)
