@@ -316,8 +316,10 @@ class _Plan:
 
             h = B // 2
             grad1 = np.zeros_like(model._grad)
-            at = lambda g: (g.ctypes.data - model._grad.ctypes.data) // g.itemsize  # noqa: E731
-            view = lambda gs: tuple(grad1[at(g):at(g) + g.size].reshape(g.shape) for g in gs)  # noqa: E731
+            # where array a starts in the flat array `flat` (the model's grad or theta)
+            at = lambda a, flat: (a.ctypes.data - flat.ctypes.data) // a.itemsize  # noqa: E731
+            view = lambda gs: tuple(grad1[at(g, model._grad):][:g.size].reshape(g.shape)  # noqa: E731
+                                    for g in gs)
             T_metric = v.T0 if self.has_labels else v.T
             rows = (slice(0, h), slice(h, B))
             pair = lambda arrays: tuple(tuple(a[r] for a in arrays) for r in rows)  # noqa: E731
@@ -329,8 +331,7 @@ class _Plan:
                 dW=(model.dW, view(model.dW)), db=(model.db, view(model.db)),
                 correct=(self.correct, np.zeros(1, np.int64)),
                 Wt=tuple(np.empty(W.shape[::-1], W.dtype) for W in model.W),
-                w_at=np.array([(W.ctypes.data - model._theta.ctypes.data) // W.itemsize
-                               for W in model.W], np.int64),
+                w_at=np.array([at(W, model._theta) for W in model.W], np.int64),
                 cut=(model._theta.size // 2) // 16 * 16,  # each thread updates half of theta
                 flags=np.zeros(cpu_split.FLAGS, np.int64), shared_loss=np.zeros(2),
                 fn=cpu_split.split_steps_for(self.loss, self.metric))
