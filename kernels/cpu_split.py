@@ -190,8 +190,10 @@ def _transpose_range(W, Wt, at, lo, hi):
             for i in range(first - o * n_in, last - o * n_in):
                 Wtl[i, o] = Wl[o, i]
             continue
-        for i in range(first - (o_a - 1) * n_in if first % n_in else n_in, n_in):
-            Wtl[i, o_a - 1] = Wl[o_a - 1, i]   # the row before o_a, from `first` on
+        if first % n_in:  # the end of row o_a - 1, from `first` on
+            o = o_a - 1
+            for i in range(first - o * n_in, n_in):
+                Wtl[i, o] = Wl[o, i]
         rows, cols = Wl[o_a:o_b], Wtl[:, o_a:o_b]  # indices from 0: the loop vectorises
         for i in range(n_in):
             for o in range(rows.shape[0]):
@@ -201,8 +203,8 @@ def _transpose_range(W, Wt, at, lo, hi):
 
 
 def _split_steps(part, alone, flags, shared_loss, X, T, order, start, steps, Xb, Tb, T_loss,
-                 T_metric, A, D, delta, W, Wt, w_at, b, dW, db, acts, smoothing, theta, grad, lo, hi,
-                 opt, hyper, state, step, decays, losses, correct, abs_err, sq_err):
+                 T_metric, A, D, delta, W, Wt, w_at, b, dW, db, acts, smoothing, theta, grad,
+                 lo, hi, opt, hyper, state, step, decays, losses, correct, abs_err, sq_err):
     h = Xb[0].shape[0]
     L = len(W)
     count = 0
