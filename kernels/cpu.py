@@ -21,7 +21,10 @@ import math
 import sys
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from . import blas, scalar, stack
 from .codes import ACTIVATION_NAMES, ACTIVATIONS, GELU, IDENTITY, NEEDS_PREACTIVATION
@@ -414,11 +417,43 @@ def batchnorm_backward(delta, Xhat, inv_std, gamma, dgamma, dbeta, D_prev, act_p
 # data movement and metrics
 
 
+@intrinsic
+def _prefetch(typingctx, X, i, j):
+    """Tells the CPU to start loading the cache line of X[i, j] (LLVM's prefetch: a hint,
+    which changes no result and never faults, whatever the address)."""
+    sig = types.void(X, i, j)
+
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, args[0])
+        at = [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:])]
+        ptr = cgutils.get_item_pointer(context, builder, sig.args[0], ary, at)
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])  # read, all caches, data
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: gather_rows asks for row idx[i + GATHER_AHEAD] while it copies row idx[i], one prefetch
+#: every GATHER_HINT_BYTES of it (the hardware prefetcher fetches the lines between)
+GATHER_AHEAD, GATHER_HINT_BYTES = 2, 512
+
+
 @_jit
 def gather_rows(X, idx, out):
-    """out[i] = X[idx[i]], cast to out's dtype."""
-    m = X.shape[1]
-    for i in range(idx.shape[0]):
+    """out[i] = X[idx[i]], cast to out's dtype. A batch's rows lie at random in X, each a
+    wait for memory: the row two ahead is loaded while this one is copied. MNIST's 784
+    float32 columns in fit's epoch loop (the rows in no cache): 354 -> 256 us a batch of 512,
+    88 -> 64 us at 128 (then 3-5 % of the step)."""
+    n, m = idx.shape[0], X.shape[1]
+    step = max(GATHER_HINT_BYTES // X.itemsize, 1)
+    for i in range(n):
+        if i + GATHER_AHEAD < n:
+            r = idx[i + GATHER_AHEAD]
+            for j in range(0, m, step):
+                _prefetch(X, r, j)
         r = idx[i]
         for j in range(m):
             out[i, j] = X[r, j]
