@@ -7,8 +7,8 @@ process has loaded, checks its ``cblas_?gemm`` on a small product, and registers
 LLVM under a fixed name (``fastmlp_sgemm`` / ``fastmlp_dgemm``). Compiled code refers to
 the name, not the address, so it can be cached on disk and linked again in a later process.
 
-``gemm(A, B, C, trans_a, trans_b, beta)`` is then usable inside ``@njit`` functions:
-C = op(A) @ op(B) + beta * C for row-major 2-D arrays whose rows are contiguous (C-contiguous
+``gemm(A, B, C, trans_a, trans_b, beta[, alpha])`` is then usable inside ``@njit`` functions:
+C = alpha * op(A) @ op(B) + beta * C (alpha 1 when left out) for row-major 2-D arrays whose rows are contiguous (C-contiguous
 arrays, or column slices of one, whose leading dimension is their row stride).
 
 ``AVAILABLE`` says whether a BLAS was found (``WHY_NOT`` says why not when it was not);
@@ -162,8 +162,9 @@ def slow_core_advice():
             "picks its AVX-512 kernels, up to twice the product rate")
 
 
-def gemm(A, B, C, trans_a, trans_b, beta):
-    """C = op(A) @ op(B) + beta * C, from compiled code only (see the module docstring)."""
+def gemm(A, B, C, trans_a, trans_b, beta, alpha=1.0):
+    """C = alpha * op(A) @ op(B) + beta * C, from compiled code only (see the module
+    docstring)."""
     raise NotImplementedError("blas.gemm is called from @njit code")
 
 
@@ -171,7 +172,7 @@ if AVAILABLE:
     _sgemm, _dgemm, _blas_int, _ = _FOUND
 
     @overload(gemm, jit_options={"nogil": True})
-    def _gemm_impl(A, B, C, trans_a, trans_b, beta):
+    def _gemm_impl(A, B, C, trans_a, trans_b, beta, alpha=1.0):
         kernel = {types.float32: _sgemm, types.float64: _dgemm}.get(C.dtype)
         if kernel is None or A.dtype != C.dtype or B.dtype != C.dtype:
             raise TypeError(f"gemm takes float32 or float64 arrays of one dtype; got "
@@ -180,20 +181,20 @@ if AVAILABLE:
             raise TypeError("gemm takes 2-D arrays (transpose with the flags)")
         real = np.float32 if C.dtype == types.float32 else np.float64
         if all(x.layout == "C" for x in (A, B, C)):
-            def impl(A, B, C, trans_a, trans_b, beta):
+            def impl(A, B, C, trans_a, trans_b, beta, alpha=1.0):
                 M, N = C.shape
                 K = A.shape[0] if trans_a else A.shape[1]
                 if M == 0 or N == 0:
                     return
                 kernel(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
-                       _blas_int(M), _blas_int(N), _blas_int(K), real(1.0),
+                       _blas_int(M), _blas_int(N), _blas_int(K), real(alpha),
                        A.ctypes.data, _blas_int(max(A.shape[1], 1)),
                        B.ctypes.data, _blas_int(max(B.shape[1], 1)), real(beta),
                        C.ctypes.data, _blas_int(max(C.shape[1], 1)))
 
             return impl
 
-        def impl_strided(A, B, C, trans_a, trans_b, beta):
+        def impl_strided(A, B, C, trans_a, trans_b, beta, alpha=1.0):
             # column slices of a wider buffer (a Concatenate's): rows contiguous, the leading
             # dimension from the row stride
             M, N = C.shape
@@ -205,7 +206,7 @@ if AVAILABLE:
                     or (C.shape[1] > 1 and C.strides[1] != size)):
                 raise ValueError("gemm takes arrays whose rows are contiguous")
             kernel(ROW_MAJOR, TRANS if trans_a else NO_TRANS, TRANS if trans_b else NO_TRANS,
-                   _blas_int(M), _blas_int(N), _blas_int(K), real(1.0),
+                   _blas_int(M), _blas_int(N), _blas_int(K), real(alpha),
                    A.ctypes.data, _blas_int(max(A.strides[0] // size, A.shape[1], 1)),
                    B.ctypes.data, _blas_int(max(B.strides[0] // size, B.shape[1], 1)), real(beta),
                    C.ctypes.data, _blas_int(max(C.strides[0] // size, C.shape[1], 1)))

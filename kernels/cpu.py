@@ -159,11 +159,15 @@ def delta_backward(delta, W, A_prev, act, delta_prev, accumulate=False):
 
 
 @_jit
-def _column_sum_acc(D, out):
+def _column_sum_acc(D, out, scale=None):
+    """out += the column sums of D, or of scale * D (each element scaled, then added)."""
     n, m = D.shape
     for i in range(n):
         for j in range(m):
-            out[j] += D[i, j]
+            if scale is None:
+                out[j] += D[i, j]
+            else:
+                out[j] += scale * D[i, j]
 
 
 @_jit

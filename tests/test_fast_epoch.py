@@ -221,19 +221,18 @@ def test_fused_sgd_backward_is_backward_then_sgd(dtype, batch, sizes, acts, tran
         else:
             delta[-1][:] = out[False][2][-1]
             if transposed:
-                Wk = List(np.ascontiguousarray(w.T) for w in W)
+                Wk = List(w.T.copy() for w in W)  # a copy: ascontiguousarray(w.T) is w for one row
             cpu_epoch._mlp_backward_sgd(delta, List(A), List(D), Wk, bk, codes_, lr, transposed)
             if transposed:
                 Wk = [w.T for w in Wk]
             out[True] = (Wk, bk, list(delta))
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     for fused_delta, delta in zip(out[True][2], out[False][2]):
-        # every delta made from the old W, then scaled by -lr in place
+        # every delta made from the old W (the product's alpha scales the update, not delta)
         if transposed:
-            np.testing.assert_allclose(fused_delta, delta * -lr, rtol=0,
-                                       atol=rtol * np.abs(delta * lr).max())
+            np.testing.assert_allclose(fused_delta, delta, rtol=0, atol=rtol * np.abs(delta).max())
         else:
-            np.testing.assert_array_equal(fused_delta, delta * -lr)
+            np.testing.assert_array_equal(fused_delta, delta)
     for w_fused, w_plain, w0 in zip(out[True][0], out[False][0], W):
         scale = np.abs(w0).max() + np.abs(w_plain - w0).max()
         np.testing.assert_allclose(w_fused, w_plain, rtol=0, atol=rtol * scale)

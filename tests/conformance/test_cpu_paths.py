@@ -46,6 +46,11 @@ def _gemm(A, B, C, trans_a, trans_b, beta):
     blas.gemm(A, B, C, trans_a, trans_b, beta)
 
 
+@njit
+def _gemm_alpha(A, B, C, trans_a, trans_b, beta, alpha):
+    blas.gemm(A, B, C, trans_a, trans_b, beta, alpha)
+
+
 @needs_blas
 @pytest.mark.parametrize("shape", [(1, 1, 1), (7, 1, 3), (1, 17, 5), (33, 65, 1), (130, 17, 64)],
                          ids=lambda s: "x".join(map(str, s)))
@@ -59,12 +64,17 @@ def test_gemm_from_compiled_code(dtype, trans_a, trans_b, shape):
     B = randn(rng, (N, K) if trans_b else (K, N), dtype)
     C0 = randn(rng, (M, N), dtype)
     opA, opB = (A.T if trans_a else A), (B.T if trans_b else B)
-    for beta in (0.0, 0.5):
+    for beta, alpha in ((0.0, None), (0.5, None), (0.0, -0.25), (1.0, 3.0)):
         C = C0.copy() if beta else np.full((M, N), np.nan, dtype)
         A_before, B_before = A.copy(), B.copy()
-        _gemm(A, B, C, trans_a, trans_b, beta)
-        expected = opA.astype(np.float64) @ opB + beta * C0
-        assert_close(C, expected, dtype, dot_scale(opA, opB) + abs(beta) * np.abs(C0).max())
+        if alpha is None:  # left out: 1
+            _gemm(A, B, C, trans_a, trans_b, beta)
+        else:
+            _gemm_alpha(A, B, C, trans_a, trans_b, beta, dtype(alpha))
+        a = 1.0 if alpha is None else alpha
+        expected = a * (opA.astype(np.float64) @ opB) + beta * C0
+        assert_close(C, expected, dtype,
+                     abs(a) * dot_scale(opA, opB) + abs(beta) * np.abs(C0).max())
         np.testing.assert_array_equal(A, A_before)
         np.testing.assert_array_equal(B, B_before)
 
@@ -82,6 +92,9 @@ def test_gemm_rejects_mixed_dtypes_and_strided_arrays():
     out = np.zeros((2, 4))
     _gemm(wide[:, 1:3], a64 + np.eye(2), out[:, 2:4], False, False, 0.0)
     np.testing.assert_allclose(out[:, 2:4], wide[:, 1:3] @ (a64 + np.eye(2)))
+    assert not out[:, :2].any()
+    _gemm_alpha(wide[:, 1:3], a64 + np.eye(2), out[:, 2:4], False, False, 1.0, -2.0)  # alpha too
+    np.testing.assert_allclose(out[:, 2:4], -(wide[:, 1:3] @ (a64 + np.eye(2))))
     assert not out[:, :2].any()
 
 
