@@ -369,6 +369,31 @@ def test_predict_and_predict_proba_cross_entropy():
     np.testing.assert_allclose(model.predict_proba(X, batch_size=7), P, rtol=1e-6, atol=1e-7)
 
 
+def test_predict_reads_rows_in_place_or_copies_and_both_agree_with_numpy():
+    """After predict's checks (which make a C-contiguous copy of a Fortran-ordered or strided
+    X), an X of the model's dtype, C-contiguous and writeable, is multiplied where it lies
+    (no copy into the batch buffer); a read-only X and one the kernels cast (float64,
+    uint8 for a float32 model) are copied batch by batch. Both give the NumPy forward pass's
+    outputs, and X is left as it was."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 4, (53, D)).astype(np.float32)  # small integers: uint8 holds them
+    model = mlp()
+    model.fit(X, rng.integers(0, K, 53), epochs=2, batch_size=8, verbose=0)
+    expected = _numpy_forward(model.get_weights(), ["relu", "identity"], X)
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    ways = {"C-contiguous": (X, True), "Fortran order": (np.asfortranarray(X), True),
+            "strided view": (np.repeat(X, 2, axis=0)[::2], True), "read-only": (readonly, False),
+            "float64": (X.astype(np.float64), False), "uint8": (X.astype(np.uint8), False)}
+    for name, (Xw, in_place) in ways.items():
+        before = Xw.copy()
+        assert model._reads_rows_in_place(model._check_X(Xw)) is in_place, name
+        for batch in (1024, 7, 1):
+            out = model.predict(Xw, batch_size=batch, output=model.layers[-1].name)
+            np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5, err_msg=name)
+        np.testing.assert_array_equal(Xw, before)
+
+
 def test_predict_proba_is_stable_for_huge_logits():
     model = mlp(dtype="float64")
     w = model.get_weights()
