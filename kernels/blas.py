@@ -7,9 +7,10 @@ process has loaded, checks its ``cblas_?gemm`` on a small product, and registers
 LLVM under a fixed name (``fastmlp_sgemm`` / ``fastmlp_dgemm``). Compiled code refers to
 the name, not the address, so it can be cached on disk and linked again in a later process.
 
-``gemm(A, B, C, trans_a, trans_b, beta[, alpha])`` is then usable inside ``@njit`` functions:
-C = alpha * op(A) @ op(B) + beta * C (alpha 1 when left out) for row-major 2-D arrays whose rows are contiguous (C-contiguous
-arrays, or column slices of one, whose leading dimension is their row stride).
+``gemm(A, B, C, trans_a, trans_b, beta[, alpha])`` is then usable inside ``@njit``
+functions: C = alpha * op(A) @ op(B) + beta * C (alpha 1 when left out) for row-major 2-D
+arrays whose rows are contiguous (C-contiguous arrays, or column slices of one, whose
+leading dimension is their row stride).
 
 ``AVAILABLE`` says whether a BLAS was found (``WHY_NOT`` says why not when it was not);
 without one, the CPU backend runs its kernels one by one from Python with NumPy's matmul,
