@@ -40,7 +40,7 @@ from ._training import _Training
 from ._validation import check_choice, check_dtype, check_finite, check_float, check_int
 from .kernels.codes import IDENTITY
 from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES
-from .optim import get_optimizer
+from .optim import SGD, get_optimizer
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
 LOSSES = {
@@ -386,19 +386,40 @@ class _Network(_Training, _Inference, _Inspection):
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
         opt.update(self._kernels, self._theta, self._grad, self._opt_state, runs)
 
-    def _step(self, v, total=None, X0=None):
+    def _step(self, v, total=None, X0=None, sgd_lr=None):
         """One step on the batch already in the buffers `v` (X0: its CSR rows, for sparse
         input); returns the batch-mean loss (or, given a device scalar `total`, adds the
-        batch's loss sum to it and returns None).
+        batch's loss sum to it and returns None). sgd_lr (from _fused_sgd_lr): plain SGD's
+        update folded into the backward pass, no gradients written.
 
         A loss that is not finite ends the step before it touches the weights."""
         self._forward(v, True, X0)
         loss = self._loss_and_grad(v, total)
         if loss is not None and not math.isfinite(loss):
             return loss
-        self._backward(v, X0)
-        self._update()
+        if sgd_lr is None:
+            self._backward(v, X0)
+            self._update()
+        else:
+            self._backward(v, X0, sgd_lr)
+            self._opt_state["step"] += 1
         return loss
+
+    def _plain_sgd_fuses(self):
+        """Whether fit's step-by-step path may fold plain SGD's update into the backward
+        pass (a graph Model says when; a Sequential's full batches fuse it in _fast_fit)."""
+        return False
+
+    def _fused_sgd_lr(self):
+        """Plain SGD's learning rate when this step's update can be folded into the backward
+        pass (SGD without momentum, weight decay or clipping, every layer trainable; the
+        caller has checked _plain_sgd_fuses and the callbacks), else None. Asked each step:
+        callbacks may change the optimizer's settings or freeze layers between steps."""
+        opt = self.optimizer
+        if (type(opt) is SGD and opt.momentum == 0 and opt.weight_decay == 0
+                and opt.clip_norm is None and self._trainable_runs() is None):
+            return opt.lr
+        return None
 
     def _freeze_masks(self, v, frozen):
         """Keep the dropout masks drawn (gradcheck's finite differences) or draw anew."""

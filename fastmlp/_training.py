@@ -202,6 +202,10 @@ class _Training:
         loss_total = k.zeros(1, np.float64) if self._resident else None
         order, rows = np.arange(n), np.arange(n)  # no new array per epoch
         fast = _fast_fit.plan(self, T, labels, dense_labels, callbacks, sparse, dist)
+        # step by step, plain SGD's update folded into the backward pass where the model
+        # allows it, and nothing reads the gradients (GradientMonitor) or sums them (MPI)
+        fuse_sgd = (fast is None and dist is None and self._plain_sgd_fuses()
+                    and not any(getattr(cb, "reads_gradients", False) for cb in callbacks))
         if fast is not None:
             data = (Xk[0], T2, w2, None)
 
@@ -261,7 +265,10 @@ class _Training:
                     k.gather_rows(w2, idx, v.w2d)
                 threads = contextlib.nullcontext() if fast is None else fast.blas_threads(v)
                 with self._guard.step_lock, threads:
-                    loss = self._step(v, loss_total, X0) if dist is None else dist.step(self, v, loss_total, X0)
+                    if dist is not None:
+                        loss = dist.step(self, v, loss_total, X0)
+                    else:
+                        loss = self._step(v, loss_total, X0, self._fused_sgd_lr() if fuse_sgd else None)
                 sigint.check()
                 if loss is not None:  # host backends: every step's loss is checked
                     if not math.isfinite(loss):

@@ -413,7 +413,21 @@ class Model(_import_network()):
             else:
                 layer.forward(k, v.A[ins[0]], v.A[i], v.Z[i], slots[i], training)
 
-    def _backward(self, v, X0=None):
+    def _plain_sgd_fuses(self):
+        """Whether fit may fold plain SGD's update into this graph's backward pass (each
+        Dense node's weight-gradient GEMM adding -lr delta.T @ A straight into W, b; see
+        Dense.backward_sgd): on the CPU, for graphs of Dense layers with a bias and Add
+        nodes only, no layer used twice (its W must stay as it was until its last use's
+        delta is made; a Concatenate's delta columns cannot be scaled in place). The
+        optimizer's part is _fused_sgd_lr's."""
+        g = self._graph
+        return (self._kernels.name == "cpu" and not any(self._plan.acc_grads)
+                and all(n.is_input or isinstance(n.layer, Add)
+                        or (isinstance(n.layer, Dense) and n.layer.use_bias) for n in g.nodes))
+
+    def _backward(self, v, X0=None, sgd_lr=None):
+        """delta of every node, back from the output's; sgd_lr: plain SGD's learning rate
+        when its update is folded in (_plain_sgd_fuses), else the gradients are written."""
         k, g, p = self._kernels, self._graph, self._plan
         for i in reversed(self._order):
             layer, ins, delta = g.nodes[i].layer, g.ins[i], v.dA[i]
@@ -430,7 +444,14 @@ class Model(_import_network()):
             j, mode = ins[0], p.mode[i][0]
             if mode == "share":
                 continue
-            if mode == "skip":  # the input is an Input: no delta to pass on
+            if sgd_lr is not None:  # a Dense layer (_plain_sgd_fuses), updated as it goes
+                if mode == "skip":
+                    layer.backward_sgd(k, delta, v.A[j], None, IDENTITY, None, v.s[i], sgd_lr)
+                else:
+                    layer.backward_sgd(k, delta, v.A[j], v.D[j],
+                                       self._node_act[j] if p.fuse[i][0] else IDENTITY,
+                                       v.dA[j], v.s[i], sgd_lr, mode == "accumulate")
+            elif mode == "skip":  # the input is an Input: no delta to pass on
                 layer.backward(k, delta, v.A[j], None, IDENTITY, None, v.s[i], p.acc_grads[i])
             else:
                 layer.backward(k, delta, v.A[j], v.D[j], self._node_act[j] if p.fuse[i][0] else IDENTITY,

@@ -8,7 +8,6 @@ layer, ``delta_prev = f'_prev(D_prev) * (d loss / d A_in)``, the delta of the la
 in the same pass. ``s`` holds the layer's parameters, gradients, state and scratch buffers.
 """
 
-import itertools
 import re
 import threading
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from ._validation import check_float, check_int
 from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION, activation_code
-from .kernels.stack import dense_backward, dense_forward
+from .kernels.stack import dense_backward, dense_backward_sgd, dense_forward
 
 #: output activations a model fuses into its loss (the model computes logits; predict_proba
 #: applies them): softmax with cross_entropy, sigmoid with binary_cross_entropy
@@ -283,6 +282,12 @@ class Dense(Layer):
         delta_prev (a producer feeding several consumers) -- both GEMMs with beta = 1."""
         dense_backward(k, delta, A_in, s.W, s.dW, s.db, D_prev, act_prev, delta_prev,
                        acc_grads, acc_delta)
+
+    def backward_sgd(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, lr, acc_delta=False):
+        """backward, with plain SGD's update of W and b (learning rate lr) folded into it:
+        no gradients are written (a graph Model's fit, see Model._plain_sgd_fuses); delta
+        is scaled by -lr in place."""
+        dense_backward_sgd(k, delta, A_in, s.W, s.b, lr, D_prev, act_prev, delta_prev, acc_delta)
 
     def get_config(self):
         config = {"in_features": self.in_features, "out_features": self.out_features,

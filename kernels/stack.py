@@ -33,6 +33,18 @@ def dense_backward(k, delta, A_in, W, dW, db, D_prev, act_prev, delta_prev,
         k.delta_backward(delta, W, D_prev, act_prev, delta_prev, acc_delta)
 
 
+def dense_backward_sgd(k, delta, A_in, W, b, lr, D_prev, act_prev, delta_prev, acc_delta=False):
+    """One Dense layer's backward pass and plain SGD's step (no momentum, no weight decay) in
+    one: delta_prev from the old W as dense_backward computes it, then delta *= -lr in place
+    and the weight-gradient GEMM adds straight into the parameters, W += (-lr delta).T @ A_in,
+    b += sum(-lr delta) (beta = 1). No dW is written and no update pass reads it back; the
+    rounding differs from dW, then W -= lr dW, in the last bits."""
+    if delta_prev is not None:
+        k.delta_backward(delta, W, D_prev, act_prev, delta_prev, acc_delta)
+    k.scale(delta.reshape(-1), -lr)
+    k.weight_grad(delta, A_in, W, b, True)
+
+
 def forward(k, A, D, W, b, acts):
     """for l in 0..L-1: A[l+1] = f_l(A[l] @ W[l].T + b[l]); D[l+1] gets Z where f' needs it."""
     for l in range(len(W)):

@@ -402,3 +402,86 @@ def test_a_sequential_predicts_right_after_a_graph():
 
     result = subprocess.run([sys.executable, "-c", _AFTER_A_GRAPH], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------
+# plain SGD folded into the backward pass of fit's steps
+
+
+def _lr_by_step(model):
+    """A callback that sets plain SGD's learning rate before every step (0.1, 0.05, ...)."""
+    return fm.LambdaCallback(on_batch_begin=lambda step, logs=None: setattr(
+        model.optimizer, "lr", 0.1 / (1 + step)))
+
+
+def _fit_and_train_steps(make, optimizer, dtype, callbacks=(), frozen=None):
+    """(fit's model, train_step's model, whether fit wrote gradients): two copies of one
+    graph, trained on the same 3 batches of 10 for 2 epochs, in order, with the learning
+    rate of _lr_by_step; train_step writes the gradients and then updates, always. The
+    gradient buffer of fit's model is NaN before the fit."""
+    inputs, out = make()
+    models = [fm.Model(inputs, out, dtype=dtype, seed=3, optimizer=optimizer()) for _ in range(2)]
+    for m in models:
+        if frozen is not None:
+            m.layers[frozen].trainable = False
+    fitted, stepped = models
+    X = data_for(inputs)
+    fitted._grad[:] = np.nan
+    fitted.fit(X, Y3, epochs=2, batch_size=10, shuffle=False, verbose=0,
+               callbacks=[_lr_by_step(fitted), *[cb() for cb in callbacks]])
+    for _ in range(2):
+        for step in range(3):
+            stepped.optimizer.lr = 0.1 / (1 + step)
+            sl = slice(10 * step, 10 * step + 10)
+            stepped.train_step(X[sl] if not isinstance(X, list) else [a[sl] for a in X], Y3[sl])
+    assert fitted._opt_state["step"] == stepped._opt_state["step"] == 6
+    return fitted, stepped, not np.isnan(fitted._grad).all()
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_fit_folds_plain_sgd_into_the_backward_pass(dtype, rtol):
+    """A graph of Dense and Add layers trained by plain SGD: fit's steps add -lr delta.T A
+    straight into W and b, writing no gradient (the buffer keeps its NaN), and give the
+    weights of train_step (gradients written, then the update) to rounding, the learning
+    rate changing from step to step."""
+    fitted, stepped, wrote = _fit_and_train_steps(residual, lambda: fm.SGD(lr=0.1), dtype)
+    assert fitted._plain_sgd_fuses() and not wrote
+    for a, b in zip(fitted.get_weights(), stepped.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+def _use_bias_false():
+    x = fm.Input(6)
+    h = fm.Dense(8, activation="relu", use_bias=False)(x)
+    return x, fm.Dense(3)(fm.Add()([h, fm.Dense(8, activation="tanh")(h)]))
+
+
+@pytest.mark.parametrize("case", ["momentum", "weight_decay", "clip_norm", "concatenate",
+                                  "shared_layer", "frozen_layer", "gradient_monitor", "no_bias"])
+def test_fit_writes_the_gradients_where_sgd_cannot_be_folded_in(case):
+    """Where the update needs the gradients (momentum, weight decay, clipping), a layer's W
+    is still needed after its first use's backward (a shared layer), a delta is a view
+    (Concatenate's columns), a layer is frozen, has no bias, or a callback reads the
+    gradients, fit writes them and updates as train_step does: the same weights."""
+    make, optimizer = residual, lambda: fm.SGD(lr=0.1)
+    callbacks, frozen = (), None
+    if case == "momentum":
+        optimizer = lambda: fm.SGD(lr=0.1, momentum=0.9)  # noqa: E731
+    elif case == "weight_decay":
+        optimizer = lambda: fm.SGD(lr=0.1, weight_decay=0.01)  # noqa: E731
+    elif case == "clip_norm":
+        optimizer = lambda: fm.SGD(lr=0.1, clip_norm=0.5)  # noqa: E731
+    elif case == "concatenate":
+        make = concat_two_inputs
+    elif case == "shared_layer":
+        make = shared_siamese
+    elif case == "frozen_layer":
+        frozen = 0
+    elif case == "gradient_monitor":
+        callbacks = (fm.GradientMonitor,)
+    elif case == "no_bias":
+        make = _use_bias_false
+    fitted, stepped, wrote = _fit_and_train_steps(make, optimizer, "float64", callbacks, frozen)
+    assert wrote
+    for a, b in zip(fitted.get_weights(), stepped.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
