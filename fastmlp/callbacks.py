@@ -155,7 +155,8 @@ class GradientMonitor(Callback):
     @property
     def reads_gradients(self):
         """Reads the last step's gradient buffers (fit then writes them at every step: plain
-        SGD's fused update in fastmlp/_fast_fit.py would leave them unwritten)."""
+        SGD's update folded into backward -- fastmlp/_fast_fit.py, a graph Model's steps --
+        would leave them unwritten)."""
         return self.data is None
 
     def norms(self):

@@ -265,6 +265,9 @@ class Model(_import_network()):
                                                  node.backward(dA[node]) -> its dW, db and
                                                  the dA of its inputs (written, or added to)
         update:    one optimizer kernel over the flat parameter vector theta
+
+    fit with plain SGD folds the update into backward where it can (_plain_sgd_fuses):
+    each Dense node then adds -lr delta.T A straight into its W and b (Dense.backward_sgd).
     """
 
     def __init__(self, inputs, outputs, loss=None, optimizer=None, device="auto", dtype="float32",
