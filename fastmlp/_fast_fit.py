@@ -28,7 +28,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .callbacks import Callback, ProgressBar
+from .callbacks import Callback, ProgressBar, _any_reads_gradients
 from .optim import SGD, Adam, AdamW
 
 RUN_SECONDS = 0.1
@@ -151,7 +151,7 @@ def plan(model, T, labels, dense_labels, callbacks, sparse, dist, metric=None):
         return None  # accuracy read from one-hot rows: the per-step path's own gather
     # plain SGD's update fused into backward writes no gradients (not when a callback reads
     # them) and moves every b (not with a Dense(use_bias=False), whose b is a fixed zero)
-    fuse = (not any(getattr(cb, "reads_gradients", False) for cb in callbacks)
+    fuse = (not _any_reads_gradients(callbacks)
             and all(getattr(layer, "use_bias", True) for layer in model.layers))
     return _Plan(model, _loss_name(model, T), metric, labels is not None, fuse)
 

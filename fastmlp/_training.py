@@ -12,7 +12,7 @@ from ._concurrency import deferred_sigint
 from ._metrics import _Metrics
 from ._validation import check_fit_options, check_inputs, check_int, check_sample_weights, check_targets
 from .layers import SOFTMAX_LOSSES
-from .callbacks import History, ProgressBar
+from .callbacks import History, ProgressBar, _any_reads_gradients
 from .errors import DivergenceError
 from .sparse import SparseRows, csr_run, issparse
 
@@ -205,7 +205,7 @@ class _Training:
         # step by step, plain SGD's update folded into the backward pass where the model
         # allows it, and nothing reads the gradients (GradientMonitor) or sums them (MPI)
         fuse_sgd = (fast is None and dist is None and self._plain_sgd_fuses()
-                    and not any(getattr(cb, "reads_gradients", False) for cb in callbacks))
+                    and not _any_reads_gradients(callbacks))
         if fast is not None:
             data = (Xk[0], T2, w2, None)
 

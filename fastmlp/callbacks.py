@@ -136,6 +136,13 @@ def format_logs(logs):
     return " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
 
 
+def _any_reads_gradients(callbacks):
+    """Whether one of the callbacks reads the gradient buffers after the steps (a
+    GradientMonitor without data), so that fit must write them and not fold plain SGD's
+    update into the backward pass."""
+    return any(getattr(cb, "reads_gradients", False) for cb in callbacks)
+
+
 class GradientMonitor(Callback):
     """Records each layer's gradient norm per epoch into the history, under
     ``grad_norm/<layer name>`` (the L2 norm of all its parameters' gradients, e.g. dW and db
