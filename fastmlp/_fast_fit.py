@@ -56,9 +56,11 @@ SPLIT_ROWS = 16
 TRANSPOSE_PARAMS = 1_000_000
 #: with two ways to run a step, the faster (by its last run's time per step) runs, and
 #: the other is timed again on PROBE_STEPS steps after 1, 2, 4, then every PROBE_EVERY
-#: runs: two threads
-#: that meet twice a step slow down badly when another process takes a core (20-64-64-3:
-#: 1.5 ms a step against 0.2 ms on one thread), and win by 1.5x on a quiet machine
+#: times RUN_SECONDS of the faster way's runs: two threads that meet twice a step slow
+#: down badly when another process takes a core (20-64-64-3: 1.5 ms a step against 0.2 ms
+#: on one thread), and win by 1.5x on a quiet machine. Counted in seconds, not runs: an
+#: epoch's end cuts runs short (scikit-learn's tabular fit: 100 steps, 8 ms an epoch), and
+#: a probe every 8 such runs ran 7 % of that fit's steps the slower way (4 % of its time)
 PROBE_EVERY = 8
 PROBE_STEPS = 32
 
@@ -172,8 +174,8 @@ class _Plan:
         self.correct = np.zeros(1, np.int64)
         self.no_sums = np.zeros(0, np.float64)
         self.loss, self.cores, self._halves = loss, _cores(), {}
-        self.per_step, self.since_probe = {}, 0  # by way (split or not): seconds a step
-        self.probe_gap = 1  # runs between probes: soon at first (the first timings may be
+        self.per_step, self.since_probe = {}, 0.0  # by way (split or not): seconds a step
+        self.probe_gap = 1  # RUN_SECONDS between probes: soon at first (the first timings may be
         # of a machine still busy, e.g. OpenBLAS's threads spinning after a large product)
         self.warm = False  # whether a run has split a batch yet (its time is not counted)
         self._Wt = None  # the layers' W.T while a run trains them (see _transposed)
@@ -243,12 +245,7 @@ class _Plan:
                         model._opt_state["step"], decays, self.losses, self.correct, *sums,
                         W is not model.W)
             model._opt_state["step"] += done
-        per_step = (time.perf_counter() - clock) / max(done, 1)
-        if split and not self.warm:  # the first run on two threads wakes the second core
-            self.warm = True
-        else:
-            self.per_step[split] = per_step
-        self.run[split] = max(1, int(RUN_SECONDS / max(per_step, 1e-7)))
+        self._timed(split, probe, done, time.perf_counter() - clock)
         metrics.seen += done * v.n
         metrics.correct += int(self.correct[0])
         diverged = done if done < steps else None
@@ -273,21 +270,34 @@ class _Plan:
             for W, Wt in zip(model.W, self._Wt):
                 np.copyto(W, Wt.T)
 
+    def _timed(self, split, probe, done, seconds):
+        """A run of `done` steps, two threads or not (`split`), a probe or not, took
+        `seconds`: the time per step of its way, the steps of the next run of that way, the
+        seconds since the last probe."""
+        per_step = seconds / max(done, 1)
+        if split and not self.warm:  # the first run on two threads wakes the second core
+            self.warm = True
+        else:
+            self.per_step[split] = per_step
+        if not probe:
+            self.since_probe += seconds
+        self.run[split] = max(1, int(RUN_SECONDS / max(per_step, 1e-7)))
+
     def _use_split(self, halves):
         """(whether the next run puts each batch's halves on two threads rather than both on
         this one, whether it is a probe of the slower way). `halves` is None when steps do
         not run as halves. Each way is timed on its first run, then the faster runs, and
-        every PROBE_EVERY runs the other is timed again (see PROBE_EVERY). Both ways compute
-        the same numbers: the choice changes the time, never the fit."""
+        the other is timed again once the runs that are no probe have taken probe_gap times
+        RUN_SECONDS since the last (see PROBE_EVERY; `steps` adds up their seconds). Both
+        ways compute the same numbers: the choice changes the time, never the fit."""
         if halves is None:
             return False, False
         timed = self.per_step
         if True not in timed or False not in timed:
             return True not in timed, False
         faster = timed[True] < timed[False]
-        self.since_probe += 1
-        if self.since_probe >= self.probe_gap:  # 1, 2, 4 runs, then every PROBE_EVERY
-            self.since_probe, self.probe_gap = 0, min(2 * self.probe_gap, PROBE_EVERY)
+        if self.since_probe >= self.probe_gap * RUN_SECONDS:  # after 1, 2, 4, then every 8
+            self.since_probe, self.probe_gap = 0.0, min(2 * self.probe_gap, PROBE_EVERY)
             return not faster, True
         return faster, False
 

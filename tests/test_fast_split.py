@@ -233,22 +233,43 @@ def test_an_epochs_last_partial_batch_runs_on_the_runs_blas_threads(monkeypatch,
 
 def test_the_faster_way_runs_and_the_other_is_timed_again():
     plan = _fast_fit._Plan.__new__(_fast_fit._Plan)
-    plan.per_step, plan.since_probe, plan.probe_gap = {}, 0, 1
+    plan.per_step, plan.run, plan.since_probe, plan.probe_gap = {}, {}, 0.0, 1
+    plan.warm = True
     halves = object()
     assert plan._use_split(None) == (False, False)       # no halves: the whole batch
     assert plan._use_split(halves) == (True, False)      # each way timed first
-    plan.per_step[True] = 2e-5
+    plan._timed(True, False, 100, 100 * 3e-5)
     assert plan._use_split(halves) == (False, False)
-    plan.per_step[False] = 3e-5                          # two threads faster
-    every = _fast_fit.PROBE_EVERY
-    ways = [plan._use_split(halves) for _ in range(7 + 3 * every)]
+    plan._timed(False, False, 100, 100 * 4e-5)           # two threads faster
+    assert plan.run == {True: int(_fast_fit.RUN_SECONDS / 3e-5),
+                        False: int(_fast_fit.RUN_SECONDS / 4e-5)}
+
+    def runs(n, seconds, two_threads=3e-5, one_thread=4e-5):
+        """n runs, each of `seconds` (a probe: PROBE_STEPS steps) at these seconds a step
+        of each way; their ways."""
+        ways = []
+        for _ in range(n):
+            split, probe = plan._use_split(halves)
+            ways.append((split, probe))
+            step = two_threads if split else one_thread
+            done = _fast_fit.PROBE_STEPS if probe else seconds / step
+            plan._timed(split, probe, done, done * step)
+        return ways
+
+    # runs cut short by an epoch's end (a quarter of RUN_SECONDS): a probe after 1, 2, 4,
+    # then every 8 RUN_SECONDS of runs, i.e. after 4, 8, 16, 32, 32 short runs
+    ways = runs(4 + 8 + 16 + 32 + 32 + 5, 1.001 * _fast_fit.RUN_SECONDS / 4)
     probes = [i for i, way in enumerate(ways) if way[1]]
-    assert probes == [0, 2, 6] + [6 + every * k for k in (1, 2, 3)]  # after 1, 2, 4, 8... runs
+    gaps = [b - a - 1 for a, b in zip([-1] + probes, probes)]
+    assert gaps == [4, 8, 16, 32, 32]
     assert all(ways[i] == (False, True) for i in probes)  # one thread, timed again
     assert all(way == (True, False) for i, way in enumerate(ways) if i not in probes)
-    plan.per_step[True] = 1e-3                           # a busy machine: one thread wins
-    ways = [plan._use_split(halves) for _ in range(every)]
-    assert ways.count((True, True)) == 1 and ways.count((False, False)) == every - 1
+    # a busy machine from now on: two threads take 1e-3 s a step. After their next run,
+    # one thread runs, and two are timed again every 8 RUN_SECONDS of its runs
+    plan.since_probe = 0.0
+    ways = runs(9 * 3, 1.001 * _fast_fit.RUN_SECONDS, two_threads=1e-3)
+    assert ways == ([(True, False)] + [(False, False)] * 7 + [(True, True)]
+                    + ([(False, False)] * 8 + [(True, True)]) * 2)
 
 
 def test_sklearn_estimator_split_to_rounding(split):
