@@ -56,7 +56,7 @@ SPLIT_ROWS = 16
 TRANSPOSE_PARAMS = 1_000_000
 #: with two ways to run a step, the faster (by its last run's time per step) runs, and
 #: the other is timed again on PROBE_STEPS steps after 1, 2, 4, then every PROBE_EVERY
-#: times RUN_SECONDS of the faster way's runs: two threads that meet twice a step slow
+#: times RUN_SECONDS of the runs that were no probe: two threads that meet twice a step slow
 #: down badly when another process takes a core (20-64-64-3: 1.5 ms a step against 0.2 ms
 #: on one thread), and win by 1.5x on a quiet machine. Counted in seconds, not runs: an
 #: epoch's end cuts runs short (scikit-learn's tabular fit: 100 steps, 8 ms an epoch), and
@@ -288,7 +288,7 @@ class _Plan:
         this one, whether it is a probe of the slower way). `halves` is None when steps do
         not run as halves. Each way is timed on its first run, then the faster runs, and
         the other is timed again once the runs that are no probe have taken probe_gap times
-        RUN_SECONDS since the last (see PROBE_EVERY; `steps` adds up their seconds). Both
+        RUN_SECONDS since the last (see PROBE_EVERY; `_timed` adds up their seconds). Both
         ways compute the same numbers: the choice changes the time, never the fit."""
         if halves is None:
             return False, False
@@ -296,7 +296,7 @@ class _Plan:
         if True not in timed or False not in timed:
             return True not in timed, False
         faster = timed[True] < timed[False]
-        if self.since_probe >= self.probe_gap * RUN_SECONDS:  # after 1, 2, 4, then every 8
+        if self.since_probe >= self.probe_gap * RUN_SECONDS:  # after 1, 2, 4, then PROBE_EVERY
             self.since_probe, self.probe_gap = 0.0, min(2 * self.probe_gap, PROBE_EVERY)
             return not faster, True
         return faster, False
