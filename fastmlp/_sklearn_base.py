@@ -231,31 +231,66 @@ class _BaseMLP(_Solvers, BaseEstimator):
     def __sklearn_is_fitted__(self):
         return hasattr(self, "model_")
 
+    def _layer_arrays(self, name):
+        """coefs_ or intercepts_ as an _Arrays list: views of the model's weights where they
+        live in this process's memory (the CPU and reference backends), so that an edit in
+        place (``est.coefs_[0][:] = 0``) changes the model as in scikit-learn; read-only
+        copies of a GPU model's (an edit raises instead of being lost)."""
+        if not hasattr(self, "model_"):
+            check_is_fitted(self)
+        model = self.model_
+        host = isinstance(model._theta, np.ndarray)
+        if host:
+            arrays = [W.T for W in model.W] if name == "coefs_" else list(model.b)
+        else:
+            weights = model.get_weights()
+            arrays = [W.T for W in weights[0::2]] if name == "coefs_" else weights[1::2]
+            for a in arrays:
+                a.flags.writeable = False
+        return _Arrays(arrays, self, name)
+
+    def _set_layer_arrays(self, name, arrays):
+        if not hasattr(self, "model_"):
+            raise AttributeError(
+                f"{name} can be set on a fitted {type(self).__name__} only (it writes into the "
+                f"trained network): call fit or partial_fit first")
+        weights = self.model_.get_weights()
+        old = weights[0::2] if name == "coefs_" else weights[1::2]
+        if not isinstance(arrays, (list, tuple)) or len(arrays) != len(old):
+            got = len(arrays) if isinstance(arrays, (list, tuple)) else type(arrays).__name__
+            raise ValueError(f"{name} must be a list of {len(old)} arrays, one per layer; "
+                             f"got {got}")
+        for i, (new, was) in enumerate(zip(arrays, old)):
+            shape = was.shape[::-1] if name == "coefs_" else was.shape
+            if np.shape(new) != shape:
+                raise ValueError(f"{name}[{i}] must have shape {shape}; got {np.shape(new)}")
+        if name == "coefs_":
+            weights[0::2] = [np.asarray(W).T for W in arrays]
+        else:
+            weights[1::2] = [np.asarray(b) for b in arrays]
+        self.model_.set_weights(weights)
+
     @property
     def coefs_(self):
-        """The weight matrices, a list of (n_in, n_out) arrays (scikit-learn's layout: W.T)."""
-        check_is_fitted(self)
-        return [np.ascontiguousarray(W.T) for W in self.model_.get_weights()[0::2]]
+        """The weight matrices, a list of (n_in, n_out) arrays (scikit-learn's layout: W.T),
+        views of the model's weights: an edit in place, or ``coefs_[i] = array``, changes
+        the network (on a GPU model the arrays are read-only copies). Live, as scikit-learn's
+        and PyTorch's parameters: read while another thread fits, they change as it trains
+        (``model_.get_weights()`` gives copies of one whole step)."""
+        return self._layer_arrays("coefs_")
 
     @coefs_.setter
     def coefs_(self, coefs):
-        check_is_fitted(self)
-        weights = self.model_.get_weights()
-        weights[0::2] = [np.asarray(W).T for W in coefs]
-        self.model_.set_weights(weights)
+        self._set_layer_arrays("coefs_", coefs)
 
     @property
     def intercepts_(self):
-        """The bias vectors, one per layer."""
-        check_is_fitted(self)
-        return self.model_.get_weights()[1::2]
+        """The bias vectors, one per layer (views of the model's, as coefs_)."""
+        return self._layer_arrays("intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, intercepts):
-        check_is_fitted(self)
-        weights = self.model_.get_weights()
-        weights[1::2] = [np.asarray(b) for b in intercepts]
-        self.model_.set_weights(weights)
+        self._set_layer_arrays("intercepts_", intercepts)
 
     # ------------------------------------------------------------------------------------
     # pickling: the model travels as the bytes of a model file
@@ -281,3 +316,31 @@ class _BaseMLP(_Solvers, BaseEstimator):
         if data is not None:
             self.model_ = from_bytes(data, device=self.device)
 
+
+class _Arrays(list):
+    """The list that ``coefs_`` and ``intercepts_`` give: one array per layer, as in
+    scikit-learn, where ``est.coefs_[i] = array`` replaces layer i's weights; here that
+    item assignment writes into the model (checked as ``est.coefs_ = [...]``). A change of
+    the number of layers (append, del, ...) raises: the network's shape is fixed."""
+
+    def __init__(self, arrays, estimator, name):
+        super().__init__(arrays)
+        self._estimator, self._name = estimator, name
+
+    def __setitem__(self, i, value):
+        arrays = list(self)
+        arrays[i] = value
+        if len(arrays) != len(self):
+            self._fixed()
+        setattr(self._estimator, self._name, arrays)  # the checks and the write
+        super().__setitem__(slice(None), getattr(self._estimator, self._name))
+
+    def _fixed(self, *args, **kwargs):
+        raise TypeError(f"{self._name} holds one array per layer of the fitted network; its "
+                        "length cannot change (fit a new estimator for another architecture)")
+
+    __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = _fixed
+    sort = reverse = _fixed
+
+    def __reduce__(self):  # pickles (and copies) as the plain list it shows
+        return (list, (list(self),))

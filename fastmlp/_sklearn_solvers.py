@@ -183,14 +183,27 @@ class _Solvers:
             parts = train_test_split(*arrays, random_state=self._random_state,
                                      test_size=self.validation_fraction, stratify=stratify)
         except ValueError as exc:
+            if stratify is not None and "greater or equal to the number of classes" in str(exc):
+                raise ValueError(
+                    f"The validation set is too small. Increase 'validation_fraction' or the size "
+                    f"of your dataset: early_stopping=True splits a stratified validation set, "
+                    f"which needs a sample of each of the {len(self.classes_)} classes, and "
+                    f"validation_fraction={self.validation_fraction} of {X.shape[0]} samples is "
+                    f"fewer ({exc})") from None
             if stratify is None or "least populated class" not in str(exc):
                 raise
-            counts = np.bincount(T, minlength=len(self.classes_))
+            # T: each sample's position in classes_ (multiclass), or a column of 0/1 (binary)
+            counts = np.bincount(np.asarray(T).reshape(-1).astype(np.int64),
+                                 minlength=len(self.classes_))
             few = [self.classes_[i].item() for i in np.flatnonzero(counts < 2)]
+            least = int(counts.min())
             raise ValueError(
-                f"early_stopping=True splits a stratified validation set (validation_fraction="
-                f"{self.validation_fraction}), which needs at least 2 samples of every class; "
-                f"these classes have fewer: {few}. Add samples or set early_stopping=False."
+                f"The least populated classes in y have only {least} "
+                f"member{'s' if least != 1 else ''}, which is too few: early_stopping=True "
+                f"splits a stratified validation set (validation_fraction="
+                f"{self.validation_fraction}), which needs at least 2 samples of every class. "
+                f"Classes with too few members are: {few}. Add samples or set "
+                "early_stopping=False."
             ) from None
         X_train, X_val, T_train, T_val = parts[:4]
         w_train, w_val = (None, None) if w is None else parts[4:]
@@ -243,12 +256,27 @@ class _Solvers:
         iteration; rank 0 prints)."""
         model, n, opt = self.model_, epochs.n, self.model_.optimizer
         say = print if dist is None or dist.r == 0 else (lambda *args: None)
+        diverged = False
         for _ in range(self.max_iter):
             if self.shuffle:  # scikit-learn's draws: the previous order, shuffled
                 order = _shuffled(order, self._random_state)
-            data_loss, l2_factor, constant = epochs.run(order)
-            loss = self._sklearn_loss(data_loss) + constant
-            if self.alpha:
+            if not diverged:
+                try:
+                    data_loss, l2_factor, constant = epochs.run(order)
+                except DivergenceError:
+                    if not early_stopping:
+                        raise
+                    # as scikit-learn: with early stopping a diverged fit goes on (its
+                    # weights NaN, each loss NaN, each validation score that of NaN
+                    # outputs) and ends on the best weights seen; the steps are skipped
+                    diverged = True
+                    model._kernels.write(model._theta, np.full(model._theta.shape, np.nan,
+                                                               model.dtype))
+            if diverged:
+                loss = math.nan
+            else:
+                loss = self._sklearn_loss(data_loss) + constant
+            if self.alpha and not diverged:
                 sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
                          for W in model.get_weights()[0::2])
                 loss += 0.5 * float(self.alpha) * sq * l2_factor

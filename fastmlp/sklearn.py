@@ -54,7 +54,11 @@ How the parameters map onto fastmlp
   multiplies the CSR rows directly (see ``fastmlp.sparse``).
 - A diverging fit raises ``fastmlp.DivergenceError``, a ValueError (scikit-learn's "Solver
   produced non-finite parameter weights...") and a FloatingPointError, with fastmlp's
-  detail (where the loss became non-finite).
+  detail (where the loss became non-finite). With ``early_stopping=True`` it raises
+  nothing, as in scikit-learn: the remaining iterations record a NaN loss and the
+  validation score of NaN outputs (NaN for a regressor; for a classifier the score of the
+  labels scikit-learn predicts for them, the first class), their steps skipped, and the
+  fit ends on the best weights seen.
 - ``device``: "auto", "cpu", "cuda" or "reference"; ``dtype``: "auto" (float32 for float32
   X, float64 otherwise, as scikit-learn computes), "float32" or "float64".
 - ``distributed``: None, "mpi" or ``fastmlp.distributed.MPI(...)``: the fit is one process
@@ -78,7 +82,10 @@ How the parameters map onto fastmlp
   ``validation_scores_``, ``best_validation_score_``, ``n_iter_``, ``t_``,
   ``n_features_in_``, ``coefs_`` (a list of (n_in, n_out) arrays, i.e. W.T),
   ``intercepts_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``; and ``model_``, the
-  trained ``fastmlp.Sequential`` (save it with ``est.model_.save(path)``).
+  trained ``fastmlp.Sequential`` (save it with ``est.model_.save(path)``). ``coefs_`` and
+  ``intercepts_`` are views of the model's weights (on the CPU): an edit in place or an
+  item assignment (``est.coefs_[0] = W``) changes the network, as in scikit-learn; a GPU
+  model's are read-only copies (an edit raises), and neither can be set before a fit.
 
 The numerical differences that remain, and why
 ----------------------------------------------
@@ -105,6 +112,10 @@ The numerical differences that remain, and why
 - Multi-output squared-error regression with 'lbfgs': scikit-learn's line search sees its
   loss averaged over the outputs but a gradient summed over them; fastmlp minimises the
   summed loss with its own gradient (a consistent pair), so the two take different paths.
+- A classifier's ``loss_curve_`` is the exact cross-entropy of the logits; scikit-learn's
+  log loss clips the probabilities to [eps, 1 - eps] (at most 36 a sample in float64).
+  They differ only where a probability falls below 2e-16; the updates are the same (both
+  take the gradient of the unclipped loss).
 - The 'poisson' loss on CUDA computes exp in the model's dtype (float32 overflows above a
   log-mean of 88); the CPU computes it in float64.
 
@@ -143,7 +154,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Labels may be any labels scikit-learn accepts (ints, strings...): ``classes_`` holds
     them sorted; a multilabel indicator matrix (n_samples, n_labels) trains one logistic
     output per label. Binary problems use one logistic output (``out_activation_`` is
-    'logistic'), multiclass ones a softmax ('softmax').
+    'logistic'), multiclass ones a softmax ('softmax'). As in scikit-learn, y of one class
+    trains too: one logistic output whose targets are all 0, ``predict`` gives that class,
+    ``predict_proba`` scikit-learn's two columns [1 - p, p].
 
     Examples
     --------
@@ -156,7 +169,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return "cross_entropy" if self.out_activation_ == "softmax" else "binary_cross_entropy"
 
     def _out_activation(self):
-        return "logistic" if self._multilabel or len(self.classes_) == 2 else "softmax"
+        return "logistic" if self._multilabel or len(self.classes_) <= 2 else "softmax"
 
     def _grad_scale(self):
         # multilabel: fastmlp's binary cross-entropy is a mean over labels too
@@ -206,11 +219,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if multilabel:
             self.n_outputs_ = y.shape[1]
             return X, y.astype(np.float64 if X.dtype == np.float64 else np.float32)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs samples of at least 2 classes in the data, but "
-                f"the data contains only one class: {self.classes_[0]!r} (1 class)")
-        self.n_outputs_ = 1 if len(self.classes_) == 2 else len(self.classes_)
+        # one class (scikit-learn's LabelBinarizer: every target 0) or two: one logistic output
+        self.n_outputs_ = 1 if len(self.classes_) <= 2 else len(self.classes_)
         return X, np.searchsorted(self.classes_, y).astype(np.int64)
 
     @available_if(lambda est: est._partial_fit_available())
@@ -238,17 +248,28 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _validation_outputs(self, X_val):
-        """The class probabilities of X_val, or None where they overflowed."""
+        """The class probabilities of X_val; NaN where the outputs overflowed (or the
+        weights diverged): scikit-learn then scores the labels its predict gives for NaN
+        outputs, the first class (the argmax of NaN) or no label of a multilabel problem,
+        which _score_outputs gives for NaN too."""
         try:
             return self._proba(X_val)
-        except FloatingPointError:  # outputs overflowed: scikit-learn scores NaN
-            return None
+        except FloatingPointError:
+            width = self.n_outputs_ if self._multilabel else max(len(self.classes_), 2)
+            return np.full((X_val.shape[0], width), np.nan)
 
     def _score_outputs(self, P, T_val, w_val=None):
         if self._multilabel:
             return accuracy_score(T_val.astype(np.int64), (P > 0.5).astype(np.int64),
                                   sample_weight=w_val)
-        return accuracy_score(T_val, np.argmax(P, axis=1), sample_weight=w_val)
+        return accuracy_score(T_val, self._class_index(P), sample_weight=w_val)
+
+    def _class_index(self, P):
+        """Each row's predicted position in ``classes_``: the most probable column, or 0 for
+        a problem of one class (whose ``predict_proba`` has scikit-learn's two columns)."""
+        if len(self.classes_) == 1:
+            return np.zeros(P.shape[0], np.int64)
+        return np.argmax(P, axis=1)
 
     def _proba(self, X):
         P = self.model_.predict_proba(X)
@@ -274,7 +295,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self._multilabel:
             dtype = self._label_dtype if self._label_dtype.kind in "iub" else np.int64
             return (P > 0.5).astype(dtype)
-        return self.classes_[np.argmax(P, axis=1)]
+        return self.classes_[self._class_index(P)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -3,6 +3,7 @@ sample_weight (with early stopping and metadata routing), sparse input, exactly 
 ConvergenceWarning is issued, n_iter_no_change=np.inf, stratified early stopping, the
 divergence error -- each compared with scikit-learn 1.9 itself where it has the feature."""
 
+import pickle
 import tracemalloc
 import warnings
 
@@ -237,6 +238,107 @@ def test_early_stopping_split_is_stratified_and_names_the_users_labels():
     y_one[0] = "yak"  # a class with one member cannot be split in proportion
     with pytest.raises(ValueError, match=r"stratified.*\['yak'\]"):
         MLPClassifier(early_stopping=True).fit(_Xc, y_one)
+
+
+def test_early_stopping_names_the_label_of_a_binary_class_with_one_member():
+    # scikit-learn's test_early_stopping_stratified: its message names the binarized label
+    # ('True'); ours the user's, for binary problems as for multiclass ones
+    X = [[1, 2], [2, 3], [3, 4], [4, 5]]
+    for y, label in (([0, 0, 0, 1], r"\[1\]"), (["a", "a", "a", "b"], r"\['b'\]")):
+        with pytest.raises(ValueError, match=r"least populated classes in y have only 1 member"
+                                             r".*Classes with too few members are: " + label):
+            MLPClassifier(early_stopping=True).fit(X, y)
+    X8, y8 = np.arange(16.0).reshape(8, 2), [0, 0, 0, 1, 1, 2, 2, 2]  # 1 sample for 3 classes
+    with pytest.raises(ValueError, match=r"validation set is too small.*3 classes"):
+        MLPClassifier(early_stopping=True).fit(X8, y8)
+
+
+def test_one_class_trains_as_sklearns():
+    # scikit-learn fits y of one class: a logistic output whose targets are all 0
+    X = np.random.RandomState(0).randn(10, 2)
+    y = np.full(10, 7)
+    fits = [
+        (dict(max_iter=50), lambda est: est.fit(X, y)),
+        (dict(max_iter=50, early_stopping=True, validation_fraction=0.2),
+         lambda est: est.fit(X, y)),
+        (dict(solver="lbfgs", max_iter=20), lambda est: est.fit(X, y.astype(str))),
+        (dict(max_iter=50), lambda est: est.partial_fit(X, y, classes=[7])),
+    ]
+    for params, fit in fits:
+        ours, ref = _pair("c", hidden_layer_sizes=(4,), random_state=0, alpha=0.0, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit(ours), fit(ref)
+        assert ours.n_outputs_ == ref.n_outputs_ == 1 and ours.out_activation_ == "logistic"
+        np.testing.assert_array_equal(ours.classes_, ref.classes_)
+        np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+        assert ours.predict_proba(X).shape == ref.predict_proba(X).shape == (10, 2)
+        np.testing.assert_allclose(ours.predict_proba(X), ref.predict_proba(X), rtol=1e-6,
+                                   atol=1e-7)
+        assert ours.score(X, ref.predict(X)) == 1.0
+        if params.get("early_stopping"):
+            assert ours.validation_scores_ == ref.validation_scores_
+    with pytest.raises(ValueError, match="classes not in"):
+        MLPClassifier(max_iter=1).partial_fit(X, y, classes=[7]).partial_fit(X, y + (X[:, 0] > 0))
+
+
+def test_diverging_fit_with_early_stopping_ends_on_its_best_weights_as_sklearns():
+    # scikit-learn's test_mlp_diverging_loss: the fit goes on with NaN weights, each validation
+    # score that of NaN outputs (NaN for a regressor, the first class's share for a
+    # classifier), and ends on the best weights seen -- no error
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    params = dict(hidden_layer_sizes=100, activation="identity", solver="sgd",
+                  learning_rate_init=1, max_iter=20, early_stopping=True, random_state=0)
+    cases = [("r", X, y, params),
+             ("c", X * 1e50, (y > 0).astype(int), dict(params, hidden_layer_sizes=10,
+                                                       learning_rate_init=1e3, max_iter=30))]
+    for kind, X_fit, y_fit, p in cases:
+        ours, ref = _pair(kind, **p)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)  # scikit-learn's overflows
+            _fit_quietly(ours, X_fit, y_fit), _fit_quietly(ref, X_fit, y_fit)
+        assert ours.n_iter_ == ref.n_iter_ and ours.t_ == ref.t_
+        assert len(ours.validation_scores_) == len(ref.validation_scores_) == ours.n_iter_
+        ours_nan, ref_nan = np.isnan(ours.validation_scores_), np.isnan(ref.validation_scores_)
+        np.testing.assert_array_equal(ours_nan, ref_nan)
+        assert ours_nan.any() == (kind == "r")
+        assert isinstance(ours.validation_scores_[-1], float)
+        np.testing.assert_allclose(np.asarray(ours.validation_scores_)[~ours_nan],
+                                   np.asarray(ref.validation_scores_)[~ref_nan], rtol=1e-6)
+        assert np.isclose(ours.best_validation_score_, ref.best_validation_score_, rtol=1e-6)
+        assert np.isnan(ours.loss_curve_[-1]) and np.isnan(ours.loss_)
+        assert all(np.isfinite(a).all() for a in ours.coefs_ + ours.intercepts_)
+        np.testing.assert_allclose(ours.predict(X_fit[:20]), ref.predict(X_fit[:20]), rtol=1e-5)
+    ours = MLPRegressor(**dict(params, early_stopping=False))
+    with pytest.raises(fastmlp.DivergenceError, match="non-finite parameter weights"):
+        _fit_quietly(ours, X, y)  # without early stopping: the error, as scikit-learn's
+
+
+def test_editing_coefs_in_place_changes_the_model_as_in_sklearn():
+    X, y = _Xr, _yr[:, 0]
+    ours, ref = _pair("r", hidden_layer_sizes=(5,), max_iter=20, random_state=0)
+    _fit_quietly(ours, X, y), _fit_quietly(ref, X, y)
+    for est in (ours, ref):
+        est.coefs_[0][:, :2] = 0.5           # in place
+        est.intercepts_[-1][:] = 7.0
+        est.coefs_[1] = np.ones((5, 1))       # an item of the list
+        est.intercepts_[0] = np.full(5, 0.1)
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-5)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match="one array per layer"):
+        ours.coefs_.append(np.ones((5, 1)))
+    with pytest.raises(ValueError, match=r"coefs_\[1\] must have shape \(5, 1\)"):
+        ours.coefs_[1] = np.ones((1, 5))
+    with pytest.raises(ValueError, match="intercepts_ must be a list of 2 arrays"):
+        ours.intercepts_ = [np.zeros(5)]
+    with pytest.raises(AttributeError, match="fitted MLPRegressor only"):
+        MLPRegressor().coefs_ = ref.coefs_
+    np.testing.assert_allclose(pickle.loads(pickle.dumps(ours)).predict(X), ours.predict(X))
+    assert type(pickle.loads(pickle.dumps(ours.coefs_))) is list
 
 
 def test_divergence_raises_an_error_that_is_both_value_and_floating_point_error():
