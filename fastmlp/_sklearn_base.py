@@ -73,18 +73,18 @@ class _BaseMLP(_Solvers, BaseEstimator):
             return "float32" if X.dtype == np.float32 else "float64"
         return np.dtype(self.dtype).name
 
-    def _new_model(self, n_features, hidden, dtype, seed):
+    def _new_optimizer(self):
         c = self._grad_scale()
         if self.solver == "sgd":
-            optimizer = SGD(lr=self.learning_rate_init / c, momentum=float(self.momentum),
-                            nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
-        else:
-            optimizer = Adam(lr=self.learning_rate_init, beta1=float(self.beta_1),
-                             beta2=float(self.beta_2), eps=float(self.epsilon) * c,
-                             decoupled=False)
+            return SGD(lr=self.learning_rate_init / c, momentum=float(self.momentum),
+                       nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
+        return Adam(lr=self.learning_rate_init, beta1=float(self.beta_1),
+                    beta2=float(self.beta_2), eps=float(self.epsilon) * c, decoupled=False)
+
+    def _new_model(self, n_features, hidden, dtype, seed):
         return MLP([n_features, *hidden, self.n_outputs_],
                    activation=_fastmlp_activation(self.activation), output="identity",
-                   loss=self._loss_name(), optimizer=optimizer, device=self.device,
+                   loss=self._loss_name(), optimizer=self._new_optimizer(), device=self.device,
                    dtype=dtype, seed=seed)
 
     def _initialize(self, X, hidden):
@@ -136,7 +136,13 @@ class _BaseMLP(_Solvers, BaseEstimator):
                              f"{dense[0].activation!r} to {act!r}; fit a new estimator")
 
     def _restart_optimizer(self, hidden):
-        """A non-incremental fit starts a fresh optimizer (as scikit-learn): same weights."""
+        """A non-incremental fit starts a fresh optimizer (as scikit-learn) on the same
+        weights, in the same model (so that arrays of coefs_ held from before see the new
+        fit, as scikit-learn's, which it trains in place) -- unless `device` now names
+        another device, where the weights move to a new model."""
+        if self.device in ("auto", self.model_.device):
+            self.model_.compile(optimizer=self._new_optimizer())
+            return
         weights = self.model_.get_weights()
         self.model_ = self._new_model(self.model_.n_features, hidden, self.model_.dtype.name, 0)
         self.model_.set_weights(weights)

@@ -406,12 +406,14 @@ def test_warm_start_continues_from_the_fitted_weights():
     clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, warm_start=True, random_state=0)
     clf.fit(X, y)
     first_curve = list(clf.loss_curve_)
-    weights = clf.coefs_
+    weights, held = [W.copy() for W in clf.coefs_], clf.coefs_
     clf.fit(X, y)
     assert clf.loss_curve_[:5] == first_curve and len(clf.loss_curve_) == 10
     assert clf.n_iter_ == 5
     assert clf.loss_curve_[5] < first_curve[0]  # started from the trained weights
     assert not np.array_equal(weights[0], clf.coefs_[0])
+    # as scikit-learn's, which trains its coefs_ in place: arrays held from before see the fit
+    assert np.array_equal(held[0], clf.coefs_[0]) and np.array_equal(held[1], clf.coefs_[1])
     cold = MLPClassifier(hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X, y)
     assert cold.fit(X, y).loss_curve_ == first_curve  # without warm_start: a fresh start
     with pytest.raises(ValueError, match="same classes"):
