@@ -2,6 +2,8 @@
 fit driver (which calls the solvers of ``_sklearn_solvers``), the fitted attributes, and
 pickling."""
 
+import threading
+
 import numpy as np
 
 from . import distributed as _distributed
@@ -15,6 +17,8 @@ from .model import MLP
 from .optim import SGD, Adam
 from .saving import from_bytes, to_bytes
 from .sparse import check_sparse_X, issparse
+
+_PUSH = threading.Lock()  # one push of coefs_ / intercepts_ into a model at a time
 
 
 class _BaseMLP(_Solvers, BaseEstimator):
@@ -69,8 +73,9 @@ class _BaseMLP(_Solvers, BaseEstimator):
         return 1.0
 
     def _model_dtype(self, X):
-        if isinstance(self.dtype, str) and self.dtype == "auto":
-            return "float32" if X.dtype == np.float32 else "float64"
+        if isinstance(self.dtype, str) and self.dtype == "auto":  # as scikit-learn computes:
+            # in X's dtype, but lbfgs (SciPy's) trains float64 weights
+            return "float32" if X.dtype == np.float32 and self.solver != "lbfgs" else "float64"
         return np.dtype(self.dtype).name
 
     def _new_optimizer(self):
@@ -107,6 +112,11 @@ class _BaseMLP(_Solvers, BaseEstimator):
         self.model_.set_weights(weights)
         self.n_iter_ = 0
         self.t_ = 0
+        if self.solver != "lbfgs":  # as scikit-learn: lbfgs has none of these
+            self._init_stochastic_records()
+
+    def _init_stochastic_records(self):
+        """The records of the stochastic solvers (first fit; or a warm start after lbfgs)."""
         self.loss_curve_ = []
         self._no_improvement_count = 0
         if self.early_stopping:
@@ -154,7 +164,7 @@ class _BaseMLP(_Solvers, BaseEstimator):
         hidden = self._check_params()
         if self.early_stopping and incremental and self.solver != "lbfgs":
             raise ValueError("partial_fit does not support early_stopping=True")
-        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        first_pass = not self.__sklearn_is_fitted__() or (not self.warm_start and not incremental)
         X, T = self._validate_input(X, y, incremental, reset=first_pass)
         w = self._check_sample_weight(sample_weight, X)
         # MPI: this fit is one process of a data-parallel job (fastmlp.distributed)
@@ -175,6 +185,7 @@ class _BaseMLP(_Solvers, BaseEstimator):
         # the targets as the loss kernel takes them (int64 labels, or (n, outputs) floats)
         T, _ = check_targets(T, model.loss, model.n_outputs, X.shape[0], model.dtype)
         self._loss_constant = self._constant_of_loss(T, w)
+        self.__dict__["_training"] = True  # coefs_ / intercepts_ wait (see model_)
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, T, w, dist)
@@ -184,6 +195,9 @@ class _BaseMLP(_Solvers, BaseEstimator):
             raise DivergenceError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
                 f"values and need to be preprocessed. ({exc})") from None
+        finally:
+            del self.__dict__["_training"]
+            self._pull_weights()
         if not model._finite_parameters():  # as scikit-learn: checked once, at the end
             raise DivergenceError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
@@ -235,68 +249,125 @@ class _BaseMLP(_Solvers, BaseEstimator):
                               accept_sparse=["csr", "csc"])
 
     def __sklearn_is_fitted__(self):
-        return hasattr(self, "model_")
+        return self.__dict__.get("_model") is not None
 
-    def _layer_arrays(self, name):
-        """coefs_ or intercepts_ as an _Arrays list: views of the model's weights where they
-        live in this process's memory (the CPU and reference backends), so that an edit in
-        place (``est.coefs_[0][:] = 0``) changes the model as in scikit-learn; read-only
-        copies of a GPU model's (an edit raises instead of being lost)."""
-        if not hasattr(self, "model_"):
+    # ------------------------------------------------------------------------------------
+    # the trained network: model_, and coefs_ / intercepts_ as scikit-learn's lists
+    #
+    # scikit-learn's coefs_ and intercepts_ are lists of arrays that its training updates in
+    # place and its forward pass reads: an edit of an array, an item or the whole list
+    # changes the network, and arrays held from before see later training. Here the network
+    # is model_ (its weights in one flat vector, maybe on a GPU), and the lists, once read,
+    # are pushed into it wherever it is used next (model_, so predict, fit, pickling) and
+    # refreshed in place after each training. A fit in progress uses its own weights (the
+    # lists wait), as do other threads' predictions meanwhile.
+
+    @property
+    def model_(self):
+        """The trained ``fastmlp.Sequential``, with any edit of coefs_ / intercepts_."""
+        model = self.__dict__.get("_model")
+        if model is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute 'model_'")
+        self._push_weights(model)
+        return model
+
+    @model_.setter
+    def model_(self, model):
+        self.__dict__["_model"] = model
+        self.__dict__["_coefs"] = self.__dict__["_intercepts"] = None  # lists of the new one
+
+    def _weight_lists(self):
+        """(coefs_, intercepts_): made from the model on first read, then kept."""
+        model = self.__dict__.get("_model")
+        if model is None:
             check_is_fitted(self)
-        model = self.model_
-        host = isinstance(model._theta, np.ndarray)
-        if host:
-            arrays = [W.T for W in model.W] if name == "coefs_" else list(model.b)
-        else:
+        if self.__dict__.get("_coefs") is None:
             weights = model.get_weights()
-            arrays = [W.T for W in weights[0::2]] if name == "coefs_" else weights[1::2]
-            for a in arrays:
-                a.flags.writeable = False
-        return _Arrays(arrays, self, name)
+            self.__dict__["_coefs"] = [np.ascontiguousarray(W.T) for W in weights[0::2]]
+            self.__dict__["_intercepts"] = list(weights[1::2])
+        return self.__dict__["_coefs"], self.__dict__["_intercepts"]
 
-    def _set_layer_arrays(self, name, arrays):
-        if not hasattr(self, "model_"):
+    def _push_weights(self, model):
+        """The lists' values into the model, where they were read and differ from it (not
+        while a fit trains it)."""
+        coefs, intercepts = self.__dict__.get("_coefs"), self.__dict__.get("_intercepts")
+        if coefs is None or self.__dict__.get("_training"):
+            return
+        with _PUSH:
+            weights = model.get_weights()
+            new, changed = list(weights), False
+            for name, arrays, at in (("coefs_", coefs, 0), ("intercepts_", intercepts, 1)):
+                old = weights[at::2]
+                if not isinstance(arrays, (list, tuple)) or len(arrays) != len(old):
+                    got = (len(arrays) if isinstance(arrays, (list, tuple))
+                           else type(arrays).__name__)
+                    raise ValueError(f"{name} must be a list of {len(old)} arrays, one per "
+                                     f"layer; got {got}")
+                for i, (a, was) in enumerate(zip(arrays, old)):
+                    shape = was.shape[::-1] if at == 0 else was.shape
+                    if np.shape(a) != shape:
+                        raise ValueError(f"{name}[{i}] must have shape {shape}; "
+                                         f"got {np.shape(a)}")
+                    a = np.asarray(a, dtype=model.dtype)
+                    a = a.T if at == 0 else a
+                    if np.array_equal(a, was, equal_nan=True):
+                        continue
+                    if not np.isfinite(a).all():
+                        raise ValueError(f"{name}[{i}] holds NaN or infinite values")
+                    new[at + 2 * i], changed = a, True
+            if changed:
+                model.set_weights(new)
+
+    def _pull_weights(self):
+        """After training: the model's weights into the lists read before, in place (arrays
+        held from before see them, as scikit-learn's, which it trains in place)."""
+        coefs, intercepts = self.__dict__.get("_coefs"), self.__dict__.get("_intercepts")
+        if coefs is None:
+            return
+        weights = self.__dict__["_model"].get_weights()
+        for arrays, new in ((coefs, [W.T for W in weights[0::2]]), (intercepts, weights[1::2])):
+            for i, value in enumerate(new):
+                a = arrays[i]
+                if (isinstance(a, np.ndarray) and a.shape == value.shape and a.flags.writeable
+                        and a.dtype == value.dtype):
+                    a[...] = value
+                else:
+                    arrays[i] = np.ascontiguousarray(value)
+
+    def _set_weight_list(self, name, arrays):
+        if self.__dict__.get("_model") is None:
             raise AttributeError(
-                f"{name} can be set on a fitted {type(self).__name__} only (it writes into the "
+                f"{name} can be set on a fitted {type(self).__name__} only (it goes into the "
                 f"trained network): call fit or partial_fit first")
-        weights = self.model_.get_weights()
-        old = weights[0::2] if name == "coefs_" else weights[1::2]
-        if not isinstance(arrays, (list, tuple)) or len(arrays) != len(old):
-            got = len(arrays) if isinstance(arrays, (list, tuple)) else type(arrays).__name__
-            raise ValueError(f"{name} must be a list of {len(old)} arrays, one per layer; "
-                             f"got {got}")
-        for i, (new, was) in enumerate(zip(arrays, old)):
-            shape = was.shape[::-1] if name == "coefs_" else was.shape
-            if np.shape(new) != shape:
-                raise ValueError(f"{name}[{i}] must have shape {shape}; got {np.shape(new)}")
-        if name == "coefs_":
-            weights[0::2] = [np.asarray(W).T for W in arrays]
-        else:
-            weights[1::2] = [np.asarray(b) for b in arrays]
-        self.model_.set_weights(weights)
+        self._weight_lists()
+        key = "_" + name[:-1]
+        before, self.__dict__[key] = self.__dict__[key], arrays
+        try:
+            self._push_weights(self.__dict__["_model"])  # checked now, as well as when used
+        except ValueError:
+            self.__dict__[key] = before  # a refused list leaves the one before in place
+            raise
 
     @property
     def coefs_(self):
-        """The weight matrices, a list of (n_in, n_out) arrays (scikit-learn's layout: W.T),
-        views of the model's weights: an edit in place, or ``coefs_[i] = array``, changes
-        the network (on a GPU model the arrays are read-only copies). Live, as scikit-learn's
-        and PyTorch's parameters: read while another thread fits, they change as it trains
-        (``model_.get_weights()`` gives copies of one whole step)."""
-        return self._layer_arrays("coefs_")
+        """The weight matrices, a list of (n_in, n_out) arrays (scikit-learn's layout: W.T).
+        As in scikit-learn, an edit of an array (``est.coefs_[0][:] = 0``), of an item or of
+        the whole list changes the network, and arrays held from before see later training
+        (refreshed when a fit ends)."""
+        return self._weight_lists()[0]
 
     @coefs_.setter
     def coefs_(self, coefs):
-        self._set_layer_arrays("coefs_", coefs)
+        self._set_weight_list("coefs_", coefs)
 
     @property
     def intercepts_(self):
-        """The bias vectors, one per layer (views of the model's, as coefs_)."""
-        return self._layer_arrays("intercepts_")
+        """The bias vectors, one per layer (a list, as coefs_)."""
+        return self._weight_lists()[1]
 
     @intercepts_.setter
     def intercepts_(self, intercepts):
-        self._set_layer_arrays("intercepts_", intercepts)
+        self._set_weight_list("intercepts_", intercepts)
 
     # ------------------------------------------------------------------------------------
     # pickling: the model travels as the bytes of a model file
@@ -309,8 +380,10 @@ class _BaseMLP(_Solvers, BaseEstimator):
         return estimator_to_onnx(self, path, dtype)
 
     def __getstate__(self):
+        model = self.model_ if self.__sklearn_is_fitted__() else None  # with coefs_'s edits
         state = dict(super().__getstate__())
-        model = state.pop("model_", None)
+        for name in ("_model", "_coefs", "_intercepts", "_training"):
+            state.pop(name, None)
         if model is not None:
             state["_model_file"] = to_bytes(model)
         return state
@@ -322,31 +395,3 @@ class _BaseMLP(_Solvers, BaseEstimator):
         if data is not None:
             self.model_ = from_bytes(data, device=self.device)
 
-
-class _Arrays(list):
-    """The list that ``coefs_`` and ``intercepts_`` give: one array per layer, as in
-    scikit-learn, where ``est.coefs_[i] = array`` replaces layer i's weights; here that
-    item assignment writes into the model (checked as ``est.coefs_ = [...]``). A change of
-    the number of layers (append, del, ...) raises: the network's shape is fixed."""
-
-    def __init__(self, arrays, estimator, name):
-        super().__init__(arrays)
-        self._estimator, self._name = estimator, name
-
-    def __setitem__(self, i, value):
-        arrays = list(self)
-        arrays[i] = value
-        if len(arrays) != len(self):
-            self._fixed()
-        setattr(self._estimator, self._name, arrays)  # the checks and the write
-        super().__setitem__(slice(None), getattr(self._estimator, self._name))
-
-    def _fixed(self, *args, **kwargs):
-        raise TypeError(f"{self._name} holds one array per layer of the fitted network; its "
-                        "length cannot change (fit a new estimator for another architecture)")
-
-    __delitem__ = __iadd__ = __imul__ = append = extend = insert = pop = remove = clear = _fixed
-    sort = reverse = _fixed
-
-    def __reduce__(self):  # pickles (and copies) as the plain list it shows
-        return (list, (list(self),))

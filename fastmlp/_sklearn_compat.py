@@ -36,3 +36,12 @@ except ImportError:  # pragma: no cover - a future scikit-learn may move it
 
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import _check_sample_weight
+
+try:  # scikit-learn >= 1.2: its parameter checks, and their error (a ValueError and a TypeError)
+    from sklearn.utils._param_validation import (InvalidParameterError,
+                                                 validate_parameter_constraints)
+except ImportError:  # pragma: no cover - a future scikit-learn may move them
+    class InvalidParameterError(ValueError, TypeError):
+        """A bad parameter (scikit-learn's class of that name: both error types)."""
+
+    validate_parameter_constraints = None

@@ -49,7 +49,28 @@ def check_hidden_layer_sizes(hidden_layer_sizes):
 
 def check_params(est):
     """Check every parameter of the estimator `est` (scikit-learn style: in fit, not in
-    __init__); returns its hidden layer sizes as a list."""
+    __init__); returns its hidden layer sizes as a list. A bad one raises scikit-learn's
+    InvalidParameterError (a ValueError and a TypeError, as scikit-learn's estimators do):
+    scikit-learn's own checks of its parameters first (its messages), then fastmlp's of
+    the rest and of the activation names (which include fastmlp's)."""
+    from ._sklearn_compat import InvalidParameterError, validate_parameter_constraints
+
+    if validate_parameter_constraints is not None:
+        from sklearn import neural_network
+
+        theirs = getattr(neural_network, type(est).__name__, None)
+        constraints = {name: rule for name, rule in
+                       getattr(theirs, "_parameter_constraints", {}).items()
+                       if name != "activation" and hasattr(est, name)}
+        validate_parameter_constraints(constraints, {n: getattr(est, n) for n in constraints},
+                                       caller_name=type(est).__name__)
+    try:
+        return _check_params(est)
+    except (ValueError, TypeError) as exc:
+        raise InvalidParameterError(str(exc)) from None
+
+
+def _check_params(est):
     _fastmlp_activation(est.activation)
     if est.solver not in ("sgd", "adam", "lbfgs"):
         raise ValueError(f"solver must be 'lbfgs', 'sgd' or 'adam'; got {est.solver!r}")
@@ -63,10 +84,10 @@ def check_params(est):
         ("power_t", est.power_t, lambda v: _is_real(v) and 0 <= v < np.inf, "a number >= 0"),
         ("max_iter", est.max_iter, lambda v: _is_int(v) and v >= 1, "an int >= 1"),
         ("tol", est.tol, lambda v: _is_real(v) and 0 <= v < np.inf, "a number >= 0"),
-        ("momentum", est.momentum, lambda v: _is_real(v) and 0 <= v < 1,
-         "a number in [0, 1)"),
+        ("momentum", est.momentum, lambda v: _is_real(v) and 0 <= v <= 1,
+         "a number in [0, 1]"),
         ("validation_fraction", est.validation_fraction,
-         lambda v: _is_real(v) and 0 < v < 1, "a number in (0, 1)"),
+         lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
         ("beta_1", est.beta_1, lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
         ("beta_2", est.beta_2, lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)"),
         ("epsilon", est.epsilon, lambda v: _is_real(v) and 0 < v < np.inf, "a number > 0"),
@@ -78,6 +99,9 @@ def check_params(est):
     for name, value, ok, what in checks:
         if not ok(value):
             raise ValueError(f"{name} must be {what}; got {value!r}")
+    if est.early_stopping and est.validation_fraction == 0:
+        raise ValueError("validation_fraction must be > 0 with early_stopping=True (the "
+                         "share of the data set aside to score each iteration); got 0")
     for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):
         if not isinstance(getattr(est, name), (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False; got {getattr(est, name)!r}")

@@ -214,6 +214,8 @@ class _Solvers:
 
     def _fit_stochastic(self, X, T, w, incremental, dist=None):
         model = self.model_
+        if not hasattr(self, "_no_improvement_count"):  # warm start after lbfgs
+            self._init_stochastic_records()
         early_stopping = self.early_stopping
         if early_stopping:
             X_train, T_train, w_train, X_val, T_val, w_val = self._split(X, T, w)

@@ -92,7 +92,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None):
         super().__init__(lr, clip_norm)
-        self.momentum = check_float(momentum, "momentum", low=0, high=1, high_open=True)
+        self.momentum = check_float(momentum, "momentum", low=0, high=1)  # [0, 1]: scikit-learn's
         self.nesterov = _check_bool(nesterov, "nesterov")
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0; got momentum=0")

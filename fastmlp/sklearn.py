@@ -9,8 +9,9 @@ and errors. They pass ``sklearn.utils.estimator_checks.check_estimator``.
 
 From the same ``random_state`` they start from scikit-learn's initial weights (its draws,
 in its order) and shuffle the batches in its order, so ``solver="lbfgs"`` gives
-scikit-learn's weights to rounding, and 'sgd' and 'adam' follow its loss curve (exactly
-with ``alpha=0``; see the differences below). The arithmetic is fastmlp's kernels:
+scikit-learn's weights to rounding (unless its line search meets a class probability below
+2e-16, see the loss below), and 'sgd' and 'adam' follow its loss curve (exactly with
+``alpha=0``; see the differences below). The arithmetic is fastmlp's kernels:
 
 - 'sgd' and 'adam': the training set is put on the backend once per ``fit`` (not once per
   iteration), batches are gathered there, each step is the model's kernel sequence, and
@@ -60,7 +61,9 @@ How the parameters map onto fastmlp
   labels scikit-learn predicts for them, the first class), their steps skipped, and the
   fit ends on the best weights seen.
 - ``device``: "auto", "cpu", "cuda" or "reference"; ``dtype``: "auto" (float32 for float32
-  X, float64 otherwise, as scikit-learn computes), "float32" or "float64".
+  X with 'sgd' or 'adam', float64 otherwise, as scikit-learn computes: its lbfgs trains
+  float64 weights), "float32" or "float64". Predictions come in the dtype of X's with the
+  weights' (float64 X into a float32 model gives float64), as scikit-learn's.
 - ``distributed``: None, "mpi" or ``fastmlp.distributed.MPI(...)``: the fit is one process
   of a data-parallel job (``mpiexec -n P python train.py``; see ``fastmlp.distributed``).
   Every process passes the same X, y (and sample_weight). ``batch_size`` is per process:
@@ -114,8 +117,12 @@ The numerical differences that remain, and why
   summed loss with its own gradient (a consistent pair), so the two take different paths.
 - A classifier's ``loss_curve_`` is the exact cross-entropy of the logits; scikit-learn's
   log loss clips the probabilities to [eps, 1 - eps] (at most 36 a sample in float64).
-  They differ only where a probability falls below 2e-16; the updates are the same (both
-  take the gradient of the unclipped loss).
+  They differ only where a probability falls below 2e-16. 'sgd' and 'adam' take the same
+  updates (both use the gradient of the unclipped loss); lbfgs's line search reads the
+  loss, so there the two can take different steps.
+- Negative ``sample_weight`` raises a ValueError (scikit-learn trains on it, maximising
+  those samples' loss); a warm start or ``partial_fit`` after ``hidden_layer_sizes`` or
+  ``activation`` changed raises one too (scikit-learn goes on with the old network).
 - The 'poisson' loss on CUDA computes exp in the model's dtype (float32 overflows above a
   log-mean of 88); the CPU computes it in float64.
 
@@ -136,9 +143,16 @@ from ._sklearn_compat import (ClassifierMixin, RegressorMixin, _validate_data, a
                               available_if, check_classification_targets, column_or_1d,
                               r2_score, type_of_target, unique_labels)
 from ._sklearn_base import _BaseMLP
+from .sparse import issparse
 from ._sklearn_solvers import _Epochs  # noqa: F401 - the epoch runner (fastmlp.distributed's docs)
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
+
+
+def _as_inputs(out, X):
+    """The outputs in the dtype scikit-learn's would have: that of X's dtype with the
+    weights' (float64 X into a float32 model gives float64, as NumPy's products there)."""
+    return out.astype(np.result_type(X.dtype, out.dtype), copy=False)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -146,8 +160,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Parameters are those of ``sklearn.neural_network.MLPClassifier`` (1.9), plus
     ``device`` ("auto", "cpu", "cuda", "reference"), ``dtype`` ("auto": float32 for
-    float32 X, float64 otherwise; "float32"; "float64") and ``distributed`` (None, or
-    "mpi": data-parallel training under ``mpiexec``, ``batch_size`` per process). See the
+    float32 X with 'sgd'/'adam', float64 otherwise; "float32"; "float64") and
+    ``distributed`` (None, or "mpi": data-parallel training under ``mpiexec``,
+    ``batch_size`` per process). See the
     module docstring for how each maps onto fastmlp and what still differs from
     scikit-learn.
 
@@ -186,17 +201,25 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _validate_input(self, X, y, incremental, reset):
         X, y = _validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32),
                               multi_output=True, accept_sparse=["csr", "csc"])
-        if y.ndim == 2 and y.shape[1] == 1:
+        if y.ndim == 2 and y.shape[1] == 1 and not issparse(y):
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        multilabel = type_of_target(y) == "multilabel-indicator"
+        kind = type_of_target(y)
+        if kind == "multiclass-multioutput":
+            raise ValueError("Multioutput target data is not supported with label binarization "
+                             "(y has several columns of class labels; a multilabel y is a 0/1 "
+                             "indicator matrix)")
+        multilabel = kind == "multilabel-indicator"
+        sparse_y = issparse(y)
+        if sparse_y:  # a multilabel indicator matrix (predict then gives a CSR matrix too)
+            y = y.toarray()
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._multilabel = multilabel
+            self._sparse_y = sparse_y
             if multilabel:
                 self.classes_ = np.arange(y.shape[1])
             else:
                 self.classes_ = unique_labels(y)
-            self._label_dtype = y.dtype
         else:
             if multilabel != self._multilabel:
                 raise ValueError("the targets changed between multilabel and single-label since "
@@ -236,15 +259,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         elif not hasattr(self, "classes_"):
             raise ValueError("classes must be passed on the first call to partial_fit.")
         if not hasattr(self, "classes_"):
-            y_arr = np.asarray(y) if not hasattr(y, "iloc") else y.to_numpy()
-            if y_arr.ndim == 2 and y_arr.shape[1] > 1 and type_of_target(y_arr) == "multilabel-indicator":
+            self._sparse_y = issparse(y)
+            y_arr = (y.toarray() if issparse(y) else np.asarray(y) if not hasattr(y, "iloc")
+                     else y.to_numpy())
+            if (y_arr.ndim == 2 and y_arr.shape[1] > 1
+                    and type_of_target(y_arr) == "multilabel-indicator"):
                 self._multilabel = True
                 self.classes_ = np.arange(y_arr.shape[1])
-                self._label_dtype = y_arr.dtype
             else:
                 self._multilabel = False
                 self.classes_ = classes
-                self._label_dtype = np.asarray(classes).dtype
         return self._fit(X, y, sample_weight, incremental=True)
 
     def _validation_outputs(self, X_val):
@@ -272,7 +296,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return np.argmax(P, axis=1)
 
     def _proba(self, X):
-        P = self.model_.predict_proba(X)
+        P = _as_inputs(self.model_.predict_proba(X), X)
         if not self._multilabel and self.n_outputs_ == 1:
             p = P[:, 0]
             return np.column_stack([1 - p, p])
@@ -292,9 +316,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def predict(self, X):
         """Predicted labels (from ``classes_``); a 0/1 matrix for multilabel targets."""
         P = self.predict_proba(X)
-        if self._multilabel:
-            dtype = self._label_dtype if self._label_dtype.kind in "iub" else np.int64
-            return (P > 0.5).astype(dtype)
+        if self._multilabel:  # int64, as scikit-learn's (a CSR matrix when y was sparse)
+            labels = (P > 0.5).astype(np.int64)
+            if getattr(self, "_sparse_y", False):
+                from scipy import sparse
+
+                return sparse.csr_matrix(labels)
+            return labels
         return self.classes_[self._class_index(P)]
 
     def __sklearn_tags__(self):
@@ -386,7 +414,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
-        if hasattr(self, "model_") and not reset and n_outputs != self.n_outputs_:
+        if self.__sklearn_is_fitted__() and not reset and n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs; the model was fitted with "
                              f"{self.n_outputs_}")
         self.n_outputs_ = n_outputs
@@ -407,16 +435,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return out if np.isfinite(out).all() else None
 
     def _score_outputs(self, out, T_val, w_val=None):
-        try:
-            return r2_score(T_val, out, sample_weight=w_val)
-        except ValueError:  # scikit-learn scores NaN
-            return np.nan
+        # finite outputs (else _validation_outputs gave None: NaN, as scikit-learn scores);
+        # r2_score's own errors (e.g. validation weights all 0) are raised, as there
+        return r2_score(T_val, out, sample_weight=w_val)
 
     def predict(self, X):
         """Predicted values: shape (n_samples,) for one output, (n_samples, n_outputs) else
         (for loss='poisson', the predicted means exp(network output))."""
         X = self._check_X(X)
-        out = self.model_.predict(X)
+        out = _as_inputs(self.model_.predict(X), X)
         return out.ravel() if self.n_outputs_ == 1 else out
 
     def __sklearn_tags__(self):

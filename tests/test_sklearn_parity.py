@@ -329,16 +329,122 @@ def test_editing_coefs_in_place_changes_the_model_as_in_sklearn():
     np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-5)
     for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
-    with pytest.raises(TypeError, match="one array per layer"):
-        ours.coefs_.append(np.ones((5, 1)))
+    # as scikit-learn's: the same list each time, C-ordered arrays, a view from ravel edits
+    assert ours.coefs_ is ours.coefs_ and all(W.flags.c_contiguous for W in ours.coefs_)
+    for est in (ours, ref):
+        est.coefs_[0].ravel()[:5] = -0.25
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-5)
+    # a list saved, another assigned, the saved one restored (its arrays untouched)
+    for est in (ours, ref):
+        saved = est.coefs_
+        est.coefs_ = [np.zeros_like(W) for W in saved]
+        assert np.ptp(est.predict(X)) == 0
+        est.coefs_ = saved
+    np.testing.assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-5)
+    # arrays held from before see later training, as scikit-learn's trained in place
+    held = [ours.coefs_[0], ours.intercepts_[0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours.set_params(warm_start=True, max_iter=2).fit(X, y)
+    assert held[0] is ours.coefs_[0] and held[1] is ours.intercepts_[0]
+    np.testing.assert_array_equal(held[0], ours.model_.get_weights()[0].T)
+    # what cannot go into the network is named when it is used (or set)
+    ours.coefs_.append(np.ones((5, 1)))
+    with pytest.raises(ValueError, match="coefs_ must be a list of 2 arrays"):
+        ours.predict(X)
+    ours.coefs_.pop()
+    ours.coefs_[1] = np.ones((1, 5))
     with pytest.raises(ValueError, match=r"coefs_\[1\] must have shape \(5, 1\)"):
-        ours.coefs_[1] = np.ones((1, 5))
+        ours.predict(X)
+    ours.coefs_[1] = np.full((5, 1), np.nan)
+    with pytest.raises(ValueError, match=r"coefs_\[1\] holds NaN"):
+        ours.predict(X)
+    ours.coefs_[1] = np.ones((5, 1))
+    kept = ours.intercepts_
     with pytest.raises(ValueError, match="intercepts_ must be a list of 2 arrays"):
         ours.intercepts_ = [np.zeros(5)]
+    assert ours.intercepts_ is kept  # a refused list leaves the one before
     with pytest.raises(AttributeError, match="fitted MLPRegressor only"):
         MLPRegressor().coefs_ = ref.coefs_
     np.testing.assert_allclose(pickle.loads(pickle.dumps(ours)).predict(X), ours.predict(X))
-    assert type(pickle.loads(pickle.dumps(ours.coefs_))) is list
+    assert type(pickle.loads(pickle.dumps(ours)).coefs_) is list
+
+
+def test_bad_parameters_raise_sklearns_invalid_parameter_error():
+    # scikit-learn's estimators raise InvalidParameterError, a ValueError and a TypeError,
+    # with its messages for its parameters; fastmlp's own (device, ...) raise it too
+    X, y = _Xb[:40], _yb[:40]
+    for params, words in ((dict(alpha=-1), "'alpha' parameter of MLPClassifier"),
+                          (dict(hidden_layer_sizes=None), "'hidden_layer_sizes' parameter"),
+                          (dict(random_state=-1), "'random_state' parameter"),
+                          (dict(hidden_layer_sizes=(3, 0)), "hidden_layer_sizes must be > 0"),
+                          (dict(activation="swish"), "activation must be one of"),
+                          (dict(device="tpu"), "device must be one of"),
+                          (dict(early_stopping=True, validation_fraction=0.0),
+                           "validation_fraction must be > 0 with early_stopping")):
+        with pytest.raises(ValueError, match=words) as info:
+            MLPClassifier(**params).fit(X, y)
+        assert isinstance(info.value, TypeError)
+    # what scikit-learn accepts: momentum 1, validation_fraction 0 without early stopping
+    for params in (dict(solver="sgd", momentum=1.0), dict(validation_fraction=0.0)):
+        ours, ref = _pair("c", max_iter=2, random_state=0, **params)
+        _fit_quietly(ours, X, y), _fit_quietly(ref, X, y)
+        assert ours.n_iter_ == ref.n_iter_ == 2
+
+
+def test_targets_dtypes_and_attributes_as_sklearns():
+    X, yb = _Xb[:60], _yb[:60]
+    Y = np.stack([yb, 1 - yb, (X[:, 0] > 0).astype(int)], 1)
+    # multilabel predictions are int64 whatever y's dtype; a sparse y gives CSR predictions
+    for y_fit in (Y.astype(bool), Y.astype(np.uint8), sp.csr_matrix(Y)):
+        ours, ref = _pair("c", max_iter=3, random_state=0)
+        _fit_quietly(ours, X, y_fit), _fit_quietly(ref, X, y_fit)
+        out, expected = ours.predict(X), ref.predict(X)
+        assert type(out) is type(expected) and out.dtype == expected.dtype == np.int64
+    # columns of class labels: scikit-learn's error
+    with pytest.raises(ValueError, match="Multioutput target data is not supported"):
+        MLPClassifier().fit(X, np.stack([yb, 2 * yb + 1], 1))
+    # float32 X: sgd/adam in float32, lbfgs (SciPy's float64 weights) in float64; outputs in
+    # the dtype of the input's with the weights'
+    X32 = X.astype(np.float32)
+    for solver in ("adam", "lbfgs"):
+        ours, ref = _pair("c", solver=solver, max_iter=3, random_state=0)
+        _fit_quietly(ours, X32, yb), _fit_quietly(ref, X32, yb)
+        assert ours.coefs_[0].dtype == ref.coefs_[0].dtype
+        for X_in in (X32, X):
+            assert ours.predict_proba(X_in).dtype == ref.predict_proba(X_in).dtype
+    reg, reg_ref = _pair("r", max_iter=3, random_state=0)
+    _fit_quietly(reg, X32, X[:, 0]), _fit_quietly(reg_ref, X32, X[:, 0])
+    assert reg.predict(X).dtype == reg_ref.predict(X).dtype == np.float64
+    # lbfgs has no stochastic records, as scikit-learn's (loss_curve_ is fastmlp's addition)
+    ours, ref = _pair("c", solver="lbfgs", max_iter=3, random_state=0)
+    _fit_quietly(ours, X, yb), _fit_quietly(ref, X, yb)
+    for name in ("best_loss_", "validation_scores_", "best_validation_score_"):
+        assert hasattr(ours, name) == hasattr(ref, name) == False  # noqa: E712
+    # a warm start of adam after lbfgs makes them
+    _fit_quietly(ours.set_params(solver="adam", warm_start=True), X, yb)
+    assert ours.best_loss_ is not None and len(ours.loss_curve_) == 3
+
+
+def test_validation_weights_all_zero_raise_as_in_sklearn():
+    # a regressor's validation score with weights of sum 0: r2_score's error, as scikit-learn
+    # (it was scored NaN, and the fit ended silently on its initial weights)
+    X, y = _Xr[:80], _yr[:80, 0]
+    raised = []
+    for k in range(0, 80, 8):  # weight 1 on 8 rows, 0 elsewhere: some splits validate on 0s
+        w = np.zeros(80)
+        w[k:k + 8] = 1
+        outcome = []
+        for est in _pair("r", max_iter=2, random_state=0, early_stopping=True):
+            try:
+                _fit_quietly(est, X, y, sample_weight=w)
+                outcome.append(None)
+            except ValueError as exc:
+                assert "Sample weights must contain at least one non-zero" in str(exc)
+                outcome.append("raised")
+        assert outcome[0] == outcome[1]  # the same split, the same outcome
+        raised.append(outcome[0] == "raised")
+    assert any(raised) and not all(raised)
 
 
 def test_divergence_raises_an_error_that_is_both_value_and_floating_point_error():

@@ -505,7 +505,6 @@ _BAD_OPTIMIZERS = [
     ("SGD", dict(lr=np.inf), "lr", ValueError),
     ("SGD", dict(lr="0.1"), "lr", TypeError),
     ("SGD", dict(lr=None), "lr", TypeError),
-    ("SGD", dict(momentum=1.0), "momentum", ValueError),
     ("SGD", dict(momentum=1.5), "momentum", ValueError),
     ("SGD", dict(momentum=-0.1), "momentum", ValueError),
     ("SGD", dict(nesterov=True), "nesterov", ValueError),
