@@ -450,6 +450,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
+        tags.target_tags.positive_only = self.loss == "poisson"  # counts or rates: y >= 0
         tags.input_tags.sparse = True
         return tags
 

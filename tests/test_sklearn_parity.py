@@ -467,6 +467,9 @@ def test_poisson_regressor_predicts_means():
     reg = _fit_quietly(MLPRegressor(loss="poisson", solver="lbfgs", hidden_layer_sizes=(8,),
                                     max_iter=200, random_state=0), _Xr, _yp)
     assert reg.out_activation_ == "exp" and reg.model_.loss == "poisson"
+    # its tags say y >= 0, so scikit-learn's estimator checks give it counts
+    assert reg.__sklearn_tags__().target_tags.positive_only
+    assert not MLPRegressor().__sklearn_tags__().target_tags.positive_only
     pred = reg.predict(_Xr)
     assert pred.shape == (len(_Xr),) and (pred > 0).all()
     np.testing.assert_allclose(pred, np.exp(reg.model_._outputs(_Xr, 1024)[:, 0]), rtol=1e-12)
