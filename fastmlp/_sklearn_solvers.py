@@ -279,8 +279,9 @@ class _Solvers:
             else:
                 loss = self._sklearn_loss(data_loss) + constant
             if self.alpha and not diverged:
-                sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
-                         for W in model.get_weights()[0::2])
+                with np.errstate(over="ignore"):  # weights near divergence: the term is inf
+                    sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
+                             for W in model.get_weights()[0::2])
                 loss += 0.5 * float(self.alpha) * sq * l2_factor
             self.n_iter_ += 1
             self.loss_ = loss
