@@ -284,6 +284,7 @@ class _Solvers:
                              for W in model.get_weights()[0::2])
                 loss += 0.5 * float(self.alpha) * sq * l2_factor
             self.n_iter_ += 1
+            loss = np.float64(loss)  # NumPy's float, as scikit-learn's records
             self.loss_ = loss
             self.t_ += n
             self.loss_curve_.append(loss)
@@ -343,9 +344,9 @@ class _Solvers:
         self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
         # reported as scikit-learn reports its loss (its data term can differ from the
         # objective's by the number of outputs, see _sklearn_loss)
-        self.loss_curve_ = [self._sklearn_loss(data * c) + self._loss_constant + (total - data)
-                            for total, data in curve]
-        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else float(result.fun)
+        self.loss_curve_ = [np.float64(self._sklearn_loss(data * c) + self._loss_constant
+                                       + (total - data)) for total, data in curve]
+        self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else np.float64(result.fun)
 
     def _update_no_improvement_count(self, early_stopping, X_val, T_val, w_val, dist=None,
                                      say=print):

@@ -180,6 +180,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     >>> clf.fit(X, y).score(X_test, y_test)          # doctest: +SKIP
     """
 
+    #: as scikit-learn's MLPClassifier (an attribute, not a parameter): its loss
+    loss = "log_loss"
+
     def _loss_name(self):
         return "cross_entropy" if self.out_activation_ == "softmax" else "binary_cross_entropy"
 

@@ -421,9 +421,12 @@ def test_targets_dtypes_and_attributes_as_sklearns():
     _fit_quietly(ours, X, yb), _fit_quietly(ref, X, yb)
     for name in ("best_loss_", "validation_scores_", "best_validation_score_"):
         assert hasattr(ours, name) == hasattr(ref, name) == False  # noqa: E712
+    assert ours.loss == ref.loss == "log_loss"  # an attribute of scikit-learn's classifier
+    assert type(ours.loss_) is type(ref.loss_) is np.float64
     # a warm start of adam after lbfgs makes them
     _fit_quietly(ours.set_params(solver="adam", warm_start=True), X, yb)
     assert ours.best_loss_ is not None and len(ours.loss_curve_) == 3
+    assert all(type(v) is np.float64 for v in ours.loss_curve_ + [ours.loss_, ours.best_loss_])
 
 
 def test_validation_weights_all_zero_raise_as_in_sklearn():
