@@ -18,7 +18,9 @@ from .optim import SGD, Adam
 from .saving import from_bytes, to_bytes
 from .sparse import check_sparse_X, issparse
 
-_PUSH = threading.Lock()  # one push of coefs_ / intercepts_ into a model at a time
+#: held by a push of coefs_ / intercepts_ into a model, and by a fit while it starts and
+#: ends (so that no push of lists older than the fit's weights lands during or after it)
+_PUSH = threading.Lock()
 
 
 class _BaseMLP(_Solvers, BaseEstimator):
@@ -185,7 +187,8 @@ class _BaseMLP(_Solvers, BaseEstimator):
         # the targets as the loss kernel takes them (int64 labels, or (n, outputs) floats)
         T, _ = check_targets(T, model.loss, model.n_outputs, X.shape[0], model.dtype)
         self._loss_constant = self._constant_of_loss(T, w)
-        self.__dict__["_training"] = True  # coefs_ / intercepts_ wait (see model_)
+        with _PUSH:  # a push of coefs_ by another thread's predict ends first (see model_)
+            self.__dict__["_training"] = True  # then the lists wait for this fit
         try:
             if self.solver == "lbfgs":
                 self._fit_lbfgs(X, T, w, dist)
@@ -196,8 +199,9 @@ class _BaseMLP(_Solvers, BaseEstimator):
                 "Solver produced non-finite parameter weights. The input data may contain large "
                 f"values and need to be preprocessed. ({exc})") from None
         finally:
-            del self.__dict__["_training"]
-            self._pull_weights()
+            with _PUSH:  # the lists get the trained weights before they count again
+                self._pull_weights()
+                del self.__dict__["_training"]
         if not model._finite_parameters():  # as scikit-learn: checked once, at the end
             raise DivergenceError(
                 "Solver produced non-finite parameter weights. The input data may contain large "
@@ -290,10 +294,12 @@ class _BaseMLP(_Solvers, BaseEstimator):
     def _push_weights(self, model):
         """The lists' values into the model, where they were read and differ from it (not
         while a fit trains it)."""
-        coefs, intercepts = self.__dict__.get("_coefs"), self.__dict__.get("_intercepts")
-        if coefs is None or self.__dict__.get("_training"):
+        if self.__dict__.get("_coefs") is None:
             return
         with _PUSH:
+            coefs, intercepts = self.__dict__.get("_coefs"), self.__dict__.get("_intercepts")
+            if coefs is None or self.__dict__.get("_training"):
+                return
             weights = model.get_weights()
             new, changed = list(weights), False
             for name, arrays, at in (("coefs_", coefs, 0), ("intercepts_", intercepts, 1)):

@@ -105,6 +105,56 @@ def test_estimators_from_many_threads(digits):
     }, inputs)
 
 
+def test_estimator_predicts_from_threads_while_it_trains_with_its_coefs_read(digits):
+    """Once coefs_ has been read, the estimator pushes the lists into its model wherever it
+    is used; predictions from other threads while it trains must neither push stale lists
+    into the training nor fail, and the lists end with the trained weights."""
+    pytest.importorskip("sklearn")
+    import warnings
+
+    X, y = digits
+    X = X.astype(np.float64)
+    clf = fastmlp.MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
+                                warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+        held = clf.coefs_  # the lists now count: every use of the model checks them
+        done = threading.Event()
+        answers = []
+
+        def work(i):
+            if i == 0:
+                try:
+                    for _ in range(4):
+                        clf.partial_fit(X, y)
+                        clf.fit(X, y)
+                finally:
+                    done.set()
+            else:
+                while not done.is_set():
+                    answers.append(clf.predict_proba(X[:20]))
+
+        run_threads(work, 3)
+    assert len(answers) > 5 and all(np.isfinite(a).all() for a in answers)
+    assert clf.n_iter_ == 2 and clf.coefs_ is held
+    trained = clf.model_.get_weights()
+    for W, W_model in zip(held, trained[0::2]):
+        np.testing.assert_array_equal(W, W_model.T)
+    # the same training in one thread gives the same weights: no stale list got in
+    alone = fastmlp.MLPClassifier(hidden_layer_sizes=(16,), max_iter=2, random_state=0,
+                                  warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        alone.fit(X, y)
+        alone.coefs_
+        for _ in range(4):
+            alone.partial_fit(X, y)
+            alone.fit(X, y)
+    for a, b in zip(alone.coefs_ + alone.intercepts_, clf.coefs_ + clf.intercepts_):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_inference_while_training_sees_whole_steps(digits):
     """A thread predicting while another trains gets the outputs of the weights after one
     whole step: the trainer records the outputs after every step, the reader's answers
