@@ -1,6 +1,7 @@
 """Inference every model shares (a part of model._Network): predict, predict_proba,
 evaluate, in buffers of their own so that many threads may call them at once."""
 
+import math
 from contextlib import nullcontext
 from types import SimpleNamespace
 
@@ -101,6 +102,13 @@ class _Inference:
         if self.loss == "poisson":  # the log link's inverse: the predicted mean
             with np.errstate(over="ignore"):
                 Z = np.exp(Z, out=Z)
+            if not np.isfinite(Z).all():
+                row = int(np.argwhere(~np.isfinite(Z))[0][0])
+                raise FloatingPointError(
+                    f"the predicted means exp(output) overflowed (first at sample {row}) in "
+                    f"{self.dtype.name}: the network outputs a log-mean above "
+                    f"{math.log(np.finfo(self.dtype).max):.4g} there; the inputs are far "
+                    "outside the range the model was trained on, or the weights are too large")
         return Z[:, 0] if self.n_outputs == 1 else Z
 
     def predict_proba(self, X, batch_size=1024):

@@ -38,6 +38,7 @@ from ._inference import _Inference
 from ._inspection import _Inspection
 from ._training import _Training
 from ._validation import check_choice, check_dtype, check_finite, check_float, check_int
+from .errors import DivergenceError
 from .kernels.codes import IDENTITY
 from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES
 from .optim import SGD, get_optimizer
@@ -386,19 +387,27 @@ class _Network(_Training, _Inference, _Inspection):
                 self._kernels.clip_grad_norm(self._grad, opt.clip_norm)
         opt.update(self._kernels, self._theta, self._grad, self._opt_state, runs)
 
-    def _step(self, v, total=None, X0=None, sgd_lr=None):
+    def _step(self, v, total=None, X0=None, sgd_lr=None, check_gradient=False):
         """One step on the batch already in the buffers `v` (X0: its CSR rows, for sparse
         input); returns the batch-mean loss (or, given a device scalar `total`, adds the
         batch's loss sum to it and returns None). sgd_lr (from _fused_sgd_lr): plain SGD's
         update folded into the backward pass, no gradients written.
 
-        A loss that is not finite ends the step before it touches the weights."""
+        A loss that is not finite ends the step before it touches the weights; with
+        check_gradient (train_step: fit checks its weights after each epoch instead), so does
+        a gradient that overflowed where the loss did not (e.g. poisson's exp in float32)."""
         self._forward(v, True, X0)
         loss = self._loss_and_grad(v, total)
         if loss is not None and not math.isfinite(loss):
             return loss
         if sgd_lr is None:
             self._backward(v, X0)
+            if check_gradient and not math.isfinite(
+                    float(np.sum(self._kernels.to_host(self._grad), dtype=np.float64))):
+                raise DivergenceError(
+                    f"training diverged: the gradient became non-finite (the loss was "
+                    f"{loss:.6g}: a {self.dtype.name} overflow); the weights were not updated. "
+                    + self._divergence_advice())
             self._update()
         else:
             self._backward(v, X0, sgd_lr)

@@ -61,7 +61,7 @@ class _Training:
         batch = self._check_batch(X, y, sample_weight)
         with self._guard.training("train_step"), self._guard.step_lock:
             v, X0 = self._load_batch(batch)
-            loss = self._step(v, None, X0)
+            loss = self._step(v, None, X0, check_gradient=True)
         if not math.isfinite(loss):
             raise DivergenceError(
                 f"training diverged: the loss became {loss}; the weights were not updated. "

@@ -82,6 +82,11 @@ def _as_numeric_array(value, name):
     """np.asarray with a clear TypeError for strings, objects, complex and ragged input."""
     if isinstance(value, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array; got {_describe(value)}")
+    from .sparse import issparse
+
+    if issparse(value):
+        raise TypeError(f"{name} must be a dense array: SciPy sparse input is for X (the "
+                        f"samples) only; got a {type(value).__name__} (use {name}.toarray())")
     try:
         arr = np.asarray(value)
     except ValueError as exc:  # ragged nested lists
@@ -264,8 +269,10 @@ def check_inputs(X, widths, names, name="X", dtype=None):
     """The input arrays of a model with inputs of `widths` named `names`: one array (one
     input), or a list / tuple in input order, or a dict {input name: array}. Each is checked
     as by check_X; all must have the same number of samples. Returns a tuple of arrays."""
+    from .sparse import issparse
+
     n = len(widths)
-    if isinstance(X, dict):
+    if isinstance(X, dict) and not issparse(X):  # SciPy's DOK format is a dict too
         keys = set(X)
         if keys != set(names):
             missing = [k for k in names if k not in keys]
@@ -308,9 +315,7 @@ def check_sample_weights(sample_weight, class_weight, labels, n, n_outputs, dtyp
     (they multiply), or None."""
     w = None
     if sample_weight is not None:
-        w = np.asarray(sample_weight)
-        if w.dtype.kind not in "biuf":
-            raise TypeError(f"sample_weight must hold real numbers; got dtype {w.dtype}")
+        w = _as_numeric_array(sample_weight, "sample_weight")
         if w.shape != (n,):
             raise ValueError(f"sample_weight must have shape ({n},), one weight per sample; got {w.shape}")
         check_finite(w, "sample_weight", dtype)

@@ -1,9 +1,11 @@
 """Full-batch L-BFGS on fastmlp's kernels: ``fastmlp.fit_lbfgs(model, X, y, ...)``.
 
-The objective is the model's mean loss over the whole data set plus an optional L2 term on
-the weights (not the biases)::
+The objective is the model's loss over the whole data set (its mean; its sum with
+``reduction="sum"``) plus an optional L2 term on the weights (not the biases)::
 
-    J(theta) = scale * sum_i w_i l_i / n  +  l2 / 2 * sum_l ||W_l||^2
+    J(theta) = scale * sum_i w_i l_i / n  +  l2 / 2 * sum_l ||W_l||^2     (the mean)
+
+over the trainable layers' parameters: a layer with ``trainable=False`` keeps its own.
 
 Its value and gradient come from the model's own kernels -- forward, fused loss, backward --
 run over the data in chunks of ``chunk_size`` rows into buffers allocated once, so memory
@@ -58,6 +60,16 @@ class _Objective:
                 mask[offset : offset + size] = name == "W"
                 offset += size
         self.mask = mask
+        # the frozen layers' parameters (trainable=False): their gradient is 0, so the
+        # iterates never move them
+        runs = model._trainable_runs()
+        self.frozen = None
+        if runs is not None:
+            self.frozen = np.ones(model.n_parameters, bool)
+            for lo, hi in runs:
+                self.frozen[lo:hi] = False
+        # each chunk's loss is its mean (weighted by its share of the rows) or its sum
+        self.summed = model.reduction == "sum"
         self.data_loss = math.nan  # the last evaluation's scale * mean loss (no L2 term)
         self.n_calls = 0
         self.k = k
@@ -66,8 +78,9 @@ class _Objective:
         self.k.write(self.model._theta, theta.astype(self.model.dtype))
 
     def _part(self, theta):
-        """The mean loss and its gradient at theta over this process's rows, weighted by
-        their share of all n rows (on one process: over all rows)."""
+        """The loss and its gradient at theta over this process's rows: the chunks' means
+        weighted by their share of all n rows (on one process: the mean over all rows), or
+        the chunks' sums added up (reduction="sum")."""
         model, k, n = self.model, self.k, self.n
         self.set_theta(theta)
         loss = 0.0
@@ -84,7 +97,7 @@ class _Objective:
             model._forward(v, True, X0)
             part = model._loss_and_grad(v)  # the chunk's mean loss, delta of the outputs
             model._backward(v, X0)
-            share = (stop - start) / n
+            share = 1.0 if self.summed else (stop - start) / n
             loss += part * share
             grad += k.to_host(model._grad) * share
         return loss, grad
@@ -104,11 +117,16 @@ class _Objective:
             W = theta[self.mask]
             value += 0.5 * self.l2 * float(W @ W)
             grad[self.mask] += self.l2 * W
+        if self.frozen is not None:
+            grad[self.frozen] = 0.0
         if not math.isfinite(value) or not np.isfinite(grad).all():
+            what = (f"the loss became {value}" if not math.isfinite(value) else
+                    f"the gradient became non-finite (the loss was {value:.6g}: a "
+                    f"{self.model.dtype.name} overflow)")
             raise DivergenceError(
-                f"L-BFGS diverged: the loss became {value} at function evaluation {self.n_calls}; "
-                "the weights are back to where the last finite evaluation left them. Scale the "
-                "inputs (e.g. standardize them) or add an L2 penalty (l2=...)."
+                f"L-BFGS diverged: {what} at function evaluation {self.n_calls}; the weights "
+                "are back to where the last finite evaluation left them. Scale the inputs "
+                "(e.g. standardize them) or add an L2 penalty (l2=...)."
             )
         return value, grad
 
@@ -149,8 +167,10 @@ def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000,
     except ImportError as exc:  # pragma: no cover - scipy is installed with scikit-learn
         raise ImportError("L-BFGS needs SciPy: pip install scipy (or 'fastmlp[sklearn]')") from exc
     if not model._dense_only:
-        raise ValueError("L-BFGS needs a model of Dense layers only (no Dropout or BatchNorm: they "
-                         "make the loss depend on the chunk and on chance); got "
+        raise ValueError("L-BFGS needs a model of Dense layers only (Dropout and BatchNorm make "
+                         "the loss depend on the chunk and on chance, and its chunked passes "
+                         "run Dense layers alone: give an activation to the Dense layer instead "
+                         "of an Activation layer); got "
                          f"{[type(layer).__name__ for layer in model.layers]}")
     # one trainer per model (the objective works in the model's buffers); other models
     # train meanwhile
@@ -190,6 +210,8 @@ def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000,
                     dist.diverged = True
                     dist.main_value(("error", str(exc), last["theta"]))
                 raise
+            if objective.frozen is not None:  # exactly as they were
+                result.x[objective.frozen] = theta0[objective.frozen]
             with model._guard.step_lock:
                 objective.set_theta(result.x)
         if dist is not None:
@@ -202,8 +224,10 @@ def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
               sample_weight=None, chunk_size=4096, verbose=False, distributed=None):
     """Train `model` (a stack of Dense layers) on all of (X, y) with L-BFGS; returns a result.
 
-    Minimises the model's mean loss over the data set (weighted by `sample_weight` as in
-    ``fit``: sum_i w_i l_i / n) plus ``l2 / 2 * sum ||W||^2`` over the weight matrices, with
+    Minimises the model's loss over the data set -- its mean (weighted by `sample_weight`
+    as in ``fit``: sum_i w_i l_i / n), or its sum for a model with ``reduction="sum"`` --
+    plus ``l2 / 2 * sum ||W||^2`` over the weight matrices of the trainable layers (a layer
+    with ``trainable=False`` keeps its parameters), with
     SciPy's L-BFGS-B: at most `max_iter` iterations and `max_fun` evaluations of the loss;
     it stops when every component of the projected gradient is <= `tol`. The loss and its
     gradient are computed by the model's kernels over `chunk_size` rows at a time. X may be
@@ -219,6 +243,15 @@ def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
     every process passes the same (X, y), computes the loss and gradient of its part of
     the rows, and ends with the same weights and result (see the module).
     """
+    from .model import Sequential
+
+    if not isinstance(model, Sequential):
+        kind = type(model).__name__
+        raise TypeError(
+            "fit_lbfgs: model must be a fastmlp Sequential stack of Dense layers (such as "
+            f"fastmlp.MLP([...]) without residual=True); got {kind}"
+            + (" (a graph Model: L-BFGS's chunked passes run Sequential stacks)"
+               if hasattr(model, "_check_fit_data") else ""))
     max_iter = check_int(max_iter, "max_iter")
     max_fun = check_int(max_fun, "max_fun")
     tol = check_float(tol, "tol", low=0)

@@ -65,3 +65,19 @@ def test_diverging_train_step_raises_floating_point_error():
     with pytest.raises(FloatingPointError, match="diverged"):
         for _ in range(50):
             model.train_step(X * 1e3, y)
+
+
+@pytest.mark.parametrize("device", ["cpu", "reference"])
+def test_train_step_whose_gradient_overflows_raises_and_keeps_the_weights(device):
+    # poisson in float32: the loss (computed in float64) is finite, exp(100) in its gradient
+    # is not; train_step updated the weights to -inf and returned the finite loss
+    model = fastmlp.MLP([1, 1], loss="poisson", dtype="float32", device=device,
+                        optimizer=fastmlp.SGD(lr=1e-3))
+    model.set_weights([np.eye(1), np.zeros(1)])
+    with pytest.raises(fastmlp.DivergenceError, match="gradient became non-finite"):
+        model.train_step([[100.0], [1.0]], [1.0, 2.0])
+    np.testing.assert_array_equal(model.get_weights()[0], np.eye(1))
+    assert model.train_step([[1.0], [2.0]], [1.0, 2.0]) > 0  # a sound batch still trains
+    # predicting such a mean raises as any output that overflows does
+    with pytest.raises(FloatingPointError, match=r"exp\(output\) overflowed .* float32"):
+        model.predict([[100.0]])

@@ -94,3 +94,51 @@ def test_divergence_and_bad_input():
             fm.fit_lbfgs(model, X, y, **kwargs)
     with pytest.raises(ValueError, match="features"):
         fm.fit_lbfgs(model, X[:, :3], y)
+
+
+def test_reduction_sum_is_the_summed_loss_whatever_the_chunk_size():
+    # each chunk's summed loss counts once (it was weighted by its share of the rows: the
+    # objective changed with chunk_size, and the last, short chunk counted less)
+    X, y = _data(50)
+    fits = []
+    for chunk in (50, 7, 1):
+        model = fm.MLP([5, 6, 2], dtype="float64", device="cpu", seed=3, reduction="sum")
+        fits.append((fm.fit_lbfgs(model, X, y, chunk_size=chunk, max_iter=15), model))
+    for result, model in fits:
+        assert result.loss == pytest.approx(fits[0][0].loss, rel=1e-10)
+        for a, b in zip(model.get_weights(), fits[0][1].get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+    result, model = fits[0]
+    assert result.loss == pytest.approx(model.evaluate(X, y)["loss"] * len(X), rel=1e-9)
+
+
+def test_frozen_layers_keep_their_parameters():
+    X, y = _data(60)
+    model = fm.Sequential([fm.Dense(5, 4, "relu", trainable=False), fm.Dense(4, 2)],
+                          loss="cross_entropy", dtype="float64", device="cpu", seed=0)
+    before = model.get_weights()
+    result = fm.fit_lbfgs(model, X, y, max_iter=10, l2=0.1)  # l2 covers W of both layers
+    after = model.get_weights()
+    np.testing.assert_array_equal(after[0], before[0])
+    np.testing.assert_array_equal(after[1], before[1])
+    assert np.abs(after[2] - before[2]).max() > 1e-3 and result.n_iter > 1
+
+
+def test_models_it_cannot_train_are_named():
+    X, y = _data(20)
+    for model, words in ((fm.MLP([5, 6, 6, 2], residual=True, device="cpu"), "graph Model"),
+                         ("model", "got str")):
+        with pytest.raises(TypeError, match=f"model must be a fastmlp Sequential.*{words}"):
+            fm.fit_lbfgs(model, X, y)
+    with pytest.raises(ValueError, match="Dense layers only.*Activation"):
+        fm.fit_lbfgs(fm.Sequential([fm.Dense(5, 4), fm.Activation("relu"), fm.Dense(4, 2)],
+                                   device="cpu"), X, y)
+
+
+def test_a_gradient_that_overflows_where_the_loss_does_not_is_named():
+    # poisson in float32: the loss (float64) is finite, exp(100) in the gradient is not
+    model = fm.MLP([1, 1], loss="poisson", dtype="float32", device="cpu")
+    model.set_weights([np.eye(1), np.zeros(1)])
+    with pytest.raises(fm.DivergenceError, match="gradient became non-finite.*float32 overflow"):
+        fm.fit_lbfgs(model, [[100.0], [1.0]], [1.0, 2.0])
+    np.testing.assert_array_equal(model.get_weights()[0], np.eye(1))

@@ -58,3 +58,19 @@ def test_sparse_bad_input():
         model.predict(bad)
     with pytest.raises(ValueError, match="empty"):
         model.predict(X[:0])
+
+
+def test_every_scipy_format_and_clear_errors_for_sparse_targets():
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = _sparse(40, 12)
+    dense = X.toarray()
+    model = fm.MLP([12, 5, 2], device="cpu", dtype="float64", seed=0)
+    expected = model.predict_proba(dense)
+    # DOK is a dict subclass: it was taken for {input name: array}
+    for fmt in (sp.dok_matrix, sp.dok_array, sp.lil_matrix, sp.bsr_matrix, sp.dia_matrix):
+        np.testing.assert_allclose(model.predict_proba(fmt(dense)), expected, rtol=1e-12)
+    model.fit(sp.dok_matrix(dense), y, epochs=1, verbose=0)
+    for what, kwargs in (("y", dict(y=sp.csr_matrix(y.reshape(-1, 1)))),
+                         ("sample_weight", dict(y=y, sample_weight=sp.csr_matrix(np.ones((40, 1)))))):
+        with pytest.raises(TypeError, match=f"{what} must be a dense array: SciPy sparse input"):
+            model.fit(X, verbose=0, **kwargs)
