@@ -70,7 +70,8 @@ def test_every_scipy_format_and_clear_errors_for_sparse_targets():
     for fmt in (sp.dok_matrix, sp.dok_array, sp.lil_matrix, sp.bsr_matrix, sp.dia_matrix):
         np.testing.assert_allclose(model.predict_proba(fmt(dense)), expected, rtol=1e-12)
     model.fit(sp.dok_matrix(dense), y, epochs=1, verbose=0)
+    ones = sp.csr_matrix(np.ones((40, 1)))
     for what, kwargs in (("y", dict(y=sp.csr_matrix(y.reshape(-1, 1)))),
-                         ("sample_weight", dict(y=y, sample_weight=sp.csr_matrix(np.ones((40, 1)))))):
+                         ("sample_weight", dict(y=y, sample_weight=ones))):
         with pytest.raises(TypeError, match=f"{what} must be a dense array: SciPy sparse input"):
             model.fit(X, verbose=0, **kwargs)
