@@ -92,7 +92,17 @@ class _Inference:
             layer = self.get_layer(output)
             if layer is self._output_layer:
                 return self._outputs(X, batch_size)
-            return self._submodel(layer)._outputs(X, batch_size)
+            sub = self._submodel(layer)  # a graph Model: dense input
+            from .sparse import issparse
+
+            if issparse(X) and getattr(self, "_dense_only", None) is not None:
+                # a Sequential's hidden outputs from sparse rows: checked as the model checks
+                # them, then each batch of rows densified in turn (never the whole matrix)
+                batch_size = check_int(batch_size, "batch_size")
+                X = self._check_X(X)[0]
+                return np.concatenate([sub._outputs(X[i : i + batch_size].toarray(), batch_size)
+                                       for i in range(0, X.shape[0], batch_size)])
+            return sub._outputs(X, batch_size)
         Z = self._outputs(X, batch_size)
         if self.loss in SOFTMAX_LOSSES:
             return Z.argmax(axis=1).astype(np.int64)

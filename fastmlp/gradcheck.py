@@ -3,6 +3,7 @@
 import numpy as np
 
 from ._validation import check_float
+from .sparse import issparse
 
 
 def gradcheck(model, X, y, eps=None):
@@ -29,22 +30,20 @@ def gradcheck(model, X, y, eps=None):
         eps = float(np.finfo(model.dtype).eps) ** (1 / 3)
     eps = check_float(eps, "eps", low=0, low_open=True)
     with model._guard.training("gradcheck"), model._guard.step_lock:  # it moves the weights
-        n = Xs[0].shape[0]
-        v = model._buffers_for(n, T).views(n)
-        for Xv, X_j in zip(v.X, Xs):
-            k.write(Xv, X_j)
-        k.write(v.T, T)
+        # the batch as train_step loads it: sparse X stays sparse (the first layer's sparse
+        # kernels are checked too)
+        v, X0 = model._load_batch((Xs, T, None, issparse(Xs[0])))
         saved_weights = model.get_weights()  # includes BatchNorm running statistics
         saved = k.to_host(model._theta)
 
         def loss_at():
-            model._forward(v, training=True)
+            model._forward(v, True, X0)
             return model._loss_and_grad(v)
 
         try:
             loss_at()  # draws the dropout masks
             model._freeze_masks(v, True)
-            model._backward(v)
+            model._backward(v, X0)
             analytic = k.to_host(model._grad).astype(np.float64)
             numerical = np.empty_like(analytic)
             theta = saved.copy()

@@ -314,7 +314,8 @@ class Model(_import_network()):
         Xs = super()._check_X(X, name)
         if any(issparse(x) for x in Xs):
             raise TypeError(f"{name}: graph Models take dense arrays; got a SciPy sparse matrix "
-                            "(use X.toarray(), or a Sequential / MLP, which multiplies it directly)")
+                            "(use X.toarray(), or a Sequential / MLP without residual=True, which "
+                            "multiplies it directly)")
         return Xs
 
     @property

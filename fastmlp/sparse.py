@@ -41,7 +41,16 @@ def check_sparse_X(X, n_features=None, name="X", dtype=None):
     check_features(X.shape, n_features, name)
 
     X = X.tocsr()
-    check_finite(X.data, f"{name} (its stored values)", dtype)
+    try:
+        check_finite(X.data, f"{name} (its stored values)", dtype)
+    except ValueError as exc:  # the entry's position in X, not in X.data
+        from ._validation import _largest
+
+        limit = min(_largest(np.dtype(dtype or X.data.dtype)), _largest(X.data.dtype))
+        i = int(np.flatnonzero(~(np.abs(X.data) <= limit))[0])
+        row = int(np.searchsorted(X.indptr, i, side="right")) - 1
+        raise ValueError(str(exc).replace(f"at index ({i},)",
+                                          f"at row {row}, column {int(X.indices[i])}")) from None
     dtype = np.dtype(dtype or np.float64)
     if X.data.dtype != dtype:
         X = X.astype(dtype)

@@ -78,8 +78,8 @@ def test_gradcheck_detects_a_wrong_gradient():
     good = fastmlp.gradcheck(model, X, y)
     backward = model._backward
 
-    def broken(v):  # a backward pass that gets the first bias gradient wrong
-        backward(v)
+    def broken(v, *rest):  # a backward pass that gets the first bias gradient wrong
+        backward(v, *rest)
         model.db[0][0] *= 1.5
 
     model._backward = broken

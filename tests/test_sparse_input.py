@@ -75,3 +75,21 @@ def test_every_scipy_format_and_clear_errors_for_sparse_targets():
                          ("sample_weight", dict(y=y, sample_weight=ones))):
         with pytest.raises(TypeError, match=f"{what} must be a dense array: SciPy sparse input"):
             model.fit(X, verbose=0, **kwargs)
+
+
+def test_hidden_outputs_gradcheck_and_bad_values_with_sparse_input():
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = _sparse(50, 12)
+    dense = X.toarray()
+    # a Sequential's hidden layer from sparse rows (each batch densified), as from dense rows
+    model = fm.MLP([12, 6, 4, 2], activation="tanh", dtype="float64", device="cpu", seed=0)
+    hidden = model.layers[0].name
+    np.testing.assert_allclose(model.predict(X.tocoo(), output=hidden, batch_size=7),
+                               model.predict(dense, output=hidden), rtol=1e-12)
+    # gradcheck through the first layer's sparse kernels (it raised NumPy's error)
+    assert fm.gradcheck(model, X, y) < 1e-6
+    assert fm.gradcheck(model, X, y) == pytest.approx(fm.gradcheck(model, dense, y), rel=1e-3)
+    # a bad value is placed in X by row and column, not by its position in X.data
+    dense[7, 4] = np.nan
+    with pytest.raises(ValueError, match="nan at row 7, column 4"):
+        model.predict(sp.csc_matrix(dense))
