@@ -72,14 +72,17 @@ class _Inference:
             out[start:stop] = self._kernels.to_host(Z)
 
         self._forward_batches(Xs, batch_size, copy_out)
+        self._check_overflow(out, "the network's outputs")
+        return out
+
+    def _check_overflow(self, out, what, detail=""):
+        """FloatingPointError naming the first sample whose row of `out` is not finite."""
         if not np.isfinite(out).all():
             row = int(np.argwhere(~np.isfinite(out))[0][0])
             raise FloatingPointError(
-                f"the network's outputs overflowed (first at sample {row}) in {self.dtype.name}: "
-                "the inputs are far outside the range the model was trained on, or the weights "
-                "are too large"
-            )
-        return out
+                f"{what} overflowed (first at sample {row}) in {self.dtype.name}:{detail} the "
+                "inputs are far outside the range the model was trained on, or the weights are "
+                "too large")
 
     def predict(self, X, batch_size=1024, output=None):
         """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
@@ -93,9 +96,7 @@ class _Inference:
             if layer is self._output_layer:
                 return self._outputs(X, batch_size)
             sub = self._submodel(layer)  # a graph Model: dense input
-            from .sparse import issparse
-
-            if issparse(X) and getattr(self, "_dense_only", None) is not None:
+            if issparse(X):  # (a graph Model's own _check_X refuses sparse X)
                 # a Sequential's hidden outputs from sparse rows: checked as the model checks
                 # them, then each batch of rows densified in turn (never the whole matrix)
                 batch_size = check_int(batch_size, "batch_size")
@@ -112,13 +113,9 @@ class _Inference:
         if self.loss == "poisson":  # the log link's inverse: the predicted mean
             with np.errstate(over="ignore"):
                 Z = np.exp(Z, out=Z)
-            if not np.isfinite(Z).all():
-                row = int(np.argwhere(~np.isfinite(Z))[0][0])
-                raise FloatingPointError(
-                    f"the predicted means exp(output) overflowed (first at sample {row}) in "
-                    f"{self.dtype.name}: the network outputs a log-mean above "
-                    f"{math.log(np.finfo(self.dtype).max):.4g} there; the inputs are far "
-                    "outside the range the model was trained on, or the weights are too large")
+            self._check_overflow(Z, "the predicted means exp(output)",
+                                 f" the network outputs a log-mean above "
+                                 f"{math.log(np.finfo(self.dtype).max):.4g} there;")
         return Z[:, 0] if self.n_outputs == 1 else Z
 
     def predict_proba(self, X, batch_size=1024):

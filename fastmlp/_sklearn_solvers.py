@@ -278,11 +278,11 @@ class _Solvers:
                 loss = math.nan
             else:
                 loss = self._sklearn_loss(data_loss) + constant
-            if self.alpha and not diverged:
-                with np.errstate(over="ignore"):  # weights near divergence: the term is inf
-                    sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
-                             for W in model.get_weights()[0::2])
-                loss += 0.5 * float(self.alpha) * sq * l2_factor
+                if self.alpha:
+                    with np.errstate(over="ignore"):  # weights near divergence: the term is inf
+                        sq = sum(float(np.sum(np.square(W, dtype=np.float64)))
+                                 for W in model.get_weights()[0::2])
+                    loss += 0.5 * float(self.alpha) * sq * l2_factor
             self.n_iter_ += 1
             loss = np.float64(loss)  # NumPy's float, as scikit-learn's records
             self.loss_ = loss

@@ -109,9 +109,10 @@ def _largest(dtype):
     return _LARGEST[dtype]
 
 
-def check_finite(arr, name, dtype=None):
+def check_finite(arr, name, dtype=None, where=None):
     """Raise ValueError if a float array holds NaN or inf, or values beyond what `dtype`
-    (the model's float type) can hold, checked in bounded chunks."""
+    (the model's float type) can hold, checked in bounded chunks. where(index) says where
+    the first bad value (at that index of arr) lies for the message (default: the index)."""
     if arr.dtype.kind != "f":
         return
     own = _largest(arr.dtype)
@@ -127,9 +128,9 @@ def check_finite(arr, name, dtype=None):
             return
     elif ok(arr).all():
         return
-    bad = np.argwhere(~(np.abs(arr) <= limit))[0]
-    value = arr[tuple(bad)]
-    where = f"at index {tuple(int(i) for i in bad)}"
+    bad = tuple(int(i) for i in np.argwhere(~(np.abs(arr) <= limit))[0])
+    value = arr[bad]
+    where = f"at index {bad}" if where is None else where(bad)
     if np.isfinite(value):
         raise ValueError(
             f"{name} must be finite in {np.dtype(dtype).name}; it holds {float(value)!r} {where}, "

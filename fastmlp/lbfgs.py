@@ -243,15 +243,15 @@ def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
     every process passes the same (X, y), computes the loss and gradient of its part of
     the rows, and ends with the same weights and result (see the module).
     """
+    from .graph import Model
     from .model import Sequential
 
     if not isinstance(model, Sequential):
-        kind = type(model).__name__
         raise TypeError(
             "fit_lbfgs: model must be a fastmlp Sequential stack of Dense layers (such as "
-            f"fastmlp.MLP([...]) without residual=True); got {kind}"
+            f"fastmlp.MLP([...]) without residual=True); got {type(model).__name__}"
             + (" (a graph Model: L-BFGS's chunked passes run Sequential stacks)"
-               if hasattr(model, "_check_fit_data") else ""))
+               if isinstance(model, Model) else ""))
     max_iter = check_int(max_iter, "max_iter")
     max_fun = check_int(max_fun, "max_fun")
     tol = check_float(tol, "tol", low=0)

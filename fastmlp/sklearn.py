@@ -86,9 +86,10 @@ How the parameters map onto fastmlp
   ``n_features_in_``, ``coefs_`` (a list of (n_in, n_out) arrays, i.e. W.T),
   ``intercepts_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``; and ``model_``, the
   trained ``fastmlp.Sequential`` (save it with ``est.model_.save(path)``). ``coefs_`` and
-  ``intercepts_`` are views of the model's weights (on the CPU): an edit in place or an
-  item assignment (``est.coefs_[0] = W``) changes the network, as in scikit-learn; a GPU
-  model's are read-only copies (an edit raises), and neither can be set before a fit.
+  ``intercepts_`` are lists as scikit-learn's: an edit of an array in place, of an item
+  (``est.coefs_[0] = W``) or of the whole list changes the network where it is used next
+  (on any device), and training updates the arrays in place; neither can be set before a
+  fit.
 
 The numerical differences that remain, and why
 ----------------------------------------------

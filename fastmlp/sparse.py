@@ -41,16 +41,11 @@ def check_sparse_X(X, n_features=None, name="X", dtype=None):
     check_features(X.shape, n_features, name)
 
     X = X.tocsr()
-    try:
-        check_finite(X.data, f"{name} (its stored values)", dtype)
-    except ValueError as exc:  # the entry's position in X, not in X.data
-        from ._validation import _largest
+    def where(at):  # a stored value's row and column in X, not its position in X.data
+        row = int(np.searchsorted(X.indptr, at[0], side="right")) - 1
+        return f"at row {row}, column {int(X.indices[at[0]])}"
 
-        limit = min(_largest(np.dtype(dtype or X.data.dtype)), _largest(X.data.dtype))
-        i = int(np.flatnonzero(~(np.abs(X.data) <= limit))[0])
-        row = int(np.searchsorted(X.indptr, i, side="right")) - 1
-        raise ValueError(str(exc).replace(f"at index ({i},)",
-                                          f"at row {row}, column {int(X.indices[i])}")) from None
+    check_finite(X.data, f"{name} (its stored values)", dtype, where)
     dtype = np.dtype(dtype or np.float64)
     if X.data.dtype != dtype:
         X = X.astype(dtype)
