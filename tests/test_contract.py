@@ -112,3 +112,16 @@ def test_backend_names_its_device():
         assert load(name).name == name
     assert kernels.backend("reference") is load("reference")
     assert kernels.backend("cpu") is load("cpu")
+
+
+def test_the_package_declares_its_license_and_its_type_hints():
+    """pyproject says MIT: the LICENSE file says it too; py.typed ships with the package (PEP
+    561), so type checkers read fastmlp's hints."""
+    import importlib.resources
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    assert "MIT License" in (root / "LICENSE").read_text()
+    assert 'license = { text = "MIT" }' in (root / "pyproject.toml").read_text()
+    assert '"fastmlp" = ["py.typed"]' in (root / "pyproject.toml").read_text()
+    assert importlib.resources.files("fastmlp").joinpath("py.typed").is_file()
