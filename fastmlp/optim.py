@@ -77,8 +77,16 @@ class Optimizer:
         super().__setattr__(name, value)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        args = ", ".join(f"{k}={_short(v)}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def _short(value):
+    """A hyper-parameter as a person writes it: a float to 12 significant digits (a schedule's
+    ``0.001 * 0.25`` reads ``0.00025``, not ``0.0002500000000000001``), the rest as repr."""
+    if isinstance(value, float):
+        return repr(float(f"{value:.12g}"))
+    return repr(value)
 
 
 class SGD(Optimizer):

@@ -121,3 +121,12 @@ def test_bad_hyper_parameters():
         fastmlp.LAMB().init_state(10, np.float64, segments=[0, 5])
     with pytest.raises(ValueError, match="optimizer must be"):
         fastmlp.MLP([4, 2], optimizer="lambda")
+
+
+def test_an_optimizer_prints_its_learning_rate_as_a_person_writes_it():
+    """A schedule's 0.001 * 0.25 reads lr=0.00025 in the summary, not 0.0002500000000000001;
+    the value itself is kept exactly."""
+    opt = fastmlp.Adam(lr=0.001)
+    opt.lr = 0.001 * 0.25
+    assert "lr=0.00025," in repr(opt) and opt.lr == 0.001 * 0.25
+    assert repr(fastmlp.SGD(lr=0.1, momentum=0.9)).startswith("SGD(lr=0.1, momentum=0.9,")
