@@ -210,6 +210,17 @@ def _fmt_t(t):
     return f"{t * 1e6:9.1f} µs" if t < 1e-3 else f"{t * 1e3:9.3f} ms"
 
 
+def _limit_sentence(fraction, gemm):
+    """What the step's fraction of the limit says. Above 1 the limit itself is wrong: the
+    GEMM rate was measured while other work held the cores (a step cannot beat the products
+    it is made of), so the figure is not shown as a share of the machine."""
+    if fraction <= 1.0:
+        return f"the step runs at {fraction:.0%} of the machine's limit"
+    return (f"the step ran faster than that ({fraction:.1f}x), so the {gemm} rate was measured "
+            f"while the machine was busy; profile a quiet machine, or pass gemm_gflops= "
+            f"(the rate measured when it was quiet)")
+
+
 def format_profile(rows, batch, steps):
     """The profile as a text table."""
     width = max(len(r["kernel"]) for r in rows)
@@ -223,9 +234,10 @@ def format_profile(rows, batch, steps):
         lines.append(f"{r['kernel']:<{width}}  {_fmt_t(r['time_s']):>12}  {g}  {share}")
     step = rows[-1]
     if step.get("fraction_of_limit"):
-        lines.append(f"the step's {step['flop'] / 1e6:.2f} MFLOP at {step['gemm_gflops']:.0f} GFLOP/s "
-                     f"({'dgemm' if step.get('dtype') == 'float64' else 'sgemm'}) take {_fmt_t(step['limit_s']).strip()}: the step runs at "
-                     f"{step['fraction_of_limit']:.0%} of the machine's limit")
+        gemm = "dgemm" if step.get("dtype") == "float64" else "sgemm"
+        lines.append(f"the step's {step['flop'] / 1e6:.2f} MFLOP at {step['gemm_gflops']:.0f} "
+                     f"GFLOP/s ({gemm}) take {_fmt_t(step['limit_s']).strip()}: "
+                     + _limit_sentence(step["fraction_of_limit"], gemm))
     if step.get("blas_core"):
         lines.append(f"BLAS: OpenBLAS, {step['blas_core']} kernels")
     if step.get("blas_advice"):

@@ -191,3 +191,19 @@ def test_profile_names_the_blas_kernels(capsys):
     assert step["blas_advice"] == blas.slow_core_advice()
     if step["blas_core"]:
         assert f"BLAS: OpenBLAS, {step['blas_core']} kernels" in capsys.readouterr().out
+
+
+def test_a_step_faster_than_the_limit_says_the_rate_was_measured_on_a_busy_machine():
+    """A GEMM rate measured while other work held the cores makes the step look faster than
+    its own products: the table says so instead of printing "230 % of the machine's limit"."""
+    X, y = _data()
+    model = fm.MLP([12, 9, 3], device="cpu", seed=0)
+    rows = model.profile(X, y, steps=3, batch_size=10, gemm_gflops=1e-6, verbose=0)
+    step = rows[-1]
+    assert step["fraction_of_limit"] > 1
+    text = fm.profile.format_profile(rows, 10, 3)
+    assert "busy" in text and "gemm_gflops=" in text
+    assert "% of the machine's limit" not in text
+    quiet = fm.profile.format_profile(model.profile(X, y, steps=3, batch_size=10,
+                                                    gemm_gflops=1e6, verbose=0), 10, 3)
+    assert "% of the machine's limit" in quiet and "busy" not in quiet
