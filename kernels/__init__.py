@@ -97,6 +97,7 @@ tests/test_contract.py checks this table against every backend's functions and s
 
 import importlib
 
+from . import compile_notice  # noqa: F401 - the notice while the kernels compile
 from .codes import ACTIVATIONS, activation_code  # noqa: F401
 
 DEVICES = ("auto", "cpu", "cuda", "reference")

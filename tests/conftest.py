@@ -30,6 +30,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # test modules import helpers.py from here
 from helpers import SIMULATED  # noqa: E402
 
+#: the one-line "compiling the kernels" notice stays out of the outputs the tests compare
+#: (a cold cache prints it in any process that compiles); test_compile_notice.py turns it on
+os.environ.setdefault("FASTMLP_COMPILE_NOTICE", "0")
+
 #: the suite runs on the CPU: "auto" means "cpu" in every test, so that a GPU machine runs
 #: the same tests as CI (a test that means the real "auto" is marked ``auto_device``).
 #: FASTMLP_TEST_DEVICE=auto lets "auto" pick a GPU where there is one.
