@@ -5,6 +5,7 @@ ImportError when scikit-learn is absent, and stand-ins where a version lacks a n
 import warnings
 
 try:
+    from scipy.special import xlogy  # noqa: F401 - the estimators' log loss
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, r2_score
@@ -14,8 +15,8 @@ try:
     from sklearn.utils.validation import check_is_fitted, column_or_1d
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
     raise ImportError(
-        "fastmlp.MLPClassifier and fastmlp.MLPRegressor need scikit-learn: "
-        "pip install 'fastmlp[sklearn]' (or pip install scikit-learn)"
+        "fastmlp.MLPClassifier and fastmlp.MLPRegressor need scikit-learn and SciPy "
+        f"({exc}): pip install 'fastmlp[sklearn]' (or pip install scikit-learn scipy)"
     ) from exc
 
 try:  # scikit-learn >= 1.6

@@ -138,11 +138,10 @@ training loops (the epoch runner ``_Epochs``, scikit-learn's stopping rules, L-B
 """
 
 import numpy as np
-from scipy.special import xlogy
 
 from ._sklearn_compat import (ClassifierMixin, RegressorMixin, _validate_data, accuracy_score,
                               available_if, check_classification_targets, column_or_1d,
-                              r2_score, type_of_target, unique_labels)
+                              r2_score, type_of_target, unique_labels, xlogy)
 from ._sklearn_base import _BaseMLP
 from .sparse import issparse
 from ._sklearn_solvers import _Epochs  # noqa: F401 - the epoch runner (fastmlp.distributed's docs)
