@@ -157,6 +157,9 @@ def _train_parser():
     _data_args(p)
     _add_training(p, epochs=10, batch_size=128, hidden=[256, 128],
                   lr_help="learning rate (default 0.1 for sgd, 0.001 for adam)")
+    p.add_argument("--classes", type=_int_at_least(2), default=None, metavar="K",
+                   help="the number of classes: labels must be 0..K-1 (default: the largest "
+                        "label + 1, at most twice the number of distinct labels)")
     p.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
                    help="sgd (with --momentum, default) or adam")
     p.add_argument("--momentum", type=_fraction(), default=0.9,

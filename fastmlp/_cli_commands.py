@@ -54,10 +54,18 @@ class _Data:
         return self.X, self.y
 
 
-def _load_data(args, want_test=True, n_features=None):
+def _doing(args, what):
+    """Note what the command is doing now (named by cli.main if it runs out of memory)."""
+    args.doing = what
+
+
+def _load_data(args, want_test=True, n_features=None, classes=None):
+    """The data of --data; `classes` ("auto" or K), when given, has a CSV's labels checked
+    as they are read (see datasets.load_csv), so that an error names the line."""
     from . import datasets
 
     path, fmt = args.data, args.format
+    _doing(args, f"reading --data {path!r}")
     if not os.path.exists(path):
         raise UsageError(f"--data: no such file or folder: {path!r}")
     fmt = fmt or _guess_format(path)
@@ -94,18 +102,31 @@ def _load_data(args, want_test=True, n_features=None):
         X, _ = datasets.load_csv(path, label_column=None)
         if X.shape[1] == n_features:  # features only
             return _Data(X, None, description="CSV")
-    X, y = datasets.load_csv(path, label_column=label)
+    X, y = datasets.load_csv(path, label_column=label,
+                             classes=None if label is None else classes)
     return _Data(X, y, description="CSV")
 
 
-def _check_labels(y, what="labels"):
-    if y is None:
-        raise UsageError(f"the data has no labels (--label-column none); training needs them")
-    if y.min() < 0:
-        raise UsageError(f"{what} must be 0, 1, 2, ...; got {int(y.min())}")
-    k = int(y.max()) + 1
+def _check_labels(data, path, classes=None):
+    """The number of classes of the training (and test) labels, checked: 0..classes-1, or
+    with classes=None up to the largest label + 1 within datasets._class_count's bound."""
+    from .datasets import _class_count, _label_text
+
+    if data.y is None:
+        raise UsageError("the data has no labels (--label-column none); training needs them")
+    parts = [("training labels", data.y)]
+    if data.y_test is not None:
+        parts.append(("test labels", data.y_test))
+    y = np.concatenate([part for _, part in parts]) if len(parts) > 1 else data.y
+    k, bad, rule = _class_count(y, classes)
+    if bad is not None:
+        what, i = parts[0][0], bad
+        if i >= len(data.y):
+            what, i = parts[1][0], i - len(data.y)
+        raise UsageError(f"{path!r}: the {what} hold {_label_text(y[bad])} (sample {i}), out "
+                         f"of range; {rule}")
     if k < 2:
-        raise UsageError(f"{what} hold a single class ({k - 1}); training needs at least 2")
+        raise UsageError(f"labels hold a single class ({k - 1}); training needs at least 2")
     return k
 
 
@@ -162,23 +183,25 @@ def _cmd_train(args):
 
         if importlib.util.find_spec("matplotlib") is None:
             raise UsageError("--plot needs matplotlib: pip install 'fastmlp[plot]'")
-    data = _load_data(args)
+    classes = "auto" if args.classes is None else args.classes
+    data = _load_data(args, classes=classes)
     main = not args.distributed or fastmlp.distributed.is_main()  # rank 0 prints and writes
     show = print if main else (lambda *a, **kw: None)
-    k = _check_labels(data.y)
-    if data.y_test is not None:
-        k = max(k, int(data.y_test.max()) + 1)
+    k = _check_labels(data, args.data, args.classes)
     if args.optimizer == "sgd":
         optimizer = fastmlp.SGD(lr=0.1 if args.lr is None else args.lr, momentum=args.momentum,
                                 weight_decay=args.weight_decay)
     else:
         optimizer = fastmlp.Adam(lr=0.001 if args.lr is None else args.lr,
                                  weight_decay=args.weight_decay)
-    model = fastmlp.MLP([data.X.shape[1], *args.hidden, k], activation=args.activation,
+    sizes = [data.X.shape[1], *args.hidden, k]
+    _doing(args, f"building the model {sizes}")
+    model = fastmlp.MLP(sizes, activation=args.activation,
                         optimizer=optimizer, device=args.device, dtype=args.dtype, seed=args.seed)
     test_note = f" and {len(data.X_test)} test" if data.X_test is not None else ""
     show(f"fastmlp {fastmlp.__version__}: {model.sizes} on {model.device}, {args.optimizer}, "
          f"{len(data.X)} training{test_note} samples ({data.description}, {k} classes)")
+    _doing(args, "training")
     start = time.perf_counter()
     history = model.fit(data.X, data.y, epochs=args.epochs, batch_size=args.batch_size,
                         validation_split=args.validation_split, verbose=args.verbose,

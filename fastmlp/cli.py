@@ -4,7 +4,7 @@
 
     fastmlp [--epochs N ...]          the demo: train on the bundled 8x8 digits
     fastmlp demo [--epochs N ...]     the same, spelled out
-    fastmlp train --data PATH [--format idx|cifar10|csv|npz] [--hidden 256,128]
+    fastmlp train --data PATH [--format idx|cifar10|csv|npz] [--classes K] [--hidden 256,128]
                   [--activation relu] [--epochs 10] [--batch-size 128] [--optimizer sgd|adam]
                   [--lr 0.1] [--device auto] [--save model.npz] [--plot curves.png] ...
     fastmlp evaluate MODEL --data PATH [--format ...] [--split auto|train|test]
@@ -30,7 +30,12 @@ with t10k files, CIFAR-10, .npz with x_test), reports the test accuracy at the e
 ``evaluate`` and ``predict`` use the test part when there is one (``--split`` to choose).
 
 Bad arguments and unreadable files print one line, ``fastmlp: error: ...``, on stderr and
-exit with status 2; a training run that diverges exits with status 1.
+exit with status 2; a training run that diverges, or a command that runs out of memory (the
+line says what it was doing), exits with status 1.
+
+``train`` sizes the output layer from ``--classes K`` (labels 0..K-1), or else from the
+largest label + 1, which may be at most twice the number of distinct labels: a stray label
+is refused, naming the file and the line or sample, instead of sizing an absurd layer.
 
 Where the code lives: ``_cli_args.py`` (the parsers and argument types), ``_cli_commands.py``
 (reading the data, one function per command); this module runs them (``main``).
@@ -66,6 +71,11 @@ def main(argv=None):
     except (UsageError, ValueError, TypeError, OSError, RuntimeError, ImportError) as exc:
         print(f"fastmlp: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # the one line says what ran out, never a traceback
+        doing = getattr(args, "doing", None) or f"running {command}"
+        detail = f" ({_one_line(exc)})" if str(exc) else ""
+        print(f"fastmlp: error: out of memory while {doing}{detail}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("fastmlp: interrupted", file=sys.stderr)
         return 130

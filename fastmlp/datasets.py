@@ -16,9 +16,11 @@ Every reader returns X as a C-contiguous float32 array of shape (n_samples, n_fe
 in an .npz) is scaled to [0, 1] unless ``scale=False``; other numbers are returned as they
 are. Headers, sizes and cells are checked: a file that is not what it claims to be raises
 a ``ValueError`` that names the file and the problem; a missing file raises
-``FileNotFoundError``.
+``FileNotFoundError``. The sizes an IDX or .npz file declares are checked against the bytes
+it stores before anything is allocated or decompressed.
 """
 
+import contextlib
 import csv
 import gzip
 import io
@@ -26,11 +28,13 @@ import math
 import os
 import tarfile
 import zipfile
+import zlib
 from importlib import resources
 
 import numpy as np
 
 from . import _download
+from .io import _MAX_DEFLATE_RATIO, _Archive, _Invalid
 
 __all__ = ["load_digits", "load_idx", "load_idx_folder", "find_idx_files", "load_mnist",
            "load_fashion_mnist", "load_cifar10",
@@ -92,36 +96,73 @@ def load_digits(scale=True):
 
 #: IDX type byte -> big-endian dtype
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+#: bytes decompressed into the array per read (large: MNIST loads as fast as in one piece)
+_CHUNK = 1 << 22
 
 
 def read_idx(path):
     """An IDX file (gzip or raw) as a NumPy array of its own dtype and shape.
 
-    The header is checked: magic number (two zero bytes, a known type byte, the number of
-    dimensions), then the dimensions, whose product must match the bytes that follow.
+    The header is read and checked before any data: magic number (two zero bytes, a known
+    type byte, the number of dimensions), then the dimensions (each a 32-bit count), whose
+    product must fit the file: exactly the bytes that follow in a raw file, no more than
+    deflate can expand a gzip file to. Only then is the array allocated (its declared size)
+    and the data decompressed into it in chunks; a stream that ends early or goes on past
+    the declared data is refused.
     """
-    raw = _read_bytes(path, "IDX file")
-    if len(raw) < 4:
-        raise ValueError(f"{_name(path)}: not an IDX file (only {len(raw)} bytes; the header "
+    path = os.fspath(path)
+    with open(path, "rb") as f:  # FileNotFoundError / IsADirectoryError pass through
+        stored = os.fstat(f.fileno()).st_size
+        gz = f.read(2) == b"\x1f\x8b"
+        f.seek(0)
+        if not gz:
+            return _read_idx_stream(f, path, stored, gz)
+        try:
+            with gzip.GzipFile(fileobj=f, mode="rb") as stream:
+                return _read_idx_stream(stream, path, stored, gz)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{_name(path)}: the gzip-compressed IDX file is damaged or "
+                             f"truncated ({exc})") from None
+
+
+def _read_idx_stream(stream, path, stored, gz):
+    head = stream.read(4)
+    if len(head) < 4:
+        raise ValueError(f"{_name(path)}: not an IDX file (only {len(head)} bytes; the header "
                          "alone has at least 8)")
-    if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES or raw[3] == 0:
-        raise ValueError(f"{_name(path)}: not an IDX file (bad magic number {raw[:4].hex()}; "
+    if head[0] != 0 or head[1] != 0 or head[2] not in _IDX_TYPES or head[3] == 0:
+        raise ValueError(f"{_name(path)}: not an IDX file (bad magic number {head.hex()}; "
                          "expected 0000 then a type byte 08..0e and the number of dimensions)")
-    ndim = raw[3]
+    ndim = head[3]
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{_name(path)}: IDX header truncated ({len(raw)} bytes; a "
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise ValueError(f"{_name(path)}: IDX header truncated ({4 + len(dims)} bytes; a "
                          f"{ndim}-dimensional header has {header})")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    shape = tuple(int.from_bytes(dims[4 * i: 4 * i + 4], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_TYPES[head[2]])
     size = math.prod(shape) * dtype.itemsize
-    if len(raw) - header != size:
-        state = "truncated: " if len(raw) - header < size else ""
-        raise ValueError(
-            f"{_name(path)}: IDX file {state}its header says shape {shape} ({size} bytes of "
-            f"data) but it holds {len(raw) - header} bytes of data"
-        )
-    return np.frombuffer(raw, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    said = f"its header says shape {shape} ({size} bytes of data)"
+    if not gz and stored - header != size:
+        state = "truncated: " if stored - header < size else ""
+        raise ValueError(f"{_name(path)}: IDX file {state}{said} but it holds "
+                         f"{stored - header} bytes of data")
+    if gz and size > _MAX_DEFLATE_RATIO * stored:
+        raise ValueError(f"{_name(path)}: IDX file {said}, more than its {stored} gzip-"
+                         f"compressed bytes can hold (at most {_MAX_DEFLATE_RATIO}:1)")
+    data = np.empty(size, np.uint8)
+    view = memoryview(data)
+    done = 0
+    while done < size:
+        n = stream.readinto(view[done: done + _CHUNK])
+        if not n:
+            raise ValueError(f"{_name(path)}: IDX file truncated: {said} but it holds "
+                             f"{done} bytes of data")
+        done += n
+    if stream.read(1):
+        raise ValueError(f"{_name(path)}: IDX file {said} but it holds more: data goes on "
+                         "past the declared size")
+    return data.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
 def load_idx(images, labels, scale=True):
@@ -340,6 +381,38 @@ def load_cifar10(path=None, scale=True, train_batches=None, download=True):
 
 
 # ----------------------------------------------------------------------------------------
+# class labels
+
+
+def _label_text(value):
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _class_count(y, classes=None):
+    """(K, bad, rule) for whole-number labels `y` (any real dtype): K the number of classes
+    they imply, `classes` when given, else the largest label + 1, which may be at most twice
+    the number of distinct labels; `bad` the index of the first label outside 0..K-1 (None
+    when there is none); `rule` what the labels must be, in words."""
+    y = np.asarray(y)
+    if classes is not None:
+        k = int(classes)
+        rule = f"labels must be 0..{k - 1} ({k} classes given)"
+    else:
+        distinct = len(np.unique(y))
+        k = 2 * distinct
+        rule = (f"labels must be 0..K-1, where K (the largest label + 1) is at most twice the "
+                f"{distinct} distinct labels found; give the number of classes (classes=K, "
+                "or --classes K on the command line) when some classes are absent")
+    outside = (y < 0) | (y >= k)
+    if outside.any():
+        return k, int(np.argmax(outside)), rule
+    if classes is None:
+        k = int(y.max()) + 1 if y.size else 0
+    return k, None, rule
+
+
+# ----------------------------------------------------------------------------------------
 # CSV
 
 
@@ -359,7 +432,7 @@ def _read_text(path):
         raise ValueError(f"{_name(path)}: not a text (UTF-8) CSV file ({exc})") from None
 
 
-def load_csv(path, label_column=-1, header="auto", delimiter=",", scale=None):
+def load_csv(path, label_column=-1, header="auto", delimiter=",", scale=None, classes=None):
     """A numeric CSV file (or .csv.gz) as (X float32, y int64).
 
     label_column
@@ -373,6 +446,11 @@ def load_csv(path, label_column=-1, header="auto", delimiter=",", scale=None):
         the cell separator, "," by default.
     scale
         None (keep the numbers) or a number to divide X by (255 for pixels in 0..255).
+    classes
+        None (labels may be any whole numbers), a number K (labels must be 0..K-1), or
+        "auto": labels 0..K-1 with K the largest label + 1, at most twice the number of
+        distinct labels (a stray label such as 999999999999 would otherwise size a model's
+        output layer); an out-of-range label raises a ValueError naming its line.
 
     Every row must have the same number of cells, every cell must be a number (empty
     cells, text, NaN and inf raise a ValueError naming the line and column), labels must
@@ -380,6 +458,10 @@ def load_csv(path, label_column=-1, header="auto", delimiter=",", scale=None):
     """
     if header != "auto" and not isinstance(header, bool):
         raise ValueError(f"header must be True, False or 'auto'; got {header!r}")
+    if not (classes is None or classes == "auto" or (
+            isinstance(classes, (int, np.integer)) and not isinstance(classes, bool)
+            and classes >= 1)):
+        raise ValueError(f"classes must be None, 'auto' or an integer >= 1; got {classes!r}")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be one character; got {delimiter!r}")
     text = _read_text(path)
@@ -450,13 +532,20 @@ def load_csv(path, label_column=-1, header="auto", delimiter=",", scale=None):
     if label is None:
         X, y = values, None
     else:
+        def line_of(i):  # the line of data row i (blank lines are skipped)
+            return body_start + 1 + [k for k, l in enumerate(lines[body_start:]) if l.strip()][i]
+
         y_float = values[:, label]
         whole = y_float == np.round(y_float)
         if not whole.all():
             i = int(np.argmin(whole))
-            line = body_start + 1 + [k for k, l in enumerate(lines[body_start:]) if l.strip()][i]
-            raise ValueError(f"{_name(path)}: line {line}, {column_name(label)}: the label "
+            raise ValueError(f"{_name(path)}: line {line_of(i)}, {column_name(label)}: the label "
                              f"{float(y_float[i])!r} is not a whole number")
+        if classes is not None:  # before the cast: a label past int64 would wrap
+            _, i, rule = _class_count(y_float, None if classes == "auto" else classes)
+            if i is not None:
+                raise ValueError(f"{_name(path)}: line {line_of(i)}, {column_name(label)}: the "
+                                 f"label {_label_text(y_float[i])} is out of range; {rule}")
         y = y_float.astype(np.int64)
         X = np.delete(values, label, axis=1)
     if scale is not None:
@@ -476,8 +565,8 @@ _NPZ_KEYS = {
 
 def npz_splits(path):
     """The splits an .npz data file holds: a subset of {"train", "test"}."""
-    with _open_npz(path) as data:
-        keys = set(data.files)
+    with _open_npz(path) as archive:
+        keys = archive.keys()
     splits = set()
     if any(set(pair) <= keys for pair in _NPZ_KEYS["train"]):
         splits.add("train")
@@ -486,17 +575,49 @@ def npz_splits(path):
     return splits
 
 
+#: errors of a damaged zip member (bad deflate data, CRC, cut short)
+_ZIP_ERRORS = (_Invalid, zipfile.BadZipFile, zlib.error, EOFError, OSError)
+
+
+@contextlib.contextmanager
 def _open_npz(path):
+    """The checked archive (fastmlp.io's reader) of an .npz data file: members, sizes and
+    compression ratios are checked before anything is read."""
     path = os.fspath(path)
-    with open(path, "rb"):
-        pass  # FileNotFoundError / IsADirectoryError as they are
+    with open(path, "rb") as f:  # FileNotFoundError / IsADirectoryError as they are
+        size = os.fstat(f.fileno()).st_size
+        start = f.read(6)
+        if start == b"\x93NUMPY":
+            raise ValueError(f"{path!r} holds a single array (.npy), not an .npz archive with "
+                             "X and y")
+        if start[:4] not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise ValueError(f"{path!r} is not a readable .npz file: it is not a zip archive "
+                             f"(it starts with {start[:4]!r}; a zip starts with b'PK\\x03\\x04')")
+        f.seek(0)
+        try:
+            archive = _Archive(f, size)
+        except _ZIP_ERRORS as exc:
+            raise ValueError(f"{path!r} is not a readable .npz file: {exc}") from None
+        with archive.zip:
+            yield archive
+
+
+def _npz_header(archive, path, key):
+    """(shape, dtype) of member `key`, its .npy header checked against its stored size."""
     try:
-        data = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{path!r} is not a readable .npz file ({exc})") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path!r} holds a single array, not an .npz archive with X and y")
-    return data
+        shape, _, dtype, _ = archive.header(key)
+    except _ZIP_ERRORS as exc:
+        raise ValueError(f"{_name(path)}: member {key + '.npy'!r}: {exc}") from None
+    if dtype.kind not in "biuf":
+        raise ValueError(f"{_name(path)}: {key} must hold numbers; got dtype {dtype}")
+    return shape, dtype
+
+
+def _npz_array(archive, path, key):
+    try:
+        return archive.array(key, "biuf")
+    except _ZIP_ERRORS as exc:
+        raise ValueError(f"{_name(path)}: cannot read member {key + '.npy'!r} ({exc})") from None
 
 
 def load_npz(path, split=None, scale=True):
@@ -510,38 +631,36 @@ def load_npz(path, split=None, scale=True):
 
     X may have any number of dimensions >= 2 (images are flattened) and any real dtype;
     uint8 X is taken as pixels and scaled to [0, 1] when `scale`, other dtypes are
-    converted to float32 unscaled. y must be 1-D whole numbers (or (n, 1)). The file is
-    read with ``allow_pickle=False``: object arrays are refused.
+    converted to float32 unscaled. y must be 1-D whole numbers (or (n, 1)). Nothing is
+    unpickled: each member's .npy header (numeric dtype, shape) is checked against the bytes
+    the archive stores for it, and X's against y's, before any array is allocated.
     """
     if split not in _NPZ_KEYS:
         raise ValueError(f"split must be None, 'train' or 'test'; got {split!r}")
-    with _open_npz(path) as data:
-        keys = set(data.files)
+    with _open_npz(path) as archive:
+        keys = archive.keys()
         for kx, ky in _NPZ_KEYS[split]:
             if kx in keys and ky in keys:
                 break
         else:
             wanted = " or ".join(f"{a}/{b}" for a, b in _NPZ_KEYS[split])
             raise ValueError(f"{_name(path)} has no {wanted} arrays; it holds {sorted(keys)}")
-        try:
-            X, y = data[kx], data[ky]
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-            raise ValueError(f"{_name(path)}: cannot read {kx}/{ky} ({exc})") from None
-    if X.dtype.kind not in "biuf":
-        raise ValueError(f"{_name(path)}: {kx} must hold numbers; got dtype {X.dtype}")
-    if y.dtype.kind not in "biuf":
-        raise ValueError(f"{_name(path)}: {ky} must hold numbers; got dtype {y.dtype}")
-    if X.ndim < 2:
-        raise ValueError(f"{_name(path)}: {kx} must have shape (n_samples, n_features...); "
-                         f"got {X.shape}")
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    if y.ndim != 1:
-        raise ValueError(f"{_name(path)}: {ky} must be 1-D labels; got shape {y.shape}")
-    if X.shape[0] != y.shape[0]:
-        raise ValueError(f"{_name(path)}: {kx} has {X.shape[0]} samples but {ky} has {y.shape[0]}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{_name(path)}: {kx} is empty")
+        x_shape, _ = _npz_header(archive, path, kx)
+        y_shape, _ = _npz_header(archive, path, ky)
+        if len(x_shape) < 2:
+            raise ValueError(f"{_name(path)}: {kx} must have shape (n_samples, "
+                             f"n_features...); got {x_shape}")
+        if len(y_shape) == 2 and y_shape[1] == 1:
+            y_shape = y_shape[:1]
+        if len(y_shape) != 1:
+            raise ValueError(f"{_name(path)}: {ky} must be 1-D labels; got shape {y_shape}")
+        if x_shape[0] != y_shape[0]:
+            raise ValueError(f"{_name(path)}: {kx} has {x_shape[0]} samples but {ky} has "
+                             f"{y_shape[0]}")
+        if x_shape[0] == 0:
+            raise ValueError(f"{_name(path)}: {kx} is empty")
+        X = _npz_array(archive, path, kx)
+        y = _npz_array(archive, path, ky).reshape(-1)
     if y.dtype.kind == "f":
         if not np.isfinite(y).all() or not (y == np.round(y)).all():
             raise ValueError(f"{_name(path)}: {ky} must hold whole-number labels")
