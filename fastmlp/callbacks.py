@@ -2,6 +2,8 @@
 
 import math
 import os
+import shutil
+import string
 import sys
 import time
 
@@ -36,6 +38,13 @@ class Callback:
 
     def on_batch_end(self, batch, logs=None):
         pass
+
+    def check_fit(self, log_keys):
+        """Called by fit before its first epoch, with the keys its epoch logs will hold (a
+        set: 'loss', the metrics, 'val_' + those with validation data, 'lr'), or None when
+        they cannot be known (a callback of your own earlier in the list may add keys).
+        Raise here on an argument this fit cannot satisfy, so that the mistake shows before
+        the first epoch rather than after it. The default checks nothing."""
 
 
 #: the history keys GradientMonitor writes: grad_norm/<layer name>
@@ -80,6 +89,7 @@ class History(Callback):
         """
         try:
             from matplotlib.figure import Figure
+            from matplotlib.ticker import MaxNLocator
         except ImportError:
             raise ImportError("History.plot needs matplotlib: pip install 'fastmlp[plot]'") from None
         if not self.history:
@@ -97,6 +107,7 @@ class History(Callback):
         fig = Figure(figsize=(4.5 * len(names), 3.6), layout="constrained")
         for i, name in enumerate(names):
             ax = fig.add_subplot(1, len(names), i + 1)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs: 1, 2, 3, not 1.5
             if name == "grad_norm" and name not in self.history:  # GradientMonitor's: one line per layer
                 from matplotlib import colormaps
 
@@ -132,8 +143,74 @@ def _format_seconds(seconds):
     return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
 
 
-def format_logs(logs):
-    return " - ".join(f"{key}: {value:.4f}" for key, value in logs.items())
+#: the shorter names a progress line takes when the full ones would not fit the terminal
+SHORT_NAMES = {"accuracy": "acc", "binary_accuracy": "bin_acc"}
+
+
+def _short_name(key):
+    """``accuracy`` -> ``acc``, ``val_accuracy`` -> ``val_acc``; other keys as they are."""
+    prefix = "val_" if key.startswith("val_") else ""
+    name = key[len(prefix):]
+    return prefix + SHORT_NAMES.get(name, name)
+
+
+def _format_value(value, digits):
+    """`digits` decimals; very small or very large magnitudes in e-notation, so that a
+    loss of 1e-7 does not read 0.0000 and one of 1e12 does not take 17 characters."""
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits - 1}e}"  # nan and inf come out as 'nan', 'inf'
+
+
+def format_logs(logs, digits=4, short=False, sep=" - "):
+    """``loss: 0.1234 - accuracy: 0.9740``; `short` uses SHORT_NAMES."""
+    return sep.join(f"{_short_name(key) if short else key}: {_format_value(value, digits)}"
+                    for key, value in logs.items())
+
+
+#: how many characters of bar a progress line keeps before its metrics are shortened
+MIN_BAR = 10
+
+
+def fit_line(width, head, timings, logs, bar=None, max_bar=30):
+    """One progress line, ``head [bar] - timing - metrics``, in at most `width` characters.
+
+    timings: the ways to write the timing, longest first (the last may be "": none).
+    bar: a function of the bar's width (in characters, inside the brackets) giving the bar
+    with its brackets, or None for a line without one; max_bar: its widest. `width` None:
+    no limit (the full line).
+
+    The line gives way in this order, each step taken only when the line still does not fit:
+    1. the bar shrinks (from max_bar down to MIN_BAR);
+    2. metric names shorten (val_accuracy -> val_acc), then values lose a digit;
+    3. the bar goes; the " - " separators become blanks; the timing shortens;
+    4. metrics are left out from the last one; what is left is cut at `width`.
+    """
+    def line(bar_text, sep, timing, metrics):
+        start = head + (" " + bar_text if bar_text else "")
+        return sep.join([start] + [part for part in (timing, metrics) if part])
+
+    if width is None:  # no terminal to fit: the full line
+        return line(bar(max_bar) if bar else "", " - ", timings[0], format_logs(logs))
+    for short, digits in ((False, 4), (True, 4), (True, 3)):  # steps 1 and 2
+        metrics = format_logs(logs, digits, short)
+        if bar is None:
+            text = line("", " - ", timings[0], metrics)
+            if len(text) <= width:
+                return text
+            continue
+        room = width - len(line(bar(0), " - ", timings[0], metrics))
+        if room >= MIN_BAR:
+            return line(bar(min(room, max_bar)), " - ", timings[0], metrics)
+    candidates = [line("", " - ", timings[0], metrics)]  # step 3
+    candidates += [line("", " ", timing, format_logs(logs, 3, True, " ")) for timing in timings]
+    items = list(logs.items())
+    candidates += [line("", " ", timings[-1], format_logs(dict(items[:n]), 3, True, " "))
+                   for n in range(len(items) - 1, -1, -1)]  # step 4
+    for text in candidates:
+        if len(text) <= width:
+            return text
+    return text[:width]
 
 
 def _any_reads_gradients(callbacks):
@@ -189,20 +266,50 @@ class GradientMonitor(Callback):
 
 
 class ProgressBar(Callback):
-    """Keras-style progress: verbose=1 a bar redrawn in place (one line per epoch when the
-    output is not a terminal), verbose=2 one line per epoch.
+    """Keras-style progress, drawn to suit where it goes:
+
+    - a terminal: verbose=1 a bar redrawn in place with carriage returns, verbose=2 one line
+      per epoch; every line fits the terminal's width, read again for each line (the bar
+      shrinks first, then the metric names and digits: see fit_line), so nothing wraps;
+    - Jupyter (the stream is ipykernel's, no terminal): the same, redrawn in place (the
+      notebook's stream output honours "\r");
+    - anything else (a file, a pipe, a CI log): no redraws and no width limit; verbose=1
+      writes the epoch's header and its final bar, verbose=2 one line per epoch.
     """
 
-    width = 30
+    width = 30  # the bar's width, at most
     interval = 0.1  # seconds between redraws
 
     def __init__(self, verbose=1, stream=None):
         self.verbose = verbose
         self.stream = stream if stream is not None else sys.stdout
 
-    def _interactive(self):
+    def _is_tty(self):
         isatty = getattr(self.stream, "isatty", None)
-        return self.verbose == 1 and callable(isatty) and isatty()
+        try:
+            return callable(isatty) and bool(isatty())
+        except ValueError:  # a closed stream
+            return False
+
+    def _mode(self):
+        """'terminal', 'notebook' (the stream is a Jupyter kernel's output, which is no
+        terminal but honours "\r") or 'plain'."""
+        if self._is_tty():
+            return "terminal"
+        kernel = type(self.stream).__module__.startswith("ipykernel")
+        return "notebook" if kernel and "ipykernel" in sys.modules else "plain"
+
+    def _interactive(self):
+        """Whether the bar is redrawn in place during the epoch."""
+        return self.verbose == 1 and self._mode() != "plain"
+
+    def _columns(self):
+        """The characters a line may take: one less than the terminal's width (a line that
+        fills the last column makes some terminals wrap), or None: no limit (plain mode).
+        Read for each line, so that a resized window is followed."""
+        if self._mode() == "plain":
+            return None
+        return max(shutil.get_terminal_size().columns - 1, 1)
 
     def on_train_begin(self, logs=None):
         self.epochs = self.model._fit_params["epochs"]
@@ -210,8 +317,10 @@ class ProgressBar(Callback):
 
     def _redraw(self, text, end=""):
         """Write `text` over the line drawn last (a terminal line redrawn in place), padded
-        with blanks to that line's width so that nothing of a longer line stays behind."""
-        pad = max(self._drawn - len(text), 0)
+        with blanks to that line's width so that nothing of a longer line stays behind
+        (never past the terminal's width: the padding must not wrap either)."""
+        columns = self._columns() or len(text)
+        pad = max(min(self._drawn, columns) - len(text), 0)
         self.stream.write("\r" + text + " " * pad + end)
         self._drawn = 0 if end else len(text)
 
@@ -219,13 +328,16 @@ class ProgressBar(Callback):
         self.epoch_start = self.last_draw = time.perf_counter()
         self._drawn = 0  # width of the line drawn in place so far
         if self.verbose == 1:
-            self.stream.write(f"Epoch {epoch + 1}/{self.epochs}\n")
+            header = f"Epoch {epoch + 1}/{self.epochs}"
+            self.stream.write(header[: self._columns()] + "\n")
             self.stream.flush()
 
-    def _bar(self, step):
-        done = int(self.width * step / self.steps)
-        arrow = ">" if step < self.steps else ""
-        return f"[{'=' * max(done - len(arrow), 0)}{arrow}{'.' * (self.width - done)}]"
+    def _bar(self, step, width=None):
+        """``[=====>....]``, `width` characters inside the brackets (default: self.width)."""
+        width = self.width if width is None else width
+        done = int(width * step / self.steps)
+        arrow = ">" if step < self.steps and done > 0 else ""
+        return f"[{'=' * (done - len(arrow))}{arrow}{'.' * (width - done)}]"
 
     def on_batch_end(self, batch, logs=None):
         if not self._interactive():
@@ -236,10 +348,10 @@ class ProgressBar(Callback):
             return
         self.last_draw = now
         elapsed = now - self.epoch_start
-        eta = elapsed / step * (self.steps - step)
-        line = f"{step:>{len(str(self.steps))}}/{self.steps} {self._bar(step)} - ETA: {_format_seconds(eta)}"
-        if logs:
-            line += " - " + format_logs(logs)
+        eta = _format_seconds(elapsed / step * (self.steps - step))
+        head = f"{step:>{len(str(self.steps))}}/{self.steps}"
+        line = fit_line(self._columns(), head, [f"ETA: {eta}", ""], logs or {},
+                        lambda width: self._bar(step, width), self.width)
         self._redraw(line)
         self.stream.flush()
 
@@ -247,12 +359,13 @@ class ProgressBar(Callback):
         elapsed = time.perf_counter() - self.epoch_start
         per_step = elapsed / max(self.steps, 1)
         per = f"{per_step * 1e3:.0f}ms" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us"
-        timing = f"{_format_seconds(elapsed)} {per}/step"
-        metrics = format_logs({k: v for k, v in (logs or {}).items() if k != "lr"})
+        timings = [f"{_format_seconds(elapsed)} {per}/step", _format_seconds(elapsed)]
+        metrics = {k: v for k, v in (logs or {}).items() if k != "lr"}
         if self.verbose == 1:
-            line = f"{self.steps}/{self.steps} {self._bar(self.steps)} - {timing} - {metrics}"
+            line = fit_line(self._columns(), f"{self.steps}/{self.steps}", timings, metrics,
+                            lambda width: self._bar(self.steps, width), self.width)
         else:
-            line = f"Epoch {epoch + 1}/{self.epochs} - {timing} - {metrics}"
+            line = fit_line(self._columns(), f"Epoch {epoch + 1}/{self.epochs}", timings, metrics)
         if self._interactive():
             self._redraw(line, end="\n")
         else:
@@ -279,6 +392,52 @@ def _monitored(logs, monitor, who):
     return logs[monitor]
 
 
+def _check_monitor(who, monitor, log_keys):
+    """At fit's start: `monitor` must be a key the epoch logs will hold."""
+    if log_keys is None or monitor in log_keys:
+        return
+    hint = ""
+    if monitor.startswith("val_") and not any(key.startswith("val_") for key in log_keys):
+        hint = "; val_* keys need validation_data or validation_split"
+    raise ValueError(f"{who}: monitor={monitor!r} is not a key this fit logs; expected one of "
+                     f"{sorted(log_keys)}{hint}")
+
+
+def _writes_logs(cb):
+    """Whether `cb` may put keys of its own into the epoch's logs: fastmlp's callbacks only
+    read them; a callback of yours with an on_epoch_end of its own (or a LambdaCallback
+    given one) may write any key, for the callbacks after it to read."""
+    if isinstance(cb, LambdaCallback):
+        return "on_epoch_end" in vars(cb)
+    owner = next(k for k in type(cb).__mro__ if "on_epoch_end" in vars(k))
+    return owner.__module__ != __name__
+
+
+def fit_log_keys(metrics, validation):
+    """The keys of the epoch logs a fit will write: 'loss', the metrics its _Metrics
+    (fastmlp/_metrics.py) computes, the same with 'val_' when there is validation data,
+    and 'lr'. `validation`: whether there is."""
+    if metrics.poisson:
+        names = []
+    elif metrics.classification:
+        names = [metrics.key]
+    else:
+        names = ["mae", "r2"]
+    keys = ["loss", *names]
+    return keys + (["val_" + key for key in keys] if validation else []) + ["lr"]
+
+
+def check_callbacks(callbacks, log_keys):
+    """Check every callback's arguments against the fit about to run (Callback.check_fit),
+    in list order: the keys of a callback's logs are known until a callback of the user's
+    that may write keys of its own (see _writes_logs); from there on they are not (None)."""
+    keys = None if log_keys is None else frozenset(log_keys)
+    for cb in callbacks:
+        cb.check_fit(keys)
+        if keys is not None and _writes_logs(cb):
+            keys = None
+
+
 class EarlyStopping(Callback):
     """Stop training when `monitor` has not improved by more than `min_delta` for `patience`
     epochs (Keras' semantics). With restore_best_weights, the weights of the best epoch are
@@ -295,6 +454,9 @@ class EarlyStopping(Callback):
         if not isinstance(restore_best_weights, bool):
             raise TypeError(f"restore_best_weights must be True or False; got {restore_best_weights!r}")
         self.restore_best_weights = restore_best_weights
+
+    def check_fit(self, log_keys):
+        _check_monitor("EarlyStopping", self.monitor, log_keys)
 
     def _improved(self, current):
         if self.mode == "min":
@@ -330,14 +492,52 @@ class ModelCheckpoint(Callback):
     ``{epoch}`` and log keys, formatted as in Keras: ``"ckpt-{epoch:02d}-{val_loss:.3f}.npz"``.
     With save_best_only, save only when `monitor` improves."""
 
+    #: the suffixes model.save writes (fastmlp/saving.py)
+    SUFFIXES = (".npz",)
+
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto"):
         self.filepath = os.fspath(filepath)
+        if not isinstance(self.filepath, str):
+            raise TypeError(f"ModelCheckpoint: filepath must be a str or a path; got {filepath!r}")
+        if not self.filepath.endswith(self.SUFFIXES):
+            raise ValueError(f"ModelCheckpoint: filepath must end in one of {list(self.SUFFIXES)} "
+                             f"(the files model.save writes); got {self.filepath!r}")
         self.monitor = monitor
         self.mode = _check_monitor_mode(monitor, mode)
         if not isinstance(save_best_only, bool):
             raise TypeError(f"save_best_only must be True or False; got {save_best_only!r}")
         self.save_best_only = save_best_only
         self.best = float("inf") if self.mode == "min" else -float("inf")
+
+    def check_fit(self, log_keys):
+        """The monitor (with save_best_only), the fields of `filepath` ({epoch} and log
+        keys) and its folder: one that exists and that we may write into."""
+        if self.save_best_only:
+            _check_monitor("ModelCheckpoint", self.monitor, log_keys)
+        fields = {name for _, name, _, _ in string.Formatter().parse(self.filepath) if name}
+        path = self.filepath
+        if fields and log_keys is not None:
+            unknown = sorted(fields - set(log_keys) - {"epoch"})
+            if unknown:
+                raise ValueError(f"ModelCheckpoint: filepath={self.filepath!r} has the field(s) "
+                                 f"{unknown}, which this fit does not log; expected 'epoch' or "
+                                 f"one of {sorted(log_keys)}")
+            try:  # with stand-in values: a format spec that cannot apply fails here
+                path = self.filepath.format(epoch=1, **{key: 0.0 for key in log_keys})
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(f"ModelCheckpoint: filepath={self.filepath!r} cannot be "
+                                 f"formatted with epoch and the logs' values: {exc}") from None
+        if fields and log_keys is None and "{" in os.path.dirname(self.filepath):
+            return  # the folder depends on keys we cannot know yet
+        folder = os.path.dirname(path) or "."
+        if not os.path.isdir(folder):
+            raise ValueError(f"ModelCheckpoint: filepath={self.filepath!r} is in the folder "
+                             f"{folder!r}, which does not exist; expected an existing folder "
+                             "(create it first)")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"ModelCheckpoint: filepath={self.filepath!r} is in the folder "
+                                  f"{folder!r}, which this process may not write into; "
+                                  "expected a writable folder")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -452,6 +652,9 @@ class ReduceLROnPlateau(Callback):
         self.min_delta = abs(check_float(min_delta, "min_delta"))
         self.cooldown = check_int(cooldown, "cooldown", minimum=0)
         self.min_lr = check_float(min_lr, "min_lr", low=0)
+
+    def check_fit(self, log_keys):
+        _check_monitor("ReduceLROnPlateau", self.monitor, log_keys)
 
     def on_train_begin(self, logs=None):
         self.wait = 0

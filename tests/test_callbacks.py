@@ -113,6 +113,115 @@ def test_lambda_callback_and_stopping():
         fastmlp.LambdaCallback(on_epoch_ending=print)
 
 
+# ------------------------------------------------------------------------------ checked at fit's start
+
+from fastmlp import _training
+from fastmlp._metrics import _Metrics
+from fastmlp.callbacks import check_callbacks, fit_log_keys
+
+CLASSIFIER_KEYS = ["loss", "accuracy", "lr"]  # fit_log_keys of a classifier, no validation
+
+
+def test_fit_log_keys_are_the_keys_fit_logs():
+    """The keys come from fit's own metrics; they are what a fit's history holds."""
+    classifier = fastmlp.MLP([5, 4, 3], seed=0)
+    assert fit_log_keys(_Metrics(classifier), False) == CLASSIFIER_KEYS
+    keys = fit_log_keys(_Metrics(classifier), True)
+    assert keys == ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    history = classifier.fit(X_SMALL, Y_SMALL, epochs=1, validation_split=0.25, verbose=0)
+    assert sorted(history.history) == sorted(keys)
+    regressor = fastmlp.MLP([5, 4, 2], loss="mse", seed=0)
+    keys = fit_log_keys(_Metrics(regressor, np.zeros((12, 2))), True)
+    assert keys == ["loss", "mae", "r2", "val_loss", "val_mae", "val_r2", "lr"]
+    history = regressor.fit(X_SMALL, np.zeros((12, 2)), epochs=1, validation_split=0.25, verbose=0)
+    assert sorted(history.history) == sorted(keys)
+
+
+@pytest.mark.parametrize("make, who", [
+    (lambda: fastmlp.EarlyStopping(), "EarlyStopping"),
+    (lambda: fastmlp.ReduceLROnPlateau(), "ReduceLROnPlateau"),
+    (lambda: fastmlp.ModelCheckpoint("best.npz", save_best_only=True), "ModelCheckpoint"),
+])
+def test_a_monitor_without_validation_data_is_named(make, who):
+    with pytest.raises(ValueError) as info:
+        check_callbacks([make()], CLASSIFIER_KEYS)
+    message = str(info.value)
+    assert who in message and "monitor='val_loss'" in message
+    assert "['accuracy', 'loss', 'lr']" in message and "validation_data" in message
+
+
+def test_a_metric_the_model_does_not_compute_is_named():
+    with pytest.raises(ValueError, match=r"monitor='val_r2'.*'val_accuracy'"):
+        check_callbacks([fastmlp.EarlyStopping(monitor="val_r2")],
+                        ["loss", "accuracy", "val_loss", "val_accuracy", "lr"])
+    check_callbacks([fastmlp.EarlyStopping(monitor="accuracy"),
+                     fastmlp.ReduceLROnPlateau(monitor="loss"),
+                     fastmlp.ModelCheckpoint("every.npz")], CLASSIFIER_KEYS)  # all well
+
+
+def test_keys_a_callback_of_yours_may_add_are_not_refused():
+    """A callback of the user's earlier in the list may write the monitored key into the
+    logs (as the tests above do): from there on the keys are not known, nothing is refused."""
+    class Writer(fastmlp.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = 1.0
+
+    stop = fastmlp.EarlyStopping()
+    check_callbacks([Writer(), stop], CLASSIFIER_KEYS)
+    check_callbacks([fastmlp.LambdaCallback(on_epoch_end=print), stop], CLASSIFIER_KEYS)
+    for before in (fastmlp.LambdaCallback(on_train_begin=print), fastmlp.GradientMonitor(),
+                   fastmlp.StepDecay(2)):  # these write no logs: still checked
+        with pytest.raises(ValueError, match="EarlyStopping"):
+            check_callbacks([before, stop], CLASSIFIER_KEYS)
+    with pytest.raises(ValueError, match="EarlyStopping"):  # after it, not before
+        check_callbacks([stop, Writer()], CLASSIFIER_KEYS)
+
+
+def test_a_checkpoint_suffix_model_save_cannot_write_is_refused_at_once():
+    with pytest.raises(ValueError, match=r"filepath must end in one of \['.npz'\].*best.keras"):
+        fastmlp.ModelCheckpoint("best.keras")
+
+
+def test_a_checkpoint_folder_must_exist_and_be_writable(tmp_path, monkeypatch):
+    missing = fastmlp.ModelCheckpoint(tmp_path / "nope" / "best.npz")
+    with pytest.raises(ValueError, match="ModelCheckpoint.*nope.*does not exist"):
+        check_callbacks([missing], CLASSIFIER_KEYS)
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(ValueError, match="does not exist"):
+        check_callbacks([fastmlp.ModelCheckpoint(tmp_path / "a_file" / "best.npz")],
+                        CLASSIFIER_KEYS)
+    here = fastmlp.ModelCheckpoint(tmp_path / "best.npz")
+    check_callbacks([here], CLASSIFIER_KEYS)
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # as a read-only folder reads
+    with pytest.raises(PermissionError, match="ModelCheckpoint.*may not write into"):
+        check_callbacks([here], CLASSIFIER_KEYS)
+
+
+def test_checkpoint_filepath_fields_must_be_logged(tmp_path):
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy", "lr"]
+    good = fastmlp.ModelCheckpoint(str(tmp_path / "ep{epoch:02d}-{val_loss:.3f}.npz"))
+    check_callbacks([good], keys)
+    with pytest.raises(ValueError, match=r"\['val_los'\], which this fit does not log"):
+        check_callbacks([fastmlp.ModelCheckpoint(str(tmp_path / "{val_los:.3f}.npz"))], keys)
+    with pytest.raises(ValueError, match="cannot be formatted"):
+        check_callbacks([fastmlp.ModelCheckpoint(str(tmp_path / "{epoch:.2q}.npz"))], keys)
+    folder = fastmlp.ModelCheckpoint(str(tmp_path / "run-{epoch}" / "m.npz"))
+    with pytest.raises(ValueError, match="run-1.*does not exist"):
+        check_callbacks([folder], keys)
+    check_callbacks([fastmlp.LambdaCallback(on_epoch_end=print), folder], keys)  # not known
+
+
+@pytest.mark.skipif(not hasattr(_training, "check_callbacks"),
+                    reason="fit does not call check_callbacks yet (fastmlp/_training.py)")
+def test_fit_refuses_a_monitor_before_its_first_epoch():
+    seen = []
+    with pytest.raises(ValueError, match="EarlyStopping: monitor='val_loss'"):
+        fastmlp.MLP([5, 4, 3]).fit(X_SMALL, Y_SMALL, epochs=2, verbose=0, callbacks=[
+            fastmlp.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(epoch)),
+            fastmlp.EarlyStopping()])
+    assert seen == []
+
+
 # ------------------------------------------------------------------------------ metrics, plot
 
 def test_regression_metrics_in_history_and_evaluate():
