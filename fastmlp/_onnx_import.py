@@ -2,13 +2,14 @@
 ``Sequential`` (``_walk``, ``_layers_from_steps``), any other graph node by node into a
 graph ``Model`` (``_graph_layers``)."""
 
+import contextlib
 import os
 
 import numpy as np
 
 from ._onnx_ops import ACTIVATIONS, LOSS_KEY, _onnx
 from ._onnx_read import (_NATIVE, _SUPPORTED, _decompositions, _Graph, _loss_for, _match,
-                         _native_activation, _step)
+                         _native_activation, _step, check_constants)
 from ._validation import check_dtype
 
 
@@ -62,6 +63,9 @@ def _layers_from_steps(steps, n_features):
             size = W.shape[0]
         elif kind == "bn":
             params, eps, momentum = step[1:]
+            if size is not None and params["gamma"].size != size:
+                raise ValueError(f"from_onnx: a BatchNormalization of {params['gamma'].size} "
+                                 f"features follows {size} features")
             layers.append(BatchNorm(params["gamma"].size, eps=eps, momentum=momentum))
             weights += [params[n].reshape(-1) for n in ("gamma", "beta", "running_mean", "running_var")]
             size = params["gamma"].size
@@ -224,25 +228,25 @@ def _graph_layers(graph, inputs, output):
     return [known[name] for name, _ in inputs], known[output], weights, head
 
 
-def _graph_model(graph, inputs, output, loss, optimizer, device, dtype):
-    """A fastmlp.Model from a graph that is no chain (see _graph_layers)."""
+def _graph_model(xs, out, weights, head, loss, optimizer, device, dtype, label):
+    """A fastmlp.Model from the nodes _graph_layers rebuilt of a graph that is no chain."""
     from .graph import Model
     from .layers import Activation, BatchNorm, Dense
 
-    xs, out, weights, head = _graph_layers(graph, inputs, output)
-    loss = _loss_for(head, loss)
-    if out.is_input:
-        raise ValueError("from_onnx: the graph output is one of its inputs; no layer between")
-    if head == "sigmoid" and loss == "mse":  # the sigmoid is the model's, not a loss's
-        layer = out.layer
-        if isinstance(layer, (Dense, BatchNorm)) and layer.activation == "identity" \
-                and getattr(layer, "_uses", 1) == 1:
-            layer.activation = "sigmoid"
-        else:
-            out = Activation("sigmoid")(out)
+    with _file_errors(label):
+        if out.is_input:
+            raise ValueError("from_onnx: the graph output is one of its inputs; no layer between")
+        if head == "sigmoid" and loss == "mse":  # the sigmoid is the model's, not a loss's
+            layer = out.layer
+            if isinstance(layer, (Dense, BatchNorm)) and layer.activation == "identity" \
+                    and getattr(layer, "_uses", 1) == 1:
+                layer.activation = "sigmoid"
+            else:
+                out = Activation("sigmoid")(out)
     model = Model(xs[0] if len(xs) == 1 else xs, out, loss=loss, optimizer=optimizer,
                   device=device, dtype=dtype)
-    model.set_weights([w for layer in model.layers for w in weights.get(id(layer), [])])
+    with _file_errors(label):
+        model.set_weights([w for layer in model.layers for w in weights.get(id(layer), [])])
     return model
 
 
@@ -271,15 +275,56 @@ def from_onnx(path, loss=None, optimizer=None, device="auto", dtype=None):
         if not os.path.exists(path):
             raise FileNotFoundError(f"path: no such file: {label}")
         try:
-            proto = onnx.load(path)
+            proto = onnx.load(path, load_external_data=False)  # weights held, checked
         except Exception as exc:  # noqa: BLE001 - protobuf raises its own errors
             raise ValueError(f"path {label} is not an ONNX model ({type(exc).__name__}: {exc})") from None
     else:
         raise TypeError(f"path must be a str, os.PathLike or onnx.ModelProto; got {type(path).__name__}")
+    with _file_errors(label):  # declared sizes first: the checker trusts them
+        check_constants(proto.graph)
     try:
         onnx.checker.check_model(proto)
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{label} is not a valid ONNX model: {exc}") from None
+    if dtype is not None:
+        dtype = check_dtype(dtype).name
+    with _file_errors(label):
+        graph, inputs, widths, graph_dtype = _read_graph(onnx, proto)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if loss is None and meta.get(LOSS_KEY):
+            loss = meta[LOSS_KEY]
+        steps = None
+        if len(inputs) == 1:
+            try:
+                steps = _walk(graph, inputs[0].name)
+            except ValueError as chain_error:
+                if not _is_graph(graph):
+                    raise chain_error from None
+        if steps is None:  # several inputs, Add of two tensors, Concat: a graph Model
+            if None in widths:
+                raise ValueError("from_onnx: a graph model's inputs need a fixed number of "
+                                 f"features; got {[(x.name, w) for x, w in zip(inputs, widths)]}")
+            xs, out, weights, head = _graph_layers(
+                graph, [(x.name, w) for x, w in zip(inputs, widths)], graph.outputs[0])
+            loss = _loss_for(head, loss)
+        else:
+            layers, weights, head = _layers_from_steps(steps, widths[0])
+            loss = _loss_for(head, loss)
+            if head == "sigmoid" and loss == "mse":
+                if layers[-1].activation != "identity":
+                    raise ValueError("from_onnx: a Sigmoid after the last layer's activation")
+                layers[-1].activation = "sigmoid"
+    dtype = graph_dtype if dtype is None else dtype
+    if steps is None:
+        return _graph_model(xs, out, weights, head, loss, optimizer, device, dtype, label)
+    model = Sequential(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype)
+    with _file_errors(label):
+        model.set_weights(weights)
+    return model
+
+
+def _read_graph(onnx, proto):
+    """(graph, inputs, their widths, their dtype) of the ModelProto `proto`."""
     graph = _Graph(proto.graph)
     inputs = [i for i in proto.graph.input if i.name not in graph.constants]
     if not inputs or len(graph.outputs) != 1:
@@ -300,33 +345,22 @@ def from_onnx(path, loss=None, optimizer=None, device="auto", dtype=None):
         widths.append(dims[1].dim_value or None)
     if len(dtypes) > 1:
         raise ValueError(f"from_onnx: the inputs mix element types {sorted(dtypes)}")
-    graph_dtype = dtypes.pop()
-    dtype = graph_dtype if dtype is None else check_dtype(dtype).name
-    meta = {p.key: p.value for p in proto.metadata_props}
-    if loss is None and meta.get(LOSS_KEY):
-        loss = meta[LOSS_KEY]
-    steps = None
-    if len(inputs) == 1:
-        try:
-            steps = _walk(graph, inputs[0].name)
-        except ValueError as chain_error:
-            if not _is_graph(graph):
-                raise chain_error from None
-    if steps is None:  # several inputs, Add of two tensors, Concat: a graph Model
-        if None in widths:
-            raise ValueError("from_onnx: a graph model's inputs need a fixed number of features; "
-                             f"got {[(x.name, w) for x, w in zip(inputs, widths)]}")
-        return _graph_model(graph, [(x.name, w) for x, w in zip(inputs, widths)], graph.outputs[0],
-                            loss, optimizer, device, dtype)
-    layers, weights, head = _layers_from_steps(steps, widths[0])
-    loss = _loss_for(head, loss)
-    if head == "sigmoid" and loss == "mse":
-        if layers[-1].activation != "identity":
-            raise ValueError("from_onnx: a Sigmoid after the last layer's activation")
-        layers[-1].activation = "sigmoid"
-    model = Sequential(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype)
-    model.set_weights(weights)
-    return model
+    return graph, inputs, widths, dtypes.pop()
+
+
+@contextlib.contextmanager
+def _file_errors(label):
+    """A problem found in the graph becomes a ValueError naming the file: "from_onnx:
+    <label>: <what is wrong>" (the node or initializer, what was expected, what was found)."""
+    try:
+        yield
+    except ValueError as exc:
+        reason = str(exc)
+        reason = reason[len("from_onnx: "):] if reason.startswith("from_onnx: ") else reason
+        raise ValueError(f"from_onnx: {label}: {reason}") from None
+    except (TypeError, IndexError, KeyError, AttributeError) as exc:  # a graph not foreseen
+        raise ValueError(f"from_onnx: {label}: the graph cannot be read "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 def _is_graph(graph):

@@ -9,19 +9,84 @@ import numpy as np
 from ._onnx_ops import ACTIVATIONS, HEADS, GraphBuilder, _onnx
 
 
+#: most values one initializer may declare (a sane bound, checked before any array is made)
+_MAX_TENSOR_VALUES = 1 << 31
+#: element types read, with the repeated field a tensor without raw_data keeps them in
+_TENSOR_FIELDS = {"FLOAT": "float_data", "DOUBLE": "double_data", "FLOAT16": "int32_data",
+                  "INT8": "int32_data", "INT16": "int32_data", "INT32": "int32_data",
+                  "UINT8": "int32_data", "UINT16": "int32_data", "BOOL": "int32_data",
+                  "INT64": "int64_data", "UINT32": "uint64_data", "UINT64": "uint64_data"}
+
+
+def _check_tensor(t, where):
+    """What the TensorProto `t` declares (dims, element type) against the data it holds
+    (`where`: "the initializer 'W'", ...); nothing is built."""
+    onnx = _onnx()
+    dims = [int(d) for d in t.dims]
+    type_name = onnx.TensorProto.DataType.Name(t.data_type) if t.data_type in \
+        onnx.TensorProto.DataType.values() else str(t.data_type)
+    if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data):
+        raise ValueError(f"{where} keeps its data in an external file; fastmlp reads only "
+                         "ONNX files that hold their weights")
+    if t.HasField("segment"):
+        raise ValueError(f"{where} is a segment of a larger tensor; expected a whole tensor")
+    if type_name not in _TENSOR_FIELDS:
+        raise ValueError(f"{where} has the element type {type_name}; expected a number type "
+                         f"({', '.join(_TENSOR_FIELDS)})")
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{where} declares the dims {dims}; expected sizes >= 0")
+    count = math.prod(dims)
+    if count > _MAX_TENSOR_VALUES:
+        raise ValueError(f"{where} declares the dims {dims} ({count} values); at most "
+                         f"{_MAX_TENSOR_VALUES} are accepted")
+    if t.HasField("raw_data"):
+        need = count * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+        held, unit = len(t.raw_data), "bytes of raw data"
+    else:
+        need, held = count, len(getattr(t, _TENSOR_FIELDS[type_name]))
+        unit = f"values in {_TENSOR_FIELDS[type_name]}"
+    if held != need:
+        raise ValueError(f"{where} declares the dims {dims} of {type_name} ({need} {unit}) "
+                         f"but holds {held}")
+
+
+def check_constants(graph):
+    """Check every initializer and Constant node value of the GraphProto `graph` (dims
+    against data, a sane bound) before anything reads them (onnx's checker included)."""
+    for t in graph.initializer:
+        _check_tensor(t, f"the initializer {t.name!r}")
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for a in node.attribute:
+                if a.name == "value":
+                    _check_tensor(a.t, f"the value of Constant node {node.name!r}")
+
+
+def _tensor(t, where):
+    """The TensorProto `t` as an array, after _check_tensor: no array is made from dims the
+    data does not back."""
+    _check_tensor(t, where)
+    arr = _onnx().numpy_helper.to_array(t)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ValueError(f"{where} holds NaN or inf; expected finite weights")
+    return arr
+
+
 class _Graph:
-    """The nodes, constants and consumers of an ONNX graph."""
+    """The nodes, constants and consumers of an ONNX graph (every constant's declared dims
+    checked against its data before it is read)."""
 
     def __init__(self, graph):
-        onnx = _onnx()
-        self.constants = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        self.constants = {t.name: _tensor(t, f"the initializer {t.name!r}")
+                          for t in graph.initializer}
         self.nodes = []
         for node in graph.node:  # Constant nodes, and Identity copies of constants, are constants
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 attr = {a.name: a for a in node.attribute}
                 if "value" not in attr:
                     raise ValueError(f"from_onnx: Constant node {node.name!r} without a tensor value")
-                self.constants[node.output[0]] = onnx.numpy_helper.to_array(attr["value"].t)
+                self.constants[node.output[0]] = _tensor(
+                    attr["value"].t, f"the value of Constant node {node.name!r}")
             elif node.op_type == "Identity" and node.input[0] in self.constants:
                 self.constants[node.output[0]] = self.constants[node.input[0]]
             else:
@@ -134,6 +199,32 @@ def _const_input(graph, node, i, what):
     return np.asarray(graph.constants[name])
 
 
+def _weights(graph, node, i, what, layout):
+    """The 2-D constant weights input `i` of `node` (a Gemm or MatMul)."""
+    W = _const_input(graph, node, i, what)
+    if W is None or W.ndim != 2 or W.dtype.kind not in "biuf":
+        found = "none" if W is None else f"shape {W.shape} of {W.dtype}"
+        raise ValueError(f"from_onnx: {node.op_type} node {node.name!r}: its {what} "
+                         f"{node.input[i] if i < len(node.input) else ''!r} must be a 2-D "
+                         f"constant {layout}; found {found}")
+    return W
+
+
+def _bias(node, layer_node, i, C, what, n_out):
+    """The bias `C` (input `i` of `node`) of the layer `layer_node` with `n_out` outputs as a
+    vector of n_out values: C of shape (n_out,) or (1, n_out), or a single value."""
+    if C is None:
+        return np.zeros(n_out)
+    if C.dtype.kind in "biuf" and C.ndim <= 2 and (C.size == 1 or C.shape[-1] == C.size == n_out):
+        return np.broadcast_to(C.reshape(-1), (n_out,))
+    where = f"{node.op_type} node {node.name!r}" + (
+        "" if node is layer_node else f" (the bias of {layer_node.op_type} node "
+                                      f"{layer_node.name!r})")
+    raise ValueError(f"from_onnx: {where}: its {what} {node.input[i]!r} has shape {C.shape} of "
+                     f"{C.dtype}; expected ({n_out},), one value per output of the layer, or a "
+                     "single value")
+
+
 def _attr_float(value):
     """A float attribute (stored as float32) back to the decimal it was written from."""
     return float(f"{float(value):.7g}")
@@ -152,18 +243,17 @@ def _step(graph, node, t, steps, output):
         if node.input[0] != t or attrs.get("transA", 0):
             raise ValueError(f"from_onnx: Gemm node {node.name!r} must read the activations as "
                              "its first input A, untransposed (transA=0)")
-        B = _const_input(graph, node, 1, "weights B")
+        B = _weights(graph, node, 1, "weights B",
+                     "(out, in)" if attrs.get("transB", 0) else "(in, out)")
         W = B if attrs.get("transB", 0) else B.T
-        C = _const_input(graph, node, 2, "bias C")
-        b = np.zeros(W.shape[0], W.dtype) if C is None else np.broadcast_to(
-            C.reshape(-1) if C.size == W.shape[0] else C, (W.shape[0],))
+        b = _bias(node, node, 2, _const_input(graph, node, 2, "bias C"), "bias C", W.shape[0])
         steps.append(("dense", W * attrs.get("alpha", 1.0), b * attrs.get("beta", 1.0)))
         return node.output[0]
     if op == "MatMul":
         if node.input[0] != t:
             raise ValueError(f"from_onnx: MatMul node {node.name!r} must read the activations as "
                              "its first input (x @ W)")
-        W = _const_input(graph, node, 1, "weights").T
+        W = _weights(graph, node, 1, "weights", "(in, out)").T
         y = node.output[0]
         users = graph.consumers.get(y, [])
         b = np.zeros(W.shape[0], W.dtype)
@@ -171,7 +261,8 @@ def _step(graph, node, t, steps, output):
             add_node = users[0]
             other = [i for i in add_node.input if i != y]
             if len(other) == 1 and other[0] in graph.constants:
-                b = np.broadcast_to(np.asarray(graph.constants[other[0]]).reshape(-1), (W.shape[0],))
+                b = _bias(add_node, node, list(add_node.input).index(other[0]),
+                          np.asarray(graph.constants[other[0]]), "bias", W.shape[0])
                 y = add_node.output[0]
         steps.append(("dense", W, b))
         return y
@@ -187,12 +278,26 @@ def _step(graph, node, t, steps, output):
                              "mode; export the model for inference")
         params = {name: _const_input(graph, node, i + 1, name)
                   for i, name in enumerate(("gamma", "beta", "running_mean", "running_var"))}
+        size = None if params["gamma"] is None else params["gamma"].size
+        for i, (name, value) in enumerate(params.items()):
+            if value is None or value.ndim != 1 or value.size != size:
+                found = "no tensor" if value is None else f"the shape {value.shape}"
+                raise ValueError(f"from_onnx: BatchNormalization node {node.name!r}: its "
+                                 f"{name} (input {i + 1}) must be a 1-D constant of one value "
+                                 f"per feature ({size}, as gamma); found {found}")
         steps.append(("bn", params, _attr_float(attrs.get("epsilon", 1e-5)),
                       _attr_float(1 - attrs.get("momentum", 0.9))))
         return node.output[0]
     if op == "Dropout":
         ratio = _const_input(graph, node, 1, "ratio")
-        p = float(attrs.get("ratio", 0.5)) if ratio is None else float(ratio)
+        if ratio is not None and (ratio.size != 1 or ratio.dtype.kind != "f"):
+            raise ValueError(f"from_onnx: Dropout node {node.name!r}: its ratio "
+                             f"{node.input[1]!r} must be a single float; found shape "
+                             f"{ratio.shape} of {ratio.dtype}")
+        p = float(attrs.get("ratio", 0.5)) if ratio is None else float(ratio.reshape(()))
+        if not 0 <= p < 1:
+            raise ValueError(f"from_onnx: Dropout node {node.name!r} has the ratio {p!r}; "
+                             "expected 0 <= ratio < 1")
         steps.append(("dropout", p))
         return node.output[0]
     if op in ("Identity",) or (op == "Flatten" and attrs.get("axis", 1) == 1):

@@ -5,13 +5,17 @@
 of the highest mean probability. Regression members (loss mse) are averaged.
 """
 
-import io as _io
 import json
+import os
 
 import numpy as np
 
 from ._validation import check_choice, check_int
 from .model import _Network
+
+
+#: version of the ensemble file format (``Ensemble.save``)
+_FORMAT_VERSION = 1
 
 
 class Ensemble:
@@ -124,7 +128,8 @@ class Ensemble:
         from ._atomic import atomic_write
         from .saving import to_bytes
 
-        config = {"format": "fastmlp-ensemble", "format_version": 1, "voting": self.voting,
+        config = {"format": "fastmlp-ensemble", "format_version": _FORMAT_VERSION,
+                  "voting": self.voting,
                   "bootstrap": self.bootstrap, "seed": self.seed, "members": len(self.members)}
         members = {f"member{i}": np.frombuffer(to_bytes(m), np.uint8) for i, m in enumerate(self.members)}
 
@@ -135,29 +140,48 @@ class Ensemble:
 
     @classmethod
     def load(cls, path, device="auto"):
-        """Read an ensemble saved by ``save``; each member is validated as ``fastmlp.load``
-        validates a model file (no pickle, sizes checked)."""
-        from .saving import from_bytes
+        """Read an ensemble saved by ``save``. The file is read as ``fastmlp.load`` reads a
+        model file (no pickle, every size checked before anything is read) and so is each
+        member's model file, read in place from the ensemble file. A missing file raises
+        FileNotFoundError; a bad one a ValueError naming the file (and the member)."""
+        from . import io as fio
+        from .kernels import backend
+        from .saving import read_model
 
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                config = json.loads(str(f["config"][()]))
-                if not isinstance(config, dict) or config.get("format") != "fastmlp-ensemble":
-                    raise ValueError("it is not a fastmlp ensemble file")
+        backend(device)  # a bad device name fails here, not as a complaint about the file
+        path = os.fspath(path)
+        with open(path, "rb") as f:
+            with fio.file_errors(repr(path), "fastmlp ensemble file",
+                                 prefix="cannot load the ensemble: "):
+                archive = fio._Archive(f, os.fstat(f.fileno()).st_size)
+                config = fio.read_config(archive, "ensemble file")
+                fio._expect(config.get("format") == "fastmlp-ensemble",
+                            f"it is not a fastmlp ensemble (format tag {config.get('format')!r}, "
+                            "expected 'fastmlp-ensemble')")
+                fio._expect(config.get("format_version") == _FORMAT_VERSION,
+                            "unsupported ensemble format version "
+                            f"{config.get('format_version')!r}; this fastmlp reads version "
+                            f"{_FORMAT_VERSION}")
                 count = config.get("members")
-                if not isinstance(count, int) or count < 2 or set(f.files) != {"config", *(f"member{i}" for i in range(count))}:
-                    raise ValueError("its member arrays do not match its config")
-                blobs = [f[f"member{i}"] for i in range(count)]
-        except FileNotFoundError:
-            raise
-        except (ValueError, KeyError, OSError, json.JSONDecodeError, EOFError) as exc:
-            raise ValueError(f"cannot load the ensemble {str(path)!r}: {exc}") from None
-        for i, b in enumerate(blobs):
-            if b.dtype != np.uint8 or b.ndim != 1:
-                raise ValueError(f"cannot load the ensemble {str(path)!r}: member{i} is not a byte array")
-        members = [from_bytes(b.tobytes(), device=device) for b in blobs]
-        return cls(members, voting=config.get("voting", "hard"), bootstrap=bool(config.get("bootstrap", False)),
-                   seed=config.get("seed"))
+                fio._expect(fio._is_int(count, 2) and count < len(archive.keys()),
+                            f"config 'members' must be a whole number >= 2, one per member "
+                            f"array ({len(archive.keys()) - 1} in the file); got {count!r}")
+                names = [f"member{i}" for i in range(count)]
+                fio._expect(archive.keys() == {"config", *names},
+                            f"it holds the arrays {sorted(archive.keys())}; its config names "
+                            f"'config' and {count} members ({names[0]} to {names[-1]})")
+                windows = [archive.window(name) for name in names]
+            members = []
+            for name, (window, size) in zip(names, windows):  # each read in place, checked
+                with window:
+                    members.append(read_model(window, size, device, f"{path!r} (member {name!r})",
+                                              prefix="cannot load the ensemble: "))
+        try:
+            return cls(members, voting=config.get("voting", "hard"),
+                       bootstrap=config.get("bootstrap", False), seed=config.get("seed"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"cannot load the ensemble: {path!r} is not a valid fastmlp "
+                             f"ensemble file: {exc}") from None
 
     def __repr__(self):
         return f"Ensemble({len(self.members)} members, voting={self.voting!r}, bootstrap={self.bootstrap})"

@@ -46,11 +46,18 @@ Files written by the first format (``format_version`` 1: Dense layers without a 
 Safety
 ------
 Loading never executes code and never trusts a size it has not checked: the archive is
-read member by member (no pickle, ``allow_pickle=False`` semantics), each ``.npy`` header is
-checked (numeric dtype, no objects, declared size equal to the bytes actually stored)
-before its data is read, and the config is checked key by key. A truncated, forged or
-foreign file raises a ``ValueError`` that says what is wrong; a missing file raises
-``FileNotFoundError``.
+read member by member (no pickle, ``allow_pickle=False`` semantics); the zip directory's
+sizes are checked against the file (stored members hold at most the file's bytes, deflated
+ones at most the deflate ratio times their compressed bytes), each ``.npy`` header is checked
+(numeric dtype, no objects, declared size equal to the bytes actually stored), ``read``
+returns the config and the members' headers only, and fastmlp/saving.py compares every
+declared shape with what the model built from the config needs (whose layer sizes are
+bounded by the values the members declare) before any data is read, then reads each
+member once, in chunks, straight into an array of that shape. The config is checked key by
+key (JSON nested too deeply is refused). A truncated, forged or foreign file raises a
+``ValueError`` that names the file and says what is wrong (the member, what was expected,
+what was found); a missing file raises ``FileNotFoundError``. Ensemble files
+(fastmlp/ensemble.py) are read by the same archive reader, each member's model file in place.
 
 Saving is atomic (fastmlp/_atomic.py): the archive is written to a temporary file in the
 target's folder, flushed and fsync'ed, renamed over the target, and the folder is fsync'ed
@@ -76,6 +83,8 @@ _READABLE_VERSIONS = (1, 2, 3)
 _MAX_CONFIG_BYTES = 16 << 20
 #: deflate cannot expand data more than ~1032:1; a member declaring more is forged
 _MAX_DEFLATE_RATIO = 1100
+#: bytes read at a time into an array
+_CHUNK = 1 << 22
 #: config keys written by this module (the rest of a version-1 config is the model's)
 _META_KEYS = ("format", "format_version", "fastmlp_version", "optimizer_step", "rng_state",
               "weights", "optimizer_state")
@@ -96,7 +105,7 @@ class _Archive:
         try:
             self.zip = zipfile.ZipFile(f)
         except zipfile.BadZipFile as exc:
-            raise _Invalid(f"not an .npz (zip) archive ({exc})") from None
+            raise _Invalid(f"it is not a zip (.npz) archive ({exc})") from None
         self.infos = {}
         total = 0
         for info in self.zip.infolist():
@@ -165,23 +174,146 @@ class _Archive:
 
     def array(self, key, kinds, max_bytes=None):
         """Member `key` as an array whose dtype kind is in `kinds`, checked then read."""
+        shape, _, dtype, _ = self.header(key)
+        if dtype.kind not in kinds:
+            raise _Invalid(f"the array {key!r} has dtype {dtype}; expected "
+                           + {"f": "floats", "U": "text"}.get(kinds, kinds))
+        nbytes = math.prod(shape) * dtype.itemsize
+        if max_bytes is not None and nbytes > max_bytes:
+            raise _Invalid(f"the array {key!r} declares {nbytes} bytes; at most {max_bytes} "
+                           "are accepted")
+        return self.read(key)
+
+    def read(self, key):
+        """The data of member `key` (its header checked again as it is opened) in a new
+        array of the declared shape, read in chunks straight into it (no copy of the
+        bytes), in native byte order."""
         info = self.infos.get(key)
         if info is None:
             raise _Invalid(f"the array {key!r} is missing")
         with self.zip.open(info) as f:
-            shape, fortran, dtype, header_len = self._read_header(f, key, info)
-            if dtype.kind not in kinds:
-                raise _Invalid(f"the array {key!r} has dtype {dtype}; expected "
-                               + {"f": "floats", "U": "text"}.get(kinds, kinds))
-            nbytes = math.prod(shape) * dtype.itemsize
-            if max_bytes is not None and nbytes > max_bytes:
-                raise _Invalid(f"the array {key!r} is too large ({nbytes} bytes)")
-            data = f.read(nbytes)
-        if len(data) != nbytes:
-            raise _Invalid(f"the array {key!r} is truncated")
-        arr = np.frombuffer(data, dtype=dtype)
-        arr = arr.reshape(shape, order="F" if fortran else "C")
-        return np.array(arr)  # writable, owned, native order
+            shape, fortran, dtype, _ = self._read_header(f, key, info)
+            out = np.empty(shape[::-1] if fortran else shape, dtype)
+            view = memoryview(out.reshape(-1).view(np.uint8))
+            done = 0
+            while done < len(view):
+                n = f.readinto(view[done:done + _CHUNK])
+                if not n:
+                    raise _Invalid(f"the array {key!r} is truncated: {done} of {len(view)} "
+                                   "bytes of data")
+                done += n
+        out = out.T if fortran else out
+        return out if dtype.isnative else out.astype(dtype.newbyteorder("="))
+
+    def window(self, key):
+        """A read-only file over the data of the byte-array member `key` (1-D uint8, e.g.
+        a model file inside an ensemble file) and its size, without reading it into memory:
+        a view of the archive's own file for a stored member, the decompressing stream of
+        a deflated one."""
+        shape, _, dtype, header_len = self.header(key)
+        if dtype != np.uint8 or len(shape) != 1:
+            raise _Invalid(f"the array {key!r} has shape {shape} and dtype {dtype}; expected a "
+                           "1-D array of bytes (uint8)")
+        info = self.infos[key]
+        if info.compress_type == zipfile.ZIP_STORED:
+            fp = self.zip.fp
+            fp.seek(info.header_offset)
+            local = fp.read(30)
+            if len(local) != 30 or local[:4] != b"PK\x03\x04":
+                raise _Invalid(f"the member {key!r} has a bad local zip header")
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_len + extra_len + header_len
+            return _Window(fp, start, shape[0]), shape[0]
+        stream = self.zip.open(info)
+        return _Window(stream, header_len, shape[0], owned=True), shape[0]
+
+
+class _Window:
+    """`size` bytes of the seekable binary file `f` from offset `start`, as a read-only
+    seekable file (what zipfile.ZipFile needs)."""
+
+    def __init__(self, f, start, size, owned=False):
+        self._f, self._start, self._size, self._pos = f, start, size, 0
+        self._owned = owned
+
+    def seekable(self):
+        return True
+
+    def readable(self):
+        return True
+
+    def tell(self):
+        return self._pos
+
+    def seek(self, offset, whence=0):
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def read(self, n=-1):
+        left = max(0, self._size - self._pos)
+        n = left if n is None or n < 0 else min(n, left)
+        self._f.seek(self._start + self._pos)
+        data = self._f.read(n)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buf):
+        data = self.read(len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def close(self):
+        if self._owned:
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Members:
+    """The arrays of a model file, by member name: each one's declared shape and dtype
+    (headers read and checked, data not yet read) and ``read(name)``, its data.
+
+    ``from_config`` compares every declared shape with what the model built from the config
+    needs before any data is read, so a member cannot make the loader allocate more than
+    the model's own arrays. A dict {name: array} is accepted where Members is (``of``)."""
+
+    def __init__(self, archive, names):
+        self._archive = archive
+        self.headers = {}
+        for name in names:
+            shape, _, dtype, _ = archive.header(name)
+            _expect(dtype.kind == "f", f"the array {name!r} has dtype {dtype}; expected floats")
+            self.headers[name] = (shape, dtype)
+
+    @classmethod
+    def of(cls, arrays):
+        """`arrays` as Members: itself, or a dict {name: array} wrapped."""
+        if isinstance(arrays, cls):
+            return arrays
+        members = cls.__new__(cls)
+        members._archive = None
+        members._arrays = {k: np.asarray(v) for k, v in arrays.items()}
+        members.headers = {k: (v.shape, v.dtype) for k, v in members._arrays.items()}
+        return members
+
+    def __contains__(self, name):
+        return name in self.headers
+
+    def shape(self, name):
+        return self.headers[name][0]
+
+    def size(self, name):
+        return math.prod(self.headers[name][0])
+
+    def read(self, name):
+        if self._archive is None:
+            return self._arrays[name]
+        return self._archive.read(name)
 
 
 # ----------------------------------------------------------------------------------------
@@ -209,14 +341,29 @@ def _check_json_scalars(mapping, where):
                 f"got {type(value).__name__}")
 
 
-def _parse_config(text):
+def parse_json(text, what="config"):
+    """The JSON object `text` (the `what` of a file): no NaN or infinity, nesting bounded
+    (a config nested too deeply for the parser is refused, not a RecursionError)."""
     try:
         config = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise _Invalid(f"its config is not valid JSON ({exc})") from None
+        raise _Invalid(f"its {what} is not valid JSON ({exc})") from None
     except RecursionError:
-        raise _Invalid("its config is nested too deeply") from None
-    _expect(isinstance(config, dict), "its config is not a JSON object")
+        raise _Invalid(f"its {what} is nested too deeply to be a fastmlp {what}") from None
+    _expect(isinstance(config, dict),
+            f"its {what} is not a JSON object (found {type(config).__name__})")
+    return config
+
+
+def read_config(archive, what="config"):
+    """The JSON object held by the text member ``config`` of `archive` (an _Archive)."""
+    _expect("config" in archive.keys(), f"it holds no 'config' array (not a fastmlp {what})")
+    text = archive.array("config", "U", max_bytes=_MAX_CONFIG_BYTES)
+    _expect(text.shape == (), f"its config has shape {text.shape}; expected a single text")
+    return parse_json(str(text[()]))
+
+
+def _parse_config(config):
     _expect(config.get("format") == FORMAT,
             f"it is not a fastmlp model (format tag {config.get('format')!r}, "
             f"expected {FORMAT!r})")
@@ -263,15 +410,14 @@ def write(f, config, weights, optimizer_state):
 
 
 def read(f, file_size):
-    """(config, arrays) of the model file `f` of `file_size` bytes: the config as written
+    """(config, members) of the model file `f` of `file_size` bytes: the config as written
     (older formats brought to the current one's keys, the model's own keys under ``"model"``)
-    and {member name: array} of every array it names, each checked before it is read.
+    and the ``Members`` it names: each array's header checked (numeric dtype, declared size
+    equal to the bytes stored, so their total is bounded by the file's size, or by the
+    deflate ratio for a compressed member), its data not yet read.
     Raises ``_Invalid`` (a ValueError) or one of the errors ``file_errors`` turns into one."""
     archive = _Archive(f, file_size)
-    _expect("config" in archive.keys(), "it holds no 'config' array (not a fastmlp model file)")
-    text = archive.array("config", "U", max_bytes=_MAX_CONFIG_BYTES)
-    _expect(text.shape == (), f"its config has shape {text.shape}; expected a single text")
-    config = _parse_config(str(text[()]))
+    config = _parse_config(read_config(archive, "model file"))
     names = config.get("weights")
     _expect(isinstance(names, list) and all(isinstance(n, str) for n in names),
             "config 'weights' must be a list of array names")
@@ -283,21 +429,21 @@ def read(f, file_size):
         opt_names = sorted(k for k in archive.keys() if k.startswith("optimizer_"))
         unknown -= set(opt_names)
     _expect(not unknown, f"it holds arrays the config does not name: {sorted(unknown)}")
-    arrays = {name: archive.array(name, "f") for name in names}
-    arrays.update((name, archive.array(name, "f")) for name in opt_names if name not in arrays)
-    return config, arrays
+    return config, Members(archive, dict.fromkeys([*names, *opt_names]))
 
 
 @contextlib.contextmanager
-def file_errors(label):
-    """Any sign of a bad file inside the block becomes a ValueError naming `label`."""
+def file_errors(label, what="fastmlp model file", prefix=""):
+    """Any sign of a bad file inside the block becomes a ValueError naming `label`:
+    "<prefix><label> is not a valid <what>: <what is wrong>"."""
     try:
         yield
     except _Invalid as exc:
-        raise ValueError(f"{label} is not a valid fastmlp model file: {exc}") from None
+        raise ValueError(f"{prefix}{label} is not a valid {what}: {exc}") from None
     except _FORMAT_ERRORS as exc:
-        raise ValueError(f"{label} is not a valid fastmlp model file: "
+        raise ValueError(f"{prefix}{label} is not a valid {what}: "
                          f"{type(exc).__name__}: {exc}") from None
 
 
-__all__ = ["read", "write", "file_errors", "atomic_write", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["read", "write", "file_errors", "atomic_write", "parse_json", "read_config", "Members",
+           "FORMAT", "FORMAT_VERSION"]

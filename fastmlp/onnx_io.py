@@ -47,6 +47,13 @@ reading the same weight initializers become one shared layer, an activation that
 only reader of a layer's output is folded into the layer, any other becomes an
 ``Activation`` node; Add and Concat(axis=1) become Add and Concatenate.
 
+Import trusts no size it has not checked: every initializer's (and Constant's) declared
+dims are compared with the data it holds and with a bound before any array is built (and
+before onnx's checker runs), weights in external files are refused, and each shape a layer
+needs (a Gemm's bias, 2-D weights, a scalar Dropout ratio, BatchNormalization's vectors) is
+checked. Every refusal is a ValueError naming the file, the node (name and operator) or
+initializer, what was expected and what was found.
+
 The ``onnx`` package is optional (``pip install 'fastmlp[onnx]'``); it is imported only
 when these functions run.
 

@@ -11,13 +11,13 @@ older names (``W0``, ``gamma1``...) load unchanged: the config lists its member 
 """
 
 import io
-import math
 import os
 
 import numpy as np
 
 from . import io as fio
 from ._atomic import atomic_write
+from ._validation import check_finite
 from .io import _expect, _Invalid, _check_json_scalars, _is_int
 
 
@@ -146,11 +146,24 @@ def _optimizer(opt):
         raise _Invalid(f"config optimizer is invalid: {exc}") from None
 
 
+def _check_members(members, names, expected):
+    """Each member's declared shape (header only, no data read yet) against the array the
+    model needs."""
+    for name, ref in zip(names, expected):
+        shape = members.shape(name)
+        _expect(shape == ref.shape,
+                f"the array {name!r} declares shape {shape}; the model built from the config "
+                f"needs {ref.shape}")
+
+
 def from_config(config, arrays, device):
     """The model `config` describes (as io.read returns it), with its weights, optimizer
-    state and random generator's state from `arrays`, on `device`."""
+    state and random generator's state from `arrays` (io.Members, or a dict {name: array}),
+    on `device`. Every array's declared shape is compared with what the model needs before
+    any array is read, and the arrays are then read one at a time into the model."""
     from .model import Sequential
 
+    members = fio.Members.of(arrays)
     model_cfg = config["model"]
     names, opt_names = config["weights"], config["optimizer_state"]
     _expect(isinstance(model_cfg.get("loss"), str), "config 'loss' is missing or not a name")
@@ -158,8 +171,9 @@ def from_config(config, arrays, device):
     _expect(dtype_name in ("float32", "float64"),
             f"config 'dtype' must be 'float32' or 'float64'; got {dtype_name!r}")
     for name in names:
-        _expect(name in arrays, f"the array {name!r} is missing")
-    layers = _layers(model_cfg.get("layers"), sum(math.prod(arrays[n].shape) for n in names))
+        _expect(name in members, f"the array {name!r} is missing")
+    # the values the file declares are bounded by its size (io.read): so is the model
+    layers = _layers(model_cfg.get("layers"), sum(members.size(n) for n in names))
     optimizer = _optimizer(model_cfg.get("optimizer"))
     model_cfg = dict(model_cfg)
     layer_names = model_cfg.pop("layer_names", None)
@@ -182,34 +196,42 @@ def from_config(config, arrays, device):
     except (TypeError, ValueError) as exc:
         raise _Invalid(f"config model is invalid: {exc}") from None
 
-    expected = model.get_weights()
-    _expect(len(names) == len(expected),
-            f"config 'weights' names {len(names)} arrays; the model has {len(expected)}")
-    for name, ref in zip(names, expected):
-        _expect(arrays[name].shape == ref.shape,
-                f"the array {name!r} has shape {arrays[name].shape}; the model needs {ref.shape}")
-    try:
-        model.set_weights([arrays[name] for name in names])
-    except (TypeError, ValueError) as exc:
-        raise _Invalid(f"its weights are invalid: {exc}") from None
-
+    slots = model._weight_slots()
+    _expect(len(names) == len(slots),
+            f"config 'weights' names {len(names)} arrays; the model has {len(slots)}")
+    _check_members(members, names, [arr for _, arr in slots])
     state_names = [f"optimizer_{n}" for n in model.optimizer.state_names]
     if config["format_version"] != 1:
         _expect(opt_names == state_names,
                 f"config 'optimizer_state' is {opt_names}; {type(optimizer).__name__} needs "
                 f"{state_names}")
+    for name in state_names:
+        _expect(name in members, f"the array {name!r} is missing")
+    _check_members(members, state_names,
+                   [model._opt_state[n] for n in model.optimizer.state_names])
+
+    write = getattr(model._kernels, "write", None)
+    for name, (where, target) in zip(names, slots):  # one array at a time beside the model
+        arr = members.read(name)
+        try:
+            check_finite(arr, f"the array {name!r} ({where})", model.dtype)
+        except ValueError as exc:
+            raise _Invalid(str(exc)) from None
+        arr = np.ascontiguousarray(arr, model.dtype)
+        if write is None:
+            target[...] = arr
+        else:
+            write(target, arr)
+        del arr
     for name, state_name in zip(state_names, model.optimizer.state_names):
         target = model._opt_state[state_name]
-        _expect(name in arrays, f"the array {name!r} is missing")
-        arr = arrays[name]
-        _expect(arr.shape == target.shape,
-                f"the array {name!r} has shape {arr.shape}; the model needs {target.shape}")
+        arr = members.read(name)
         _expect(bool(np.isfinite(arr).all()), f"the array {name!r} holds NaN or inf")
-        write = getattr(model._kernels, "write", None)
         if write is None:
             target[...] = arr
         else:
             write(target, np.ascontiguousarray(arr, dtype=target.dtype))
+        del arr
     step = config.get("optimizer_step", 0)
     _expect(_is_int(step), f"config 'optimizer_step' must be an integer >= 0; got {step!r}")
     model._opt_state["step"] = step
@@ -221,9 +243,13 @@ def from_config(config, arrays, device):
     return model
 
 
-def _read(f, file_size, device, label):
-    with fio.file_errors(label):
+def read_model(f, file_size, device, label, prefix=""):
+    """The model in the model file `f` of `file_size` bytes (any seekable binary file), on
+    `device`; a bad file raises a ValueError "<prefix><label> is not a valid fastmlp model
+    file: <what is wrong>"."""
+    with fio.file_errors(label, prefix=prefix):
         return from_config(*fio.read(f, file_size), device)
+
 
 
 def load(path, device="auto"):
@@ -242,7 +268,7 @@ def load(path, device="auto"):
     path = os.fspath(path)
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        return _read(f, size, device, repr(path))
+        return read_model(f, size, device, repr(path))
 
 
 def from_bytes(data, device="auto"):
@@ -253,7 +279,7 @@ def from_bytes(data, device="auto"):
 
     backend(device)
     data = bytes(data)
-    return _read(io.BytesIO(data), len(data), device, "the data")
+    return read_model(io.BytesIO(data), len(data), device, "the data")
 
 
-__all__ = ["save", "load", "to_bytes", "from_bytes", "to_config", "from_config"]
+__all__ = ["save", "load", "to_bytes", "from_bytes", "to_config", "from_config", "read_model"]
