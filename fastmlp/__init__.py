@@ -20,8 +20,8 @@ from .errors import DivergenceError
 from .gradcheck import gradcheck
 from .interop import from_sklearn, from_torch
 from .lbfgs import fit_lbfgs
-from .saving import load
 from .ensemble import Ensemble
+from .loading import load
 from .graph import Input, Model
 from .layers import Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer
 from .model import LOSSES, MLP, Sequential

@@ -14,7 +14,8 @@ from ._validation import check_choice, check_int
 from .model import _Network
 
 
-#: version of the ensemble file format (``Ensemble.save``)
+#: the format tag and version of the ensemble file (``Ensemble.save``)
+ENSEMBLE_FORMAT = "fastmlp-ensemble"
 _FORMAT_VERSION = 1
 
 
@@ -124,11 +125,11 @@ class Ensemble:
 
     def save(self, path):
         """One .npz holding the ensemble's settings and each member's model file (as bytes),
-        written atomically; ``Ensemble.load`` / ``fastmlp.load_ensemble`` reads it back."""
+        written atomically; ``Ensemble.load`` or ``fastmlp.load`` reads it back."""
         from ._atomic import atomic_write
         from .saving import to_bytes
 
-        config = {"format": "fastmlp-ensemble", "format_version": _FORMAT_VERSION,
+        config = {"format": ENSEMBLE_FORMAT, "format_version": _FORMAT_VERSION,
                   "voting": self.voting,
                   "bootstrap": self.bootstrap, "seed": self.seed, "members": len(self.members)}
         members = {f"member{i}": np.frombuffer(to_bytes(m), np.uint8) for i, m in enumerate(self.members)}
@@ -155,9 +156,9 @@ class Ensemble:
                                  prefix="cannot load the ensemble: "):
                 archive = fio._Archive(f, os.fstat(f.fileno()).st_size)
                 config = fio.read_config(archive, "ensemble file")
-                fio._expect(config.get("format") == "fastmlp-ensemble",
+                fio._expect(config.get("format") == ENSEMBLE_FORMAT,
                             f"it is not a fastmlp ensemble (format tag {config.get('format')!r}, "
-                            "expected 'fastmlp-ensemble')")
+                            f"expected {ENSEMBLE_FORMAT!r})")
                 fio._expect(config.get("format_version") == _FORMAT_VERSION,
                             "unsupported ensemble format version "
                             f"{config.get('format_version')!r}; this fastmlp reads version "
