@@ -28,10 +28,15 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ._validation import reads_directly
 from .callbacks import Callback, ProgressBar, _any_reads_gradients
 from .optim import SGD, Adam, AdamW
 
 RUN_SECONDS = 0.1
+#: X as a view (a memmap's column slice...): each run's rows are first copied, in the
+#: epoch's order, into a contiguous buffer of the model's dtype of at most this many bytes
+#: (which bounds the run's steps), which the compiled loop reads as any C-contiguous X
+STAGED_BYTES = 1 << 24
 FIRST_RUN = 8  # steps in a fit's first run, which measures the time per step
 
 #: a batch is split across two cores (kernels/cpu_split.py) when its network has at most
@@ -179,6 +184,7 @@ class _Plan:
         # of a machine still busy, e.g. OpenBLAS's threads spinning after a large product)
         self.warm = False  # whether a run has split a batch yet (its time is not counted)
         self._Wt = None  # the layers' W.T while a run trains them (see _transposed)
+        self._stage = None  # the buffers of a view's rows for a run (see _staged)
 
     def _hyper(self, opt):
         if isinstance(opt, SGD):
@@ -223,6 +229,8 @@ class _Plan:
         split, probe = self._use_split(halves)
         first = FIRST_RUN if halves is None else PROBE_STEPS
         steps = min(steps, self.run.get(split, first), PROBE_STEPS if probe else steps)
+        if not reads_directly(X):
+            X, T, w, order, start, steps = self._staged(X, T, w, order, start, steps, v.n)
         if self.losses.shape[0] < steps:
             self.losses = np.empty(steps)
         code, hyper = self._hyper(opt)
@@ -250,6 +258,27 @@ class _Plan:
         metrics.correct += int(self.correct[0])
         diverged = done if done < steps else None
         return done, self.losses[:done + (diverged is not None)], diverged
+
+    def _staged(self, X, T, w, order, start, steps, B):
+        """For a view X: (X, T, w, order, 0, steps) for the next `steps` batches (fewer
+        where STAGED_BYTES holds fewer), their rows copied in the epoch's order into buffers
+        (X's converted to the model's dtype, as gather_rows converts them) that the run
+        reads in turn."""
+        dtype = self.model.dtype
+        row = X.shape[1] * max(X.itemsize, dtype.itemsize)
+        steps = min(steps, max(STAGED_BYTES // (B * row), 1))
+        n = steps * B
+        if self._stage is None or self._stage[0].shape[0] < n:
+            self._stage = (np.empty((n, X.shape[1]), dtype), np.empty((n, T.shape[1]), T.dtype),
+                           None if w is None else np.empty((n, 1), w.dtype),
+                           np.arange(n, dtype=order.dtype))
+        idx = order[start : start + n]
+        Xs, Ts, ws, rows = self._stage
+        Xs[:n] = X[idx]
+        np.take(T, idx, axis=0, out=Ts[:n])
+        if w is not None:
+            np.take(w, idx, axis=0, out=ws[:n])
+        return Xs[:n], Ts[:n], None if w is None else ws[:n], rows[:n], 0, steps
 
     @contextlib.contextmanager
     def _transposed(self, code, decays):

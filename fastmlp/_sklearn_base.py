@@ -23,6 +23,36 @@ from .sparse import check_sparse_X, issparse
 _PUSH = threading.Lock()
 
 
+def _check_weight_list(name, arrays, n_layers):
+    """coefs_ / intercepts_ is a list (or tuple) of one array per layer."""
+    if not isinstance(arrays, (list, tuple)):
+        raise ValueError(f"{name} must be a list of {n_layers} arrays, one per layer; got "
+                         f"{type(arrays).__name__}")
+    if len(arrays) != n_layers:
+        raise ValueError(f"{name} must be a list of {n_layers} arrays, one per layer; got "
+                         + ("an empty list" if not arrays else f"{len(arrays)}"))
+
+
+def _checked_weight(name, i, a, shape, dtype):
+    """Item i of coefs_ / intercepts_ as an array of `dtype`: real numbers of `shape`."""
+    what = (f"layer {i + 1}'s weights, (n_in, n_out)" if name == "coefs_"
+            else f"layer {i + 1}'s biases")
+    expected = f"{name}[{i}] must be an array of real numbers of shape {shape} ({what})"
+    if a is None or isinstance(a, (str, bytes)):
+        raise ValueError(f"{expected}; got {a!r}")
+    try:
+        arr = np.asarray(a)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise ValueError(f"{expected}; got a {type(a).__name__} that is no array "
+                         f"({exc})") from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{expected}; got an array of dtype {arr.dtype}")
+    if arr.shape != shape:
+        found = f"the scalar {a!r}" if arr.ndim == 0 else f"an array of shape {arr.shape}"
+        raise ValueError(f"{name}[{i}] must have shape {shape} ({what}); got {found}")
+    return arr.astype(dtype, copy=False)
+
+
 class _BaseMLP(_Solvers, BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, the model, fit, pickling."""
 
@@ -304,17 +334,10 @@ class _BaseMLP(_Solvers, BaseEstimator):
             new, changed = list(weights), False
             for name, arrays, at in (("coefs_", coefs, 0), ("intercepts_", intercepts, 1)):
                 old = weights[at::2]
-                if not isinstance(arrays, (list, tuple)) or len(arrays) != len(old):
-                    got = (len(arrays) if isinstance(arrays, (list, tuple))
-                           else type(arrays).__name__)
-                    raise ValueError(f"{name} must be a list of {len(old)} arrays, one per "
-                                     f"layer; got {got}")
+                _check_weight_list(name, arrays, len(old))
                 for i, (a, was) in enumerate(zip(arrays, old)):
-                    shape = was.shape[::-1] if at == 0 else was.shape
-                    if np.shape(a) != shape:
-                        raise ValueError(f"{name}[{i}] must have shape {shape}; "
-                                         f"got {np.shape(a)}")
-                    a = np.asarray(a, dtype=model.dtype)
+                    a = _checked_weight(name, i, a, was.shape[::-1] if at == 0 else was.shape,
+                                        model.dtype)
                     a = a.T if at == 0 else a
                     if np.array_equal(a, was, equal_nan=True):
                         continue
@@ -346,6 +369,7 @@ class _BaseMLP(_Solvers, BaseEstimator):
                 f"{name} can be set on a fitted {type(self).__name__} only (it goes into the "
                 f"trained network): call fit or partial_fit first")
         self._weight_lists()
+        _check_weight_list(name, arrays, len(self.__dict__["_model"].get_weights()) // 2)
         key = "_" + name[:-1]
         before, self.__dict__[key] = self.__dict__[key], arrays
         try:

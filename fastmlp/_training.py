@@ -10,11 +10,38 @@ import numpy as np
 from . import _fast_fit
 from ._concurrency import deferred_sigint
 from ._metrics import _Metrics
-from ._validation import check_fit_options, check_inputs, check_int, check_sample_weights, check_targets
+from ._validation import (check_fit_options, check_inputs, check_int, check_sample_weights,
+                          check_targets, reads_directly)
 from .layers import SOFTMAX_LOSSES
 from .callbacks import History, ProgressBar, _any_reads_gradients
 from .errors import DivergenceError
 from .sparse import SparseRows, csr_run, issparse
+
+
+#: a view uploaded to a GPU (see _rows_on) goes this many bytes of rows at a time
+_UPLOAD_BYTES = 1 << 24
+
+
+def _rows_on(k, X):
+    """The checked input X on backend k, as rows for gather_rows: X itself on the host
+    backends (no copy); one upload per fit on a GPU, a view (a memmap's column slice...)
+    in blocks of rows, so the host never holds a copy of the whole."""
+    if not isinstance(X, np.ndarray) or reads_directly(X) or k.name in ("cpu", "reference"):
+        return k.asarray(X)
+    out = k.empty(X.shape, X.dtype)
+    rows = max(_UPLOAD_BYTES // max(X[0].nbytes, 1), 1)
+    for start in range(0, X.shape[0], rows):
+        k.write(out[start : start + rows], X[start : start + rows])
+    return out
+
+
+def _gather_rows(k, X, idx, out):
+    """out[i] = X[idx[i]]: the backend's kernel, or for a view on the host (a memmap's
+    column slice...) NumPy's indexing, which reads those rows only (and compiles nothing)."""
+    if isinstance(X, np.ndarray) and not reads_directly(X):
+        out[...] = X[idx]
+    else:
+        k.gather_rows(X, idx, out)
 
 
 class _Training:
@@ -192,7 +219,7 @@ class _Training:
         k = self._kernels
         # the training data on the backend (no copy on the CPU; one upload per fit on CUDA),
         # as rows for gather_rows (sparse: CSR rows for gather_csr_rows)
-        Xk = (SparseRows(k, Xs[0], batch),) if sparse else tuple(k.asarray(X_j) for X_j in Xs)
+        Xk = (SparseRows(k, Xs[0], batch),) if sparse else tuple(_rows_on(k, X_j) for X_j in Xs)
         T2 = k.asarray(T if T.ndim == 2 else T.reshape(-1, 1))
         w2 = None if w is None else k.asarray(w.reshape(-1, 1))
         # accuracy compares the logits with T itself, except for one-hot/probability targets
@@ -259,7 +286,7 @@ class _Training:
                 X0 = Xk[0].gather(idx) if sparse else None
                 if not sparse:
                     for X_k, Xv in zip(Xk, v.X):
-                        k.gather_rows(X_k, idx, Xv)
+                        _gather_rows(k, X_k, idx, Xv)
                 k.gather_rows(T2, idx, v.T2d)
                 if w2 is not None:
                     k.gather_rows(w2, idx, v.w2d)

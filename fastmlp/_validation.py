@@ -4,6 +4,8 @@ Each check raises a ``TypeError`` (wrong kind of thing) or ``ValueError`` (right
 value) whose message names the argument, what was expected and what was received.
 """
 
+import math
+import mmap
 import numbers
 
 import numpy as np
@@ -119,16 +121,20 @@ def check_finite(arr, name, dtype=None, where=None):
     limit = min(_largest(dtype if dtype is not None else arr.dtype), own)
     # |x| <= limit is isfinite(x) where the limit is arr's own largest value: one pass
     ok = np.isfinite if limit == own else lambda a: np.abs(a) <= limit
-    flat = arr.reshape(-1) if arr.flags.c_contiguous else arr
-    if flat.ndim == 1:
-        for start in range(0, flat.size, _FINITE_CHUNK):
-            if not ok(flat[start : start + _FINITE_CHUNK]).all():
-                break
-        else:
-            return
-    elif ok(arr).all():
+    # chunks of about _FINITE_CHUNK elements: of the flat array, or of the rows of a view
+    # (a column slice of a memmap...), which is never copied or tested whole
+    flat = arr.reshape(-1) if arr.flags.c_contiguous else arr  # (a view has ndim >= 1)
+    row = math.prod(flat.shape[1:])  # elements of one row (1 for a flat array)
+    rows = max(_FINITE_CHUNK // max(row, 1), 1)
+    for start in range(0, flat.shape[0], rows):
+        part = flat[start : start + rows]
+        if not ok(part).all():
+            break
+    else:
         return
-    bad = tuple(int(i) for i in np.argwhere(~(np.abs(arr) <= limit))[0])
+    at = np.argwhere(~(np.abs(part) <= limit))[0]
+    at[0] += start
+    bad = tuple(int(i) for i in (at if flat is arr else np.unravel_index(at[0], arr.shape)))
     value = arr[bad]
     where = f"at index {bad}" if where is None else where(bad)
     if np.isfinite(value):
@@ -144,13 +150,32 @@ _KERNEL_DTYPES = {np.dtype(t) for t in (np.float32, np.float64, np.uint8, np.int
                                          np.int16, np.uint32, np.int32, np.uint64, np.int64)}
 
 
+def _in_a_file(arr):
+    """Whether arr's memory is a mapping of a file (np.memmap, np.load(mmap_mode=...))."""
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, mmap.mmap)
+
+
+def reads_directly(X):
+    """Whether the kernels read the rows of checked input X where they are (C-contiguous,
+    as check_X returns but for a view of a file, such as a memmap's column slice, whose
+    rows NumPy reads a batch at a time into the kernels' buffers)."""
+    return X.flags.c_contiguous
+
+
 def check_X(X, n_features=None, name="X", dtype=None):
     """Samples as a 2-D real array (n_samples, n_features), finite, not empty.
 
-    Higher-dimensional input (images) is flattened to (n_samples, prod(rest)). The array is
-    returned without copying where it already is C-contiguous and of a dtype the kernels
-    read (floats, ints, uint8...); others (bool, float16, longdouble) are converted to
-    `dtype`, the model's. Values must fit in `dtype`.
+    Higher-dimensional input (images) is flattened to (n_samples, prod(rest)). An array of
+    a dtype the kernels read (floats, ints, uint8...) is returned without copying where it
+    is C-contiguous; a view of a file (a memmap's column slice, labels in column 0) as the
+    view it is, which predict, evaluate and fit read a batch of rows at a time (see
+    ``reads_directly``); a view in memory is copied C-contiguous (at most the size of what
+    it views, and fit then gathers its rows faster). Others (bool, float16, longdouble) are
+    converted to `dtype`, the model's. Values must fit in `dtype`; the check reads X in
+    chunks of rows.
     """
     from .sparse import check_sparse_X, issparse
 
@@ -170,6 +195,8 @@ def check_X(X, n_features=None, name="X", dtype=None):
     check_finite(arr, name, dtype)
     if arr.dtype not in _KERNEL_DTYPES:
         return np.ascontiguousarray(arr, dtype=dtype or np.float64)
+    if not arr.flags.c_contiguous and _in_a_file(arr):  # a memmap's column slice...: read a
+        return arr  # batch of rows at a time where it is used, never copied whole
     return np.ascontiguousarray(arr)
 
 
