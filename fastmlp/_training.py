@@ -13,7 +13,8 @@ from ._metrics import _Metrics
 from ._validation import (check_fit_options, check_inputs, check_int, check_sample_weights,
                           check_targets, reads_directly)
 from .layers import SOFTMAX_LOSSES
-from .callbacks import History, ProgressBar, _any_reads_gradients
+from .callbacks import (History, ProgressBar, _any_reads_gradients, check_callbacks,
+                        fit_log_keys)
 from .errors import DivergenceError
 from .sparse import SparseRows, csr_run, issparse
 
@@ -243,6 +244,7 @@ class _Training:
         self.history = history  # as Keras: callbacks (GradientMonitor) reach it here
         if dist is not None:  # MPI: progress bar and checkpoints on rank 0 only
             cbs = dist.callbacks(self, cbs)
+        check_callbacks(cbs, fit_log_keys(metrics, val is not None))  # before the first epoch
         self.stop_training = False
         for cb in cbs:
             cb.set_model(self)
