@@ -112,7 +112,8 @@ class _Inspection:
         if sub is None:
             from .graph import Model
 
-            sub = Model(self.inputs, layer.output, loss="mse")
+            sub = Model(self.inputs, self._output_node_of(layer), loss="mse", device=self.device,
+                        dtype=self.dtype.name)  # on this model's weights
             self._submodels[id(layer)] = sub
         return sub
 

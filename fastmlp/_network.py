@@ -26,6 +26,9 @@ is the chain above (with the fused Dense-stack path) and the graph ``Model``
 """
 
 import math
+import threading
+import weakref
+from contextlib import ExitStack
 from types import SimpleNamespace
 
 import numpy as np
@@ -40,7 +43,7 @@ from ._training import _Training
 from ._validation import check_choice, check_dtype, check_finite, check_float, check_int
 from .errors import DivergenceError
 from .kernels.codes import IDENTITY
-from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES
+from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES, check_parameter_memory
 from .optim import SGD, get_optimizer
 
 #: loss name -> name of the fused kernel (loss and d loss / d output in one pass)
@@ -88,6 +91,76 @@ def check_loss(loss, output_layer):
     return loss
 
 
+def _has_weights(layer):
+    """Whether `layer` already has weights (parameters or state) in some model."""
+    return layer._owner is not None and bool(layer.param_shapes() or layer.state_shapes())
+
+
+def _weights_at(layer, place):
+    """(model, slot) of the model `layer`'s weights live in on `place` ((device, dtype
+    name)), or None: a layer has one set of weights per device and dtype (Layer._placed)."""
+    if not _has_weights(layer):
+        return None
+    return layer._placed.get(place)
+
+
+def _store_offsets(layer, place):
+    """{parameter name: its offset in the store} of a layer's weights on `place`."""
+    owner, _ = _weights_at(layer, place)
+    l = next(i for i, other in enumerate(owner.layers) if other is layer)
+    return {name: owner._lo + offset
+            for (m, name, _), offset in zip(owner._param_shapes, owner._param_offsets) if m == l}
+
+
+def _placement(layers, device, dtype):
+    """The device and dtype of a model over `layers`. Where the first of them with weights
+    has them on the device and dtype asked for, there; else where it has them ("auto"
+    follows its device, the default float32 its dtype); else the place asked for, where the
+    model starts from copies of those weights (_allocate_parameters)."""
+    first = next((layer for layer in layers if _has_weights(layer)), None)
+    if first is None:
+        return device, dtype
+    asked = check_dtype(dtype)
+    wanted = None if device == "auto" else _kernels.backend(device).name
+    on_device = [(d, t) for d, t in first._placed if wanted in (None, d)]
+    exact = [(d, t) for d, t in on_device if t == asked.name]
+    if exact or (on_device and asked == np.dtype(np.float32)):
+        return (exact or on_device)[0]
+    return device, dtype
+
+
+class _Store:
+    """The flat vector that the parameters of one or more models live in (``theta``), and
+    the one TrainingGuard of every model over them (see _Network._allocate_parameters)."""
+
+    def __init__(self, theta, guard):
+        self.theta, self.guard = theta, guard
+        self.models = weakref.WeakSet()
+
+    @classmethod
+    def merged(cls, stores, host, kernels):
+        """One store holding each of `stores`' parameters in turn, then `host` (new layers'
+        initial parameters); every model on the old stores is moved onto it. Returns the
+        store and where `host`'s part starts. Runs while none of those models trains
+        (another thread's fit: RuntimeError) and no other thread reads their live weights."""
+        with ExitStack() as held:
+            for store in stores:
+                if store.guard._trainer == threading.get_ident():  # e.g. from fit's callback
+                    raise RuntimeError(
+                        "a model that adds new layers to layers being trained (a callback of "
+                        "fit) would move the weights fit works on: build it before or after fit")
+                held.enter_context(store.guard.training("building a model over its layers"))
+                held.enter_context(store.guard.step_lock)
+            parts = [kernels.to_host(store.theta) for store in stores] + [host]
+            merged = cls(kernels.to_device(np.concatenate(parts)), stores[0].guard)
+            start = 0
+            for store in stores:
+                for model in list(store.models):
+                    model._move_to(merged, start + model._lo)
+                start += int(store.theta.size)
+        return merged, start
+
+
 class _Network(_Training, _Inference, _Inspection):
     """What every model shares: the loss, the optimizer, the flat parameter vector, the
     training step and the loop around it (fit, evaluate, predict, train_step, weights,
@@ -100,6 +173,7 @@ class _Network(_Training, _Inference, _Inspection):
     """
 
     def _setup(self, loss, optimizer, device, dtype, seed, label_smoothing, reduction="mean"):
+        device, dtype = _placement(self.layers, device, dtype)  # shared weights stay put
         self._kernels = _kernels.backend(device)
         self.device = self._kernels.name
         self.dtype = check_dtype(dtype)
@@ -192,56 +266,101 @@ class _Network(_Training, _Inference, _Inspection):
         return self._input_widths[0] if len(self._input_widths) == 1 else tuple(self._input_widths)
 
     def _allocate_parameters(self):
+        """Each layer's parameters as views into theta, the flat vector of a _Store.
+
+        A layer has one set of weights, made by the first model built over it; every later
+        model over it (a sub-model, the same graph again, a new head on a trained base, a
+        Sequential of its layers) works on the same arrays, as Keras' models do. So this
+        model's theta is a slice of the store its built layers' weights live in, with its
+        own gradient and optimizer state over that slice: the layers it uses for the first
+        time are initialised from the seed and appended to that store (grown, or several
+        stores merged into one, the models on them moved over). A layer this model does not
+        use may lie inside the slice: the optimizer then runs over this model's own
+        parameters only (_trainable_runs), and a file holds _own_optimizer_state.
+
+        Memory cannot be shared across devices or dtypes: a model on another one than the
+        layer's weights (device="reference" over a CPU model's layers) starts from copies of
+        them, and the models there share those (one set per place, Layer._placed)."""
         k = self._kernels
-        owner = getattr(self, "_shared_owner", None)
-        if owner is not None:  # a sub-model of `owner`: its weights are owner's (views)
-            return self._share_parameters(owner)
+        check_parameter_memory(self.layers, self.dtype)  # before anything is allocated
+        place = (self.device, self.dtype.name)
         shapes = [(l, name, shape) for l, layer in enumerate(self.layers)
                   for name, shape in layer.param_shapes().items()]
-        offsets = np.cumsum([0] + [math.prod(shape) for _, _, shape in shapes]).tolist()
-        total = offsets.pop()
-        # initialise on the host, then move to the backend
-        host = np.zeros(total, self.dtype)
-        host_params = [{} for _ in self.layers]
-        for (l, name, shape), offset in zip(shapes, offsets):
-            host_params[l][name] = host[offset : offset + math.prod(shape)].reshape(shape)
-        host_state = [{name: np.zeros(shape, self.dtype) for name, shape in layer.state_shapes().items()}
-                      for layer in self.layers]
-        from .graph import _common_owner
-
-        again = _common_owner(self.layers)  # all of one model's layers again: fresh weights
-        fresh = again is not None and {id(l) for l in again.layers} <= {id(l) for l in self.layers}
-        for layer, params, state in zip(self.layers, host_params, host_state):
+        built = [_weights_at(layer, place) is not None for layer in self.layers]
+        # the layers without weights here, initialised on the host (from their weights on
+        # another device or in another dtype where they have some)
+        fresh_at, n_fresh = {}, 0
+        for l, name, shape in shapes:
+            if not built[l]:
+                fresh_at[(l, name)], n_fresh = n_fresh, n_fresh + math.prod(shape)
+        host = np.zeros(n_fresh, self.dtype)
+        states = []
+        for l, layer in enumerate(self.layers):
+            if built[l]:  # its state (BatchNorm's running statistics) is shared as it is
+                _, slot = _weights_at(layer, place)
+                states.append({name: getattr(slot, name) for name in layer.state_shapes()})
+                continue
+            params = {name: host[fresh_at[(l, name)]:][: math.prod(shape)].reshape(shape)
+                      for name, shape in layer.param_shapes().items()}
+            state = {name: np.zeros(shape, self.dtype)
+                     for name, shape in layer.state_shapes().items()}
             layer.initialize(params, state, self._rng)
-            if layer._owner is not None and not fresh:  # a layer of another model: start from its weights
+            if _has_weights(layer):  # copies of its weights elsewhere
                 other, slot = layer._owner
-                for name, arr in list(params.items()) + list(state.items()):
-                    arr[...] = other._kernels.to_host(getattr(slot, name))
-        self._param_shapes, self._param_offsets = shapes, offsets
-        self._theta = k.to_device(host)
-        self._grad = k.zeros(total, self.dtype)
-        states = [{n: k.to_device(a) for n, a in st.items()} for st in host_state]
+                with other._guard.step_lock:
+                    for name, arr in list(params.items()) + list(state.items()):
+                        arr[...] = other._kernels.to_host(getattr(slot, name))
+            states.append({name: k.to_device(arr) for name, arr in state.items()})
+        stores = []
+        for l, layer in enumerate(self.layers):
+            if built[l] and all(_weights_at(layer, place)[0]._store is not s for s in stores):
+                stores.append(_weights_at(layer, place)[0]._store)
+        if not stores:  # a model of new layers: a store of its own
+            store, fresh_from = _Store(k.to_device(host), self._guard), 0
+        elif len(stores) == 1 and n_fresh == 0:  # only built layers of one store: share it
+            store, fresh_from = stores[0], 0
+        else:
+            store, fresh_from = _Store.merged(stores, host, k)
+        at = {}
+        for l, layer in enumerate(self.layers):
+            if built[l]:
+                at.update({(l, name): offset
+                           for name, offset in _store_offsets(layer, place).items()})
+        at.update({key: fresh_from + offset for key, offset in fresh_at.items()})
+        offsets = [at[(l, name)] for l, name, _ in shapes]
+        ends = [offset + math.prod(shape) for offset, (_, _, shape) in zip(offsets, shapes)]
+        lo, hi = (min(offsets), max(ends)) if shapes else (0, 0)
+        self._store, self._lo = store, lo
+        store.models.add(self)
+        self._guard = store.guard  # one guard over the one set of weights
+        self._param_shapes, self._param_offsets = shapes, [offset - lo for offset in offsets]
+        self._theta = store.theta[lo:hi]
+        self._grad = k.zeros(hi - lo, self.dtype)
         self._finish_parameters(states)
         for layer, slot in zip(self.layers, self._slots):
-            layer._owner = (self, slot)
+            if layer._owner is None:
+                layer._owner, layer._placed = (self, slot), {}
+            layer._placed.setdefault(place, (self, slot))
 
-    def _share_parameters(self, owner):
-        """A sub-model's parameters: views into `owner`'s theta (and its layers' state), so
-        training either model changes both; gradients and optimizer state of its own."""
-        where = {id(layer): l for l, layer in enumerate(owner.layers)}
-        at = {(l, name): offset for (l, name, _), offset in zip(owner._param_shapes, owner._param_offsets)}
-        shapes, offsets = [], []
-        for l, layer in enumerate(self.layers):
-            for name, shape in layer.param_shapes().items():
-                shapes.append((l, name, shape))
-                offsets.append(at[(where[id(layer)], name)])
-        self._param_shapes, self._param_offsets = shapes, offsets
-        self._theta = owner._theta
-        self._grad = self._kernels.zeros(owner._theta.size, self.dtype)
-        self._guard = owner._guard  # one guard over the one set of weights
-        states = [{name: getattr(owner._slots[where[id(layer)]], name) for name in layer.state_shapes()}
-                  for layer in self.layers]
-        self._finish_parameters(states)
+    def _move_to(self, store, lo):
+        """Point this model's parameters at `store`, which holds their values from `lo` on
+        (a store merged into a larger one). Gradients, optimizer state and layer state
+        stay where they are; so do the slot objects, only their parameter arrays change."""
+        self._store, self._lo = store, lo
+        store.models.add(self)
+        self._guard = store.guard
+        self._theta = store.theta[lo : lo + self._theta.size]
+        for (l, name, shape), offset in zip(self._param_shapes, self._param_offsets):
+            view = self._theta[offset : offset + math.prod(shape)].reshape(shape)
+            setattr(self._slots[l], name, view)
+        self.params = [getattr(self._slots[l], name) for l, name, _ in self._param_shapes]
+        self._train_buffers = None  # their views copied the old arrays
+        self._predict_pool.clear()
+        self._parameters_moved()
+
+    def _parameters_moved(self):
+        """What a model keeps besides its slots that points at its parameters (Sequential:
+        the W, b tuples of its Dense stack)."""
 
     def _finish_parameters(self, states):
         self._slots = self._parameter_slots(self._theta, self._grad, states)
@@ -251,6 +370,21 @@ class _Network(_Training, _Inference, _Inspection):
         self._train_buffers = None
         self._predict_pool.clear()
         self._submodels = {}
+
+    def _own_optimizer_state(self):
+        """{state name: host array} of the optimizer state of this model's own parameters,
+        in the layout a model built from its config has (its layers' parameters in order,
+        nothing between them): what a file holds. theta may also span parameters of layers
+        other models use (see _allocate_parameters), so _opt_state may be longer."""
+        k = self._kernels
+        with self._guard.step_lock:
+            out = {}
+            for name in self.optimizer.state_names:
+                full = k.to_host(self._opt_state[name])
+                parts = [full[offset : offset + math.prod(shape)]
+                         for (_, _, shape), offset in zip(self._param_shapes, self._param_offsets)]
+                out[name] = np.concatenate(parts) if parts else full[:0].copy()
+            return out
 
     def _init_optimizer_state(self):
         """The optimizer's state, fresh (zero moments, step 0), over the flat theta."""

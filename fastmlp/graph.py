@@ -15,8 +15,6 @@ decides, once, how the training step moves deltas between nodes:
 """
 
 import math
-
-import numpy as np
 from types import SimpleNamespace
 
 from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION
@@ -257,6 +255,12 @@ class Model(_import_network()):
     binary_cross_entropy, else cross_entropy for several outputs and mse for one). The other
     arguments are Sequential's. Everything Sequential offers works the same way.
 
+    Layers that already have weights keep them, as in Keras: ``Model(m.inputs, m.output)``
+    is m's network on m's weights, ``Model(m.inputs, m.get_layer("h").output)`` a sub-model
+    on them (loss None: mse, predict gives h's outputs), a new head on m's layers trains
+    them with it unless frozen; only layers used for the first time are initialised from
+    `seed`. On another device or dtype than those weights the model starts from copies.
+
     One training step::
 
         forward:   for node in order:            node.forward(its inputs' A)       -> A[node]
@@ -283,18 +287,12 @@ class Model(_import_network()):
         self._input_widths = tuple(n.width for n in self.inputs)
         self._input_names = tuple(n.name for n in self.inputs)
         self._output_layer, self._output_width = g.output.layer, g.output.width
-        owner = _common_owner(self.layers)
-        if owner is not None and not _same_place(owner, device, dtype):
-            owner = None  # another device or dtype: the new model starts from copies
-        if owner is not None and {id(l) for l in owner.layers} <= {id(l) for l in self.layers}:
-            owner = None  # all of owner's layers again: a new model, fresh weights from its seed
-            for layer in self.layers:
-                layer._owner = None
-        if owner is not None:  # a sub-model: it works on owner's weights
-            device, dtype = owner.device, owner.dtype.name
-            if loss is None and self._output_layer is not owner._output_layer:
-                loss = "mse"  # predict gives the (hidden) layer's outputs
-        self._shared_owner = owner
+        # layers that already have weights keep them: this model shares them (_Network's
+        # _allocate_parameters); over a hidden layer of another model, predict gives its outputs
+        made_by = self._output_layer._owner
+        if loss is None and made_by is not None \
+                and made_by[0]._output_layer is not self._output_layer:
+            loss = "mse"
         if loss is None:
             act = self._output_layer.activation
             loss = FUSED_OUTPUTS.get(act, "cross_entropy" if self._output_width > 1 else "mse")
@@ -303,6 +301,15 @@ class Model(_import_network()):
         self._setup(loss, optimizer, device, dtype, seed, label_smoothing, reduction)
         where = {id(layer): l for l, layer in enumerate(self.layers)}
         self._node_slot = [None if n.is_input else self._slots[where[id(n.layer)]] for n in g.nodes]
+
+    def _output_node_of(self, layer):
+        """The node of this model's graph that `layer` outputs."""
+        nodes = [n for n in self._graph.nodes if n.layer is layer]
+        if len(nodes) != 1:
+            raise ValueError(f"layer {layer.name!r} is called on {len(nodes)} nodes of this model "
+                             "(shared weights), so it has several outputs: build a Model up to "
+                             "the node you want")
+        return nodes[0]
 
     def _set_loss(self, loss, label_smoothing=0.0):
         super()._set_loss(loss, label_smoothing)
@@ -493,38 +500,6 @@ class Model(_import_network()):
     def __repr__(self):
         return (f"Model(inputs={list(self._input_names)}, output={self.output.name!r}, "
                 f"nodes={len(self._graph.nodes)}, loss={self.loss!r}, device={self.device!r})")
-
-
-def _common_owner(layers):
-    """The model whose weights all of `layers` live in, when every layer with weights is
-    in one existing model; else None.
-
-    What a new Model does with layers that already have weights in a model M:
-
-    - part of M's layers only (``Model(M.inputs, M.get_layer("hidden2").output)``): a
-      sub-model that SHARES M's weights (views into M's parameters; training either changes
-      both; one training guard for both);
-    - all of M's layers again (the same graph built into a second model): a new model with
-      fresh weights from its own seed, as before;
-    - M's layers with new ones (a new head on a trained base), or M's layers on another
-      device or dtype: the new model starts from copies of M's current weights and owns
-      them from then on (``layer.get_weights()`` then reads the new model's).
-    """
-    owners = [None if layer._owner is None else layer._owner[0]
-              for layer in layers if layer.param_shapes() or layer.state_shapes()]
-    if not owners or owners[0] is None or any(o is not owners[0] for o in owners):
-        return None
-    return owners[0]
-
-
-def _same_place(owner, device, dtype):
-    """Whether a model asked for on `device` in `dtype` can share `owner`'s weights
-    ("auto" and the default float32 follow the owner)."""
-    from .kernels import backend
-
-    if device != "auto" and backend(device).name != owner.device:
-        return False
-    return np.dtype(dtype) in (owner.dtype, np.dtype(np.float32))
 
 
 def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entropy", optimizer=None,

@@ -8,6 +8,7 @@ layer, ``delta_prev = f'_prev(D_prev) * (d loss / d A_in)``, the delta of the la
 in the same pass. ``s`` holds the layer's parameters, gradients, state and scratch buffers.
 """
 
+import os
 import re
 import threading
 
@@ -59,6 +60,81 @@ def check_activation(activation, name="activation", allow_softmax=True):
     return activation
 
 
+# ----------------------------------------------------------------------------------------
+# how much memory a model's weights need, checked before any of it is allocated
+
+#: the bound where the operating system does not say how much physical memory there is
+FALLBACK_MEMORY_BYTES = 1 << 40
+
+
+def memory_bound():
+    """The bytes a model's weights may take at most: this machine's physical memory
+    (SC_PHYS_PAGES x SC_PAGE_SIZE), or FALLBACK_MEMORY_BYTES where the system cannot say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_MEMORY_BYTES
+    if pages <= 0 or page_size <= 0:
+        return FALLBACK_MEMORY_BYTES
+    return pages * page_size
+
+
+def _bytes_text(n):
+    """A byte count as people read it: 3136000000000000 bytes (2.79 PiB)."""
+    size, unit = float(n), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if size < 1024 or unit == "EiB":
+            break
+        size /= 1024
+    return f"{n} bytes ({size:.3g} {unit})"
+
+
+def describe_layer(layer):
+    """A layer's kind and sizes for messages: 'Dense 784 -> 256', 'BatchNorm 256'."""
+    kind = type(layer).__name__
+    if isinstance(layer, Dense):
+        return f"{kind} {layer.in_features} -> {layer.out_features}"
+    features = getattr(layer, "features", None)
+    return kind if features is None else f"{kind} {features}"
+
+
+def check_parameter_memory(layers, dtype, bound=None):
+    """Raise a ValueError, before anything is allocated, when the weights of `layers`
+    (built layers, e.g. a model's; their parameters and state) would not fit in `bound`
+    bytes in `dtype` (None: ``memory_bound()``, the machine's physical memory).
+
+    The layers are added up in order; the message names the first one with which the total
+    passes the bound (``layers[0] 'hidden1' (Dense 784 -> 1000000000000)``), its parameter
+    count, the bytes needed and the bound. Training needs a few times the weights' bytes
+    (gradients, optimizer state), so passing this check is necessary, not sufficient.
+    Returns the bytes the weights need."""
+    itemsize = np.dtype(dtype).itemsize
+    limit = ("this machine's physical memory" if bound is None else "the bound") + ", "
+    bound = memory_bound() if bound is None else int(bound)
+    total = 0
+    for i, layer in enumerate(layers):
+        shapes = list(layer.param_shapes().values()) + list(layer.state_shapes().values())
+        count = sum(_prod(shape) for shape in shapes)
+        total += count * itemsize
+        if total > bound:
+            mine = count * itemsize
+            so_far = "" if total == mine else \
+                f"; with the layers before it the weights need {_bytes_text(total)}"
+            raise ValueError(
+                f"layers[{i}] {layer.name!r} ({describe_layer(layer)}) is too large: its {count} "
+                f"parameters need {_bytes_text(mine)} in {np.dtype(dtype).name}{so_far}, more "
+                f"than {limit}{_bytes_text(bound)}; make the layer smaller")
+    return total
+
+
+def _prod(shape):
+    """The number of elements of `shape`, as a Python int (no overflow)."""
+    n = 1
+    for s in shape:
+        n *= int(s)
+    return n
+
+
 class Layer:
     """Base class of the layers: a Sequential model's stack, or nodes of a graph Model.
 
@@ -69,8 +145,12 @@ class Layer:
     activation = "identity"
     #: set by the model whose output this layer is when it fuses a softmax/sigmoid into the loss
     _fused = False
-    #: (model, slot) of the model whose parameters this layer's weights are views into
+    #: (model, slot) of the first model built over this layer: its weights are views into
+    #: that model's parameters, and every later model on the same device and dtype shares them
     _owner = None
+    #: {(device, dtype name): (model, slot)}: where the layer has weights; a model on another
+    #: device or dtype cannot share memory, so it starts from copies and keeps its own there
+    _placed = None
     #: how many inputs the layer takes (None: two or more, a merge layer)
     n_inputs = 1
 
@@ -190,6 +270,12 @@ class Layer:
                 f"layer {self.name!r} has no weights yet: they are made when a model is built "
                 "from it (Sequential([...]) or Model(inputs, outputs))"
             )
+        if len(self._placed) > 1 and self._weight_names():
+            places = ", ".join(f"{device} ({dtype})" for device, dtype in self._placed)
+            raise ValueError(
+                f"layer {self.name!r} has a set of weights on each of {places} (models on "
+                "different devices or dtypes cannot share one): read or write them through a "
+                "model, model.get_weights() / model.set_weights(...)")
         return self._owner
 
     @property

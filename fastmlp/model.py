@@ -41,7 +41,8 @@ class Sequential(_Network):
     Parameters
     ----------
     layers : list of layers; each Dense layer's in_features must equal the size before it
-        (``Dense(units)`` after the first layer takes it from there).
+        (``Dense(units)`` after the first layer takes it from there). Layers of another
+        model keep their weights: this model shares them (see fastmlp.Model).
     loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
         "kl_divergence" (softmax fused; probability targets, rows summing to 1: the
         cross-entropy minus the targets' entropy, ``KLDivLoss(reduction="batchmean")`` of
@@ -103,7 +104,7 @@ class Sequential(_Network):
         self._output_layer, self._output_width = self.layers[-1], sizes[-1]
         self._setup(loss, optimizer, device, dtype, seed, label_smoothing, reduction)
         self._act = tuple(layer.act for layer in self.layers)
-        self.W, self.b = self._dense_parameters(self._slots)
+        self._parameters_moved()
         dense = [slot for slot, layer in zip(self._slots, self.layers) if isinstance(layer, Dense)]
         self.dW, self.db = tuple(s.dW for s in dense), tuple(s.db for s in dense)
         #: a plain stack of Dense layers (no Dropout, BatchNorm) runs its forward and backward
@@ -117,30 +118,41 @@ class Sequential(_Network):
         super()._set_loss(loss, label_smoothing)
         self._act = tuple(layer.act for layer in self.layers)
 
+    def _parameters_moved(self):
+        self.W, self.b = self._dense_parameters(self._slots)
+
     @property
     def inputs(self):
         """[the input node] of the stack seen as a graph (Keras' ``model.inputs``): with
         ``model.get_layer(name).output``, ``fastmlp.Model(model.inputs, ...)`` builds a
         sub-model that shares this model's weights."""
-        if getattr(self, "_chain_inputs", None) is None:
+        if getattr(self, "_chain_nodes", None) is None:
             from .graph import Node
 
-            x = node = Node(None, (), self.sizes[0], "input")
+            nodes = [Node(None, (), self.sizes[0], "input")]
             for layer, width in zip(self.layers, self.sizes[1:]):
-                node = Node(layer, (node,), width, layer.name)
-                layer._output_node = node
-            self._chain_inputs = [x]
-        return list(self._chain_inputs)
+                nodes.append(Node(layer, (nodes[-1],), width, layer.name))
+                layer._output_node = nodes[-1]
+            self._chain_nodes = nodes
+        return [self._chain_nodes[0]]
 
     @property
     def output(self):
         """The output node of the stack seen as a graph (see ``inputs``)."""
         self.inputs
-        return self.layers[-1]._output_node
+        return self._chain_nodes[-1]
+
+    def _output_node_of(self, layer):
+        """The node of this stack's graph that `layer` outputs (see ``inputs``)."""
+        self.inputs
+        index = next(i for i, other in enumerate(self.layers) if other is layer)
+        return self._chain_nodes[1 + index]
 
     def get_layer(self, name=None, index=None):
-        self.inputs  # the layers' output nodes
-        return super().get_layer(name, index)
+        layer = super().get_layer(name, index)
+        # its .output: this stack's node (a layer may be in several stacks: see inputs)
+        layer._output_node = self._output_node_of(layer)
+        return layer
 
     def _weight_slots(self):
         """Names W1, b1, ... for Dense layers (1-based, as in the lecture), layers[l].name

@@ -49,8 +49,8 @@ def to_config(model):
         weights = model.get_weights()
         config["optimizer_step"] = int(model._opt_state["step"])
         config["rng_state"] = model._rng.bit_generator.state
-        optimizer_state = [(f"optimizer_{name}", to_host(model._opt_state[name]))
-                           for name in model.optimizer.state_names]
+        own = model._own_optimizer_state()  # this model's parameters only, in file layout
+        optimizer_state = [(f"optimizer_{name}", own[name]) for name in model.optimizer.state_names]
     return config, list(zip(_weight_names(model, len(weights)), weights)), optimizer_state
 
 

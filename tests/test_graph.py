@@ -135,7 +135,8 @@ def test_buffers_once_per_batch_size_concatenate_in_place_and_add_without_copy()
 def test_multi_input_lists_and_dicts_agree():
     inputs, out = concat_two_inputs()
     a = fm.Model(inputs, out, seed=3, optimizer="adam")
-    b = fm.Model(inputs, out, seed=3, optimizer="adam")
+    # a second graph of new layers: a Model over a's nodes would share a's weights
+    b = fm.Model(*concat_two_inputs(), seed=3, optimizer="adam")
     ha = a.fit([XA, XB], Y3, epochs=2, batch_size=8, verbose=0, validation_data=([XA, XB], Y3))
     hb = b.fit({"b": XB, "a": XA}, Y3, epochs=2, batch_size=8, verbose=0,
                validation_data=({"a": XA, "b": XB}, Y3))

@@ -108,12 +108,19 @@ def test_new_head_on_a_frozen_base():
         np.testing.assert_array_equal(a, b)  # the base did not move
 
 
-def test_sequential_new_head_starts_from_the_base_and_rebuild_is_fresh():
+def test_sequential_new_head_starts_from_the_base_and_a_rebuild_shares_it():
     base = fm.MLP([6, 8, 3], device="cpu", seed=0, optimizer=fm.Adam(lr=0.01))
     base.fit(X, y, epochs=3, verbose=0)
     trained = _weights(base, "hidden1")
     new = fm.Sequential([base.get_layer("hidden1"), fm.Dense(2, name="head")], device="cpu", seed=3)
     for a, b in zip(trained, _weights(new, "hidden1")):
         np.testing.assert_array_equal(a, b)
-    again = fm.Sequential(list(new.layers), device="cpu", seed=9)  # all of new's layers: fresh weights
-    assert np.abs(_weights(again, "hidden1")[0] - trained[0]).max() > 0
+    # all of new's layers again: the same network with the same weights, as in Keras
+    again = fm.Sequential(list(new.layers), device="cpu", seed=9)
+    np.testing.assert_array_equal(_weights(again, "hidden1")[0], trained[0])
+    again.compile(optimizer=fm.SGD(lr=0.1))
+    again.fit(X, y % 2, epochs=1, verbose=0)
+    for a, b in zip(_weights(again, "hidden1") + _weights(again, "head"),
+                    _weights(new, "hidden1") + _weights(new, "head")):
+        np.testing.assert_array_equal(a, b)  # training one moved the other
+    assert np.abs(_weights(new, "hidden1")[0] - trained[0]).max() > 0
