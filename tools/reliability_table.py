@@ -1,11 +1,12 @@
-"""Regenerate the README's Reliability table from the tests.
+"""Regenerate the reliability tables (docs/reliability.md) and the README's count from the tests.
 
     python tools/reliability_table.py
 
 Runs the bad-input and reliability tests with FASTMLP_RELIABILITY_TABLE set (tests/conftest.py
-then records every error a ``pytest.raises`` block caught), writes the full list, one row per
-case, to docs/reliability.md, and a summary, one row per test, between the markers
-<!-- reliability:start --> and <!-- reliability:end --> in README.md.
+then records every error a ``pytest.raises`` block caught), writes to docs/reliability.md the
+full list, one row per case, then its section "By kind", one row per test with an example
+message, and between the markers <!-- reliability:start --> and <!-- reliability:end --> in
+README.md one paragraph: how many cases and kinds, and how many got each answer.
 """
 
 import json
@@ -14,7 +15,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,29 +57,34 @@ def main():
     for r in rows:
         what, params = _case(r["test"])
         full.append(f"| {_cell(what, 60)} | {_cell(params, 60)} | {r['error']} | {_cell(r['message'])} |")
-    (ROOT / "docs").mkdir(exist_ok=True)
-    (ROOT / "docs" / "reliability.md").write_text("\n".join(full) + "\n")
-
     groups = OrderedDict()
     for r in rows:
         what, params = _case(r["test"])
         g = groups.setdefault(what, {"cases": 0, "errors": set(), "example": r["message"]})
         g["cases"] += 1
         g["errors"].add(r["error"])
-    summary = [f"{len(rows)} bad inputs are tried by the tests; each gets the answer below "
-               "(one example message per kind; every case with its message is in "
-               "[docs/reliability.md](docs/reliability.md)).", "",
-               "| bad input | cases | answer | example message |", "| --- | ---: | --- | --- |"]
+    full += ["", "## By kind", "",
+             f"The {len(rows)} cases above in {len(groups)} kinds, one row per test, with one "
+             "example message each.", "",
+             "| bad input | cases | answer | example message |", "| --- | ---: | --- | --- |"]
     for what, g in groups.items():
-        summary.append(f"| {_cell(what, 70)} | {g['cases']} | {', '.join(sorted(g['errors']))} | "
-                       f"{_cell(g['example'], 120)} |")
+        full.append(f"| {_cell(what, 70)} | {g['cases']} | {', '.join(sorted(g['errors']))} | "
+                    f"{_cell(g['example'], 120)} |")
+    (ROOT / "docs").mkdir(exist_ok=True)
+    (ROOT / "docs" / "reliability.md").write_text("\n".join(full) + "\n")
+
+    answers = Counter(r["error"] for r in rows).most_common()
+    summary = [f"{len(rows)} bad inputs in {len(groups)} kinds are tried by the tests; the answers: "
+               + ", ".join(f"{error} {n}" for error, n in answers) + ". Each kind with an example "
+               "message: [docs/reliability.md](docs/reliability.md#by-kind); every case with its "
+               "message: [docs/reliability.md](docs/reliability.md)."]
     readme = (ROOT / "README.md").read_text()
     block = "<!-- reliability:start -->\n" + "\n".join(summary) + "\n<!-- reliability:end -->"
     readme, n = re.subn(r"<!-- reliability:start -->.*?<!-- reliability:end -->", lambda m: block, readme, flags=re.S)
     if n != 1:
         raise SystemExit("README.md has no <!-- reliability:start --> ... <!-- reliability:end --> block")
     (ROOT / "README.md").write_text(readme)
-    print(f"{len(rows)} cases in {len(groups)} kinds written to docs/reliability.md and README.md")
+    print(f"{len(rows)} cases in {len(groups)} kinds written to docs/reliability.md; their count to README.md")
 
 
 if __name__ == "__main__":
