@@ -10,8 +10,8 @@ import numpy as np
 from . import kernels as _kernels
 from ._buffers import _Buffers
 from ._concurrency import BufferPool
-from ._metrics import _Metrics
-from ._validation import check_int
+from ._metrics import _Metrics, evaluation
+from ._validation import check_int, check_verbose
 from .kernels.codes import activation_code
 from .layers import SOFTMAX_LOSSES
 from .sparse import csr_run, issparse
@@ -131,13 +131,18 @@ class _Inference:
             _kernels.backend("cpu").activate(Z, activation_code("sigmoid"), P)
         return P
 
-    def evaluate(self, X, y, batch_size=1024, sample_weight=None):
-        """{"loss": mean loss, "accuracy" (classification; "binary_accuracy" for several
-        sigmoid outputs) or "mae" and "r2" (mse)}."""
+    def evaluate(self, X, y, batch_size=1024, sample_weight=None, verbose=0, return_dict=False):
+        """The mean loss and the metrics: "accuracy" (classification; "binary_accuracy" for
+        several sigmoid outputs) or "mae" and "r2" (mse), as an ``Evaluation``: a dict
+        (``result["accuracy"]``) that unpacks as Keras' list (``loss, acc = result``: loss
+        first, then the metrics). ``return_dict=True`` gives a plain dict; ``verbose=1``
+        prints the line ``loss: ... - accuracy: ...``."""
         batch_size = check_int(batch_size, "batch_size")
+        verbose = check_verbose(verbose)
         Xs, T, labels = self._check_fit_data(X, y)
         w = self._sample_weights(sample_weight, None, labels, Xs[0].shape[0])
-        return self._evaluate_checked(Xs, T, labels, batch_size, w)
+        return evaluation(self._evaluate_checked(Xs, T, labels, batch_size, w), return_dict,
+                          verbose)
 
     def _evaluate_checked(self, Xs, T, labels, batch_size=1024, w=None):
         loss_sum, metrics = self._evaluate_sums(Xs, T, labels, batch_size, w)

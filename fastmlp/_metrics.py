@@ -4,6 +4,45 @@ binary_accuracy for multi-label outputs, MAE and R^2 for regression."""
 import numpy as np
 
 
+class Evaluation(dict):
+    """What ``evaluate`` returns: the loss and each metric by name, a dict that also unpacks
+    as Keras' list, loss first and then the metrics in the order fit logs them:
+
+        result = model.evaluate(X, y)      # {'loss': 0.08, 'accuracy': 0.97}
+        result["accuracy"]                 # read as a dict: keys(), items(), "loss" in result
+        loss, accuracy = result            # unpacked as Keras' list: the numbers
+
+    Iterating over it gives the values, as iterating over Keras' list does (so unpacking
+    never gives the names); the names are ``result.keys()``. ``evaluate(return_dict=True)``
+    gives a plain dict."""
+
+    __slots__ = ()
+
+    def __iter__(self):
+        return iter(self.values())
+
+    def __repr__(self):
+        return f"Evaluation({dict.__repr__(self)})"
+
+    def __reduce__(self):
+        return (type(self), (dict(self.items()),))
+
+    def format(self):
+        """One line: ``loss: 0.0812 - accuracy: 0.9700``."""
+        return " - ".join(f"{name}: {value:.4f}" for name, value in self.items())
+
+
+def evaluation(scores, return_dict=False, verbose=0):
+    """`scores` (a dict: loss first, then the metrics) as evaluate returns it, printed as
+    one line when `verbose`."""
+    if not isinstance(return_dict, (bool, np.bool_)):
+        raise TypeError(f"return_dict must be True or False; got {return_dict!r}")
+    result = Evaluation(scores)
+    if verbose:
+        print(result.format(), flush=True)
+    return dict(result.items()) if return_dict else result
+
+
 class _Metrics:
     """Running metrics of an epoch.
 

@@ -367,6 +367,13 @@ def check_sample_weights(sample_weight, class_weight, labels, n, n_outputs, dtyp
     return w
 
 
+def check_verbose(verbose):
+    """verbose: 0 (silent), 1 or 2, as fit, evaluate and Keras take it."""
+    if isinstance(verbose, bool) or verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
+    return int(verbose)
+
+
 def check_fit_options(epochs, batch_size, validation_split, shuffle, verbose, callbacks,
                       on_divergence):
     """fit's scalar arguments, checked; returns them normalised."""
@@ -378,8 +385,7 @@ def check_fit_options(epochs, batch_size, validation_split, shuffle, verbose, ca
     validation_split = check_float(validation_split, "validation_split", 0, 1, high_open=True)
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False; got {shuffle!r}")
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ValueError(f"verbose must be 0, 1 or 2; got {verbose!r}")
+    check_verbose(verbose)
     callbacks = list(callbacks or [])
     for i, cb in enumerate(callbacks):
         if not isinstance(cb, Callback):

@@ -10,7 +10,8 @@ import os
 
 import numpy as np
 
-from ._validation import check_choice, check_int
+from ._metrics import evaluation
+from ._validation import check_choice, check_int, check_verbose
 from .model import _Network
 
 
@@ -98,9 +99,14 @@ class Ensemble:
         tied = votes == votes.max(axis=1, keepdims=True)
         return np.where(tied, P, -np.inf).argmax(axis=1).astype(np.int64)
 
-    def evaluate(self, X, y, batch_size=1024):
-        """{"loss": the mean loss of the ensemble's probabilities (the mean output for mse),
-        "accuracy" of predict (or "mae", "r2" for regression)}."""
+    def evaluate(self, X, y, batch_size=1024, verbose=0, return_dict=False):
+        """The mean loss of the ensemble's probabilities (the mean output for mse) and the
+        accuracy of predict (or "mae", "r2" for regression), as a model's evaluate gives
+        them (a dict that unpacks as Keras' list; ``return_dict=True``: a plain dict)."""
+        verbose = check_verbose(verbose)
+        return evaluation(self._evaluate(X, y, batch_size), return_dict, verbose)
+
+    def _evaluate(self, X, y, batch_size):
         first = self.members[0]
         Xs, T, labels = first._check_fit_data(X, y)
         X = Xs[0] if len(Xs) == 1 else list(Xs)

@@ -217,7 +217,7 @@ def test_poisson_fit_evaluate_and_errors():
     history = model.fit(X, y, epochs=30, batch_size=32, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
     result = model.evaluate(X, y)
-    assert set(result) == {"loss"} and result["loss"] == pytest.approx(history.history["loss"][-1], rel=0.1)
+    assert set(result.keys()) == {"loss"} and result["loss"] == pytest.approx(history.history["loss"][-1], rel=0.1)
     corr = np.corrcoef(model.predict(X), np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1]))[0, 1]
     assert corr > 0.9
     with pytest.raises(ValueError, match="counts or rates >= 0"):

@@ -418,7 +418,7 @@ def test_binary_cross_entropy_model():
     assert (P >= 0).all() and (P <= 1).all()
     np.testing.assert_array_equal(pred, (P[:, 0] > 0.5).astype(np.int64))
     result = model.evaluate(X, yb)
-    assert set(result) == {"loss", "accuracy"}
+    assert set(result.keys()) == {"loss", "accuracy"}
     assert result["accuracy"] == pytest.approx(np.mean(pred == yb))
     assert result["accuracy"] > 0.9
 
@@ -433,7 +433,7 @@ def test_mse_regression_one_output():
     pred = model.predict(X)
     assert pred.shape == (80,) and pred.dtype == np.float32
     result = model.evaluate(X, t)
-    assert set(result) == {"loss", "mae", "r2"}
+    assert set(result.keys()) == {"loss", "mae", "r2"}
     assert result["loss"] == pytest.approx(np.mean((pred - t) ** 2), rel=1e-4)
     assert result["mae"] == pytest.approx(np.mean(np.abs(pred - t)), rel=1e-4)
     assert result["r2"] == pytest.approx(1 - np.sum((pred - t) ** 2) / np.sum((t - t.mean()) ** 2), rel=1e-4)
@@ -451,7 +451,7 @@ def test_mse_regression_k_outputs():
     pred = model.predict(X)
     assert pred.shape == (40, 3)
     result = model.evaluate(X, T)
-    assert set(result) == {"loss", "mae", "r2"}
+    assert set(result.keys()) == {"loss", "mae", "r2"}
     assert result["loss"] == pytest.approx(np.mean((pred - T) ** 2), rel=1e-4)
     r2 = np.mean(1 - ((pred - T) ** 2).sum(axis=0) / ((T - T.mean(axis=0)) ** 2).sum(axis=0))
     assert result["r2"] == pytest.approx(r2, rel=1e-4)  # sklearn's uniform average
@@ -476,7 +476,7 @@ def test_evaluate_cross_entropy():
     model = mlp(dtype="float64")
     model.fit(X, y, epochs=3, batch_size=8, verbose=0)
     result = model.evaluate(X, y)
-    assert set(result) == {"loss", "accuracy"}
+    assert set(result.keys()) == {"loss", "accuracy"}
     assert isinstance(result["loss"], float) and isinstance(result["accuracy"], float)
     assert result["accuracy"] == pytest.approx(np.mean(model.predict(X) == y))
     P = model.predict_proba(X)
