@@ -6,7 +6,8 @@ one process or as one process of ``mpiexec -n P``; prints one JSON line (rank 0)
 
 In "mpi" mode it also times the Allreduce of the gradient buffer (0.94 MB in float32)
 alone, and the epoch with the all-reduce overlapped with backward (Iallreduce per bucket).
-Data: MNIST from ../shared/datasets/mnist (beside the checkout), or the path in argv[2].
+Data: MNIST from $FASTMLP_DATA/mnist, else ../shared/datasets/mnist (beside the checkout), or
+the path in argv[2].
 """
 
 import json
@@ -18,11 +19,14 @@ import numpy as np
 
 import fastmlp
 from fastmlp import distributed
+from fastmlp._download import local_copy
 from fastmlp.datasets import load_idx
 
 SIZES = [784, 256, 128, 10]
 GLOBAL_BATCH = 128
-MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
+#: MNIST: $FASTMLP_DATA/mnist when it holds the four files, else ../shared/datasets/mnist
+SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
+MNIST = Path(local_copy("mnist", SHARED_MNIST) or SHARED_MNIST)
 
 
 def new_model():

@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 
 from benchlib import SMOKE
+from fastmlp._download import local_copy
 
 HERE = Path(__file__).resolve().parent
-MNIST = HERE.parents[0] / ".." / "shared" / "datasets" / "mnist"
+#: MNIST: $FASTMLP_DATA/mnist when it holds the four files, else ../shared/datasets/mnist
+SHARED_MNIST = HERE.parents[0] / ".." / "shared" / "datasets" / "mnist"
+MNIST = Path(local_copy("mnist", SHARED_MNIST) or SHARED_MNIST)
 sys.path.insert(0, str(HERE.parents[0] / "tests"))
 
 
@@ -29,7 +32,7 @@ def _run(cmd, env):
 
 def test_distributed_epoch(benchmark):
     if not (MNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"MNIST not found in {MNIST}")
+        pytest.skip(f"MNIST not found in $FASTMLP_DATA/mnist nor in {MNIST}: put its files there")
     if importlib.util.find_spec("mpi4py") is None:
         pytest.skip("mpi4py is not installed: pip install 'fastmlp[distributed]'")
     from test_distributed import find_mpiexec

@@ -14,9 +14,12 @@ import pytest
 from benchlib import SIZES, SMOKE, min_time
 
 import fastmlp
+from fastmlp._download import local_copy
 from fastmlp.datasets import load_idx
 
-MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
+#: MNIST: $FASTMLP_DATA/mnist when it holds the four files, else ../shared/datasets/mnist
+SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
+MNIST = Path(local_copy("mnist", SHARED_MNIST) or SHARED_MNIST)
 SCHEDULE = [0.1] * 4 + [0.01] * 2
 BATCH = 128
 RECIPE = (f"SGD(lr=0.1, momentum=0.9), batch {BATCH}, lr 0.1 for 4 epochs then 0.01 for 2, "
@@ -27,7 +30,7 @@ def _load():
     files = [MNIST / f for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
                                  "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")]
     if not all(f.exists() for f in files):
-        pytest.skip(f"MNIST not found in {MNIST}")
+        pytest.skip(f"MNIST not found in $FASTMLP_DATA/mnist nor in {MNIST}: put its files there")
     X_test, y_test = load_idx(files[2], files[3])
     if SMOKE:  # the (smaller) test set's files stand in for the training set
         return X_test[:512], y_test[:512], X_test[512:1024], y_test[512:1024]

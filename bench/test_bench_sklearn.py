@@ -38,9 +38,12 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
 
 import fastmlp  # noqa: E402
+from fastmlp._download import local_copy  # noqa: E402
 from fastmlp.datasets import load_idx  # noqa: E402
 
-MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
+#: MNIST: $FASTMLP_DATA/mnist when it holds the four files, else ../shared/datasets/mnist
+SHARED_MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "mnist"
+MNIST = Path(local_copy("mnist", SHARED_MNIST) or SHARED_MNIST)
 ROUNDS = {"tabular": 1 if SMOKE else 3, "mnist": 1 if SMOKE else 2}
 #: seconds between two fits: OpenBLAS's idle threads spin for ~0.1 s after a product on
 #: several threads (scikit-learn's), and would run on into the next fit's time
@@ -56,7 +59,7 @@ def _tabular():
 def _mnist():
     images, labels = MNIST / "train-images-idx3-ubyte.gz", MNIST / "train-labels-idx1-ubyte.gz"
     if not (images.exists() and labels.exists()):
-        pytest.skip(f"MNIST not found in {MNIST}")
+        pytest.skip(f"MNIST not found in $FASTMLP_DATA/mnist nor in {MNIST}: put its files there")
     X, y = load_idx(images, labels)
     X = X.astype(np.float64)
     if SMOKE:

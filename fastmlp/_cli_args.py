@@ -138,6 +138,10 @@ def _demo_parser(prog="fastmlp"):
     )
     _add_training(p, epochs=40, batch_size=32, hidden=[128, 64],
                   lr_help="SGD learning rate (default 0.05)")
+    from . import __version__  # the package's own attribute, set before its imports
+
+    p.add_argument("--version", action="version", version=f"fastmlp {__version__}",
+                   help="print 'fastmlp VERSION' and exit")
     return p
 
 

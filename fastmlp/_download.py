@@ -11,8 +11,10 @@ what is missing from the data set's canonical sources (several mirrors, in order
   and only then is renamed into place (atomic): the cache never holds a half-written or
   corrupted file, and a failed download leaves nothing behind;
 - server errors and broken connections are retried (a few times, with a short pause), then
-  the next mirror is tried; in the end a clear error names the file, every URL tried and
-  what went wrong, and says where to put the files by hand.
+  the next mirror is tried; a mirror that cannot be reached at all (offline, no such host,
+  connection refused) is not retried, nor asked again for the next files; in the end the
+  error holds one line per file that could not be fetched, naming the file, every URL tried
+  and what went wrong there, and the folder to put the file in by hand.
 
 Downloaded data is only ever read as bytes (IDX, CIFAR-10 binary): nothing is unpickled.
 """
@@ -86,14 +88,34 @@ def _is_good(path, size, sha256):
     return os.path.isfile(path) and os.path.getsize(path) == size and _sha256(path) == sha256
 
 
-def fetch(name, folder=None, download=True):
-    """The folder holding every file of data set `name`, downloaded where missing."""
+def local_copy(name, *folders):
+    """The first of $FASTMLP_DATA/<name> and `folders` that holds every file of data set
+    `name` (by name; their sizes and checksums are not read), or None."""
+    candidates = [os.path.join(os.environ["FASTMLP_DATA"], name)] if os.environ.get(
+        "FASTMLP_DATA") else []
+    candidates += [os.fspath(f) for f in folders]
+    for folder in candidates:
+        if all(os.path.isfile(os.path.join(folder, f)) for f in SOURCES[name][1]):
+            return folder
+    return None
+
+
+def fetch(name, folder=None, download=True, named=False):
+    """The folder holding every file of data set `name`, downloaded where missing.
+
+    download=False never downloads; `named` says the folder is the caller's own `path`
+    (download=None in the loaders: read only, unless download=True)."""
     mirrors, files = SOURCES[name]
     folder = data_folder(name, folder)
     missing = [f for f, (size, sha) in files.items() if not _is_good(os.path.join(folder, f), size, sha)]
     if not missing:
         return folder
     if not download:
+        if named:
+            raise FileNotFoundError(
+                f"{name}: {', '.join(missing)} not found (or not the published file) in path "
+                f"{folder!r}; put the files there, or pass download=True to download them into "
+                "it (without path, they are downloaded into the cache folder)")
         raise FileNotFoundError(
             f"{name}: {', '.join(missing)} not found (or not the published file) in {folder!r}, "
             "and download=False; put the files there or allow the download")
@@ -105,45 +127,82 @@ def fetch(name, folder=None, download=True):
         raise PermissionError(
             f"cannot write the data folder {folder!r} to download {name} into ({exc.strerror or exc}); "
             "name a writable folder with path=... or the FASTMLP_DATA environment variable") from None
+    failures, unreachable = [], {}
     for file in missing:
         size, sha256 = files[file]
-        _download(name, [m + file for m in mirrors], os.path.join(folder, file), size, sha256)
+        try:
+            _download(name, [(m, m + file) for m in mirrors], os.path.join(folder, file), size,
+                      sha256, unreachable)
+        except _Failed as exc:
+            failures.append(str(exc))
+    if failures:
+        raise OSError("\n".join(failures))
     return folder
 
 
-def _download(name, urls, target, size, sha256):
-    """Download one file from the first mirror that delivers it whole and correct."""
+class _Failed(Exception):
+    """One file that no mirror delivered: its one line of the error fetch raises."""
+
+
+def _reason(exc):
+    reason = getattr(exc, "reason", None) or exc
+    return " ".join(str(getattr(reason, "strerror", None) or reason).split()) or type(exc).__name__
+
+
+def _download(name, urls, target, size, sha256, unreachable):
+    """Download one file from the first mirror that delivers it whole and correct; raise
+    _Failed, one line naming the file, each URL tried and what went wrong there, and the
+    folder to put the file in by hand. A mirror that cannot be reached at all (no network,
+    no such host, connection refused) is not retried, nor tried again for the next files
+    (`unreachable`: mirror -> why); server errors and broken transfers are."""
     part = os.path.join(os.path.dirname(target), f".{os.path.basename(target)}.part")
-    problems = []
+    tried = []
     try:
-        for url in urls:
+        for mirror, url in urls:
+            if mirror in unreachable:
+                tried.append(f"{url} ({unreachable[mirror]}, not tried again)")
+                continue
+            problems = []
             for attempt in range(RETRIES):
                 try:
                     _get(url, part, size)
                 except urllib.error.HTTPError as exc:
-                    problems.append(f"{url}: HTTP {exc.code} {exc.reason}")
+                    problems.append(f"HTTP {exc.code} {exc.reason}")
                     if exc.code < 500:  # not there: the next mirror
                         break
-                except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-                    # no network, a broken connection, a body shorter than announced
-                    problems.append(f"{url}: {getattr(exc, 'reason', exc)}")
+                except urllib.error.URLError as exc:  # no connection at all: the next mirror
+                    unreachable[mirror] = _reason(exc)
+                    problems.append(unreachable[mirror])
+                    break
+                except (OSError, http.client.HTTPException) as exc:
+                    # a broken connection, a body shorter than announced: retried (resumed)
+                    problems.append(_reason(exc))
                 else:
                     got = os.path.getsize(part)
                     if got == size and _sha256(part) == sha256:
                         os.replace(part, target)
                         return
-                    problems.append(f"{url}: the download is corrupted ({got} bytes, SHA-256 "
-                                    f"{_sha256(part)[:16]}...; expected {size} bytes, {sha256[:16]}...)")
+                    problems.append(f"the download is corrupted ({got} bytes, SHA-256 "
+                                    f"{_sha256(part)[:16]}...; expected {size} bytes, "
+                                    f"{sha256[:16]}...)")
                     os.remove(part)  # corrupted: the next try starts from scratch
                 if attempt + 1 < RETRIES:
                     time.sleep(0.2 * (attempt + 1))
+            tried.append(f"{url} ({_summary(problems)})")
     finally:
         if os.path.exists(part):
             os.remove(part)
-    raise OSError(
-        f"could not download {name}'s {os.path.basename(target)}; tried:\n  " + "\n  ".join(problems)
-        + f"\nWithout a network, put the file into {os.path.dirname(target)!r} (or name its "
-        "folder with path=...)")
+    raise _Failed(
+        f"could not download {name}'s {os.path.basename(target)} from " + "; ".join(tried)
+        + f". Without a network, put the file into {os.path.dirname(target)!r} by hand (or "
+        "name its folder with path=...)")
+
+
+def _summary(problems):
+    """'HTTP 500 Internal Server Error, 3 tries': each distinct problem once, in order."""
+    distinct = list(dict.fromkeys(problems))
+    tries = f", {len(problems)} tries" if len(problems) > 1 else ""
+    return " then ".join(distinct) + tries
 
 
 def _get(url, part, size):

@@ -2,6 +2,7 @@
 
 ::
 
+    fastmlp --version                 print 'fastmlp VERSION'
     fastmlp [--epochs N ...]          the demo: train on the bundled 8x8 digits
     fastmlp demo [--epochs N ...]     the same, spelled out
     fastmlp train --data PATH [--format idx|cifar10|csv|npz] [--classes K] [--hidden 256,128]
@@ -24,6 +25,10 @@ Data (``--data``; ``--format`` is guessed from the path when left out):
   header line is detected. ``predict`` accepts a file without the label column.
 - ``npz``: arrays ``X``/``y`` (or ``x``/``y``), or ``x_train``/``y_train`` with
   ``x_test``/``y_test``.
+
+The demo first readies its kernels on a throwaway twin of its model (one line: "compiled
+the kernels in 12.3 s (once: ...)" on a cold cache, "kernels loaded from the cache in 0.3 s"
+on a warm one), then times the training alone.
 
 ``train`` trains on the training part and, where the data has a test part (IDX folders
 with t10k files, CIFAR-10, .npz with x_test), reports the test accuracy at the end.

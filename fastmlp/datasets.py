@@ -1,10 +1,13 @@
 """Data sets: the bundled 8x8 digits, and readers for the usual file formats.
 
 =====================================  =====================================================
-``load_digits()``                      the bundled 8x8 digits (1797 samples)
+``load_digits(test_size=None)``        the bundled 8x8 digits (1797 samples); with
+                                       test_size, split in four as load_mnist's
 ``load_idx(images, labels)``           MNIST / Fashion-MNIST IDX files, gzip or raw
 ``load_idx_folder(folder, split)``     the same, by folder: train-* or t10k-* files
-``load_mnist()``, ``load_fashion_mnist()``  downloaded once into a cache, checked (SHA-256)
+``load_mnist()``, ``load_fashion_mnist()``  downloaded once into a cache, checked (SHA-256);
+                                       path=: your own folder, read only unless
+                                       download=True
 ``load_cifar10(folder=None)``          CIFAR-10 binary batches (folder or .tar.gz; None:
                                        downloaded once into the cache)
 ``load_csv(path, label_column=-1)``    a numeric CSV (or .csv.gz) with a label column
@@ -75,12 +78,20 @@ def _scaled_pixels(X, scale):
 # bundled digits
 
 
-def load_digits(scale=True):
+def load_digits(scale=True, test_size=None, seed=0):
     """The bundled 8x8 handwritten digits (1797 samples, UCI optdigits test set, CC BY 4.0).
 
-    Returns (X, y): X float32 of shape (1797, 64), pixels in [0, 1] when `scale` (0..16
-    otherwise); y int64 labels 0..9. Creators: E. Alpaydin and C. Kaynak, Bogazici
-    University (1998), via the UCI Machine Learning Repository; see fastmlp/data/DIGITS.md.
+    Returns (X, y), the whole set, as scikit-learn's ``load_digits``: X float32 of shape
+    (1797, 64), pixels in [0, 1] when `scale` (0..16 otherwise); y int64 labels 0..9.
+
+    With `test_size` (a fraction in (0, 1), or a number of samples), returns
+    (X_train, y_train, X_test, y_test), in load_mnist's order: the samples shuffled with
+    `seed`, then the first ``int(test_size * 1797)`` (or `test_size`) of them are the test
+    part. ``load_digits(test_size=0.2)`` gives 1438 training and 359 test digits, the
+    demo's split (``fastmlp --seed 0``).
+
+    Creators: E. Alpaydin and C. Kaynak, Bogazici University (1998), via the UCI Machine
+    Learning Repository; see fastmlp/data/DIGITS.md.
     """
     with resources.files("fastmlp.data").joinpath("digits.csv.gz").open("rb") as raw:
         with gzip.open(raw, "rt") as text:
@@ -88,7 +99,36 @@ def load_digits(scale=True):
     X, y = data[:, :-1], data[:, -1].astype(np.int64)
     if scale:
         X = X / np.float32(16)
-    return np.ascontiguousarray(X), y
+    X = np.ascontiguousarray(X)
+    if test_size is None:
+        return X, y
+    n_test = _test_count(test_size, len(X))
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
+    order = np.random.default_rng(seed).permutation(len(X))
+    test, train = order[:n_test], order[n_test:]
+    return X[train], y[train], X[test], y[test]
+
+
+def _test_count(test_size, n):
+    """The number of test samples `test_size` (a fraction or a count) asks for out of n."""
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.number)):
+        raise TypeError(f"test_size must be None, a fraction in (0, 1) or a number of "
+                        f"samples; got {test_size!r}")
+    if isinstance(test_size, (int, np.integer)):
+        count = int(test_size)
+        if not 1 <= count <= n - 1:
+            raise ValueError(f"test_size must be a number of samples in 1..{n - 1} (of {n}); "
+                             f"got {count}")
+        return count
+    if not 0 < test_size < 1:
+        raise ValueError(f"test_size must be a fraction in (0, 1) (or a number of samples); "
+                         f"got {test_size!r}")
+    count = int(test_size * n)
+    if not 1 <= count <= n - 1:
+        raise ValueError(f"test_size={test_size!r} leaves {count} of the {n} samples for the "
+                         f"test part; it needs 1..{n - 1}")
+    return count
 
 
 # ----------------------------------------------------------------------------------------
@@ -252,31 +292,65 @@ def load_idx_folder(folder, split="train", scale=True):
     return load_idx(*find_idx_files(folder, split), scale=scale)
 
 
-def _load_idx_data_set(name, path, scale, download):
-    if path is not None and os.path.isdir(os.fspath(path)):
-        try:  # the user's own copy, in any of the usual namings (gzip or raw)
-            return (*load_idx_folder(path, "train", scale), *load_idx_folder(path, "test", scale))
-        except FileNotFoundError:
-            pass
-    folder = _download.fetch(name, path, download)
+def _check_download(download):
+    if download is not None and not isinstance(download, (bool, np.bool_)):
+        raise TypeError(f"download must be None, True or False; got {download!r}")
+    return None if download is None else bool(download)
+
+
+def _missing_path(function, path, download, what):
+    """The error for a `path` that does not exist (a typo is never created and downloaded
+    into: only download=True does that)."""
+    nothing = " (download=False: nothing is downloaded)" if download is False else ""
+    return FileNotFoundError(
+        f"{function}: path {os.fspath(path)!r} does not exist{nothing}; name the folder that "
+        f"holds {what}, pass download=True to create it and download them into it, or leave "
+        "path out to use the cache folder ($FASTMLP_DATA or ~/.cache/fastmlp)")
+
+
+def _load_idx_data_set(function, name, path, scale, download):
+    title = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}.get(name, name)
+    download = _check_download(download)
+    if path is not None:
+        _download.data_folder(name, path)  # a TypeError for a path that is not a path
+        if not os.path.exists(os.fspath(path)) and download is not True:
+            raise _missing_path(function, path, download, f"{title}'s four IDX files")
+        if os.path.isdir(os.fspath(path)):
+            try:  # the user's own copy, in any of the usual namings (gzip or raw)
+                return (*load_idx_folder(path, "train", scale),
+                        *load_idx_folder(path, "test", scale))
+            except FileNotFoundError:
+                pass
+    # download=None: into the cache folder (path=None) only
+    folder = _download.fetch(name, path, download is True or (download is None and path is None),
+                             named=path is not None and download is None)
     return (*load_idx_folder(folder, "train", scale), *load_idx_folder(folder, "test", scale))
 
 
-def load_mnist(path=None, scale=True, download=True):
+def load_mnist(path=None, scale=True, download=None):
     """MNIST as (X_train, y_train, X_test, y_test): 60000 + 10000 images of 784 pixels.
 
-    Read from `path` (a folder holding the four IDX files) when given and complete;
-    otherwise from the cache folder ($FASTMLP_DATA/mnist or ~/.cache/fastmlp/mnist, or
-    `path` itself), downloading the missing files once from MNIST's mirrors, each checked
-    against its published SHA-256 and written atomically (see fastmlp._download).
-    download=False never touches the network (FileNotFoundError when files are missing).
+    path=None (the default) reads the cache folder ($FASTMLP_DATA/mnist, else
+    ~/.cache/fastmlp/mnist), downloading the missing files once from MNIST's mirrors, each
+    checked against its published SHA-256 and written atomically (see fastmlp._download).
+
+    `path` names a folder of your own holding the four IDX files (gzip or raw): it is only
+    read, and a `path` that does not exist (a typo) or lacks files raises a
+    FileNotFoundError naming it, unless download=True, which creates the folder and
+    downloads the missing files into it.
+
+    download: None (default) downloads into the cache folder only; True downloads into
+    `path` too; False never touches the network (FileNotFoundError when files are missing).
+
+    The bundled digits give the same four arrays: ``load_digits(test_size=0.2)``.
     """
-    return _load_idx_data_set("mnist", path, scale, download)
+    return _load_idx_data_set("load_mnist", "mnist", path, scale, download)
 
 
-def load_fashion_mnist(path=None, scale=True, download=True):
-    """Fashion-MNIST as (X_train, y_train, X_test, y_test); as load_mnist."""
-    return _load_idx_data_set("fashion-mnist", path, scale, download)
+def load_fashion_mnist(path=None, scale=True, download=None):
+    """Fashion-MNIST as (X_train, y_train, X_test, y_test); `path` and `download` as for
+    load_mnist (cache folder $FASTMLP_DATA/fashion-mnist or ~/.cache/fastmlp/fashion-mnist)."""
+    return _load_idx_data_set("load_fashion_mnist", "fashion-mnist", path, scale, download)
 
 
 # ----------------------------------------------------------------------------------------
@@ -340,12 +414,15 @@ def _cifar_sources(path):
     return sources, repr(path)
 
 
-def load_cifar10(path=None, scale=True, train_batches=None, download=True):
+def load_cifar10(path=None, scale=True, train_batches=None, download=None):
     """CIFAR-10 from its binary version: (X_train, y_train, X_test, y_test).
 
     path=None reads ``cifar-10-binary.tar.gz`` from the cache folder ($FASTMLP_DATA/cifar10
     or ~/.cache/fastmlp/cifar10), downloading it once (170 MB, SHA-256 checked, written
-    atomically) unless download=False.
+    atomically) unless download=False. A `path` of your own is only read: one that does not
+    exist raises a FileNotFoundError naming it, unless download=True, which creates that
+    folder and downloads the archive into it (as it does into an existing folder that holds
+    no batches).
 
     `path` is the folder holding ``data_batch_1.bin`` .. ``data_batch_5.bin`` and
     ``test_batch.bin`` (or the folder above ``cifar-10-batches-bin``), or the downloaded
@@ -355,8 +432,20 @@ def load_cifar10(path=None, scale=True, train_batches=None, download=True):
     when `scale`; y int64. `train_batches` (e.g. ``[1]``) reads only those training batches.
     All of data_batch_1..5 (or those asked for) and test_batch must be there.
     """
+    download = _check_download(download)
+    archive = "cifar-10-binary.tar.gz"
     if path is None:
-        path = os.path.join(_download.fetch("cifar10", None, download), "cifar-10-binary.tar.gz")
+        path = os.path.join(_download.fetch("cifar10", None, download is not False), archive)
+    elif not os.path.exists(_download.data_folder("cifar10", path)):
+        if download is not True:
+            raise _missing_path("load_cifar10", path, download,
+                                "data_batch_1..5.bin and test_batch.bin (or the .tar.gz)")
+        path = os.path.join(_download.fetch("cifar10", path, True), archive)
+    elif os.path.isdir(path) and not _cifar_sources(path)[0]:  # no batches in the folder
+        if download is True:
+            path = os.path.join(_download.fetch("cifar10", path, True), archive)
+        elif os.path.isfile(os.path.join(path, archive)):  # a cache folder of its own
+            path = os.path.join(path, archive)
     sources, where = _cifar_sources(path)
     wanted = _CIFAR_TRAIN if train_batches is None else [
         f"data_batch_{int(i)}.bin" for i in train_batches]

@@ -224,6 +224,49 @@ def test_demo_subcommand_and_default():
     assert "bundled" in result.stdout and _accuracy(result.stdout, "test accuracy") > 50
 
 
+def test_version():
+    for command in ([sys.executable, "-m", "fastmlp", "--version"],
+                    [str(Path(sys.executable).with_name("fastmlp")), "--version"]):
+        if not Path(command[0]).exists():
+            continue  # no console script in this environment
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"fastmlp {fastmlp.__version__}\n"
+    assert "--version" in run("--help").stdout
+
+
+def test_demo_reports_the_kernels_apart_from_training():
+    result = run("--epochs", 1, "--verbose", 2)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    ready = [i for i, line in enumerate(lines)
+             if line.startswith(("compiled the kernels in ", "kernels loaded from the cache in "))]
+    epoch = [i for i, line in enumerate(lines) if line.startswith("Epoch 1/1")]
+    assert len(ready) == 1 and len(epoch) == 1, result.stdout
+    assert ready[0] < epoch[0]  # compiled before the timed fit: epoch 1 holds training only
+    assert lines[-1].startswith("trained in ") and "test accuracy" in lines[-1]
+
+
+def test_demo_compile_line_and_training_time_without_it(monkeypatch, capsys):
+    from fastmlp import cli
+    from fastmlp.kernels import compile_notice, diskcache
+
+    for cache, later in ((True, "once: later runs load them from the cache"),
+                         (False, "the disk cache is off: FASTMLP_NO_CACHE=1")):
+        clock = iter([0.0, 12.3, 12.3, 12.3])  # the twin's fit compiles 12.3 s, fit nothing
+        monkeypatch.setattr(compile_notice, "compile_seconds", lambda: next(clock))
+        monkeypatch.setattr(diskcache, "CACHE", cache)
+        assert cli.main(["--epochs", "1", "--verbose", "0"]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[1].startswith(f"compiled the kernels in 12.3 s ({later}")
+        seconds = float(out[2].split("trained in ")[1].split(" s")[0])
+        assert 0 <= seconds < 5 and "compiling" not in out[2]
+    clock = iter([0.0, 0.0, 0.0, 0.0])
+    monkeypatch.setattr(compile_notice, "compile_seconds", lambda: next(clock))
+    assert cli.main(["--epochs", "1", "--verbose", "0"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith("kernels loaded from the cache in ")
+
+
 def test_diverging_training_exits_1(data):
     result = run("train", "--data", data / "split.npz", "--lr", 1e30, "--epochs", 5,
                  "--hidden", "8", "--verbose", 0)

@@ -10,9 +10,61 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastmlp import datasets
+from fastmlp import _download, datasets
 
+#: the data sets beside the checkout (../shared/datasets), where $FASTMLP_DATA lacks them
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def _real_data(name, shared=SHARED):
+    """The folder holding the real `name` files: $FASTMLP_DATA/<name> (the library's own
+    variable) when it holds them all, else <shared>/<name> (../shared/datasets beside the
+    checkout); else the test skips, saying where to put them."""
+    folder = _download.local_copy(name, shared / name)
+    if folder is None:
+        files = ", ".join(_download.SOURCES[name][1])
+        pytest.skip(f"the real {name} files ({files}) are not in $FASTMLP_DATA/{name} nor in "
+                    f"{shared / name}: put them in either to run this test")
+    return Path(folder)
+
+
+# ---------------------------------------------------------------------------------------
+# the bundled digits
+
+
+def test_load_digits_whole_set_by_default_and_load_mnists_four_arrays_on_request():
+    X, y = datasets.load_digits()  # the whole set, as scikit-learn's load_digits
+    assert X.shape == (1797, 64) and y.shape == (1797,)
+    parts = datasets.load_digits(test_size=0.2)
+    assert len(parts) == 4  # load_mnist's order: X_train, y_train, X_test, y_test
+    X_train, y_train, X_test, y_test = parts
+    assert X_train.shape == (1438, 64) and X_test.shape == (359, 64)  # the demo's split
+    assert y_train.shape == (1438,) and y_test.shape == (359,)
+    assert X_train.dtype == X_test.dtype == np.float32 and y_train.dtype == np.int64
+    assert X_train.flags.c_contiguous and X_test.flags.c_contiguous
+    order = np.random.default_rng(0).permutation(1797)  # the demo's shuffle (--seed 0)
+    np.testing.assert_array_equal(X_test, X[order[:359]])
+    np.testing.assert_array_equal(y_train, y[order[359:]])
+    # every sample once, in one part or the other
+    both = np.concatenate([X_train, X_test])
+    assert np.unique(both, axis=0).shape == np.unique(X, axis=0).shape
+    assert sorted(np.concatenate([y_train, y_test])) == sorted(y)
+    _, _, X5, _ = datasets.load_digits(test_size=5, seed=3, scale=False)
+    assert X5.shape == (5, 64) and X5.max() == 16
+    assert not np.array_equal(datasets.load_digits(test_size=0.2, seed=1)[2], X_test)
+
+
+def test_load_digits_bad_test_size_and_seed():
+    for bad, error, words in [(0.0, ValueError, "fraction in \\(0, 1\\)"),
+                              (1.5, ValueError, "got 1.5"),
+                              (0, ValueError, "1..1796"), (1797, ValueError, "got 1797"),
+                              (0.0001, ValueError, "leaves 0 of the 1797"),
+                              ("0.2", TypeError, "test_size must be None"),
+                              (True, TypeError, "got True")]:
+        with pytest.raises(error, match=words):
+            datasets.load_digits(test_size=bad)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0; got -1"):
+        datasets.load_digits(test_size=0.2, seed=-1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -133,9 +185,7 @@ def test_idx_folder_missing_files(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
 def test_real_mnist_files(name):
-    folder = SHARED / name
-    if not (folder / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"{folder} is not here")
+    folder = _real_data(name)
     X, y = datasets.load_idx_folder(folder)
     Xt, yt = datasets.load_idx_folder(folder, "test")
     assert X.shape == (60000, 784) and Xt.shape == (10000, 784)
@@ -146,6 +196,25 @@ def test_real_mnist_files(name):
     assert np.bincount(y).min() > 5000
     first = X[0].reshape(28, 28)
     assert first[:3].sum() == 0 or name == "fashion-mnist"  # MNIST digits have blank borders
+
+
+def test_the_real_data_is_looked_up_in_fastmlp_data_first(tmp_path, monkeypatch):
+    mine = tmp_path / "mnist"
+    mine.mkdir()
+    for name in _download.SOURCES["mnist"][1]:
+        (mine / name).write_bytes(b"")
+    monkeypatch.setenv("FASTMLP_DATA", str(tmp_path))
+    assert _real_data("mnist") == mine
+    (mine / "t10k-labels-idx1-ubyte.gz").unlink()  # incomplete: the next place
+    other = tmp_path / "shared"
+    (other / "mnist").mkdir(parents=True)
+    for name in _download.SOURCES["mnist"][1]:
+        (other / "mnist" / name).write_bytes(b"")
+    assert _real_data("mnist", other) == other / "mnist"
+    monkeypatch.delenv("FASTMLP_DATA")
+    with pytest.raises(pytest.skip.Exception, match=r"not in \$FASTMLP_DATA/mnist nor in "
+                                                    r".*nowhere.*put them in either"):
+        _real_data("mnist", tmp_path / "nowhere")
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,6 +264,11 @@ def test_load_cifar10_from_parent_folder_and_tarball(tmp_path):
         tar.add(tmp_path / "dl" / "cifar-10-batches-bin", arcname="cifar-10-batches-bin")
     b = datasets.load_cifar10(tar_path)
     for x, z in zip(a, b):
+        np.testing.assert_array_equal(x, z)
+    own_cache = tmp_path / "cache"  # a folder holding the archive, as the cache does
+    own_cache.mkdir()
+    tar_path.rename(own_cache / tar_path.name)
+    for x, z in zip(a, datasets.load_cifar10(own_cache)):
         np.testing.assert_array_equal(x, z)
 
 

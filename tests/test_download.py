@@ -131,7 +131,7 @@ def test_downloads_once_then_works_offline(tmp_path, monkeypatch, mnist_source, 
 
 
 def test_a_named_folder_is_the_cache_and_the_default_is_under_home(tmp_path, monkeypatch, mnist_source):
-    datasets.load_mnist(path=tmp_path / "mine")
+    datasets.load_mnist(path=tmp_path / "mine", download=True)
     assert len(_left_in(tmp_path / "mine")) == 4
     monkeypatch.delenv("FASTMLP_DATA", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -149,14 +149,14 @@ def test_a_corrupted_download_is_an_error_and_leaves_nothing(tmp_path, mnist_sou
     for mirror in ("a", "b"):
         mnist_source.modes[f"/{mirror}/train-labels-idx1-ubyte.gz"] = ["corrupt"]
     with pytest.raises(OSError, match="corrupted") as info:
-        datasets.load_mnist(path=tmp_path)
+        datasets.load_mnist(path=tmp_path, download=True)
     assert "train-labels-idx1-ubyte.gz" in str(info.value)
     assert not any(f.startswith(".") or f == "train-labels-idx1-ubyte.gz" for f in _left_in(tmp_path))
 
 
 def test_a_broken_connection_resumes_with_a_range_request(tmp_path, mnist_source):
     mnist_source.modes["/a/train-images-idx3-ubyte.gz"] = ["truncate", "ok"]
-    datasets.load_mnist(path=tmp_path)
+    datasets.load_mnist(path=tmp_path, download=True)
     ranges = [r for path, r in mnist_source.requests if path == "/a/train-images-idx3-ubyte.gz"]
     assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
     assert len(_left_in(tmp_path)) == 4
@@ -166,7 +166,7 @@ def test_a_connection_that_always_breaks_is_an_error_and_leaves_nothing(tmp_path
     for mirror in ("a", "b"):
         mnist_source.modes[f"/{mirror}/t10k-images-idx3-ubyte.gz"] = ["truncate", "500"]
     with pytest.raises(OSError, match="t10k-images-idx3-ubyte.gz") as info:
-        datasets.load_mnist(path=tmp_path)
+        datasets.load_mnist(path=tmp_path, download=True)
     assert "HTTP 500" in str(info.value) and "put the file into" in str(info.value)
     assert not any(f.startswith(".") or f.startswith("t10k-images") for f in _left_in(tmp_path))
 
@@ -174,7 +174,7 @@ def test_a_connection_that_always_breaks_is_an_error_and_leaves_nothing(tmp_path
 def test_server_errors_are_retried_and_a_missing_mirror_is_skipped(tmp_path, mnist_source):
     mnist_source.modes["/a/train-labels-idx1-ubyte.gz"] = ["500", "ok"]  # retried on /a/
     mnist_source.modes["/a/t10k-labels-idx1-ubyte.gz"] = ["404"]  # taken from /b/
-    datasets.load_mnist(path=tmp_path)
+    datasets.load_mnist(path=tmp_path, download=True)
     paths = [p for p, _ in mnist_source.requests]
     assert paths.count("/a/train-labels-idx1-ubyte.gz") == 2
     assert "/b/t10k-labels-idx1-ubyte.gz" in paths
@@ -188,7 +188,7 @@ def test_no_network_is_a_clear_error(tmp_path, monkeypatch, files):
     monkeypatch.setitem(_download.SOURCES, "mnist", ([f"http://127.0.0.1:{port}/"], table))
     monkeypatch.setattr(_download, "RETRIES", 1)
     with pytest.raises(OSError, match="(?s)could not download mnist.s .*Connection refused.*Without a network, put the file"):
-        datasets.load_mnist(path=tmp_path)
+        datasets.load_mnist(path=tmp_path, download=True)
     assert _left_in(tmp_path) == []
 
 
@@ -198,7 +198,7 @@ def test_download_false_and_unwritable_folders(tmp_path, mnist_source):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(PermissionError, match="cannot write the data folder"):
-        datasets.load_mnist(path=blocker / "sub")
+        datasets.load_mnist(path=blocker / "sub", download=True)
     with pytest.raises(TypeError, match="path must be a folder path"):
         _download.data_folder("mnist", 42)
     assert mnist_source.requests == []
@@ -224,3 +224,103 @@ def test_cifar10_is_downloaded_as_its_archive_and_read_without_extracting(tmp_pa
     assert X.shape == (10, 3072) and X_test.shape == (2, 3072)
     assert np.array_equal(y_test, records["test_batch.bin"][:, 0])
     assert _left_in(tmp_path / "cifar10") == ["cifar-10-binary.tar.gz"]
+
+
+# ---------------------------------------------------------------------------------------
+# a path of one's own is read, never created, unless download=True
+
+
+@pytest.mark.parametrize("loader", ["load_mnist", "load_fashion_mnist", "load_cifar10"])
+def test_a_path_that_does_not_exist_is_an_error_naming_path(tmp_path, mnist_source, loader):
+    typo = tmp_path / "mnsit"
+    for download in (None, False):
+        with pytest.raises(FileNotFoundError, match="path .*mnsit' does not exist") as info:
+            getattr(datasets, loader)(path=typo, download=download)
+        assert "download=True" in str(info.value)
+        assert ("download=False" in str(info.value)) == (download is False)
+    assert not typo.exists() and mnist_source.requests == []
+    with pytest.raises(TypeError, match="download must be None, True or False; got 'yes'"):
+        getattr(datasets, loader)(path=typo, download="yes")
+
+
+def test_an_existing_folder_without_the_files_is_read_only_unless_download_true(
+        tmp_path, mnist_source):
+    with pytest.raises(FileNotFoundError, match="pass download=True to download them into it"):
+        datasets.load_mnist(path=tmp_path)
+    assert _left_in(tmp_path) == [] and mnist_source.requests == []
+    datasets.load_mnist(path=tmp_path, download=True)
+    assert len(_left_in(tmp_path)) == 4
+    mnist_source.stop()
+    X, *_ = datasets.load_mnist(path=tmp_path)  # complete now: read as it is
+    assert X.shape == (6, 784)
+
+
+def test_the_cache_folder_is_downloaded_into_by_default(tmp_path, monkeypatch, mnist_source):
+    monkeypatch.setenv("FASTMLP_DATA", str(tmp_path))
+    datasets.load_mnist()  # download=None: the cache folder is fetched into
+    assert len(_left_in(tmp_path / "mnist")) == 4
+
+
+def test_cifar10_downloads_into_a_new_path_only_with_download_true(tmp_path, server):
+    archive = b"not read here"
+    server.content["/c/cifar-10-binary.tar.gz"] = archive
+    table = {"cifar-10-binary.tar.gz": (len(archive), hashlib.sha256(archive).hexdigest())}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(_download.SOURCES, "cifar10", ([server.url + "/c/"], table))
+        with pytest.raises(FileNotFoundError, match="does not exist"):
+            datasets.load_cifar10(tmp_path / "new")
+        assert server.requests == []
+        with pytest.raises(ValueError, match="tar"):  # downloaded, then read: not a tarball
+            datasets.load_cifar10(tmp_path / "new", download=True)
+    assert _left_in(tmp_path / "new") == ["cifar-10-binary.tar.gz"]
+    assert len(server.requests) == 1
+
+
+# ---------------------------------------------------------------------------------------
+# offline: one line per file
+
+
+def _closed_port():
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_each_file_fails_on_one_line_and_nothing_is_retried(tmp_path, monkeypatch,
+                                                                    files):
+    mirrors = [f"http://127.0.0.1:{_closed_port()}/a/", f"http://127.0.0.1:{_closed_port()}/b/"]
+    table = {name: (len(d), hashlib.sha256(d).hexdigest()) for name, d in files[0].items()}
+    monkeypatch.setitem(_download.SOURCES, "mnist", (mirrors, table))
+    monkeypatch.setattr(_download, "RETRIES", 3)
+    pauses = []
+    monkeypatch.setattr(_download.time, "sleep", pauses.append)
+    with pytest.raises(OSError) as info:
+        datasets.load_mnist(path=tmp_path, download=True)
+    lines = str(info.value).splitlines()
+    assert len(lines) == 4, str(info.value)
+    for line, name in zip(lines, table):
+        assert line.startswith(f"could not download mnist's {name} from ")
+        assert all(m + name in line for m in mirrors)
+        assert f"put the file into {str(tmp_path)!r} by hand" in line
+        assert line.count("Connection refused") == 2  # once per URL, not once per try
+    assert "not tried again" not in lines[0] and "not tried again" in lines[1]
+    assert pauses == [] and _left_in(tmp_path) == []  # no retry, no pause, nothing left
+
+
+def test_an_unreachable_mirror_is_skipped_for_the_next_files(tmp_path, monkeypatch, server,
+                                                             files):
+    content, _ = files
+    for name, data in content.items():
+        if name != "t10k-labels-idx1-ubyte.gz":
+            server.content[f"/b/{name}"] = data
+    dead = f"http://127.0.0.1:{_closed_port()}/"
+    table = {name: (len(d), hashlib.sha256(d).hexdigest()) for name, d in content.items()}
+    monkeypatch.setitem(_download.SOURCES, "mnist", ([dead, server.url + "/b/"], table))
+    with pytest.raises(OSError) as info:
+        datasets.load_mnist(path=tmp_path, download=True)
+    [line] = str(info.value).splitlines()  # the one file no mirror has
+    name = "t10k-labels-idx1-ubyte.gz"
+    assert line.startswith(f"could not download mnist's {name} from "
+                           f"{dead}{name} (Connection refused, not tried again)")
+    assert "HTTP 404" in line and "by hand" in line
+    assert len(_left_in(tmp_path)) == 3  # the files that came stay: a rerun fetches one
