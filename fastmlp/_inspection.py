@@ -129,10 +129,19 @@ class _Inspection:
             rows.append((f"{name} ({kind})", str(width), str(n), ", ".join(conn)))
         widths = [max(len(r[c]) for r in rows) for c in range(4)]
         line = lambda r: "  ".join(x.ljust(w_) for x, w_ in zip(r, widths)).rstrip()  # noqa: E731
-        out = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), loss={self.loss!r}",
+        if self._loss_pending:
+            loss = "loss chosen from the targets at the first fit"
+        else:
+            reason = "" if self.loss_reason in (None, "given") else f" ({self.loss_reason})"
+            loss = f"loss={self.loss!r}{reason}"
+        out = [f"{type(self).__name__} on {self.device} ({self.dtype.name}), {loss}",
                line(rows[0]), "-" * len(line(rows[0]))]
         out += [line(r) for r in rows[1:]]
-        out.append(f"total parameters: {self.n_parameters}; optimizer: {self.optimizer!r}")
+        trainable = sum(math.prod(shape) for l, _, shape in self._param_shapes
+                        if self.layers[l].trainable)
+        out.append(f"total parameters: {self.n_parameters} (trainable: {trainable}, "
+                   f"non-trainable: {self.n_parameters - trainable}); "
+                   f"optimizer: {self.optimizer!r}")
         return "\n".join(out)
 
     def plot(self, path=None, ax=None):

@@ -40,7 +40,8 @@ from ._concurrency import BufferPool, TrainingGuard
 from ._inference import _Inference
 from ._inspection import _Inspection
 from ._training import _Training
-from ._validation import check_choice, check_dtype, check_finite, check_float, check_int
+from ._validation import (check_choice, check_dtype, check_finite, check_float, check_int,
+                          infer_loss)
 from .errors import DivergenceError
 from .kernels.codes import IDENTITY
 from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES, check_parameter_memory
@@ -183,6 +184,19 @@ class _Network(_Training, _Inference, _Inspection):
         self._rng = np.random.default_rng(seed)
         self.optimizer = get_optimizer(optimizer)
         self.reduction = check_choice(reduction, "reduction", REDUCTIONS)
+        #: no loss given: it is read from the targets at the first fit (infer_loss), unless
+        #: the output layer's activation names it; until then a provisional one stands
+        self._loss_pending = loss is None and not label_smoothing and not self._over_hidden \
+            and self._output_layer.activation not in FUSED_OUTPUTS
+        self.loss_reason = "given" if loss is not None else None
+        if loss is None:
+            loss = self._provisional_loss(label_smoothing)
+            if self._over_hidden:
+                self.loss_reason = "the output is another model's hidden layer: its features"
+            elif not self._loss_pending:
+                self.loss_reason = ("label_smoothing is for cross_entropy" if label_smoothing else
+                                    f"the output layer's activation is "
+                                    f"{self._output_layer.activation!r}")
         self._set_loss(loss, label_smoothing)
         #: the data lives on the device and losses are summed there, read once per epoch
         self._resident = self.device == "cuda"
@@ -190,6 +204,35 @@ class _Network(_Training, _Inference, _Inspection):
         self._guard = TrainingGuard()  # see _concurrency: who may train, whole-step reads
         self._predict_pool = BufferPool()  # inference buffers, one set per call in flight
         self._allocate_parameters()
+
+    #: a model over another model's hidden layer (a graph's sub-model): its provisional loss
+    #: is mse, so that predict gives the layer's outputs
+    _over_hidden = False
+
+    def _provisional_loss(self, label_smoothing=0.0):
+        """The loss of a model given none until its targets choose one (see _setup)."""
+        act = self._output_layer.activation
+        if self._over_hidden:
+            return "mse"
+        if act in FUSED_OUTPUTS:
+            return FUSED_OUTPUTS[act]
+        if label_smoothing:
+            return "cross_entropy"
+        return "cross_entropy" if self.n_outputs > 1 else "mse"
+
+    def _choose_loss(self, y, name="y"):
+        """The first targets a model given no loss sees choose its loss (infer_loss), once."""
+        loss, reason = infer_loss(y, self.n_outputs, name)
+        with self._guard.step_lock:
+            if self._loss_pending:
+                if loss != self.loss:
+                    self._change_loss(loss, self.label_smoothing)
+                self._loss_pending, self.loss_reason = False, f"chosen because {reason}"
+
+    def _change_loss(self, loss, label_smoothing):
+        self._set_loss(loss, label_smoothing)
+        self._train_buffers = None
+        self._predict_pool.clear()
 
     def _set_loss(self, loss, label_smoothing=0.0):
         self.loss = check_loss(loss, self._output_layer)
@@ -229,10 +272,11 @@ class _Network(_Training, _Inference, _Inspection):
             if reduction is not None:
                 self.reduction = reduction
             if loss is not None or label_smoothing is not None:
-                self._set_loss(self.loss if loss is None else loss,
-                               self.label_smoothing if label_smoothing is None else label_smoothing)
-                self._train_buffers = None
-                self._predict_pool.clear()
+                self._change_loss(self.loss if loss is None else loss,
+                                  self.label_smoothing if label_smoothing is None
+                                  else label_smoothing)
+                if loss is not None:
+                    self._loss_pending, self.loss_reason = False, "given"
             if optimizer is not None:
                 self.optimizer = get_optimizer(optimizer)
                 self._init_optimizer_state()
@@ -613,7 +657,7 @@ class _Network(_Training, _Inference, _Inspection):
 
     def _config_common(self):
         return {
-            "loss": self.loss,
+            "loss": None if self._loss_pending else self.loss,
             "label_smoothing": self.label_smoothing,
             **({"reduction": self.reduction} if self.reduction != "mean" else {}),
             "optimizer": {"name": type(self.optimizer).__name__, "config": self.optimizer.get_config()},

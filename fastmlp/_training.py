@@ -53,6 +53,8 @@ class _Training:
 
     def _check_fit_data(self, X, y, name_X="X", name_y="y"):
         Xs = self._check_X(X, name_X)
+        if self._loss_pending:  # no loss given: the first targets choose it (infer_loss)
+            self._choose_loss(y, name_y)
         T, labels = check_targets(y, self.loss, self.n_outputs, Xs[0].shape[0], self.dtype, name_y)
         return Xs, T, labels
 
@@ -178,7 +180,11 @@ class _Training:
             log_every = check_int(log_every, "log_every")
         epochs, batch_size, validation_split, callbacks, on_divergence = check_fit_options(
             epochs, batch_size, validation_split, shuffle, verbose, callbacks, on_divergence)
+        pending = self._loss_pending
         Xs, T, labels = self._check_fit_data(X, y)
+        if pending and verbose:  # said once, as the summary says it
+            print(f"loss: {self.loss!r}, {self.loss_reason} (pass loss= to choose another)",
+                  flush=True)
         w = self._sample_weights(sample_weight, class_weight, labels, Xs[0].shape[0])
         if validation_data is not None:
             if validation_split:

@@ -200,13 +200,82 @@ def check_X(X, n_features=None, name="X", dtype=None):
     return np.ascontiguousarray(arr)
 
 
+def _whole(arr):
+    """Whether every value of the numeric array `arr` is a whole number."""
+    return arr.dtype.kind in "biu" or bool(np.all(np.equal(np.mod(arr, 1), 0)))
+
+
+def infer_loss(y, n_outputs, name="y"):
+    """The loss a model given no ``loss=`` trains with, read from its targets, and why:
+    ``(loss, reason)``. The rule, the same for MLP, Sequential and Model (a softmax or sigmoid
+    output layer names its loss itself and never comes here):
+
+    - integer (or bool) class labels, one per sample: ``cross_entropy`` for several outputs;
+      for one output, labels 0 and 1 give ``binary_cross_entropy``;
+    - real-valued targets (any value that is no whole number): ``mse``;
+    - anything else says too little to choose without the risk of a wrong guess (whole
+      numbers stored as floats, one-hot or 0/1 columns, integer targets for one output that
+      are not 0/1): a ValueError that asks for ``loss=`` and names the losses that fit."""
+    arr = _as_numeric_array(y, name)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    binary = arr.size > 0 and bool(np.all((arr == 0) | (arr == 1)))
+    if arr.dtype.kind in "biu" and arr.ndim == 1:
+        if n_outputs > 1:
+            return "cross_entropy", f"{name} holds integer class labels"
+        if binary:
+            return "binary_cross_entropy", f"{name} holds 0/1 labels for the one output"
+    elif arr.size and not _whole(arr):
+        return "mse", f"{name} holds real-valued targets"
+    if arr.ndim == 1 and n_outputs > 1:
+        found = "whole numbers stored as floats"
+        fits = ("loss='cross_entropy' if they are class labels (or pass them as integers), "
+                f"loss='mse' for regression on the model's {n_outputs} outputs")
+    elif arr.ndim == 1:
+        found = "0/1 values stored as floats" if binary else "whole numbers"
+        fits = ("loss='binary_cross_entropy' for yes/no labels (or pass them as integers), "
+                "loss='mse' or loss='poisson' (counts) for regression" if binary else
+                "loss='mse' or loss='poisson' (counts) for regression, or more outputs and "
+                "loss='cross_entropy' for class labels")
+    else:
+        found = "one-hot or 0/1 columns" if binary else "columns of whole numbers"
+        fits = ("loss='cross_entropy' for one-hot classes, loss='binary_cross_entropy' for "
+                "several yes/no labels, loss='mse' for regression")
+    raise ValueError(f"the model was given no loss and {name} ({found}, shape {arr.shape}) does "
+                     f"not say which to train with: pass loss= to the model or to compile: {fits}")
+
+
+def suggested_loss(y, n_outputs):
+    """The loss `infer_loss` reads from the targets `y`, or None where it cannot choose."""
+    try:
+        return infer_loss(y, n_outputs)[0]
+    except (TypeError, ValueError):
+        return None
+
+
 def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
     """Targets for `loss`, checked and converted for the loss kernel.
 
     Returns ``(T, labels)``: T is what the loss kernel takes (int64 labels of shape (n,) or
     `dtype` targets of shape (n, n_outputs)); labels are the int64 class labels used for
-    accuracy, or None where accuracy does not apply.
+    accuracy, or None where accuracy does not apply. Targets that do not fit `loss` raise
+    an error that names the loss they do fit (infer_loss's rule), where there is one.
     """
+    try:
+        return _check_targets(y, loss, n_outputs, n_samples, dtype, name)
+    except (TypeError, ValueError) as exc:
+        try:
+            fits, reason = infer_loss(y, n_outputs, name)
+            same_rows = np.shape(y)[:1] == (n_samples,)
+        except (TypeError, ValueError):
+            raise exc from None
+        if fits == loss or not same_rows:
+            raise
+        raise type(exc)(f"{exc} ({reason}, as for loss={fits!r}: pass loss={fits!r} if that "
+                        "is what you mean)") from None
+
+
+def _check_targets(y, loss, n_outputs, n_samples, dtype, name):
     arr = _as_numeric_array(y, name)
     if arr.ndim == 0 or arr.ndim > 2:
         raise ValueError(f"{name} must be 1-D or 2-D; got an array of shape {arr.shape}")

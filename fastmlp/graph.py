@@ -250,14 +250,13 @@ class Model(_import_network()):
         model = fm.Model(x, fm.Dense(10)(h), loss="cross_entropy", optimizer="adam")
 
     inputs: an Input node or a list of them (the order of the arrays fit/predict take; a dict
-    keyed by input name works too). outputs: the output node. loss: as Sequential's; None
-    takes it from the output's activation (softmax: cross_entropy, sigmoid:
-    binary_cross_entropy, else cross_entropy for several outputs and mse for one). The other
-    arguments are Sequential's. Everything Sequential offers works the same way.
+    keyed by input name works too). outputs: the output node. loss: as Sequential's (None:
+    a softmax or sigmoid output names it, else the first targets choose it by Sequential's
+    rule). The other arguments are Sequential's. Everything Sequential offers works the same way.
 
     Layers that already have weights keep them, as in Keras: ``Model(m.inputs, m.output)``
     is m's network on m's weights, ``Model(m.inputs, m.get_layer("h").output)`` a sub-model
-    on them (loss None: mse, predict gives h's outputs), a new head on m's layers trains
+    on them (loss None: predict gives h's outputs; fit's targets choose its loss), a new head on m's layers trains
     them with it unless frozen; only layers used for the first time are initialised from
     `seed`. On another device or dtype than those weights the model starts from copies.
 
@@ -290,12 +289,7 @@ class Model(_import_network()):
         # layers that already have weights keep them: this model shares them (_Network's
         # _allocate_parameters); over a hidden layer of another model, predict gives its outputs
         made_by = self._output_layer._owner
-        if loss is None and made_by is not None \
-                and made_by[0]._output_layer is not self._output_layer:
-            loss = "mse"
-        if loss is None:
-            act = self._output_layer.activation
-            loss = FUSED_OUTPUTS.get(act, "cross_entropy" if self._output_width > 1 else "mse")
+        self._over_hidden = made_by is not None and made_by[0]._output_layer is not self._output_layer
         self._order = [i for i in range(len(g.nodes)) if not g.is_input(i)]
         self._sparse_first_layer = False  # graph models take dense input
         self._setup(loss, optimizer, device, dtype, seed, label_smoothing, reduction)
@@ -502,7 +496,7 @@ class Model(_import_network()):
                 f"nodes={len(self._graph.nodes)}, loss={self.loss!r}, device={self.device!r})")
 
 
-def residual_mlp(sizes, activation="relu", output="identity", loss="cross_entropy", optimizer=None,
+def residual_mlp(sizes, activation="relu", output="identity", loss=None, optimizer=None,
                  device="auto", dtype="float32", seed=None, dropout=0.0, batch_norm=False,
                  label_smoothing=0.0, reduction="mean"):
     """``MLP(sizes, residual=True)``: MLP's layers, with h = h + block(h) around every hidden

@@ -43,7 +43,14 @@ class Sequential(_Network):
     layers : list of layers; each Dense layer's in_features must equal the size before it
         (``Dense(units)`` after the first layer takes it from there). Layers of another
         model keep their weights: this model shares them (see fastmlp.Model).
-    loss : "cross_entropy" (softmax fused; integer labels or one-hot/probability targets),
+    loss : None (the default): chosen once, from the targets of the first fit (or evaluate,
+        train_step), by one rule for MLP, Sequential and Model: integer class labels give
+        "cross_entropy" (several outputs) or "binary_cross_entropy" (0/1 labels, one output),
+        real-valued targets "mse", and targets that say too little (whole numbers stored as
+        floats, one-hot columns) a ValueError asking for ``loss=``; a softmax or sigmoid output
+        layer names its loss itself. ``model.loss_reason`` and the summary say which rule chose
+        it, and verbose fit says it on its first line. Or one of: "cross_entropy" (softmax
+        fused; integer labels or one-hot/probability targets),
         "kl_divergence" (softmax fused; probability targets, rows summing to 1: the
         cross-entropy minus the targets' entropy, ``KLDivLoss(reduction="batchmean")`` of
         PyTorch on log_softmax outputs; Keras' "kld" is an alias),
@@ -69,7 +76,7 @@ class Sequential(_Network):
         mean's times that count. fit's history and evaluate report the mean per sample either way.
     """
 
-    def __init__(self, layers, loss="cross_entropy", optimizer=None, device="auto",
+    def __init__(self, layers, loss=None, optimizer=None, device="auto",
                  dtype="float32", seed=None, label_smoothing=0.0, reduction="mean"):
         if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
             raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
@@ -296,7 +303,7 @@ class MLP(Sequential):
             raise TypeError(f"residual must be True or False; got {residual!r}")
         return super().__new__(cls)
 
-    def __init__(self, sizes, activation="relu", output="identity", loss="cross_entropy",
+    def __init__(self, sizes, activation="relu", output="identity", loss=None,
                  optimizer=None, device="auto", dtype="float32", seed=None, dropout=0.0,
                  batch_norm=False, label_smoothing=0.0, residual=False, reduction="mean"):
         layers = mlp_layers(sizes, activation, output, dropout, batch_norm)

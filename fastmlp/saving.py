@@ -166,7 +166,8 @@ def from_config(config, arrays, device):
     members = fio.Members.of(arrays)
     model_cfg = config["model"]
     names, opt_names = config["weights"], config["optimizer_state"]
-    _expect(isinstance(model_cfg.get("loss"), str), "config 'loss' is missing or not a name")
+    _expect(model_cfg.get("loss", "") is None or isinstance(model_cfg.get("loss"), str),
+            "config 'loss' is missing or not a name (or null: chosen at the first fit)")
     dtype_name = model_cfg.get("dtype")
     _expect(dtype_name in ("float32", "float64"),
             f"config 'dtype' must be 'float32' or 'float64'; got {dtype_name!r}")

@@ -47,8 +47,8 @@ def test_public_names():
 
 def test_mlp_and_sequential_build_the_same_network():
     X, y = blobs()
-    mlp = fastmlp.MLP([D, 8, 6, K], activation=["tanh", "relu"], optimizer=fastmlp.SGD(lr=0.05),
-                      device="cpu", seed=3)
+    mlp = fastmlp.MLP([D, 8, 6, K], activation=["tanh", "relu"], loss="cross_entropy",
+                      optimizer=fastmlp.SGD(lr=0.05), device="cpu", seed=3)
     seq = fastmlp.Sequential(
         [fastmlp.Dense(D, 8, "tanh"), fastmlp.Dense(8, 6, "relu"), fastmlp.Dense(6, K)],
         loss="cross_entropy", optimizer=fastmlp.SGD(lr=0.05), device="cpu", seed=3,
