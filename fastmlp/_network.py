@@ -640,6 +640,15 @@ class _Network(_Training, _Inference, _Inspection):
 
         save(self, path)
 
+    def __reduce__(self):
+        """Pickling (``pickle``, ``copy.deepcopy``, joblib, multiprocessing) goes through the
+        bytes ``save`` writes (config, weights, optimizer and random state; no pickled
+        code or device arrays): the copy is an equal model with weights of its own, on the
+        same device where that device is there, else on "auto"."""
+        from .saving import to_bytes
+
+        return (_unpickle, (to_bytes(self), self.device, type(self)))
+
     def to_onnx(self, path, dtype=None):
         """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.
         One graph input per model input, named after it."""
@@ -664,3 +673,18 @@ class _Network(_Training, _Inference, _Inspection):
             "dtype": self.dtype.name,
             "seed": self.seed,
         }
+
+
+def _unpickle(data, device, cls=None):
+    """A pickled model (``_Network.__reduce__``) back from its model-file bytes, on `device`
+    when this machine has it (a model pickled on a GPU machine loads on a CPU-only one), of
+    its class again where that class only builds what the file's class does (an MLP comes
+    back an MLP, not the Sequential its file describes)."""
+    from .saving import from_bytes
+
+    if device != "cpu" and device != "reference" and _kernels.backend("auto").name != device:
+        device = "auto"
+    model = from_bytes(data, device)
+    if isinstance(cls, type) and cls is not type(model) and issubclass(cls, type(model)):
+        model.__class__ = cls
+    return model

@@ -492,8 +492,9 @@ class Model(_import_network()):
         return plot_graph(self, path, ax)
 
     def __repr__(self):
+        loss = None if self._loss_pending else self.loss
         return (f"Model(inputs={list(self._input_names)}, output={self.output.name!r}, "
-                f"nodes={len(self._graph.nodes)}, loss={self.loss!r}, device={self.device!r})")
+                f"nodes={len(self._graph.nodes)}, loss={loss!r}, device={self.device!r})")
 
 
 def residual_mlp(sizes, activation="relu", output="identity", loss=None, optimizer=None,

@@ -15,7 +15,8 @@ import threading
 import numpy as np
 
 from ._validation import check_float, check_int
-from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION, activation_code
+from .kernels.codes import (ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code,
+                            activation_name)
 from .kernels.stack import dense_backward, dense_backward_sgd, dense_forward
 
 #: output activations a model fuses into its loss (the model computes logits; predict_proba
@@ -53,11 +54,16 @@ def _same_width(layer, width):
 
 
 def check_activation(activation, name="activation", allow_softmax=True):
-    """An activation name; 'softmax' too where a model may fuse it into its loss."""
-    if allow_softmax and activation == "softmax":
-        return activation
-    activation_code(activation, name)
-    return activation
+    """An activation's name as the table spells it (case does not matter; None and Keras'
+    "linear" are "identity"); 'softmax' too where a model may fuse it into its loss."""
+    if activation is None:
+        return "identity"
+    if isinstance(activation, str) and activation.strip().lower() == "softmax":
+        if allow_softmax:
+            return "softmax"
+        raise ValueError(f"{name}='softmax' is for an output layer only (fused into the "
+                         f"cross_entropy loss); here {name} must be one of {sorted(ACTIVATIONS)}")
+    return activation_name(activation, name)
 
 
 # ----------------------------------------------------------------------------------------

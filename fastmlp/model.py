@@ -8,6 +8,7 @@ looking inside a model (summary, plot, profile, compute_gradients, get_layer) is
 other code imports from it (LOSSES, the layers, ``_Network``...).
 """
 
+import inspect
 import math
 from types import SimpleNamespace
 
@@ -16,7 +17,8 @@ import numpy as np
 from ._network import LOSS_ALIASES, LOSSES, REDUCTIONS, _Network, check_loss  # noqa: F401
 from ._validation import check_float, check_int
 from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code  # noqa: F401
-from .layers import FUSED_OUTPUTS, SOFTMAX_LOSSES, LAYERS, Activation, BatchNorm, Dense, Dropout, Layer  # noqa: F401
+from .layers import (FUSED_OUTPUTS, SOFTMAX_LOSSES, LAYERS, Activation, BatchNorm, Dense,  # noqa: F401
+                     Dropout, Layer, check_activation)
 from .optim import Optimizer, get_optimizer  # noqa: F401
 from ._validation import check_inputs, check_sample_weights, check_targets  # noqa: F401
 
@@ -278,7 +280,8 @@ class Sequential(_Network):
             prev = layer.name
 
     def __repr__(self):
-        return f"{type(self).__name__}(sizes={self.sizes}, loss={self.loss!r}, device={self.device!r})"
+        loss = None if self._loss_pending else self.loss
+        return f"{type(self).__name__}(sizes={self.sizes}, loss={loss!r}, device={self.device!r})"
 
 
 class MLP(Sequential):
@@ -311,6 +314,12 @@ class MLP(Sequential):
                          seed=seed, label_smoothing=label_smoothing, reduction=reduction)
 
 
+# __new__ takes (sizes, *args, **kwargs) to pick the graph class for residual=True: the
+# signature users (and help(), IDEs) see is __init__'s
+MLP.__signature__ = inspect.signature(MLP.__init__).replace(
+    parameters=list(inspect.signature(MLP.__init__).parameters.values())[1:])
+
+
 def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_norm=False):
     """MLP's arguments, checked: a list of (Dense, [BatchNorm], [Dropout]) per hidden layer,
     then the output Dense."""
@@ -330,10 +339,9 @@ def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_n
         acts = list(activation)
     else:
         acts = [activation] * n_hidden
-    for i, a in enumerate(acts):
-        activation_code(a, f"activation[{i}]" if isinstance(activation, (list, tuple)) else "activation")
-    if output != "softmax":
-        activation_code(output, "output")
+    acts = [check_activation(a, f"activation[{i}]" if isinstance(activation, (list, tuple))
+                             else "activation", allow_softmax=False) for i, a in enumerate(acts)]
+    output = check_activation(output, "output")
     dropout = check_float(dropout, "dropout", low=0, high=1, high_open=True)
     if not isinstance(batch_norm, (bool, np.bool_)):
         raise TypeError(f"batch_norm must be True or False; got {batch_norm!r}")

@@ -33,16 +33,26 @@ LEAKY_SLOPE = 0.01
 ELU_ALPHA = 1.0
 
 
-def activation_code(name, argument="activation"):
-    """Map an activation name to its kernel code, or raise a ValueError naming `argument`."""
+#: other names of the activations (Keras' "linear"), accepted wherever a name is
+ACTIVATION_ALIASES = {"linear": "identity"}
+
+
+def activation_name(name, argument="activation"):
+    """The activation's name as the table spells it: case and surrounding blanks do not
+    matter ("ReLU", " tanh"), aliases are resolved; else a TypeError or ValueError naming
+    `argument`."""
     if not isinstance(name, str):
         raise TypeError(
             f"{argument} must be a string, one of {sorted(ACTIVATIONS)}; got {name!r} "
             f"of type {type(name).__name__}"
         )
-    try:
-        return ACTIVATIONS[name]
-    except KeyError:
-        raise ValueError(
-            f"{argument} must be one of {sorted(ACTIVATIONS)}; got {name!r}"
-        ) from None
+    key = name.strip().lower()
+    key = ACTIVATION_ALIASES.get(key, key)
+    if key not in ACTIVATIONS:
+        raise ValueError(f"{argument} must be one of {sorted(ACTIVATIONS)}; got {name!r}")
+    return key
+
+
+def activation_code(name, argument="activation"):
+    """Map an activation name to its kernel code, or raise a ValueError naming `argument`."""
+    return ACTIVATIONS[activation_name(name, argument)]

@@ -94,3 +94,21 @@ def test_mlp_builds_dropout_and_batchnorm_layers():
                      ("Dense", "identity"), ("BatchNorm", "tanh"), ("Dropout", "identity"),
                      ("Dense", "identity")]
     assert [w.shape for w in model.get_weights()][:6] == [(6, 8), (6,), (6,), (6,), (6,), (6,)]
+
+
+def test_activation_names_ignore_case_and_take_keras_aliases():
+    """Optimizer names ignore case; activation names do too, and Keras' 'linear' and None
+    mean identity. 'softmax' for a hidden layer is refused saying where it belongs."""
+    import inspect
+
+    model = fastmlp.MLP([4, 8, 3], activation="ReLU", output=" Softmax ")
+    assert [layer.activation for layer in model.layers] == ["relu", "softmax"]
+    assert fastmlp.Dense(3, activation=None).activation == "identity"
+    assert fastmlp.Dense(3, "Linear").activation == "identity"
+    assert fastmlp.Activation("TANH").activation == "tanh"
+    with pytest.raises(ValueError, match="'softmax' is for an output layer only"):
+        fastmlp.MLP([4, 8, 3], activation="softmax")
+    with pytest.raises(ValueError, match="activation must be one of"):
+        fastmlp.MLP([4, 8, 3], activation="relux")
+    params = list(inspect.signature(fastmlp.MLP).parameters)
+    assert params[:4] == ["sizes", "activation", "output", "loss"] and "kwargs" not in params
