@@ -64,6 +64,9 @@ LOSS_ALIASES = {
     "kld": "kl_divergence",
     "kullback_leibler_divergence": "kl_divergence",
 }
+#: how many of each parameter's first values a layer keeps from its initialisation, so that
+#: a model can tell it was never trained (_still_initial): training moves all of them
+INIT_SAMPLE = 16
 #: the reductions of the batch's loss: its mean (the default) or its sum
 REDUCTIONS = ("mean", "sum")
 
@@ -309,6 +312,24 @@ class _Network(_Training, _Inference, _Inspection):
         """The input width (a tuple of widths for a model with several inputs)."""
         return self._input_widths[0] if len(self._input_widths) == 1 else tuple(self._input_widths)
 
+    def _still_initial(self):
+        """Whether every layer's weights still start as its initialisation drew them (their
+        first INIT_SAMPLE values): a model nothing has trained, loaded or set weights into.
+        Weights copied from another model (a layer first built elsewhere) count as set."""
+        k = self._kernels
+        with self._guard.step_lock:
+            for slot, layer in zip(self._slots, self.layers):
+                if not layer.param_shapes():
+                    continue
+                sample = getattr(layer, "_init_sample", None)
+                if sample is None:
+                    return False
+                for name, start in sample.items():
+                    now = k.to_host(getattr(slot, name).reshape(-1)[:INIT_SAMPLE])
+                    if not np.array_equal(now, start.astype(now.dtype)):
+                        return False
+        return True
+
     def _allocate_parameters(self):
         """Each layer's parameters as views into theta, the flat vector of a _Store.
 
@@ -349,6 +370,9 @@ class _Network(_Training, _Inference, _Inspection):
             state = {name: np.zeros(shape, self.dtype)
                      for name, shape in layer.state_shapes().items()}
             layer.initialize(params, state, self._rng)
+            if not _has_weights(layer):  # the start of its weights, to tell "never trained"
+                layer._init_sample = {name: arr.reshape(-1)[:INIT_SAMPLE].copy()
+                                      for name, arr in params.items()}
             if _has_weights(layer):  # copies of its weights elsewhere
                 other, slot = layer._owner
                 with other._guard.step_lock:

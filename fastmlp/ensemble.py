@@ -7,6 +7,7 @@ of the highest mean probability. Regression members (loss mse) are averaged.
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -74,16 +75,35 @@ class Ensemble:
                 histories.append(m.fit(X, y, **fit_kwargs))
         return histories
 
+    def _warn_untrained(self):
+        """A warning when some members were never trained (their weights are still those
+        their initialisation drew): an ensemble of them predicts noise. Members trained,
+        loaded or given weights predict without a word, as a model does without fit."""
+        idle = [i for i, m in enumerate(self.members) if m._still_initial()]
+        if idle:
+            warnings.warn(f"Ensemble: members {idle} of {len(self.members)} were never trained "
+                          "(their weights are still the initial random ones); call "
+                          "ensemble.fit(X, y) or train the members first", UserWarning,
+                          stacklevel=3)
+
     def predict_proba(self, X, batch_size=1024):
         """The members' mean probability (softmax / sigmoid outputs)."""
+        self._warn_untrained()
+        return self._predict_proba(X, batch_size)
+
+    def _predict_proba(self, X, batch_size):
         return np.mean([m.predict_proba(X, batch_size) for m in self.members], axis=0)
 
     def predict(self, X, batch_size=1024):
         """Class labels by majority vote (hard; ties broken by the mean probability) or by
         the highest mean probability (soft); the mean output for regression."""
+        self._warn_untrained()
+        return self._predict(X, batch_size)
+
+    def _predict(self, X, batch_size):
         if self.loss == "mse":
             return np.mean([m.predict(X, batch_size) for m in self.members], axis=0)
-        P = self.predict_proba(X, batch_size)
+        P = self._predict_proba(X, batch_size)
         if self.loss == "binary_cross_entropy":  # per label: one output unit or multi-label
             if self.voting == "soft":
                 pred = (P > 0.5).astype(np.int64)
@@ -104,6 +124,7 @@ class Ensemble:
         accuracy of predict (or "mae", "r2" for regression), as a model's evaluate gives
         them (a dict that unpacks as Keras' list; ``return_dict=True``: a plain dict)."""
         verbose = check_verbose(verbose)
+        self._warn_untrained()
         return evaluation(self._evaluate(X, y, batch_size), return_dict, verbose)
 
     def _evaluate(self, X, y, batch_size):
@@ -118,8 +139,8 @@ class Ensemble:
             r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), 1.0 * (ss_res == 0))
             return {"loss": float(((Z - T2) ** 2).mean()), "mae": float(np.abs(Z - T2).mean()),
                     "r2": float(r2.mean())}
-        P = np.clip(self.predict_proba(X, batch_size).astype(np.float64), 1e-12, 1 - 1e-12)
-        pred = self.predict(X, batch_size)
+        P = np.clip(self._predict_proba(X, batch_size).astype(np.float64), 1e-12, 1 - 1e-12)
+        pred = self._predict(X, batch_size)
         if self.loss == "cross_entropy":
             Q = np.eye(P.shape[1])[T] if T.ndim == 1 else T
             loss = float(-(Q * np.log(P)).sum(axis=1).mean())

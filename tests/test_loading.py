@@ -37,3 +37,26 @@ def test_load_still_reads_model_files_and_names_what_is_wrong(tmp_path):
         fm.load(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="device"):
         fm.load(tmp_path / "m.npz", device="tpu")
+
+
+def test_an_ensemble_of_members_never_trained_warns_when_it_predicts(tmp_path, recwarn):
+    import warnings
+
+    X, y = blobs(n=60, d=4, k=3)
+    idle = fm.Ensemble([fm.MLP([4, 6, 3], seed=i) for i in range(2)])
+    for predict in (idle.predict, idle.predict_proba, lambda X: idle.evaluate(X, y)):
+        with pytest.warns(UserWarning, match=r"members \[0, 1\] of 2 were never trained"):
+            predict(X)
+    half = fm.Ensemble([_members(X, y, 1)[0], fm.MLP([4, 6, 3], seed=5)])
+    with pytest.warns(UserWarning, match=r"members \[1\] of 2"):
+        half.predict(X)
+    trained = fm.Ensemble(_members(X, y))  # trained members predict without fit, silently
+    trained.save(tmp_path / "e.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trained.predict(X)
+        fm.load(tmp_path / "e.npz").predict(X)  # loaded weights count as trained
+        fm.MLP([4, 6, 3], seed=0).predict(X)  # a core model predicts on its initial weights
+        given = fm.MLP([4, 6, 3], seed=7)
+        given.set_weights([w + 1 for w in given.get_weights()])
+        fm.Ensemble([given, _members(X, y, 1)[0]]).predict(X)
