@@ -25,13 +25,17 @@ is the chain above (with the fused Dense-stack path) and the graph ``Model``
 (fastmlp/graph.py) runs the same step over the nodes of a graph.
 """
 
+from __future__ import annotations
+
 import math
 import threading
 import weakref
 from contextlib import ExitStack
-from types import SimpleNamespace
+from types import FunctionType, SimpleNamespace
+from typing import Any, Literal, Optional, Sequence, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import kernels as _kernels
 from . import layers as _layers
@@ -40,6 +44,7 @@ from ._concurrency import BufferPool, TrainingGuard
 from ._inference import _Inference
 from ._inspection import _Inspection
 from ._training import _Training
+from ._typing import OptimizerLike, PathLike
 from ._validation import (check_choice, check_dtype, check_finite, check_float, check_int,
                           infer_loss)
 from .errors import DivergenceError
@@ -69,6 +74,8 @@ LOSS_ALIASES = {
 INIT_SAMPLE = 16
 #: the reductions of the batch's loss: its mean (the default) or its sum
 REDUCTIONS = ("mean", "sum")
+#: the model's own class in the methods that return the model
+_Self = TypeVar("_Self", bound="_Network")
 
 
 def check_loss(loss, output_layer):
@@ -230,7 +237,7 @@ class _Network(_Training, _Inference, _Inspection):
             if self._loss_pending:
                 if loss != self.loss:
                     self._change_loss(loss, self.label_smoothing)
-                self._loss_pending, self.loss_reason = False, f"chosen because {reason}"
+                self._loss_pending, self.loss_reason = False, f"chosen from {name}: {reason}"
 
     def _change_loss(self, loss, label_smoothing):
         self._set_loss(loss, label_smoothing)
@@ -262,7 +269,11 @@ class _Network(_Training, _Inference, _Inspection):
         self._loss_kernel = loss_and_dZ
         self._out_act = self._output_layer.act
 
-    def compile(self, optimizer=None, loss=None, metrics=None, label_smoothing=None, reduction=None):
+    def compile(self: _Self, optimizer: Optional[OptimizerLike] = None,
+                loss: Optional[str] = None,
+                metrics: Union[list[str], tuple[str, ...], None] = None,
+                label_smoothing: Optional[float] = None,
+                reduction: Optional[Literal["mean", "sum"]] = None) -> _Self:
         """Keras' compile: set the optimizer (an Optimizer or a name: 'sgd', 'adam',
         'adamw', 'rmsprop'; its state starts afresh) and the loss (fastmlp's or Keras'
         names); the weights are kept. metrics: names among those the loss reports
@@ -300,15 +311,15 @@ class _Network(_Training, _Inference, _Inspection):
     # parameters: each layer's parameters are views into theta, its gradients into grad
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
         return self._output_width
 
     @property
-    def n_parameters(self):
+    def n_parameters(self) -> int:
         return int(sum(math.prod(shape) for _, _, shape in self._param_shapes))
 
     @property
-    def n_features(self):
+    def n_features(self) -> Union[int, tuple[int, ...]]:
         """The input width (a tuple of widths for a model with several inputs)."""
         return self._input_widths[0] if len(self._input_widths) == 1 else tuple(self._input_widths)
 
@@ -518,14 +529,14 @@ class _Network(_Training, _Inference, _Inspection):
         return [(f"{layer.name}.{name}", getattr(slot, name))
                 for layer, slot in zip(self.layers, self._slots) for name in layer._weight_names()]
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """[W1, b1, W2, b2, ...] as host copies, W of shape (out, in); BatchNorm layers add
         [gamma, beta, running_mean, running_var]. Those of one whole training step, also
         while another thread trains the model."""
         with self._guard.step_lock:
             return [self._kernels.to_host(arr) for _, arr in self._weight_slots()]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set all weights from a list in get_weights' layout; shapes and values checked."""
         if not isinstance(weights, (list, tuple)):
             raise TypeError(f"weights must be a list [W1, b1, W2, b2, ...]; got {type(weights).__name__}")
@@ -658,7 +669,7 @@ class _Network(_Training, _Inference, _Inspection):
     # the training loop: _training.py; inference: _inference.py; looking inside:
     # _inspection.py. Files and exchange:
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Save config, weights and optimizer state to an .npz file, atomically."""
         from .saving import save
 
@@ -673,14 +684,15 @@ class _Network(_Training, _Inference, _Inspection):
 
         return (_unpickle, (to_bytes(self), self.device, type(self)))
 
-    def to_onnx(self, path, dtype=None):
+    def to_onnx(self, path: PathLike,
+                dtype: Optional[Literal["float32", "float64"]] = None) -> Any:
         """Export to an ONNX file for inference (fastmlp.onnx_io); returns the ModelProto.
         One graph input per model input, named after it."""
         from .onnx_io import to_onnx
 
         return to_onnx(self, path, dtype)
 
-    def to_torch(self):
+    def to_torch(self) -> Any:
         """An equivalent torch.nn.Module with the weights copied (fastmlp.interop): an
         nn.Sequential for Sequential / MLP models, a GraphModule (inputs as positional
         arguments, in the model's input order) for graph Models."""
@@ -712,3 +724,13 @@ def _unpickle(data, device, cls=None):
     if isinstance(cls, type) and cls is not type(model) and issubclass(cls, type(model)):
         model.__class__ = cls
     return model
+
+
+# The methods every model shares are defined on the private classes above; Python names a
+# function by its __qualname__ in the errors of a call, so "model.fit() got an unexpected
+# keyword argument 'lr'" (not "_Training.fit() ...") is how those errors read.
+for _part in (_Network, _Training, _Inference, _Inspection):
+    for _name, _method in vars(_part).items():
+        if isinstance(_method, FunctionType) and not _name.startswith("_"):
+            _method.__qualname__ = f"model.{_name}"
+del _part, _name, _method

@@ -1,21 +1,27 @@
 """The training loop every model shares (a part of model._Network): input checks,
 train_step, fit and its epoch loop, snapshots for divergence."""
 
+from __future__ import annotations
+
 import contextlib
 import math
 import warnings
+from typing import Any, Literal, Mapping, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _fast_fit
 from ._concurrency import deferred_sigint
 from ._metrics import _Metrics
+from ._typing import Inputs
 from ._validation import (check_fit_options, check_inputs, check_int, check_sample_weights,
                           check_targets, reads_directly)
 from .layers import SOFTMAX_LOSSES
-from .callbacks import (History, ProgressBar, _any_reads_gradients, check_callbacks,
+from .callbacks import (Callback, History, ProgressBar, _any_reads_gradients, check_callbacks,
                         fit_log_keys)
 from .errors import DivergenceError
+from .distributed import MPI
 from .sparse import SparseRows, csr_run, issparse
 
 
@@ -83,7 +89,8 @@ class _Training:
             k.write(v.w, w)
         return v, (csr_run(k, Xs[0], 0, n) if sparse else None)
 
-    def train_step(self, X, y, sample_weight=None):
+    def train_step(self, X: Inputs, y: ArrayLike,
+                   sample_weight: Optional[ArrayLike] = None) -> float:
         """One explicit step (forward, loss, backward, update) on the batch (X, y).
 
         Returns the mean loss of the batch as a float.
@@ -126,9 +133,16 @@ class _Training:
     def _finite_parameters(self):
         return bool(np.isfinite(self._kernels.to_host(self._theta)).all())
 
-    def fit(self, X, y, epochs=1, batch_size=32, validation_split=0.0, validation_data=None,
-            shuffle=True, callbacks=None, verbose=1, sample_weight=None, class_weight=None,
-            on_divergence="raise", distributed=None, shard="auto", log_every=None):
+    def fit(self, X: Inputs, y: ArrayLike, epochs: int = 1, batch_size: int = 32,
+            validation_split: float = 0.0,
+            validation_data: Union[tuple[Inputs, ArrayLike], list[Any], None] = None,
+            shuffle: bool = True, callbacks: Optional[Sequence[Callback]] = None,
+            verbose: int = 1, sample_weight: Optional[ArrayLike] = None,
+            class_weight: Optional[Mapping[Any, float]] = None,
+            on_divergence: Literal["raise", "warn"] = "raise",
+            distributed: Union[str, MPI, None] = None,
+            shard: Literal["auto", "local"] = "auto",
+            log_every: Optional[int] = None) -> History:
         """Train for `epochs` passes over (X, y) in mini-batches; returns a History.
 
         X: an array, or for a model with several inputs a list of arrays (in input order) or
@@ -183,8 +197,7 @@ class _Training:
         pending = self._loss_pending
         Xs, T, labels = self._check_fit_data(X, y)
         if pending and verbose:  # said once, as the summary says it
-            print(f"loss: {self.loss!r}, {self.loss_reason} (pass loss= to choose another)",
-                  flush=True)
+            print(f"loss={self.loss!r}, {self.loss_reason}", flush=True)
         w = self._sample_weights(sample_weight, class_weight, labels, Xs[0].shape[0])
         if validation_data is not None:
             if validation_split:

@@ -210,37 +210,48 @@ def infer_loss(y, n_outputs, name="y"):
     ``(loss, reason)``. The rule, the same for MLP, Sequential and Model (a softmax or sigmoid
     output layer names its loss itself and never comes here):
 
-    - integer (or bool) class labels, one per sample: ``cross_entropy`` for several outputs;
-      for one output, labels 0 and 1 give ``binary_cross_entropy``;
+    - class labels, one whole number per sample (integers, or whole floats such as a label
+      column of a float array), for several outputs: ``cross_entropy``; one-hot rows (one 1
+      per row, 0 elsewhere): ``cross_entropy``;
+    - integer (or bool) labels 0 and 1 for one output: ``binary_cross_entropy``;
     - real-valued targets (any value that is no whole number): ``mse``;
-    - anything else says too little to choose without the risk of a wrong guess (whole
-      numbers stored as floats, one-hot or 0/1 columns, integer targets for one output that
-      are not 0/1): a ValueError that asks for ``loss=`` and names the losses that fit."""
+    - anything else fits more than one loss, and a guess could be wrong (0/1 stored as
+      floats or 0/1 columns: yes/no labels or regression; whole numbers for one output:
+      counts or classes): a ValueError that asks for ``loss=`` and names the losses that
+      fit."""
     arr = _as_numeric_array(y, name)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
-    binary = arr.size > 0 and bool(np.all((arr == 0) | (arr == 1)))
-    if arr.dtype.kind in "biu" and arr.ndim == 1:
-        if n_outputs > 1:
-            return "cross_entropy", f"{name} holds integer class labels"
-        if binary:
-            return "binary_cross_entropy", f"{name} holds 0/1 labels for the one output"
-    elif arr.size and not _whole(arr):
-        return "mse", f"{name} holds real-valued targets"
+    if arr.size == 0:
+        raise ValueError(f"the model was given no loss and {name} is empty: there is nothing "
+                         "to choose it from; pass loss= to the model or to compile")
+    whole = _whole(arr)
+    binary = bool(np.all((arr == 0) | (arr == 1)))
+    rows_sum_to_1 = arr.ndim == 2 and bool(np.all(arr >= 0)) \
+        and bool(np.allclose(arr.sum(axis=1, dtype=np.float64), 1, atol=1e-3))
+    if not whole and rows_sum_to_1:
+        raise ValueError(f"the model was given no loss and {name} (rows of probabilities, shape "
+                         f"{arr.shape}) does not say which to train with: pass loss= to the "
+                         "model or to compile: loss='cross_entropy' or loss='kl_divergence' "
+                         "for soft class targets, loss='mse' for regression")
+    if not whole:
+        return "mse", "real-valued targets"
     if arr.ndim == 1 and n_outputs > 1:
-        found = "whole numbers stored as floats"
-        fits = ("loss='cross_entropy' if they are class labels (or pass them as integers), "
-                f"loss='mse' for regression on the model's {n_outputs} outputs")
-    elif arr.ndim == 1:
+        return "cross_entropy", "class labels"
+    if arr.ndim == 1 and arr.dtype.kind in "biu" and binary:
+        return "binary_cross_entropy", "0/1 labels, one output"
+    if arr.ndim == 2 and binary and bool(np.all(arr.sum(axis=1) == 1)):
+        return "cross_entropy", "one-hot rows"
+    if arr.ndim == 1:
         found = "0/1 values stored as floats" if binary else "whole numbers"
         fits = ("loss='binary_cross_entropy' for yes/no labels (or pass them as integers), "
                 "loss='mse' or loss='poisson' (counts) for regression" if binary else
                 "loss='mse' or loss='poisson' (counts) for regression, or more outputs and "
                 "loss='cross_entropy' for class labels")
     else:
-        found = "one-hot or 0/1 columns" if binary else "columns of whole numbers"
-        fits = ("loss='cross_entropy' for one-hot classes, loss='binary_cross_entropy' for "
-                "several yes/no labels, loss='mse' for regression")
+        found = "0/1 columns" if binary else "columns of whole numbers"
+        fits = ("loss='binary_cross_entropy' for several yes/no labels, loss='mse' for "
+                "regression")
     raise ValueError(f"the model was given no loss and {name} ({found}, shape {arr.shape}) does "
                      f"not say which to train with: pass loss= to the model or to compile: {fits}")
 
@@ -271,8 +282,8 @@ def check_targets(y, loss, n_outputs, n_samples, dtype, name="y"):
             raise exc from None
         if fits == loss or not same_rows:
             raise
-        raise type(exc)(f"{exc} ({reason}, as for loss={fits!r}: pass loss={fits!r} if that "
-                        "is what you mean)") from None
+        raise type(exc)(f"{exc} ({name} holds {reason}, as for loss={fits!r}: pass "
+                        f"loss={fits!r} if that is what you mean)") from None
 
 
 def _check_targets(y, loss, n_outputs, n_samples, dtype, name):

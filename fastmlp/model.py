@@ -8,13 +8,17 @@ looking inside a model (summary, plot, profile, compute_gradients, get_layer) is
 other code imports from it (LOSSES, the layers, ``_Network``...).
 """
 
+from __future__ import annotations
+
 import inspect
 import math
 from types import SimpleNamespace
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
 
 from ._network import LOSS_ALIASES, LOSSES, REDUCTIONS, _Network, check_loss  # noqa: F401
+from ._typing import Device, DType, OptimizerLike
 from ._validation import check_float, check_int
 from .kernels.codes import ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code  # noqa: F401
 from .layers import (FUSED_OUTPUTS, SOFTMAX_LOSSES, LAYERS, Activation, BatchNorm, Dense,  # noqa: F401
@@ -46,11 +50,12 @@ class Sequential(_Network):
         (``Dense(units)`` after the first layer takes it from there). Layers of another
         model keep their weights: this model shares them (see fastmlp.Model).
     loss : None (the default): chosen once, from the targets of the first fit (or evaluate,
-        train_step), by one rule for MLP, Sequential and Model: integer class labels give
-        "cross_entropy" (several outputs) or "binary_cross_entropy" (0/1 labels, one output),
-        real-valued targets "mse", and targets that say too little (whole numbers stored as
-        floats, one-hot columns) a ValueError asking for ``loss=``; a softmax or sigmoid output
-        layer names its loss itself. ``model.loss_reason`` and the summary say which rule chose
+        train_step), by one rule for MLP, Sequential and Model (``_validation.infer_loss``):
+        class labels or one-hot rows give "cross_entropy" for several outputs, integer 0/1
+        labels "binary_cross_entropy" for one output, real-valued targets "mse", and targets
+        that fit more than one loss (0/1 floats, whole numbers for one output, rows of
+        probabilities) a ValueError asking for ``loss=``; a softmax or sigmoid output layer
+        names its loss itself. ``model.loss_reason`` and the summary say which rule chose
         it, and verbose fit says it on its first line. Or one of: "cross_entropy" (softmax
         fused; integer labels or one-hot/probability targets),
         "kl_divergence" (softmax fused; probability targets, rows summing to 1: the
@@ -78,8 +83,11 @@ class Sequential(_Network):
         mean's times that count. fit's history and evaluate report the mean per sample either way.
     """
 
-    def __init__(self, layers, loss=None, optimizer=None, device="auto",
-                 dtype="float32", seed=None, label_smoothing=0.0, reduction="mean"):
+    def __init__(self, layers: Sequence[Layer], loss: Optional[str] = None,
+                 optimizer: Optional[OptimizerLike] = None, device: Device = "auto",
+                 dtype: DType = "float32", seed: Optional[int] = None,
+                 label_smoothing: float = 0.0,
+                 reduction: Literal["mean", "sum"] = "mean") -> None:
         if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)) or not layers:
             raise TypeError(f"layers must be a non-empty list of layers (Dense, Dropout, BatchNorm); got {layers!r}")
         for i, layer in enumerate(layers):
@@ -131,7 +139,7 @@ class Sequential(_Network):
         self.W, self.b = self._dense_parameters(self._slots)
 
     @property
-    def inputs(self):
+    def inputs(self) -> list[Node]:
         """[the input node] of the stack seen as a graph (Keras' ``model.inputs``): with
         ``model.get_layer(name).output``, ``fastmlp.Model(model.inputs, ...)`` builds a
         sub-model that shares this model's weights."""
@@ -146,7 +154,7 @@ class Sequential(_Network):
         return [self._chain_nodes[0]]
 
     @property
-    def output(self):
+    def output(self) -> Node:
         """The output node of the stack seen as a graph (see ``inputs``)."""
         self.inputs
         return self._chain_nodes[-1]
@@ -157,7 +165,7 @@ class Sequential(_Network):
         index = next(i for i, other in enumerate(self.layers) if other is layer)
         return self._chain_nodes[1 + index]
 
-    def get_layer(self, name=None, index=None):
+    def get_layer(self, name: Optional[str] = None, index: Optional[int] = None) -> Layer:
         layer = super().get_layer(name, index)
         # its .output: this stack's node (a layer may be in several stacks: see inputs)
         layer._output_node = self._output_node_of(layer)
@@ -268,7 +276,7 @@ class Sequential(_Network):
 
     # ------------------------------------------------------------------------------------
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"layers": [{"type": type(layer).__name__, **layer.get_config()} for layer in self.layers],
                 **self._config_common()}
 
@@ -306,9 +314,14 @@ class MLP(Sequential):
             raise TypeError(f"residual must be True or False; got {residual!r}")
         return super().__new__(cls)
 
-    def __init__(self, sizes, activation="relu", output="identity", loss=None,
-                 optimizer=None, device="auto", dtype="float32", seed=None, dropout=0.0,
-                 batch_norm=False, label_smoothing=0.0, residual=False, reduction="mean"):
+    def __init__(self, sizes: Sequence[int],
+                 activation: Union[Optional[str], Sequence[Optional[str]]] = "relu",
+                 output: Optional[str] = "identity", loss: Optional[str] = None,
+                 optimizer: Optional[OptimizerLike] = None, device: Device = "auto",
+                 dtype: DType = "float32", seed: Optional[int] = None, dropout: float = 0.0,
+                 batch_norm: bool = False, label_smoothing: float = 0.0,
+                 residual: bool = False,
+                 reduction: Literal["mean", "sum"] = "mean") -> None:
         layers = mlp_layers(sizes, activation, output, dropout, batch_norm)
         super().__init__(layers, loss=loss, optimizer=optimizer, device=device, dtype=dtype,
                          seed=seed, label_smoothing=label_smoothing, reduction=reduction)
@@ -360,3 +373,7 @@ def mlp_layers(sizes, activation="relu", output="identity", dropout=0.0, batch_n
 
 __all__ = ["Dense", "Dropout", "BatchNorm", "Activation", "Sequential", "MLP", "LOSSES",
            "LOSS_ALIASES", "ACTIVATIONS", "Optimizer", "LAYERS"]
+
+
+# the annotations' Node (at the end: graph imports this module)
+from .graph import Node  # noqa: E402

@@ -62,7 +62,8 @@ def test_gradcheck_one_hot_and_soft_targets():
     rng = np.random.default_rng(3)
     X = rng.normal(size=(8, 4))
     soft = rng.dirichlet(np.ones(3), size=8)
-    model = fastmlp.MLP([4, 5, 3], activation="tanh", dtype="float64", seed=0)
+    model = fastmlp.MLP([4, 5, 3], activation="tanh", loss="cross_entropy", dtype="float64",
+                        seed=0)
     assert fastmlp.gradcheck(model, X, soft) <= 1e-6
     assert fastmlp.gradcheck(model, X, np.eye(3)[rng.integers(0, 3, 8)]) <= 1e-6
 

@@ -99,7 +99,8 @@ def test_fit_draws_through_the_same_bar(monkeypatch):
     X, y = fastmlp.datasets.load_digits()
     term = FakeTerminal()
     monkeypatch.setattr("sys.stdout", term)
-    fastmlp.MLP([64, 8, 10], seed=0).fit(X[:200], y[:200], epochs=2, batch_size=20, verbose=1)
+    fastmlp.MLP([64, 8, 10], loss="cross_entropy", seed=0).fit(X[:200], y[:200], epochs=2,
+                                                            batch_size=20, verbose=1)
     screen = [line for line in term.screen() if line]
     assert [line for line in screen if line.startswith("Epoch")] == ["Epoch 1/2", "Epoch 2/2"]
     assert all("10/10 [" in line for line in screen if not line.startswith("Epoch"))
