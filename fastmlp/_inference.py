@@ -1,16 +1,21 @@
 """Inference every model shares (a part of model._Network): predict, predict_proba,
 evaluate, in buffers of their own so that many threads may call them at once."""
 
+from __future__ import annotations
+
 import math
 from contextlib import nullcontext
 from types import SimpleNamespace
+from typing import Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import kernels as _kernels
 from ._buffers import _Buffers
 from ._concurrency import BufferPool
-from ._metrics import _Metrics, evaluation
+from ._metrics import Evaluation, _Metrics, evaluation
+from ._typing import Inputs
 from ._validation import check_int, check_verbose
 from .kernels.codes import activation_code
 from .layers import SOFTMAX_LOSSES
@@ -84,7 +89,8 @@ class _Inference:
                 "inputs are far outside the range the model was trained on, or the weights are "
                 "too large")
 
-    def predict(self, X, batch_size=1024, output=None):
+    def predict(self, X: Inputs, batch_size: int = 1024,
+                output: Optional[str] = None) -> np.ndarray:
         """Class labels (int64) for classification (a 0/1 matrix for several sigmoid
         outputs); outputs for regression ((n,) for one output).
 
@@ -118,7 +124,7 @@ class _Inference:
                                  f"{math.log(np.finfo(self.dtype).max):.4g} there;")
         return Z[:, 0] if self.n_outputs == 1 else Z
 
-    def predict_proba(self, X, batch_size=1024):
+    def predict_proba(self, X: Inputs, batch_size: int = 1024) -> np.ndarray:
         """Class probabilities: softmax for cross_entropy, sigmoid for binary_cross_entropy."""
         if self.loss in ("mse", "poisson"):
             raise ValueError("predict_proba needs a classification loss; this model uses "
@@ -131,7 +137,9 @@ class _Inference:
             _kernels.backend("cpu").activate(Z, activation_code("sigmoid"), P)
         return P
 
-    def evaluate(self, X, y, batch_size=1024, sample_weight=None, verbose=0, return_dict=False):
+    def evaluate(self, X: Inputs, y: ArrayLike, batch_size: int = 1024,
+                 sample_weight: Optional[ArrayLike] = None, verbose: int = 0,
+                 return_dict: bool = False) -> Union[Evaluation, dict[str, float]]:
         """The mean loss and the metrics: "accuracy" (classification; "binary_accuracy" for
         several sigmoid outputs) or "mae" and "r2" (mse), as an ``Evaluation``: a dict
         (``result["accuracy"]``) that unpacks as Keras' list (``loss, acc = result``: loss

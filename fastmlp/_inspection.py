@@ -3,19 +3,30 @@ step's time goes (profile), the gradients of a batch without an update
 (compute_gradients), layers by name and sub-models sharing the weights (get_layer, freeze,
 unfreeze), the summary table and the plot."""
 
+from __future__ import annotations
+
 import math
 from types import SimpleNamespace
+from typing import Any, Optional, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import Inputs, PathLike
 from .errors import DivergenceError
+from .layers import Layer
+
+#: the model's own class in the methods that return the model
+_Self = TypeVar("_Self", bound="_Inspection")
 
 
 class _Inspection:
     """profile, compute_gradients, get_layer, freeze / unfreeze, summary and plot of a
     model (they read what _Network and its subclasses set: layers, _slots, _forward...)."""
 
-    def profile(self, X, y, steps=50, batch_size=32, gemm_gflops=None, verbose=1):
+    def profile(self, X: Inputs, y: ArrayLike, steps: int = 50, batch_size: int = 32,
+                gemm_gflops: Optional[float] = None,
+                verbose: int = 1) -> list[dict[str, Any]]:
         """Where one training step's time goes, kernel call by kernel call.
 
         Runs `steps` training steps on mini-batches of (X, y), each kernel call timed on its
@@ -32,7 +43,8 @@ class _Inspection:
 
         return profile_step(self, X, y, steps, batch_size, gemm_gflops, verbose)
 
-    def compute_gradients(self, X, y, sample_weight=None):
+    def compute_gradients(self, X: Inputs, y: ArrayLike, sample_weight: Optional[ArrayLike] = None
+                          ) -> tuple[float, dict[str, dict[str, np.ndarray]]]:
         """The loss of the batch (X, y) and every layer's gradients, without an update
         (PyTorch's ``loss.backward()`` without ``optimizer.step()``).
 
@@ -71,7 +83,7 @@ class _Inspection:
     # ------------------------------------------------------------------------------------
     # looking inside: layers by name, sub-models that share the weights
 
-    def get_layer(self, name=None, index=None):
+    def get_layer(self, name: Optional[str] = None, index: Optional[int] = None) -> Layer:
         """The layer called `name` (or at position `index` of ``model.layers``), as Keras."""
         if (name is None) == (index is None):
             raise TypeError("get_layer takes a name or an index: model.get_layer('hidden2')")
@@ -90,12 +102,12 @@ class _Inspection:
         raise ValueError(f"no layer named {name!r} in this model; its layers are "
                          f"{[layer.name for layer in self.layers]}")
 
-    def freeze(self, *names):
+    def freeze(self: _Self, *names: str) -> _Self:
         """Set ``trainable = False`` on the named layers (all layers when no name is given);
         ``unfreeze`` undoes it. Returns the model."""
         return self._set_trainable(names, False)
 
-    def unfreeze(self, *names):
+    def unfreeze(self: _Self, *names: str) -> _Self:
         """Set ``trainable = True`` on the named layers (all layers when no name is given)."""
         return self._set_trainable(names, True)
 
@@ -121,7 +133,7 @@ class _Inspection:
         """(name, kind, output width, parameters, connected to) per node."""
         raise NotImplementedError
 
-    def summary(self):
+    def summary(self) -> str:
         """A table of the layers: name (type), output width, parameters and, as in Keras,
         what each is connected to."""
         rows = [("Layer (type)", "Output", "Params", "Connected to")]
@@ -144,7 +156,7 @@ class _Inspection:
                    f"optimizer: {self.optimizer!r}")
         return "\n".join(out)
 
-    def plot(self, path=None, ax=None):
+    def plot(self, path: Optional[PathLike] = None, ax: Any = None) -> Any:
         """Draw the model's layers as a graph (matplotlib, the ``plot`` extra); saves to
         `path` when given; returns the figure."""
         from .graph import Model

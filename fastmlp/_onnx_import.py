@@ -2,15 +2,21 @@
 ``Sequential`` (``_walk``, ``_layers_from_steps``), any other graph node by node into a
 graph ``Model`` (``_graph_layers``)."""
 
+from __future__ import annotations
+
 import contextlib
 import os
+from typing import Any, Literal, Optional, Union
 
 import numpy as np
 
 from ._onnx_ops import ACTIVATIONS, LOSS_KEY, _onnx
 from ._onnx_read import (_NATIVE, _SUPPORTED, _decompositions, _Graph, _loss_for, _match,
                          _native_activation, _step, check_constants)
+from ._typing import Device, OptimizerLike, PathLike
 from ._validation import check_dtype
+from .graph import Model
+from .model import Sequential
 
 
 def _walk(graph, start):
@@ -250,7 +256,10 @@ def _graph_model(xs, out, weights, head, loss, optimizer, device, dtype, label):
     return model
 
 
-def from_onnx(path, loss=None, optimizer=None, device="auto", dtype=None):
+def from_onnx(path: Union[PathLike, Any], loss: Optional[str] = None,
+              optimizer: Optional[OptimizerLike] = None, device: Device = "auto",
+              dtype: Optional[Literal["float32", "float64"]] = None
+              ) -> Union[Sequential, Model]:
     """A fastmlp model from an ONNX file (or onnx.ModelProto) that fastmlp can express: a
     Sequential model for a chain of Gemm (or MatMul + Add) layers with the activations relu,
     leaky_relu (0.01), elu (1), sigmoid, tanh, gelu (exact), softplus, BatchNormalization

@@ -2,15 +2,22 @@
 fit driver (which calls the solvers of ``_sklearn_solvers``), the fitted attributes, and
 pickling."""
 
+from __future__ import annotations
+
 import threading
+from types import FunctionType
+from typing import Any, Literal, Optional, Sequence, TypeVar, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import distributed as _distributed
 from ._sklearn_compat import (BaseEstimator, _check_sample_weight, _validate_data,
                               check_is_fitted, check_random_state)
 from ._sklearn_params import _fastmlp_activation, check_params
 from ._sklearn_solvers import _Solvers
+from ._typing import Device, Inputs
+from .distributed import MPI
 from ._validation import check_targets
 from .errors import DivergenceError
 from .model import MLP
@@ -53,16 +60,25 @@ def _checked_weight(name, i, a, shape, dtype):
     return arr.astype(dtype, copy=False)
 
 
+#: the estimator's own class in the methods that return the estimator
+_Est = TypeVar("_Est", bound="_BaseMLP")
+
+
 class _BaseMLP(_Solvers, BaseEstimator):
     """What MLPClassifier and MLPRegressor share: parameters, the model, fit, pickling."""
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device="auto", dtype="auto", distributed=None):
+    def __init__(self, hidden_layer_sizes: Union[int, Sequence[int]] = (100,),
+                 activation: str = "relu", *, solver: Literal["sgd", "adam", "lbfgs"] = "adam",
+                 alpha: float = 0.0001, batch_size: Union[int, Literal["auto"]] = "auto",
+                 learning_rate: Literal["constant", "invscaling", "adaptive"] = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int = 10, max_fun: int = 15000,
+                 device: Device = "auto", dtype: Literal["auto", "float32", "float64"] = "auto",
+                 distributed: Union[str, MPI, None] = None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -257,7 +273,8 @@ class _BaseMLP(_Solvers, BaseEstimator):
     def _constant_per_sample(self, T):
         return None
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self: _Est, X: Inputs, y: ArrayLike,
+            sample_weight: Optional[ArrayLike] = None) -> _Est:
         """Fit the model to data matrix X (dense or SciPy sparse) and targets y; returns self.
 
         sample_weight (n_samples,) weights each sample's loss as in scikit-learn: every
@@ -425,3 +442,10 @@ class _BaseMLP(_Solvers, BaseEstimator):
         if data is not None:
             self.model_ = from_bytes(data, device=self.device)
 
+
+# the estimators' shared methods are named as a user calls them in the errors of a call
+# ("estimator.fit() got an unexpected keyword argument ...", not "_BaseMLP.fit() ...")
+for _name, _method in vars(_BaseMLP).items():
+    if isinstance(_method, FunctionType) and not _name.startswith("_"):
+        _method.__qualname__ = f"estimator.{_name}"
+del _name, _method

@@ -1,12 +1,16 @@
 """Callbacks with Keras' hooks, the History that `fit` returns, and the progress bar."""
 
+from __future__ import annotations
+
 import math
 import os
 import shutil
 import string
 import sys
 import time
+from typing import Any, Callable, Literal, Optional, Sequence
 
+from ._typing import Inputs, PathLike
 from ._validation import check_float, check_int
 
 
@@ -16,30 +20,30 @@ class Callback:
     A callback stops training by setting ``self.model.stop_training = True``.
     """
 
-    model = None
+    model: Any = None
 
-    def set_model(self, model):
+    def set_model(self, model: Any) -> None:
         self.model = model
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         pass
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         pass
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         pass
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         pass
 
-    def on_batch_begin(self, batch, logs=None):
+    def on_batch_begin(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         pass
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         pass
 
-    def check_fit(self, log_keys):
+    def check_fit(self, log_keys: Optional[frozenset[str]]) -> None:
         """Called by fit before its first epoch, with the keys its epoch logs will hold (a
         set: 'loss', the metrics, 'val_' + those with validation data, 'lr'), or None when
         they cannot be known (a callback of your own earlier in the list may add keys).
@@ -59,17 +63,17 @@ class History(Callback):
     where training diverged (fit with on_divergence="warn").
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
+        self.history: dict[str, list[Any]] = {}
+        self.epoch: list[int] = []
+        self.params: dict[str, Any] = {}
+        self.diverged: Optional[tuple[int, int]] = None
+
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.history = {}
         self.epoch = []
-        self.params = {}
-        self.diverged = None
 
-    def on_train_begin(self, logs=None):
-        self.history = {}
-        self.epoch = []
-
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.epoch.append(epoch)
         for key, value in (logs or {}).items():
             self.history.setdefault(key, []).append(value)
@@ -77,7 +81,8 @@ class History(Callback):
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
-    def plot(self, path=None, keys=None):
+    def plot(self, path: Optional[PathLike] = None,
+             keys: Optional[Sequence[str]] = None) -> Any:
         """Draw the loss and metric curves, training and validation, one panel per quantity.
 
         keys: the quantities to draw (default: every one in the history except val_* and lr;
@@ -231,19 +236,19 @@ class GradientMonitor(Callback):
     costs one forward and backward pass of that batch).
     """
 
-    def __init__(self, data=None):
+    def __init__(self, data: Optional[tuple[Inputs, Any]] = None) -> None:
         if data is not None and (not isinstance(data, (tuple, list)) or len(data) != 2):
             raise TypeError(f"data must be None or a pair (X, y); got {type(data).__name__}")
         self.data = data
 
     @property
-    def reads_gradients(self):
+    def reads_gradients(self) -> bool:
         """Reads the last step's gradient buffers (fit then writes them at every step: plain
         SGD's update folded into backward -- fastmlp/_fast_fit.py, a graph Model's steps --
         would leave them unwritten)."""
         return self.data is None
 
-    def norms(self):
+    def norms(self) -> dict[str, float]:
         """{layer name: gradient norm} now (see the class docstring for which gradients)."""
         model = self.model
         if self.data is not None:
@@ -258,7 +263,7 @@ class GradientMonitor(Callback):
                                                 for n in names))
         return out
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         history = getattr(self.model, "history", None)
         for name, value in self.norms().items():
             if history is not None:  # into the history, not the logs: the progress bar stays short
@@ -311,7 +316,7 @@ class ProgressBar(Callback):
             return None
         return max(shutil.get_terminal_size().columns - 1, 1)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.epochs = self.model._fit_params["epochs"]
         self.steps = self.model._fit_params["steps"]
 
@@ -324,7 +329,7 @@ class ProgressBar(Callback):
         self.stream.write("\r" + text + " " * pad + end)
         self._drawn = 0 if end else len(text)
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.epoch_start = self.last_draw = time.perf_counter()
         self._drawn = 0  # width of the line drawn in place so far
         if self.verbose == 1:
@@ -339,7 +344,7 @@ class ProgressBar(Callback):
         arrow = ">" if step < self.steps and done > 0 else ""
         return f"[{'=' * (done - len(arrow))}{arrow}{'.' * (width - done)}]"
 
-    def on_batch_end(self, batch, logs=None):
+    def on_batch_end(self, batch: int, logs: Optional[dict[str, Any]] = None) -> None:
         if not self._interactive():
             return
         now = time.perf_counter()
@@ -355,7 +360,7 @@ class ProgressBar(Callback):
         self._redraw(line)
         self.stream.flush()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         elapsed = time.perf_counter() - self.epoch_start
         per_step = elapsed / max(self.steps, 1)
         per = f"{per_step * 1e3:.0f}ms" if per_step >= 1e-3 else f"{per_step * 1e6:.0f}us"
@@ -444,8 +449,9 @@ class EarlyStopping(Callback):
     put back when training ends. ``stopped_epoch``, ``best`` and ``best_epoch`` tell what
     happened."""
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
-                 restore_best_weights=False):
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 mode: Literal["auto", "min", "max"] = "auto",
+                 restore_best_weights: bool = False) -> None:
 
         self.monitor = monitor
         self.mode = _check_monitor_mode(monitor, mode)
@@ -455,7 +461,7 @@ class EarlyStopping(Callback):
             raise TypeError(f"restore_best_weights must be True or False; got {restore_best_weights!r}")
         self.restore_best_weights = restore_best_weights
 
-    def check_fit(self, log_keys):
+    def check_fit(self, log_keys: Optional[frozenset[str]]) -> None:
         _check_monitor("EarlyStopping", self.monitor, log_keys)
 
     def _improved(self, current):
@@ -463,14 +469,14 @@ class EarlyStopping(Callback):
             return current < self.best - self.min_delta
         return current > self.best + self.min_delta
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.wait = 0
         self.best = float("inf") if self.mode == "min" else -float("inf")
         self.best_epoch = None
         self.best_weights = None
         self.stopped_epoch = None
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         current = _monitored(logs, self.monitor, "EarlyStopping")
         if self._improved(current):
             self.best, self.best_epoch, self.wait = current, epoch, 0
@@ -482,7 +488,7 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: Optional[dict[str, Any]] = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
@@ -495,7 +501,9 @@ class ModelCheckpoint(Callback):
     #: the suffixes model.save writes (fastmlp/saving.py)
     SUFFIXES = (".npz",)
 
-    def __init__(self, filepath, monitor="val_loss", save_best_only=False, mode="auto"):
+    def __init__(self, filepath: PathLike, monitor: str = "val_loss",
+                 save_best_only: bool = False,
+                 mode: Literal["auto", "min", "max"] = "auto") -> None:
         self.filepath = os.fspath(filepath)
         if not isinstance(self.filepath, str):
             raise TypeError(f"ModelCheckpoint: filepath must be a str or a path; got {filepath!r}")
@@ -509,7 +517,7 @@ class ModelCheckpoint(Callback):
         self.save_best_only = save_best_only
         self.best = float("inf") if self.mode == "min" else -float("inf")
 
-    def check_fit(self, log_keys):
+    def check_fit(self, log_keys: Optional[frozenset[str]]) -> None:
         """The monitor (with save_best_only), the fields of `filepath` ({epoch} and log
         keys) and its folder: one that exists and that we may write into."""
         if self.save_best_only:
@@ -539,7 +547,7 @@ class ModelCheckpoint(Callback):
                                   f"{folder!r}, which this process may not write into; "
                                   "expected a writable folder")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         logs = logs or {}
         if self.save_best_only:
             current = _monitored(logs, self.monitor, "ModelCheckpoint")
@@ -561,7 +569,7 @@ class LambdaCallback(Callback):
     HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
              "on_batch_begin", "on_batch_end")
 
-    def __init__(self, **hooks):
+    def __init__(self, **hooks: Callable[..., Any]) -> None:
         for name, fn in hooks.items():
             if name not in self.HOOKS:
                 raise TypeError(f"LambdaCallback has no hook {name!r}; hooks: {list(self.HOOKS)}")
@@ -580,37 +588,37 @@ class LearningRateSchedule(Callback):
 
     base_lr = None
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         if self.base_lr is None:
             self.base_lr = self.model.optimizer.lr
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         self.model.optimizer.lr = self.lr(epoch)
 
-    def lr(self, epoch):  # pragma: no cover - abstract
+    def lr(self, epoch: int) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
 class StepDecay(LearningRateSchedule):
     """``lr = base_lr * gamma ** (epoch // step_size)`` (torch.optim.lr_scheduler.StepLR)."""
 
-    def __init__(self, step_size, gamma=0.1):
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
 
         self.step_size = check_int(step_size, "step_size")
         self.gamma = check_float(gamma, "gamma", low=0, low_open=True)
 
-    def lr(self, epoch):
+    def lr(self, epoch: int) -> float:
         return self.base_lr * self.gamma ** (epoch // self.step_size)
 
 
 class ExponentialDecay(LearningRateSchedule):
     """``lr = base_lr * gamma ** epoch`` (torch.optim.lr_scheduler.ExponentialLR)."""
 
-    def __init__(self, gamma):
+    def __init__(self, gamma: float) -> None:
 
         self.gamma = check_float(gamma, "gamma", low=0, low_open=True)
 
-    def lr(self, epoch):
+    def lr(self, epoch: int) -> float:
         return self.base_lr * self.gamma**epoch
 
 
@@ -620,7 +628,7 @@ class CosineDecay(LearningRateSchedule):
     then ``min_lr + (base_lr - min_lr) * (1 + cos(pi * t / T)) / 2`` with
     t = epoch - warmup_epochs and T = epochs - warmup_epochs (min_lr from epoch `epochs` on)."""
 
-    def __init__(self, epochs, min_lr=0.0, warmup_epochs=0):
+    def __init__(self, epochs: int, min_lr: float = 0.0, warmup_epochs: int = 0) -> None:
 
         self.epochs = check_int(epochs, "epochs")
         self.min_lr = check_float(min_lr, "min_lr", low=0)
@@ -628,7 +636,7 @@ class CosineDecay(LearningRateSchedule):
         if self.warmup_epochs >= self.epochs:
             raise ValueError(f"warmup_epochs must be < epochs ({self.epochs}); got {self.warmup_epochs}")
 
-    def lr(self, epoch):
+    def lr(self, epoch: int) -> float:
         if epoch < self.warmup_epochs:
             return self.base_lr * (epoch + 1) / self.warmup_epochs
         t = min(epoch - self.warmup_epochs, self.epochs - self.warmup_epochs)
@@ -642,8 +650,9 @@ class ReduceLROnPlateau(Callback):
     for `patience` epochs, then wait `cooldown` epochs; never below min_lr (Keras' semantics).
     The new lr applies from the next epoch."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4, cooldown=0,
-                 min_lr=0.0, mode="auto"):
+    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0,
+                 mode: Literal["auto", "min", "max"] = "auto") -> None:
 
         self.monitor = monitor
         self.mode = _check_monitor_mode(monitor, mode)
@@ -653,15 +662,15 @@ class ReduceLROnPlateau(Callback):
         self.cooldown = check_int(cooldown, "cooldown", minimum=0)
         self.min_lr = check_float(min_lr, "min_lr", low=0)
 
-    def check_fit(self, log_keys):
+    def check_fit(self, log_keys: Optional[frozenset[str]]) -> None:
         _check_monitor("ReduceLROnPlateau", self.monitor, log_keys)
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: Optional[dict[str, Any]] = None) -> None:
         self.wait = 0
         self.cooldown_left = 0
         self.best = float("inf") if self.mode == "min" else -float("inf")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: Optional[dict[str, Any]] = None) -> None:
         current = _monitored(logs, self.monitor, "ReduceLROnPlateau")
         improved = (current < self.best - self.min_delta if self.mode == "min"
                     else current > self.best + self.min_delta)

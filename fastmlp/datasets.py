@@ -23,6 +23,8 @@ a ``ValueError`` that names the file and the problem; a missing file raises
 it stores before anything is allocated or decompressed.
 """
 
+from __future__ import annotations
+
 import contextlib
 import csv
 import gzip
@@ -33,10 +35,12 @@ import tarfile
 import zipfile
 import zlib
 from importlib import resources
+from typing import Literal, Optional, Sequence, Union
 
 import numpy as np
 
 from . import _download
+from ._typing import PathLike
 from .io import _MAX_DEFLATE_RATIO, _Archive, _Invalid
 
 __all__ = ["load_digits", "load_idx", "load_idx_folder", "find_idx_files", "load_mnist",
@@ -78,7 +82,8 @@ def _scaled_pixels(X, scale):
 # bundled digits
 
 
-def load_digits(scale=True, test_size=None, seed=0):
+def load_digits(scale: bool = True, test_size: Union[float, int, None] = None,
+                seed: int = 0) -> tuple[np.ndarray, ...]:
     """The bundled 8x8 handwritten digits (1797 samples, UCI optdigits test set, CC BY 4.0).
 
     Returns (X, y), the whole set, as scikit-learn's ``load_digits``: X float32 of shape
@@ -205,7 +210,8 @@ def _read_idx_stream(stream, path, stored, gz):
     return data.view(dtype).reshape(shape).astype(dtype.newbyteorder("="), copy=False)
 
 
-def load_idx(images, labels, scale=True):
+def load_idx(images: PathLike, labels: PathLike,
+             scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """MNIST / Fashion-MNIST from IDX files (gzip or raw): (X, y).
 
     X is float32 of shape (n, rows * cols), y int64 of shape (n,). Unsigned-byte images
@@ -256,7 +262,8 @@ def _labels_beside(images):
                             f"{' or '.join(repr(c) for c in candidates)})")
 
 
-def find_idx_files(path, split="train"):
+def find_idx_files(path: PathLike, split: Literal["train", "test"] = "train"
+                   ) -> tuple[str, str]:
     """(images, labels) paths of the `split` ("train" or "test") of an IDX data set.
 
     `path` is a folder holding ``train-images-idx3-ubyte`` / ``train-labels-idx1-ubyte`` and
@@ -287,7 +294,8 @@ def find_idx_files(path, split="train"):
     return found["images"], found["labels"]
 
 
-def load_idx_folder(folder, split="train", scale=True):
+def load_idx_folder(folder: PathLike, split: Literal["train", "test"] = "train",
+                    scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) of the `split` ("train" or "test") of an MNIST-style folder; see find_idx_files."""
     return load_idx(*find_idx_files(folder, split), scale=scale)
 
@@ -327,7 +335,9 @@ def _load_idx_data_set(function, name, path, scale, download):
     return (*load_idx_folder(folder, "train", scale), *load_idx_folder(folder, "test", scale))
 
 
-def load_mnist(path=None, scale=True, download=None):
+def load_mnist(path: Optional[PathLike] = None, scale: bool = True,
+               download: Optional[bool] = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """MNIST as (X_train, y_train, X_test, y_test): 60000 + 10000 images of 784 pixels.
 
     path=None (the default) reads the cache folder ($FASTMLP_DATA/mnist, else
@@ -347,7 +357,9 @@ def load_mnist(path=None, scale=True, download=None):
     return _load_idx_data_set("load_mnist", "mnist", path, scale, download)
 
 
-def load_fashion_mnist(path=None, scale=True, download=None):
+def load_fashion_mnist(path: Optional[PathLike] = None, scale: bool = True,
+                       download: Optional[bool] = None
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fashion-MNIST as (X_train, y_train, X_test, y_test); `path` and `download` as for
     load_mnist (cache folder $FASTMLP_DATA/fashion-mnist or ~/.cache/fastmlp/fashion-mnist)."""
     return _load_idx_data_set("load_fashion_mnist", "fashion-mnist", path, scale, download)
@@ -414,7 +426,10 @@ def _cifar_sources(path):
     return sources, repr(path)
 
 
-def load_cifar10(path=None, scale=True, train_batches=None, download=None):
+def load_cifar10(path: Optional[PathLike] = None, scale: bool = True,
+                 train_batches: Optional[Sequence[int]] = None,
+                 download: Optional[bool] = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CIFAR-10 from its binary version: (X_train, y_train, X_test, y_test).
 
     path=None reads ``cifar-10-binary.tar.gz`` from the cache folder ($FASTMLP_DATA/cifar10
@@ -521,7 +536,10 @@ def _read_text(path):
         raise ValueError(f"{_name(path)}: not a text (UTF-8) CSV file ({exc})") from None
 
 
-def load_csv(path, label_column=-1, header="auto", delimiter=",", scale=None, classes=None):
+def load_csv(path: PathLike, label_column: Union[int, str, None] = -1,
+             header: Union[bool, Literal["auto"]] = "auto", delimiter: str = ",",
+             scale: Optional[float] = None, classes: Union[int, Literal["auto"], None] = None
+             ) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """A numeric CSV file (or .csv.gz) as (X float32, y int64).
 
     label_column
@@ -652,7 +670,7 @@ _NPZ_KEYS = {
 }
 
 
-def npz_splits(path):
+def npz_splits(path: PathLike) -> set[str]:
     """The splits an .npz data file holds: a subset of {"train", "test"}."""
     with _open_npz(path) as archive:
         keys = archive.keys()
@@ -709,7 +727,8 @@ def _npz_array(archive, path, key):
         raise ValueError(f"{_name(path)}: cannot read member {key + '.npy'!r} ({exc})") from None
 
 
-def load_npz(path, split=None, scale=True):
+def load_npz(path: PathLike, split: Optional[Literal["train", "test"]] = None,
+             scale: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """(X, y) from an .npz file.
 
     Keys looked up (the first pair present wins):

@@ -61,6 +61,8 @@ Importing this module never imports MPI; ``mpi4py`` is loaded on first use
 (``pip install "fastmlp[distributed]"`` brings mpi4py and the MPICH wheel).
 """
 
+from __future__ import annotations
+
 import math
 import os
 import sys
@@ -68,6 +70,7 @@ import time
 import traceback
 import zlib
 from contextlib import contextmanager
+from typing import Any, Optional
 
 import numpy as np
 
@@ -99,22 +102,22 @@ def _has_mpi4py():
     return True
 
 
-def rank():
+def rank() -> int:
     """This process's rank in MPI_COMM_WORLD (0 without mpi4py)."""
     return _mpi().COMM_WORLD.Get_rank() if _has_mpi4py() else 0
 
 
-def size():
+def size() -> int:
     """The number of processes in MPI_COMM_WORLD (1 without mpi4py)."""
     return _mpi().COMM_WORLD.Get_size() if _has_mpi4py() else 1
 
 
-def is_main():
+def is_main() -> bool:
     """True on rank 0: the process that prints and writes checkpoints."""
     return rank() == 0
 
 
-def broadcast(value, root=0):
+def broadcast(value: Any, root: int = 0) -> Any:
     """`value` as the process `root` has it (any picklable object)."""
     return _mpi().COMM_WORLD.bcast(value, root=root)
 
@@ -133,8 +136,8 @@ class MPI:
     cuda_aware: the MPI library reads device memory (default: FASTMLP_MPI_CUDA_AWARE=1).
     """
 
-    def __init__(self, comm=None, overlap=False, bucket_bytes=256 * 1024, check_sync=None,
-                 cuda_aware=None):
+    def __init__(self, comm: Any = None, overlap: bool = False, bucket_bytes: int = 256 * 1024,
+                 check_sync: Optional[bool] = None, cuda_aware: Optional[bool] = None) -> None:
         for name, value in (("overlap", overlap), ("check_sync", check_sync), ("cuda_aware", cuda_aware)):
             if value is not None and not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} must be True or False; got {value!r}")

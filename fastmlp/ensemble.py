@@ -5,14 +5,20 @@
 of the highest mean probability. Regression members (loss mse) are averaged.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import warnings
+from typing import Any, Literal, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from ._metrics import evaluation
+from ._metrics import Evaluation, evaluation
+from ._typing import Device, Inputs, PathLike
 from ._validation import check_choice, check_int, check_verbose
+from .callbacks import History
 from .model import _Network
 
 
@@ -31,7 +37,8 @@ class Ensemble:
     and data order); predict, predict_proba, evaluate, save and load work as for one model.
     """
 
-    def __init__(self, members, voting="hard", bootstrap=False, seed=None):
+    def __init__(self, members: Sequence[_Network], voting: Literal["hard", "soft"] = "hard",
+                 bootstrap: bool = False, seed: Optional[int] = None) -> None:
         if not isinstance(members, (list, tuple)) or len(members) < 2:
             raise TypeError(f"members must be a list of two or more fastmlp models; got {members!r}")
         for i, m in enumerate(members):
@@ -56,10 +63,10 @@ class Ensemble:
         self.loss = first.loss
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
         return self.members[0].n_outputs
 
-    def fit(self, X, y, **fit_kwargs):
+    def fit(self, X: Inputs, y: ArrayLike, **fit_kwargs: Any) -> list[History]:
         """Train each member with ``member.fit(X, y, **fit_kwargs)`` (on a bootstrap sample
         when bootstrap=True); returns the list of their histories."""
         Xs, _, _ = self.members[0]._check_fit_data(X, y)
@@ -86,7 +93,7 @@ class Ensemble:
                           "ensemble.fit(X, y) or train the members first", UserWarning,
                           stacklevel=3)
 
-    def predict_proba(self, X, batch_size=1024):
+    def predict_proba(self, X: Inputs, batch_size: int = 1024) -> np.ndarray:
         """The members' mean probability (softmax / sigmoid outputs)."""
         self._warn_untrained()
         return self._predict_proba(X, batch_size)
@@ -94,7 +101,7 @@ class Ensemble:
     def _predict_proba(self, X, batch_size):
         return np.mean([m.predict_proba(X, batch_size) for m in self.members], axis=0)
 
-    def predict(self, X, batch_size=1024):
+    def predict(self, X: Inputs, batch_size: int = 1024) -> np.ndarray:
         """Class labels by majority vote (hard; ties broken by the mean probability) or by
         the highest mean probability (soft); the mean output for regression."""
         self._warn_untrained()
@@ -119,7 +126,8 @@ class Ensemble:
         tied = votes == votes.max(axis=1, keepdims=True)
         return np.where(tied, P, -np.inf).argmax(axis=1).astype(np.int64)
 
-    def evaluate(self, X, y, batch_size=1024, verbose=0, return_dict=False):
+    def evaluate(self, X: Inputs, y: ArrayLike, batch_size: int = 1024, verbose: int = 0,
+                 return_dict: bool = False) -> Union[Evaluation, dict[str, float]]:
         """The mean loss of the ensemble's probabilities (the mean output for mse) and the
         accuracy of predict (or "mae", "r2" for regression), as a model's evaluate gives
         them (a dict that unpacks as Keras' list; ``return_dict=True``: a plain dict)."""
@@ -150,7 +158,7 @@ class Ensemble:
         key = "accuracy" if self.n_outputs == 1 else "binary_accuracy"
         return {"loss": loss, key: float((pred.reshape(P.shape) == (T2 > 0.5)).mean())}
 
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """One .npz holding the ensemble's settings and each member's model file (as bytes),
         written atomically; ``Ensemble.load`` or ``fastmlp.load`` reads it back."""
         from ._atomic import atomic_write
@@ -167,7 +175,7 @@ class Ensemble:
         atomic_write(path, write)
 
     @classmethod
-    def load(cls, path, device="auto"):
+    def load(cls, path: PathLike, device: Device = "auto") -> Ensemble:
         """Read an ensemble saved by ``save``. The file is read as ``fastmlp.load`` reads a
         model file (no pickle, every size checked before anything is read) and so is each
         member's model file, read in place from the ensemble file. A missing file raises

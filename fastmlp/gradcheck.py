@@ -34,14 +34,21 @@ finds a backward pass that is wrong in general (a wrong formula, a missing term,
 scale); one wrong in a few entries only is found by ``n=None``.
 """
 
+from __future__ import annotations
+
 import io
 import math
 import sys
 import time
+from typing import Literal, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import Inputs
 from ._validation import check_float
+from .graph import Model
+from .model import Sequential
 from .sparse import issparse
 
 #: entries checked per parameter array by default
@@ -77,7 +84,9 @@ class GradcheckResult(float):
     __str__ = __repr__
 
 
-def gradcheck(model, X, y, eps=None, n=DEFAULT_N, seed=0, verbose=None):
+def gradcheck(model: Union[Sequential, Model], X: Inputs, y: ArrayLike,
+              eps: Optional[float] = None, n: Union[int, Literal["all"], None] = DEFAULT_N,
+              seed: int = 0, verbose: Optional[bool] = None) -> GradcheckResult:
     """Worst relative error between the model's backprop gradients and finite differences.
 
     Evaluated in float64 on a copy of the model (the model itself is never changed, and a

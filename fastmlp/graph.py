@@ -14,9 +14,13 @@ decides, once, how the training step moves deltas between nodes:
   Concatenate's output and gets the matching columns of its delta (views, no copies).
 """
 
+from __future__ import annotations
+
 import math
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Literal, Optional, Sequence, Union
 
+from ._typing import Device, DType, OptimizerLike, PathLike
 from .kernels.codes import IDENTITY, NEEDS_PREACTIVATION
 from .sparse import issparse
 from .layers import (FUSED_OUTPUTS, Activation, Add, BatchNorm, Concatenate, Dense, Dropout, Layer,
@@ -47,7 +51,8 @@ class Node:
         return f"<Node {self.name!r} ({self.kind}) width={self.width}>"
 
 
-def Input(width=None, name=None, *, shape=None):
+def Input(width: Optional[int] = None, name: Optional[str] = None, *,
+          shape: Optional[Sequence[int]] = None) -> Node:
     """An input node of `width` features: ``Input(784)``, ``Input(784, name="pixels")``, or
     Keras' ``Input(shape=(784,))``."""
     from ._validation import check_int
@@ -241,7 +246,13 @@ def _import_network():
     return _Network
 
 
-class Model(_import_network()):
+if TYPE_CHECKING:  # the base _import_network returns, for type checkers
+    from ._network import _Network as _ModelBase
+else:
+    _ModelBase = _import_network()
+
+
+class Model(_ModelBase):
     """A model over a graph of layers (Keras' functional API)::
 
         x = fm.Input(784)
@@ -273,8 +284,11 @@ class Model(_import_network()):
     each Dense node then adds -lr delta.T A straight into its W and b (Dense.backward_sgd).
     """
 
-    def __init__(self, inputs, outputs, loss=None, optimizer=None, device="auto", dtype="float32",
-                 seed=None, label_smoothing=0.0, reduction="mean"):
+    def __init__(self, inputs: Union[Node, Sequence[Node]], outputs: Node,
+                 loss: Optional[str] = None, optimizer: Optional[OptimizerLike] = None,
+                 device: Device = "auto", dtype: DType = "float32",
+                 seed: Optional[int] = None, label_smoothing: float = 0.0,
+                 reduction: Literal["mean", "sum"] = "mean") -> None:
         g = self._graph = Graph(inputs, outputs)
         self.inputs = [g.nodes[i] for i in g.inputs]
         self.output = g.output
@@ -320,7 +334,7 @@ class Model(_import_network()):
         return Xs
 
     @property
-    def sizes(self):
+    def sizes(self) -> list[int]:
         return [n.width for n in self._graph.nodes]
 
     # ------------------------------------------------------------------------------------
@@ -464,7 +478,7 @@ class Model(_import_network()):
 
     # ------------------------------------------------------------------------------------
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         g = self._graph
         where = {id(layer): l for l, layer in enumerate(self.layers)}
         nodes = [{"name": n.name, "layer": None if n.is_input else where[id(n.layer)],
@@ -484,7 +498,7 @@ class Model(_import_network()):
                 params = sum(math.prod(s) for s in node.layer.param_shapes().values())
             yield node.name, node.kind, node.width, params, [g.nodes[j].name for j in g.ins[i]]
 
-    def plot(self, path=None, ax=None):
+    def plot(self, path: Optional[PathLike] = None, ax: Any = None) -> Any:
         """Draw the graph (matplotlib, the ``plot`` extra): one box per node, in rows by
         depth, arrows along the edges. Saves to `path` when given; returns the figure."""
         from .plot import plot_graph

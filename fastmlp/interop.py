@@ -23,11 +23,16 @@ by less than 2.1e-9.) torch and scikit-learn are optional: each is imported only
 function that needs it.
 """
 
+from __future__ import annotations
+
 import numbers
+from typing import Any, Literal, Optional
 
 import numpy as np
 
+from ._typing import Device, OptimizerLike
 from ._validation import check_dtype
+from .model import Sequential
 
 #: fastmlp activation -> torch.nn module class name
 _TORCH_ACTIVATIONS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "elu": "ELU",
@@ -215,7 +220,11 @@ def _flatten(nn, module, prefix="module"):
     return [(prefix, module)]
 
 
-def from_torch(module, loss="cross_entropy", optimizer=None, device="auto", dtype=None, seed=None):
+def from_torch(module: Any,
+               loss: Literal["cross_entropy", "binary_cross_entropy", "mse"] = "cross_entropy",
+               optimizer: Optional[OptimizerLike] = None, device: Device = "auto",
+               dtype: Optional[Literal["float32", "float64"]] = None,
+               seed: Optional[int] = None) -> Sequential:
     """A fastmlp Sequential model from a ``torch.nn.Sequential`` of Linear, BatchNorm1d,
     Dropout and activation modules (ReLU, LeakyReLU(0.01), ELU(1), Sigmoid, Tanh,
     GELU(), Softplus(beta=1), Identity; nested Sequentials are flattened), weights copied.
@@ -303,7 +312,9 @@ def from_torch(module, loss="cross_entropy", optimizer=None, device="auto", dtyp
 # scikit-learn -> fastmlp
 
 
-def from_sklearn(fitted, optimizer=None, device="auto", dtype=None, seed=None):
+def from_sklearn(fitted: Any, optimizer: Optional[OptimizerLike] = None, device: Device = "auto",
+                 dtype: Optional[Literal["float32", "float64"]] = None,
+                 seed: Optional[int] = None) -> Sequential:
     """A fastmlp Sequential model from a fitted ``sklearn.neural_network.MLPClassifier`` or
     ``MLPRegressor``, with the same predictions.
 

@@ -8,11 +8,15 @@ layer, ``delta_prev = f'_prev(D_prev) * (d loss / d A_in)``, the delta of the la
 in the same pass. ``s`` holds the layer's parameters, gradients, state and scratch buffers.
 """
 
+from __future__ import annotations
+
 import os
 import re
 import threading
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._validation import check_float, check_int
 from .kernels.codes import (ACTIVATIONS, IDENTITY, NEEDS_PREACTIVATION, activation_code,
@@ -166,7 +170,7 @@ class Layer:
         return connect(self, inputs)
 
     @property
-    def trainable(self):
+    def trainable(self) -> bool:
         """False freezes the layer: fit and train_step leave its parameters (and their
         optimizer state) as they are, while gradients still flow through it to the layers
         before. Settable between fits (transfer learning: freeze a trained base, train a
@@ -174,7 +178,7 @@ class Layer:
         return getattr(self, "_trainable", True)
 
     @trainable.setter
-    def trainable(self, value):
+    def trainable(self, value: bool) -> None:
         if not isinstance(value, (bool, np.bool_)):
             raise TypeError(f"trainable of layer {self.name!r} must be True or False; got {value!r}")
         self._trainable = bool(value)
@@ -182,7 +186,7 @@ class Layer:
         _trainable_changes += 1  # models recompute which parameters they train
 
     @property
-    def output(self):
+    def output(self) -> Any:  # a fastmlp.graph.Node
         """The node this layer's call returned (Keras' ``layer.output``): for a sub-model
         ``fastmlp.Model(model.inputs, model.get_layer("hidden2").output)``, which shares the
         weights with `model`."""
@@ -197,49 +201,50 @@ class Layer:
         return node
 
     @property
-    def name(self):
+    def name(self) -> str:
         if getattr(self, "_name", None) is None:
             self._name = _unique_name(_snake(type(self).__name__))
         return self._name
 
     @name.setter
-    def name(self, value):
+    def name(self, value: Optional[str]) -> None:
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise TypeError(f"name must be a non-empty string; got {value!r}")
         self._name = value
 
-    def connect(self, widths):
+    def connect(self, widths: Sequence[int]) -> int:
         """Fix the input width(s) when called on node(s); return the output width."""
         return self.build(widths[0])
 
-    def build(self, in_features):
+    def build(self, in_features: int) -> int:
         """Fix the input size; return the output size."""
         raise NotImplementedError
 
-    def param_shapes(self):
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """{name: shape} of the trainable parameters, in order."""
         return {}
 
-    def state_shapes(self):
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """{name: shape} of the non-trainable state (e.g. running statistics), in order."""
         return {}
 
-    def scratch_shapes(self, first):
+    def scratch_shapes(self, first: bool) -> dict[str, tuple[bool, tuple[int, ...]]]:
         """{name: (per_row, shape)}: buffers a training step needs. per_row ones have a
         leading batch dimension (shape is then the rest)."""
         return {}
 
-    def initialize(self, params, state, rng):
+    def initialize(self, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
+                   rng: np.random.Generator) -> None:
         pass
 
-    def fixed_zeros(self):
+    def fixed_zeros(self) -> dict[str, tuple[int, ...]]:
         """{name: shape} of parameters the layer does without, which its kernels still take
         as constant zeros (a bias-free Dense: b = 0; its db is computed into a scratch array
         and never used). Not trained, not in get_weights, not saved."""
         return {}
 
     @property
-    def act(self):
+    def act(self) -> int:
         """The activation code the kernels run: the identity for a fused output activation."""
         if self._fused:
             return IDENTITY
@@ -250,13 +255,13 @@ class Layer:
             )
         return activation_code(self.activation)
 
-    def get_weights(self):
+    def get_weights(self) -> list[np.ndarray]:
         """This layer's weights as host copies: its parameters then its state (Dense:
         [W, b], W of shape (out, in); BatchNorm: [gamma, beta, running_mean, running_var])."""
         owner, slot = self._owned()
         return [owner._kernels.to_host(getattr(slot, n)) for n in self._weight_names()]
 
-    def set_weights(self, weights):
+    def set_weights(self, weights: Sequence[ArrayLike]) -> None:
         """Set this layer's weights from a list in get_weights' layout (shapes checked)."""
         owner, slot = self._owned()
         names = self._weight_names()
@@ -285,10 +290,10 @@ class Layer:
         return self._owner
 
     @property
-    def needs_preactivation(self):
+    def needs_preactivation(self) -> bool:
         return self.act in NEEDS_PREACTIVATION
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def __repr__(self):
@@ -309,8 +314,11 @@ class Dense(Layer):
 
     _HE = ("relu", "leaky_relu", "elu", "gelu", "softplus")
 
-    def __init__(self, in_features=None, out_features=None, activation="identity", *, units=None,
-                 name=None, use_bias=True, trainable=True):
+    def __init__(self, in_features: Optional[int] = None,
+                 out_features: Union[int, str, None] = None,
+                 activation: Optional[str] = "identity", *, units: Optional[int] = None,
+                 name: Optional[str] = None, use_bias: bool = True,
+                 trainable: bool = True) -> None:
         if isinstance(out_features, str):  # Dense(10, "softmax"): Keras' (units, activation)
             out_features, activation = None, out_features
         if units is not None:
@@ -330,7 +338,7 @@ class Dense(Layer):
             raise TypeError(f"use_bias must be True or False; got {use_bias!r}")
         self.use_bias = bool(use_bias)
 
-    def connect(self, widths):
+    def connect(self, widths: Sequence[int]) -> int:
         if self.in_features is None:
             self.in_features = widths[0]
         elif widths[0] != self.in_features:
@@ -340,10 +348,10 @@ class Dense(Layer):
             )
         return self.out_features
 
-    def build(self, in_features):
+    def build(self, in_features: int) -> int:
         return self.out_features
 
-    def param_shapes(self):
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
         if self.in_features is None:
             raise ValueError(f"layer {self.name!r} does not know its input size yet: call it on a "
                              "node or give Dense(in_features, out_features)")
@@ -351,10 +359,11 @@ class Dense(Layer):
             return {"W": (self.out_features, self.in_features)}
         return {"W": (self.out_features, self.in_features), "b": (self.out_features,)}
 
-    def fixed_zeros(self):
+    def fixed_zeros(self) -> dict[str, tuple[int, ...]]:
         return {} if self.use_bias else {"b": (self.out_features,)}
 
-    def initialize(self, params, state, rng):
+    def initialize(self, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
+                   rng: np.random.Generator) -> None:
         W = params["W"]
         fan_in, fan_out = self.in_features, self.out_features
         if self.activation in self._HE:
@@ -365,23 +374,26 @@ class Dense(Layer):
         if "b" in params:
             params["b"][...] = 0
 
-    def forward(self, k, A_in, A_out, Z, s, training):
+    def forward(self, k: Any, A_in: Any, A_out: Any, Z: Any, s: Any, training: bool) -> None:
         """A_out = f(A_in @ W.T + b); Z, where given, keeps the pre-activation for f'."""
         dense_forward(k, A_in, s.W, s.b, self.act, A_out, Z)
 
-    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
+    def backward(self, k: Any, delta: Any, A_in: Any, D_prev: Any, act_prev: int,
+                 delta_prev: Any, s: Any, acc_grads: bool = False,
+                 acc_delta: bool = False) -> None:
         """acc_grads: add to dW, db (a shared layer's later use); acc_delta: add to
         delta_prev (a producer feeding several consumers) -- both GEMMs with beta = 1."""
         dense_backward(k, delta, A_in, s.W, s.dW, s.db, D_prev, act_prev, delta_prev,
                        acc_grads, acc_delta)
 
-    def backward_sgd(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, lr, acc_delta=False):
+    def backward_sgd(self, k: Any, delta: Any, A_in: Any, D_prev: Any, act_prev: int,
+                     delta_prev: Any, s: Any, lr: float, acc_delta: bool = False) -> None:
         """backward, with plain SGD's update of W and b (learning rate lr) folded into it:
         no gradients are written (a graph Model's fit, see Model._plain_sgd_fuses); delta
         is scaled by -lr in place."""
         dense_backward_sgd(k, delta, A_in, s.W, s.b, lr, D_prev, act_prev, delta_prev, acc_delta)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = {"in_features": self.in_features, "out_features": self.out_features,
                   "activation": self.activation}
         if not self.use_bias:
@@ -400,11 +412,11 @@ class _SameWidth(Layer):
     """A layer whose output is as wide as its input (Dropout, Activation): its width is the
     input's; called again (shared), it must see the same width."""
 
-    def build(self, in_features):
+    def build(self, in_features: int) -> int:
         self.features = in_features
         return in_features
 
-    def connect(self, widths):
+    def connect(self, widths: Sequence[int]) -> int:
         _same_width(self, widths[0])
         return self.build(widths[0])
 
@@ -414,15 +426,15 @@ class Dropout(_SameWidth):
     scaled by 1 / (1 - p); in predict/evaluate it passes its input through. The masks come
     from the model's seeded generator, so a seed makes them reproducible."""
 
-    def __init__(self, p=0.5, *, name=None):
+    def __init__(self, p: float = 0.5, *, name: Optional[str] = None) -> None:
         self.p = check_float(p, "p", low=0, high=1, high_open=True)
         self.features = None
         self.name = name
 
-    def scratch_shapes(self, first):
+    def scratch_shapes(self, first: bool) -> dict[str, tuple[bool, tuple[int, ...]]]:
         return {"U": (True, (self.features,))}
 
-    def forward(self, k, A_in, A_out, Z, s, training):
+    def forward(self, k: Any, A_in: Any, A_out: Any, Z: Any, s: Any, training: bool) -> None:
         if training and self.p > 0:
             if not s.freeze_masks:  # gradcheck keeps one set of masks
                 k.fill_uniform(s.U, s.rng)
@@ -430,7 +442,9 @@ class Dropout(_SameWidth):
         else:
             k.activate(A_in, IDENTITY, A_out)
 
-    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
+    def backward(self, k: Any, delta: Any, A_in: Any, D_prev: Any, act_prev: int,
+                 delta_prev: Any, s: Any, acc_grads: bool = False,
+                 acc_delta: bool = False) -> None:
         if delta_prev is None:
             return
         if acc_delta:  # into scratch, then summed into delta_prev
@@ -439,7 +453,7 @@ class Dropout(_SameWidth):
         else:
             k.dropout_backward(delta, s.U, self.p, D_prev, act_prev, delta_prev)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"p": self.p}
 
 
@@ -454,8 +468,9 @@ class BatchNorm(Layer):
     ``Dense(784, 256), BatchNorm(256, activation="relu")``.
     """
 
-    def __init__(self, features=None, activation="identity", momentum=0.1, eps=1e-5, *, name=None,
-                 trainable=True):
+    def __init__(self, features: Optional[int] = None, activation: Optional[str] = "identity",
+                 momentum: float = 0.1, eps: float = 1e-5, *, name: Optional[str] = None,
+                 trainable: bool = True) -> None:
         self.features = None if features is None else check_int(features, "features")
         self.activation = check_activation(activation, allow_softmax=False)
         self.momentum = check_float(momentum, "momentum", low=0, high=1)
@@ -463,7 +478,7 @@ class BatchNorm(Layer):
         self.name = name
         self.trainable = trainable
 
-    def build(self, in_features):
+    def build(self, in_features: int) -> int:
         if self.features is not None and self.features != in_features:
             raise ValueError(
                 f"BatchNorm features must equal the previous layer's outputs ({in_features}); "
@@ -472,32 +487,33 @@ class BatchNorm(Layer):
         self.features = in_features
         return in_features
 
-    def connect(self, widths):
+    def connect(self, widths: Sequence[int]) -> int:
         try:
             return self.build(widths[0])
         except ValueError:
             raise ValueError(f"layer {self.name!r} (BatchNorm of {self.features} features) was "
                              f"called on a node of width {widths[0]}") from None
 
-    def param_shapes(self):
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"gamma": (self.features,), "beta": (self.features,)}
 
-    def state_shapes(self):
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"running_mean": (self.features,), "running_var": (self.features,)}
 
-    def scratch_shapes(self, first):
+    def scratch_shapes(self, first: bool) -> dict[str, tuple[bool, tuple[int, ...]]]:
         shapes = {"Xhat": (True, (self.features,)), "inv_std": (False, (self.features,))}
         if first:  # d loss / d input, computed by the kernel though nobody reads it
             shapes["dX"] = (True, (self.features,))
         return shapes
 
-    def initialize(self, params, state, rng):
+    def initialize(self, params: dict[str, np.ndarray], state: dict[str, np.ndarray],
+                   rng: np.random.Generator) -> None:
         params["gamma"][...] = 1
         params["beta"][...] = 0
         state["running_mean"][...] = 0
         state["running_var"][...] = 1
 
-    def forward(self, k, A_in, A_out, Z, s, training):
+    def forward(self, k: Any, A_in: Any, A_out: Any, Z: Any, s: Any, training: bool) -> None:
         out, act = (A_out, self.act) if Z is None else (Z, IDENTITY)
         if training:
             if A_in.shape[0] < 2:
@@ -513,7 +529,9 @@ class BatchNorm(Layer):
         if Z is not None:
             k.activate(Z, self.act, A_out)
 
-    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
+    def backward(self, k: Any, delta: Any, A_in: Any, D_prev: Any, act_prev: int,
+                 delta_prev: Any, s: Any, acc_grads: bool = False,
+                 acc_delta: bool = False) -> None:
         if delta_prev is None:
             delta_prev, D_prev, act_prev = s.dX, A_in, IDENTITY
         elif acc_delta:  # into scratch, then summed into delta_prev
@@ -527,7 +545,7 @@ class BatchNorm(Layer):
             k.add(s.dgamma.reshape(1, -1), dgamma.reshape(1, -1), s.dgamma.reshape(1, -1))
             k.add(s.dbeta.reshape(1, -1), dbeta.reshape(1, -1), s.dbeta.reshape(1, -1))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = {"features": self.features, "activation": self.activation,
                   "momentum": self.momentum, "eps": self.eps}
         if not self.trainable:
@@ -540,17 +558,19 @@ class Activation(_SameWidth):
     identity, relu, leaky_relu, elu, sigmoid, tanh, gelu, softplus, or softmax as a model's
     output (fused into cross_entropy)."""
 
-    def __init__(self, activation, *, name=None):
+    def __init__(self, activation: Optional[str], *, name: Optional[str] = None) -> None:
         self.activation = check_activation(activation)
         self.features = None
         self.name = name
 
-    def forward(self, k, A_in, A_out, Z, s, training):
+    def forward(self, k: Any, A_in: Any, A_out: Any, Z: Any, s: Any, training: bool) -> None:
         k.activate(A_in, self.act, A_out)
         if Z is not None:  # f' of gelu is taken from its input
             k.activate(A_in, IDENTITY, Z)
 
-    def backward(self, k, delta, A_in, D_prev, act_prev, delta_prev, s, acc_grads=False, acc_delta=False):
+    def backward(self, k: Any, delta: Any, A_in: Any, D_prev: Any, act_prev: int,
+                 delta_prev: Any, s: Any, acc_grads: bool = False,
+                 acc_delta: bool = False) -> None:
         """delta (this layer's, f' applied) is d loss / d A_in: passed on, times f'_prev."""
         if delta_prev is None:
             return
@@ -560,7 +580,7 @@ class Activation(_SameWidth):
             k.activate(delta, IDENTITY, delta_prev)
         k.activation_backward(D_prev, act_prev, delta_prev)
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {"activation": self.activation}
 
 
@@ -569,7 +589,7 @@ class _Merge(Layer):
 
     n_inputs = None
 
-    def __init__(self, *, name=None):
+    def __init__(self, *, name: Optional[str] = None) -> None:
         self.name = name
 
     def _check_inputs(self, widths):
@@ -577,7 +597,7 @@ class _Merge(Layer):
             raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs two or more "
                              f"inputs; got {len(widths)}")
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         return {}
 
 
@@ -589,14 +609,14 @@ class Add(_Merge):
     #: the inputs' width, once connected
     features = None
 
-    def connect(self, widths):
+    def connect(self, widths: Sequence[int]) -> int:
         self._check_inputs(widths)
         if len(set(widths)) != 1:
             raise ValueError(f"layer {self.name!r} (Add) needs inputs of one width; got widths {list(widths)}")
         self.features = widths[0]
         return widths[0]
 
-    def forward(self, k, A_ins, A_out):
+    def forward(self, k: Any, A_ins: Sequence[Any], A_out: Any) -> None:
         k.add(A_ins[0], A_ins[1], A_out)
         for A in A_ins[2:]:
             k.add(A_out, A, A_out)
@@ -610,7 +630,7 @@ class Concatenate(_Merge):
     #: the inputs' widths, once connected
     widths = None
 
-    def connect(self, widths):
+    def connect(self, widths: Sequence[int]) -> int:
         self._check_inputs(widths)
         self.widths = list(widths)
         return sum(widths)

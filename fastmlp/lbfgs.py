@@ -24,14 +24,21 @@ process's SciPy agreeing to the last bit. Every process ends with rank 0's weigh
 result; a divergence raises the same DivergenceError everywhere.
 """
 
+from __future__ import annotations
+
 import math
 import warnings
 from types import SimpleNamespace
+from typing import Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from ._typing import Inputs
 from ._validation import check_float, check_int
+from .distributed import MPI
 from .errors import DivergenceError
+from .model import Sequential
 from .sparse import csr_run, issparse
 
 __all__ = ["fit_lbfgs"]
@@ -220,8 +227,11 @@ def _minimize(model, X, T, w, *, l2=0.0, scale=1.0, max_iter=200, max_fun=15000,
         return result, curve
 
 
-def fit_lbfgs(model, X, y, *, max_iter=200, max_fun=15000, tol=1e-4, l2=0.0,
-              sample_weight=None, chunk_size=4096, verbose=False, distributed=None):
+def fit_lbfgs(model: Sequential, X: Inputs, y: ArrayLike, *, max_iter: int = 200,
+              max_fun: int = 15000, tol: float = 1e-4, l2: float = 0.0,
+              sample_weight: Optional[ArrayLike] = None, chunk_size: int = 4096,
+              verbose: bool = False,
+              distributed: Union[str, MPI, None] = None) -> SimpleNamespace:
     """Train `model` (a stack of Dense layers) on all of (X, y) with L-BFGS; returns a result.
 
     Minimises the model's loss over the data set -- its mean (weighted by `sample_weight`

@@ -7,10 +7,16 @@ one the file is. A file whose tag it cannot read is handed to the model reader, 
 says what is wrong with it.
 """
 
+from __future__ import annotations
+
 import os
+from typing import Union
 
 from . import io as fio
+from ._typing import Device, PathLike
 from .ensemble import ENSEMBLE_FORMAT, Ensemble
+from .graph import Model
+from .model import Sequential
 from .saving import load as load_model
 
 
@@ -24,7 +30,7 @@ def _format_tag(path):
         return None
 
 
-def load(path, device="auto"):
+def load(path: PathLike, device: Device = "auto") -> Union[Sequential, Model, Ensemble]:
     """Load a file saved by fastmlp on `device`: a model (``model.save(path)``), ready to
     predict or train, with its optimizer state and random generator; or an ensemble
     (``Ensemble.save(path)``), as ``Ensemble.load`` reads it.

@@ -9,7 +9,14 @@ The same definitions and layout as scikit-learn's functions of the same names (a
 no predictions has precision 0, one with no samples recall 0), without needing it.
 """
 
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Sequence, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+from ._typing import PathLike
 
 __all__ = ["confusion_matrix", "classification_report", "plot_confusion_matrix"]
 
@@ -44,7 +51,9 @@ def _check_pair(y_true, y_pred, labels):
     return y_true, y_pred, labels
 
 
-def confusion_matrix(y_true, y_pred, labels=None, normalize=None):
+def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, labels: Optional[ArrayLike] = None,
+                     normalize: Optional[Literal["true", "pred", "all"]] = None
+                     ) -> np.ndarray:
     """C[i, j] = number of samples of true class labels[i] predicted as labels[j] (int64).
 
     labels: the classes, in the order of the rows and columns (default: every label seen in
@@ -89,8 +98,10 @@ def _scores(y_true, y_pred, labels):
     return tp, predicted, precision, recall, f1, support
 
 
-def classification_report(y_true, y_pred, labels=None, target_names=None, digits=2,
-                          output_dict=False):
+def classification_report(y_true: ArrayLike, y_pred: ArrayLike,
+                          labels: Optional[ArrayLike] = None,
+                          target_names: Optional[Sequence[Any]] = None, digits: int = 2,
+                          output_dict: bool = False) -> Union[str, dict[str, Any]]:
     """Precision, recall, F1 and support of each class, with accuracy, macro and weighted
     averages: a text table as scikit-learn prints it, or a dict (output_dict=True)."""
     if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) or digits < 0:
@@ -145,7 +156,9 @@ def classification_report(y_true, y_pred, labels=None, target_names=None, digits
     return "\n".join(lines) + "\n"
 
 
-def plot_confusion_matrix(C, labels=None, path=None, normalize=False, title="confusion matrix"):
+def plot_confusion_matrix(C: ArrayLike, labels: Optional[Sequence[Any]] = None,
+                          path: Optional[PathLike] = None, normalize: bool = False,
+                          title: str = "confusion matrix") -> Any:
     """Draw a confusion matrix (from confusion_matrix) as a heat map with the counts written
     in; normalize=True shows each row as fractions. Saves to `path` when given; returns the
     matplotlib Figure (the ``plot`` extra; pyplot is not used, no window opens)."""

@@ -10,6 +10,10 @@ scaled down to that global L2 norm before the update (``torch.nn.utils.clip_grad
 ``lr`` may be changed between steps (the learning-rate schedules in fastmlp.callbacks do).
 """
 
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
 import numpy as np
 
 from ._validation import check_float
@@ -26,11 +30,13 @@ class Optimizer:
 
     state_names = ()
 
-    def __init__(self, lr, clip_norm=None):
+    def __init__(self, lr: float, clip_norm: Optional[float] = None) -> None:
         self.lr = check_float(lr, "lr", low=0, low_open=True)
         self.clip_norm = None if clip_norm is None else check_float(clip_norm, "clip_norm", low=0, low_open=True)
 
-    def init_state(self, size, dtype, zeros=np.zeros, segments=None, write=None):
+    def init_state(self, size: int, dtype: Any, zeros: Callable[..., Any] = np.zeros,
+                   segments: Optional[np.ndarray] = None,
+                   write: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
         """Fresh state: zero arrays (one per name in `state_names`, made by `zeros`, the
         backend's allocator; `write(dst, host)`, the backend's copy, fills others) and the
         step count. `segments` are the boundaries of the parameter tensors in the flat
@@ -40,7 +46,8 @@ class Optimizer:
         state["step"] = 0
         return state
 
-    def update(self, kernels, p, g, state, runs=None):
+    def update(self, kernels: Any, p: Any, g: Any, state: dict[str, Any],
+               runs: Optional[Sequence[tuple[int, int]]] = None) -> None:
         """One step: the update kernel over the flat parameters `p` with gradients `g`.
 
         runs: None (every parameter), or the (lo, hi) ranges of the trainable parameters;
@@ -62,7 +69,7 @@ class Optimizer:
     def _apply(self, kernels, p, g, state):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = self._config()
         if self.clip_norm is not None:
             config["clip_norm"] = self.clip_norm
@@ -98,7 +105,8 @@ class SGD(Optimizer):
 
     state_names = ("momentum_buffer",)
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None):
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, clip_norm: Optional[float] = None) -> None:
         super().__init__(lr, clip_norm)
         self.momentum = check_float(momentum, "momentum", low=0, high=1)  # [0, 1]: scikit-learn's
         self.nesterov = _check_bool(nesterov, "nesterov")
@@ -127,8 +135,9 @@ class Adam(Optimizer):
 
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                 decoupled=True, amsgrad=False, clip_norm=None):
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0, decoupled: bool = True,
+                 amsgrad: bool = False, clip_norm: Optional[float] = None) -> None:
         super().__init__(lr, clip_norm)
         self.beta1 = check_float(beta1, "beta1", low=0, high=1, high_open=True)
         self.beta2 = check_float(beta2, "beta2", low=0, high=1, high_open=True)
@@ -154,8 +163,9 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """``torch.optim.AdamW``: Adam with decoupled weight decay, 0.01 by default."""
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01,
-                 amsgrad=False, clip_norm=None):
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01, amsgrad: bool = False,
+                 clip_norm: Optional[float] = None) -> None:
         super().__init__(lr, beta1, beta2, eps, weight_decay, decoupled=True, amsgrad=amsgrad,
                          clip_norm=clip_norm)
 
@@ -175,8 +185,9 @@ class RMSprop(Optimizer):
 
     state_names = ("square_avg", "grad_avg", "momentum_buffer")
 
-    def __init__(self, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, clip_norm=None):
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+                 clip_norm: Optional[float] = None) -> None:
         super().__init__(lr, clip_norm)
         self.alpha = check_float(alpha, "alpha", low=0, high=1)
         self.eps = check_float(eps, "eps", low=0, low_open=True)
@@ -206,8 +217,9 @@ class Adagrad(Optimizer):
 
     state_names = ("sum",)
 
-    def __init__(self, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10, clip_norm=None):
+    def __init__(self, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10,
+                 clip_norm: Optional[float] = None) -> None:
         super().__init__(lr, clip_norm)
         self.lr_decay = check_float(lr_decay, "lr_decay", low=0)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
@@ -215,7 +227,9 @@ class Adagrad(Optimizer):
                                                      "initial_accumulator_value", low=0)
         self.eps = check_float(eps, "eps", low=0, low_open=True)
 
-    def init_state(self, size, dtype, zeros=np.zeros, segments=None, write=None):
+    def init_state(self, size: int, dtype: Any, zeros: Callable[..., Any] = np.zeros,
+                   segments: Optional[np.ndarray] = None,
+                   write: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
         state = super().init_state(size, dtype, zeros, segments, write)
         if self.initial_accumulator_value:
             host = np.full(size, self.initial_accumulator_value, dtype)
@@ -244,14 +258,18 @@ class LAMB(Optimizer):
 
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0, clip_norm=None):
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-6, weight_decay: float = 0.0,
+                 clip_norm: Optional[float] = None) -> None:
         super().__init__(lr, clip_norm)
         self.beta1 = check_float(beta1, "beta1", low=0, high=1, high_open=True)
         self.beta2 = check_float(beta2, "beta2", low=0, high=1, high_open=True)
         self.eps = check_float(eps, "eps", low=0, low_open=True)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0)
 
-    def init_state(self, size, dtype, zeros=np.zeros, segments=None, write=None):
+    def init_state(self, size: int, dtype: Any, zeros: Callable[..., Any] = np.zeros,
+                   segments: Optional[np.ndarray] = None,
+                   write: Optional[Callable[..., Any]] = None) -> dict[str, Any]:
         state = super().init_state(size, dtype, zeros, segments, write)
         segments = np.array([0, size] if segments is None else segments, np.int64)
         if segments.ndim != 1 or segments[0] != 0 or segments[-1] != size or (np.diff(segments) < 0).any():

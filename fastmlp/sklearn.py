@@ -137,12 +137,19 @@ training loops (the epoch runner ``_Epochs``, scikit-learn's stopping rules, L-B
 ``_sklearn_params.py`` the parameter checks, ``_sklearn_compat.py`` the scikit-learn imports.
 """
 
+from __future__ import annotations
+
+from typing import Any, Literal, Optional, Sequence, Union
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._sklearn_compat import (ClassifierMixin, RegressorMixin, _validate_data, accuracy_score,
                               available_if, check_classification_targets, column_or_1d,
                               r2_score, type_of_target, unique_labels, xlogy)
-from ._sklearn_base import _BaseMLP
+from ._sklearn_base import _BaseMLP, _Est
+from ._typing import Device, Inputs
+from .distributed import MPI
 from .sparse import issparse
 from ._sklearn_solvers import _Epochs  # noqa: F401 - the epoch runner (fastmlp.distributed's docs)
 
@@ -250,7 +257,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, np.searchsorted(self.classes_, y).astype(np.int64)
 
     @available_if(lambda est: est._partial_fit_available())
-    def partial_fit(self, X, y, sample_weight=None, classes=None):
+    def partial_fit(self: _Est, X: Inputs, y: ArrayLike, sample_weight: Optional[ArrayLike] = None,
+                    classes: Optional[ArrayLike] = None) -> _Est:
         """One iteration (epoch) over (X, y); `classes` (all the labels) on the first call.
 
         Only for the stochastic solvers ('sgd', 'adam'), as in scikit-learn."""
@@ -305,18 +313,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return np.column_stack([1 - p, p])
         return P
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: Inputs) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order
         (for multilabel targets: each label's probability, shape (n_samples, n_labels))."""
         return self._proba(self._check_X(X))
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: Inputs) -> np.ndarray:
         """log(predict_proba(X))."""
         P = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(P, out=P)
 
-    def predict(self, X):
+    def predict(self, X: Inputs) -> np.ndarray:
         """Predicted labels (from ``classes_``); a 0/1 matrix for multilabel targets."""
         P = self.predict_proba(X)
         if self._multilabel:  # int64, as scikit-learn's (a CSR matrix when y was sparse)
@@ -356,13 +364,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     >>> reg.fit(X, y).score(X_test, y_test)          # doctest: +SKIP
     """
 
-    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device="auto", dtype="auto", distributed=None):
+    def __init__(self, loss: Literal["squared_error", "poisson"] = "squared_error",
+                 hidden_layer_sizes: Union[int, Sequence[int]] = (100,),
+                 activation: str = "relu", *, solver: Literal["sgd", "adam", "lbfgs"] = "adam",
+                 alpha: float = 0.0001, batch_size: Union[int, Literal["auto"]] = "auto",
+                 learning_rate: Literal["constant", "invscaling", "adaptive"] = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int = 10, max_fun: int = 15000,
+                 device: Device = "auto", dtype: Literal["auto", "float32", "float64"] = "auto",
+                 distributed: Union[str, MPI, None] = None) -> None:
         # the list repeats _BaseMLP's: scikit-learn's get_params reads each class's own signature
         self.loss = loss
         super().__init__(
@@ -424,7 +438,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y.astype(np.float32 if X.dtype == np.float32 else np.float64, copy=False)
 
     @available_if(lambda est: est._partial_fit_available())
-    def partial_fit(self, X, y, sample_weight=None):
+    def partial_fit(self: _Est, X: Inputs, y: ArrayLike,
+                    sample_weight: Optional[ArrayLike] = None) -> _Est:
         """One iteration (epoch) over (X, y), continuing from the current weights (only for
         the stochastic solvers 'sgd' and 'adam', as in scikit-learn)."""
         return self._fit(X, y, sample_weight, incremental=True)
@@ -442,7 +457,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         # r2_score's own errors (e.g. validation weights all 0) are raised, as there
         return r2_score(T_val, out, sample_weight=w_val)
 
-    def predict(self, X):
+    def predict(self, X: Inputs) -> np.ndarray:
         """Predicted values: shape (n_samples,) for one output, (n_samples, n_outputs) else
         (for loss='poisson', the predicted means exp(network output))."""
         X = self._check_X(X)
