@@ -456,12 +456,19 @@ class _Network(_Training, _Inference, _Inspection):
         nothing between them): what a file holds. theta may also span parameters of layers
         other models use (see _allocate_parameters), so _opt_state may be longer."""
         k = self._kernels
+        sizes = [math.prod(shape) for _, _, shape in self._param_shapes]
+        # the usual case: theta holds this model's parameters only, in order (no copy)
+        in_order = list(self._param_offsets) == list(np.cumsum([0] + sizes[:-1])) \
+            and sum(sizes) == self._theta.size
         with self._guard.step_lock:
             out = {}
             for name in self.optimizer.state_names:
                 full = k.to_host(self._opt_state[name])
-                parts = [full[offset : offset + math.prod(shape)]
-                         for (_, _, shape), offset in zip(self._param_shapes, self._param_offsets)]
+                if in_order and full.shape == (sum(sizes),):
+                    out[name] = full
+                    continue
+                parts = [full[offset : offset + size]
+                         for size, offset in zip(sizes, self._param_offsets)]
                 out[name] = np.concatenate(parts) if parts else full[:0].copy()
             return out
 
