@@ -170,12 +170,13 @@ def check_X(X, n_features=None, name="X", dtype=None):
 
     Higher-dimensional input (images) is flattened to (n_samples, prod(rest)). An array of
     a dtype the kernels read (floats, ints, uint8...) is returned without copying where it
-    is C-contiguous; a view of a file (a memmap's column slice, labels in column 0) as the
-    view it is, which predict, evaluate and fit read a batch of rows at a time (see
-    ``reads_directly``); a view in memory is copied C-contiguous (at most the size of what
-    it views, and fit then gathers its rows faster). Others (bool, float16, longdouble) are
-    converted to `dtype`, the model's. Values must fit in `dtype`; the check reads X in
-    chunks of rows.
+    is C-contiguous; a view whose rows are contiguous (a column slice ``X[:, 1:]``, labels in
+    column 0; every other row) and any view of a file (a memmap's) as the view it is, which
+    predict, evaluate and fit read a batch of rows at a time (see ``reads_directly``), so
+    memory does not grow with X. An array whose rows are themselves strided (Fortran order,
+    a column step) is copied C-contiguous: gathering its rows a batch at a time would read
+    every value from another cache line. Others (bool, float16, longdouble) are converted
+    to `dtype`, the model's. Values must fit in `dtype`; the check reads X in chunks of rows.
     """
     from .sparse import check_sparse_X, issparse
 
@@ -195,9 +196,15 @@ def check_X(X, n_features=None, name="X", dtype=None):
     check_finite(arr, name, dtype)
     if arr.dtype not in _KERNEL_DTYPES:
         return np.ascontiguousarray(arr, dtype=dtype or np.float64)
-    if not arr.flags.c_contiguous and _in_a_file(arr):  # a memmap's column slice...: read a
-        return arr  # batch of rows at a time where it is used, never copied whole
+    if not arr.flags.c_contiguous and (_in_a_file(arr) or _rows_contiguous(arr)):
+        return arr  # read a batch of rows at a time where it is used, never copied whole
     return np.ascontiguousarray(arr)
+
+
+def _rows_contiguous(arr):
+    """Whether each row of the 2-D array `arr` lies contiguous in memory (a column slice of
+    a C-ordered array, or every k-th row of one), rows in increasing order."""
+    return arr.ndim == 2 and arr.strides[1] == arr.itemsize and arr.strides[0] > 0
 
 
 def _whole(arr):

@@ -79,6 +79,17 @@ assert P.shape == (X.shape[0], 10)
     _assert_bounded(result)
 
 
+def test_an_in_memory_column_slice_reads_batch_by_batch_too(big_file):
+    """The same table loaded into memory: predict, evaluate and fit on its column slice
+    never copy the slice whole (only the base array is in the baseline)."""
+    result = run_bounded(_setup(big_file, opened="np.array(np.load(PATH, mmap_mode='r'))"), """
+assert model.predict(X).shape == (X.shape[0],)
+assert np.isfinite(model.evaluate(X, y)["loss"])
+assert np.isfinite(model.fit(X, y, epochs=1, batch_size=256, verbose=0).history["loss"][0])
+""", limit_mb=LIMIT_MB)
+    _assert_bounded(result)
+
+
 def test_evaluate_on_a_memmap_column_slice_reads_batch_by_batch(big_file):
     result = run_bounded(_setup(big_file), """
 scores = model.evaluate(X, y)
@@ -130,12 +141,28 @@ def small_file(tmp_path_factory):
     return _write(tmp_path_factory.mktemp("views") / "small.npy", 3000, np.float32, cols=41)
 
 
-def test_check_X_keeps_a_view_of_a_file_and_copies_one_in_memory(small_file):
+def test_check_X_keeps_views_whose_rows_are_contiguous_and_copies_strided_rows(small_file):
     mm = np.load(small_file, mmap_mode="r")
     X = check_X(mm[:, 1:])
     assert not X.flags.c_contiguous and np.shares_memory(X, mm)
-    assert check_X(np.array(mm)[:, 1:]).flags.c_contiguous  # in memory: copied, as before
+    in_memory = np.array(mm)
+    X = check_X(in_memory[:, 1:])  # a column slice in memory is never copied whole either
+    assert not X.flags.c_contiguous and np.shares_memory(X, in_memory)
+    assert np.shares_memory(check_X(in_memory[::3]), in_memory)  # every third row
+    assert check_X(np.asfortranarray(in_memory)).flags.c_contiguous  # strided rows: copied
+    assert check_X(in_memory[:, ::2]).flags.c_contiguous
     assert check_X(mm).base is not None and np.shares_memory(check_X(mm), mm)
+
+
+def test_an_in_memory_column_slice_gives_the_results_of_a_contiguous_copy(small_file):
+    table = np.array(np.load(small_file, mmap_mode="r"))
+    view, y = table[:, 1:], table[:, 0]
+    a, b = _model(optimizer="sgd", width=40), _model(optimizer="sgd", width=40)
+    a.fit(view, y, epochs=1, batch_size=64, verbose=0)
+    b.fit(np.ascontiguousarray(view), y, epochs=1, batch_size=64, verbose=0)
+    for u, v in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(u, v)
+    np.testing.assert_array_equal(a.predict_proba(view), b.predict_proba(np.ascontiguousarray(view)))
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "momentum"])
