@@ -141,9 +141,9 @@ class _Inference:
                  sample_weight: Optional[ArrayLike] = None, verbose: int = 0,
                  return_dict: bool = False) -> Union[Evaluation, dict[str, float]]:
         """The mean loss and the metrics: "accuracy" (classification; "binary_accuracy" for
-        several sigmoid outputs) or "mae" and "r2" (mse), as an ``Evaluation``: a dict
-        (``result["accuracy"]``) that unpacks as Keras' list (``loss, acc = result``: loss
-        first, then the metrics). ``return_dict=True`` gives a plain dict; ``verbose=1``
+        several sigmoid outputs) or "mae" and "r2" (mse), as an ``Evaluation``: Keras' list
+        (``loss, acc = result``: loss first, then the metrics) that reads by name too
+        (``result["accuracy"]``, ``dict(result)``). ``return_dict=True`` gives a plain dict; ``verbose=1``
         prints the line ``loss: ... - accuracy: ...``."""
         batch_size = check_int(batch_size, "batch_size")
         verbose = check_verbose(verbose)

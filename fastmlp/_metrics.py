@@ -4,25 +4,58 @@ binary_accuracy for multi-label outputs, MAE and R^2 for regression."""
 import numpy as np
 
 
-class Evaluation(dict):
-    """What ``evaluate`` returns: the loss and each metric by name, a dict that also unpacks
-    as Keras' list, loss first and then the metrics in the order fit logs them:
+class Evaluation(tuple):
+    """What ``evaluate`` returns: Keras' list (the loss, then the metrics in the order fit
+    logs them) whose values can also be read by name:
 
-        result = model.evaluate(X, y)      # {'loss': 0.08, 'accuracy': 0.97}
-        result["accuracy"]                 # read as a dict: keys(), items(), "loss" in result
+        result = model.evaluate(X, y)      # Evaluation(loss=0.08, accuracy=0.97)
         loss, accuracy = result            # unpacked as Keras' list: the numbers
+        result["accuracy"]                 # by name; result.keys(), .items(), dict(result)
 
-    Iterating over it gives the values, as iterating over Keras' list does (so unpacking
-    never gives the names); the names are ``result.keys()``. ``evaluate(return_dict=True)``
-    gives a plain dict."""
+    A sequence of numbers, never of names: unpacking, iterating, ``pytest.approx`` and
+    ``np.asarray`` see the values. ``"loss" in result`` asks for a name; ``dict(result)``
+    and ``{**result}`` give the dict; ``evaluate(return_dict=True)`` gives it directly."""
 
-    __slots__ = ()
+    def __new__(cls, scores):
+        self = super().__new__(cls, [float(v) for v in scores.values()])
+        self._names = tuple(scores)
+        return self
 
-    def __iter__(self):
-        return iter(self.values())
+    def keys(self):
+        return list(self._names)
+
+    def values(self):
+        return list(tuple.__iter__(self))
+
+    def items(self):
+        return list(zip(self.keys(), self.values()))
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self.keys().index(key))
+            except ValueError:
+                raise KeyError(f"{key!r}: evaluate gave {self.keys()}") from None
+        return tuple.__getitem__(self, key)
+
+    def get(self, key, default=None):
+        return self[key] if key in self.keys() else default
+
+    def __contains__(self, key):
+        return key in self.keys() if isinstance(key, str) else tuple.__contains__(self, key)
+
+    def __eq__(self, other):
+        if isinstance(other, dict):
+            return dict(self.items()) == other
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        return not self == other
+
+    __hash__ = tuple.__hash__
 
     def __repr__(self):
-        return f"Evaluation({dict.__repr__(self)})"
+        return "Evaluation(" + ", ".join(f"{k}={v!r}" for k, v in self.items()) + ")"
 
     def __reduce__(self):
         return (type(self), (dict(self.items()),))

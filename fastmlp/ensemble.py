@@ -130,7 +130,7 @@ class Ensemble:
                  return_dict: bool = False) -> Union[Evaluation, dict[str, float]]:
         """The mean loss of the ensemble's probabilities (the mean output for mse) and the
         accuracy of predict (or "mae", "r2" for regression), as a model's evaluate gives
-        them (a dict that unpacks as Keras' list; ``return_dict=True``: a plain dict)."""
+        them (Keras' list, readable by name; ``return_dict=True``: a plain dict)."""
         verbose = check_verbose(verbose)
         self._warn_untrained()
         return evaluation(self._evaluate(X, y, batch_size), return_dict, verbose)

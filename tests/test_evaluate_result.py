@@ -27,20 +27,34 @@ def test_unpacking_gives_the_loss_then_the_metrics(trained):
     assert loss == result["loss"] and accuracy == result["accuracy"]
     assert accuracy == pytest.approx(np.mean(model.predict(X) == y))
     assert list(result) == [loss, accuracy] and list(result.keys()) == ["loss", "accuracy"]
+    assert result[0] == loss and result[-1] == accuracy
     (mse_loss, mae, r2) = fm.MLP([4, 5, 1], loss="mse", seed=0).evaluate(X, y.astype(float))
     assert all(isinstance(v, float) for v in (mse_loss, mae, r2))
 
 
-def test_it_reads_as_the_dict_it_is(trained):
+def test_it_reads_by_name_and_converts_to_a_dict(trained):
     model, X, y = trained
     result = model.evaluate(X, y)
-    assert isinstance(result, dict) and "loss" in result and "val_loss" not in result
+    assert "loss" in result and "val_loss" not in result and result.get("val_loss") is None
     assert dict(result) == {"loss": result["loss"], "accuracy": result["accuracy"]}
-    assert {**result} == dict(result.items())
-    assert json.loads(json.dumps(result)) == dict(result)
+    assert {**result} == dict(result.items()) == result  # equal to the dict it names
+    assert json.loads(json.dumps(dict(result))) == dict(result)
+    assert json.loads(json.dumps(result)) == list(result)  # as Keras' list
     again = pickle.loads(pickle.dumps(result))
-    assert type(again) is type(result) and again == result
-    assert repr(result).startswith("Evaluation({'loss': ")
+    assert type(again) is type(result) and again == result and again.keys() == result.keys()
+    assert repr(result).startswith("Evaluation(loss=")
+    with pytest.raises(KeyError, match="evaluate gave"):
+        result["acc"]
+
+
+def test_generic_sequence_code_sees_the_numbers(trained):
+    """pytest.approx, NumPy and zip see the values, as for Keras' list: nothing that
+    iterates over the result gets the names."""
+    model, X, y = trained
+    result = model.evaluate(X, y)
+    assert result == pytest.approx(model.evaluate(X, y))
+    np.testing.assert_array_equal(np.asarray(result), [result["loss"], result["accuracy"]])
+    assert dict(zip(["l", "a"], result)) == {"l": result["loss"], "a": result["accuracy"]}
 
 
 def test_return_dict_and_verbose(trained, capsys):
