@@ -15,11 +15,15 @@ from typing import Any, Literal, Optional, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import io as fio
+from ._atomic import atomic_write
 from ._metrics import Evaluation, evaluation
 from ._typing import Device, Inputs, PathLike
 from ._validation import check_choice, check_int, check_verbose
 from .callbacks import History
+from .kernels import backend
 from .model import _Network
+from .saving import read_model, to_bytes
 
 
 #: the format tag and version of the ensemble file (``Ensemble.save``)
@@ -161,9 +165,6 @@ class Ensemble:
     def save(self, path: PathLike) -> None:
         """One .npz holding the ensemble's settings and each member's model file (as bytes),
         written atomically; ``Ensemble.load`` or ``fastmlp.load`` reads it back."""
-        from ._atomic import atomic_write
-        from .saving import to_bytes
-
         config = {"format": ENSEMBLE_FORMAT, "format_version": _FORMAT_VERSION,
                   "voting": self.voting,
                   "bootstrap": self.bootstrap, "seed": self.seed, "members": len(self.members)}
@@ -180,10 +181,6 @@ class Ensemble:
         model file (no pickle, every size checked before anything is read) and so is each
         member's model file, read in place from the ensemble file. A missing file raises
         FileNotFoundError; a bad one a ValueError naming the file (and the member)."""
-        from . import io as fio
-        from .kernels import backend
-        from .saving import read_model
-
         backend(device)  # a bad device name fails here, not as a complaint about the file
         path = os.fspath(path)
         with open(path, "rb") as f:

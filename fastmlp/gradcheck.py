@@ -45,10 +45,13 @@ from typing import Literal, Optional, Union
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import io as fio
+from ._network import _Network
 from ._typing import Inputs
 from ._validation import check_float
 from .graph import Model
 from .model import Sequential
+from .saving import from_bytes, to_config
 from .sparse import issparse
 
 #: entries checked per parameter array by default
@@ -107,8 +110,6 @@ def gradcheck(model: Union[Sequential, Model], X: Inputs, y: ArrayLike,
     measured, e.g. "worst relative error over 510 sampled parameters of 235146, float64:
     7.2e-10 (in hidden1.W)" (the README's 784-256-128-10 network, 100 per array).
     """
-    from ._network import _Network
-
     if not isinstance(model, _Network):
         hint = (" (a scikit-learn estimator's network, once fitted, is its model_)"
                 if hasattr(type(model), "fit") else "")
@@ -188,9 +189,6 @@ def _float64_twin(model):
     statistics, the random generator's state) through the model-file round trip, the dtype
     set to float64. Taken under the model's training guard: a model another thread trains
     raises a RuntimeError, as fit would."""
-    from . import io as fio
-    from .saving import from_bytes, to_config
-
     with model._guard.training("gradcheck"):
         config, weights, optimizer_state = to_config(model)
     buf = io.BytesIO()

@@ -160,7 +160,7 @@ class _Archive:
         dtype = np.dtype(dtype)
         if dtype.hasobject:
             raise _Invalid(f"the array {key!r} holds Python objects (dtype {dtype}); "
-                           "model files hold numbers only")
+                           "fastmlp files hold numbers only (objects would need unpickling)")
         if dtype.fields is not None or dtype.subdtype is not None or dtype.kind not in "biufU":
             raise _Invalid(f"the array {key!r} has the unsupported dtype {dtype}")
         header_len = f.tell()
